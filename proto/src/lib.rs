@@ -1,0 +1,37 @@
+//! `nadi-proto`: the wire contract shared by every Nadi process and client.
+//!
+//! - [`controller::v1`] and [`segment::v1`]: generated tonic/prost code of the versioned gRPC
+//!   packages `nadi.controller.v1` and `nadi.segment.v1` (the `.proto` files under `proto/` are
+//!   the documented source of truth; the Java connector generates from the same files).
+//! - [`SegmentId`]: the packed `(epoch << 32) | number` segment id, and [`names`]: scope, stream
+//!   and qualified segment names.
+//! - [`routing`]: the one stable hash from routing keys to the key space `[0, 1)`.
+//! - [`framing`]: how events are framed inside a segment, and the maximum event size.
+//! - [`errors`]: stable error codes carried in gRPC status details.
+
+pub mod errors;
+pub mod framing;
+pub mod ids;
+pub mod names;
+pub mod routing;
+
+pub use errors::ErrorCode;
+pub use ids::SegmentId;
+
+/// Generated code of `nadi.controller.v1`.
+pub mod controller {
+    /// Version 1 of the controller API.
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("nadi.controller.v1");
+    }
+}
+
+/// Generated code of `nadi.segment.v1`.
+pub mod segment {
+    /// Version 1 of the segment store data plane.
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("nadi.segment.v1");
+    }
+}

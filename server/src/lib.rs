@@ -1,0 +1,8 @@
+//! `nadi-server`: the segment store and the `nadi` binary.
+//!
+//! Where an append goes: gRPC [`service`] → [`store::SegmentStore`] picks the segment's
+//! [`container`] by a stable hash of its name → the container's writer task batches operations
+//! into one record of its Tier-1 [`log`] (group commit), syncs it, updates the container's
+//! metadata and read index, and only then acknowledges.
+
+pub mod log;
