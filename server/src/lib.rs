@@ -6,3 +6,6 @@
 //! metadata and read index, and only then acknowledges.
 
 pub mod log;
+pub mod container;
+pub mod error;
+pub mod ops;

@@ -20,13 +20,11 @@
 //! are a torn tail (a batch cut short by a crash) and are zeroed.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::RwLock;
 
@@ -102,13 +100,14 @@ struct Files {
 }
 
 impl LogReader for Files {
-    fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError> {
+    fn read_into(&self, addr: LogAddress, len: usize, out: &mut Vec<u8>) -> Result<(), LogError> {
         let file = self.by_seq.read().get(&addr.file).cloned().ok_or(LogError::OutOfRange { addr, len })?;
         let end = addr.pos.checked_add(len as u64).ok_or(LogError::OutOfRange { addr, len })?;
         if end > file.len {
             return Err(LogError::OutOfRange { addr, len });
         }
-        Ok(Bytes::copy_from_slice(&file.bytes()[addr.pos as usize..end as usize]))
+        out.extend_from_slice(&file.bytes()[addr.pos as usize..end as usize]);
+        Ok(())
     }
 }
 

@@ -91,7 +91,7 @@ impl LogWriter for MemLog {
 }
 
 impl LogReader for MemLog {
-    fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError> {
+    fn read_into(&self, addr: LogAddress, len: usize, out: &mut Vec<u8>) -> Result<(), LogError> {
         let inner = self.inner.lock();
         let out_of_range = || LogError::OutOfRange { addr, len };
         let (_, payload) = inner.records.get(addr.file as usize).ok_or_else(out_of_range)?;
@@ -100,6 +100,7 @@ impl LogReader for MemLog {
         if end > payload.len() {
             return Err(out_of_range());
         }
-        Ok(payload.slice(start..end))
+        out.extend_from_slice(&payload[start..end]);
+        Ok(())
     }
 }

@@ -260,9 +260,17 @@ pub trait LogWriter: Send + 'static {
 
 /// The reading side of a log, shared by any number of reader tasks.
 pub trait LogReader: Send + Sync + fmt::Debug + 'static {
-    /// Copies `len` bytes starting at `addr`. Callers must only read bytes of durable records
-    /// (the container publishes lengths only after `sync`), so reads never race with writes.
-    fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError>;
+    /// Appends `len` bytes starting at `addr` to `out`. Callers must only read bytes of durable
+    /// records (the container publishes lengths only after `sync`), so reads never race with
+    /// writes. On error nothing is appended.
+    fn read_into(&self, addr: LogAddress, len: usize, out: &mut Vec<u8>) -> Result<(), LogError>;
+
+    /// Copies `len` bytes starting at `addr`.
+    fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError> {
+        let mut out = Vec::with_capacity(len);
+        self.read_into(addr, len, &mut out)?;
+        Ok(out.into())
+    }
 }
 
 #[cfg(test)]

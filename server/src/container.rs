@@ -1,0 +1,702 @@
+//! A segment container: a set of segments sharing one Tier-1 log and one writer thread.
+//!
+//! Every mutation (create, append, seal, delete) is a [`Request`] sent over a bounded channel to
+//! the container's writer thread, which does group commit:
+//!
+//! ```text
+//!  requests ──► [bounded channel] ──► writer thread:
+//!                                       1. take every queued request (up to ~4 MiB)
+//!                                       2. validate against the *written* state, encode into
+//!                                          one batch payload
+//!                                       3. log.append(batch) + log.sync()   (one msync)
+//!                                       4. apply to the *durable* state (what readers see),
+//!                                          wake tail readers, answer every request
+//! ```
+//!
+//! Two views are kept apart on purpose:
+//! - the writer's private [`Written`] state (lengths, sealed flags, writer event numbers including
+//!   records not yet synced), used only to validate and order new requests;
+//! - the shared [`Durable`] state behind a lock: lengths, sealed flags, writer event numbers and
+//!   the read index, updated only after `sync`. Readers and `info` look only at this, so nothing
+//!   is ever served or acknowledged before it is durable.
+//!
+//! A failed `sync` aborts the process: after a failed fsync the kernel may have dropped the
+//! dirty pages, so the log's contents are unknown and continuing could acknowledge lost data
+//! (the PostgreSQL "fsyncgate" lesson; Neon's safekeeper does the same).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::StoreError;
+use crate::log::file::{FileLog, FileLogOptions};
+use crate::log::{Corruption, LogAddress, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord};
+use crate::ops::{self, Op};
+
+/// Largest payload of one append batch (many events), in bytes.
+pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// The writer thread stops gathering requests into one record past this many bytes.
+const GROUP_COMMIT_BYTES: usize = 4 * 1024 * 1024;
+/// Requests queued per container before senders wait (backpressure).
+const QUEUE_DEPTH: usize = 1024;
+
+/// Result of a durable append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    /// Every event of the writer numbered up to this is durable.
+    pub last_event_number: i64,
+    /// The durable length of the segment after this append.
+    pub segment_length: u64,
+}
+
+/// A point-in-time view of a segment, as durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub name: String,
+    pub start_offset: u64,
+    pub length: u64,
+    pub sealed: bool,
+    pub writers: Vec<(String, i64)>,
+}
+
+/// A chunk of a segment returned by a read.
+#[derive(Debug, Clone)]
+pub struct ReadChunk {
+    pub offset: u64,
+    /// Whole framed events starting at `offset`. Empty at the tail.
+    pub data: Bytes,
+    /// The segment is sealed and this chunk reaches its end.
+    pub end_of_segment: bool,
+    pub segment_length: u64,
+}
+
+/// A mutation for the writer thread, with where to send its outcome.
+#[derive(Debug)]
+enum Request {
+    Create { name: String, reply: oneshot::Sender<Result<bool, StoreError>> },
+    Append { name: String, writer: String, last_event_number: i64, event_count: u32, data: Bytes, reply: oneshot::Sender<Result<AppendAck, StoreError>> },
+    Seal { name: String, reply: oneshot::Sender<Result<u64, StoreError>> },
+    Delete { name: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    /// A barrier: answered once everything queued before it is durable.
+    WriterState { name: String, writer: String, reply: oneshot::Sender<Result<(i64, u64), StoreError>> },
+}
+
+/// One contiguous run of segment bytes inside the log.
+#[derive(Debug, Clone, Copy)]
+struct IndexEntry {
+    offset: u64,
+    len: u32,
+    addr: LogAddress,
+}
+
+/// Durable per-segment metadata and read index.
+#[derive(Debug, Default)]
+struct SegmentMeta {
+    start_offset: u64,
+    length: u64,
+    sealed: bool,
+    writers: HashMap<String, i64>,
+    index: Vec<IndexEntry>,
+}
+
+/// What readers see: only durable state.
+#[derive(Debug, Default)]
+struct Durable {
+    segments: HashMap<String, SegmentMeta>,
+    names: HashMap<u64, String>,
+}
+
+/// The writer's view, including written-but-not-yet-durable operations.
+#[derive(Debug, Default)]
+struct Written {
+    segments: HashMap<String, WrittenSegment>,
+    next_local: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct WrittenSegment {
+    local: u64,
+    length: u64,
+    sealed: bool,
+    deleting: bool,
+    writers: HashMap<String, i64>,
+}
+
+/// State shared between the writer thread, readers and the container handle.
+#[derive(Debug)]
+struct Shared {
+    id: u32,
+    durable: RwLock<Durable>,
+    log: Arc<dyn LogReader>,
+    /// The durable lsn; tail readers wait for it to change.
+    durable_lsn: watch::Sender<Lsn>,
+    damage: Option<Corruption>,
+}
+
+/// A handle to one container. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Container {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::Sender<Request>>,
+}
+
+/// Replays recovered log records into both views.
+#[derive(Default)]
+struct Replay {
+    durable: Durable,
+    written: Written,
+    error: Option<String>,
+}
+
+impl Replay {
+    fn record(&mut self, rec: &RecoveredRecord<'_>) {
+        if self.error.is_some() || rec.kind != RecordKind::Batch {
+            return;
+        }
+        match ops::decode(rec.payload) {
+            Ok(list) => {
+                for op in &list {
+                    apply_written(&mut self.written, op);
+                    apply_durable(&mut self.durable, op, rec.addr);
+                }
+            }
+            Err(e) => self.error = Some(format!("record lsn {} at {}: {e}", rec.lsn, rec.addr)),
+        }
+    }
+}
+
+fn apply_written(w: &mut Written, op: &Op<'_>) {
+    match *op {
+        Op::Create { local, name } => {
+            w.segments.insert(name.to_owned(), WrittenSegment { local, ..Default::default() });
+            w.next_local = w.next_local.max(local + 1);
+        }
+        Op::Append { local, offset, writer, last_event_number, data_len, .. } => {
+            if let Some(s) = w.segments.values_mut().find(|s| s.local == local) {
+                s.length = offset + data_len as u64;
+                s.writers.insert(writer.to_owned(), last_event_number);
+            }
+        }
+        Op::Seal { local } => {
+            if let Some(s) = w.segments.values_mut().find(|s| s.local == local) {
+                s.sealed = true;
+            }
+        }
+        Op::Delete { local } => w.segments.retain(|_, s| s.local != local),
+    }
+}
+
+/// Applies one durable operation. `payload_addr` is the address of the record's payload.
+fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
+    match *op {
+        Op::Create { local, name } => {
+            d.segments.insert(name.to_owned(), SegmentMeta::default());
+            d.names.insert(local, name.to_owned());
+        }
+        Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
+            let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
+            if data_len > 0 {
+                s.index.push(IndexEntry { offset, len: data_len as u32, addr: payload_addr.offset(data_pos as u64) });
+            }
+            s.length = offset + data_len as u64;
+            s.writers.insert(writer.to_owned(), last_event_number);
+        }
+        Op::Seal { local } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.sealed = true;
+            }
+        }
+        Op::Delete { local } => {
+            if let Some(name) = d.names.remove(&local) {
+                d.segments.remove(&name);
+            }
+        }
+    }
+}
+
+impl Container {
+    /// Opens container `id` with its log in `dir`, recovering its state, and starts its writer
+    /// thread. A damaged log opens read-only: data before the damage is served, everything else
+    /// fails with a `Corrupt` error naming the file and offset.
+    pub fn open(id: u32, dir: &Path, log_opts: FileLogOptions) -> Result<Container, StoreError> {
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::open(dir, log_opts, &mut |r| replay.record(r))
+            .map_err(|e| StoreError::Internal(format!("container {id}: {e}")))?;
+        let mut damage = report.corruption.clone();
+        if let Some(err) = replay.error.take() {
+            tracing::error!(container = id, error = %err, "container log holds a record that does not decode");
+            damage.get_or_insert(Corruption {
+                file: dir.to_owned(),
+                offset: 0,
+                after_lsn: report.last_lsn,
+                next_valid_lsn: report.last_lsn,
+            });
+        }
+        let segments = replay.durable.segments.len();
+        tracing::info!(container = id, segments, last_lsn = report.last_lsn, torn_tail = report.torn_tail.is_some(), "container recovered");
+        Ok(Self::start(id, Box::new(log), replay, damage))
+    }
+
+    /// Starts a container over any log (the in-memory double in tests).
+    fn start(id: u32, log: Box<dyn LogWriter>, replay: Replay, damage: Option<Corruption>) -> Container {
+        let (lsn_tx, _) = watch::channel(log.durable_lsn());
+        let shared = Arc::new(Shared { id, durable: RwLock::new(replay.durable), log: log.reader(), durable_lsn: lsn_tx, damage });
+        let tx = if shared.damage.is_none() {
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            let writer = WriterThread { shared: shared.clone(), log, written: replay.written, rx };
+            std::thread::Builder::new()
+                .name(format!("nadi-container-{id}"))
+                .spawn(move || writer.run())
+                .expect("spawn container writer thread");
+            Some(tx)
+        } else {
+            None
+        };
+        Container { shared, tx }
+    }
+
+    /// This container's id.
+    pub fn id(&self) -> u32 {
+        self.shared.id
+    }
+
+    fn damaged(&self) -> StoreError {
+        let detail = match &self.shared.damage {
+            Some(c) => format!("its Tier-1 log is damaged ({c}); only data before the damage is served"),
+            None => "its Tier-1 log is damaged".to_owned(),
+        };
+        StoreError::Corrupt { container: self.shared.id, detail }
+    }
+
+    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let Some(tx) = &self.tx else { return Err(self.damaged()) };
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request) -> Result<T, StoreError> {
+        self.submit(make).await?.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Creates a segment; `Ok(false)` if it already existed.
+    pub async fn create(&self, name: &str) -> Result<bool, StoreError> {
+        self.call(|reply| Request::Create { name: name.to_owned(), reply }).await
+    }
+
+    /// Queues an append and returns a receiver for its durable outcome. Appends queued in
+    /// order are stored in that order; the caller may queue more before the first is durable
+    /// (pipelining). `data` must hold `event_count` valid framed events.
+    pub async fn append(
+        &self,
+        name: &str,
+        writer: &str,
+        last_event_number: i64,
+        event_count: u32,
+        data: Bytes,
+    ) -> Result<oneshot::Receiver<Result<AppendAck, StoreError>>, StoreError> {
+        self.submit(|reply| Request::Append {
+            name: name.to_owned(),
+            writer: writer.to_owned(),
+            last_event_number,
+            event_count,
+            data,
+            reply,
+        })
+        .await
+    }
+
+    /// Seals a segment (idempotent) and returns its final length.
+    pub async fn seal(&self, name: &str) -> Result<u64, StoreError> {
+        self.call(|reply| Request::Seal { name: name.to_owned(), reply }).await
+    }
+
+    /// Deletes a segment.
+    pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.call(|reply| Request::Delete { name: name.to_owned(), reply }).await
+    }
+
+    /// The last durable event number of `writer` on `name` (-1 if none) and the segment's
+    /// durable length, once every operation queued before this call is durable.
+    pub async fn writer_state(&self, name: &str, writer: &str) -> Result<(i64, u64), StoreError> {
+        self.call(|reply| Request::WriterState { name: name.to_owned(), writer: writer.to_owned(), reply }).await
+    }
+
+    /// Durable information about a segment.
+    pub fn info(&self, name: &str) -> Result<SegmentInfo, StoreError> {
+        let d = self.shared.durable.read();
+        let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
+        let mut writers: Vec<_> = s.writers.iter().map(|(w, n)| (w.clone(), *n)).collect();
+        writers.sort();
+        Ok(SegmentInfo { name: name.to_owned(), start_offset: s.start_offset, length: s.length, sealed: s.sealed, writers })
+    }
+
+    /// A receiver that changes whenever more data becomes durable in this container.
+    pub fn subscribe(&self) -> watch::Receiver<Lsn> {
+        self.shared.durable_lsn.subscribe()
+    }
+
+    /// Reads whole events of `name` from `offset`, up to about `max_bytes` (at least one event
+    /// if any is available). Returns an empty chunk at the tail of an unsealed segment.
+    pub fn read(&self, name: &str, offset: u64, max_bytes: usize) -> Result<ReadChunk, StoreError> {
+        // Pick the index entries under the lock, copy bytes out of the log after releasing it.
+        let (pieces, length, sealed) = {
+            let d = self.shared.durable.read();
+            let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
+            if offset < s.start_offset {
+                return Err(StoreError::Truncated { segment: name.to_owned(), offset, start: s.start_offset });
+            }
+            if offset > s.length {
+                return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length: s.length });
+            }
+            if offset == s.length {
+                if !s.sealed && self.shared.damage.is_some() {
+                    return Err(self.damaged());
+                }
+                return Ok(ReadChunk { offset, data: Bytes::new(), end_of_segment: s.sealed, segment_length: s.length });
+            }
+            let first = s.index.partition_point(|e| e.offset + e.len as u64 <= offset);
+            let mut pieces = Vec::new();
+            let mut total = 0usize;
+            for e in &s.index[first..] {
+                pieces.push(*e);
+                total += e.len as usize;
+                if total >= max_bytes {
+                    break;
+                }
+            }
+            (pieces, s.length, s.sealed)
+        };
+        let Some(first) = pieces.first().copied() else {
+            return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
+        };
+        let mut buf = Vec::with_capacity(pieces.iter().map(|p| p.len as usize).sum());
+        for p in &pieces {
+            self.shared.log.read_into(p.addr, p.len as usize, &mut buf).map_err(|e| StoreError::Internal(e.to_string()))?;
+        }
+        // Start at `offset` (which must be an event boundary) and end on an event boundary
+        // near `max_bytes`.
+        let skip = (offset - first.offset) as usize;
+        let mut at = 0usize;
+        let mut cut = None;
+        while at + EVENT_HEADER_LEN <= buf.len() {
+            if at >= skip && cut.is_none() {
+                cut = Some(at);
+            }
+            let len = u32::from_le_bytes(buf[at..at + EVENT_HEADER_LEN].try_into().expect("4 bytes")) as usize;
+            if len > MAX_EVENT_SIZE {
+                return Err(StoreError::Corrupt { container: self.shared.id, detail: format!("segment {name}: bad event length at offset {}", first.offset + at as u64) });
+            }
+            let next = at + EVENT_HEADER_LEN + len;
+            if let Some(start) = cut
+                && next - start > max_bytes
+                && at > start
+            {
+                buf.truncate(at);
+                break;
+            }
+            at = next;
+        }
+        if cut != Some(skip) {
+            return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length });
+        }
+        let data = Bytes::from(buf).slice(skip..);
+        let end = offset + data.len() as u64;
+        Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
+    }
+}
+
+/// The writer thread of one container.
+struct WriterThread {
+    shared: Arc<Shared>,
+    log: Box<dyn LogWriter>,
+    written: Written,
+    rx: mpsc::Receiver<Request>,
+}
+
+/// A reply to send once the batch is durable.
+enum Reply {
+    Created(oneshot::Sender<Result<bool, StoreError>>, Result<bool, StoreError>),
+    Appended(oneshot::Sender<Result<AppendAck, StoreError>>, Result<(i64, String), StoreError>),
+    Sealed(oneshot::Sender<Result<u64, StoreError>>, Result<String, StoreError>),
+    Deleted(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, String), StoreError>),
+}
+
+fn estimate(req: &Request) -> usize {
+    match req {
+        Request::Append { writer, data, name, .. } => ops::append_size(writer, data.len()) + name.len(),
+        Request::Create { name, .. } => 16 + name.len(),
+        _ => 16,
+    }
+}
+
+impl WriterThread {
+    fn run(mut self) {
+        let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
+        let mut batch = Vec::new();
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut size = estimate(&first);
+            batch.push(first);
+            while size < GROUP_COMMIT_BYTES {
+                match self.rx.try_recv() {
+                    Ok(req) => {
+                        size += estimate(&req);
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(&mut batch, &mut payload, size);
+        }
+        tracing::debug!(container = self.shared.id, "container writer stopped");
+    }
+
+    /// Validates, writes, syncs and publishes one group of requests.
+    fn commit(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize) {
+        // Make room first: a full disk fails the whole group before any state changes.
+        if let Err(e) = self.log.reserve(size.min(self.log.max_record_payload())) {
+            let err = || if e.is_retryable() { StoreError::StorageFull(e.to_string()) } else { StoreError::Internal(e.to_string()) };
+            tracing::error!(container = self.shared.id, error = %e, "cannot write to the Tier-1 log");
+            for req in batch.drain(..) {
+                fail(req, err());
+            }
+            return;
+        }
+        payload.clear();
+        let mut replies = Vec::with_capacity(batch.len());
+        for req in batch.drain(..) {
+            replies.push(self.encode(req, payload));
+        }
+        if !payload.is_empty() {
+            let (lsn, addr) = match self.log.append(RecordKind::Batch, payload) {
+                Ok(r) => r,
+                Err(e) => {
+                    // `reserve` succeeded, so this cannot happen; if it does, the written state
+                    // is ahead of the log and the only safe move is to stop.
+                    tracing::error!(container = self.shared.id, error = %e, "log append failed after reserve; aborting");
+                    std::process::abort();
+                }
+            };
+            if let Err(e) = self.log.sync() {
+                tracing::error!(container = self.shared.id, error = %e, "fsync of the Tier-1 log failed; aborting (see docs/operations.md)");
+                std::process::abort();
+            }
+            let ops = ops::decode(payload).expect("a batch we just encoded decodes");
+            {
+                let mut d = self.shared.durable.write();
+                for op in &ops {
+                    apply_durable(&mut d, op, addr);
+                }
+            }
+            self.shared.durable_lsn.send_replace(lsn);
+        }
+        let d = self.shared.durable.read();
+        let length_of = |name: &str| d.segments.get(name).map(|s| s.length).unwrap_or(0);
+        for r in replies {
+            match r {
+                Reply::Created(tx, res) => drop(tx.send(res)),
+                Reply::Appended(tx, res) => {
+                    drop(tx.send(res.map(|(n, name)| AppendAck { last_event_number: n, segment_length: length_of(&name) })))
+                }
+                Reply::Sealed(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
+                Reply::Deleted(tx, res) => drop(tx.send(res)),
+                Reply::WriterState(tx, res) => drop(tx.send(res.map(|(n, name)| (n, length_of(&name))))),
+            }
+        }
+    }
+
+    /// Validates one request against the written state, encodes it, and applies it to the
+    /// written state.
+    fn encode(&mut self, req: Request, buf: &mut Vec<u8>) -> Reply {
+        let w = &mut self.written;
+        match req {
+            Request::Create { name, reply } => {
+                let res = match w.segments.get(&name) {
+                    Some(s) if !s.deleting => Ok(false),
+                    Some(_) => Err(StoreError::InvalidArgument(format!("segment {name} is being deleted"))),
+                    None => {
+                        let local = w.next_local;
+                        ops::encode_create(buf, local, &name);
+                        apply_written(w, &Op::Create { local, name: &name });
+                        Ok(true)
+                    }
+                };
+                Reply::Created(reply, res)
+            }
+            Request::Append { name, writer, last_event_number, event_count, data, reply } => {
+                let res = (|| {
+                    let s = live(w, &name)?;
+                    if s.sealed {
+                        return Err(StoreError::Sealed(name.clone()));
+                    }
+                    let prev = s.writers.get(&writer).copied().unwrap_or(-1);
+                    if last_event_number <= prev {
+                        // Every event of this batch was stored before: a retry. Acknowledge.
+                        return Ok((prev, name.clone()));
+                    }
+                    let first = last_event_number - event_count as i64 + 1;
+                    let (data, count) = if first <= prev {
+                        // Partly stored before: keep the events after `prev` only.
+                        let skip = (prev - first + 1) as usize;
+                        let starts = nadi_proto::framing::validate_batch(&data, event_count)
+                            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+                        (data.slice(starts[skip]..), event_count - skip as u32)
+                    } else {
+                        (data, event_count)
+                    };
+                    let local = s.local;
+                    let offset = s.length;
+                    ops::encode_append(buf, local, offset, &writer, last_event_number, count, &data);
+                    apply_written(
+                        w,
+                        &Op::Append { local, offset, writer: &writer, last_event_number, event_count: count, data_pos: 0, data_len: data.len() },
+                    );
+                    Ok((last_event_number, name.clone()))
+                })();
+                Reply::Appended(reply, res)
+            }
+            Request::Seal { name, reply } => {
+                let res = live(w, &name).map(|s| (s.local, s.sealed)).map(|(local, sealed)| {
+                    if !sealed {
+                        ops::encode_seal(buf, local);
+                        apply_written(w, &Op::Seal { local });
+                    }
+                    name
+                });
+                Reply::Sealed(reply, res)
+            }
+            Request::Delete { name, reply } => {
+                let res = live(w, &name).map(|s| {
+                    s.deleting = true;
+                    s.local
+                });
+                let res = res.map(|local| {
+                    ops::encode_delete(buf, local);
+                    // Applied to the written state only after the batch: until then the name
+                    // stays reserved so a concurrent create cannot reuse it.
+                    w.segments.retain(|_, s| s.local != local);
+                });
+                Reply::Deleted(reply, res)
+            }
+            Request::WriterState { name, writer, reply } => {
+                let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), name.clone()));
+                Reply::WriterState(reply, res)
+            }
+        }
+    }
+}
+
+/// The written state of a segment that exists and is not being deleted.
+fn live<'a>(w: &'a mut Written, name: &str) -> Result<&'a mut WrittenSegment, StoreError> {
+    match w.segments.get_mut(name) {
+        Some(s) if !s.deleting => Ok(s),
+        _ => Err(StoreError::SegmentNotFound(name.to_owned())),
+    }
+}
+
+fn fail(req: Request, e: StoreError) {
+    match req {
+        Request::Create { reply, .. } => drop(reply.send(Err(e))),
+        Request::Append { reply, .. } => drop(reply.send(Err(e))),
+        Request::Seal { reply, .. } => drop(reply.send(Err(e))),
+        Request::Delete { reply, .. } => drop(reply.send(Err(e))),
+        Request::WriterState { reply, .. } => drop(reply.send(Err(e))),
+    }
+}
+
+/// Frames payloads into one batch (a helper for tests and benchmarks).
+pub fn frame(payloads: &[&[u8]]) -> Bytes {
+    let mut buf = BytesMut::new();
+    for p in payloads {
+        nadi_proto::framing::put_event(&mut buf, p).expect("event within the size limit");
+    }
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::mem::MemLog;
+
+    /// Recovers a container from `log` as after a crash; `log` then follows the new writer.
+    fn mem_container(log: &mut MemLog) -> Container {
+        let mut replay = Replay::default();
+        let (new_log, _) = log.crash(&mut |r| replay.record(r));
+        *log = new_log.clone();
+        Container::start(0, Box::new(new_log), replay, None)
+    }
+
+    async fn append(c: &Container, seg: &str, writer: &str, last: i64, events: &[&[u8]]) -> Result<AppendAck, StoreError> {
+        c.append(seg, writer, last, events.len() as u32, frame(events)).await?.await.unwrap()
+    }
+
+    fn payloads(chunk: &ReadChunk) -> Vec<Vec<u8>> {
+        nadi_proto::framing::events(&chunk.data).map(|e| e.unwrap().1.to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn create_append_read_seal() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        assert!(c.create("s/t/0.#epoch.0").await.unwrap());
+        assert!(!c.create("s/t/0.#epoch.0").await.unwrap());
+        let ack = append(&c, "s/t/0.#epoch.0", "w", 1, &[b"a", b"bb"]).await.unwrap();
+        assert_eq!(ack, AppendAck { last_event_number: 1, segment_length: 11 });
+        let chunk = c.read("s/t/0.#epoch.0", 0, 1 << 20).unwrap();
+        assert_eq!(payloads(&chunk), vec![b"a".to_vec(), b"bb".to_vec()]);
+        assert!(!chunk.end_of_segment);
+        // Reading from the second event's boundary works; from inside an event does not.
+        assert_eq!(payloads(&c.read("s/t/0.#epoch.0", 5, 1 << 20).unwrap()), vec![b"bb".to_vec()]);
+        assert!(matches!(c.read("s/t/0.#epoch.0", 3, 1 << 20), Err(StoreError::BadOffset { .. })));
+        assert!(matches!(c.read("s/t/0.#epoch.0", 99, 1 << 20), Err(StoreError::BadOffset { .. })));
+        assert_eq!(c.seal("s/t/0.#epoch.0").await.unwrap(), 11);
+        assert!(matches!(append(&c, "s/t/0.#epoch.0", "w", 2, &[b"c"]).await, Err(StoreError::Sealed(_))));
+        assert!(c.read("s/t/0.#epoch.0", 11, 1 << 20).unwrap().end_of_segment);
+        assert!(matches!(append(&c, "nope", "w", 0, &[b"c"]).await, Err(StoreError::SegmentNotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn retries_are_not_stored_twice_even_after_a_crash() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 2, &[b"e0", b"e1", b"e2"]).await.unwrap();
+        // The same batch again, and a batch overlapping it: only new events are stored.
+        assert_eq!(append(&c, "x", "w", 2, &[b"e0", b"e1", b"e2"]).await.unwrap().last_event_number, 2);
+        append(&c, "x", "w", 4, &[b"e2", b"e3", b"e4"]).await.unwrap();
+        drop(c);
+        let c = mem_container(&mut log);
+        assert_eq!(c.writer_state("x", "w").await.unwrap().0, 4);
+        assert_eq!(append(&c, "x", "w", 4, &[b"e3", b"e4"]).await.unwrap().last_event_number, 4);
+        let all = payloads(&c.read("x", 0, 1 << 20).unwrap());
+        assert_eq!(all, ["e0", "e1", "e2", "e3", "e4"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(c.writer_state("x", "other").await.unwrap().0, -1);
+    }
+
+    #[tokio::test]
+    async fn reads_are_cut_at_event_boundaries_and_deleted_segments_vanish() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("x").await.unwrap();
+        let big = vec![7u8; 1000];
+        for i in 0..10 {
+            append(&c, "x", "w", i, &[&big]).await.unwrap();
+        }
+        let chunk = c.read("x", 0, 2500).unwrap();
+        assert_eq!(payloads(&chunk).len(), 2, "two 1004-byte events fit in 2500 bytes");
+        let chunk = c.read("x", 0, 10).unwrap();
+        assert_eq!(payloads(&chunk).len(), 1, "at least one event even if it exceeds the limit");
+        c.delete("x").await.unwrap();
+        assert!(matches!(c.read("x", 0, 10), Err(StoreError::SegmentNotFound(_))));
+        drop(c);
+        let c = mem_container(&mut log);
+        assert!(matches!(c.info("x"), Err(StoreError::SegmentNotFound(_))));
+        assert!(c.create("x").await.unwrap(), "a deleted name can be created again");
+    }
+}

@@ -1,0 +1,71 @@
+//! The segment store's error type and its one mapping to gRPC statuses.
+
+use std::collections::HashMap;
+
+use nadi_proto::ErrorCode;
+use nadi_proto::errors::to_status;
+
+/// Errors of segment store operations. Each maps to a stable [`ErrorCode`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("segment {0} does not exist")]
+    SegmentNotFound(String),
+    #[error("segment {0} is sealed: no more appends are accepted")]
+    Sealed(String),
+    #[error("event of {len} bytes exceeds the maximum event size of {max} bytes")]
+    EventTooLarge { len: usize, max: usize },
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("offset {offset} of segment {segment} is before its start offset {start}: the data was truncated")]
+    Truncated { segment: String, offset: u64, start: u64 },
+    #[error("offset {offset} of segment {segment} is not an event boundary within its length {length}")]
+    BadOffset { segment: String, offset: u64, length: u64 },
+    #[error("container {container} cannot serve this: {detail}")]
+    Corrupt { container: u32, detail: String },
+    #[error("Tier-1 storage is full: {0}")]
+    StorageFull(String),
+    #[error("the segment store is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::SegmentNotFound(_) => ErrorCode::SegmentNotFound,
+            StoreError::Sealed(_) => ErrorCode::Sealed,
+            StoreError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
+            StoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            StoreError::Truncated { .. } => ErrorCode::Truncated,
+            StoreError::BadOffset { .. } => ErrorCode::BadOffset,
+            StoreError::Corrupt { .. } => ErrorCode::Corrupt,
+            StoreError::StorageFull(_) => ErrorCode::StorageFull,
+            StoreError::ShuttingDown => ErrorCode::Unavailable,
+            StoreError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// True if retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.code().is_retryable()
+    }
+}
+
+impl From<StoreError> for tonic::Status {
+    fn from(e: StoreError) -> Self {
+        let mut meta = HashMap::new();
+        match &e {
+            StoreError::Truncated { start, .. } => {
+                meta.insert("start_offset".to_owned(), start.to_string());
+            }
+            StoreError::BadOffset { length, .. } => {
+                meta.insert("length".to_owned(), length.to_string());
+            }
+            _ => {}
+        }
+        to_status(e.code(), e.to_string(), meta)
+    }
+}

@@ -1,0 +1,179 @@
+//! Container operations as they are stored in the payload of a `Batch` log record.
+//!
+//! A batch payload is a sequence of operations, each starting with a one-byte tag. Integers are
+//! little-endian; strings are a `u16` length and UTF-8 bytes. Segments are named by a
+//! container-local id assigned when the segment is created, so the name is stored once.
+//!
+//! ```text
+//! 1 Create  local:u64 name:str
+//! 2 Append  local:u64 offset:u64 writer:str last_event_number:i64 event_count:u32 len:u32 data:[len]
+//! 3 Seal    local:u64
+//! 4 Delete  local:u64
+//! ```
+//!
+//! `offset` is the segment offset at which `data` (whole framed events) lands. Decoding never
+//! panics: bytes that do not parse are reported as [`DecodeError`].
+
+use bytes::BufMut;
+
+/// One decoded operation. `Append` data is given as its position within the payload, so that
+/// recovery can index it in place without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op<'a> {
+    Create { local: u64, name: &'a str },
+    Append { local: u64, offset: u64, writer: &'a str, last_event_number: i64, event_count: u32, data_pos: usize, data_len: usize },
+    Seal { local: u64 },
+    Delete { local: u64 },
+}
+
+/// A batch payload that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed operation at byte {at} of a batch record: {what}")]
+pub struct DecodeError {
+    pub at: usize,
+    pub what: &'static str,
+}
+
+const CREATE: u8 = 1;
+const APPEND: u8 = 2;
+const SEAL: u8 = 3;
+const DELETE: u8 = 4;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.put_u16_le(s.len() as u16);
+    buf.put_slice(s.as_bytes());
+}
+
+pub fn encode_create(buf: &mut Vec<u8>, local: u64, name: &str) {
+    buf.put_u8(CREATE);
+    buf.put_u64_le(local);
+    put_str(buf, name);
+}
+
+/// Encodes an append and returns the position of its data within `buf`.
+pub fn encode_append(
+    buf: &mut Vec<u8>,
+    local: u64,
+    offset: u64,
+    writer: &str,
+    last_event_number: i64,
+    event_count: u32,
+    data: &[u8],
+) -> usize {
+    buf.put_u8(APPEND);
+    buf.put_u64_le(local);
+    buf.put_u64_le(offset);
+    put_str(buf, writer);
+    buf.put_i64_le(last_event_number);
+    buf.put_u32_le(event_count);
+    buf.put_u32_le(data.len() as u32);
+    let pos = buf.len();
+    buf.put_slice(data);
+    pos
+}
+
+pub fn encode_seal(buf: &mut Vec<u8>, local: u64) {
+    buf.put_u8(SEAL);
+    buf.put_u64_le(local);
+}
+
+pub fn encode_delete(buf: &mut Vec<u8>, local: u64) {
+    buf.put_u8(DELETE);
+    buf.put_u64_le(local);
+}
+
+/// Upper bound of the encoded size of an append.
+pub fn append_size(writer: &str, data_len: usize) -> usize {
+    1 + 8 + 8 + 2 + writer.len() + 8 + 4 + 4 + data_len
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(DecodeError { at: self.at, what })?;
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
+    }
+    fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+        let len = self.u16(what)? as usize;
+        let at = self.at;
+        std::str::from_utf8(self.take(len, what)?).map_err(|_| DecodeError { at, what })
+    }
+}
+
+/// Decodes every operation of a batch payload.
+pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
+    let mut c = Cursor { buf: payload, at: 0 };
+    let mut ops = Vec::new();
+    while c.at < payload.len() {
+        let tag_at = c.at;
+        let op = match c.u8("tag")? {
+            CREATE => Op::Create { local: c.u64("local id")?, name: c.str("segment name")? },
+            APPEND => {
+                let local = c.u64("local id")?;
+                let offset = c.u64("offset")?;
+                let writer = c.str("writer id")?;
+                let last_event_number = c.u64("event number")? as i64;
+                let event_count = c.u32("event count")?;
+                let data_len = c.u32("data length")? as usize;
+                let data_pos = c.at;
+                c.take(data_len, "data")?;
+                Op::Append { local, offset, writer, last_event_number, event_count, data_pos, data_len }
+            }
+            SEAL => Op::Seal { local: c.u64("local id")? },
+            DELETE => Op::Delete { local: c.u64("local id")? },
+            _ => return Err(DecodeError { at: tag_at, what: "unknown operation tag" }),
+        };
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip() {
+        let mut buf = Vec::new();
+        encode_create(&mut buf, 7, "demo/orders/0.#epoch.0");
+        let pos = encode_append(&mut buf, 7, 100, "w-1", 41, 2, b"\x01\0\0\0a\x01\0\0\0b");
+        encode_seal(&mut buf, 7);
+        encode_delete(&mut buf, 7);
+        let ops = decode(&buf).unwrap();
+        assert_eq!(ops[0], Op::Create { local: 7, name: "demo/orders/0.#epoch.0" });
+        assert_eq!(
+            ops[1],
+            Op::Append { local: 7, offset: 100, writer: "w-1", last_event_number: 41, event_count: 2, data_pos: pos, data_len: 10 }
+        );
+        assert_eq!(&buf[pos..pos + 10], b"\x01\0\0\0a\x01\0\0\0b");
+        assert_eq!(ops[2], Op::Seal { local: 7 });
+        assert_eq!(ops[3], Op::Delete { local: 7 });
+        assert!(append_size("w-1", 10) >= buf.len() - (buf.len() - pos - 10) - pos + 10);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode(&data);
+        }
+    }
+}
