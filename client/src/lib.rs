@@ -1,1 +1,20 @@
-//! placeholder
+//! `nadi-client`: the library applications use to talk to Nadi.
+//!
+//! - [`NadiClient`]: connects to the controller (failing over between several URLs) and caches
+//!   connections to segment stores; creates scopes and streams.
+//! - [`EventWriter`]: routes each event by key (the documented hash in
+//!   `nadi_proto::routing`) to its segment, batches and pipelines appends, and acknowledges
+//!   only durable events.
+//! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
+//!
+//! Errors are [`ClientError`]s with a coarse, prescriptive [`ErrorKind`].
+
+mod client;
+mod error;
+mod reader;
+mod writer;
+
+pub use client::{NadiClient, StreamSpec};
+pub use error::{ClientError, ErrorKind};
+pub use reader::{EventRead, StreamReader};
+pub use writer::{EventWriter, WriterConfig};

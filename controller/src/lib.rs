@@ -1,1 +1,19 @@
-//! placeholder
+//! `nadi-controller`: the source of truth for scopes, streams and their segments.
+//!
+//! - [`state`]: the deterministic metadata state machine. Every change is a [`state::Command`]
+//!   applied in order; replaying the same commands gives the same state. This is what the Raft
+//!   log will replicate (issue "Raft-backed controller").
+//! - [`meta`]: where commands are made durable. Today a single-node store that applies a
+//!   command and persists the whole state crash-safely before answering.
+//! - [`service`]: the gRPC API `nadi.controller.v1` and the stream workflows (create, seal,
+//!   delete), which call the segment store and are idempotent so they can be resumed.
+//! - [`http`]: the admin HTTP API (axum).
+
+pub mod error;
+pub mod fsutil;
+pub mod http;
+pub mod meta;
+pub mod service;
+pub mod state;
+
+pub use error::MetaError;

@@ -9,3 +9,8 @@ pub mod log;
 pub mod container;
 pub mod error;
 pub mod ops;
+pub mod service;
+pub mod store;
+pub mod cli;
+pub mod config;
+pub mod standalone;

@@ -1,1 +1,145 @@
-fn main() {}
+//! The `nadi` binary: servers (`standalone`) and client commands (`scope`, `stream`, `write`,
+//! `read`). See `nadi --help` and ARCHITECTURE.md for the command line.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use nadi_client::NadiClient;
+use nadi_server::cli::{self, KeyMode};
+use nadi_server::config::StandaloneArgs;
+
+#[derive(Debug, Parser)]
+#[command(name = "nadi", version, about = "Nadi: a durable, elastic, segmented stream store")]
+struct Cli {
+    /// Controller URL(s), comma-separated; client commands fail over between them.
+    #[arg(long, global = true, env = "NADI_CONTROLLER", default_value = "http://127.0.0.1:9090")]
+    controller: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run controller, segment store and admin HTTP in one process.
+    Standalone(StandaloneArgs),
+    /// Manage scopes.
+    #[command(subcommand)]
+    Scope(ScopeCmd),
+    /// Manage streams.
+    #[command(subcommand)]
+    Stream(StreamCmd),
+    /// Write each stdin line as one event; exits 0 only when every event is durable.
+    Write {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Routing key for every event.
+        #[arg(long, conflicts_with = "key_sep")]
+        key: Option<String>,
+        /// The routing key is the text before the first SEP in each line.
+        #[arg(long)]
+        key_sep: Option<String>,
+        /// Stable writer id (default: random).
+        #[arg(long)]
+        writer_id: Option<String>,
+    },
+    /// Print events, one payload per line.
+    Read {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Start at the beginning of the stream (default: only new events).
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after N events.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Stop after this many seconds without an event.
+        #[arg(long)]
+        idle_timeout: Option<f64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScopeCmd {
+    /// Create a scope.
+    Create { scope: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamCmd {
+    /// Create a stream.
+    Create {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Number of segments.
+        #[arg(long, default_value_t = 1)]
+        segments: u32,
+    },
+    /// List the streams of a scope.
+    List { scope: String },
+    /// Show a stream's state and active segments.
+    Info {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal a stream: no more writes.
+    Seal { stream: String },
+    /// Delete a sealed stream and its data.
+    Delete { stream: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NADI_LOG").unwrap_or_else(|_| {
+        let default = if matches!(cli.command, Command::Standalone(_)) { "info" } else { "warn" };
+        tracing_subscriber::EnvFilter::new(default)
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {}", one_line(&e));
+        std::process::exit(1);
+    }
+    // Do not wait for background tasks (tail readers) on the way out.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = || NadiClient::new(&cli::controllers(&cli.controller));
+    match cli.command {
+        Command::Standalone(args) => nadi_server::standalone::run(args.resolve()?).await,
+        Command::Scope(ScopeCmd::Create { scope }) => cli::scope_create(&client()?, &scope).await,
+        Command::Stream(cmd) => {
+            let c = client()?;
+            match cmd {
+                StreamCmd::Create { stream, segments } => cli::stream_create(&c, &stream, segments).await,
+                StreamCmd::List { scope } => cli::stream_list(&c, &scope).await,
+                StreamCmd::Info { stream, json } => cli::stream_info(&c, &stream, json).await,
+                StreamCmd::Seal { stream } => cli::stream_seal(&c, &stream).await,
+                StreamCmd::Delete { stream } => cli::stream_delete(&c, &stream).await,
+            }
+        }
+        Command::Write { stream, key, key_sep, writer_id } => {
+            let keys = match (key, key_sep) {
+                (Some(k), _) => KeyMode::Fixed(k),
+                (None, Some(sep)) => KeyMode::Separator(sep),
+                (None, None) => KeyMode::None,
+            };
+            cli::write(&client()?, &stream, keys, writer_id).await
+        }
+        Command::Read { stream, from_start, max, idle_timeout } => {
+            let idle = match idle_timeout {
+                Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(_) => anyhow::bail!("--idle-timeout must be a number of seconds"),
+                None => None,
+            };
+            cli::read(&client()?, &stream, from_start, max, idle).await
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Connections to the controller (with failover) and to segment stores.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nadi_proto::controller::v1 as pb;
+use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
+use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{ClientError, ErrorKind};
+
+/// Largest gRPC message the client sends or accepts.
+pub(crate) const MAX_MESSAGE: usize = 17 * 1024 * 1024;
+
+/// What to create: the segment count and policies of a new stream.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub config: pb::StreamConfig,
+}
+
+impl StreamSpec {
+    /// A stream with a fixed number of segments and no retention limit.
+    pub fn fixed(segments: u32) -> Self {
+        Self {
+            config: pb::StreamConfig {
+                scaling: Some(pb::ScalingPolicy { min_segments: segments, ..Default::default() }),
+                retention: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    controllers: Vec<Channel>,
+    urls: Vec<String>,
+    current: AtomicUsize,
+    stores: Mutex<HashMap<String, Channel>>,
+}
+
+/// A connection to a Nadi cluster. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct NadiClient {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|e| ClientError::new(ErrorKind::Invalid, format!("bad URL {url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .initial_stream_window_size(8 * 1024 * 1024)
+        .initial_connection_window_size(32 * 1024 * 1024))
+}
+
+impl NadiClient {
+    /// A client for the controllers at `urls` (tried in order, failing over on unavailability).
+    /// Connections are made lazily, on first use.
+    pub fn new(urls: &[String]) -> Result<NadiClient, ClientError> {
+        if urls.is_empty() {
+            return Err(ClientError::new(ErrorKind::Invalid, "no controller URL given"));
+        }
+        let controllers = urls.iter().map(|u| Ok(endpoint(u)?.connect_lazy())).collect::<Result<_, ClientError>>()?;
+        Ok(NadiClient {
+            inner: Arc::new(Inner { controllers, urls: urls.to_vec(), current: AtomicUsize::new(0), stores: Mutex::default() }),
+        })
+    }
+
+    /// Calls the controller, moving to the next URL when one is unavailable (one round).
+    pub(crate) async fn controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(ControllerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let n = self.inner.controllers.len();
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let client = ControllerServiceClient::new(self.inner.controllers[idx].clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
+            match call(client).await {
+                Ok(r) => {
+                    self.inner.current.store(idx, Ordering::Relaxed);
+                    return Ok(r.into_inner());
+                }
+                Err(s) => {
+                    let e = ClientError::from(s);
+                    if !e.is_retryable() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        let e = last.unwrap_or_else(|| ClientError::new(ErrorKind::Unavailable, "no controller"));
+        let urls = self.inner.urls.join(", ");
+        Err(ClientError::new(ErrorKind::Unavailable, format!("cannot reach the controller at {urls}: {}", e.message)))
+    }
+
+    /// A client for the segment store at `url` (connections are shared).
+    pub(crate) fn segment_store(&self, url: &str) -> Result<SegmentStoreClient<Channel>, ClientError> {
+        let channel = {
+            let mut stores = self.inner.stores.lock();
+            match stores.get(url) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = endpoint(url)?.connect_lazy();
+                    stores.insert(url.to_owned(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(SegmentStoreClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+    }
+
+    /// Creates a scope.
+    pub async fn create_scope(&self, scope: &str) -> Result<(), ClientError> {
+        self.controller(|mut c| async move { c.create_scope(pb::CreateScopeRequest { scope: scope.to_owned() }).await }).await.map(|_| ())
+    }
+
+    /// Lists scopes.
+    pub async fn list_scopes(&self) -> Result<Vec<String>, ClientError> {
+        Ok(self.controller(|mut c| async move { c.list_scopes(pb::ListScopesRequest {}).await }).await?.scopes)
+    }
+
+    /// Creates a stream.
+    pub async fn create_stream(&self, scope: &str, stream: &str, spec: StreamSpec) -> Result<pb::StreamInfo, ClientError> {
+        let resp = self
+            .controller(|mut c| async move { {
+                c.create_stream(pb::CreateStreamRequest {
+                    scope: scope.to_owned(),
+                    stream: stream.to_owned(),
+                    config: Some(spec.config.clone()),
+                }).await }
+            })
+            .await?;
+        resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
+    }
+
+    /// Lists the streams of a scope.
+    pub async fn list_streams(&self, scope: &str) -> Result<Vec<String>, ClientError> {
+        Ok(self.controller(|mut c| async move { c.list_streams(pb::ListStreamsRequest { scope: scope.to_owned() }).await }).await?.streams)
+    }
+
+    /// A stream's configuration, state and active segments.
+    pub async fn stream_info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, ClientError> {
+        let resp = self
+            .controller(|mut c| async move { c.get_stream(pb::GetStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
+            .await?;
+        resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
+    }
+
+    /// Seals a stream.
+    pub async fn seal_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
+        self.controller(|mut c| async move { c.seal_stream(pb::SealStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes a sealed stream.
+    pub async fn delete_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
+        self.controller(|mut c| async move { c.delete_stream(pb::DeleteStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// The active segments of a stream with their segment stores.
+    pub async fn active_segments(&self, scope: &str, stream: &str) -> Result<pb::GetActiveSegmentsResponse, ClientError> {
+        self.controller(|mut c| async move { {
+            c.get_active_segments(pb::GetActiveSegmentsRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await }
+        })
+        .await
+    }
+}

@@ -1,0 +1,74 @@
+//! Controller errors and their mapping to gRPC statuses.
+
+use std::collections::HashMap;
+
+use nadi_proto::ErrorCode;
+use nadi_proto::errors::to_status;
+use nadi_proto::names::NameError;
+
+/// Errors of controller operations.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum MetaError {
+    #[error("scope {0} does not exist")]
+    ScopeNotFound(String),
+    #[error("stream {0} does not exist")]
+    StreamNotFound(String),
+    #[error("scope {0} already exists")]
+    ScopeExists(String),
+    #[error("stream {0} already exists")]
+    StreamExists(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("scope {0} still holds streams; delete them first")]
+    ScopeNotEmpty(String),
+    #[error("stream {0} must be sealed before it is deleted")]
+    StreamNotSealed(String),
+    #[error("stream {0} is sealed")]
+    StreamSealed(String),
+    #[error("segment {0} does not exist")]
+    SegmentNotFound(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<NameError> for MetaError {
+    fn from(e: NameError) -> Self {
+        MetaError::InvalidName(e.to_string())
+    }
+}
+
+impl MetaError {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            MetaError::ScopeNotFound(_) => ErrorCode::ScopeNotFound,
+            MetaError::StreamNotFound(_) => ErrorCode::StreamNotFound,
+            MetaError::ScopeExists(_) => ErrorCode::ScopeExists,
+            MetaError::StreamExists(_) => ErrorCode::StreamExists,
+            MetaError::InvalidName(_) => ErrorCode::InvalidName,
+            MetaError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            MetaError::ScopeNotEmpty(_) => ErrorCode::ScopeNotEmpty,
+            MetaError::StreamNotSealed(_) => ErrorCode::StreamNotSealed,
+            MetaError::StreamSealed(_) => ErrorCode::Sealed,
+            MetaError::SegmentNotFound(_) => ErrorCode::SegmentNotFound,
+            MetaError::Unavailable(_) => ErrorCode::Unavailable,
+            MetaError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// True if retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.code().is_retryable()
+    }
+}
+
+impl From<MetaError> for tonic::Status {
+    fn from(e: MetaError) -> Self {
+        to_status(e.code(), e.to_string(), HashMap::new())
+    }
+}

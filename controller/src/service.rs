@@ -1,0 +1,321 @@
+//! The gRPC API `nadi.controller.v1` and the stream workflows behind it.
+//!
+//! Workflows touch two systems (metadata and segment stores) and are written to be resumed:
+//! - create: record the stream as `Creating` → create every segment on its store (idempotent)
+//!   → mark it `Active`. Streams found `Creating` at start-up are finished by [`Controller::resume`].
+//! - seal: seal every active segment (idempotent) → mark `Sealed`.
+//! - delete (sealed streams only): delete every segment (missing ones are fine) → remove.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nadi_proto::controller::v1 as pb;
+use nadi_proto::names::{segment_name, validate_scope, validate_stream};
+use nadi_proto::segment::v1 as seg;
+use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
+use nadi_proto::{ErrorCode, SegmentId};
+use pb::controller_service_server::ControllerService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::MetaError;
+use crate::meta::MetaStore;
+use crate::state::{Command, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The controller: metadata plus the segment store it places segments on.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    meta: MetaStore,
+    /// The segment store endpoint advertised to clients (one store for now; container
+    /// assignment across many stores comes with the Raft controller).
+    store_endpoint: String,
+    store: SegmentStoreClient<Channel>,
+}
+
+impl Controller {
+    /// A controller over `meta` that places segments on the store at `store_endpoint`.
+    pub fn new(meta: MetaStore, store_endpoint: &str) -> Result<Controller, MetaError> {
+        let channel = Endpoint::from_shared(store_endpoint.to_owned())
+            .map_err(|e| MetaError::InvalidArgument(format!("segment store endpoint {store_endpoint:?}: {e}")))?
+            .connect_lazy();
+        Ok(Controller { meta, store_endpoint: store_endpoint.to_owned(), store: SegmentStoreClient::new(channel) })
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    /// Finishes stream creations interrupted by a crash.
+    pub async fn resume(&self) -> Result<(), MetaError> {
+        let creating: Vec<(String, String)> = self
+            .meta
+            .read(|st| {
+                st.scopes
+                    .iter()
+                    .flat_map(|(sc, s)| {
+                        s.streams.iter().filter(|(_, m)| m.state == StreamState::Creating).map(|(n, _)| (sc.clone(), n.clone()))
+                    })
+                    .collect()
+            })
+            .await;
+        for (scope, stream) in creating {
+            tracing::info!(%scope, %stream, "resuming stream creation");
+            self.finish_create(&scope, &stream).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
+        let segments = self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.current_epoch().segments.clone())).await?;
+        for id in segments {
+            let name = segment_name(scope, stream, id);
+            self.store.clone().create_segment(seg::CreateSegmentRequest { segment: name }).await.map_err(store_error)?;
+        }
+        self.meta.propose(Command::StreamCreated { scope: scope.into(), stream: stream.into() }).await
+    }
+
+    fn location(&self, scope: &str, stream: &str, s: &SegmentRecord) -> pb::SegmentLocation {
+        pb::SegmentLocation { segment: Some(segment_pb(scope, stream, s)), endpoint: self.store_endpoint.clone() }
+    }
+}
+
+/// Maps a segment store failure to a controller error.
+fn store_error(s: Status) -> MetaError {
+    let (code, _) = nadi_proto::errors::from_status(&s);
+    match code {
+        ErrorCode::Unavailable => MetaError::Unavailable(format!("segment store: {}", s.message())),
+        _ => MetaError::Internal(format!("segment store: {}", s.message())),
+    }
+}
+
+fn segment_pb(scope: &str, stream: &str, s: &SegmentRecord) -> pb::Segment {
+    pb::Segment {
+        id: s.id.packed(),
+        qualified_name: segment_name(scope, stream, s.id),
+        key_low: s.key_low,
+        key_high: s.key_high,
+        state: if s.sealed { pb::SegmentState::Sealed } else { pb::SegmentState::Active } as i32,
+        created_at_ms: s.created_at_ms,
+    }
+}
+
+/// Converts a wire config to the state machine's form, validating it.
+pub fn config_from_pb(c: Option<pb::StreamConfig>) -> Result<StreamConfig, MetaError> {
+    let c = c.unwrap_or_default();
+    let sp = c.scaling.unwrap_or_default();
+    let scaling = match pb::scaling_policy::Kind::try_from(sp.kind) {
+        Ok(pb::scaling_policy::Kind::FixedUnspecified) => Scaling::Fixed { segments: sp.min_segments.max(1) },
+        Ok(kind) => {
+            if sp.target_rate == 0 || sp.scale_factor < 2 || sp.min_segments == 0 {
+                return Err(MetaError::InvalidArgument(
+                    "a scaling policy needs a target rate > 0, a scale factor >= 2 and at least 1 segment".into(),
+                ));
+            }
+            let (rate, factor, min_segments) = (sp.target_rate, sp.scale_factor, sp.min_segments);
+            if kind == pb::scaling_policy::Kind::EventsPerSec {
+                Scaling::EventsPerSec { rate, factor, min_segments }
+            } else {
+                Scaling::KbytesPerSec { rate, factor, min_segments }
+            }
+        }
+        Err(_) => return Err(MetaError::InvalidArgument(format!("unknown scaling kind {}", sp.kind))),
+    };
+    let rp = c.retention.unwrap_or_default();
+    let retention = match pb::retention_policy::Kind::try_from(rp.kind) {
+        Ok(pb::retention_policy::Kind::NoneUnspecified) => Retention::None,
+        Ok(pb::retention_policy::Kind::Time) => Retention::TimeMs(rp.value),
+        Ok(pb::retention_policy::Kind::Size) => Retention::Bytes(rp.value),
+        Err(_) => return Err(MetaError::InvalidArgument(format!("unknown retention kind {}", rp.kind))),
+    };
+    Ok(StreamConfig { scaling, retention })
+}
+
+/// Converts the state machine's config to the wire form.
+pub fn config_to_pb(c: &StreamConfig) -> pb::StreamConfig {
+    use pb::retention_policy::Kind as R;
+    use pb::scaling_policy::Kind as K;
+    let scaling = match c.scaling {
+        Scaling::Fixed { segments } => pb::ScalingPolicy { kind: K::FixedUnspecified as i32, target_rate: 0, scale_factor: 0, min_segments: segments },
+        Scaling::EventsPerSec { rate, factor, min_segments } => pb::ScalingPolicy { kind: K::EventsPerSec as i32, target_rate: rate, scale_factor: factor, min_segments },
+        Scaling::KbytesPerSec { rate, factor, min_segments } => pb::ScalingPolicy { kind: K::KbytesPerSec as i32, target_rate: rate, scale_factor: factor, min_segments },
+    };
+    let retention = match c.retention {
+        Retention::None => pb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0 },
+        Retention::TimeMs(v) => pb::RetentionPolicy { kind: R::Time as i32, value: v },
+        Retention::Bytes(v) => pb::RetentionPolicy { kind: R::Size as i32, value: v },
+    };
+    pb::StreamConfig { scaling: Some(scaling), retention: Some(retention) }
+}
+
+fn stream_info(scope: &str, stream: &str, m: &StreamMeta) -> pb::StreamInfo {
+    pb::StreamInfo {
+        scope: scope.to_owned(),
+        stream: stream.to_owned(),
+        config: Some(config_to_pb(&m.config)),
+        state: match m.state {
+            StreamState::Creating => pb::StreamState::Creating,
+            StreamState::Active => pb::StreamState::Active,
+            StreamState::Sealed => pb::StreamState::Sealed,
+        } as i32,
+        epoch: m.current_epoch().epoch,
+        active_segments: m.active_segments().into_iter().map(|s| segment_pb(scope, stream, s)).collect(),
+        created_at_ms: m.created_at_ms,
+    }
+}
+
+fn names(scope: &str, stream: &str) -> Result<(), MetaError> {
+    validate_scope(scope)?;
+    validate_stream(stream)?;
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl ControllerService for Controller {
+    async fn create_scope(&self, req: Request<pb::CreateScopeRequest>) -> Result<Response<pb::CreateScopeResponse>, Status> {
+        let scope = req.into_inner().scope;
+        validate_scope(&scope).map_err(MetaError::from)?;
+        self.meta.propose(Command::CreateScope { scope, now_ms: now_ms() }).await?;
+        Ok(Response::new(pb::CreateScopeResponse {}))
+    }
+
+    async fn list_scopes(&self, _req: Request<pb::ListScopesRequest>) -> Result<Response<pb::ListScopesResponse>, Status> {
+        let scopes = self.meta.read(|st| st.scopes.keys().cloned().collect()).await;
+        Ok(Response::new(pb::ListScopesResponse { scopes }))
+    }
+
+    async fn delete_scope(&self, req: Request<pb::DeleteScopeRequest>) -> Result<Response<pb::DeleteScopeResponse>, Status> {
+        let scope = req.into_inner().scope;
+        validate_scope(&scope).map_err(MetaError::from)?;
+        self.meta.propose(Command::DeleteScope { scope }).await?;
+        Ok(Response::new(pb::DeleteScopeResponse {}))
+    }
+
+    async fn create_stream(&self, req: Request<pb::CreateStreamRequest>) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let config = config_from_pb(req.config)?;
+        let cmd = Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
+        match self.meta.propose(cmd).await {
+            Ok(()) => {}
+            // A creation interrupted earlier (crash, store down) is finished by a retry.
+            Err(MetaError::StreamExists(name)) => {
+                let creating = self
+                    .meta
+                    .read(|st| st.stream_any(&req.scope, &req.stream).map(|m| m.state == StreamState::Creating))
+                    .await?;
+                if !creating {
+                    return Err(MetaError::StreamExists(name).into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.finish_create(&req.scope, &req.stream).await?;
+        let info = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m))).await?;
+        Ok(Response::new(pb::CreateStreamResponse { stream: Some(info) }))
+    }
+
+    async fn list_streams(&self, req: Request<pb::ListStreamsRequest>) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        let scope = req.into_inner().scope;
+        validate_scope(&scope).map_err(MetaError::from)?;
+        let streams = self
+            .meta
+            .read(|st| {
+                st.scope(&scope).map(|s| {
+                    s.streams.iter().filter(|(_, m)| m.state != StreamState::Creating).map(|(n, _)| n.clone()).collect()
+                })
+            })
+            .await?;
+        Ok(Response::new(pb::ListStreamsResponse { streams }))
+    }
+
+    async fn get_stream(&self, req: Request<pb::GetStreamRequest>) -> Result<Response<pb::GetStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let info = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m))).await?;
+        Ok(Response::new(pb::GetStreamResponse { stream: Some(info) }))
+    }
+
+    async fn seal_stream(&self, req: Request<pb::SealStreamRequest>) -> Result<Response<pb::SealStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let active = self
+            .meta
+            .read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone()))
+            .await?;
+        for id in active {
+            let segment = segment_name(&req.scope, &req.stream, id);
+            self.store.clone().seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
+        }
+        self.meta.propose(Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
+        Ok(Response::new(pb::SealStreamResponse {}))
+    }
+
+    async fn delete_stream(&self, req: Request<pb::DeleteStreamRequest>) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let all: Vec<SegmentId> = self
+            .meta
+            .read(|st| {
+                st.stream(&req.scope, &req.stream).and_then(|m| {
+                    if m.state != StreamState::Sealed {
+                        return Err(MetaError::StreamNotSealed(format!("{}/{}", req.scope, req.stream)));
+                    }
+                    Ok(m.segments.values().map(|s| s.id).collect())
+                })
+            })
+            .await?;
+        for id in all {
+            let segment = segment_name(&req.scope, &req.stream, id);
+            match self.store.clone().delete_segment(seg::DeleteSegmentRequest { segment }).await {
+                Ok(_) => {}
+                Err(s) if nadi_proto::errors::from_status(&s).0 == ErrorCode::SegmentNotFound => {}
+                Err(s) => return Err(store_error(s).into()),
+            }
+        }
+        self.meta.propose(Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
+        Ok(Response::new(pb::DeleteStreamResponse {}))
+    }
+
+    async fn get_active_segments(&self, req: Request<pb::GetActiveSegmentsRequest>) -> Result<Response<pb::GetActiveSegmentsResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let resp = self
+            .meta
+            .read(|st| {
+                st.stream(&req.scope, &req.stream).map(|m| pb::GetActiveSegmentsResponse {
+                    epoch: m.current_epoch().epoch,
+                    segments: m.active_segments().into_iter().map(|s| self.location(&req.scope, &req.stream, s)).collect(),
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn get_successors(&self, req: Request<pb::GetSuccessorsRequest>) -> Result<Response<pb::GetSuccessorsResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let id = SegmentId::from_packed(req.segment_id);
+        let resp = self
+            .meta
+            .read(|st| {
+                let m = st.stream(&req.scope, &req.stream)?;
+                let s = m.segment(id).ok_or_else(|| MetaError::SegmentNotFound(segment_name(&req.scope, &req.stream, id)))?;
+                let successors = s
+                    .successors
+                    .iter()
+                    .filter_map(|sid| m.segment(*sid))
+                    .map(|succ| pb::SuccessorSegment {
+                        segment: Some(self.location(&req.scope, &req.stream, succ)),
+                        predecessor_ids: succ.predecessors.iter().map(|p| p.packed()).collect(),
+                    })
+                    .collect();
+                Ok::<_, MetaError>(pb::GetSuccessorsResponse { successors })
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,125 @@
+//! Server settings: each is a flag, a `NADI_…` environment variable, or a key in the `--config`
+//! TOML file, resolved flag > env > file > default. Sizes read like `512MiB`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Flags (and their environment variables) of `nadi standalone`. Everything is optional here so
+/// that a value from the config file can fill in what was not given.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StandaloneArgs {
+    /// Directory for all state (controller/, tier1/). Default ./nadi-data.
+    #[arg(long, env = "NADI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Controller gRPC address. Default 127.0.0.1:9090.
+    #[arg(long, env = "NADI_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// Segment store gRPC address. Default 127.0.0.1:12345.
+    #[arg(long, env = "NADI_SEGMENT_LISTEN")]
+    pub segment_listen: Option<SocketAddr>,
+    /// Admin HTTP address. Default 127.0.0.1:9091.
+    #[arg(long, env = "NADI_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Segment containers (fixed once the data directory exists). Default 4.
+    #[arg(long, env = "NADI_CONTAINERS")]
+    pub containers: Option<u32>,
+    /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
+    #[arg(long, env = "NADI_LOG_FILE_SIZE")]
+    pub log_file_size: Option<String>,
+    /// A TOML file with any of the settings above (keys like `data-dir`).
+    #[arg(long, env = "NADI_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    controller_listen: Option<SocketAddr>,
+    segment_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    containers: Option<u32>,
+    log_file_size: Option<String>,
+}
+
+/// Resolved settings of `nadi standalone`.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    pub data_dir: PathBuf,
+    pub controller_listen: SocketAddr,
+    pub segment_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub containers: u32,
+    pub log_file_size: u64,
+}
+
+/// Parses a size such as `512MiB`, `64 MB` or `1048576`.
+pub fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let v: bytesize::ByteSize = s.trim().parse().map_err(|e| anyhow::anyhow!("{s:?} is not a size ({e}); use e.g. 64MiB"))?;
+    Ok(v.as_u64())
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+impl StandaloneArgs {
+    /// Resolves flag > env (both already in `self`) > file > default.
+    pub fn resolve(self) -> anyhow::Result<StandaloneConfig> {
+        let file = match &self.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let log_file_size = match self.log_file_size.or(file.log_file_size) {
+            Some(s) => parse_size(&s)?,
+            None => 64 * 1024 * 1024,
+        };
+        if log_file_size < crate::log::file::MIN_FILE_SIZE {
+            bail!("log file size must be at least 20MiB (it must hold the largest append batch)");
+        }
+        let containers = self.containers.or(file.containers).unwrap_or(4);
+        if containers == 0 || containers > 1024 {
+            bail!("containers must be between 1 and 1024");
+        }
+        Ok(StandaloneConfig {
+            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
+            controller_listen: self.controller_listen.or(file.controller_listen).unwrap_or(([127, 0, 0, 1], 9090).into()),
+            segment_listen: self.segment_listen.or(file.segment_listen).unwrap_or(([127, 0, 0, 1], 12345).into()),
+            http_listen: self.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 9091).into()),
+            containers,
+            log_file_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nadi.toml");
+        std::fs::write(&file, "data-dir = \"from-file\"\ncontainers = 8\nlog-file-size = \"32MiB\"\n").unwrap();
+        let args = StandaloneArgs { config: Some(file.clone()), containers: Some(2), ..Default::default() };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("from-file"));
+        assert_eq!(c.containers, 2);
+        assert_eq!(c.log_file_size, 32 * 1024 * 1024);
+        assert_eq!(c.controller_listen.port(), 9090);
+        std::fs::write(&file, "bogus = 1\n").unwrap();
+        assert!(StandaloneArgs { config: Some(file), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert!(parse_size("lots").is_err());
+    }
+}

@@ -1,0 +1,233 @@
+//! gRPC service `nadi.segment.v1.SegmentStore` over a [`SegmentStore`].
+//!
+//! Appends are pipelined: the handler keeps reading batches and queueing them on the container
+//! (in arrival order, which is the order they are stored in) while earlier ones are being made
+//! durable, and sends acknowledgements in order. At most [`MAX_IN_FLIGHT`] batches per stream
+//! are queued, so a fast writer is slowed to the disk's pace instead of buffered without bound.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::stream::FuturesOrdered;
+use futures::{Stream, StreamExt};
+use nadi_proto::framing::{self, FramingError, MAX_EVENT_SIZE};
+use nadi_proto::segment::v1 as pb;
+use pb::segment_store_server::SegmentStore as SegmentStoreApi;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::container::MAX_BATCH_BYTES;
+use crate::error::StoreError;
+use crate::store::SegmentStore;
+
+/// Append batches queued per stream before the handler stops reading more.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Default upper bound of one read response.
+pub const DEFAULT_READ_CHUNK: usize = 1024 * 1024;
+/// Longest writer id, in bytes.
+pub const MAX_WRITER_ID_LEN: usize = 256;
+/// Longest segment name, in bytes.
+pub const MAX_SEGMENT_NAME_LEN: usize = 512;
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct SegmentService {
+    store: Arc<SegmentStore>,
+}
+
+impl SegmentService {
+    pub fn new(store: Arc<SegmentStore>) -> Self {
+        Self { store }
+    }
+
+    /// The tonic server for this service, with large frames and windows (see MACHINE-LIMITS).
+    pub fn into_server(self) -> pb::segment_store_server::SegmentStoreServer<Self> {
+        pb::segment_store_server::SegmentStoreServer::new(self)
+            .max_decoding_message_size(MAX_BATCH_BYTES + 64 * 1024)
+            .max_encoding_message_size(MAX_BATCH_BYTES + 64 * 1024)
+    }
+}
+
+fn check_segment(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_SEGMENT_NAME_LEN {
+        return Err(StoreError::InvalidArgument(format!("segment name must be 1..={MAX_SEGMENT_NAME_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn check_batch(b: &pb::AppendBatch) -> Result<(), StoreError> {
+    if b.event_count == 0 || b.last_event_number < b.event_count as i64 - 1 {
+        return Err(StoreError::InvalidArgument(format!(
+            "batch of {} events cannot end at event number {}",
+            b.event_count, b.last_event_number
+        )));
+    }
+    if b.data.len() > MAX_BATCH_BYTES {
+        return Err(StoreError::InvalidArgument(format!("batch of {} bytes exceeds {MAX_BATCH_BYTES}", b.data.len())));
+    }
+    framing::validate_batch(&b.data, b.event_count).map_err(|e| match e {
+        FramingError::TooLarge { len } => StoreError::EventTooLarge { len, max: MAX_EVENT_SIZE },
+        other => StoreError::InvalidArgument(other.to_string()),
+    })?;
+    Ok(())
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl SegmentStoreApi for SegmentService {
+    async fn create_segment(&self, req: Request<pb::CreateSegmentRequest>) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        let name = req.into_inner().segment;
+        check_segment(&name)?;
+        let created = self.store.container(&name).create(&name).await?;
+        Ok(Response::new(pb::CreateSegmentResponse { created }))
+    }
+
+    async fn get_segment_info(&self, req: Request<pb::GetSegmentInfoRequest>) -> Result<Response<pb::SegmentInfo>, Status> {
+        let name = req.into_inner().segment;
+        check_segment(&name)?;
+        let info = self.store.container(&name).info(&name)?;
+        Ok(Response::new(pb::SegmentInfo {
+            segment: info.name,
+            start_offset: info.start_offset,
+            length: info.length,
+            sealed: info.sealed,
+            writers: info
+                .writers
+                .into_iter()
+                .map(|(writer_id, last_event_number)| pb::WriterState { writer_id, last_event_number })
+                .collect(),
+        }))
+    }
+
+    type AppendStream = BoxStream<pb::AppendResponse>;
+
+    async fn append(&self, req: Request<Streaming<pb::AppendRequest>>) -> Result<Response<Self::AppendStream>, Status> {
+        let mut inbound = req.into_inner();
+        let setup = match inbound.message().await? {
+            Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(s)) }) => s,
+            _ => return Err(StoreError::InvalidArgument("the first message of an append stream must be `setup`".into()).into()),
+        };
+        check_segment(&setup.segment)?;
+        if setup.writer_id.is_empty() || setup.writer_id.len() > MAX_WRITER_ID_LEN {
+            return Err(StoreError::InvalidArgument(format!("writer id must be 1..={MAX_WRITER_ID_LEN} bytes")).into());
+        }
+        let container = self.store.container(&setup.segment).clone();
+        let (last, length) = container.writer_state(&setup.segment, &setup.writer_id).await?;
+        let (tx, rx) = mpsc::channel::<Result<pb::AppendResponse, Status>>(MAX_IN_FLIGHT + 1);
+        let setup_ack = pb::append_response::Kind::SetupAck(pb::SetupAck { last_event_number: last, segment_length: length });
+        let _ = tx.send(Ok(pb::AppendResponse { kind: Some(setup_ack) })).await;
+        tokio::spawn(async move {
+            let (segment, writer) = (setup.segment, setup.writer_id);
+            let mut pending = FuturesOrdered::new();
+            let mut inbound_open = true;
+            loop {
+                tokio::select! {
+                    msg = inbound.message(), if inbound_open && pending.len() < MAX_IN_FLIGHT => {
+                        let batch = match msg {
+                            Ok(Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Batch(b)) })) => b,
+                            Ok(Some(_)) => {
+                                let _ = tx.send(Err(StoreError::InvalidArgument("only batches may follow setup".into()).into())).await;
+                                return;
+                            }
+                            Ok(None) => { inbound_open = false; continue; }
+                            // The client went away; batches already queued still complete.
+                            Err(_) => return,
+                        };
+                        if let Err(e) = check_batch(&batch) {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                        match container.append(&segment, &writer, batch.last_event_number, batch.event_count, batch.data).await {
+                            Ok(rx) => pending.push_back(rx),
+                            Err(e) => { let _ = tx.send(Err(e.into())).await; return; }
+                        }
+                    }
+                    Some(done) = pending.next(), if !pending.is_empty() => {
+                        let res = done.unwrap_or(Err(StoreError::ShuttingDown));
+                        let msg = res.map(|ack| pb::AppendResponse {
+                            kind: Some(pb::append_response::Kind::Ack(pb::AppendAck {
+                                last_event_number: ack.last_event_number,
+                                segment_length: ack.segment_length,
+                            })),
+                        });
+                        let failed = msg.is_err();
+                        if tx.send(msg.map_err(Status::from)).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                    else => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ReadStream = BoxStream<pb::ReadResponse>;
+
+    async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+        let req = req.into_inner();
+        check_segment(&req.segment)?;
+        let container = self.store.container(&req.segment).clone();
+        let max = if req.max_bytes_per_message == 0 { DEFAULT_READ_CHUNK } else { req.max_bytes_per_message as usize };
+        // Fail fast on a bad start (unknown segment, truncated offset) before streaming.
+        let mut changes = container.subscribe();
+        changes.borrow_and_update();
+        let first = container.read(&req.segment, req.offset, max)?;
+        let (tx, rx) = mpsc::channel::<Result<pb::ReadResponse, Status>>(4);
+        tokio::spawn(async move {
+            let mut chunk = first;
+            loop {
+                let at_tail = chunk.data.is_empty();
+                let next_offset = chunk.offset + chunk.data.len() as u64;
+                let end = chunk.end_of_segment;
+                // At the tail, stay quiet unless the caller is not following (it wants to know
+                // it reached the end) or the segment ended.
+                if !at_tail || !req.follow || end {
+                    let msg = pb::ReadResponse {
+                        offset: chunk.offset,
+                        data: chunk.data,
+                        end_of_segment: end,
+                        segment_length: chunk.segment_length,
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
+                        return;
+                    }
+                }
+                if end || (at_tail && !req.follow) {
+                    return;
+                }
+                if at_tail {
+                    tokio::select! {
+                        changed = changes.changed() => if changed.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                }
+                changes.borrow_and_update();
+                chunk = match container.read(&req.segment, next_offset, max) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn seal_segment(&self, req: Request<pb::SealSegmentRequest>) -> Result<Response<pb::SealSegmentResponse>, Status> {
+        let name = req.into_inner().segment;
+        check_segment(&name)?;
+        let length = self.store.container(&name).seal(&name).await?;
+        Ok(Response::new(pb::SealSegmentResponse { length }))
+    }
+
+    async fn delete_segment(&self, req: Request<pb::DeleteSegmentRequest>) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        let name = req.into_inner().segment;
+        check_segment(&name)?;
+        self.store.container(&name).delete(&name).await?;
+        Ok(Response::new(pb::DeleteSegmentResponse {}))
+    }
+}

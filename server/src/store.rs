@@ -1,0 +1,79 @@
+//! The segment store: a fixed set of containers, and the stable map from segment to container.
+//!
+//! A segment belongs to container `XXH64(stream-scoped segment name) mod container_count`. The
+//! count is fixed for the life of a data directory (recorded in `tier1/containers`), because
+//! changing it would move segments away from the log that holds their data.
+
+use std::path::{Path, PathBuf};
+
+use crate::container::Container;
+use crate::error::StoreError;
+use crate::log::file::FileLogOptions;
+
+/// Settings of a segment store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Tier-1 directory: one sub-directory per container.
+    pub dir: PathBuf,
+    /// Number of containers (fixed once the directory exists).
+    pub containers: u32,
+    pub log: FileLogOptions,
+}
+
+/// The containers of one segment store process.
+#[derive(Debug)]
+pub struct SegmentStore {
+    containers: Vec<Container>,
+}
+
+/// The container of a segment, out of `count`.
+pub fn container_of(segment: &str, count: u32) -> u32 {
+    (xxhash_rust::xxh64::xxh64(segment.as_bytes(), 0) % count as u64) as u32
+}
+
+impl SegmentStore {
+    /// Opens (recovering) every container under `config.dir`.
+    pub fn open(config: &StoreConfig) -> Result<SegmentStore, StoreError> {
+        let count = fixed_container_count(&config.dir, config.containers)?;
+        let mut containers = Vec::with_capacity(count as usize);
+        for id in 0..count {
+            let dir = config.dir.join(format!("container-{id}"));
+            containers.push(Container::open(id, &dir, config.log.clone())?);
+        }
+        Ok(SegmentStore { containers })
+    }
+
+    /// The container that owns `segment`.
+    pub fn container(&self, segment: &str) -> &Container {
+        &self.containers[container_of(segment, self.containers.len() as u32) as usize]
+    }
+
+    /// All containers.
+    pub fn containers(&self) -> &[Container] {
+        &self.containers
+    }
+}
+
+/// Reads the container count recorded for `dir`, or records `wanted` for a new directory.
+fn fixed_container_count(dir: &Path, wanted: u32) -> Result<u32, StoreError> {
+    let io = |e: std::io::Error| StoreError::Internal(format!("{}: {e}", dir.display()));
+    if wanted == 0 {
+        return Err(StoreError::InvalidArgument("the number of containers must be at least 1".into()));
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let path = dir.join("containers");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let n: u32 = s.trim().parse().map_err(|_| StoreError::Internal(format!("{} is not a number", path.display())))?;
+            if n != wanted {
+                tracing::warn!(recorded = n, configured = wanted, "container count is fixed per data directory; using the recorded one");
+            }
+            Ok(n)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            nadi_controller::fsutil::write_atomic(&path, format!("{wanted}\n").as_bytes()).map_err(io)?;
+            Ok(wanted)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
