@@ -67,7 +67,12 @@ impl NadiClient {
         }
         let controllers = urls.iter().map(|u| Ok(endpoint(u)?.connect_lazy())).collect::<Result<_, ClientError>>()?;
         Ok(NadiClient {
-            inner: Arc::new(Inner { controllers, urls: urls.to_vec(), current: AtomicUsize::new(0), stores: Mutex::default() }),
+            inner: Arc::new(Inner {
+                controllers,
+                urls: urls.to_vec(),
+                current: AtomicUsize::new(0),
+                stores: Mutex::default(),
+            }),
         })
     }
 
@@ -117,12 +122,16 @@ impl NadiClient {
                 }
             }
         };
-        Ok(SegmentStoreClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        Ok(SegmentStoreClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE))
     }
 
     /// Creates a scope.
     pub async fn create_scope(&self, scope: &str) -> Result<(), ClientError> {
-        self.controller(|mut c| async move { c.create_scope(pb::CreateScopeRequest { scope: scope.to_owned() }).await }).await.map(|_| ())
+        self.controller(|mut c| async move { c.create_scope(pb::CreateScopeRequest { scope: scope.to_owned() }).await })
+            .await
+            .map(|_| ())
     }
 
     /// Lists scopes.
@@ -131,14 +140,22 @@ impl NadiClient {
     }
 
     /// Creates a stream.
-    pub async fn create_stream(&self, scope: &str, stream: &str, spec: StreamSpec) -> Result<pb::StreamInfo, ClientError> {
+    pub async fn create_stream(
+        &self,
+        scope: &str,
+        stream: &str,
+        spec: StreamSpec,
+    ) -> Result<pb::StreamInfo, ClientError> {
         let resp = self
-            .controller(|mut c| async move { {
-                c.create_stream(pb::CreateStreamRequest {
-                    scope: scope.to_owned(),
-                    stream: stream.to_owned(),
-                    config: Some(spec.config.clone()),
-                }).await }
+            .controller(|mut c| async move {
+                {
+                    c.create_stream(pb::CreateStreamRequest {
+                        scope: scope.to_owned(),
+                        stream: stream.to_owned(),
+                        config: Some(spec.config),
+                    })
+                    .await
+                }
             })
             .await?;
         resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
@@ -146,35 +163,54 @@ impl NadiClient {
 
     /// Lists the streams of a scope.
     pub async fn list_streams(&self, scope: &str) -> Result<Vec<String>, ClientError> {
-        Ok(self.controller(|mut c| async move { c.list_streams(pb::ListStreamsRequest { scope: scope.to_owned() }).await }).await?.streams)
+        Ok(self
+            .controller(|mut c| async move { c.list_streams(pb::ListStreamsRequest { scope: scope.to_owned() }).await })
+            .await?
+            .streams)
     }
 
     /// A stream's configuration, state and active segments.
     pub async fn stream_info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, ClientError> {
         let resp = self
-            .controller(|mut c| async move { c.get_stream(pb::GetStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
+            .controller(|mut c| async move {
+                c.get_stream(pb::GetStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
+            })
             .await?;
         resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
     }
 
     /// Seals a stream.
     pub async fn seal_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
-        self.controller(|mut c| async move { c.seal_stream(pb::SealStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
-            .await
-            .map(|_| ())
+        self.controller(|mut c| async move {
+            c.seal_stream(pb::SealStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes a sealed stream.
     pub async fn delete_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
-        self.controller(|mut c| async move { c.delete_stream(pb::DeleteStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await })
-            .await
-            .map(|_| ())
+        self.controller(|mut c| async move {
+            c.delete_stream(pb::DeleteStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The active segments of a stream with their segment stores.
-    pub async fn active_segments(&self, scope: &str, stream: &str) -> Result<pb::GetActiveSegmentsResponse, ClientError> {
-        self.controller(|mut c| async move { {
-            c.get_active_segments(pb::GetActiveSegmentsRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await }
+    pub async fn active_segments(
+        &self,
+        scope: &str,
+        stream: &str,
+    ) -> Result<pb::GetActiveSegmentsResponse, ClientError> {
+        self.controller(|mut c| async move {
+            {
+                c.get_active_segments(pb::GetActiveSegmentsRequest {
+                    scope: scope.to_owned(),
+                    stream: stream.to_owned(),
+                })
+                .await
+            }
         })
         .await
     }

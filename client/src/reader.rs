@@ -43,16 +43,31 @@ impl Drop for StreamReader {
 
 impl StreamReader {
     /// Opens a reader over `scope/stream`, from the start of every segment or from its tail.
-    pub async fn new(client: &NadiClient, scope: &str, stream: &str, from_start: bool) -> Result<StreamReader, ClientError> {
+    pub async fn new(
+        client: &NadiClient,
+        scope: &str,
+        stream: &str,
+        from_start: bool,
+    ) -> Result<StreamReader, ClientError> {
         let active = client.active_segments(scope, stream).await?;
         let (tx, rx) = mpsc::channel(1024);
         let mut tasks = Vec::new();
         for loc in active.segments {
-            let seg = loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
+            let seg =
+                loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
             let mut store = client.segment_store(&loc.endpoint)?;
-            let info = store.get_segment_info(pb::GetSegmentInfoRequest { segment: seg.qualified_name.clone() }).await?.into_inner();
+            let info = store
+                .get_segment_info(pb::GetSegmentInfoRequest { segment: seg.qualified_name.clone() })
+                .await?
+                .into_inner();
             let offset = if from_start { info.start_offset } else { info.length };
-            tasks.push(tokio::spawn(read_segment(client.clone(), loc.endpoint, seg.qualified_name, offset, tx.clone())));
+            tasks.push(tokio::spawn(read_segment(
+                client.clone(),
+                loc.endpoint,
+                seg.qualified_name,
+                offset,
+                tx.clone(),
+            )));
         }
         Ok(StreamReader { rx, tasks })
     }
@@ -80,7 +95,8 @@ async fn read_segment(
                 let resp = resp?;
                 attempts = 0;
                 for ev in framing::events(&resp.data) {
-                    let (at, payload) = ev.map_err(|e| ClientError::new(ErrorKind::Internal, format!("{segment}: {e}")))?;
+                    let (at, payload) =
+                        ev.map_err(|e| ClientError::new(ErrorKind::Internal, format!("{segment}: {e}")))?;
                     let ev = EventRead { segment: segment.clone(), offset: resp.offset + at as u64, payload };
                     if tx.send(Ok(ev)).await.is_err() {
                         return Ok(true);

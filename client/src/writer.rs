@@ -87,7 +87,12 @@ fn random_id() -> String {
 
 impl EventWriter {
     /// A writer for `scope/stream`. Fails with `NotFound` if the stream does not exist.
-    pub async fn new(client: &NadiClient, scope: &str, stream: &str, config: WriterConfig) -> Result<EventWriter, ClientError> {
+    pub async fn new(
+        client: &NadiClient,
+        scope: &str,
+        stream: &str,
+        config: WriterConfig,
+    ) -> Result<EventWriter, ClientError> {
         let mut config = config;
         config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE);
         config.max_in_flight = config.max_in_flight.max(1);
@@ -100,7 +105,8 @@ impl EventWriter {
         let mut routes = Vec::new();
         let mut tasks = Vec::new();
         for loc in active.segments {
-            let seg = loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
+            let seg =
+                loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
             let (tx, rx) = mpsc::channel(config.queue_len);
             let task = SegmentTask {
                 client: client.clone(),
@@ -118,7 +124,10 @@ impl EventWriter {
             routes.push(Route { low: seg.key_low, high: seg.key_high, tx });
         }
         if routes.is_empty() {
-            return Err(ClientError::new(ErrorKind::Internal, format!("stream {scope}/{stream} has no active segments")));
+            return Err(ClientError::new(
+                ErrorKind::Internal,
+                format!("stream {scope}/{stream} has no active segments"),
+            ));
         }
         Ok(EventWriter { writer_id, routes, tasks, failure, next_unkeyed: AtomicUsize::new(0) })
     }

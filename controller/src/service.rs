@@ -57,7 +57,10 @@ impl Controller {
                 st.scopes
                     .iter()
                     .flat_map(|(sc, s)| {
-                        s.streams.iter().filter(|(_, m)| m.state == StreamState::Creating).map(|(n, _)| (sc.clone(), n.clone()))
+                        s.streams
+                            .iter()
+                            .filter(|(_, m)| m.state == StreamState::Creating)
+                            .map(|(n, _)| (sc.clone(), n.clone()))
                     })
                     .collect()
             })
@@ -70,10 +73,15 @@ impl Controller {
     }
 
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
-        let segments = self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.current_epoch().segments.clone())).await?;
+        let segments =
+            self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in segments {
             let name = segment_name(scope, stream, id);
-            self.store.clone().create_segment(seg::CreateSegmentRequest { segment: name }).await.map_err(store_error)?;
+            self.store
+                .clone()
+                .create_segment(seg::CreateSegmentRequest { segment: name })
+                .await
+                .map_err(store_error)?;
         }
         self.meta.propose(Command::StreamCreated { scope: scope.into(), stream: stream.into() }).await
     }
@@ -139,9 +147,18 @@ pub fn config_to_pb(c: &StreamConfig) -> pb::StreamConfig {
     use pb::retention_policy::Kind as R;
     use pb::scaling_policy::Kind as K;
     let scaling = match c.scaling {
-        Scaling::Fixed { segments } => pb::ScalingPolicy { kind: K::FixedUnspecified as i32, target_rate: 0, scale_factor: 0, min_segments: segments },
-        Scaling::EventsPerSec { rate, factor, min_segments } => pb::ScalingPolicy { kind: K::EventsPerSec as i32, target_rate: rate, scale_factor: factor, min_segments },
-        Scaling::KbytesPerSec { rate, factor, min_segments } => pb::ScalingPolicy { kind: K::KbytesPerSec as i32, target_rate: rate, scale_factor: factor, min_segments },
+        Scaling::Fixed { segments } => pb::ScalingPolicy {
+            kind: K::FixedUnspecified as i32,
+            target_rate: 0,
+            scale_factor: 0,
+            min_segments: segments,
+        },
+        Scaling::EventsPerSec { rate, factor, min_segments } => {
+            pb::ScalingPolicy { kind: K::EventsPerSec as i32, target_rate: rate, scale_factor: factor, min_segments }
+        }
+        Scaling::KbytesPerSec { rate, factor, min_segments } => {
+            pb::ScalingPolicy { kind: K::KbytesPerSec as i32, target_rate: rate, scale_factor: factor, min_segments }
+        }
     };
     let retention = match c.retention {
         Retention::None => pb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0 },
@@ -175,30 +192,43 @@ fn names(scope: &str, stream: &str) -> Result<(), MetaError> {
 
 #[tonic::async_trait]
 impl ControllerService for Controller {
-    async fn create_scope(&self, req: Request<pb::CreateScopeRequest>) -> Result<Response<pb::CreateScopeResponse>, Status> {
+    async fn create_scope(
+        &self,
+        req: Request<pb::CreateScopeRequest>,
+    ) -> Result<Response<pb::CreateScopeResponse>, Status> {
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
         self.meta.propose(Command::CreateScope { scope, now_ms: now_ms() }).await?;
         Ok(Response::new(pb::CreateScopeResponse {}))
     }
 
-    async fn list_scopes(&self, _req: Request<pb::ListScopesRequest>) -> Result<Response<pb::ListScopesResponse>, Status> {
+    async fn list_scopes(
+        &self,
+        _req: Request<pb::ListScopesRequest>,
+    ) -> Result<Response<pb::ListScopesResponse>, Status> {
         let scopes = self.meta.read(|st| st.scopes.keys().cloned().collect()).await;
         Ok(Response::new(pb::ListScopesResponse { scopes }))
     }
 
-    async fn delete_scope(&self, req: Request<pb::DeleteScopeRequest>) -> Result<Response<pb::DeleteScopeResponse>, Status> {
+    async fn delete_scope(
+        &self,
+        req: Request<pb::DeleteScopeRequest>,
+    ) -> Result<Response<pb::DeleteScopeResponse>, Status> {
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
         self.meta.propose(Command::DeleteScope { scope }).await?;
         Ok(Response::new(pb::DeleteScopeResponse {}))
     }
 
-    async fn create_stream(&self, req: Request<pb::CreateStreamRequest>) -> Result<Response<pb::CreateStreamResponse>, Status> {
+    async fn create_stream(
+        &self,
+        req: Request<pb::CreateStreamRequest>,
+    ) -> Result<Response<pb::CreateStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let config = config_from_pb(req.config)?;
-        let cmd = Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
+        let cmd =
+            Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
         match self.meta.propose(cmd).await {
             Ok(()) => {}
             // A creation interrupted earlier (crash, store down) is finished by a retry.
@@ -214,11 +244,17 @@ impl ControllerService for Controller {
             Err(e) => return Err(e.into()),
         }
         self.finish_create(&req.scope, &req.stream).await?;
-        let info = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m))).await?;
+        let info = self
+            .meta
+            .read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m)))
+            .await?;
         Ok(Response::new(pb::CreateStreamResponse { stream: Some(info) }))
     }
 
-    async fn list_streams(&self, req: Request<pb::ListStreamsRequest>) -> Result<Response<pb::ListStreamsResponse>, Status> {
+    async fn list_streams(
+        &self,
+        req: Request<pb::ListStreamsRequest>,
+    ) -> Result<Response<pb::ListStreamsResponse>, Status> {
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
         let streams = self
@@ -235,17 +271,21 @@ impl ControllerService for Controller {
     async fn get_stream(&self, req: Request<pb::GetStreamRequest>) -> Result<Response<pb::GetStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
-        let info = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m))).await?;
+        let info = self
+            .meta
+            .read(|st| st.stream(&req.scope, &req.stream).map(|m| stream_info(&req.scope, &req.stream, m)))
+            .await?;
         Ok(Response::new(pb::GetStreamResponse { stream: Some(info) }))
     }
 
-    async fn seal_stream(&self, req: Request<pb::SealStreamRequest>) -> Result<Response<pb::SealStreamResponse>, Status> {
+    async fn seal_stream(
+        &self,
+        req: Request<pb::SealStreamRequest>,
+    ) -> Result<Response<pb::SealStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
-        let active = self
-            .meta
-            .read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone()))
-            .await?;
+        let active =
+            self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in active {
             let segment = segment_name(&req.scope, &req.stream, id);
             self.store.clone().seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
@@ -254,7 +294,10 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::SealStreamResponse {}))
     }
 
-    async fn delete_stream(&self, req: Request<pb::DeleteStreamRequest>) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+    async fn delete_stream(
+        &self,
+        req: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let all: Vec<SegmentId> = self
@@ -280,7 +323,10 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::DeleteStreamResponse {}))
     }
 
-    async fn get_active_segments(&self, req: Request<pb::GetActiveSegmentsRequest>) -> Result<Response<pb::GetActiveSegmentsResponse>, Status> {
+    async fn get_active_segments(
+        &self,
+        req: Request<pb::GetActiveSegmentsRequest>,
+    ) -> Result<Response<pb::GetActiveSegmentsResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let resp = self
@@ -288,14 +334,21 @@ impl ControllerService for Controller {
             .read(|st| {
                 st.stream(&req.scope, &req.stream).map(|m| pb::GetActiveSegmentsResponse {
                     epoch: m.current_epoch().epoch,
-                    segments: m.active_segments().into_iter().map(|s| self.location(&req.scope, &req.stream, s)).collect(),
+                    segments: m
+                        .active_segments()
+                        .into_iter()
+                        .map(|s| self.location(&req.scope, &req.stream, s))
+                        .collect(),
                 })
             })
             .await?;
         Ok(Response::new(resp))
     }
 
-    async fn get_successors(&self, req: Request<pb::GetSuccessorsRequest>) -> Result<Response<pb::GetSuccessorsResponse>, Status> {
+    async fn get_successors(
+        &self,
+        req: Request<pb::GetSuccessorsRequest>,
+    ) -> Result<Response<pb::GetSuccessorsResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let id = SegmentId::from_packed(req.segment_id);
@@ -303,7 +356,9 @@ impl ControllerService for Controller {
             .meta
             .read(|st| {
                 let m = st.stream(&req.scope, &req.stream)?;
-                let s = m.segment(id).ok_or_else(|| MetaError::SegmentNotFound(segment_name(&req.scope, &req.stream, id)))?;
+                let s = m
+                    .segment(id)
+                    .ok_or_else(|| MetaError::SegmentNotFound(segment_name(&req.scope, &req.stream, id)))?;
                 let successors = s
                     .successors
                     .iter()

@@ -119,16 +119,35 @@ pub struct ScopeMeta {
 /// A change to the metadata. Commands carry their own time so that applying is deterministic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    CreateScope { scope: String, now_ms: u64 },
-    DeleteScope { scope: String },
+    CreateScope {
+        scope: String,
+        now_ms: u64,
+    },
+    DeleteScope {
+        scope: String,
+    },
     /// Records a new stream in `Creating` state with its first epoch.
-    CreateStream { scope: String, stream: String, config: StreamConfig, now_ms: u64 },
+    CreateStream {
+        scope: String,
+        stream: String,
+        config: StreamConfig,
+        now_ms: u64,
+    },
     /// The stream's segments exist on the segment stores: make it visible.
-    StreamCreated { scope: String, stream: String },
+    StreamCreated {
+        scope: String,
+        stream: String,
+    },
     /// Every active segment was sealed on the segment stores.
-    StreamSealed { scope: String, stream: String },
+    StreamSealed {
+        scope: String,
+        stream: String,
+    },
     /// Every segment was deleted on the segment stores.
-    DeleteStream { scope: String, stream: String },
+    DeleteStream {
+        scope: String,
+        stream: String,
+    },
 }
 
 /// The whole metadata.
@@ -280,15 +299,24 @@ mod tests {
     fn errors_leave_state_unchanged() {
         let mut st = ControllerState::default();
         let before = st.clone();
-        assert!(st.apply(&Command::CreateStream { scope: "nope".into(), stream: "t".into(), config: cfg(1), now_ms: 0 }).is_err());
+        assert!(
+            st.apply(&Command::CreateStream { scope: "nope".into(), stream: "t".into(), config: cfg(1), now_ms: 0 })
+                .is_err()
+        );
         st.apply(&Command::CreateScope { scope: "s".into(), now_ms: 0 }).unwrap();
         let with_scope = st.clone();
-        assert!(st.apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(0), now_ms: 0 }).is_err());
+        assert!(
+            st.apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(0), now_ms: 0 })
+                .is_err()
+        );
         assert_eq!(st, with_scope);
         assert_ne!(st, before);
         st.apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(2), now_ms: 0 }).unwrap();
         assert!(matches!(st.apply(&Command::DeleteScope { scope: "s".into() }), Err(MetaError::ScopeNotEmpty(_))));
-        assert!(matches!(st.apply(&Command::DeleteStream { scope: "s".into(), stream: "t".into() }), Err(MetaError::StreamNotSealed(_))));
+        assert!(matches!(
+            st.apply(&Command::DeleteStream { scope: "s".into(), stream: "t".into() }),
+            Err(MetaError::StreamNotSealed(_))
+        ));
         st.apply(&Command::StreamSealed { scope: "s".into(), stream: "t".into() }).unwrap();
         st.apply(&Command::DeleteStream { scope: "s".into(), stream: "t".into() }).unwrap();
         st.apply(&Command::DeleteScope { scope: "s".into() }).unwrap();

@@ -29,11 +29,7 @@ pub fn split_range(low: f64, high: f64, n: u32) -> Vec<(f64, f64)> {
     assert!(n >= 1, "split into at least one range");
     let width = high - low;
     let bound = |i: u32| {
-        if i == n {
-            high
-        } else {
-            low + width * i as f64 / n as f64
-        }
+        if i == n { high } else { low + width * i as f64 / n as f64 }
     };
     (0..n).map(|i| (bound(i), bound(i + 1))).collect()
 }

@@ -56,8 +56,12 @@ fn state_name(state: i32) -> &'static str {
 fn policy_text(c: &pb::StreamConfig) -> (String, String) {
     let s = c.scaling.unwrap_or_default();
     let scaling = match pb::scaling_policy::Kind::try_from(s.kind) {
-        Ok(pb::scaling_policy::Kind::EventsPerSec) => format!("events:{},{},{}", s.target_rate, s.scale_factor, s.min_segments),
-        Ok(pb::scaling_policy::Kind::KbytesPerSec) => format!("bytes:{},{},{}", s.target_rate, s.scale_factor, s.min_segments),
+        Ok(pb::scaling_policy::Kind::EventsPerSec) => {
+            format!("events:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
+        }
+        Ok(pb::scaling_policy::Kind::KbytesPerSec) => {
+            format!("bytes:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
+        }
         _ => "fixed".to_owned(),
     };
     let r = c.retention.unwrap_or_default();
@@ -99,7 +103,13 @@ pub async fn stream_info(client: &NadiClient, name: &str, as_json: bool) -> anyh
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("stream {}/{} ({}), epoch {}, scaling {scaling}, retention {retention}", info.scope, info.stream, state_name(info.state), info.epoch);
+        println!(
+            "stream {}/{} ({}), epoch {}, scaling {scaling}, retention {retention}",
+            info.scope,
+            info.stream,
+            state_name(info.state),
+            info.epoch
+        );
         for s in &info.active_segments {
             println!("  segment {:<24} keys [{:.6}, {:.6})", s.qualified_name, s.key_low, s.key_high);
         }
@@ -174,7 +184,9 @@ pub async fn write(client: &NadiClient, name: &str, keys: KeyMode, writer_id: Op
             Ok(())
         }
         (Err(e), Ok(())) => Err(e.context(format!("stopped after {count} events (all of them were acknowledged)"))),
-        (_, Err(e)) => Err(anyhow::Error::new(e).context(format!("{count} events were sent but not all are acknowledged"))),
+        (_, Err(e)) => {
+            Err(anyhow::Error::new(e).context(format!("{count} events were sent but not all are acknowledged")))
+        }
     }
 }
 
@@ -186,7 +198,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// `nadi read`: prints one payload per line until `max` events or `idle` without events.
-pub async fn read(client: &NadiClient, name: &str, from_start: bool, max: Option<u64>, idle: Option<Duration>) -> anyhow::Result<()> {
+pub async fn read(
+    client: &NadiClient,
+    name: &str,
+    from_start: bool,
+    max: Option<u64>,
+    idle: Option<Duration>,
+) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
     let mut reader = StreamReader::new(client, scope, stream, from_start).await?;
     let stdout = std::io::stdout();

@@ -59,7 +59,8 @@ pub struct StandaloneConfig {
 
 /// Parses a size such as `512MiB`, `64 MB` or `1048576`.
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let v: bytesize::ByteSize = s.trim().parse().map_err(|e| anyhow::anyhow!("{s:?} is not a size ({e}); use e.g. 64MiB"))?;
+    let v: bytesize::ByteSize =
+        s.trim().parse().map_err(|e| anyhow::anyhow!("{s:?} is not a size ({e}); use e.g. 64MiB"))?;
     Ok(v.as_u64())
 }
 
@@ -88,7 +89,10 @@ impl StandaloneArgs {
         }
         Ok(StandaloneConfig {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
-            controller_listen: self.controller_listen.or(file.controller_listen).unwrap_or(([127, 0, 0, 1], 9090).into()),
+            controller_listen: self
+                .controller_listen
+                .or(file.controller_listen)
+                .unwrap_or(([127, 0, 0, 1], 9090).into()),
             segment_listen: self.segment_listen.or(file.segment_listen).unwrap_or(([127, 0, 0, 1], 12345).into()),
             http_listen: self.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 9091).into()),
             containers,

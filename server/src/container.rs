@@ -78,12 +78,32 @@ pub struct ReadChunk {
 /// A mutation for the writer thread, with where to send its outcome.
 #[derive(Debug)]
 enum Request {
-    Create { name: String, reply: oneshot::Sender<Result<bool, StoreError>> },
-    Append { name: String, writer: String, last_event_number: i64, event_count: u32, data: Bytes, reply: oneshot::Sender<Result<AppendAck, StoreError>> },
-    Seal { name: String, reply: oneshot::Sender<Result<u64, StoreError>> },
-    Delete { name: String, reply: oneshot::Sender<Result<(), StoreError>> },
+    Create {
+        name: String,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    Append {
+        name: String,
+        writer: String,
+        last_event_number: i64,
+        event_count: u32,
+        data: Bytes,
+        reply: oneshot::Sender<Result<AppendAck, StoreError>>,
+    },
+    Seal {
+        name: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Delete {
+        name: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A barrier: answered once everything queued before it is durable.
-    WriterState { name: String, writer: String, reply: oneshot::Sender<Result<(i64, u64), StoreError>> },
+    WriterState {
+        name: String,
+        writer: String,
+        reply: oneshot::Sender<Result<(i64, u64), StoreError>>,
+    },
 }
 
 /// One contiguous run of segment bytes inside the log.
@@ -238,14 +258,26 @@ impl Container {
             });
         }
         let segments = replay.durable.segments.len();
-        tracing::info!(container = id, segments, last_lsn = report.last_lsn, torn_tail = report.torn_tail.is_some(), "container recovered");
+        tracing::info!(
+            container = id,
+            segments,
+            last_lsn = report.last_lsn,
+            torn_tail = report.torn_tail.is_some(),
+            "container recovered"
+        );
         Ok(Self::start(id, Box::new(log), replay, damage))
     }
 
     /// Starts a container over any log (the in-memory double in tests).
     fn start(id: u32, log: Box<dyn LogWriter>, replay: Replay, damage: Option<Corruption>) -> Container {
         let (lsn_tx, _) = watch::channel(log.durable_lsn());
-        let shared = Arc::new(Shared { id, durable: RwLock::new(replay.durable), log: log.reader(), durable_lsn: lsn_tx, damage });
+        let shared = Arc::new(Shared {
+            id,
+            durable: RwLock::new(replay.durable),
+            log: log.reader(),
+            durable_lsn: lsn_tx,
+            damage,
+        });
         let tx = if shared.damage.is_none() {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             let writer = WriterThread { shared: shared.clone(), log, written: replay.written, rx };
@@ -273,14 +305,20 @@ impl Container {
         StoreError::Corrupt { container: self.shared.id, detail }
     }
 
-    async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let Some(tx) = &self.tx else { return Err(self.damaged()) };
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
         Ok(rx)
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request) -> Result<T, StoreError> {
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Request,
+    ) -> Result<T, StoreError> {
         self.submit(make).await?.await.map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -333,7 +371,13 @@ impl Container {
         let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
         let mut writers: Vec<_> = s.writers.iter().map(|(w, n)| (w.clone(), *n)).collect();
         writers.sort();
-        Ok(SegmentInfo { name: name.to_owned(), start_offset: s.start_offset, length: s.length, sealed: s.sealed, writers })
+        Ok(SegmentInfo {
+            name: name.to_owned(),
+            start_offset: s.start_offset,
+            length: s.length,
+            sealed: s.sealed,
+            writers,
+        })
     }
 
     /// A receiver that changes whenever more data becomes durable in this container.
@@ -358,7 +402,12 @@ impl Container {
                 if !s.sealed && self.shared.damage.is_some() {
                     return Err(self.damaged());
                 }
-                return Ok(ReadChunk { offset, data: Bytes::new(), end_of_segment: s.sealed, segment_length: s.length });
+                return Ok(ReadChunk {
+                    offset,
+                    data: Bytes::new(),
+                    end_of_segment: s.sealed,
+                    segment_length: s.length,
+                });
             }
             let first = s.index.partition_point(|e| e.offset + e.len as u64 <= offset);
             let mut pieces = Vec::new();
@@ -377,7 +426,10 @@ impl Container {
         };
         let mut buf = Vec::with_capacity(pieces.iter().map(|p| p.len as usize).sum());
         for p in &pieces {
-            self.shared.log.read_into(p.addr, p.len as usize, &mut buf).map_err(|e| StoreError::Internal(e.to_string()))?;
+            self.shared
+                .log
+                .read_into(p.addr, p.len as usize, &mut buf)
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
         // Start at `offset` (which must be an event boundary) and end on an event boundary
         // near `max_bytes`.
@@ -390,7 +442,10 @@ impl Container {
             }
             let len = u32::from_le_bytes(buf[at..at + EVENT_HEADER_LEN].try_into().expect("4 bytes")) as usize;
             if len > MAX_EVENT_SIZE {
-                return Err(StoreError::Corrupt { container: self.shared.id, detail: format!("segment {name}: bad event length at offset {}", first.offset + at as u64) });
+                return Err(StoreError::Corrupt {
+                    container: self.shared.id,
+                    detail: format!("segment {name}: bad event length at offset {}", first.offset + at as u64),
+                });
             }
             let next = at + EVENT_HEADER_LEN + len;
             if let Some(start) = cut
@@ -461,7 +516,13 @@ impl WriterThread {
     fn commit(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize) {
         // Make room first: a full disk fails the whole group before any state changes.
         if let Err(e) = self.log.reserve(size.min(self.log.max_record_payload())) {
-            let err = || if e.is_retryable() { StoreError::StorageFull(e.to_string()) } else { StoreError::Internal(e.to_string()) };
+            let err = || {
+                if e.is_retryable() {
+                    StoreError::StorageFull(e.to_string())
+                } else {
+                    StoreError::Internal(e.to_string())
+                }
+            };
             tracing::error!(container = self.shared.id, error = %e, "cannot write to the Tier-1 log");
             for req in batch.drain(..) {
                 fail(req, err());
@@ -501,9 +562,9 @@ impl WriterThread {
         for r in replies {
             match r {
                 Reply::Created(tx, res) => drop(tx.send(res)),
-                Reply::Appended(tx, res) => {
-                    drop(tx.send(res.map(|(n, name)| AppendAck { last_event_number: n, segment_length: length_of(&name) })))
-                }
+                Reply::Appended(tx, res) => drop(
+                    tx.send(res.map(|(n, name)| AppendAck { last_event_number: n, segment_length: length_of(&name) })),
+                ),
                 Reply::Sealed(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
                 Reply::Deleted(tx, res) => drop(tx.send(res)),
                 Reply::WriterState(tx, res) => drop(tx.send(res.map(|(n, name)| (n, length_of(&name))))),
@@ -555,7 +616,15 @@ impl WriterThread {
                     ops::encode_append(buf, local, offset, &writer, last_event_number, count, &data);
                     apply_written(
                         w,
-                        &Op::Append { local, offset, writer: &writer, last_event_number, event_count: count, data_pos: 0, data_len: data.len() },
+                        &Op::Append {
+                            local,
+                            offset,
+                            writer: &writer,
+                            last_event_number,
+                            event_count: count,
+                            data_pos: 0,
+                            data_len: data.len(),
+                        },
                     );
                     Ok((last_event_number, name.clone()))
                 })();
@@ -632,7 +701,13 @@ mod tests {
         Container::start(0, Box::new(new_log), replay, None)
     }
 
-    async fn append(c: &Container, seg: &str, writer: &str, last: i64, events: &[&[u8]]) -> Result<AppendAck, StoreError> {
+    async fn append(
+        c: &Container,
+        seg: &str,
+        writer: &str,
+        last: i64,
+        events: &[&[u8]],
+    ) -> Result<AppendAck, StoreError> {
         c.append(seg, writer, last, events.len() as u32, frame(events)).await?.await.unwrap()
     }
 

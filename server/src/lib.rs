@@ -5,12 +5,12 @@
 //! into one record of its Tier-1 [`log`] (group commit), syncs it, updates the container's
 //! metadata and read index, and only then acknowledges.
 
-pub mod log;
-pub mod container;
-pub mod error;
-pub mod ops;
-pub mod service;
-pub mod store;
 pub mod cli;
 pub mod config;
+pub mod container;
+pub mod error;
+pub mod log;
+pub mod ops;
+pub mod service;
 pub mod standalone;
+pub mod store;

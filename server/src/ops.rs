@@ -20,10 +20,25 @@ use bytes::BufMut;
 /// recovery can index it in place without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op<'a> {
-    Create { local: u64, name: &'a str },
-    Append { local: u64, offset: u64, writer: &'a str, last_event_number: i64, event_count: u32, data_pos: usize, data_len: usize },
-    Seal { local: u64 },
-    Delete { local: u64 },
+    Create {
+        local: u64,
+        name: &'a str,
+    },
+    Append {
+        local: u64,
+        offset: u64,
+        writer: &'a str,
+        last_event_number: i64,
+        event_count: u32,
+        data_pos: usize,
+        data_len: usize,
+    },
+    Seal {
+        local: u64,
+    },
+    Delete {
+        local: u64,
+    },
 }
 
 /// A batch payload that does not parse.
@@ -162,7 +177,15 @@ mod tests {
         assert_eq!(ops[0], Op::Create { local: 7, name: "demo/orders/0.#epoch.0" });
         assert_eq!(
             ops[1],
-            Op::Append { local: 7, offset: 100, writer: "w-1", last_event_number: 41, event_count: 2, data_pos: pos, data_len: 10 }
+            Op::Append {
+                local: 7,
+                offset: 100,
+                writer: "w-1",
+                last_event_number: 41,
+                event_count: 2,
+                data_pos: pos,
+                data_len: 10
+            }
         );
         assert_eq!(&buf[pos..pos + 10], b"\x01\0\0\0a\x01\0\0\0b");
         assert_eq!(ops[2], Op::Seal { local: 7 });

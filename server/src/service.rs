@@ -77,14 +77,20 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 #[tonic::async_trait]
 impl SegmentStoreApi for SegmentService {
-    async fn create_segment(&self, req: Request<pb::CreateSegmentRequest>) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+    async fn create_segment(
+        &self,
+        req: Request<pb::CreateSegmentRequest>,
+    ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let created = self.store.container(&name).create(&name).await?;
         Ok(Response::new(pb::CreateSegmentResponse { created }))
     }
 
-    async fn get_segment_info(&self, req: Request<pb::GetSegmentInfoRequest>) -> Result<Response<pb::SegmentInfo>, Status> {
+    async fn get_segment_info(
+        &self,
+        req: Request<pb::GetSegmentInfoRequest>,
+    ) -> Result<Response<pb::SegmentInfo>, Status> {
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let info = self.store.container(&name).info(&name)?;
@@ -107,7 +113,11 @@ impl SegmentStoreApi for SegmentService {
         let mut inbound = req.into_inner();
         let setup = match inbound.message().await? {
             Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(s)) }) => s,
-            _ => return Err(StoreError::InvalidArgument("the first message of an append stream must be `setup`".into()).into()),
+            _ => {
+                return Err(
+                    StoreError::InvalidArgument("the first message of an append stream must be `setup`".into()).into()
+                );
+            }
         };
         check_segment(&setup.segment)?;
         if setup.writer_id.is_empty() || setup.writer_id.len() > MAX_WRITER_ID_LEN {
@@ -116,7 +126,8 @@ impl SegmentStoreApi for SegmentService {
         let container = self.store.container(&setup.segment).clone();
         let (last, length) = container.writer_state(&setup.segment, &setup.writer_id).await?;
         let (tx, rx) = mpsc::channel::<Result<pb::AppendResponse, Status>>(MAX_IN_FLIGHT + 1);
-        let setup_ack = pb::append_response::Kind::SetupAck(pb::SetupAck { last_event_number: last, segment_length: length });
+        let setup_ack =
+            pb::append_response::Kind::SetupAck(pb::SetupAck { last_event_number: last, segment_length: length });
         let _ = tx.send(Ok(pb::AppendResponse { kind: Some(setup_ack) })).await;
         tokio::spawn(async move {
             let (segment, writer) = (setup.segment, setup.writer_id);
@@ -217,14 +228,20 @@ impl SegmentStoreApi for SegmentService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn seal_segment(&self, req: Request<pb::SealSegmentRequest>) -> Result<Response<pb::SealSegmentResponse>, Status> {
+    async fn seal_segment(
+        &self,
+        req: Request<pb::SealSegmentRequest>,
+    ) -> Result<Response<pb::SealSegmentResponse>, Status> {
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let length = self.store.container(&name).seal(&name).await?;
         Ok(Response::new(pb::SealSegmentResponse { length }))
     }
 
-    async fn delete_segment(&self, req: Request<pb::DeleteSegmentRequest>) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+    async fn delete_segment(
+        &self,
+        req: Request<pb::DeleteSegmentRequest>,
+    ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
         let name = req.into_inner().segment;
         check_segment(&name)?;
         self.store.container(&name).delete(&name).await?;

@@ -64,7 +64,8 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let ctl_server = grpc_server()
         .add_service(ControllerServiceServer::new(controller.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(ctl_listener), stopped(stop_rx.clone()));
-    let http_server = axum::serve(http_listener, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_server =
+        axum::serve(http_listener, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = tokio::spawn(ctl_server);
     let http_task = tokio::spawn(async move { http_server.await });
@@ -75,7 +76,9 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         }
     });
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "nadi standalone ready");
-    eprintln!("nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}");
+    eprintln!(
+        "nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}"
+    );
 
     shutdown_signal().await;
     eprintln!("nadi standalone: shutting down");
@@ -96,7 +99,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -64,9 +64,14 @@ fn fixed_container_count(dir: &Path, wanted: u32) -> Result<u32, StoreError> {
     let path = dir.join("containers");
     match std::fs::read_to_string(&path) {
         Ok(s) => {
-            let n: u32 = s.trim().parse().map_err(|_| StoreError::Internal(format!("{} is not a number", path.display())))?;
+            let n: u32 =
+                s.trim().parse().map_err(|_| StoreError::Internal(format!("{} is not a number", path.display())))?;
             if n != wanted {
-                tracing::warn!(recorded = n, configured = wanted, "container count is fixed per data directory; using the recorded one");
+                tracing::warn!(
+                    recorded = n,
+                    configured = wanted,
+                    "container count is fixed per data directory; using the recorded one"
+                );
             }
             Ok(n)
         }

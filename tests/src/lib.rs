@@ -1,1 +1,209 @@
-//! placeholder
+//! Test harness: runs the real `nadi` binary as a child process.
+//!
+//! [`Standalone`] starts `nadi standalone` on OS-chosen loopback ports in a given data
+//! directory and learns its addresses from the ready line it prints, so tests never race for
+//! ports. [`Standalone::cli`] runs client commands against it. The binary is found next to the
+//! test executable (`target/<profile>/nadi`, built by `cargo test --workspace` because the
+//! server crate has integration tests of its own) or at `$NADI_BIN`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// Path of the `nadi` binary under test.
+pub fn nadi_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NADI_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/nadi
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = profile_dir.join("nadi");
+    assert!(bin.exists(), "{} not found: run the tests with `cargo test --workspace` or set NADI_BIN", bin.display());
+    bin
+}
+
+/// A running `nadi standalone`.
+#[derive(Debug)]
+pub struct Standalone {
+    child: Child,
+    pub data_dir: PathBuf,
+    pub controller_url: String,
+    pub segment_url: String,
+    pub http_addr: String,
+    /// Everything the server printed on stderr (for failure messages).
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Standalone {
+    /// Starts a server on `data_dir` and waits until it is ready (at most 60 s).
+    pub fn start(data_dir: &Path) -> Standalone {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts a server with extra flags.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Standalone {
+        let mut child = Command::new(nadi_bin())
+            .args(["standalone", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--controller-listen",
+                "127.0.0.1:0",
+                "--segment-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("NADI_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nadi standalone");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("nadi standalone ready:") {
+                    let _ = ready_tx.send(line.clone());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let line = match ready_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("nadi standalone did not become ready; its log:\n{}", log.lock().unwrap());
+            }
+        };
+        // "nadi standalone ready: controller URL, segment store URL, admin URL"
+        let urls: Vec<String> = line
+            .split_whitespace()
+            .filter(|w| w.starts_with("http://"))
+            .map(|w| w.trim_end_matches(',').to_owned())
+            .collect();
+        assert_eq!(urls.len(), 3, "unexpected ready line: {line}");
+        Standalone {
+            child,
+            data_dir: data_dir.to_owned(),
+            controller_url: urls[0].clone(),
+            segment_url: urls[1].clone(),
+            http_addr: urls[2].trim_start_matches("http://").to_owned(),
+            log,
+        }
+    }
+
+    /// Runs `nadi --controller URL args…`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, b"")
+    }
+
+    /// Runs `nadi --controller URL args…` with `input` on stdin.
+    pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(nadi_bin())
+            .arg("--controller")
+            .arg(&self.controller_url)
+            .args(args)
+            .env("NADI_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nadi client command");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("client command output");
+        let _ = feeder.join();
+        out
+    }
+
+    /// Stops the server with SIGINT (Ctrl-C) and waits for it to exit.
+    pub fn stop(mut self) {
+        // SAFETY: sending a signal to our own child process by pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait for nadi");
+        assert!(
+            status.success(),
+            "nadi standalone exited with {status} after Ctrl-C; log:\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts that a command succeeded and returns its stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed with {}: stdout {:?} stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
+}
+
+/// Asserts that a command failed with exactly one `error: …` line containing `needle`.
+pub fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "command unexpectedly succeeded; stderr {stderr:?}");
+    let lines: Vec<_> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got {stderr:?}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "expected an error naming {needle:?}, got {stderr:?}"
+    );
+}
+
+/// Lines `key<i mod keys>\t<i>` for i in 0..n, as the acceptance tests write them.
+pub fn keyed_lines(n: u64, keys: u64) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..n {
+        s.push_str(&format!("key{}\t{i}\n", i % keys));
+    }
+    s.into_bytes()
+}
+
+/// Checks that `output` holds every number 0..n exactly once and each key's numbers in
+/// increasing order.
+pub fn check_keyed_output(output: &str, n: u64) {
+    let mut seen = vec![false; n as usize];
+    let mut last: std::collections::HashMap<&str, u64> = Default::default();
+    let mut count = 0u64;
+    for line in output.lines() {
+        let (key, num) = line.split_once('\t').unwrap_or_else(|| panic!("malformed line {line:?}"));
+        let num: u64 = num.parse().unwrap_or_else(|_| panic!("malformed number in {line:?}"));
+        assert!(num < n, "unexpected event {num}");
+        assert!(!seen[num as usize], "event {num} read twice");
+        seen[num as usize] = true;
+        if let Some(prev) = last.insert(key, num) {
+            assert!(prev < num, "key {key}: {num} read after {prev}");
+        }
+        count += 1;
+    }
+    assert_eq!(count, n, "expected {n} events, read {count}");
+}

@@ -9,13 +9,16 @@ use super::file::{FileLog, FileLogOptions, MIN_FILE_SIZE};
 use super::mem::MemLog;
 use super::{LogAddress, LogWriter, Lsn, RecordKind};
 
+/// What recovery replayed: lsn, kind and payload of each record.
+type Replayed = Vec<(Lsn, RecordKind, Vec<u8>)>;
+
 /// Opens and crash-recovers one kind of log.
 pub(crate) trait Harness {
     type Log: LogWriter;
     /// Opens the log (fresh or recovered), returning what recovery replayed.
-    fn open(&mut self) -> (Self::Log, Vec<(Lsn, RecordKind, Vec<u8>)>);
+    fn open(&mut self) -> (Self::Log, Replayed);
     /// Abandons `log` as a crash would and recovers.
-    fn crash(&mut self, log: Self::Log) -> (Self::Log, Vec<(Lsn, RecordKind, Vec<u8>)>);
+    fn crash(&mut self, log: Self::Log) -> (Self::Log, Replayed);
 }
 
 struct FileHarness {
@@ -25,7 +28,7 @@ struct FileHarness {
 
 impl Harness for FileHarness {
     type Log = FileLog;
-    fn open(&mut self) -> (FileLog, Vec<(Lsn, RecordKind, Vec<u8>)>) {
+    fn open(&mut self) -> (FileLog, Replayed) {
         let mut seen = Vec::new();
         let (log, report) = FileLog::open(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE }, &mut |r| {
             seen.push((r.lsn, r.kind, r.payload.to_vec()))
@@ -34,7 +37,7 @@ impl Harness for FileHarness {
         assert!(report.corruption.is_none());
         (log, seen)
     }
-    fn crash(&mut self, log: FileLog) -> (FileLog, Vec<(Lsn, RecordKind, Vec<u8>)>) {
+    fn crash(&mut self, log: FileLog) -> (FileLog, Replayed) {
         drop(log);
         self.open()
     }
@@ -46,10 +49,10 @@ struct MemHarness {
 
 impl Harness for MemHarness {
     type Log = MemLog;
-    fn open(&mut self) -> (MemLog, Vec<(Lsn, RecordKind, Vec<u8>)>) {
+    fn open(&mut self) -> (MemLog, Replayed) {
         self.crash(self.log.clone())
     }
-    fn crash(&mut self, log: MemLog) -> (MemLog, Vec<(Lsn, RecordKind, Vec<u8>)>) {
+    fn crash(&mut self, log: MemLog) -> (MemLog, Replayed) {
         let mut seen = Vec::new();
         let (log, _) = log.crash(&mut |r| seen.push((r.lsn, r.kind, r.payload.to_vec())));
         self.log = log.clone();

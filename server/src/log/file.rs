@@ -150,8 +150,8 @@ fn prepare_file(dir: &Path, seq: u64, size: u64) -> Result<PathBuf, LogError> {
     let path = dir.join(file_name(seq));
     let tmp = dir.join(format!("log-{seq:020}.tmp"));
     let result = (|| -> std::io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        write_zeros(&mut f, 0, size)?;
+        let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        write_zeros(&f, 0, size)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     })();
@@ -450,14 +450,15 @@ mod tests {
 
     fn collect(dir: &Path) -> (FileLog, RecoveryReport, Vec<(Lsn, Vec<u8>)>) {
         let mut seen = Vec::new();
-        let (log, report) =
-            FileLog::open(dir, FileLogOptions { file_size: MIN_FILE_SIZE }, &mut |r| seen.push((r.lsn, r.payload.to_vec())))
-                .unwrap();
+        let (log, report) = FileLog::open(dir, FileLogOptions { file_size: MIN_FILE_SIZE }, &mut |r| {
+            seen.push((r.lsn, r.payload.to_vec()))
+        })
+        .unwrap();
         (log, report, seen)
     }
 
     fn payload(i: u64) -> Vec<u8> {
-        (0..(100 + i * 37 % 5000)).map(|b| (b as u64 ^ i) as u8).collect()
+        (0..(100 + i * 37 % 5000)).map(|b| (b ^ i) as u8).collect()
     }
 
     fn write_records(dir: &Path, n: u64) -> Vec<(LogAddress, usize)> {
