@@ -17,4 +17,4 @@ mod writer;
 pub use client::{NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use reader::{EventRead, StreamReader};
-pub use writer::{EventWriter, WriterConfig};
+pub use writer::{AckObserver, EventWriter, WriterConfig};

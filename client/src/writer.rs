@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use nadi_proto::framing::{self, MAX_EVENT_SIZE};
@@ -33,8 +33,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
 
+/// Told when events become durable, with the time each was handed to `write` (for latency
+/// measurement, e.g. by `nadi bench`). Called from the writer's tasks; keep it cheap.
+pub trait AckObserver: Send + Sync + 'static {
+    fn acked(&self, written_at: &[Instant], now: Instant);
+}
+
 /// Settings of an [`EventWriter`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WriterConfig {
     /// Stable writer id. Reusing it after a restart continues the writer's event numbering on
     /// each segment. A random id is used if `None`.
@@ -47,16 +53,38 @@ pub struct WriterConfig {
     pub queue_len: usize,
     /// Reconnect attempts after a connection is lost, before the writer fails.
     pub max_reconnects: u32,
+    /// Optional observer of acknowledgement latency.
+    pub observer: Option<std::sync::Arc<dyn AckObserver>>,
+}
+
+impl std::fmt::Debug for WriterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterConfig")
+            .field("writer_id", &self.writer_id)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("queue_len", &self.queue_len)
+            .field("max_reconnects", &self.max_reconnects)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { writer_id: None, max_batch_bytes: 1024 * 1024, max_in_flight: 16, queue_len: 8192, max_reconnects: 10 }
+        Self {
+            writer_id: None,
+            max_batch_bytes: 1024 * 1024,
+            max_in_flight: 16,
+            queue_len: 8192,
+            max_reconnects: 10,
+            observer: None,
+        }
     }
 }
 
 enum Cmd {
-    Event(Bytes),
+    Event(Bytes, Instant),
     Flush(oneshot::Sender<Result<(), ClientError>>),
 }
 
@@ -158,7 +186,7 @@ impl EventWriter {
             }
             None => &self.routes[self.next_unkeyed.fetch_add(1, Ordering::Relaxed) % self.routes.len()],
         };
-        route.tx.send(Cmd::Event(payload)).await.map_err(|_| self.failed())
+        route.tx.send(Cmd::Event(payload, Instant::now())).await.map_err(|_| self.failed())
     }
 
     /// Waits until every event written before this call is durable.
@@ -190,6 +218,8 @@ struct Batch {
     last: i64,
     count: u32,
     data: Bytes,
+    /// When each event was written (kept only when an observer wants it).
+    written_at: Vec<Instant>,
 }
 
 struct SegmentTask {
@@ -247,8 +277,12 @@ impl SegmentTask {
 
     fn on_ack(&mut self, last: i64) {
         self.acked = self.acked.max(last);
+        let now = Instant::now();
         while self.in_flight.front().is_some_and(|b| b.last <= self.acked) {
-            self.in_flight.pop_front();
+            let done = self.in_flight.pop_front().expect("front exists");
+            if let Some(o) = &self.config.observer {
+                o.acked(&done.written_at, now);
+            }
         }
         let acked = self.acked;
         let mut i = 0;
@@ -309,7 +343,7 @@ impl SegmentTask {
                     let Some(cmd) = cmd else { queue_open = false; continue };
                     let first = match cmd {
                         Cmd::Flush(w) => { self.add_waiter(w); continue; }
-                        Cmd::Event(p) => p,
+                        Cmd::Event(p, t) => (p, t),
                     };
                     let batch = self.gather(first, rx);
                     let msg = batch_msg(&batch);
@@ -333,21 +367,26 @@ impl SegmentTask {
 
     /// Builds one batch from `first` and whatever else is queued, up to the batch size. Flush
     /// requests met on the way wait for this batch.
-    fn gather(&mut self, first: Bytes, rx: &mut mpsc::Receiver<Cmd>) -> Batch {
-        let mut data = BytesMut::with_capacity(first.len() + 4);
+    fn gather(&mut self, first: (Bytes, Instant), rx: &mut mpsc::Receiver<Cmd>) -> Batch {
+        let mut data = BytesMut::with_capacity(self.config.max_batch_bytes.min(first.0.len() * 64) + 64);
         let mut count = 0u32;
         let mut flushes = Vec::new();
+        let mut written_at = Vec::new();
+        let observe = self.config.observer.is_some();
         let mut next = Some(first);
-        while let Some(p) = next.take() {
+        while let Some((p, t)) = next.take() {
             framing::put_event(&mut data, &p).expect("size checked in write()");
             count += 1;
+            if observe {
+                written_at.push(t);
+            }
             if data.len() >= self.config.max_batch_bytes {
                 break;
             }
             // Below `max_batch_bytes` (at most 8 MiB) plus one event of at most 8 MiB, a batch
             // always fits the store's 16 MiB batch limit.
             match rx.try_recv() {
-                Ok(Cmd::Event(p)) => next = Some(p),
+                Ok(Cmd::Event(p, t)) => next = Some((p, t)),
                 Ok(Cmd::Flush(w)) => flushes.push(w),
                 Err(_) => break,
             }
@@ -358,7 +397,7 @@ impl SegmentTask {
         for w in flushes {
             self.add_waiter(w);
         }
-        Batch { last, count, data: data.freeze() }
+        Batch { last, count, data: data.freeze(), written_at }
     }
 }
 

@@ -5,6 +5,7 @@
 //! into one record of its Tier-1 [`log`] (group commit), syncs it, updates the container's
 //! metadata and read index, and only then acknowledges.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod container;

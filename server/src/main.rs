@@ -42,6 +42,8 @@ enum Command {
         #[arg(long)]
         writer_id: Option<String>,
     },
+    /// Measure producer/consumer throughput and latency; prints one JSON object.
+    Bench(nadi_server::bench::BenchArgs),
     /// Print events, one payload per line.
     Read {
         /// SCOPE/STREAM
@@ -133,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             cli::write(&client()?, &stream, keys, writer_id).await
         }
+        Command::Bench(args) => nadi_server::bench::run(&client()?, args).await,
         Command::Read { stream, from_start, max, idle_timeout } => {
             let idle = match idle_timeout {
                 Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),

@@ -114,9 +114,10 @@ impl SegmentStoreApi for SegmentService {
         let setup = match inbound.message().await? {
             Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(s)) }) => s,
             _ => {
-                return Err(
-                    StoreError::InvalidArgument("the first message of an append stream must be `setup`".into()).into()
-                );
+                return Err(StoreError::InvalidArgument(
+                    "the first message of an append stream must be `setup`".into(),
+                )
+                .into());
             }
         };
         check_segment(&setup.segment)?;

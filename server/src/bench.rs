@@ -1,0 +1,195 @@
+//! `nadi bench`: producer (and optional consumer) load against a running store, printing one
+//! JSON object.
+//!
+//! Latency is per event: from the moment `EventWriter::write` accepted it to the moment its
+//! batch was acknowledged as durable (recorded in an HdrHistogram, microsecond precision).
+//! Throughput counts acknowledged payload bytes over the whole run including the final flush.
+//! `mb_per_sec` is in MB (10^6 bytes) of event payload per second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use bytes::{BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use nadi_client::{
+    AckObserver, ClientError, ErrorKind, EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig,
+};
+use nadi_proto::names::parse_scoped_stream;
+use parking_lot::Mutex;
+use serde_json::json;
+
+/// Settings of a benchmark run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// SCOPE/STREAM to write (created with --segments if missing).
+    #[arg(long)]
+    pub stream: String,
+    /// Segments of the stream if it is created.
+    #[arg(long, default_value_t = 1)]
+    pub segments: u32,
+    /// Concurrent producers (one EventWriter each).
+    #[arg(long, default_value_t = 1)]
+    pub producers: u32,
+    /// Concurrent consumers reading the stream from its tail.
+    #[arg(long, default_value_t = 0)]
+    pub consumers: u32,
+    /// Payload bytes per event.
+    #[arg(long, default_value_t = 1024)]
+    pub event_size: usize,
+    /// Target events per second over all producers, or `max`.
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Seconds to produce.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Distinct routing keys (0: events without keys).
+    #[arg(long, default_value_t = 1024)]
+    pub keys: u64,
+}
+
+struct Latencies(Mutex<Histogram<u64>>);
+
+impl AckObserver for Latencies {
+    fn acked(&self, written_at: &[Instant], now: Instant) {
+        let mut h = self.0.lock();
+        for t in written_at {
+            let us = now.saturating_duration_since(*t).as_micros() as u64;
+            let _ = h.record(us.max(1));
+        }
+    }
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Runs the benchmark and prints its JSON result.
+pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
+    let (scope, stream) = parse_scoped_stream(&args.stream)?;
+    let rate: Option<f64> = match args.rate.as_str() {
+        "max" => None,
+        r => match r.parse::<f64>() {
+            Ok(v) if v > 0.0 => Some(v),
+            _ => bail!("--rate must be a positive number of events per second or `max`"),
+        },
+    };
+    if args.producers == 0 || args.duration <= 0.0 || args.event_size == 0 {
+        bail!("--producers, --duration and --event-size must be positive");
+    }
+    ignore_exists(client.create_scope(scope).await)?;
+    ignore_exists(client.create_stream(scope, stream, StreamSpec::fixed(args.segments)).await.map(|_| ()))?;
+    let segments = client.active_segments(scope, stream).await?.segments.len();
+
+    let hist = Arc::new(Latencies(Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?)));
+    let consumed = Arc::new(AtomicU64::new(0));
+    let mut consumers = Vec::new();
+    for _ in 0..args.consumers {
+        let mut reader = StreamReader::new(client, scope, stream, false).await?;
+        let consumed = consumed.clone();
+        consumers.push(tokio::spawn(async move {
+            while let Some(Ok(_)) = reader.next().await {
+                consumed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let duration = Duration::from_secs_f64(args.duration);
+    let start = Instant::now();
+    let mut producers = Vec::new();
+    for p in 0..args.producers {
+        let cfg = WriterConfig { observer: Some(hist.clone()), ..Default::default() };
+        let writer = EventWriter::new(client, scope, stream, cfg).await?;
+        let per_producer = rate.map(|r| r / args.producers as f64);
+        let (size, keys) = (args.event_size, args.keys);
+        producers.push(tokio::spawn(async move {
+            let keys: Vec<Bytes> = (0..keys).map(|k| Bytes::from(format!("key-{k}"))).collect();
+            let mut template = BytesMut::zeroed(size);
+            for (i, b) in template.iter_mut().enumerate() {
+                *b = b'a' + (i % 26) as u8;
+            }
+            let mut n = 0u64;
+            let tick = Duration::from_millis(1);
+            let mut next_tick = Instant::now();
+            loop {
+                let now = Instant::now();
+                if now.duration_since(start) >= duration {
+                    break;
+                }
+                // How many events this producer should have written by now.
+                let burst = match per_producer {
+                    None => 64,
+                    Some(r) => {
+                        let due = (now.duration_since(start).as_secs_f64() * r) as u64;
+                        if due <= n {
+                            next_tick += tick;
+                            tokio::time::sleep_until(next_tick.into()).await;
+                            continue;
+                        }
+                        due - n
+                    }
+                };
+                for _ in 0..burst {
+                    let mut ev = template.clone();
+                    if size >= 8 {
+                        (&mut ev[..8]).put_u64(n ^ ((p as u64) << 56));
+                    }
+                    let key = if keys.is_empty() { None } else { Some(&keys[(n % keys.len() as u64) as usize][..]) };
+                    writer.write(key, ev.freeze()).await?;
+                    n += 1;
+                }
+            }
+            writer.close().await?;
+            Ok::<u64, ClientError>(n)
+        }));
+    }
+    let mut events = 0u64;
+    for p in producers {
+        events += p.await??;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    // Give consumers a moment to catch up with the last acknowledged events.
+    if args.consumers > 0 {
+        let target = events * args.consumers as u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while consumed.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for c in &consumers {
+            c.abort();
+        }
+    }
+    let h = hist.0.lock();
+    let bytes = events as f64 * args.event_size as f64;
+    let result = json!({
+        "stream": args.stream,
+        "segments": segments,
+        "producers": args.producers,
+        "consumers": args.consumers,
+        "event_size": args.event_size,
+        "keys": args.keys,
+        "target_rate": rate,
+        "duration_secs": elapsed,
+        "events": events,
+        "events_per_sec": events as f64 / elapsed,
+        "mb_per_sec": bytes / elapsed / 1e6,
+        "consumed_events": consumed.load(Ordering::Relaxed),
+        "latency_ms": {
+            "p50": ms(&h, 0.50),
+            "p95": ms(&h, 0.95),
+            "p99": ms(&h, 0.99),
+            "p999": ms(&h, 0.999),
+            "max": h.max() as f64 / 1000.0,
+        },
+    });
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+fn ignore_exists(r: Result<(), ClientError>) -> Result<(), ClientError> {
+    match r {
+        Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
