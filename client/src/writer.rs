@@ -122,7 +122,9 @@ impl EventWriter {
         config: WriterConfig,
     ) -> Result<EventWriter, ClientError> {
         let mut config = config;
-        config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE);
+        // A batch stays below `max_batch_bytes` before its last event (at most 8 MiB + 4
+        // framed), so this cap keeps every batch under the store's 16 MiB batch limit.
+        config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE - 8);
         config.max_in_flight = config.max_in_flight.max(1);
         let writer_id = config.writer_id.clone().unwrap_or_else(random_id);
         if writer_id.is_empty() || writer_id.len() > 256 {
@@ -383,8 +385,8 @@ impl SegmentTask {
             if data.len() >= self.config.max_batch_bytes {
                 break;
             }
-            // Below `max_batch_bytes` (at most 8 MiB) plus one event of at most 8 MiB, a batch
-            // always fits the store's 16 MiB batch limit.
+            // Below `max_batch_bytes` (at most 8 MiB - 8) plus one framed event of at most
+            // 8 MiB + 4, a batch always fits the store's 16 MiB batch limit.
             match rx.try_recv() {
                 Ok(Cmd::Event(p, t)) => next = Some((p, t)),
                 Ok(Cmd::Flush(w)) => flushes.push(w),

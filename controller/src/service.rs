@@ -95,7 +95,10 @@ impl Controller {
 fn store_error(s: Status) -> MetaError {
     let (code, _) = nadi_proto::errors::from_status(&s);
     match code {
-        ErrorCode::Unavailable => MetaError::Unavailable(format!("segment store: {}", s.message())),
+        // Retryable store conditions stay retryable for the controller's caller.
+        ErrorCode::Unavailable | ErrorCode::StorageFull => {
+            MetaError::Unavailable(format!("segment store: {}", s.message()))
+        }
         _ => MetaError::Internal(format!("segment store: {}", s.message())),
     }
 }

@@ -57,7 +57,7 @@ pub struct StandaloneConfig {
     pub log_file_size: u64,
 }
 
-/// Parses a size such as `512MiB`, `64 MB` or `1048576`.
+/// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
 pub fn parse_size(s: &str) -> anyhow::Result<u64> {
     let v: bytesize::ByteSize =
         s.trim().parse().map_err(|e| anyhow::anyhow!("{s:?} is not a size ({e}); use e.g. 64MiB"))?;

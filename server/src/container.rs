@@ -135,6 +135,8 @@ struct Durable {
 #[derive(Debug, Default)]
 struct Written {
     segments: HashMap<String, WrittenSegment>,
+    /// Local id -> name, so operations from the log find their segment in O(1).
+    names: HashMap<u64, String>,
     next_local: u64,
 }
 
@@ -143,7 +145,6 @@ struct WrittenSegment {
     local: u64,
     length: u64,
     sealed: bool,
-    deleting: bool,
     writers: HashMap<String, i64>,
 }
 
@@ -191,23 +192,36 @@ impl Replay {
 }
 
 fn apply_written(w: &mut Written, op: &Op<'_>) {
+    let Written { segments, names, next_local } = w;
+    fn by_local<'a>(
+        names: &HashMap<u64, String>,
+        segments: &'a mut HashMap<String, WrittenSegment>,
+        local: u64,
+    ) -> Option<&'a mut WrittenSegment> {
+        names.get(&local).and_then(|n| segments.get_mut(n))
+    }
     match *op {
         Op::Create { local, name } => {
-            w.segments.insert(name.to_owned(), WrittenSegment { local, ..Default::default() });
-            w.next_local = w.next_local.max(local + 1);
+            segments.insert(name.to_owned(), WrittenSegment { local, ..Default::default() });
+            names.insert(local, name.to_owned());
+            *next_local = (*next_local).max(local + 1);
         }
         Op::Append { local, offset, writer, last_event_number, data_len, .. } => {
-            if let Some(s) = w.segments.values_mut().find(|s| s.local == local) {
+            if let Some(s) = by_local(names, segments, local) {
                 s.length = offset + data_len as u64;
                 s.writers.insert(writer.to_owned(), last_event_number);
             }
         }
         Op::Seal { local } => {
-            if let Some(s) = w.segments.values_mut().find(|s| s.local == local) {
+            if let Some(s) = by_local(names, segments, local) {
                 s.sealed = true;
             }
         }
-        Op::Delete { local } => w.segments.retain(|_, s| s.local != local),
+        Op::Delete { local } => {
+            if let Some(name) = names.remove(&local) {
+                segments.remove(&name);
+            }
+        }
     }
 }
 
@@ -495,11 +509,19 @@ impl WriterThread {
     fn run(mut self) {
         let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
         let mut batch = Vec::new();
-        while let Some(first) = self.rx.blocking_recv() {
+        // A request that did not fit into the previous group starts the next one.
+        let mut carry: Option<Request> = None;
+        let limit = self.log.max_record_payload();
+        loop {
+            let Some(first) = carry.take().or_else(|| self.rx.blocking_recv()) else { break };
             let mut size = estimate(&first);
             batch.push(first);
             while size < GROUP_COMMIT_BYTES {
                 match self.rx.try_recv() {
+                    Ok(req) if size + estimate(&req) > limit => {
+                        carry = Some(req);
+                        break;
+                    }
                     Ok(req) => {
                         size += estimate(&req);
                         batch.push(req);
@@ -579,8 +601,7 @@ impl WriterThread {
         match req {
             Request::Create { name, reply } => {
                 let res = match w.segments.get(&name) {
-                    Some(s) if !s.deleting => Ok(false),
-                    Some(_) => Err(StoreError::InvalidArgument(format!("segment {name} is being deleted"))),
+                    Some(_) => Ok(false),
                     None => {
                         let local = w.next_local;
                         ops::encode_create(buf, local, &name);
@@ -602,6 +623,17 @@ impl WriterThread {
                         return Ok((prev, name.clone()));
                     }
                     let first = last_event_number - event_count as i64 + 1;
+                    if first > prev + 1 {
+                        // A gap means an earlier batch of this writer was not stored (it failed,
+                        // e.g. on a full disk). Storing this one would let the writer believe the
+                        // missing events were acknowledged.
+                        return Err(StoreError::EventNumberGap {
+                            segment: name.clone(),
+                            writer: writer.clone(),
+                            expected: prev + 1,
+                            got: first,
+                        });
+                    }
                     let (data, count) = if first <= prev {
                         // Partly stored before: keep the events after `prev` only.
                         let skip = (prev - first + 1) as usize;
@@ -641,15 +673,11 @@ impl WriterThread {
                 Reply::Sealed(reply, res)
             }
             Request::Delete { name, reply } => {
-                let res = live(w, &name).map(|s| {
-                    s.deleting = true;
-                    s.local
-                });
-                let res = res.map(|local| {
+                // Later requests in the same batch already see the segment as gone (a create
+                // of the same name makes a new, empty segment), exactly as replay will.
+                let res = live(w, &name).map(|s| s.local).map(|local| {
                     ops::encode_delete(buf, local);
-                    // Applied to the written state only after the batch: until then the name
-                    // stays reserved so a concurrent create cannot reuse it.
-                    w.segments.retain(|_, s| s.local != local);
+                    apply_written(w, &Op::Delete { local });
                 });
                 Reply::Deleted(reply, res)
             }
@@ -661,12 +689,9 @@ impl WriterThread {
     }
 }
 
-/// The written state of a segment that exists and is not being deleted.
+/// The written state of a segment that exists.
 fn live<'a>(w: &'a mut Written, name: &str) -> Result<&'a mut WrittenSegment, StoreError> {
-    match w.segments.get_mut(name) {
-        Some(s) if !s.deleting => Ok(s),
-        _ => Err(StoreError::SegmentNotFound(name.to_owned())),
-    }
+    w.segments.get_mut(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))
 }
 
 fn fail(req: Request, e: StoreError) {
@@ -752,6 +777,23 @@ mod tests {
         let all = payloads(&c.read("x", 0, 1 << 20).unwrap());
         assert_eq!(all, ["e0", "e1", "e2", "e3", "e4"].map(|s| s.as_bytes().to_vec()));
         assert_eq!(c.writer_state("x", "other").await.unwrap().0, -1);
+    }
+
+    #[tokio::test]
+    async fn a_gap_in_event_numbers_is_refused_so_a_lost_batch_is_never_acknowledged() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 1, &[b"e0", b"e1"]).await.unwrap();
+        // Events 2..=3 were never stored (say their batch failed); 4..=5 must not be stored
+        // either, or a reconnecting writer would take 2..=3 as acknowledged.
+        let err = append(&c, "x", "w", 5, &[b"e4", b"e5"]).await.unwrap_err();
+        assert!(matches!(err, StoreError::EventNumberGap { expected: 2, got: 4, .. }), "{err}");
+        assert_eq!(c.writer_state("x", "w").await.unwrap().0, 1);
+        append(&c, "x", "w", 3, &[b"e2", b"e3"]).await.unwrap();
+        append(&c, "x", "w", 5, &[b"e4", b"e5"]).await.unwrap();
+        let all = payloads(&c.read("x", 0, 1 << 20).unwrap());
+        assert_eq!(all.len(), 6);
     }
 
     #[tokio::test]

@@ -21,6 +21,10 @@ pub enum StoreError {
     Truncated { segment: String, offset: u64, start: u64 },
     #[error("offset {offset} of segment {segment} is not an event boundary within its length {length}")]
     BadOffset { segment: String, offset: u64, length: u64 },
+    #[error(
+        "writer {writer} on segment {segment}: next event number must be {expected}, not {got}; an earlier batch was not stored, re-send it"
+    )]
+    EventNumberGap { segment: String, writer: String, expected: i64, got: i64 },
     #[error("container {container} cannot serve this: {detail}")]
     Corrupt { container: u32, detail: String },
     #[error("Tier-1 storage is full: {0}")]
@@ -41,6 +45,7 @@ impl StoreError {
             StoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             StoreError::Truncated { .. } => ErrorCode::Truncated,
             StoreError::BadOffset { .. } => ErrorCode::BadOffset,
+            StoreError::EventNumberGap { .. } => ErrorCode::EventNumberGap,
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
             StoreError::StorageFull(_) => ErrorCode::StorageFull,
             StoreError::ShuttingDown => ErrorCode::Unavailable,
@@ -63,6 +68,9 @@ impl From<StoreError> for tonic::Status {
             }
             StoreError::BadOffset { length, .. } => {
                 meta.insert("length".to_owned(), length.to_string());
+            }
+            StoreError::EventNumberGap { expected, .. } => {
+                meta.insert("expected_event_number".to_owned(), expected.to_string());
             }
             _ => {}
         }

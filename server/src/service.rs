@@ -182,7 +182,11 @@ impl SegmentStoreApi for SegmentService {
         let req = req.into_inner();
         check_segment(&req.segment)?;
         let container = self.store.container(&req.segment).clone();
-        let max = if req.max_bytes_per_message == 0 { DEFAULT_READ_CHUNK } else { req.max_bytes_per_message as usize };
+        // Responses stay below the message size limit (one event may still exceed `max` alone).
+        let max = match req.max_bytes_per_message {
+            0 => DEFAULT_READ_CHUNK,
+            n => (n as usize).min(MAX_BATCH_BYTES / 2),
+        };
         // Fail fast on a bad start (unknown segment, truncated offset) before streaming.
         let mut changes = container.subscribe();
         changes.borrow_and_update();
