@@ -4,7 +4,8 @@
 //! directory and learns its addresses from the ready line it prints, so tests never race for
 //! ports. [`Standalone::cli`] runs client commands against it. The binary is found next to the
 //! test executable (`target/<profile>/nadi`, built by `cargo test --workspace` because the
-//! server crate has integration tests of its own) or at `$NADI_BIN`.
+//! server crate has integration tests of its own) or at `$NADI_BIN`. Note: `cargo test -p
+//! nadi-tests` alone does not rebuild that binary; use `cargo test --workspace`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
