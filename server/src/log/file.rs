@@ -1,17 +1,18 @@
 //! The memory-mapped file log: the Tier-1 log of one segment container.
 //!
-//! Layout: a directory of files `log-{seq:020}.log`, each pre-filled with zeros to its full size
-//! *before* it is mapped (so a full disk surfaces as `NoSpace` while preparing a file, never as
-//! SIGBUS on a store into the map, and flushes do not pay for converting unwritten extents, see
-//! `MACHINE-LIMITS.md`). A file is prepared as `*.tmp`, fsync'd, renamed and the directory
-//! fsync'd, so a crash never leaves a half-prepared file under a log name.
+//! Layout: a directory of files `log-{seq:020}.log`, each allocated to its full size with
+//! `fallocate` *before* it is mapped (so a full disk surfaces as `NoSpace` while preparing a
+//! file, never as SIGBUS on a store into the map; see [`allocate`] for why not zero-filled). A
+//! file is prepared as `*.tmp`, fsync'd, renamed and the directory fsync'd, so a crash never
+//! leaves a half-prepared file under a log name. Unwritten bytes read as zeros either way.
 //!
 //! Invariants:
 //! - Records are written strictly in lsn order, each entirely inside one file, starting on an
 //!   8-byte boundary; a record that does not fit in the current file goes to the next one.
 //! - A file is never truncated or shrunk while mapped.
-//! - `sync` msyncs exactly the written-but-unflushed byte ranges (of the current file and of
-//!   any file left since the last sync) and only then advances `durable_lsn`.
+//! - Each record is written with one positioned write; `sync` fdatasyncs the current file and
+//!   any file left since the last sync, and only then advances `durable_lsn`. Readers and
+//!   recovery read through the map (one page cache, so they see what was written).
 //! - Bytes beyond the durable position are only read by recovery, never by readers.
 //!
 //! Recovery replays the chain of records with consecutive lsns. Where the chain ends, it looks
@@ -84,12 +85,13 @@ impl MappedFile {
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len as usize) }
     }
 
-    /// Copies `data` into the map at `pos`.
-    fn write_at(&self, pos: u64, data: &[u8]) {
-        assert!(pos + data.len() as u64 <= self.len, "log write past the end of a mapped file");
-        // SAFETY: bounds checked above; only the single writer task writes, and only beyond
-        // the durable position, which no reader reads.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.map.as_mut_ptr().add(pos as usize), data.len()) }
+    /// Writes `data` at `pos` with one positioned write. (Stores into the map were measured
+    /// slower: every first touch of a page faults and zero-fills it, and every msync
+    /// write-protects the pages again, costing TLB-shootdown IPIs; see docs/on-disk-format.md.)
+    /// Readers see the bytes through the map: Linux has one page cache for both.
+    fn write_at(&self, pos: u64, data: &[u8]) -> std::io::Result<()> {
+        assert!(pos + data.len() as u64 <= self.len, "log write past the end of a file");
+        self.file.write_all_at(data, pos)
     }
 }
 
@@ -120,13 +122,15 @@ pub struct FileLog {
     current: Arc<MappedFile>,
     /// Next byte to write in `current`.
     write_pos: u64,
-    /// Bytes of `current` before this are flushed.
+    /// Bytes of `current` before this are synced.
     flushed_pos: u64,
-    /// Ranges of earlier files written but not yet flushed (left when rolling to a new file).
-    unflushed: Vec<(Arc<MappedFile>, u64, u64)>,
+    /// Earlier files written but not yet synced (left when rolling to a new file).
+    unflushed: Vec<Arc<MappedFile>>,
     written_lsn: Lsn,
     durable_lsn: Lsn,
-    /// The next file, being pre-zeroed in the background.
+    /// Reused buffer for assembling one record.
+    scratch: Vec<u8>,
+    /// The next file, being allocated in the background.
     spare: Option<JoinHandle<Result<PathBuf, LogError>>>,
     /// Set when recovery found damage: the log is then read-only.
     damaged: Option<Corruption>,
@@ -151,7 +155,7 @@ fn prepare_file(dir: &Path, seq: u64, size: u64) -> Result<PathBuf, LogError> {
     let tmp = dir.join(format!("log-{seq:020}.tmp"));
     let result = (|| -> std::io::Result<()> {
         let f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        write_zeros(&f, 0, size)?;
+        allocate(&f, size)?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     })();
@@ -161,6 +165,26 @@ fn prepare_file(dir: &Path, seq: u64, size: u64) -> Result<PathBuf, LogError> {
     }
     fsync_dir(dir)?;
     Ok(path)
+}
+
+/// Reserves `size` bytes of disk for a new file, so that stores into its map can never fail
+/// for lack of space (SIGBUS). `fallocate` reserves the blocks without writing them; writing
+/// zeros instead would double the bytes written for every byte of data. (Pre-zeroed files
+/// flush faster, see MACHINE-LIMITS.md, but that only pays off for files that are recycled
+/// rather than created: recycling arrives with tiering.) Filesystems without `fallocate` get
+/// zeros.
+fn allocate(f: &File, size: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a file descriptor we own for the duration of the call.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, size as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        return write_zeros(f, 0, size);
+    }
+    Err(err)
 }
 
 fn write_zeros(f: &File, from: u64, to: u64) -> std::io::Result<()> {
@@ -309,6 +333,7 @@ impl FileLog {
             unflushed: Vec::new(),
             written_lsn: last_lsn,
             durable_lsn: last_lsn,
+            scratch: Vec::new(),
             spare: None,
             damaged,
         };
@@ -348,7 +373,7 @@ impl FileLog {
         self.files.by_seq.write().insert(seq, next.clone());
         let old = std::mem::replace(&mut self.current, next);
         if self.write_pos > self.flushed_pos {
-            self.unflushed.push((old, self.flushed_pos, self.write_pos));
+            self.unflushed.push(old);
         }
         self.write_pos = 0;
         self.flushed_pos = 0;
@@ -399,20 +424,29 @@ impl LogWriter for FileLog {
         let lsn = self.written_lsn + 1;
         let header = encode_header(kind, lsn, payload);
         let pos = self.write_pos;
-        self.current.write_at(pos, &header);
-        self.current.write_at(pos + RECORD_HEADER_LEN as u64, payload);
-        self.write_pos += record_len(payload.len()) as u64;
+        // One write per record: header, payload and alignment padding together.
+        let len = record_len(payload.len());
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&header);
+        self.scratch.extend_from_slice(payload);
+        self.scratch.resize(len, 0);
+        if let Err(e) = self.current.write_at(pos, &self.scratch) {
+            // The space was allocated up front, so this is an I/O error: the file's state is
+            // unknown, exactly as after a failed fsync.
+            tracing::error!(file = %self.current.path.display(), error = %e, "write to the Tier-1 log failed; aborting");
+            std::process::abort();
+        }
+        self.write_pos += len as u64;
         self.written_lsn = lsn;
         Ok((lsn, LogAddress { file: self.current.seq, pos: pos + RECORD_HEADER_LEN as u64 }))
     }
 
     fn sync(&mut self) -> Result<(), std::io::Error> {
-        for (f, from, to) in self.unflushed.drain(..) {
-            f.map.flush_range(from as usize, (to - from) as usize)?;
+        for f in self.unflushed.drain(..) {
+            f.file.sync_data()?;
         }
         if self.write_pos > self.flushed_pos {
-            let (from, to) = (self.flushed_pos as usize, self.write_pos as usize);
-            self.current.map.flush_range(from, to - from)?;
+            self.current.file.sync_data()?;
             self.flushed_pos = self.write_pos;
         }
         self.durable_lsn = self.written_lsn;

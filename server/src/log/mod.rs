@@ -94,7 +94,7 @@ pub const fn record_len(len: usize) -> usize {
 }
 
 /// Encodes a record header for a payload.
-pub(crate) fn encode_header(kind: RecordKind, lsn: Lsn, payload: &[u8]) -> [u8; RECORD_HEADER_LEN] {
+pub fn encode_header(kind: RecordKind, lsn: Lsn, payload: &[u8]) -> [u8; RECORD_HEADER_LEN] {
     let mut h = [0u8; RECORD_HEADER_LEN];
     h[0..4].copy_from_slice(&RECORD_MAGIC);
     h[4] = RECORD_VERSION;
@@ -111,7 +111,7 @@ pub(crate) fn encode_header(kind: RecordKind, lsn: Lsn, payload: &[u8]) -> [u8; 
 
 /// A record header that passed its structural checks (the CRC is checked with the payload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     pub kind: RecordKind,
     pub len: usize,
     pub lsn: Lsn,
@@ -119,7 +119,7 @@ pub(crate) struct Header {
 }
 
 /// Parses a header; `None` if the bytes cannot be the start of a record.
-pub(crate) fn decode_header(h: &[u8]) -> Option<Header> {
+pub fn decode_header(h: &[u8]) -> Option<Header> {
     if h.len() < RECORD_HEADER_LEN || h[0..4] != RECORD_MAGIC || h[4] != RECORD_VERSION {
         return None;
     }
@@ -131,7 +131,7 @@ pub(crate) fn decode_header(h: &[u8]) -> Option<Header> {
 }
 
 /// Checks a record's CRC given its raw header bytes and payload.
-pub(crate) fn crc_matches(header_bytes: &[u8], header: &Header, payload: &[u8]) -> bool {
+pub fn crc_matches(header_bytes: &[u8], header: &Header, payload: &[u8]) -> bool {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header_bytes[0..20]);
     crc.update(payload);

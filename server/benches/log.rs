@@ -1,0 +1,94 @@
+//! Criterion micro-benchmarks of the Tier-1 log: record encode/decode (header + CRC, and the
+//! batch operation codec), append + sync of group-commit-sized records, and recovery.
+//! Run with `cargo bench -p nadi-server --bench log`. Compare figures within one run only.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nadi_server::log::file::{FileLog, FileLogOptions};
+use nadi_server::log::{LogWriter, RecordKind, crc_matches, decode_header, encode_header};
+use nadi_server::ops;
+
+fn codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("record");
+    for size in [1024usize, 64 * 1024, 1024 * 1024] {
+        let payload = vec![7u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("encode_header_crc", size), &payload, |b, p| {
+            b.iter(|| black_box(encode_header(RecordKind::Batch, 42, p)))
+        });
+        let header = encode_header(RecordKind::Batch, 42, &payload);
+        g.bench_with_input(BenchmarkId::new("decode_header_check_crc", size), &payload, |b, p| {
+            b.iter(|| {
+                let h = decode_header(&header).expect("valid header");
+                assert!(crc_matches(&header, &h, p));
+            })
+        });
+    }
+    // A batch of 1,000 appends of 1 KiB: encode and decode of the operation codec.
+    let data = vec![1u8; 1024];
+    let mut buf = Vec::new();
+    for i in 0..1000 {
+        ops::encode_append(&mut buf, i % 16, i * 1028, "writer-1", i as i64, 1, &data);
+    }
+    g.throughput(Throughput::Bytes(buf.len() as u64));
+    g.bench_function("ops_encode_1000x1KiB", |b| {
+        let mut out = Vec::with_capacity(buf.len());
+        b.iter(|| {
+            out.clear();
+            for i in 0..1000u64 {
+                ops::encode_append(&mut out, i % 16, i * 1028, "writer-1", i as i64, 1, &data);
+            }
+            black_box(out.len())
+        })
+    });
+    g.bench_function("ops_decode_1000x1KiB", |b| b.iter(|| black_box(ops::decode(&buf).expect("decodes").len())));
+    g.finish();
+}
+
+fn append_sync(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_sync");
+    g.sample_size(20);
+    for size in [64 * 1024usize, 1024 * 1024, 4 * 1024 * 1024] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut log, _) =
+            FileLog::open(dir.path(), FileLogOptions { file_size: 64 << 20 }, &mut |_| {}).expect("open log");
+        let payload = vec![3u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::from_parameter(size), |b| {
+            b.iter(|| {
+                log.append(RecordKind::Batch, &payload).expect("append");
+                log.sync().expect("sync");
+            })
+        });
+    }
+    g.finish();
+}
+
+fn recovery(c: &mut Criterion) {
+    let mut g = c.benchmark_group("recovery");
+    g.sample_size(10);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let total = 128usize << 20;
+    {
+        let (mut log, _) = FileLog::open(dir.path(), FileLogOptions::default(), &mut |_| {}).expect("open log");
+        let payload = vec![5u8; 1 << 20];
+        for _ in 0..total >> 20 {
+            log.append(RecordKind::Batch, &payload).expect("append");
+        }
+        log.sync().expect("sync");
+    }
+    g.throughput(Throughput::Bytes(total as u64));
+    g.bench_function("replay_128MiB_of_1MiB_records", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            let (_log, report) = FileLog::open(dir.path(), FileLogOptions::default(), &mut |_| n += 1).expect("open");
+            assert_eq!(n, total >> 20);
+            black_box(report.last_lsn)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, codec, append_sync, recovery);
+criterion_main!(benches);
