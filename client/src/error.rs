@@ -52,6 +52,8 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         ErrorCode::StreamNotSealed
         | ErrorCode::ScopeNotEmpty
         | ErrorCode::OffsetMismatch
+        | ErrorCode::AttributeMismatch
+        | ErrorCode::SegmentNotSealed
         | ErrorCode::EventNumberGap
         | ErrorCode::Truncated
         | ErrorCode::BadOffset => ErrorKind::Conflict,

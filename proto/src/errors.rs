@@ -60,6 +60,8 @@ codes! {
     StreamNotSealed => "STREAM_NOT_SEALED", FailedPrecondition, false;
     ScopeNotEmpty => "SCOPE_NOT_EMPTY", FailedPrecondition, false;
     OffsetMismatch => "OFFSET_MISMATCH", Aborted, false;
+    AttributeMismatch => "ATTRIBUTE_MISMATCH", Aborted, false;
+    SegmentNotSealed => "SEGMENT_NOT_SEALED", FailedPrecondition, false;
     EventNumberGap => "EVENT_NUMBER_GAP", FailedPrecondition, false;
     Truncated => "TRUNCATED", OutOfRange, false;
     BadOffset => "BAD_OFFSET", OutOfRange, false;

@@ -62,6 +62,7 @@ pub struct SegmentInfo {
     pub length: u64,
     pub sealed: bool,
     pub writers: Vec<(String, i64)>,
+    pub attributes: Vec<(String, u64)>,
 }
 
 /// A chunk of a segment returned by a read.
@@ -98,6 +99,33 @@ enum Request {
         name: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// An append without a writer id that succeeds only if the segment's written length is
+    /// `expected_offset` (for optimistic concurrency, e.g. state synchronizers).
+    ConditionalAppend {
+        name: String,
+        expected_offset: u64,
+        event_count: u32,
+        data: Bytes,
+        reply: oneshot::Sender<Result<AppendAck, StoreError>>,
+    },
+    Truncate {
+        name: String,
+        offset: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Merge {
+        target: String,
+        source: String,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Sets `key` to `value` if its current value is `expected` (`None`: absent).
+    UpdateAttribute {
+        name: String,
+        key: String,
+        expected: Option<u64>,
+        value: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A barrier: answered once everything queued before it is durable.
     WriterState {
         name: String,
@@ -121,6 +149,7 @@ struct SegmentMeta {
     length: u64,
     sealed: bool,
     writers: HashMap<String, i64>,
+    attributes: HashMap<String, u64>,
     index: Vec<IndexEntry>,
 }
 
@@ -143,9 +172,11 @@ struct Written {
 #[derive(Debug, Default, Clone)]
 struct WrittenSegment {
     local: u64,
+    start_offset: u64,
     length: u64,
     sealed: bool,
     writers: HashMap<String, i64>,
+    attributes: HashMap<String, u64>,
 }
 
 /// State shared between the writer thread, readers and the container handle.
@@ -209,7 +240,9 @@ fn apply_written(w: &mut Written, op: &Op<'_>) {
         Op::Append { local, offset, writer, last_event_number, data_len, .. } => {
             if let Some(s) = by_local(names, segments, local) {
                 s.length = offset + data_len as u64;
-                s.writers.insert(writer.to_owned(), last_event_number);
+                if !writer.is_empty() {
+                    s.writers.insert(writer.to_owned(), last_event_number);
+                }
             }
         }
         Op::Seal { local } => {
@@ -220,6 +253,22 @@ fn apply_written(w: &mut Written, op: &Op<'_>) {
         Op::Delete { local } => {
             if let Some(name) = names.remove(&local) {
                 segments.remove(&name);
+            }
+        }
+        Op::Truncate { local, start_offset } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.start_offset = start_offset;
+            }
+        }
+        Op::Merge { target, source } => {
+            let Some(src) = names.remove(&source).and_then(|n| segments.remove(&n)) else { return };
+            if let Some(t) = by_local(names, segments, target) {
+                t.length += src.length - src.start_offset;
+            }
+        }
+        Op::Attribute { local, key, value } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.attributes.insert(key.to_owned(), value);
             }
         }
     }
@@ -238,7 +287,9 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
                 s.index.push(IndexEntry { offset, len: data_len as u32, addr: payload_addr.offset(data_pos as u64) });
             }
             s.length = offset + data_len as u64;
-            s.writers.insert(writer.to_owned(), last_event_number);
+            if !writer.is_empty() {
+                s.writers.insert(writer.to_owned(), last_event_number);
+            }
         }
         Op::Seal { local } => {
             if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
@@ -248,6 +299,37 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
         Op::Delete { local } => {
             if let Some(name) = d.names.remove(&local) {
                 d.segments.remove(&name);
+            }
+        }
+        Op::Truncate { local, start_offset } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.start_offset = start_offset;
+                // Entries wholly before the new start are unreachable; the one straddling it
+                // stays (reads start inside it, at an event boundary).
+                s.index.retain(|e| e.offset + e.len as u64 > start_offset);
+            }
+        }
+        Op::Merge { target, source } => {
+            let Some(src) = d.names.remove(&source).and_then(|n| d.segments.remove(&n)) else { return };
+            let Some(t) = d.names.get(&target).and_then(|n| d.segments.get_mut(n)) else { return };
+            // The source's readable bytes [start, length) become target bytes
+            // [t.length, t.length + length - start), pointing at the same log bytes: no copy.
+            for e in src.index {
+                if e.offset + e.len as u64 <= src.start_offset {
+                    continue;
+                }
+                let skip = src.start_offset.saturating_sub(e.offset);
+                t.index.push(IndexEntry {
+                    offset: t.length + (e.offset + skip - src.start_offset),
+                    len: (e.len as u64 - skip) as u32,
+                    addr: e.addr.offset(skip),
+                });
+            }
+            t.length += src.length - src.start_offset;
+        }
+        Op::Attribute { local, key, value } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.attributes.insert(key.to_owned(), value);
             }
         }
     }
@@ -363,6 +445,62 @@ impl Container {
         .await
     }
 
+    /// Appends `data` (`event_count` framed events, no writer id) only if the segment's length
+    /// is `expected_offset`; otherwise fails with `OffsetMismatch` carrying the actual length.
+    pub async fn conditional_append(
+        &self,
+        name: &str,
+        expected_offset: u64,
+        event_count: u32,
+        data: Bytes,
+    ) -> Result<AppendAck, StoreError> {
+        self.call(|reply| Request::ConditionalAppend {
+            name: name.to_owned(),
+            expected_offset,
+            event_count,
+            data,
+            reply,
+        })
+        .await
+    }
+
+    /// Moves the start offset of `name` forward to `offset`, which must be an event boundary
+    /// within the durable data. Earlier bytes can no longer be read (`Truncated`).
+    pub async fn truncate(&self, name: &str, offset: u64) -> Result<(), StoreError> {
+        // Check the boundary against the durable index first (offsets below the durable
+        // length never change), then order the truncation with other writes.
+        match self.read(name, offset, 1) {
+            Ok(_) | Err(StoreError::Truncated { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.call(|reply| Request::Truncate { name: name.to_owned(), offset, reply }).await
+    }
+
+    /// Appends the sealed segment `source` to `target` atomically and deletes `source`; the
+    /// data is not copied (the target's index points at the source's log bytes). Both must be
+    /// in this container. Returns the target's new length.
+    pub async fn merge(&self, target: &str, source: &str) -> Result<u64, StoreError> {
+        self.call(|reply| Request::Merge { target: target.to_owned(), source: source.to_owned(), reply }).await
+    }
+
+    /// Sets attribute `key` of `name` to `value` if it currently is `expected` (`None`: not set).
+    pub async fn update_attribute(
+        &self,
+        name: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: u64,
+    ) -> Result<(), StoreError> {
+        self.call(|reply| Request::UpdateAttribute {
+            name: name.to_owned(),
+            key: key.to_owned(),
+            expected,
+            value,
+            reply,
+        })
+        .await
+    }
+
     /// Seals a segment (idempotent) and returns its final length.
     pub async fn seal(&self, name: &str) -> Result<u64, StoreError> {
         self.call(|reply| Request::Seal { name: name.to_owned(), reply }).await
@@ -385,7 +523,10 @@ impl Container {
         let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
         let mut writers: Vec<_> = s.writers.iter().map(|(w, n)| (w.clone(), *n)).collect();
         writers.sort();
+        let mut attributes: Vec<_> = s.attributes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        attributes.sort();
         Ok(SegmentInfo {
+            attributes,
             name: name.to_owned(),
             start_offset: s.start_offset,
             length: s.length,
@@ -495,11 +636,15 @@ enum Reply {
     Sealed(oneshot::Sender<Result<u64, StoreError>>, Result<String, StoreError>),
     Deleted(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, String), StoreError>),
+    Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
+    Merged(oneshot::Sender<Result<u64, StoreError>>, Result<String, StoreError>),
 }
 
 fn estimate(req: &Request) -> usize {
     match req {
         Request::Append { writer, data, name, .. } => ops::append_size(writer, data.len()) + name.len(),
+        Request::ConditionalAppend { data, name, .. } => ops::append_size("", data.len()) + name.len(),
+        Request::UpdateAttribute { key, .. } => 32 + key.len(),
         Request::Create { name, .. } => 16 + name.len(),
         _ => 16,
     }
@@ -590,6 +735,8 @@ impl WriterThread {
                 Reply::Sealed(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
                 Reply::Deleted(tx, res) => drop(tx.send(res)),
                 Reply::WriterState(tx, res) => drop(tx.send(res.map(|(n, name)| (n, length_of(&name))))),
+                Reply::Done(tx, res) => drop(tx.send(res)),
+                Reply::Merged(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
             }
         }
     }
@@ -681,6 +828,92 @@ impl WriterThread {
                 });
                 Reply::Deleted(reply, res)
             }
+            Request::ConditionalAppend { name, expected_offset, event_count, data, reply } => {
+                let res = live(w, &name).and_then(|s| {
+                    if s.sealed {
+                        return Err(StoreError::Sealed(name.clone()));
+                    }
+                    if s.length != expected_offset {
+                        return Err(StoreError::OffsetMismatch {
+                            segment: name.clone(),
+                            expected: expected_offset,
+                            actual: s.length,
+                        });
+                    }
+                    Ok((s.local, s.length))
+                });
+                let res = res.map(|(local, offset)| {
+                    ops::encode_append(buf, local, offset, "", -1, event_count, &data);
+                    let op = Op::Append {
+                        local,
+                        offset,
+                        writer: "",
+                        last_event_number: -1,
+                        event_count,
+                        data_pos: 0,
+                        data_len: data.len(),
+                    };
+                    apply_written(w, &op);
+                    (-1, name.clone())
+                });
+                Reply::Appended(reply, res)
+            }
+            Request::Truncate { name, offset, reply } => {
+                let res = live(w, &name).and_then(|s| {
+                    if offset > s.length {
+                        return Err(StoreError::BadOffset { segment: name.clone(), offset, length: s.length });
+                    }
+                    // Truncating to or before the current start changes nothing.
+                    Ok((offset > s.start_offset).then_some(s.local))
+                });
+                let res = res.map(|local| {
+                    if let Some(local) = local {
+                        ops::encode_truncate(buf, local, offset);
+                        apply_written(w, &Op::Truncate { local, start_offset: offset });
+                    }
+                });
+                Reply::Done(reply, res)
+            }
+            Request::Merge { target, source, reply } => {
+                let res = (|| {
+                    if target == source {
+                        return Err(StoreError::InvalidArgument(format!("cannot merge segment {target} into itself")));
+                    }
+                    let src = live(w, &source)?;
+                    if !src.sealed {
+                        return Err(StoreError::NotSealed(source.clone()));
+                    }
+                    let src_local = src.local;
+                    let t = live(w, &target)?;
+                    if t.sealed {
+                        return Err(StoreError::Sealed(target.clone()));
+                    }
+                    let t_local = t.local;
+                    ops::encode_merge(buf, t_local, src_local);
+                    apply_written(w, &Op::Merge { target: t_local, source: src_local });
+                    Ok(target.clone())
+                })();
+                Reply::Merged(reply, res)
+            }
+            Request::UpdateAttribute { name, key, expected, value, reply } => {
+                let res = live(w, &name).and_then(|s| {
+                    let actual = s.attributes.get(&key).copied();
+                    if actual != expected {
+                        return Err(StoreError::AttributeMismatch {
+                            segment: name.clone(),
+                            key: key.clone(),
+                            expected,
+                            actual,
+                        });
+                    }
+                    Ok(s.local)
+                });
+                let res = res.map(|local| {
+                    ops::encode_attribute(buf, local, &key, value);
+                    apply_written(w, &Op::Attribute { local, key: &key, value });
+                });
+                Reply::Done(reply, res)
+            }
             Request::WriterState { name, writer, reply } => {
                 let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), name.clone()));
                 Reply::WriterState(reply, res)
@@ -701,6 +934,10 @@ fn fail(req: Request, e: StoreError) {
         Request::Seal { reply, .. } => drop(reply.send(Err(e))),
         Request::Delete { reply, .. } => drop(reply.send(Err(e))),
         Request::WriterState { reply, .. } => drop(reply.send(Err(e))),
+        Request::ConditionalAppend { reply, .. } => drop(reply.send(Err(e))),
+        Request::Truncate { reply, .. } => drop(reply.send(Err(e))),
+        Request::Merge { reply, .. } => drop(reply.send(Err(e))),
+        Request::UpdateAttribute { reply, .. } => drop(reply.send(Err(e))),
     }
 }
 
@@ -794,6 +1031,51 @@ mod tests {
         append(&c, "x", "w", 5, &[b"e4", b"e5"]).await.unwrap();
         let all = payloads(&c.read("x", 0, 1 << 20).unwrap());
         assert_eq!(all.len(), 6);
+    }
+
+    #[tokio::test]
+    async fn conditional_append_truncate_merge_and_attributes_survive_a_crash() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("t").await.unwrap();
+        c.create("src").await.unwrap();
+        // Conditional append: only at the expected length; a mismatch reports the actual one.
+        let ack = c.conditional_append("t", 0, 2, frame(&[b"a0", b"a1"])).await.unwrap();
+        assert_eq!(ack.segment_length, 12);
+        let err = c.conditional_append("t", 0, 1, frame(&[b"x"])).await.unwrap_err();
+        assert!(matches!(err, StoreError::OffsetMismatch { expected: 0, actual: 12, .. }), "{err}");
+        // Truncate: to an event boundary only; earlier offsets then fail with Truncated.
+        assert!(matches!(c.truncate("t", 3).await, Err(StoreError::BadOffset { .. })));
+        c.truncate("t", 6).await.unwrap();
+        assert!(matches!(c.read("t", 0, 100), Err(StoreError::Truncated { start: 6, .. })));
+        assert_eq!(payloads(&c.read("t", 6, 100).unwrap()), vec![b"a1".to_vec()]);
+        c.truncate("t", 0).await.unwrap(); // moving backwards changes nothing
+        assert_eq!(c.info("t").unwrap().start_offset, 6);
+        // Merge: the source must be sealed; its readable bytes follow the target's.
+        append(&c, "src", "w", 2, &[b"s0", b"s1", b"s2"]).await.unwrap();
+        assert!(matches!(c.merge("t", "src").await, Err(StoreError::NotSealed(_))));
+        c.seal("src").await.unwrap();
+        c.truncate("src", 6).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.merge("t", "src").await.unwrap(), 12 + 12);
+        assert!(matches!(c.info("src"), Err(StoreError::SegmentNotFound(_))));
+        // Attributes: compare-and-set.
+        c.update_attribute("t", "checkpoint", None, 7).await.unwrap();
+        let err = c.update_attribute("t", "checkpoint", None, 8).await.unwrap_err();
+        assert!(matches!(err, StoreError::AttributeMismatch { actual: Some(7), .. }), "{err}");
+        c.update_attribute("t", "checkpoint", Some(7), 9).await.unwrap();
+
+        let check = |c: &Container| {
+            let info = c.info("t").unwrap();
+            assert_eq!((info.start_offset, info.length), (6, 24));
+            assert_eq!(info.attributes, vec![("checkpoint".to_owned(), 9)]);
+            let all = payloads(&c.read("t", 6, 1 << 20).unwrap());
+            assert_eq!(all, ["a1", "s1", "s2"].map(|s| s.as_bytes().to_vec()));
+        };
+        check(&c);
+        drop(c);
+        let c = mem_container(&mut log);
+        check(&c);
+        assert!(matches!(c.info("src"), Err(StoreError::SegmentNotFound(_))));
     }
 
     #[tokio::test]

@@ -25,6 +25,12 @@ pub enum StoreError {
         "writer {writer} on segment {segment}: next event number must be {expected}, not {got}; an earlier batch was not stored, re-send it"
     )]
     EventNumberGap { segment: String, writer: String, expected: i64, got: i64 },
+    #[error("segment {segment} has length {actual}, not the expected {expected}")]
+    OffsetMismatch { segment: String, expected: u64, actual: u64 },
+    #[error("attribute {key} of segment {segment} is {actual:?}, not the expected {expected:?}")]
+    AttributeMismatch { segment: String, key: String, expected: Option<u64>, actual: Option<u64> },
+    #[error("segment {0} must be sealed first")]
+    NotSealed(String),
     #[error("container {container} cannot serve this: {detail}")]
     Corrupt { container: u32, detail: String },
     #[error("Tier-1 storage is full: {0}")]
@@ -46,6 +52,9 @@ impl StoreError {
             StoreError::Truncated { .. } => ErrorCode::Truncated,
             StoreError::BadOffset { .. } => ErrorCode::BadOffset,
             StoreError::EventNumberGap { .. } => ErrorCode::EventNumberGap,
+            StoreError::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
+            StoreError::AttributeMismatch { .. } => ErrorCode::AttributeMismatch,
+            StoreError::NotSealed(_) => ErrorCode::SegmentNotSealed,
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
             StoreError::StorageFull(_) => ErrorCode::StorageFull,
             StoreError::ShuttingDown => ErrorCode::Unavailable,
@@ -68,6 +77,12 @@ impl From<StoreError> for tonic::Status {
             }
             StoreError::BadOffset { length, .. } => {
                 meta.insert("length".to_owned(), length.to_string());
+            }
+            StoreError::OffsetMismatch { actual, .. } => {
+                meta.insert("actual_length".to_owned(), actual.to_string());
+            }
+            StoreError::AttributeMismatch { actual, .. } => {
+                meta.insert("actual_value".to_owned(), actual.map(|v| v.to_string()).unwrap_or_default());
             }
             StoreError::EventNumberGap { expected, .. } => {
                 meta.insert("expected_event_number".to_owned(), expected.to_string());

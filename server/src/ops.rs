@@ -7,8 +7,11 @@
 //! ```text
 //! 1 Create  local:u64 name:str
 //! 2 Append  local:u64 offset:u64 writer:str last_event_number:i64 event_count:u32 len:u32 data:[len]
-//! 3 Seal    local:u64
-//! 4 Delete  local:u64
+//! 3 Seal      local:u64
+//! 4 Delete    local:u64
+//! 5 Truncate  local:u64 start_offset:u64
+//! 6 Merge     target:u64 source:u64
+//! 7 Attribute local:u64 key:str value:u64
 //! ```
 //!
 //! `offset` is the segment offset at which `data` (whole framed events) lands. Decoding never
@@ -39,6 +42,22 @@ pub enum Op<'a> {
     Delete {
         local: u64,
     },
+    /// Moves the segment's start offset forward (to an event boundary).
+    Truncate {
+        local: u64,
+        start_offset: u64,
+    },
+    /// Appends the sealed `source`'s readable bytes to `target` and deletes `source`.
+    Merge {
+        target: u64,
+        source: u64,
+    },
+    /// Sets a u64 attribute.
+    Attribute {
+        local: u64,
+        key: &'a str,
+        value: u64,
+    },
 }
 
 /// A batch payload that does not parse.
@@ -53,6 +72,9 @@ const CREATE: u8 = 1;
 const APPEND: u8 = 2;
 const SEAL: u8 = 3;
 const DELETE: u8 = 4;
+const TRUNCATE: u8 = 5;
+const MERGE: u8 = 6;
+const ATTRIBUTE: u8 = 7;
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.put_u16_le(s.len() as u16);
@@ -95,6 +117,25 @@ pub fn encode_seal(buf: &mut Vec<u8>, local: u64) {
 pub fn encode_delete(buf: &mut Vec<u8>, local: u64) {
     buf.put_u8(DELETE);
     buf.put_u64_le(local);
+}
+
+pub fn encode_truncate(buf: &mut Vec<u8>, local: u64, start_offset: u64) {
+    buf.put_u8(TRUNCATE);
+    buf.put_u64_le(local);
+    buf.put_u64_le(start_offset);
+}
+
+pub fn encode_merge(buf: &mut Vec<u8>, target: u64, source: u64) {
+    buf.put_u8(MERGE);
+    buf.put_u64_le(target);
+    buf.put_u64_le(source);
+}
+
+pub fn encode_attribute(buf: &mut Vec<u8>, local: u64, key: &str, value: u64) {
+    buf.put_u8(ATTRIBUTE);
+    buf.put_u64_le(local);
+    put_str(buf, key);
+    buf.put_u64_le(value);
 }
 
 /// Upper bound of the encoded size of an append.
@@ -154,6 +195,11 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
             }
             SEAL => Op::Seal { local: c.u64("local id")? },
             DELETE => Op::Delete { local: c.u64("local id")? },
+            TRUNCATE => Op::Truncate { local: c.u64("local id")?, start_offset: c.u64("start offset")? },
+            MERGE => Op::Merge { target: c.u64("target id")?, source: c.u64("source id")? },
+            ATTRIBUTE => {
+                Op::Attribute { local: c.u64("local id")?, key: c.str("attribute key")?, value: c.u64("value")? }
+            }
             _ => return Err(DecodeError { at: tag_at, what: "unknown operation tag" }),
         };
         ops.push(op);
@@ -173,7 +219,13 @@ mod tests {
         let pos = encode_append(&mut buf, 7, 100, "w-1", 41, 2, b"\x01\0\0\0a\x01\0\0\0b");
         encode_seal(&mut buf, 7);
         encode_delete(&mut buf, 7);
+        encode_truncate(&mut buf, 8, 99);
+        encode_merge(&mut buf, 8, 9);
+        encode_attribute(&mut buf, 8, "state", u64::MAX);
         let ops = decode(&buf).unwrap();
+        assert_eq!(ops[4], Op::Truncate { local: 8, start_offset: 99 });
+        assert_eq!(ops[5], Op::Merge { target: 8, source: 9 });
+        assert_eq!(ops[6], Op::Attribute { local: 8, key: "state", value: u64::MAX });
         assert_eq!(ops[0], Op::Create { local: 7, name: "demo/orders/0.#epoch.0" });
         assert_eq!(
             ops[1],

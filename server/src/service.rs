@@ -104,6 +104,7 @@ impl SegmentStoreApi for SegmentService {
                 .into_iter()
                 .map(|(writer_id, last_event_number)| pb::WriterState { writer_id, last_event_number })
                 .collect(),
+            attributes: info.attributes.into_iter().map(|(key, value)| pb::Attribute { key, value }).collect(),
         }))
     }
 
@@ -241,6 +242,68 @@ impl SegmentStoreApi for SegmentService {
         check_segment(&name)?;
         let length = self.store.container(&name).seal(&name).await?;
         Ok(Response::new(pb::SealSegmentResponse { length }))
+    }
+
+    async fn conditional_append(
+        &self,
+        req: Request<pb::ConditionalAppendRequest>,
+    ) -> Result<Response<pb::ConditionalAppendResponse>, Status> {
+        let req = req.into_inner();
+        check_segment(&req.segment)?;
+        let batch = pb::AppendBatch {
+            last_event_number: req.event_count as i64 - 1,
+            event_count: req.event_count,
+            data: req.data.clone(),
+        };
+        check_batch(&batch)?;
+        let ack = self
+            .store
+            .container(&req.segment)
+            .conditional_append(&req.segment, req.expected_offset, req.event_count, req.data)
+            .await?;
+        Ok(Response::new(pb::ConditionalAppendResponse { segment_length: ack.segment_length }))
+    }
+
+    async fn truncate_segment(
+        &self,
+        req: Request<pb::TruncateSegmentRequest>,
+    ) -> Result<Response<pb::TruncateSegmentResponse>, Status> {
+        let req = req.into_inner();
+        check_segment(&req.segment)?;
+        self.store.container(&req.segment).truncate(&req.segment, req.offset).await?;
+        Ok(Response::new(pb::TruncateSegmentResponse {}))
+    }
+
+    async fn merge_segments(
+        &self,
+        req: Request<pb::MergeSegmentsRequest>,
+    ) -> Result<Response<pb::MergeSegmentsResponse>, Status> {
+        let req = req.into_inner();
+        check_segment(&req.target)?;
+        check_segment(&req.source)?;
+        let target = self.store.container(&req.target);
+        if self.store.container(&req.source).id() != target.id() {
+            return Err(StoreError::InvalidArgument(format!(
+                "segments {} and {} live in different containers; only segments of one container can be merged",
+                req.target, req.source
+            ))
+            .into());
+        }
+        let target_length = target.merge(&req.target, &req.source).await?;
+        Ok(Response::new(pb::MergeSegmentsResponse { target_length }))
+    }
+
+    async fn update_attribute(
+        &self,
+        req: Request<pb::UpdateAttributeRequest>,
+    ) -> Result<Response<pb::UpdateAttributeResponse>, Status> {
+        let req = req.into_inner();
+        check_segment(&req.segment)?;
+        if req.key.is_empty() || req.key.len() > 256 {
+            return Err(StoreError::InvalidArgument("attribute key must be 1..=256 bytes".into()).into());
+        }
+        self.store.container(&req.segment).update_attribute(&req.segment, &req.key, req.expected, req.value).await?;
+        Ok(Response::new(pb::UpdateAttributeResponse {}))
     }
 
     async fn delete_segment(
