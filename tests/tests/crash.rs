@@ -83,7 +83,7 @@ async fn read_everything(s: &Standalone, client: &NadiClient) -> Vec<Bytes> {
 async fn acknowledged_events_survive_kill_9_exactly_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Standalone::start(dir.path());
-    let client = NadiClient::new(&[server.controller_url.clone()]).unwrap();
+    let client = NadiClient::new(std::slice::from_ref(&server.controller_url)).unwrap();
     client.create_scope("crash").await.unwrap();
     client.create_stream("crash", "load", StreamSpec::fixed(4)).await.unwrap();
 
@@ -92,7 +92,7 @@ async fn acknowledged_events_survive_kill_9_exactly_once_in_order() {
     let started = Instant::now();
     let mut total_checked = 0usize;
     for cycle in 0..CYCLES {
-        let client = NadiClient::new(&[server.controller_url.clone()]).unwrap();
+        let client = NadiClient::new(std::slice::from_ref(&server.controller_url)).unwrap();
         let counters: Vec<_> =
             (0..WRITERS).map(|_| std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0))).collect();
         let tasks: Vec<_> = (0..WRITERS)
@@ -109,7 +109,7 @@ async fn acknowledged_events_survive_kill_9_exactly_once_in_order() {
             t.abort();
         }
         server = Standalone::start(dir.path());
-        let client = NadiClient::new(&[server.controller_url.clone()]).unwrap();
+        let client = NadiClient::new(std::slice::from_ref(&server.controller_url)).unwrap();
         let events = read_everything(&server, &client).await;
         total_checked = events.len();
 

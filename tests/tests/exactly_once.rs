@@ -67,7 +67,7 @@ async fn read_all(store: &mut SegmentStoreClient<Channel>, segment: &str) -> Vec
 async fn resent_batches_are_not_stored_twice() {
     let dir = tempfile::tempdir().unwrap();
     let server = Standalone::start(dir.path());
-    let client = NadiClient::new(&[server.controller_url.clone()]).unwrap();
+    let client = NadiClient::new(std::slice::from_ref(&server.controller_url)).unwrap();
     client.create_scope("eo").await.unwrap();
     let info = client.create_stream("eo", "s", StreamSpec::fixed(1)).await.unwrap();
     let segment = info.active_segments[0].qualified_name.clone();
