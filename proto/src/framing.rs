@@ -80,6 +80,11 @@ pub fn events(data: &Bytes) -> impl Iterator<Item = Result<(usize, Bytes), Frami
 /// Checks that `data` holds exactly `count` well-formed events, and returns the byte offsets
 /// (within `data`) at which each event starts.
 pub fn validate_batch(data: &Bytes, count: u32) -> Result<Vec<usize>, FramingError> {
+    // Every event takes at least its 4-byte header: a larger count is a lie, refused below
+    // without allocating for it.
+    if count as usize > data.len() / EVENT_HEADER_LEN {
+        return Err(FramingError::CountMismatch { declared: count, found: (data.len() / EVENT_HEADER_LEN) as u32 });
+    }
     let mut starts = Vec::with_capacity(count as usize);
     for ev in events(data) {
         starts.push(ev?.0);
@@ -126,5 +131,7 @@ mod tests {
         let data = buf.freeze();
         assert!(validate_batch(&data.slice(..7), 1).is_err());
         assert!(matches!(validate_batch(&data, 2), Err(FramingError::CountMismatch { .. })));
+        // A count no payload could hold is refused before anything is allocated for it.
+        assert!(matches!(validate_batch(&data, u32::MAX), Err(FramingError::CountMismatch { .. })));
     }
 }

@@ -632,12 +632,15 @@ struct WriterThread {
 /// A reply to send once the batch is durable.
 enum Reply {
     Created(oneshot::Sender<Result<bool, StoreError>>, Result<bool, StoreError>),
-    Appended(oneshot::Sender<Result<AppendAck, StoreError>>, Result<(i64, String), StoreError>),
-    Sealed(oneshot::Sender<Result<u64, StoreError>>, Result<String, StoreError>),
+    // Lengths in replies are computed per request when it is encoded (what this request made
+    // the segment), never read back after the group: another request of the same group must
+    // not leak into this one's answer.
+    Appended(oneshot::Sender<Result<AppendAck, StoreError>>, Result<(i64, u64), StoreError>),
+    Sealed(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
     Deleted(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
-    WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, String), StoreError>),
+    WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, u64), StoreError>),
     Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
-    Merged(oneshot::Sender<Result<u64, StoreError>>, Result<String, StoreError>),
+    Merged(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
 }
 
 fn estimate(req: &Request) -> usize {
@@ -646,7 +649,8 @@ fn estimate(req: &Request) -> usize {
         Request::ConditionalAppend { data, name, .. } => ops::append_size("", data.len()) + name.len(),
         Request::UpdateAttribute { key, .. } => 32 + key.len(),
         Request::Create { name, .. } => 16 + name.len(),
-        _ => 16,
+        // Seal, delete, truncate, merge and the barrier encode to at most 17 bytes.
+        _ => 64,
     }
 }
 
@@ -724,19 +728,17 @@ impl WriterThread {
             }
             self.shared.durable_lsn.send_replace(lsn);
         }
-        let d = self.shared.durable.read();
-        let length_of = |name: &str| d.segments.get(name).map(|s| s.length).unwrap_or(0);
         for r in replies {
             match r {
                 Reply::Created(tx, res) => drop(tx.send(res)),
-                Reply::Appended(tx, res) => drop(
-                    tx.send(res.map(|(n, name)| AppendAck { last_event_number: n, segment_length: length_of(&name) })),
-                ),
-                Reply::Sealed(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
+                Reply::Appended(tx, res) => {
+                    drop(tx.send(res.map(|(n, length)| AppendAck { last_event_number: n, segment_length: length })))
+                }
+                Reply::Sealed(tx, res) => drop(tx.send(res)),
                 Reply::Deleted(tx, res) => drop(tx.send(res)),
-                Reply::WriterState(tx, res) => drop(tx.send(res.map(|(n, name)| (n, length_of(&name))))),
+                Reply::WriterState(tx, res) => drop(tx.send(res)),
                 Reply::Done(tx, res) => drop(tx.send(res)),
-                Reply::Merged(tx, res) => drop(tx.send(res.map(|name| length_of(&name)))),
+                Reply::Merged(tx, res) => drop(tx.send(res)),
             }
         }
     }
@@ -767,7 +769,7 @@ impl WriterThread {
                     let prev = s.writers.get(&writer).copied().unwrap_or(-1);
                     if last_event_number <= prev {
                         // Every event of this batch was stored before: a retry. Acknowledge.
-                        return Ok((prev, name.clone()));
+                        return Ok((prev, s.length));
                     }
                     let first = last_event_number - event_count as i64 + 1;
                     if first > prev + 1 {
@@ -805,17 +807,17 @@ impl WriterThread {
                             data_len: data.len(),
                         },
                     );
-                    Ok((last_event_number, name.clone()))
+                    Ok((last_event_number, offset + data.len() as u64))
                 })();
                 Reply::Appended(reply, res)
             }
             Request::Seal { name, reply } => {
-                let res = live(w, &name).map(|s| (s.local, s.sealed)).map(|(local, sealed)| {
+                let res = live(w, &name).map(|s| (s.local, s.sealed, s.length)).map(|(local, sealed, length)| {
                     if !sealed {
                         ops::encode_seal(buf, local);
                         apply_written(w, &Op::Seal { local });
                     }
-                    name
+                    length
                 });
                 Reply::Sealed(reply, res)
             }
@@ -854,7 +856,7 @@ impl WriterThread {
                         data_len: data.len(),
                     };
                     apply_written(w, &op);
-                    (-1, name.clone())
+                    (-1, offset + data.len() as u64)
                 });
                 Reply::Appended(reply, res)
             }
@@ -883,15 +885,15 @@ impl WriterThread {
                     if !src.sealed {
                         return Err(StoreError::NotSealed(source.clone()));
                     }
-                    let src_local = src.local;
+                    let (src_local, src_bytes) = (src.local, src.length - src.start_offset);
                     let t = live(w, &target)?;
                     if t.sealed {
                         return Err(StoreError::Sealed(target.clone()));
                     }
-                    let t_local = t.local;
+                    let (t_local, t_length) = (t.local, t.length + src_bytes);
                     ops::encode_merge(buf, t_local, src_local);
                     apply_written(w, &Op::Merge { target: t_local, source: src_local });
-                    Ok(target.clone())
+                    Ok(t_length)
                 })();
                 Reply::Merged(reply, res)
             }
@@ -915,7 +917,7 @@ impl WriterThread {
                 Reply::Done(reply, res)
             }
             Request::WriterState { name, writer, reply } => {
-                let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), name.clone()));
+                let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), s.length));
                 Reply::WriterState(reply, res)
             }
         }

@@ -57,7 +57,7 @@ fn check_segment(name: &str) -> Result<(), StoreError> {
 }
 
 fn check_batch(b: &pb::AppendBatch) -> Result<(), StoreError> {
-    if b.event_count == 0 || b.last_event_number < b.event_count as i64 - 1 {
+    if b.event_count == 0 || b.last_event_number < b.event_count as i64 - 1 || b.last_event_number == i64::MAX {
         return Err(StoreError::InvalidArgument(format!(
             "batch of {} events cannot end at event number {}",
             b.event_count, b.last_event_number

@@ -108,7 +108,11 @@ impl LogReader for Files {
         if end > file.len {
             return Err(LogError::OutOfRange { addr, len });
         }
-        out.extend_from_slice(&file.bytes()[addr.pos as usize..end as usize]);
+        // SAFETY: `addr.pos..end` is inside the map (checked above), and callers only read
+        // durable bytes, which the writer never writes again; the slice covers just that range,
+        // so it never aliases bytes being written.
+        let range = unsafe { std::slice::from_raw_parts(file.map.as_ptr().add(addr.pos as usize), len) };
+        out.extend_from_slice(range);
         Ok(())
     }
 }
@@ -247,8 +251,11 @@ impl FileLog {
             let bytes = f.bytes();
             let mut pos = 0usize;
             loop {
+                // Files are never trimmed (yet: recycling comes with tiering), so the chain
+                // starts with lsn 1 at the start of the first file; each record is the next lsn.
+                let expected = last.map_or(1, |l| l + 1);
                 match record_at(bytes, pos) {
-                    Some((h, payload)) if last.is_none_or(|l| h.lsn == l + 1) => {
+                    Some((h, payload)) if h.lsn == expected => {
                         visit(&RecoveredRecord {
                             kind: h.kind,
                             lsn: h.lsn,
@@ -256,7 +263,8 @@ impl FileLog {
                             payload,
                         });
                         last = Some(h.lsn);
-                        pos += record_len(h.len);
+                        // A file cut inside the last record's padding still holds the record.
+                        pos = (pos + record_len(h.len)).min(bytes.len());
                     }
                     _ => break,
                 }
@@ -264,8 +272,10 @@ impl FileLog {
             end_idx = i;
             end_pos = pos as u64;
             // The chain continues in the next file only if its first record is the next lsn.
-            let continues = mapped.get(i + 1).is_some_and(|next| {
-                record_at(next.bytes(), 0).is_some_and(|(h, _)| last.is_none_or(|l| h.lsn == l + 1))
+            // (Never from a file that yielded nothing: damage at the very start of the log must
+            // be found and reported below, not skipped.)
+            let continues = last.is_some_and(|l| {
+                mapped.get(i + 1).is_some_and(|next| record_at(next.bytes(), 0).is_some_and(|(h, _)| h.lsn == l + 1))
             });
             if !continues {
                 break 'files;
@@ -561,6 +571,42 @@ mod tests {
         // Nothing was changed on disk: the damage is still there for an operator to inspect.
         let (_, report2, _) = collect(dir.path());
         assert_eq!(report2.corruption, Some(c));
+    }
+
+    #[test]
+    fn damage_at_the_very_start_of_the_log_is_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _, _) = collect(dir.path());
+            // Enough 4 MiB records to spill into a second file.
+            for i in 0..7u64 {
+                log.append(RecordKind::Batch, &vec![i as u8; 4 << 20]).unwrap();
+            }
+            log.sync().unwrap();
+        }
+        assert!(dir.path().join(file_name(2)).exists(), "the records spilled into file 2");
+        let first = dir.path().join(file_name(1));
+        let f = OpenOptions::new().read(true).write(true).open(&first).unwrap();
+        f.write_all_at(&[0xFF], 100).unwrap();
+        drop(f);
+        let (mut log, report, seen) = collect(dir.path());
+        assert!(seen.is_empty(), "nothing after the damage is replayed");
+        let c = report.corruption.expect("damage in the first record is reported");
+        assert_eq!((c.file, c.offset, c.after_lsn), (first, 0, 0));
+        assert!(log.append(RecordKind::Batch, b"x").is_err());
+    }
+
+    #[test]
+    fn a_file_cut_inside_the_last_records_padding_keeps_that_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs = write_records(dir.path(), 5);
+        let (addr, len) = *addrs.last().unwrap();
+        assert_ne!(len % 8, 0, "the last record needs padding for this test");
+        let path = dir.path().join(file_name(1));
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(addr.pos + len as u64).unwrap();
+        let (_, report, seen) = collect(dir.path());
+        assert_eq!(seen.len(), 5);
+        assert!(report.corruption.is_none() && report.torn_tail.is_none());
     }
 
     #[test]
