@@ -5,7 +5,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY: build scripts are single-threaded; nothing else reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
-    let protos = ["proto/nadi/controller/v1/controller.proto", "proto/nadi/segment/v1/segment.proto"];
+    let protos = [
+        "proto/nadi/controller/v1/controller.proto",
+        "proto/nadi/segment/v1/segment.proto",
+        "proto/nadi/raft/v1/raft.proto",
+    ];
     tonic_prost_build::configure()
         // Payloads and other byte fields are `bytes::Bytes`: zero-copy from the wire to the log.
         .bytes(".")

@@ -9,10 +9,12 @@
 //!   delete), which call the segment store and are idempotent so they can be resumed.
 //! - [`http`]: the admin HTTP API (axum).
 
+pub mod cluster;
 pub mod error;
 pub mod fsutil;
 pub mod http;
 pub mod meta;
+pub mod raft;
 pub mod service;
 pub mod state;
 

@@ -1,76 +1,132 @@
-//! Durable application of metadata commands.
+//! Durable, replicated application of metadata commands.
 //!
-//! [`MetaStore::propose`] applies a command to a copy of the state, persists the new state
-//! crash-safely (`controller/state.json`: temp file, fsync, rename, fsync directory), and only
-//! then makes it visible and answers. A crash at any point leaves either the old or the new
-//! state on disk. This single-node store is what `nadi standalone` runs today; the Raft-backed
-//! controller replaces it behind the same `propose`/`read` interface.
+//! [`MetaStore::propose`] appends a command to the Raft log; it returns once the command is
+//! committed (on a majority of the controller nodes' disks) and applied, with the outcome of
+//! applying it. [`MetaStore::read`] reads the applied state of this node. Client requests reach
+//! this only on the leader, after it confirmed its leadership (see [`crate::raft::forward`]), so
+//! those reads are linearizable.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::Mutex;
+use openraft::error::{ClientWriteError, RaftError};
+use parking_lot::RwLock;
 
 use crate::MetaError;
+use crate::cluster::{ClusterCommand, ClusterState};
+use crate::raft::state_machine::Applied;
+use crate::raft::{RaftNode, Request};
 use crate::state::{Command, ControllerState};
 
-/// The durable metadata of a controller.
+/// The metadata of a controller node.
 #[derive(Debug, Clone)]
 pub struct MetaStore {
-    inner: Arc<Mutex<ControllerState>>,
-    path: PathBuf,
+    node: RaftNode,
+    applied: Arc<RwLock<Applied>>,
 }
 
 impl MetaStore {
-    /// Opens the metadata in `dir`, or starts empty.
-    pub fn open(dir: &Path) -> Result<MetaStore, MetaError> {
-        let internal = |e: std::io::Error| MetaError::Internal(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(dir).map_err(internal)?;
-        let path = dir.join("state.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| MetaError::Internal(format!("{} is not valid controller state: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ControllerState::default(),
-            Err(e) => return Err(internal(e)),
-        };
-        Ok(MetaStore { inner: Arc::new(Mutex::new(state)), path })
+    /// The metadata kept by `node`.
+    pub fn new(node: RaftNode) -> MetaStore {
+        let applied = node.state.applied().clone();
+        MetaStore { node, applied }
     }
 
-    /// Applies `cmd` durably. Returns after the new state is on disk.
+    /// The Raft node behind this store.
+    pub fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
+    /// Applies `cmd` through the Raft log and returns its outcome.
     pub async fn propose(&self, cmd: Command) -> Result<(), MetaError> {
-        let mut guard = self.inner.lock().await;
-        let mut next = guard.clone();
-        next.apply(&cmd)?;
-        let bytes = serde_json::to_vec(&next).map_err(|e| MetaError::Internal(e.to_string()))?;
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| MetaError::Internal(e.to_string()))?
-            .map_err(|e| MetaError::Internal(format!("persisting controller state: {e}")))?;
-        *guard = next;
-        Ok(())
+        self.write(Request::Meta(cmd)).await
     }
 
-    /// Runs `f` on the current state.
+    /// Applies a cluster-membership command through the Raft log.
+    pub async fn propose_cluster(&self, cmd: ClusterCommand) -> Result<(), MetaError> {
+        self.write(Request::Cluster(cmd)).await
+    }
+
+    async fn write(&self, req: Request) -> Result<(), MetaError> {
+        match self.node.raft.client_write(req).await {
+            Ok(r) => r.data.0,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(MetaError::Unavailable(format!(
+                "this controller is no longer the leader (leader: {}); retry",
+                f.leader_id.map_or("unknown".to_owned(), |l| l.to_string())
+            ))),
+            Err(e) => Err(MetaError::Unavailable(format!("metadata change not committed: {e}"))),
+        }
+    }
+
+    /// Runs `f` on this node's applied metadata.
     pub async fn read<T>(&self, f: impl FnOnce(&ControllerState) -> T) -> T {
-        f(&*self.inner.lock().await)
+        f(&self.applied.read().machine.meta)
+    }
+
+    /// Runs `f` on this node's applied cluster membership.
+    pub fn read_cluster<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        f(&self.applied.read().machine.cluster)
+    }
+
+    /// Waits until this node is the leader or `timeout` passes; true if it is the leader.
+    pub async fn wait_for_leadership(&self, timeout: std::time::Duration) -> bool {
+        let id = self.node.id;
+        let mut rx = self.node.raft.metrics();
+        tokio::time::timeout(timeout, rx.wait_for(|m| m.current_leader == Some(id))).await.is_ok_and(|r| r.is_ok())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
     use super::*;
+    use crate::raft::RaftSettings;
+
+    async fn single(dir: &std::path::Path) -> MetaStore {
+        let members = BTreeMap::from([(1, "http://127.0.0.1:1".to_owned())]);
+        let node = RaftNode::start(1, dir, &members, &RaftSettings::default()).await.unwrap();
+        let store = MetaStore::new(node);
+        assert!(store.wait_for_leadership(Duration::from_secs(10)).await, "a group of one elects itself");
+        store
+    }
 
     #[tokio::test]
-    async fn state_survives_reopen_and_failed_commands_are_not_persisted() {
+    async fn state_survives_restart_and_refused_commands_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::open(dir.path()).unwrap();
+        let store = single(dir.path()).await;
         store.propose(Command::CreateScope { scope: "a".into(), now_ms: 5 }).await.unwrap();
-        assert!(store.propose(Command::CreateScope { scope: "a".into(), now_ms: 6 }).await.is_err());
+        assert!(matches!(
+            store.propose(Command::CreateScope { scope: "a".into(), now_ms: 6 }).await,
+            Err(MetaError::ScopeExists(_))
+        ));
+        store.node().raft.shutdown().await.unwrap();
         drop(store);
-        let store = MetaStore::open(dir.path()).unwrap();
+        let store = single(dir.path()).await;
+        // Applied again from the log (no snapshot yet) up to the durable committed index.
         let scopes = store.read(|s| s.scopes.keys().cloned().collect::<Vec<_>>()).await;
         assert_eq!(scopes, vec!["a".to_owned()]);
         assert_eq!(store.read(|s| s.scopes["a"].created_at_ms).await, 5);
+    }
+
+    #[tokio::test]
+    async fn state_survives_restart_from_a_snapshot_and_purged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = single(dir.path()).await;
+        for i in 0..50 {
+            store.propose(Command::CreateScope { scope: format!("s{i}"), now_ms: i }).await.unwrap();
+        }
+        store.node().raft.trigger().snapshot().await.unwrap();
+        let mut rx = store.node().raft.metrics();
+        rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= 50)).await.unwrap();
+        store.node().raft.trigger().purge_log(50).await.unwrap();
+        rx.wait_for(|m| m.purged.is_some_and(|p| p.index >= 50)).await.unwrap();
+        store.propose(Command::CreateScope { scope: "after".into(), now_ms: 99 }).await.unwrap();
+        store.node().raft.shutdown().await.unwrap();
+        drop(store);
+        let store = single(dir.path()).await;
+        let n = store.read(|s| s.scopes.len()).await;
+        assert_eq!(n, 51);
+        assert!(store.read(|s| s.scopes.contains_key("after")).await);
     }
 }

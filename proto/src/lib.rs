@@ -35,3 +35,13 @@ pub mod segment {
         tonic::include_proto!("nadi.segment.v1");
     }
 }
+
+/// Generated code of `nadi.raft.v1`: internal RPCs between controller nodes (Raft) and the
+/// registration of segment stores. Not a client API.
+pub mod raft {
+    /// Version 1 of the internal controller protocol.
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("nadi.raft.v1");
+    }
+}

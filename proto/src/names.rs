@@ -74,6 +74,12 @@ pub struct SegmentName<'a> {
     pub id: SegmentId,
 }
 
+/// The container (out of `count`) that hosts the segment named `segment`: XXH64 (seed 0) of the
+/// qualified name, modulo `count`. Segment stores and the controller must agree on it.
+pub fn container_of(segment: &str, count: u32) -> u32 {
+    (xxhash_rust::xxh64::xxh64(segment.as_bytes(), 0) % count.max(1) as u64) as u32
+}
+
 /// Parses `"{scope}/{stream}/{number}.#epoch.{epoch}"`.
 pub fn parse_segment_name(name: &str) -> Result<SegmentName<'_>, NameError> {
     let bad = || NameError::Segment(name.to_owned());

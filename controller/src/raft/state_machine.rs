@@ -1,0 +1,185 @@
+//! The replicated state machine: stream metadata ([`ControllerState`]) and cluster membership
+//! ([`ClusterState`]), applied from the Raft log, with snapshots on disk.
+//!
+//! The applied state lives in memory. It is rebuilt at start from the latest snapshot
+//! (`controller/snapshot.json`, written with temp file + fsync + rename + fsync of the directory)
+//! plus the log entries after it, which openraft re-applies up to the durable committed index.
+//! Snapshots let openraft purge the log, so disk stays bounded.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError, StorageIOError, StoredMembership,
+};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, Request, Response, TypeConfig};
+use crate::cluster::ClusterState;
+use crate::state::ControllerState;
+
+/// Everything the Raft log builds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// Scopes, streams, epochs and segments.
+    pub meta: ControllerState,
+    /// Segment stores and container assignment.
+    pub cluster: ClusterState,
+}
+
+/// The applied state and where in the log it stands.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub last_membership: StoredMembership<NodeId, BasicNode>,
+    pub machine: Machine,
+}
+
+/// A snapshot as stored on disk.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    machine: Machine,
+}
+
+/// The state machine of one controller node. Clones share the state.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    applied: Arc<RwLock<Applied>>,
+    snapshot_path: PathBuf,
+}
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+impl StateMachine {
+    /// Opens the state machine in `dir`, restoring the latest snapshot if there is one.
+    pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
+        let snapshot_path = dir.join("snapshot.json");
+        let applied = match std::fs::read(&snapshot_path) {
+            Ok(bytes) => {
+                let s: StoredSnapshot = serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a valid snapshot: {e}", snapshot_path.display()),
+                    )
+                })?;
+                Applied {
+                    last_applied: s.meta.last_log_id,
+                    last_membership: s.meta.last_membership,
+                    machine: s.machine,
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Applied::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(StateMachine { applied: Arc::new(RwLock::new(applied)), snapshot_path })
+    }
+
+    /// The applied state, shared with readers.
+    pub fn applied(&self) -> &Arc<RwLock<Applied>> {
+        &self.applied
+    }
+
+    async fn persist(&self, snapshot: StoredSnapshot) -> StorageResult<()> {
+        let sig = snapshot.meta.signature();
+        let bytes = serde_json::to_vec(&snapshot).map_err(|e| StorageIOError::write_snapshot(Some(sig.clone()), &e))?;
+        let path = self.snapshot_path.clone();
+        tokio::task::spawn_blocking(move || crate::fsutil::write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(sig.clone()), &e))?
+            .map_err(|e| StorageIOError::write_snapshot(Some(sig), &e).into())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let (meta, machine) = {
+            let a = self.applied.read();
+            let snapshot_id = match a.last_applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, now_nanos()),
+                None => format!("empty-{}", now_nanos()),
+            };
+            let meta =
+                SnapshotMeta { last_log_id: a.last_applied, last_membership: a.last_membership.clone(), snapshot_id };
+            (meta, a.machine.clone())
+        };
+        let data = serde_json::to_vec(&machine).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        self.persist(StoredSnapshot { meta: meta.clone(), machine }).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        let a = self.applied.read();
+        Ok((a.last_applied, a.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut a = self.applied.write();
+        let mut out = Vec::new();
+        for entry in entries {
+            a.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => Ok(()),
+                EntryPayload::Membership(m) => {
+                    a.last_membership = StoredMembership::new(Some(entry.log_id), m);
+                    Ok(())
+                }
+                // A refused command is a deterministic outcome: every node refuses it alike and
+                // the state stays unchanged; the proposer gets the error.
+                EntryPayload::Normal(Request::Meta(cmd)) => a.machine.meta.apply(&cmd),
+                EntryPayload::Normal(Request::Cluster(cmd)) => a.machine.cluster.apply(&cmd),
+            };
+            out.push(Response(result));
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let machine: Machine = serde_json::from_slice(snapshot.get_ref())
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        self.persist(StoredSnapshot { meta: meta.clone(), machine: machine.clone() }).await?;
+        let mut a = self.applied.write();
+        a.last_applied = meta.last_log_id;
+        a.last_membership = meta.last_membership.clone();
+        a.machine = machine;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let bytes = match std::fs::read(&self.snapshot_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StorageIOError::read_snapshot(None, &e).into()),
+        };
+        let s: StoredSnapshot = serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let data = serde_json::to_vec(&s.machine).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(Some(Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
