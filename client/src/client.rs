@@ -17,6 +17,10 @@ use crate::error::{ClientError, ErrorKind};
 /// Largest gRPC message the client sends or accepts.
 pub(crate) const MAX_MESSAGE: usize = 17 * 1024 * 1024;
 
+/// How long a controller call keeps retrying while no controller can serve it (e.g. during a
+/// leader election, which takes about a second).
+pub const CONTROLLER_RETRY_FOR: Duration = Duration::from_secs(10);
+
 /// What to create: the segment count and policies of a new stream.
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
@@ -76,33 +80,45 @@ impl NadiClient {
         })
     }
 
-    /// Calls the controller, moving to the next URL when one is unavailable (one round).
+    /// Calls the controller, moving to the next URL when one is unavailable. Rounds over all
+    /// URLs repeat with a growing pause (100 ms up to 1 s) for up to [`CONTROLLER_RETRY_FOR`],
+    /// which rides out a controller leader election; errors that are not retryable return at
+    /// once.
     pub(crate) async fn controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut(ControllerServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let n = self.inner.controllers.len();
-        let start = self.inner.current.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + CONTROLLER_RETRY_FOR;
+        let mut pause = Duration::from_millis(100);
         let mut last = None;
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let client = ControllerServiceClient::new(self.inner.controllers[idx].clone())
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE);
-            match call(client).await {
-                Ok(r) => {
-                    self.inner.current.store(idx, Ordering::Relaxed);
-                    return Ok(r.into_inner());
-                }
-                Err(s) => {
-                    let e = ClientError::from(s);
-                    if !e.is_retryable() {
-                        return Err(e);
+        loop {
+            let start = self.inner.current.load(Ordering::Relaxed);
+            for i in 0..n {
+                let idx = (start + i) % n;
+                let client = ControllerServiceClient::new(self.inner.controllers[idx].clone())
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE);
+                match call(client).await {
+                    Ok(r) => {
+                        self.inner.current.store(idx, Ordering::Relaxed);
+                        return Ok(r.into_inner());
                     }
-                    last = Some(e);
+                    Err(s) => {
+                        let e = ClientError::from(s);
+                        if !e.is_retryable() {
+                            return Err(e);
+                        }
+                        last = Some(e);
+                    }
                 }
             }
+            if tokio::time::Instant::now() + pause > deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
         let e = last.unwrap_or_else(|| ClientError::new(ErrorKind::Unavailable, "no controller"));
         let urls = self.inner.urls.join(", ");

@@ -14,7 +14,9 @@ pub mod error;
 pub mod fsutil;
 pub mod http;
 pub mod meta;
+pub mod node;
 pub mod raft;
+pub mod registry;
 pub mod service;
 pub mod state;
 

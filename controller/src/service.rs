@@ -14,34 +14,40 @@ use nadi_proto::segment::v1 as seg;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
 use nadi_proto::{ErrorCode, SegmentId};
 use pb::controller_service_server::ControllerService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
 use crate::meta::MetaStore;
+use crate::raft::network::Channels;
 use crate::state::{Command, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// The controller: metadata plus the segment store it places segments on.
+/// The controller: metadata plus the segment stores it places segments on.
 #[derive(Debug, Clone)]
 pub struct Controller {
     meta: MetaStore,
-    /// The segment store endpoint advertised to clients (one store for now; container
-    /// assignment across many stores comes with the Raft controller).
-    store_endpoint: String,
-    store: SegmentStoreClient<Channel>,
+    /// Channels to segment stores, by endpoint.
+    channels: Channels,
 }
 
 impl Controller {
-    /// A controller over `meta` that places segments on the store at `store_endpoint`.
-    pub fn new(meta: MetaStore, store_endpoint: &str) -> Result<Controller, MetaError> {
-        let channel = Endpoint::from_shared(store_endpoint.to_owned())
-            .map_err(|e| MetaError::InvalidArgument(format!("segment store endpoint {store_endpoint:?}: {e}")))?
-            .connect_lazy();
-        Ok(Controller { meta, store_endpoint: store_endpoint.to_owned(), store: SegmentStoreClient::new(channel) })
+    /// A controller over `meta`; segments go to the stores registered in its cluster state.
+    pub fn new(meta: MetaStore) -> Controller {
+        Controller { meta, channels: Channels::default() }
+    }
+
+    /// A client of the segment store hosting `segment`.
+    fn store(&self, segment: &str) -> Result<SegmentStoreClient<Channel>, MetaError> {
+        let endpoint = self.meta.read_cluster(|c| c.endpoint_for(segment).map(str::to_owned))?;
+        let channel = self
+            .channels
+            .get(&endpoint)
+            .map_err(|e| MetaError::Internal(format!("segment store endpoint {endpoint:?}: {e}")))?;
+        Ok(SegmentStoreClient::new(channel))
     }
 
     /// The metadata store.
@@ -77,8 +83,7 @@ impl Controller {
             self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in segments {
             let name = segment_name(scope, stream, id);
-            self.store
-                .clone()
+            self.store(&name)?
                 .create_segment(seg::CreateSegmentRequest { segment: name })
                 .await
                 .map_err(store_error)?;
@@ -86,8 +91,21 @@ impl Controller {
         self.meta.propose(Command::StreamCreated { scope: scope.into(), stream: stream.into() }).await
     }
 
+    /// A segment and the endpoint of its store (empty if no store hosts its container; callers
+    /// check [`Controller::require_stores`] first).
     fn location(&self, scope: &str, stream: &str, s: &SegmentRecord) -> pb::SegmentLocation {
-        pb::SegmentLocation { segment: Some(segment_pb(scope, stream, s)), endpoint: self.store_endpoint.clone() }
+        let segment = segment_pb(scope, stream, s);
+        let endpoint =
+            self.meta.read_cluster(|c| c.endpoint_for(&segment.qualified_name).map(str::to_owned)).unwrap_or_default();
+        pb::SegmentLocation { segment: Some(segment), endpoint }
+    }
+
+    /// Fails with UNAVAILABLE while no segment store has registered.
+    fn require_stores(&self) -> Result<(), MetaError> {
+        if self.meta.read_cluster(|c| c.containers) == 0 {
+            return Err(MetaError::Unavailable("no segment store has registered with the controller yet".into()));
+        }
+        Ok(())
     }
 }
 
@@ -229,6 +247,7 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::CreateStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
+        self.require_stores()?;
         let config = config_from_pb(req.config)?;
         let cmd =
             Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
@@ -291,7 +310,7 @@ impl ControllerService for Controller {
             self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in active {
             let segment = segment_name(&req.scope, &req.stream, id);
-            self.store.clone().seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
+            self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
         self.meta.propose(Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::SealStreamResponse {}))
@@ -316,7 +335,7 @@ impl ControllerService for Controller {
             .await?;
         for id in all {
             let segment = segment_name(&req.scope, &req.stream, id);
-            match self.store.clone().delete_segment(seg::DeleteSegmentRequest { segment }).await {
+            match self.store(&segment)?.delete_segment(seg::DeleteSegmentRequest { segment }).await {
                 Ok(_) => {}
                 Err(s) if nadi_proto::errors::from_status(&s).0 == ErrorCode::SegmentNotFound => {}
                 Err(s) => return Err(store_error(s).into()),
@@ -332,6 +351,7 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::GetActiveSegmentsResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
+        self.require_stores()?;
         let resp = self
             .meta
             .read(|st| {
@@ -354,6 +374,7 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::GetSuccessorsResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
+        self.require_stores()?;
         let id = SegmentId::from_packed(req.segment_id);
         let resp = self
             .meta

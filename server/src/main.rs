@@ -22,6 +22,10 @@ struct Cli {
 enum Command {
     /// Run controller, segment store and admin HTTP in one process.
     Standalone(StandaloneArgs),
+    /// Run one controller of a Raft group (3 for a cluster that survives one failure).
+    Controller(nadi_server::cluster::ControllerArgs),
+    /// Run a segment store that registers with the controllers given by --controller.
+    SegmentStore(nadi_server::cluster::SegmentStoreArgs),
     /// Manage scopes.
     #[command(subcommand)]
     Scope(ScopeCmd),
@@ -94,7 +98,8 @@ enum StreamCmd {
 fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("NADI_LOG").unwrap_or_else(|_| {
-        let default = if matches!(cli.command, Command::Standalone(_)) { "info" } else { "warn" };
+        let server = matches!(cli.command, Command::Standalone(_) | Command::Controller(_) | Command::SegmentStore(_));
+        let default = if server { "info,openraft=warn" } else { "warn" };
         tracing_subscriber::EnvFilter::new(default)
     });
     // Colours only on a terminal: logs redirected to files stay plain text.
@@ -118,6 +123,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || NadiClient::new(&cli::controllers(&cli.controller));
     match cli.command {
         Command::Standalone(args) => nadi_server::standalone::run(args.resolve()?).await,
+        Command::Controller(args) => nadi_server::cluster::run_controller(args).await,
+        Command::SegmentStore(args) => {
+            nadi_server::cluster::run_segment_store(cli::controllers(&cli.controller), args).await
+        }
         Command::Scope(ScopeCmd::Create { scope }) => cli::scope_create(&client()?, &scope).await,
         Command::Stream(cmd) => {
             let c = client()?;

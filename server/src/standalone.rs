@@ -1,27 +1,31 @@
 //! `nadi standalone`: controller, segment store and admin HTTP in one process.
 //!
 //! Start-up order: recover the segment store (every container replays its log), bind all
-//! listeners (so a port in use fails fast with a clear message), serve, then resume any
-//! interrupted controller workflows. Ctrl-C or SIGTERM stops accepting new work and exits;
-//! everything acknowledged is already durable, so no flush is needed on the way out.
+//! listeners (so a port in use fails fast with a clear message), start the controller as a
+//! Raft group of one (the same code as `nadi controller`; as leader it resumes interrupted
+//! workflows), serve, and register the store with the controller as any segment store does.
+//! "ready" is printed only after that registration. Ctrl-C or SIGTERM stops accepting new work
+//! and exits; everything acknowledged is already durable, so no flush is needed on the way out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nadi_controller::meta::MetaStore;
-use nadi_controller::service::Controller;
-use nadi_proto::controller::v1::controller_service_server::ControllerServiceServer;
+use nadi_controller::node::{ControllerNode, NodeConfig};
+use nadi_controller::raft::RaftSettings;
+use nadi_proto::raft::v1::HeartbeatRequest;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+use crate::cluster::{register, serve_controller, stopped, store_id};
 use crate::config::StandaloneConfig;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::store::{SegmentStore, StoreConfig};
 
-async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
 }
 
@@ -44,7 +48,6 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     };
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
-    let meta = MetaStore::open(&cfg.data_dir.join("controller"))?;
 
     let seg_listener = bind(cfg.segment_listen, "segment store").await?;
     let ctl_listener = bind(cfg.controller_listen, "controller").await?;
@@ -52,29 +55,34 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_addr = seg_listener.local_addr()?;
     let ctl_addr = ctl_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let controller = Controller::new(meta, &format!("http://{seg_addr}"))?;
+    // The same controller code as a cluster, as a Raft group of one.
+    let node = ControllerNode::start(NodeConfig {
+        id: 1,
+        dir: cfg.data_dir.join("controller"),
+        members: BTreeMap::from([(1, format!("http://{ctl_addr}"))]),
+        settings: RaftSettings::default(),
+    })
+    .await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let seg_server = grpc_server()
         .add_service(SegmentService::new(store.clone()).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(seg_listener), stopped(stop_rx.clone()));
-    let ctl_server = grpc_server()
-        .add_service(ControllerServiceServer::new(controller.clone()))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(ctl_listener), stopped(stop_rx.clone()));
+    let seg_task = tokio::spawn(seg_server);
+    let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
     let http_server =
         axum::serve(http_listener, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let seg_task = tokio::spawn(seg_server);
-    let ctl_task = tokio::spawn(ctl_server);
     let http_task = tokio::spawn(async move { http_server.await });
 
-    tokio::spawn(async move {
-        if let Err(e) = controller.resume().await {
-            tracing::error!(error = %e, "could not resume interrupted stream workflows; they resume at the next start or retry");
-        }
-    });
+    // The store registers with its controller like any segment store of a cluster.
+    let tier1 = cfg.data_dir.join("tier1");
+    let request = HeartbeatRequest {
+        store_id: store_id(&tier1)?,
+        endpoint: format!("http://{seg_addr}"),
+        containers: store.containers().len() as u32,
+    };
+    register(vec![format!("http://{ctl_addr}")], request, Duration::from_secs(2), Duration::from_secs(60)).await?;
+
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "nadi standalone ready");
     eprintln!(
         "nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}"
@@ -95,7 +103,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

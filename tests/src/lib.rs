@@ -7,6 +7,8 @@
 //! server crate has integration tests of its own) or at `$NADI_BIN`. Note: `cargo test -p
 //! nadi-tests` alone does not rebuild that binary; use `cargo test --workspace`.
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

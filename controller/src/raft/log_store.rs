@@ -5,6 +5,9 @@
 //! disk, fsync'd, when `commit` returns), so an append is reported flushed to openraft only once
 //! it would survive a crash. Entries are JSON, keyed by log index.
 
+// The error type is openraft's `StorageError`, fixed by its storage traits.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;

@@ -161,8 +161,11 @@ impl RaftNode {
 
     /// The gRPC server of the Raft RPCs.
     pub fn raft_service(&self) -> nadi_proto::raft::v1::raft_service_server::RaftServiceServer<network::RaftGrpc> {
-        nadi_proto::raft::v1::raft_service_server::RaftServiceServer::new(network::RaftGrpc { raft: self.raft.clone() })
-            .max_decoding_message_size(64 * 1024 * 1024)
+        nadi_proto::raft::v1::raft_service_server::RaftServiceServer::new(network::RaftGrpc {
+            raft: self.raft.clone(),
+            state: self.state.clone(),
+        })
+        .max_decoding_message_size(64 * 1024 * 1024)
     }
 }
 

@@ -66,15 +66,18 @@ pub struct NetworkClient {
     channels: Channels,
 }
 
+/// One method of the generated Raft client.
+type RpcMethod = fn(
+    RaftServiceClient<Channel>,
+    Request<pb::RaftMessage>,
+) -> futures::future::BoxFuture<'static, Result<tonic::Response<pb::RaftMessage>, Status>>;
+
 impl NetworkClient {
     async fn call<Req, Resp, E>(
         &self,
         req: &Req,
         option: &RPCOption,
-        method: fn(
-            RaftServiceClient<Channel>,
-            Request<pb::RaftMessage>,
-        ) -> futures::future::BoxFuture<'static, Result<tonic::Response<pb::RaftMessage>, Status>>,
+        method: RpcMethod,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -127,6 +130,7 @@ impl RaftNetwork<TypeConfig> for NetworkClient {
 #[derive(Clone)]
 pub struct RaftGrpc {
     pub raft: Raft<TypeConfig>,
+    pub state: super::state_machine::StateMachine,
 }
 
 impl std::fmt::Debug for RaftGrpc {
@@ -165,5 +169,26 @@ impl pb::raft_service_server::RaftService for RaftGrpc {
     ) -> Result<tonic::Response<pb::RaftMessage>, Status> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.raft.install_snapshot(req).await)
+    }
+
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Result<tonic::Response<pb::NodeStatusResponse>, Status> {
+        let m = self.raft.metrics().borrow().clone();
+        let (last_applied, state_digest) = {
+            let a = self.state.applied().read();
+            let json = serde_json::to_vec(&a.machine).map_err(|e| Status::internal(e.to_string()))?;
+            (a.last_applied.map_or(0, |l| l.index), xxhash_rust::xxh64::xxh64(&json, 0))
+        };
+        let members = m.membership_config.membership().nodes().map(|(id, n)| (*id, n.addr.clone())).collect();
+        Ok(tonic::Response::new(pb::NodeStatusResponse {
+            id: m.id,
+            leader: m.current_leader,
+            term: m.current_term,
+            last_applied,
+            state_digest,
+            members,
+        }))
     }
 }

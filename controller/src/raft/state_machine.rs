@@ -6,6 +6,9 @@
 //! plus the log entries after it, which openraft re-applies up to the durable committed index.
 //! Snapshots let openraft purge the log, so disk stays bounded.
 
+// The error type is openraft's `StorageError`, fixed by its storage traits.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

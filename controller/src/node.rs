@@ -1,0 +1,99 @@
+//! One controller node, assembled: its Raft member, metadata, gRPC services and the duties it
+//! has while it leads. `nadi standalone` and `nadi controller` both run this.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nadi_proto::controller::v1::controller_service_server::ControllerServiceServer;
+
+use crate::MetaError;
+use crate::meta::MetaStore;
+use crate::raft::{NodeId, RaftNode, RaftSettings};
+use crate::registry::Registry;
+use crate::service::Controller;
+
+/// What a controller node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id in the group.
+    pub id: NodeId,
+    /// Its Raft data (`controller/` under the data dir).
+    pub dir: PathBuf,
+    /// Every member of the group: id → gRPC URL (`http://host:port`), this node included.
+    pub members: BTreeMap<NodeId, String>,
+    pub settings: RaftSettings,
+}
+
+/// A running controller node.
+#[derive(Debug, Clone)]
+pub struct ControllerNode {
+    pub meta: MetaStore,
+    pub controller: Controller,
+    pub registry: Registry,
+}
+
+impl ControllerNode {
+    /// Opens the node's storage, joins (or forms) the group, and starts its leader duties.
+    pub async fn start(cfg: NodeConfig) -> Result<ControllerNode, MetaError> {
+        let raft = RaftNode::start(cfg.id, &cfg.dir, &cfg.members, &cfg.settings).await?;
+        let meta = MetaStore::new(raft);
+        let controller = Controller::new(meta.clone());
+        let registry = Registry::new(meta.clone());
+        let node = ControllerNode { meta, controller, registry };
+        tokio::spawn(node.clone().leader_duties());
+        Ok(node)
+    }
+
+    /// The public and internal gRPC services, already wrapped so that client requests run on
+    /// the leader. Add them to one tonic server.
+    pub fn grpc_routes(&self) -> tonic::service::Routes {
+        let mut routes = tonic::service::Routes::builder();
+        routes
+            .add_service(ControllerServiceServer::new(self.controller.clone()))
+            .add_service(self.registry.clone().into_server())
+            .add_service(self.meta.node().raft_service());
+        routes.routes()
+    }
+
+    /// The layer that sends client requests to the leader (wrap [`Self::grpc_routes`] in it).
+    pub fn forward_layer(&self) -> crate::raft::forward::ForwardToLeaderLayer {
+        self.meta.node().forward_layer()
+    }
+
+    /// Whenever this node becomes the leader, it finishes the workflows a previous leader left
+    /// half done (retrying until they succeed or leadership moves on).
+    async fn leader_duties(self) {
+        let id = self.meta.node().id;
+        let mut metrics = self.meta.node().raft.metrics();
+        let mut was_leader = false;
+        loop {
+            let is_leader = metrics.borrow_and_update().current_leader == Some(id);
+            if is_leader && !was_leader {
+                tracing::info!(id, "this controller is now the leader; resuming unfinished workflows");
+                loop {
+                    // Read only after confirming leadership and applying everything committed.
+                    let ready = self.meta.node().raft.ensure_linearizable().await;
+                    let resumed = match ready {
+                        Ok(_) => self.controller.resume().await,
+                        Err(e) => Err(MetaError::Unavailable(e.to_string())),
+                    };
+                    match resumed {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "resuming workflows failed; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            if metrics.borrow().current_leader != Some(id) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            was_leader = is_leader;
+            if metrics.changed().await.is_err() {
+                return; // Raft stopped.
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! A cluster of real processes on loopback: N `nadi controller` nodes (a Raft group) and one
+//! `nadi segment-store`, each in its own data directory under one temp dir.
+//!
+//! Controller ports must be known before any node starts (every node is given all peers), so
+//! they are picked by binding port 0 and releasing it; the segment store uses port 0 and
+//! reports its address in its ready line.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use nadi_proto::raft::v1 as rpb;
+use nadi_proto::raft::v1::raft_service_client::RaftServiceClient;
+
+use crate::nadi_bin;
+
+/// A child process whose stderr is collected, started by waiting for its ready line.
+#[derive(Debug)]
+pub struct Proc {
+    child: Child,
+    pub ready_line: String,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Runs `nadi args…` and waits (at most `timeout`) for a stderr line starting with `ready`.
+    pub fn start(args: &[String], ready: &str, timeout: Duration) -> Proc {
+        let mut child = Command::new(nadi_bin())
+            .args(args)
+            .env("NADI_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nadi");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        let ready = ready.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with(&ready) {
+                    let _ = tx.send(line.clone());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        match rx.recv_timeout(timeout) {
+            Ok(ready_line) => Proc { child, ready_line, log },
+            Err(_) => {
+                let _ = child.kill();
+                panic!("`nadi {}` did not become ready; its log:\n{}", args.join(" "), log.lock().unwrap());
+            }
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound and released; another process could take it in between, which
+/// on a test machine's loopback is rare).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Controllers and one segment store.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub ports: BTreeMap<u64, u16>,
+    pub controllers: BTreeMap<u64, Proc>,
+    pub store: Option<Proc>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    /// Starts `n` controllers and one segment store under `dir`.
+    pub fn start(dir: &Path, n: u64) -> Cluster {
+        let ports = (1..=n).map(|id| (id, free_port())).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut c = Cluster { dir: dir.to_owned(), ports, controllers: BTreeMap::new(), store: None, runtime };
+        for id in 1..=n {
+            c.start_controller(id);
+        }
+        c.start_store();
+        c
+    }
+
+    fn peers(&self) -> String {
+        self.ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every controller URL, comma-separated (what clients are given).
+    pub fn controller_urls(&self) -> String {
+        self.ports.values().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Starts (or restarts) controller `id` on its port and data dir.
+    pub fn start_controller(&mut self, id: u64) {
+        let args = vec![
+            "controller".to_owned(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.ports[&id]),
+            "--peers".into(),
+            self.peers(),
+            "--data-dir".into(),
+            self.dir.join(format!("controller-{id}")).display().to_string(),
+        ];
+        let p = Proc::start(&args, &format!("nadi controller {id} ready"), Duration::from_secs(30));
+        self.controllers.insert(id, p);
+    }
+
+    /// Starts (or restarts) the segment store; it is ready once registered with a leader.
+    pub fn start_store(&mut self) {
+        let args = vec![
+            "--controller".to_owned(),
+            self.controller_urls(),
+            "segment-store".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            self.dir.join("store").display().to_string(),
+        ];
+        self.store = Some(Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)));
+    }
+
+    /// SIGKILLs controller `id`.
+    pub fn kill_controller(&mut self, id: u64) {
+        if let Some(p) = self.controllers.remove(&id) {
+            p.kill9();
+        }
+    }
+
+    /// Runs `nadi --controller <all URLs> args…`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(nadi_bin())
+            .arg("--controller")
+            .arg(self.controller_urls())
+            .args(args)
+            .env("NADI_LOG", "error")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nadi")
+    }
+
+    /// Runs `nadi --controller <all URLs> args…` with `input` on stdin.
+    pub fn cli_stdin_all(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(nadi_bin())
+            .arg("--controller")
+            .arg(self.controller_urls())
+            .args(args)
+            .env("NADI_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run nadi");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("nadi output");
+        let _ = feeder.join();
+        out
+    }
+
+    /// Controller `id`'s own view (None if it does not answer).
+    pub fn status(&self, id: u64) -> Option<rpb::NodeStatusResponse> {
+        let url = format!("http://127.0.0.1:{}", self.ports[&id]);
+        self.runtime.block_on(async {
+            let ch = tonic::transport::Endpoint::from_shared(url)
+                .ok()?
+                .connect_timeout(Duration::from_millis(300))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .ok()?;
+            RaftServiceClient::new(ch).node_status(rpb::NodeStatusRequest {}).await.ok().map(|r| r.into_inner())
+        })
+    }
+
+    /// Waits until the running controllers agree on a leader that is one of them; returns it.
+    pub fn leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let views: Vec<_> = self.controllers.keys().filter_map(|id| self.status(*id)).collect();
+            let leaders: Vec<_> = views.iter().map(|s| s.leader).collect();
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && self.controllers.contains_key(l)
+                && views.len() == self.controllers.len()
+            {
+                return *l;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}: {views:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until every running controller has applied the same log index with the same state
+    /// digest; returns that `(last_applied, digest)`.
+    pub fn converged(&self, timeout: Duration) -> (u64, u64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let views: Vec<_> = self.controllers.keys().map(|id| self.status(*id)).collect();
+            if views.iter().all(Option::is_some) {
+                let pairs: Vec<_> = views.iter().flatten().map(|s| (s.last_applied, s.state_digest)).collect();
+                if pairs.windows(2).all(|w| w[0] == w[1]) {
+                    return pairs[0];
+                }
+            }
+            assert!(Instant::now() < deadline, "controllers did not converge within {timeout:?}: {views:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
