@@ -15,5 +15,6 @@ pub mod http;
 pub mod meta;
 pub mod service;
 pub mod state;
+pub mod views;
 
 pub use error::MetaError;

@@ -5,6 +5,10 @@
 //!   → mark it `Active`. Streams found `Creating` at start-up are finished by [`Controller::resume`].
 //! - seal: seal every active segment (idempotent) → mark `Sealed`.
 //! - delete (sealed streams only): delete every segment (missing ones are fine) → remove.
+//! - scale: validate and record the successors (`StartScale`; from here `GetSuccessors` of a
+//!   predecessor answers) → create the successors (idempotent) → seal the predecessors
+//!   (idempotent) → make the new epoch current (`CompleteScale`). A scale found pending at
+//!   start-up is rolled forward by [`Controller::resume`]; so is one found by a seal.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,7 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::MetaError;
 use crate::meta::MetaStore;
-use crate::state::{Command, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
+use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -33,6 +37,27 @@ pub struct Controller {
     /// assignment across many stores comes with the Raft controller).
     store_endpoint: String,
     store: SegmentStoreClient<Channel>,
+    /// This node as reported by `GetClusterInfo`.
+    node: NodeInfo,
+}
+
+/// What a controller node knows about itself, for `GetClusterInfo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node id (1 for a standalone controller).
+    pub id: u64,
+    /// Its controller gRPC endpoint as clients reach it.
+    pub grpc_address: String,
+    /// Its admin HTTP endpoint, empty if none.
+    pub http_address: String,
+    /// Containers of the (single) segment store.
+    pub containers: u32,
+}
+
+impl Default for NodeInfo {
+    fn default() -> Self {
+        NodeInfo { id: 1, grpc_address: String::new(), http_address: String::new(), containers: 0 }
+    }
 }
 
 impl Controller {
@@ -41,7 +66,37 @@ impl Controller {
         let channel = Endpoint::from_shared(store_endpoint.to_owned())
             .map_err(|e| MetaError::InvalidArgument(format!("segment store endpoint {store_endpoint:?}: {e}")))?
             .connect_lazy();
-        Ok(Controller { meta, store_endpoint: store_endpoint.to_owned(), store: SegmentStoreClient::new(channel) })
+        Ok(Controller {
+            meta,
+            store_endpoint: store_endpoint.to_owned(),
+            store: SegmentStoreClient::new(channel),
+            node: NodeInfo::default(),
+        })
+    }
+
+    /// Sets what `GetClusterInfo` reports about this node.
+    pub fn with_node(mut self, node: NodeInfo) -> Controller {
+        self.node = node;
+        self
+    }
+
+    /// The cluster as this node sees it. Today: one member (this node), which leads, and one
+    /// segment store that owns every container. The Raft controller fills this from its
+    /// membership and container assignment instead.
+    fn cluster_info(&self) -> pb::GetClusterInfoResponse {
+        let member = pb::ClusterMember {
+            id: self.node.id,
+            grpc_address: self.node.grpc_address.clone(),
+            http_address: self.node.http_address.clone(),
+        };
+        pb::GetClusterInfoResponse {
+            members: vec![member],
+            leader_id: self.node.id,
+            segment_stores: vec![pb::SegmentStoreInfo { endpoint: self.store_endpoint.clone() }],
+            containers: (0..self.node.containers)
+                .map(|container| pb::ContainerAssignment { container, endpoint: self.store_endpoint.clone() })
+                .collect(),
+        }
     }
 
     /// The metadata store.
@@ -49,8 +104,26 @@ impl Controller {
         &self.meta
     }
 
-    /// Finishes stream creations interrupted by a crash.
+    /// Finishes stream creations and scales interrupted by a crash (rolls them forward).
     pub async fn resume(&self) -> Result<(), MetaError> {
+        let scaling: Vec<(String, String)> = self
+            .meta
+            .read(|st| {
+                st.scopes
+                    .iter()
+                    .flat_map(|(sc, s)| {
+                        s.streams
+                            .iter()
+                            .filter(|(_, m)| m.pending_scale.is_some())
+                            .map(|(n, _)| (sc.clone(), n.clone()))
+                    })
+                    .collect()
+            })
+            .await;
+        for (scope, stream) in scaling {
+            tracing::info!(%scope, %stream, "resuming a scale");
+            self.finish_scale(&scope, &stream).await?;
+        }
         let creating: Vec<(String, String)> = self
             .meta
             .read(|st| {
@@ -84,6 +157,35 @@ impl Controller {
                 .map_err(store_error)?;
         }
         self.meta.propose(Command::StreamCreated { scope: scope.into(), stream: stream.into() }).await
+    }
+
+    /// Rolls a pending scale forward: creates the successors, seals the predecessors (both
+    /// idempotent) and makes the new epoch current. Does nothing if no scale is pending.
+    async fn finish_scale(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
+        let Some(pending) = self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.pending_scale.clone())).await?
+        else {
+            return Ok(());
+        };
+        for id in &pending.successors {
+            let segment = segment_name(scope, stream, *id);
+            self.store.clone().create_segment(seg::CreateSegmentRequest { segment }).await.map_err(store_error)?;
+        }
+        for id in &pending.sealed {
+            let segment = segment_name(scope, stream, *id);
+            self.store.clone().seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
+        }
+        self.meta
+            .propose(Command::CompleteScale {
+                scope: scope.into(),
+                stream: stream.into(),
+                epoch: pending.epoch,
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    async fn info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, MetaError> {
+        self.meta.read(|st| st.stream(scope, stream).map(|m| stream_info(scope, stream, m))).await
     }
 
     fn location(&self, scope: &str, stream: &str, s: &SegmentRecord) -> pb::SegmentLocation {
@@ -187,6 +289,33 @@ fn stream_info(scope: &str, stream: &str, m: &StreamMeta) -> pb::StreamInfo {
     }
 }
 
+fn reason_pb(r: EpochReason) -> pb::EpochReason {
+    match r {
+        EpochReason::Created => pb::EpochReason::Created,
+        EpochReason::Manual => pb::EpochReason::Manual,
+        EpochReason::SplitByLoad => pb::EpochReason::SplitByLoad,
+        EpochReason::MergeByLoad => pb::EpochReason::MergeByLoad,
+    }
+}
+
+fn history(scope: &str, stream: &str, m: &StreamMeta) -> pb::GetStreamHistoryResponse {
+    let epochs = m
+        .epochs
+        .iter()
+        .map(|e| {
+            let mut segments: Vec<&SegmentRecord> = e.segments.iter().filter_map(|id| m.segment(*id)).collect();
+            segments.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
+            pb::EpochInfo {
+                epoch: e.epoch,
+                created_at_ms: e.created_at_ms,
+                reason: reason_pb(e.reason) as i32,
+                segments: segments.into_iter().map(|s| segment_pb(scope, stream, s)).collect(),
+            }
+        })
+        .collect();
+    pb::GetStreamHistoryResponse { epochs }
+}
+
 fn names(scope: &str, stream: &str) -> Result<(), MetaError> {
     validate_scope(scope)?;
     validate_stream(stream)?;
@@ -287,6 +416,8 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
+        // A scale in progress is finished first, so that its successors are sealed too.
+        self.finish_scale(&req.scope, &req.stream).await?;
         let active =
             self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in active {
@@ -375,5 +506,73 @@ impl ControllerService for Controller {
             })
             .await?;
         Ok(Response::new(resp))
+    }
+
+    async fn update_stream(
+        &self,
+        req: Request<pb::UpdateStreamRequest>,
+    ) -> Result<Response<pb::UpdateStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let current = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.config.clone())).await?;
+        let given = req.config.unwrap_or_default();
+        let current = config_to_pb(&current);
+        let merged = pb::StreamConfig {
+            scaling: given.scaling.or(current.scaling),
+            retention: given.retention.or(current.retention),
+        };
+        let config = config_from_pb(Some(merged))?;
+        self.meta
+            .propose(Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config })
+            .await?;
+        Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
+    }
+
+    async fn scale_stream(
+        &self,
+        req: Request<pb::ScaleStreamRequest>,
+    ) -> Result<Response<pb::ScaleStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let cmd = Command::StartScale {
+            scope: req.scope.clone(),
+            stream: req.stream.clone(),
+            sealed: req.sealed_segment_ids.iter().map(|id| SegmentId::from_packed(*id)).collect(),
+            new_ranges: req.new_ranges.iter().map(|r| (r.low, r.high)).collect(),
+            reason: EpochReason::Manual,
+            now_ms: now_ms(),
+        };
+        match self.meta.propose(cmd.clone()).await {
+            Ok(()) => {}
+            // A scale left pending by an earlier failure (store down) is rolled forward first;
+            // then this one is validated against the result.
+            Err(MetaError::ScaleInProgress(_)) => {
+                self.finish_scale(&req.scope, &req.stream).await?;
+                self.meta.propose(cmd).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.finish_scale(&req.scope, &req.stream).await?;
+        Ok(Response::new(pb::ScaleStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
+    }
+
+    async fn get_stream_history(
+        &self,
+        req: Request<pb::GetStreamHistoryRequest>,
+    ) -> Result<Response<pb::GetStreamHistoryResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let resp = self
+            .meta
+            .read(|st| st.stream(&req.scope, &req.stream).map(|m| history(&req.scope, &req.stream, m)))
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _req: Request<pb::GetClusterInfoRequest>,
+    ) -> Result<Response<pb::GetClusterInfoResponse>, Status> {
+        Ok(Response::new(self.cluster_info()))
     }
 }
