@@ -325,6 +325,43 @@ pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, MetaError> {
     Ok(pb::RetentionPolicy { kind: kind as i32, value })
 }
 
+/// The config of a new stream from `--segments`, `--scaling` and `--retention` (or the same
+/// fields of the HTTP body). `segments` (default 1, at most 1024) goes with `fixed` scaling;
+/// `events`/`bytes` streams start with their MIN segments.
+pub fn create_config(
+    segments: Option<u32>,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) -> Result<pb::StreamConfig, MetaError> {
+    let n = segments.unwrap_or(1);
+    if !(1..=1024).contains(&n) {
+        return Err(invalid(format!("a stream needs 1..=1024 segments, not {n}")));
+    }
+    let scaling = parse_scaling(scaling.unwrap_or("fixed"), n)?;
+    if segments.is_some() && scaling.kind != pb::scaling_policy::Kind::FixedUnspecified as i32 {
+        return Err(invalid("segments goes with fixed scaling; events/bytes streams start with MIN segments".into()));
+    }
+    let retention = parse_retention(retention.unwrap_or("none"))?;
+    Ok(pb::StreamConfig { scaling: Some(scaling), retention: Some(retention) })
+}
+
+/// The config change of `stream update`: only the parts given. `fixed` keeps the stream's
+/// current number of active segments.
+pub fn update_config(
+    info: &pb::StreamInfo,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) -> Result<pb::StreamConfig, MetaError> {
+    if scaling.is_none() && retention.is_none() {
+        return Err(invalid("nothing to update: give scaling and/or retention".into()));
+    }
+    let fixed = info.active_segments.len().max(1) as u32;
+    Ok(pb::StreamConfig {
+        scaling: scaling.map(|s| parse_scaling(s, fixed)).transpose()?,
+        retention: retention.map(parse_retention).transpose()?,
+    })
+}
+
 /// A scale request in the form both front ends take: exactly one of `split` (with optional
 /// `into`, default 2), `merge`, or `sealed` with `new_ranges`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

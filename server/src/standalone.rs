@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nadi_controller::meta::MetaStore;
-use nadi_controller::service::Controller;
+use nadi_controller::service::{Controller, NodeInfo};
 use nadi_proto::controller::v1::controller_service_server::ControllerServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -52,7 +52,13 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_addr = seg_listener.local_addr()?;
     let ctl_addr = ctl_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let controller = Controller::new(meta, &format!("http://{seg_addr}"))?;
+    let containers = store.container_count();
+    let controller = Controller::new(meta, &format!("http://{seg_addr}"))?.with_node(NodeInfo {
+        id: 1,
+        grpc_address: format!("http://{ctl_addr}"),
+        http_address: format!("http://{http_addr}"),
+        containers,
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -64,8 +70,9 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let ctl_server = grpc_server()
         .add_service(ControllerServiceServer::new(controller.clone()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(ctl_listener), stopped(stop_rx.clone()));
-    let http_server =
-        axum::serve(http_listener, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    // The admin HTTP API is a client of this node's own controller gRPC endpoint.
+    let http_router = nadi_controller::http::router(&format!("http://{ctl_addr}"))?;
+    let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = tokio::spawn(ctl_server);
     let http_task = tokio::spawn(async move { http_server.await });
