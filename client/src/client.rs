@@ -230,4 +230,56 @@ impl NadiClient {
         })
         .await
     }
+
+    /// Deletes an empty scope.
+    pub async fn delete_scope(&self, scope: &str) -> Result<(), ClientError> {
+        self.controller(|mut c| async move { c.delete_scope(pb::DeleteScopeRequest { scope: scope.to_owned() }).await })
+            .await
+            .map(|_| ())
+    }
+
+    /// Replaces the given parts of a stream's policies.
+    pub async fn update_stream(
+        &self,
+        scope: &str,
+        stream: &str,
+        config: pb::StreamConfig,
+    ) -> Result<pb::StreamInfo, ClientError> {
+        let resp = self
+            .controller(|mut c| {
+                let req = pb::UpdateStreamRequest {
+                    scope: scope.to_owned(),
+                    stream: stream.to_owned(),
+                    config: Some(config),
+                };
+                async move { c.update_stream(req).await }
+            })
+            .await?;
+        resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
+    }
+
+    /// Scales a stream (see `ControllerService.ScaleStream`); returns it after the scale.
+    pub async fn scale_stream(&self, req: pb::ScaleStreamRequest) -> Result<pb::StreamInfo, ClientError> {
+        let resp = self
+            .controller(|mut c| {
+                let req = req.clone();
+                async move { c.scale_stream(req).await }
+            })
+            .await?;
+        resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
+    }
+
+    /// Every epoch of a stream.
+    pub async fn stream_history(&self, scope: &str, stream: &str) -> Result<pb::GetStreamHistoryResponse, ClientError> {
+        self.controller(|mut c| async move {
+            c.get_stream_history(pb::GetStreamHistoryRequest { scope: scope.to_owned(), stream: stream.to_owned() })
+                .await
+        })
+        .await
+    }
+
+    /// Controller members, leader, segment stores and container assignment.
+    pub async fn cluster_info(&self) -> Result<pb::GetClusterInfoResponse, ClientError> {
+        self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
+    }
 }

@@ -51,6 +51,7 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         ErrorCode::Sealed => ErrorKind::Sealed,
         ErrorCode::StreamNotSealed
         | ErrorCode::ScopeNotEmpty
+        | ErrorCode::ScaleInProgress
         | ErrorCode::OffsetMismatch
         | ErrorCode::AttributeMismatch
         | ErrorCode::SegmentNotSealed

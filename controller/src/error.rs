@@ -30,6 +30,10 @@ pub enum MetaError {
     StreamSealed(String),
     #[error("segment {0} does not exist")]
     SegmentNotFound(String),
+    #[error("segment {0}")]
+    SegmentSealed(String),
+    #[error("stream {0} is being scaled; retry when that scale has completed")]
+    ScaleInProgress(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -56,6 +60,8 @@ impl MetaError {
             MetaError::StreamNotSealed(_) => ErrorCode::StreamNotSealed,
             MetaError::StreamSealed(_) => ErrorCode::Sealed,
             MetaError::SegmentNotFound(_) => ErrorCode::SegmentNotFound,
+            MetaError::SegmentSealed(_) => ErrorCode::Sealed,
+            MetaError::ScaleInProgress(_) => ErrorCode::ScaleInProgress,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,
             MetaError::Internal(_) => ErrorCode::Internal,
         }

@@ -1,14 +1,495 @@
-//! The admin HTTP API (axum). For now: `GET /health`.
+//! The admin HTTP API (axum, JSON, versioned under `/v1`), with its OpenAPI document at
+//! `/openapi.json` generated from these handlers (utoipa).
+//!
+//! Every `/v1` handler is a thin adapter over the gRPC API `nadi.controller.v1`: it calls this
+//! node's own controller endpoint through a tonic client and converts the answer with
+//! [`crate::views`], the same conversions the CLI's `--json` output uses. So HTTP and CLI agree
+//! by construction, and whatever the gRPC layer does (leader forwarding, once there is Raft)
+//! HTTP gets for free.
+//!
+//! Errors are JSON `{"code": "NOT_FOUND_STREAM", "message": "…"}` with the stable gRPC error
+//! code names and HTTP statuses 400 (invalid name, argument or body), 404 (unknown scope, stream,
+//! segment), 409 (exists, sealed, scaling, not empty, not sealed), 503 (unavailable, no leader)
+//! and 500 (internal).
 
-use axum::routing::get;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use nadi_proto::ErrorCode;
+use nadi_proto::controller::v1 as pb;
+use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+use utoipa::{OpenApi, ToSchema};
 
-/// The admin router.
-pub fn router() -> Router {
-    Router::new().route("/health", get(health))
+use crate::MetaError;
+use crate::views::{
+    ActiveSegmentsView, ClusterView, HistoryView, ScaleBody, ScopeListView, ScopeView, StreamListView, StreamView,
+};
+
+/// The JSON body of every error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `NOT_FOUND_STREAM` (the gRPC `ErrorInfo.reason`, see docs/protocol.md).
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+/// An error answer: an HTTP status and an [`ErrorBody`].
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status: http_status(code),
+            body: ErrorBody { code: code.reason().to_owned(), message: message.into() },
+        }
+    }
+}
+
+/// The HTTP status for a stable error code.
+pub fn http_status(code: ErrorCode) -> StatusCode {
+    use tonic::Code;
+    match code.grpc_code() {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unavailable | Code::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        let (code, _) = nadi_proto::errors::from_status(&s);
+        let message = if s.message().is_empty() { format!("{:?}", s.code()) } else { s.message().to_owned() };
+        ApiError::new(code, message)
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidArgument, format!("malformed JSON body: {}", r.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(ErrorCode::InvalidArgument, format!("malformed path: {}", r.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+/// Request counts and latencies per route (the matched pattern, not the raw path, so the
+/// label set stays small) and status.
+#[derive(Debug)]
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("nadi_http");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
+        registry.register("requests", "Admin HTTP requests by route and status", requests.clone());
+        registry.register("request_duration_seconds", "Admin HTTP request latency by route", latency.clone());
+        Metrics { registry, requests, latency }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AppState {
+    grpc: ControllerServiceClient<Channel>,
+    metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    fn grpc(&self) -> ControllerServiceClient<Channel> {
+        self.grpc.clone()
+    }
+}
+
+/// The admin router, calling the controller's gRPC API at `controller_url` (this node's own).
+pub fn router(controller_url: &str) -> Result<Router, MetaError> {
+    let channel = Endpoint::from_shared(controller_url.to_owned())
+        .map_err(|e| MetaError::InvalidArgument(format!("controller endpoint {controller_url:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect_lazy();
+    let state = AppState { grpc: ControllerServiceClient::new(channel), metrics: Arc::new(Metrics::new()) };
+    let stream = "/v1/scopes/{scope}/streams/{stream}";
+    Ok(Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/scopes", get(list_scopes).post(create_scope))
+        .route("/v1/scopes/{scope}", axum::routing::delete(delete_scope))
+        .route("/v1/scopes/{scope}/streams", get(list_streams).post(create_stream))
+        .route(stream, get(get_stream).patch(update_stream).delete(delete_stream))
+        .route(&format!("{stream}/seal"), post(seal_stream))
+        .route(&format!("{stream}/scale"), post(scale_stream))
+        .route(&format!("{stream}/segments"), get(active_segments))
+        .route(&format!("{stream}/history"), get(history))
+        .route("/v1/cluster", get(cluster))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state))
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let m = &state.metrics;
+    m.latency
+        .get_or_create(&RouteLabels { method: method.clone(), route: route.clone() })
+        .observe(start.elapsed().as_secs_f64());
+    m.requests.get_or_create(&RequestLabels { method, route, status: resp.status().as_u16() }).inc();
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        body: ErrorBody {
+            code: ErrorCode::InvalidArgument.reason().to_owned(),
+            message: "no such endpoint; see /openapi.json".into(),
+        },
+    }
+}
+
+/// The OpenAPI document of this API.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Nadi admin API",
+        description = "Admin HTTP API of the Nadi controller. Errors are JSON `{code, message}` with the stable codes of docs/protocol.md."
+    ),
+    paths(
+        health,
+        ready,
+        metrics,
+        list_scopes,
+        create_scope,
+        delete_scope,
+        list_streams,
+        create_stream,
+        get_stream,
+        update_stream,
+        delete_stream,
+        seal_stream,
+        scale_stream,
+        active_segments,
+        history,
+        cluster
+    )
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Liveness.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok`.
+    pub status: String,
+    /// The server version.
+    pub version: String,
+}
+
+/// Readiness.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReadyView {
+    /// Always `ready`.
+    pub status: String,
+    /// The controller leader's id.
+    pub leader_id: u64,
+}
+
+/// Process is alive (says nothing about the controller).
+#[utoipa::path(get, path = "/health", responses((status = 200, body = HealthView)))]
+async fn health() -> Json<HealthView> {
+    Json(HealthView { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+/// The controller answers (and there is a leader).
+#[utoipa::path(get, path = "/ready", responses((status = 200, body = ReadyView), (status = 503, body = ErrorBody)))]
+async fn ready(State(s): State<AppState>) -> ApiResult<Json<ReadyView>> {
+    let c = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
+    if c.leader_id == 0 {
+        return Err(ApiError::new(ErrorCode::Unavailable, "the controller has no leader"));
+    }
+    Ok(Json(ReadyView { status: "ready".into(), leader_id: c.leader_id }))
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry) {
+        return ApiError::new(ErrorCode::Internal, format!("encoding metrics: {e}")).into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+}
+
+/// Lists the scopes.
+#[utoipa::path(get, path = "/v1/scopes", responses((status = 200, body = ScopeListView), (status = 503, body = ErrorBody)))]
+async fn list_scopes(State(s): State<AppState>) -> ApiResult<Json<ScopeListView>> {
+    let r = s.grpc().list_scopes(pb::ListScopesRequest {}).await?.into_inner();
+    Ok(Json(ScopeListView { scopes: r.scopes }))
+}
+
+/// Creates a scope.
+#[utoipa::path(post, path = "/v1/scopes", request_body = ScopeView, responses(
+    (status = 201, body = ScopeView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_scope(
+    State(s): State<AppState>,
+    body: Result<Json<ScopeView>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ScopeView>)> {
+    let Json(body) = body?;
+    s.grpc().create_scope(pb::CreateScopeRequest { scope: body.scope.clone() }).await?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// Deletes an empty scope.
+#[utoipa::path(delete, path = "/v1/scopes/{scope}", params(("scope" = String, Path, description = "Scope name")), responses(
+    (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn delete_scope(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> ApiResult<StatusCode> {
+    let Path(scope) = path?;
+    s.grpc().delete_scope(pb::DeleteScopeRequest { scope }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lists the streams of a scope.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams", params(("scope" = String, Path, description = "Scope name")), responses(
+    (status = 200, body = StreamListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_streams(
+    State(s): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<StreamListView>> {
+    let Path(scope) = path?;
+    let r = s.grpc().list_streams(pb::ListStreamsRequest { scope: scope.clone() }).await?.into_inner();
+    Ok(Json(StreamListView { scope, streams: r.streams }))
+}
+
+/// The body of `POST /v1/scopes/{scope}/streams`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStreamBody {
+    /// The stream's name.
+    pub stream: String,
+    /// Segments of a `fixed` stream, 1..=1024 (default 1).
+    pub segments: Option<u32>,
+    /// `fixed` (default), `events:RATE,FACTOR,MIN` or `bytes:RATE,FACTOR,MIN`.
+    pub scaling: Option<String>,
+    /// `none` (default), `time:DURATION` (e.g. `10s`, `5m`) or `size:BYTES` (e.g. `512MiB`).
+    pub retention: Option<String>,
+}
+
+/// Creates a stream.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams", params(("scope" = String, Path, description = "Scope name")),
+    request_body = CreateStreamBody, responses(
+    (status = 201, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_stream(
+    State(s): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<CreateStreamBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<StreamView>)> {
+    let Path(scope) = path?;
+    let Json(body) = body?;
+    let config = crate::views::create_config(body.segments, body.scaling.as_deref(), body.retention.as_deref())?;
+    let r = s
+        .grpc()
+        .create_stream(pb::CreateStreamRequest { scope, stream: body.stream, config: Some(config) })
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(stream_view(r.stream)?)))
+}
+
+fn stream_view(info: Option<pb::StreamInfo>) -> ApiResult<StreamView> {
+    info.map(|i| StreamView::from(&i))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no stream"))
+}
+
+async fn info(s: &AppState, scope: &str, stream: &str) -> ApiResult<pb::StreamInfo> {
+    let r =
+        s.grpc().get_stream(pb::GetStreamRequest { scope: scope.into(), stream: stream.into() }).await?.into_inner();
+    r.stream.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no stream"))
+}
+
+/// A stream's policies, state and active segments.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn get_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<StreamView>> {
+    let Path((scope, stream)) = path?;
+    Ok(Json(StreamView::from(&info(&s, &scope, &stream).await?)))
+}
+
+/// The body of `PATCH /v1/scopes/{scope}/streams/{stream}`: the policies to change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateStreamBody {
+    /// New scaling policy (`fixed` keeps the current segment count).
+    pub scaling: Option<String>,
+    /// New retention policy.
+    pub retention: Option<String>,
+}
+
+/// Changes a stream's policies.
+#[utoipa::path(patch, path = "/v1/scopes/{scope}/streams/{stream}", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")),
+    request_body = UpdateStreamBody, responses(
+    (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn update_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<UpdateStreamBody>, JsonRejection>,
+) -> ApiResult<Json<StreamView>> {
+    let Path((scope, stream)) = path?;
+    let Json(body) = body?;
+    let current = info(&s, &scope, &stream).await?;
+    let config = crate::views::update_config(&current, body.scaling.as_deref(), body.retention.as_deref())?;
+    let r = s.grpc().update_stream(pb::UpdateStreamRequest { scope, stream, config: Some(config) }).await?.into_inner();
+    Ok(Json(stream_view(r.stream)?))
+}
+
+/// Deletes a sealed stream.
+#[utoipa::path(delete, path = "/v1/scopes/{scope}/streams/{stream}", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn delete_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path((scope, stream)) = path?;
+    s.grpc().delete_stream(pb::DeleteStreamRequest { scope, stream }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Seals a stream.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/seal", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn seal_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<StreamView>> {
+    let Path((scope, stream)) = path?;
+    s.grpc().seal_stream(pb::SealStreamRequest { scope: scope.clone(), stream: stream.clone() }).await?;
+    Ok(Json(StreamView::from(&info(&s, &scope, &stream).await?)))
+}
+
+/// Scales a stream: split one segment, merge adjacent ones, or seal segments and give their
+/// successors' key ranges.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/scale", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")),
+    request_body = ScaleBody, responses(
+    (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn scale_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ScaleBody>, JsonRejection>,
+) -> ApiResult<Json<StreamView>> {
+    let Path((scope, stream)) = path?;
+    let Json(body) = body?;
+    let current = info(&s, &scope, &stream).await?;
+    let req = crate::views::plan_scale(&current, &body)?;
+    let r = s.grpc().scale_stream(req).await?.into_inner();
+    Ok(Json(stream_view(r.stream)?))
+}
+
+/// The active segments with their segment stores.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/segments", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, body = ActiveSegmentsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn active_segments(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<ActiveSegmentsView>> {
+    let Path((scope, stream)) = path?;
+    let r = s
+        .grpc()
+        .get_active_segments(pb::GetActiveSegmentsRequest { scope: scope.clone(), stream: stream.clone() })
+        .await?
+        .into_inner();
+    Ok(Json(ActiveSegmentsView::new(&scope, &stream, &r)))
+}
+
+/// Every epoch of a stream with its segments.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/history", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, body = HistoryView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn history(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<HistoryView>> {
+    let Path((scope, stream)) = path?;
+    let r = s
+        .grpc()
+        .get_stream_history(pb::GetStreamHistoryRequest { scope: scope.clone(), stream: stream.clone() })
+        .await?
+        .into_inner();
+    Ok(Json(HistoryView::new(&scope, &stream, &r)))
+}
+
+/// Controller members, leader, segment stores and container assignment.
+#[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = ClusterView), (status = 503, body = ErrorBody)))]
+async fn cluster(State(s): State<AppState>) -> ApiResult<Json<ClusterView>> {
+    let r = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
+    Ok(Json(ClusterView::from(&r)))
 }

@@ -19,5 +19,6 @@ pub mod raft;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod views;
 
 pub use error::MetaError;

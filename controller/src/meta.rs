@@ -31,6 +31,18 @@ impl MetaStore {
         MetaStore { node, applied }
     }
 
+    /// A Raft group of one in `dir` (id 1), waiting until it leads. For embedding and tests; the
+    /// address is only used by other members, of which there are none.
+    pub async fn open_single_node(dir: &std::path::Path) -> Result<MetaStore, MetaError> {
+        let members = std::collections::BTreeMap::from([(1, "http://127.0.0.1:1".to_owned())]);
+        let node = RaftNode::start(1, dir, &members, &crate::raft::RaftSettings::default()).await?;
+        let store = MetaStore::new(node);
+        if !store.wait_for_leadership(std::time::Duration::from_secs(30)).await {
+            return Err(MetaError::Unavailable("a single-node controller group did not elect itself".into()));
+        }
+        Ok(store)
+    }
+
     /// The Raft node behind this store.
     pub fn node(&self) -> &RaftNode {
         &self.node

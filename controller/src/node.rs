@@ -23,6 +23,8 @@ pub struct NodeConfig {
     /// Every member of the group: id → gRPC URL (`http://host:port`), this node included.
     pub members: BTreeMap<NodeId, String>,
     pub settings: RaftSettings,
+    /// This node's admin HTTP URL, if it serves one (reported by cluster info).
+    pub http_address: Option<String>,
 }
 
 /// A running controller node.
@@ -38,7 +40,7 @@ impl ControllerNode {
     pub async fn start(cfg: NodeConfig) -> Result<ControllerNode, MetaError> {
         let raft = RaftNode::start(cfg.id, &cfg.dir, &cfg.members, &cfg.settings).await?;
         let meta = MetaStore::new(raft);
-        let controller = Controller::new(meta.clone());
+        let controller = Controller::new(meta.clone()).with_http_address(cfg.http_address.unwrap_or_default());
         let registry = Registry::new(meta.clone());
         let node = ControllerNode { meta, controller, registry };
         tokio::spawn(node.clone().leader_duties());

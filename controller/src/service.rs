@@ -5,6 +5,10 @@
 //!   → mark it `Active`. Streams found `Creating` at start-up are finished by [`Controller::resume`].
 //! - seal: seal every active segment (idempotent) → mark `Sealed`.
 //! - delete (sealed streams only): delete every segment (missing ones are fine) → remove.
+//! - scale: validate and record the successors (`StartScale`; from here `GetSuccessors` of a
+//!   predecessor answers) → create the successors (idempotent) → seal the predecessors
+//!   (idempotent) → make the new epoch current (`CompleteScale`). A scale found pending at
+//!   start-up is rolled forward by [`Controller::resume`]; so is one found by a seal.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,7 +24,7 @@ use tonic::{Request, Response, Status};
 use crate::MetaError;
 use crate::meta::MetaStore;
 use crate::raft::network::Channels;
-use crate::state::{Command, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
+use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -32,12 +36,20 @@ pub struct Controller {
     meta: MetaStore,
     /// Channels to segment stores, by endpoint.
     channels: Channels,
+    /// This node's admin HTTP address as reported by `GetClusterInfo` (empty if none).
+    http_address: String,
 }
 
 impl Controller {
     /// A controller over `meta`; segments go to the stores registered in its cluster state.
     pub fn new(meta: MetaStore) -> Controller {
-        Controller { meta, channels: Channels::default() }
+        Controller { meta, channels: Channels::default(), http_address: String::new() }
+    }
+
+    /// Sets the admin HTTP address `GetClusterInfo` reports for this node.
+    pub fn with_http_address(mut self, http_address: String) -> Controller {
+        self.http_address = http_address;
+        self
     }
 
     /// A client of the segment store hosting `segment`.
@@ -50,13 +62,72 @@ impl Controller {
         Ok(SegmentStoreClient::new(channel))
     }
 
+    /// The cluster as the leader sees it (requests are answered by the leader): the Raft
+    /// members, the leader, the registered segment stores and the container assignment. Only
+    /// the answering node knows its own admin HTTP address; other members show it empty.
+    fn cluster_info(&self) -> pb::GetClusterInfoResponse {
+        let node = self.meta.node();
+        let metrics = node.raft.metrics().borrow().clone();
+        let members = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| pb::ClusterMember {
+                id: *id,
+                grpc_address: n.addr.clone(),
+                http_address: if *id == node.id { self.http_address.clone() } else { String::new() },
+            })
+            .collect();
+        let (segment_stores, containers) = self.meta.read_cluster(|c| {
+            let stores = c
+                .stores
+                .iter()
+                .map(|(id, s)| pb::SegmentStoreInfo { endpoint: s.endpoint.clone(), store_id: id.clone() })
+                .collect();
+            let containers = c
+                .assignment
+                .iter()
+                .map(|(container, store)| pb::ContainerAssignment {
+                    container: *container,
+                    endpoint: c.stores.get(store).map(|s| s.endpoint.clone()).unwrap_or_default(),
+                    store_id: store.clone(),
+                })
+                .collect();
+            (stores, containers)
+        });
+        pb::GetClusterInfoResponse {
+            members,
+            leader_id: metrics.current_leader.unwrap_or_default(),
+            segment_stores,
+            containers,
+        }
+    }
+
     /// The metadata store.
     pub fn meta(&self) -> &MetaStore {
         &self.meta
     }
 
-    /// Finishes stream creations interrupted by a crash.
+    /// Finishes stream creations and scales interrupted by a crash (rolls them forward).
     pub async fn resume(&self) -> Result<(), MetaError> {
+        let scaling: Vec<(String, String)> = self
+            .meta
+            .read(|st| {
+                st.scopes
+                    .iter()
+                    .flat_map(|(sc, s)| {
+                        s.streams
+                            .iter()
+                            .filter(|(_, m)| m.pending_scale.is_some())
+                            .map(|(n, _)| (sc.clone(), n.clone()))
+                    })
+                    .collect()
+            })
+            .await;
+        for (scope, stream) in scaling {
+            tracing::info!(%scope, %stream, "resuming a scale");
+            self.finish_scale(&scope, &stream).await?;
+        }
         let creating: Vec<(String, String)> = self
             .meta
             .read(|st| {
@@ -89,6 +160,35 @@ impl Controller {
                 .map_err(store_error)?;
         }
         self.meta.propose(Command::StreamCreated { scope: scope.into(), stream: stream.into() }).await
+    }
+
+    /// Rolls a pending scale forward: creates the successors, seals the predecessors (both
+    /// idempotent) and makes the new epoch current. Does nothing if no scale is pending.
+    async fn finish_scale(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
+        let Some(pending) = self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.pending_scale.clone())).await?
+        else {
+            return Ok(());
+        };
+        for id in &pending.successors {
+            let segment = segment_name(scope, stream, *id);
+            self.store(&segment)?.create_segment(seg::CreateSegmentRequest { segment }).await.map_err(store_error)?;
+        }
+        for id in &pending.sealed {
+            let segment = segment_name(scope, stream, *id);
+            self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
+        }
+        self.meta
+            .propose(Command::CompleteScale {
+                scope: scope.into(),
+                stream: stream.into(),
+                epoch: pending.epoch,
+                now_ms: now_ms(),
+            })
+            .await
+    }
+
+    async fn info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, MetaError> {
+        self.meta.read(|st| st.stream(scope, stream).map(|m| stream_info(scope, stream, m))).await
     }
 
     /// A segment and the endpoint of its store (empty if no store hosts its container; callers
@@ -205,6 +305,33 @@ fn stream_info(scope: &str, stream: &str, m: &StreamMeta) -> pb::StreamInfo {
     }
 }
 
+fn reason_pb(r: EpochReason) -> pb::EpochReason {
+    match r {
+        EpochReason::Created => pb::EpochReason::Created,
+        EpochReason::Manual => pb::EpochReason::Manual,
+        EpochReason::SplitByLoad => pb::EpochReason::SplitByLoad,
+        EpochReason::MergeByLoad => pb::EpochReason::MergeByLoad,
+    }
+}
+
+fn history(scope: &str, stream: &str, m: &StreamMeta) -> pb::GetStreamHistoryResponse {
+    let epochs = m
+        .epochs
+        .iter()
+        .map(|e| {
+            let mut segments: Vec<&SegmentRecord> = e.segments.iter().filter_map(|id| m.segment(*id)).collect();
+            segments.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
+            pb::EpochInfo {
+                epoch: e.epoch,
+                created_at_ms: e.created_at_ms,
+                reason: reason_pb(e.reason) as i32,
+                segments: segments.into_iter().map(|s| segment_pb(scope, stream, s)).collect(),
+            }
+        })
+        .collect();
+    pb::GetStreamHistoryResponse { epochs }
+}
+
 fn names(scope: &str, stream: &str) -> Result<(), MetaError> {
     validate_scope(scope)?;
     validate_stream(stream)?;
@@ -306,6 +433,8 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
+        // A scale in progress is finished first, so that its successors are sealed too.
+        self.finish_scale(&req.scope, &req.stream).await?;
         let active =
             self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone())).await?;
         for id in active {
@@ -396,5 +525,73 @@ impl ControllerService for Controller {
             })
             .await?;
         Ok(Response::new(resp))
+    }
+
+    async fn update_stream(
+        &self,
+        req: Request<pb::UpdateStreamRequest>,
+    ) -> Result<Response<pb::UpdateStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let current = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.config.clone())).await?;
+        let given = req.config.unwrap_or_default();
+        let current = config_to_pb(&current);
+        let merged = pb::StreamConfig {
+            scaling: given.scaling.or(current.scaling),
+            retention: given.retention.or(current.retention),
+        };
+        let config = config_from_pb(Some(merged))?;
+        self.meta
+            .propose(Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config })
+            .await?;
+        Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
+    }
+
+    async fn scale_stream(
+        &self,
+        req: Request<pb::ScaleStreamRequest>,
+    ) -> Result<Response<pb::ScaleStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let cmd = Command::StartScale {
+            scope: req.scope.clone(),
+            stream: req.stream.clone(),
+            sealed: req.sealed_segment_ids.iter().map(|id| SegmentId::from_packed(*id)).collect(),
+            new_ranges: req.new_ranges.iter().map(|r| (r.low, r.high)).collect(),
+            reason: EpochReason::Manual,
+            now_ms: now_ms(),
+        };
+        match self.meta.propose(cmd.clone()).await {
+            Ok(()) => {}
+            // A scale left pending by an earlier failure (store down) is rolled forward first;
+            // then this one is validated against the result.
+            Err(MetaError::ScaleInProgress(_)) => {
+                self.finish_scale(&req.scope, &req.stream).await?;
+                self.meta.propose(cmd).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.finish_scale(&req.scope, &req.stream).await?;
+        Ok(Response::new(pb::ScaleStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
+    }
+
+    async fn get_stream_history(
+        &self,
+        req: Request<pb::GetStreamHistoryRequest>,
+    ) -> Result<Response<pb::GetStreamHistoryResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let resp = self
+            .meta
+            .read(|st| st.stream(&req.scope, &req.stream).map(|m| history(&req.scope, &req.stream, m)))
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _req: Request<pb::GetClusterInfoRequest>,
+    ) -> Result<Response<pb::GetClusterInfoResponse>, Status> {
+        Ok(Response::new(self.cluster_info()))
     }
 }

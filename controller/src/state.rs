@@ -4,7 +4,10 @@
 //! - the active segments of a stream exactly cover the key space `[0, 1)`, without overlap;
 //! - segment numbers are unique within a stream across all epochs, ids are `(epoch << 32) | number`;
 //! - a stream in `Creating` state is invisible to list/get until its segments exist;
-//! - `apply` is deterministic: commands carry their own timestamps.
+//! - `apply` is deterministic: commands carry their own timestamps;
+//! - at most one scale is pending per stream. While it is, its successors are recorded (with
+//!   predecessor/successor links, so `GetSuccessors` already answers) but the current epoch is
+//!   unchanged; completing it makes the new epoch current and seals the predecessors in one step.
 
 use std::collections::BTreeMap;
 
@@ -70,13 +73,53 @@ pub struct SegmentRecord {
     pub successors: Vec<SegmentId>,
 }
 
+/// Why an epoch began. Reported in a stream's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum EpochReason {
+    /// The stream's first epoch.
+    #[default]
+    Created,
+    /// An operator's `ScaleStream` request.
+    Manual,
+    /// Automatic split of a hot segment (auto-scaling, later).
+    SplitByLoad,
+    /// Automatic merge of cold segments (auto-scaling, later).
+    MergeByLoad,
+}
+
 /// One epoch: the set of segments active between two scaling events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Epoch {
     pub epoch: u32,
     pub created_at_ms: u64,
     pub segments: Vec<SegmentId>,
+    /// What started this epoch (state written before reasons existed reads as `Created`).
+    #[serde(default)]
+    pub reason: EpochReason,
 }
+
+/// A scale that was started but not completed: its successors are recorded and linked, the
+/// predecessors are still the current epoch's. The workflow (or `resume` after a crash) creates
+/// the successors on the store, seals the predecessors and then proposes [`Command::CompleteScale`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingScale {
+    /// The epoch the scale creates (current epoch + 1).
+    pub epoch: u32,
+    /// The segments being replaced, in the order given.
+    pub sealed: Vec<SegmentId>,
+    /// The new segments, sorted by key range.
+    pub successors: Vec<SegmentId>,
+    pub reason: EpochReason,
+    pub started_at_ms: u64,
+}
+
+/// Boundaries closer than this are the same boundary: it absorbs f64 noise in key ranges sent
+/// by clients (for example `1/3` printed and parsed back) so that it is neither a gap nor an
+/// overlap. Key ranges narrower than this are refused.
+pub const KEY_EPSILON: f64 = 1e-9;
+
+/// Largest number of successors one scale may create.
+pub const MAX_SCALE_SUCCESSORS: usize = 1024;
 
 /// A stream's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +130,9 @@ pub struct StreamMeta {
     pub epochs: Vec<Epoch>,
     /// All segments ever, by number.
     pub segments: BTreeMap<u32, SegmentRecord>,
+    /// The scale in progress, if any.
+    #[serde(default)]
+    pub pending_scale: Option<PendingScale>,
 }
 
 impl StreamMeta {
@@ -147,6 +193,30 @@ pub enum Command {
     DeleteStream {
         scope: String,
         stream: String,
+    },
+    /// Replaces a stream's policies. The active segments do not change.
+    UpdateStreamConfig {
+        scope: String,
+        stream: String,
+        config: StreamConfig,
+    },
+    /// Starts a scale: validates it and records the successors as [`PendingScale`]. `new_ranges`
+    /// must exactly cover the union of the sealed segments' ranges.
+    StartScale {
+        scope: String,
+        stream: String,
+        sealed: Vec<SegmentId>,
+        new_ranges: Vec<(f64, f64)>,
+        reason: EpochReason,
+        now_ms: u64,
+    },
+    /// The successors exist and the predecessors are sealed on the stores: epoch `epoch` becomes
+    /// current. Completing an already completed scale succeeds and changes nothing.
+    CompleteScale {
+        scope: String,
+        stream: String,
+        epoch: u32,
+        now_ms: u64,
     },
 }
 
@@ -235,8 +305,14 @@ impl ControllerState {
                         config: config.clone(),
                         state: StreamState::Creating,
                         created_at_ms: *now_ms,
-                        epochs: vec![Epoch { epoch: 0, created_at_ms: *now_ms, segments: ids }],
+                        epochs: vec![Epoch {
+                            epoch: 0,
+                            created_at_ms: *now_ms,
+                            segments: ids,
+                            reason: EpochReason::Created,
+                        }],
                         segments,
+                        pending_scale: None,
                     },
                 );
             }
@@ -248,6 +324,9 @@ impl ControllerState {
             }
             Command::StreamSealed { scope, stream } => {
                 let s = self.stream_mut(scope, stream)?;
+                if s.pending_scale.is_some() {
+                    return Err(MetaError::ScaleInProgress(format!("{scope}/{stream}")));
+                }
                 s.state = StreamState::Sealed;
                 let active: Vec<_> = s.current_epoch().segments.clone();
                 for id in active {
@@ -264,9 +343,208 @@ impl ControllerState {
                     s.streams.remove(stream);
                 }
             }
+            Command::UpdateStreamConfig { scope, stream, config } => {
+                let n = config.scaling.initial_segments();
+                if n == 0 || n > MAX_INITIAL_SEGMENTS {
+                    return Err(MetaError::InvalidArgument(format!(
+                        "a scaling policy needs 1..={MAX_INITIAL_SEGMENTS} segments, not {n}"
+                    )));
+                }
+                let name = format!("{scope}/{stream}");
+                let s = self.stream(scope, stream)?;
+                if s.state == StreamState::Sealed {
+                    return Err(MetaError::StreamSealed(name));
+                }
+                self.stream_mut(scope, stream)?.config = config.clone();
+            }
+            Command::StartScale { scope, stream, sealed, new_ranges, reason, now_ms } => {
+                let (pending, ranges) = self.plan_scale(scope, stream, sealed, new_ranges, *reason, *now_ms)?;
+                let s = self.stream_mut(scope, stream)?;
+                for (id, &(low, high)) in pending.successors.iter().zip(&ranges) {
+                    let predecessors: Vec<SegmentId> = sealed
+                        .iter()
+                        .filter_map(|p| s.segment(*p))
+                        .filter(|p| overlaps(p.key_low, p.key_high, low, high))
+                        .map(|p| p.id)
+                        .collect();
+                    for p in &predecessors {
+                        if let Some(rec) = s.segments.get_mut(&p.number()) {
+                            rec.successors.push(*id);
+                        }
+                    }
+                    s.segments.insert(
+                        id.number(),
+                        SegmentRecord {
+                            id: *id,
+                            key_low: low,
+                            key_high: high,
+                            created_at_ms: *now_ms,
+                            sealed: false,
+                            predecessors,
+                            successors: vec![],
+                        },
+                    );
+                }
+                s.pending_scale = Some(pending);
+            }
+            Command::CompleteScale { scope, stream, epoch, now_ms } => {
+                let name = format!("{scope}/{stream}");
+                let s = self.stream_mut(scope, stream)?;
+                let Some(pending) = s.pending_scale.clone() else {
+                    if s.current_epoch().epoch >= *epoch {
+                        return Ok(()); // completed before: a retry
+                    }
+                    return Err(MetaError::InvalidArgument(format!("stream {name} has no scale to epoch {epoch}")));
+                };
+                if pending.epoch != *epoch {
+                    return Err(MetaError::InvalidArgument(format!(
+                        "stream {name} is scaling to epoch {}, not {epoch}",
+                        pending.epoch
+                    )));
+                }
+                let mut segments: Vec<SegmentId> =
+                    s.current_epoch().segments.iter().copied().filter(|id| !pending.sealed.contains(id)).collect();
+                segments.extend(pending.successors.iter().copied());
+                for id in &pending.sealed {
+                    if let Some(rec) = s.segments.get_mut(&id.number()) {
+                        rec.sealed = true;
+                    }
+                }
+                s.epochs.push(Epoch { epoch: *epoch, created_at_ms: *now_ms, segments, reason: pending.reason });
+                s.pending_scale = None;
+            }
         }
         Ok(())
     }
+
+    /// Validates a scale and returns what [`Command::StartScale`] records, with the successors'
+    /// snapped key ranges (in the order of `successors`). Does not change state.
+    fn plan_scale(
+        &self,
+        scope: &str,
+        stream: &str,
+        sealed: &[SegmentId],
+        new_ranges: &[(f64, f64)],
+        reason: EpochReason,
+        now_ms: u64,
+    ) -> Result<(PendingScale, Vec<(f64, f64)>), MetaError> {
+        let name = format!("{scope}/{stream}");
+        let s = self.stream(scope, stream)?;
+        if s.state == StreamState::Sealed {
+            return Err(MetaError::StreamSealed(name));
+        }
+        if s.pending_scale.is_some() {
+            return Err(MetaError::ScaleInProgress(name));
+        }
+        if sealed.is_empty() {
+            return Err(MetaError::InvalidArgument("a scale must seal at least one segment".into()));
+        }
+        if new_ranges.is_empty() || new_ranges.len() > MAX_SCALE_SUCCESSORS {
+            return Err(MetaError::InvalidArgument(format!(
+                "a scale creates 1..={MAX_SCALE_SUCCESSORS} segments, not {}",
+                new_ranges.len()
+            )));
+        }
+        let current = s.current_epoch();
+        let mut old: Vec<(f64, f64)> = Vec::with_capacity(sealed.len());
+        for (i, id) in sealed.iter().enumerate() {
+            if sealed[..i].contains(id) {
+                return Err(MetaError::InvalidArgument(format!("segment id {} is listed twice", id.packed())));
+            }
+            let Some(rec) = s.segment(*id) else {
+                return Err(MetaError::SegmentNotFound(format!(
+                    "{} (id {}) of stream {name}",
+                    segment_name_of(scope, stream, *id),
+                    id.packed()
+                )));
+            };
+            if !current.segments.contains(id) {
+                return Err(MetaError::SegmentSealed(format!(
+                    "{} (id {}) is not active in epoch {}",
+                    segment_name_of(scope, stream, *id),
+                    id.packed(),
+                    current.epoch
+                )));
+            }
+            old.push((rec.key_low, rec.key_high));
+        }
+        let ranges = snap_ranges(&old, new_ranges)?;
+        let first_number = s.segments.keys().next_back().map_or(0, |n| n + 1);
+        let epoch = current.epoch + 1;
+        let successors = (0..new_ranges.len()).map(|i| SegmentId::new(epoch, first_number + i as u32)).collect();
+        Ok((PendingScale { epoch, sealed: sealed.to_vec(), successors, reason, started_at_ms: now_ms }, ranges))
+    }
+}
+
+fn segment_name_of(scope: &str, stream: &str, id: SegmentId) -> String {
+    nadi_proto::names::segment_name(scope, stream, id)
+}
+
+fn overlaps(a_low: f64, a_high: f64, b_low: f64, b_high: f64) -> bool {
+    a_low < b_high && b_low < a_high
+}
+
+/// Checks that `new` exactly covers the union of `old` (no gap, no overlap, nothing outside)
+/// and returns `new` sorted by key, with every boundary within [`KEY_EPSILON`] of an old
+/// boundary or of its neighbour's snapped to it, so the result tiles the union exactly.
+pub fn snap_ranges(old: &[(f64, f64)], new: &[(f64, f64)]) -> Result<Vec<(f64, f64)>, MetaError> {
+    let invalid = |m: String| Err(MetaError::InvalidArgument(m));
+    for &(low, high) in new {
+        if !(low.is_finite() && high.is_finite()) || low < -KEY_EPSILON || high > 1.0 + KEY_EPSILON {
+            return invalid(format!("key range [{low}, {high}) is not within [0, 1)"));
+        }
+        if high - low <= KEY_EPSILON {
+            return invalid(format!("key range [{low}, {high}) is empty or reversed"));
+        }
+    }
+    // The union of the old ranges as disjoint intervals, in key order.
+    let mut old = old.to_vec();
+    old.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut union: Vec<(f64, f64)> = Vec::new();
+    for (low, high) in old {
+        match union.last_mut() {
+            Some(last) if (low - last.1).abs() <= KEY_EPSILON => last.1 = high,
+            _ => union.push((low, high)),
+        }
+    }
+    let mut sorted = new.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out = Vec::with_capacity(sorted.len());
+    let mut next = sorted.into_iter().peekable();
+    for (u_low, u_high) in union {
+        let mut at = u_low;
+        while at < u_high - KEY_EPSILON {
+            let Some(&(low, high)) = next.peek() else {
+                return invalid(format!("the new key ranges leave [{at}, {u_high}) uncovered (a gap)"));
+            };
+            if low > at + KEY_EPSILON {
+                return invalid(format!("the new key ranges leave a gap [{at}, {low})"));
+            }
+            if low < at - KEY_EPSILON {
+                return invalid(format!(
+                    "the new key range [{low}, {high}) overlaps another one or a segment that is not being sealed"
+                ));
+            }
+            if high > u_high + KEY_EPSILON {
+                return invalid(format!(
+                    "the new key range [{low}, {high}) reaches beyond the sealed segments' ranges (up to {u_high})"
+                ));
+            }
+            let high = if (high - u_high).abs() <= KEY_EPSILON { u_high } else { high };
+            if high - at <= KEY_EPSILON {
+                return invalid(format!("key range [{low}, {high}) is empty after snapping to {at}"));
+            }
+            out.push((at, high));
+            at = high;
+            next.next();
+        }
+    }
+    if let Some((low, high)) = next.next() {
+        return invalid(format!(
+            "the new key range [{low}, {high}) overlaps another one or lies outside the sealed segments' ranges"
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -321,5 +599,173 @@ mod tests {
         st.apply(&Command::DeleteStream { scope: "s".into(), stream: "t".into() }).unwrap();
         st.apply(&Command::DeleteScope { scope: "s".into() }).unwrap();
         assert_eq!(st, before);
+    }
+
+    fn two_segment_stream() -> ControllerState {
+        let mut st = ControllerState::default();
+        st.apply(&Command::CreateScope { scope: "s".into(), now_ms: 1 }).unwrap();
+        st.apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(2), now_ms: 2 }).unwrap();
+        st.apply(&Command::StreamCreated { scope: "s".into(), stream: "t".into() }).unwrap();
+        st
+    }
+
+    fn start(sealed: &[SegmentId], ranges: &[(f64, f64)]) -> Command {
+        Command::StartScale {
+            scope: "s".into(),
+            stream: "t".into(),
+            sealed: sealed.to_vec(),
+            new_ranges: ranges.to_vec(),
+            reason: EpochReason::Manual,
+            now_ms: 10,
+        }
+    }
+
+    fn complete(epoch: u32) -> Command {
+        Command::CompleteScale { scope: "s".into(), stream: "t".into(), epoch, now_ms: 11 }
+    }
+
+    /// Applies `cmd`, expects it to fail, and checks that the state did not change.
+    fn refused(st: &mut ControllerState, cmd: &Command) -> MetaError {
+        let before = st.clone();
+        let err = st.apply(cmd).expect_err("command should be refused");
+        assert_eq!(*st, before, "a refused command changed the state");
+        err
+    }
+
+    fn assert_tiles_key_space(m: &StreamMeta) {
+        let segs = m.active_segments();
+        assert_eq!(segs[0].key_low, 0.0);
+        assert_eq!(segs.last().unwrap().key_high, 1.0);
+        for w in segs.windows(2) {
+            assert_eq!(w[0].key_high, w[1].key_low, "active segments must tile [0, 1) exactly");
+        }
+    }
+
+    #[test]
+    fn split_then_merge_links_segments_and_moves_epochs() {
+        let mut st = two_segment_stream();
+        let (s0, s1) = (SegmentId::new(0, 0), SegmentId::new(0, 1));
+        st.apply(&start(&[s0], &[(0.25, 0.5), (0.0, 0.25)])).unwrap();
+        let m = st.stream("s", "t").unwrap();
+        let pending = m.pending_scale.clone().unwrap();
+        assert_eq!(pending.epoch, 1);
+        assert_eq!(pending.successors, vec![SegmentId::new(1, 2), SegmentId::new(1, 3)]);
+        // Pending: the current epoch is unchanged, but the successors are already linked.
+        assert_eq!(m.current_epoch().epoch, 0);
+        assert_eq!(m.active_segments().len(), 2);
+        assert_eq!(m.segment(s0).unwrap().successors, pending.successors);
+        assert!(!m.segment(s0).unwrap().sealed);
+        assert_eq!(m.segment(SegmentId::new(1, 2)).unwrap().key_high, 0.25);
+        assert_eq!(m.segment(SegmentId::new(1, 3)).unwrap().predecessors, vec![s0]);
+        assert!(matches!(refused(&mut st, &start(&[s1], &[(0.5, 1.0)])), MetaError::ScaleInProgress(_)));
+        assert!(matches!(
+            refused(&mut st, &Command::StreamSealed { scope: "s".into(), stream: "t".into() }),
+            MetaError::ScaleInProgress(_)
+        ));
+        assert!(matches!(refused(&mut st, &complete(2)), MetaError::InvalidArgument(_)));
+
+        st.apply(&complete(1)).unwrap();
+        let after = st.clone();
+        st.apply(&complete(1)).unwrap();
+        assert_eq!(st, after, "completing twice is a no-op");
+        let m = st.stream("s", "t").unwrap();
+        assert!(m.pending_scale.is_none());
+        assert_eq!(m.current_epoch().epoch, 1);
+        assert_eq!(m.current_epoch().reason, EpochReason::Manual);
+        assert_eq!(m.current_epoch().created_at_ms, 11);
+        assert!(m.segment(s0).unwrap().sealed);
+        assert_eq!(m.active_segments().len(), 3);
+        assert_tiles_key_space(m);
+
+        // Merge the two right-hand segments; f64 noise at the boundaries is snapped away.
+        let (a, b) = (SegmentId::new(1, 3), s1);
+        st.apply(&start(&[a, b], &[(0.25 + 1e-12, 1.0 - 1e-12)])).unwrap();
+        st.apply(&complete(2)).unwrap();
+        let m = st.stream("s", "t").unwrap();
+        assert_eq!(m.current_epoch().segments.len(), 2);
+        assert_tiles_key_space(m);
+        let merged = m.segment(SegmentId::new(2, 4)).unwrap();
+        assert_eq!((merged.key_low, merged.key_high), (0.25, 1.0));
+        assert_eq!(merged.predecessors, vec![a, b]);
+        assert_eq!(m.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(m.epochs[0].reason, EpochReason::Created);
+    }
+
+    #[test]
+    fn bad_scales_are_refused_and_change_nothing() {
+        let mut st = two_segment_stream();
+        let (s0, s1) = (SegmentId::new(0, 0), SegmentId::new(0, 1));
+        let invalid = |e: MetaError| assert!(matches!(e, MetaError::InvalidArgument(_)), "{e:?}");
+        // Gap, overlap, beyond the sealed range, empty/reversed/NaN ranges.
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.2), (0.3, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.3), (0.2, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.3)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.6)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.1, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.5), (0.5, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.5, 0.0)])));
+        invalid(refused(&mut st, &start(&[s0], &[(f64::NAN, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[(0.0, 0.5), (0.0, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0], &[])));
+        invalid(refused(&mut st, &start(&[], &[(0.0, 0.5)])));
+        invalid(refused(&mut st, &start(&[s0, s0], &[(0.0, 0.5)])));
+        // Unknown segment, unknown stream.
+        assert!(matches!(
+            refused(&mut st, &start(&[SegmentId::new(0, 9)], &[(0.0, 0.5)])),
+            MetaError::SegmentNotFound(_)
+        ));
+        let mut other = start(&[s0], &[(0.0, 0.5)]);
+        if let Command::StartScale { stream, .. } = &mut other {
+            *stream = "nope".into();
+        }
+        assert!(matches!(refused(&mut st, &other), MetaError::StreamNotFound(_)));
+        // A segment sealed by an earlier scale is no longer active.
+        st.apply(&start(&[s0], &[(0.0, 0.5)])).unwrap();
+        st.apply(&complete(1)).unwrap();
+        assert!(matches!(refused(&mut st, &start(&[s0], &[(0.0, 0.5)])), MetaError::SegmentSealed(_)));
+        // Non-adjacent segments cannot merge: their union has a hole another segment owns.
+        let mut three = ControllerState::default();
+        three.apply(&Command::CreateScope { scope: "s".into(), now_ms: 1 }).unwrap();
+        three
+            .apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(3), now_ms: 2 })
+            .unwrap();
+        three.apply(&Command::StreamCreated { scope: "s".into(), stream: "t".into() }).unwrap();
+        let ends = three.stream("s", "t").unwrap().active_segments().iter().map(|s| s.id).collect::<Vec<_>>();
+        invalid(refused(&mut three, &start(&[ends[0], ends[2]], &[(0.0, 1.0)])));
+        // A sealed stream cannot scale.
+        st.apply(&Command::StreamSealed { scope: "s".into(), stream: "t".into() }).unwrap();
+        assert!(matches!(refused(&mut st, &start(&[s1], &[(0.5, 1.0)])), MetaError::StreamSealed(_)));
+    }
+
+    #[test]
+    fn update_config_validates_and_refuses_sealed_streams() {
+        let mut st = two_segment_stream();
+        let update = |config| Command::UpdateStreamConfig { scope: "s".into(), stream: "t".into(), config };
+        let new = StreamConfig {
+            scaling: Scaling::EventsPerSec { rate: 100, factor: 2, min_segments: 1 },
+            retention: Retention::TimeMs(60_000),
+        };
+        st.apply(&update(new.clone())).unwrap();
+        assert_eq!(st.stream("s", "t").unwrap().config, new);
+        assert_eq!(st.stream("s", "t").unwrap().active_segments().len(), 2, "policies do not rescale");
+        assert!(matches!(refused(&mut st, &update(cfg(0))), MetaError::InvalidArgument(_)));
+        let mut missing = update(cfg(1));
+        if let Command::UpdateStreamConfig { stream, .. } = &mut missing {
+            *stream = "nope".into();
+        }
+        assert!(matches!(refused(&mut st, &missing), MetaError::StreamNotFound(_)));
+        st.apply(&Command::StreamSealed { scope: "s".into(), stream: "t".into() }).unwrap();
+        assert!(matches!(refused(&mut st, &update(cfg(1))), MetaError::StreamSealed(_)));
+    }
+
+    #[test]
+    fn old_state_without_reasons_or_pending_scales_still_loads() {
+        let st = two_segment_stream();
+        let mut v = serde_json::to_value(&st).unwrap();
+        let m = &mut v["scopes"]["s"]["streams"]["t"];
+        m.as_object_mut().unwrap().remove("pending_scale");
+        m["epochs"][0].as_object_mut().unwrap().remove("reason");
+        let back: ControllerState = serde_json::from_value(v).unwrap();
+        assert_eq!(back, st);
     }
 }

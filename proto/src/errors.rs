@@ -59,6 +59,7 @@ codes! {
     Sealed => "SEALED", FailedPrecondition, false;
     StreamNotSealed => "STREAM_NOT_SEALED", FailedPrecondition, false;
     ScopeNotEmpty => "SCOPE_NOT_EMPTY", FailedPrecondition, false;
+    ScaleInProgress => "SCALE_IN_PROGRESS", FailedPrecondition, true;
     OffsetMismatch => "OFFSET_MISMATCH", Aborted, false;
     AttributeMismatch => "ATTRIBUTE_MISMATCH", Aborted, false;
     SegmentNotSealed => "SEGMENT_NOT_SEALED", FailedPrecondition, false;

@@ -1,4 +1,7 @@
-//! Client commands of the `nadi` binary: scopes, streams, `write` and `read`.
+//! Client commands of the `nadi` binary: scopes, streams, scaling, cluster, `write` and `read`.
+//!
+//! `--json` output is the same document the admin HTTP API returns (both use
+//! `nadi_controller::views`).
 //!
 //! Each prints a short result on stdout and, on failure, one line `error: …` on stderr with a
 //! non-zero exit code.
@@ -6,12 +9,13 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
 use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig};
+use nadi_controller::MetaError;
+use nadi_controller::views::{self, ClusterView, HistoryView, ScaleBody, ScopeListView, StreamListView, StreamView};
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{parse_scoped_stream, validate_scope};
-use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 /// Splits `--controller a,b` into URLs.
@@ -19,113 +23,174 @@ pub fn controllers(arg: &str) -> Vec<String> {
     arg.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
+fn names(name: &str) -> Result<(&str, &str), MetaError> {
+    Ok(parse_scoped_stream(name)?)
+}
+
+/// Prints `v` as pretty JSON; a closed stdout (`| head`) is an error, not a panic.
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
+    out.flush()?;
+    Ok(())
+}
+
 pub async fn scope_create(client: &NadiClient, scope: &str) -> anyhow::Result<()> {
-    validate_scope(scope)?;
+    validate_scope(scope).map_err(MetaError::from)?;
     client.create_scope(scope).await?;
     println!("created scope {scope}");
     Ok(())
 }
 
-pub async fn stream_create(client: &NadiClient, name: &str, segments: u32) -> anyhow::Result<()> {
-    let (scope, stream) = parse_scoped_stream(name)?;
-    if segments == 0 {
-        bail!("--segments must be at least 1");
+pub async fn scope_list(client: &NadiClient, as_json: bool) -> anyhow::Result<()> {
+    let scopes = client.list_scopes().await?;
+    if as_json {
+        return print_json(&ScopeListView { scopes });
     }
-    let info = client.create_stream(scope, stream, StreamSpec::fixed(segments)).await?;
-    println!("created stream {scope}/{stream} with {} segments", info.active_segments.len());
-    Ok(())
-}
-
-pub async fn stream_list(client: &NadiClient, scope: &str) -> anyhow::Result<()> {
-    validate_scope(scope)?;
-    for s in client.list_streams(scope).await? {
+    for s in scopes {
         println!("{s}");
     }
     Ok(())
 }
 
-fn state_name(state: i32) -> &'static str {
-    match pb::StreamState::try_from(state) {
-        Ok(pb::StreamState::Active) => "active",
-        Ok(pb::StreamState::Sealed) => "sealed",
-        Ok(pb::StreamState::Creating) => "creating",
-        _ => "unknown",
-    }
+pub async fn scope_delete(client: &NadiClient, scope: &str) -> anyhow::Result<()> {
+    validate_scope(scope).map_err(MetaError::from)?;
+    client.delete_scope(scope).await?;
+    println!("deleted scope {scope}");
+    Ok(())
 }
 
-fn policy_text(c: &pb::StreamConfig) -> (String, String) {
-    let s = c.scaling.unwrap_or_default();
-    let scaling = match pb::scaling_policy::Kind::try_from(s.kind) {
-        Ok(pb::scaling_policy::Kind::EventsPerSec) => {
-            format!("events:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
-        }
-        Ok(pb::scaling_policy::Kind::KbytesPerSec) => {
-            format!("bytes:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
-        }
-        _ => "fixed".to_owned(),
-    };
-    let r = c.retention.unwrap_or_default();
-    let retention = match pb::retention_policy::Kind::try_from(r.kind) {
-        Ok(pb::retention_policy::Kind::Time) => format!("time:{}ms", r.value),
-        Ok(pb::retention_policy::Kind::Size) => format!("size:{}", r.value),
-        _ => "none".to_owned(),
-    };
-    (scaling, retention)
+pub async fn stream_create(
+    client: &NadiClient,
+    name: &str,
+    segments: Option<u32>,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let config = views::create_config(segments, scaling, retention)?;
+    let info = client.create_stream(scope, stream, StreamSpec { config }).await?;
+    println!("created stream {scope}/{stream} with {} segments", info.active_segments.len());
+    Ok(())
+}
+
+pub async fn stream_list(client: &NadiClient, scope: &str, as_json: bool) -> anyhow::Result<()> {
+    validate_scope(scope).map_err(MetaError::from)?;
+    let streams = client.list_streams(scope).await?;
+    if as_json {
+        return print_json(&StreamListView { scope: scope.to_owned(), streams });
+    }
+    for s in streams {
+        println!("{s}");
+    }
+    Ok(())
+}
+
+fn print_stream(info: &pb::StreamInfo, as_json: bool) -> anyhow::Result<()> {
+    let v = StreamView::from(info);
+    if as_json {
+        return print_json(&v);
+    }
+    println!(
+        "stream {}/{} ({}), epoch {}, scaling {}, retention {}",
+        v.scope, v.stream, v.state, v.epoch, v.policy.scaling, v.policy.retention
+    );
+    for s in &v.segments {
+        println!("  segment {:<24} id {:<14} keys [{:.6}, {:.6})", s.name, s.id, s.key_range[0], s.key_range[1]);
+    }
+    Ok(())
 }
 
 pub async fn stream_info(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
-    let (scope, stream) = parse_scoped_stream(name)?;
-    let info = client.stream_info(scope, stream).await?;
-    let (scaling, retention) = policy_text(&info.config.unwrap_or_default());
-    let segments: Vec<_> = info
-        .active_segments
-        .iter()
-        .map(|s| {
-            let id = nadi_proto::SegmentId::from_packed(s.id);
-            json!({
-                "id": s.id,
-                "number": id.number(),
-                "epoch": id.epoch(),
-                "name": s.qualified_name,
-                "key_range": [s.key_low, s.key_high],
-                "state": if s.state == pb::SegmentState::Sealed as i32 { "sealed" } else { "active" },
-            })
+    let (scope, stream) = names(name)?;
+    print_stream(&client.stream_info(scope, stream).await?, as_json)
+}
+
+pub async fn stream_update(
+    client: &NadiClient,
+    name: &str,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let current = client.stream_info(scope, stream).await?;
+    let config = views::update_config(&current, scaling, retention)?;
+    print_stream(&client.update_stream(scope, stream, config).await?, as_json)
+}
+
+/// `stream scale`: `--split ID [--into N]` or `--merge ID,ID[,…]`, planned exactly like the
+/// HTTP API's scale request.
+pub async fn stream_scale(
+    client: &NadiClient,
+    name: &str,
+    split: Option<u64>,
+    into: Option<u32>,
+    merge: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let merge = merge
+        .map(|m| {
+            m.split(',')
+                .map(|id| id.trim().parse::<u64>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| MetaError::InvalidArgument(format!("--merge {m:?} is not a list of segment ids")))
         })
-        .collect();
+        .transpose()?;
+    let body = ScaleBody { split, into, merge, sealed: None, new_ranges: None };
+    let current = client.stream_info(scope, stream).await?;
+    let req = views::plan_scale(&current, &body)?;
+    let info = client.scale_stream(req).await?;
+    if !as_json {
+        println!("scaled stream {scope}/{stream} to epoch {}", info.epoch);
+    }
+    print_stream(&info, as_json)
+}
+
+pub async fn stream_history(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let h = HistoryView::new(scope, stream, &client.stream_history(scope, stream).await?);
     if as_json {
-        let v = json!({
-            "scope": info.scope,
-            "stream": info.stream,
-            "state": state_name(info.state),
-            "epoch": info.epoch,
-            "policy": { "scaling": scaling, "retention": retention },
-            "segments": segments,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        println!(
-            "stream {}/{} ({}), epoch {}, scaling {scaling}, retention {retention}",
-            info.scope,
-            info.stream,
-            state_name(info.state),
-            info.epoch
-        );
-        for s in &info.active_segments {
-            println!("  segment {:<24} keys [{:.6}, {:.6})", s.qualified_name, s.key_low, s.key_high);
+        return print_json(&h);
+    }
+    for e in &h.epochs {
+        println!("epoch {} ({}, at {} ms)", e.epoch, e.reason, e.created_at_ms);
+        for s in &e.segments {
+            println!(
+                "  segment {:<24} id {:<14} keys [{:.6}, {:.6}) {}",
+                s.name, s.id, s.key_range[0], s.key_range[1], s.state
+            );
         }
     }
     Ok(())
 }
 
+pub async fn cluster_info(client: &NadiClient, as_json: bool) -> anyhow::Result<()> {
+    let c = ClusterView::from(&client.cluster_info().await?);
+    if as_json {
+        return print_json(&c);
+    }
+    for m in &c.members {
+        let leader = if m.id == c.leader_id { " (leader)" } else { "" };
+        println!("controller {} grpc {} http {}{leader}", m.id, m.grpc_address, m.http_address);
+    }
+    for s in &c.segment_stores {
+        let n = c.containers.iter().filter(|a| a.endpoint == s.endpoint).count();
+        println!("segment store {} owns {n} containers", s.endpoint);
+    }
+    Ok(())
+}
+
 pub async fn stream_seal(client: &NadiClient, name: &str) -> anyhow::Result<()> {
-    let (scope, stream) = parse_scoped_stream(name)?;
+    let (scope, stream) = names(name)?;
     client.seal_stream(scope, stream).await?;
     println!("sealed stream {scope}/{stream}");
     Ok(())
 }
 
 pub async fn stream_delete(client: &NadiClient, name: &str) -> anyhow::Result<()> {
-    let (scope, stream) = parse_scoped_stream(name)?;
+    let (scope, stream) = names(name)?;
     client.delete_stream(scope, stream).await?;
     println!("deleted stream {scope}/{stream}");
     Ok(())

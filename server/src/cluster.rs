@@ -158,6 +158,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         dir: data_dir.join("controller"),
         members: peers,
         settings: RaftSettings::default(),
+        http_address: match &http_listener {
+            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            None => None,
+        },
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -166,7 +170,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     let http = match http_listener {
         Some(l) => {
             http_addr = format!(", admin http://{}", l.local_addr()?);
-            let server = axum::serve(l, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx));
+            // The admin HTTP API is a client of this node's own gRPC endpoint (so it is
+            // forwarded to the leader like any client request).
+            let router = nadi_controller::http::router(&format!("http://{listen}"))?;
+            let server = axum::serve(l, router).with_graceful_shutdown(stopped(stop_rx));
             Some(tokio::spawn(async move { server.await }))
         }
         None => None,

@@ -32,6 +32,9 @@ enum Command {
     /// Manage streams.
     #[command(subcommand)]
     Stream(StreamCmd),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Write each stdin line as one event; exits 0 only when every event is durable.
     Write {
         /// SCOPE/STREAM
@@ -68,6 +71,22 @@ enum Command {
 enum ScopeCmd {
     /// Create a scope.
     Create { scope: String },
+    /// List the scopes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an empty scope.
+    Delete { scope: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// Controller members, leader, segment stores and container assignment.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,12 +95,56 @@ enum StreamCmd {
     Create {
         /// SCOPE/STREAM
         stream: String,
-        /// Number of segments.
-        #[arg(long, default_value_t = 1)]
-        segments: u32,
+        /// Number of segments of a fixed stream (default 1).
+        #[arg(long)]
+        segments: Option<u32>,
+        /// fixed | events:RATE,FACTOR,MIN | bytes:RATE,FACTOR,MIN (RATE in KiB/s).
+        #[arg(long)]
+        scaling: Option<String>,
+        /// none | time:DURATION (e.g. 7days) | size:BYTES (e.g. 512MiB).
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// Change a stream's scaling and/or retention policy.
+    Update {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        scaling: Option<String>,
+        #[arg(long)]
+        retention: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Split one segment or merge adjacent ones (ids as in `stream info --json`).
+    Scale {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Id of the segment to split.
+        #[arg(long, conflicts_with = "merge", required_unless_present = "merge")]
+        split: Option<u64>,
+        /// Parts of the split (default 2).
+        #[arg(long, requires = "split")]
+        into: Option<u32>,
+        /// Comma-separated ids of adjacent segments to merge.
+        #[arg(long)]
+        merge: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every epoch of a stream with its segments.
+    History {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
     },
     /// List the streams of a scope.
-    List { scope: String },
+    List {
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a stream's state and active segments.
     Info {
         /// SCOPE/STREAM
@@ -114,9 +177,19 @@ fn main() {
     runtime.shutdown_timeout(Duration::from_millis(100));
 }
 
-/// The error and its causes on one line.
+/// The error and its causes on one line, ending with the stable error code when there is one
+/// (the same `code` the admin HTTP API returns), e.g. `… [NOT_FOUND_STREAM]`.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    let code = e.chain().find_map(|c| {
+        c.downcast_ref::<nadi_client::ClientError>()
+            .and_then(|ce| ce.code)
+            .or_else(|| c.downcast_ref::<nadi_controller::MetaError>().map(|m| m.code()))
+    });
+    match code {
+        Some(code) => format!("{text} [{}]", code.reason()),
+        None => text,
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -128,11 +201,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             nadi_server::cluster::run_segment_store(cli::controllers(&cli.controller), args).await
         }
         Command::Scope(ScopeCmd::Create { scope }) => cli::scope_create(&client()?, &scope).await,
+        Command::Scope(ScopeCmd::List { json }) => cli::scope_list(&client()?, json).await,
+        Command::Scope(ScopeCmd::Delete { scope }) => cli::scope_delete(&client()?, &scope).await,
+        Command::Cluster(ClusterCmd::Info { json }) => cli::cluster_info(&client()?, json).await,
         Command::Stream(cmd) => {
             let c = client()?;
             match cmd {
-                StreamCmd::Create { stream, segments } => cli::stream_create(&c, &stream, segments).await,
-                StreamCmd::List { scope } => cli::stream_list(&c, &scope).await,
+                StreamCmd::Create { stream, segments, scaling, retention } => {
+                    cli::stream_create(&c, &stream, segments, scaling.as_deref(), retention.as_deref()).await
+                }
+                StreamCmd::Update { stream, scaling, retention, json } => {
+                    cli::stream_update(&c, &stream, scaling.as_deref(), retention.as_deref(), json).await
+                }
+                StreamCmd::Scale { stream, split, into, merge, json } => {
+                    cli::stream_scale(&c, &stream, split, into, merge.as_deref(), json).await
+                }
+                StreamCmd::History { stream, json } => cli::stream_history(&c, &stream, json).await,
+                StreamCmd::List { scope, json } => cli::stream_list(&c, &scope, json).await,
                 StreamCmd::Info { stream, json } => cli::stream_info(&c, &stream, json).await,
                 StreamCmd::Seal { stream } => cli::stream_seal(&c, &stream).await,
                 StreamCmd::Delete { stream } => cli::stream_delete(&c, &stream).await,

@@ -61,6 +61,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         dir: cfg.data_dir.join("controller"),
         members: BTreeMap::from([(1, format!("http://{ctl_addr}"))]),
         settings: RaftSettings::default(),
+        http_address: Some(format!("http://{http_addr}")),
     })
     .await?;
 
@@ -70,8 +71,9 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(TcpListenerStream::new(seg_listener), stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
-    let http_server =
-        axum::serve(http_listener, nadi_controller::http::router()).with_graceful_shutdown(stopped(stop_rx.clone()));
+    // The admin HTTP API is a client of this node's own controller gRPC endpoint.
+    let http_router = nadi_controller::http::router(&format!("http://{ctl_addr}"))?;
+    let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });
 
     // The store registers with its controller like any segment store of a cluster.

@@ -43,6 +43,11 @@ impl SegmentStore {
         Ok(SegmentStore { containers })
     }
 
+    /// How many containers this store has.
+    pub fn container_count(&self) -> u32 {
+        self.containers.len() as u32
+    }
+
     /// The container that owns `segment`.
     pub fn container(&self, segment: &str) -> &Container {
         &self.containers[container_of(segment, self.containers.len() as u32) as usize]

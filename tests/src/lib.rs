@@ -210,3 +210,55 @@ pub fn check_keyed_output(output: &str, n: u64) {
     }
     assert_eq!(count, n, "expected {n} events, read {count}");
 }
+
+/// One HTTP/1.1 request to the admin API at `addr` (`host:port`), with an optional JSON body.
+/// Returns the status and the body parsed as JSON (`Null` when empty). A tiny client on purpose:
+/// the tests need nothing more, and it keeps an HTTP stack out of the test build.
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let (status, text) = http_raw(addr, method, path, body.map(|b| ("application/json", b)));
+    let json = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: body is not JSON ({e}): {text:?}"))
+    };
+    (status, json)
+}
+
+/// Like [`http`] with an explicit content type, returning the raw body text.
+pub fn http_raw(addr: &str, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, String) {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the admin HTTP API");
+    conn.set_read_timeout(Some(Duration::from_secs(60))).expect("set timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some((content_type, b)) = body {
+        req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some((_, b)) = body {
+        req.push_str(b);
+    }
+    conn.write_all(req.as_bytes()).expect("send request");
+    let mut resp = Vec::new();
+    conn.read_to_end(&mut resp).expect("read response");
+    let resp = String::from_utf8(resp).expect("utf-8 response");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or_else(|| panic!("malformed response {resp:?}"));
+    assert!(!head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "chunked bodies are not supported");
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status code");
+    (status, body.to_owned())
+}
+
+/// The stable error code a failed CLI command printed (`error: … [CODE]`).
+pub fn cli_code(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "command unexpectedly succeeded; stderr {stderr:?}");
+    let line =
+        stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line in {stderr:?}"));
+    let code = line.rsplit_once('[').and_then(|(_, c)| c.strip_suffix(']'));
+    code.unwrap_or_else(|| panic!("no [CODE] in {line:?}")).to_owned()
+}
+
+/// Parses a command's stdout as JSON.
+pub fn json_out(out: &Output) -> serde_json::Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
+}

@@ -1,0 +1,518 @@
+//! JSON views of the controller API, shared by the admin HTTP API and the CLI's `--json` output,
+//! so that both print the same document for the same state. Also the text forms of policies
+//! (`events:RATE,FACTOR,MIN`, `time:10s`, …) and the split/merge planner: one parser and one
+//! planner, used by both front ends, is what makes the CLI and HTTP agree.
+//!
+//! Everything here converts from the wire types of `nadi.controller.v1`; nothing reads the
+//! state machine directly (the HTTP API is a client of the gRPC API, like the CLI).
+
+use std::time::Duration;
+
+use nadi_proto::SegmentId;
+use nadi_proto::controller::v1 as pb;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::MetaError;
+
+/// One segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SegmentView {
+    /// Packed id `(epoch << 32) | number`; what `stream scale` takes.
+    pub id: u64,
+    /// Number, unique within the stream.
+    pub number: u32,
+    /// The epoch in which the segment was created.
+    pub epoch: u32,
+    /// Qualified name on the segment store.
+    pub name: String,
+    /// `[low, high)` of the routing-key space.
+    pub key_range: [f64; 2],
+    /// `active` or `sealed`.
+    pub state: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl From<&pb::Segment> for SegmentView {
+    fn from(s: &pb::Segment) -> Self {
+        let id = SegmentId::from_packed(s.id);
+        SegmentView {
+            id: s.id,
+            number: id.number(),
+            epoch: id.epoch(),
+            name: s.qualified_name.clone(),
+            key_range: [s.key_low, s.key_high],
+            state: if s.state == pb::SegmentState::Sealed as i32 { "sealed" } else { "active" }.to_owned(),
+            created_at_ms: s.created_at_ms,
+        }
+    }
+}
+
+/// A stream's policies in their text form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyView {
+    /// `fixed`, `events:RATE,FACTOR,MIN` or `bytes:RATE,FACTOR,MIN` (RATE in KiB/s).
+    pub scaling: String,
+    /// `none`, `time:DURATION` or `size:BYTES`.
+    pub retention: String,
+}
+
+/// A stream: what `stream info --json` prints and `GET /v1/scopes/{scope}/streams/{stream}` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StreamView {
+    pub scope: String,
+    pub stream: String,
+    /// `active` or `sealed`.
+    pub state: String,
+    /// The current epoch.
+    pub epoch: u32,
+    pub policy: PolicyView,
+    /// The active segments, sorted by key range.
+    pub segments: Vec<SegmentView>,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl From<&pb::StreamInfo> for StreamView {
+    fn from(i: &pb::StreamInfo) -> Self {
+        StreamView {
+            scope: i.scope.clone(),
+            stream: i.stream.clone(),
+            state: state_name(i.state).to_owned(),
+            epoch: i.epoch,
+            policy: policy_view(&i.config.unwrap_or_default()),
+            segments: i.active_segments.iter().map(SegmentView::from).collect(),
+            created_at_ms: i.created_at_ms,
+        }
+    }
+}
+
+/// The scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScopeListView {
+    /// Every scope, sorted.
+    pub scopes: Vec<String>,
+}
+
+/// One scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScopeView {
+    pub scope: String,
+}
+
+/// The streams of a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StreamListView {
+    pub scope: String,
+    /// Created streams, sorted.
+    pub streams: Vec<String>,
+}
+
+/// One epoch of a stream's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EpochView {
+    pub epoch: u32,
+    /// When the epoch became current, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// `created`, `manual`, `split-by-load` or `merge-by-load`.
+    pub reason: String,
+    /// The epoch's segments by key range, with their state now.
+    pub segments: Vec<SegmentView>,
+}
+
+/// Every epoch of a stream, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryView {
+    pub scope: String,
+    pub stream: String,
+    pub epochs: Vec<EpochView>,
+}
+
+impl HistoryView {
+    pub fn new(scope: &str, stream: &str, h: &pb::GetStreamHistoryResponse) -> Self {
+        let epochs = h
+            .epochs
+            .iter()
+            .map(|e| EpochView {
+                epoch: e.epoch,
+                created_at_ms: e.created_at_ms,
+                reason: match pb::EpochReason::try_from(e.reason) {
+                    Ok(pb::EpochReason::Manual) => "manual",
+                    Ok(pb::EpochReason::SplitByLoad) => "split-by-load",
+                    Ok(pb::EpochReason::MergeByLoad) => "merge-by-load",
+                    _ => "created",
+                }
+                .to_owned(),
+                segments: e.segments.iter().map(SegmentView::from).collect(),
+            })
+            .collect();
+        HistoryView { scope: scope.to_owned(), stream: stream.to_owned(), epochs }
+    }
+}
+
+/// An active segment with the segment store that serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LocatedSegmentView {
+    pub segment: SegmentView,
+    /// gRPC endpoint of its segment store.
+    pub endpoint: String,
+}
+
+/// The segments writers route to now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ActiveSegmentsView {
+    pub scope: String,
+    pub stream: String,
+    pub epoch: u32,
+    pub segments: Vec<LocatedSegmentView>,
+}
+
+impl ActiveSegmentsView {
+    pub fn new(scope: &str, stream: &str, r: &pb::GetActiveSegmentsResponse) -> Self {
+        let segments = r
+            .segments
+            .iter()
+            .filter_map(|l| {
+                l.segment
+                    .as_ref()
+                    .map(|s| LocatedSegmentView { segment: SegmentView::from(s), endpoint: l.endpoint.clone() })
+            })
+            .collect();
+        ActiveSegmentsView { scope: scope.to_owned(), stream: stream.to_owned(), epoch: r.epoch, segments }
+    }
+}
+
+/// One controller node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberView {
+    pub id: u64,
+    pub grpc_address: String,
+    pub http_address: String,
+}
+
+/// One segment store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StoreView {
+    pub endpoint: String,
+}
+
+/// Which store owns a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerView {
+    pub container: u32,
+    pub endpoint: String,
+}
+
+/// The cluster: controller members, leader, segment stores and container assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    pub members: Vec<MemberView>,
+    /// Id of the leader; 0 while there is none.
+    pub leader_id: u64,
+    pub segment_stores: Vec<StoreView>,
+    pub containers: Vec<ContainerView>,
+}
+
+impl From<&pb::GetClusterInfoResponse> for ClusterView {
+    fn from(c: &pb::GetClusterInfoResponse) -> Self {
+        ClusterView {
+            members: c
+                .members
+                .iter()
+                .map(|m| MemberView {
+                    id: m.id,
+                    grpc_address: m.grpc_address.clone(),
+                    http_address: m.http_address.clone(),
+                })
+                .collect(),
+            leader_id: c.leader_id,
+            segment_stores: c.segment_stores.iter().map(|s| StoreView { endpoint: s.endpoint.clone() }).collect(),
+            containers: c
+                .containers
+                .iter()
+                .map(|a| ContainerView { container: a.container, endpoint: a.endpoint.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// A stream's lifecycle state as text.
+pub fn state_name(state: i32) -> &'static str {
+    match pb::StreamState::try_from(state) {
+        Ok(pb::StreamState::Active) => "active",
+        Ok(pb::StreamState::Sealed) => "sealed",
+        Ok(pb::StreamState::Creating) => "creating",
+        _ => "unknown",
+    }
+}
+
+/// The text form of a stream's policies.
+pub fn policy_view(c: &pb::StreamConfig) -> PolicyView {
+    let s = c.scaling.unwrap_or_default();
+    let scaling = match pb::scaling_policy::Kind::try_from(s.kind) {
+        Ok(pb::scaling_policy::Kind::EventsPerSec) => {
+            format!("events:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
+        }
+        Ok(pb::scaling_policy::Kind::KbytesPerSec) => {
+            format!("bytes:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
+        }
+        _ => "fixed".to_owned(),
+    };
+    let r = c.retention.unwrap_or_default();
+    let retention = match pb::retention_policy::Kind::try_from(r.kind) {
+        Ok(pb::retention_policy::Kind::Time) => {
+            format!("time:{}", humantime::format_duration(Duration::from_millis(r.value)))
+        }
+        Ok(pb::retention_policy::Kind::Size) => format!("size:{}", r.value),
+        _ => "none".to_owned(),
+    };
+    PolicyView { scaling, retention }
+}
+
+fn invalid(m: String) -> MetaError {
+    MetaError::InvalidArgument(m)
+}
+
+/// Parses `fixed`, `events:RATE,FACTOR,MIN` or `bytes:RATE,FACTOR,MIN`. `fixed` keeps
+/// `fixed_segments` segments.
+pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolicy, MetaError> {
+    use pb::scaling_policy::Kind;
+    let text = text.trim();
+    if text == "fixed" {
+        return Ok(pb::ScalingPolicy {
+            kind: Kind::FixedUnspecified as i32,
+            min_segments: fixed_segments,
+            ..Default::default()
+        });
+    }
+    let bad = || invalid(format!("scaling {text:?} is not fixed, events:RATE,FACTOR,MIN or bytes:RATE,FACTOR,MIN"));
+    let (kind, args) = text.split_once(':').ok_or_else(bad)?;
+    let kind = match kind {
+        "events" => Kind::EventsPerSec,
+        "bytes" => Kind::KbytesPerSec,
+        _ => return Err(bad()),
+    };
+    let nums: Vec<u32> =
+        args.split(',').map(|n| n.trim().parse::<u32>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let [rate, factor, min] = nums[..] else { return Err(bad()) };
+    Ok(pb::ScalingPolicy { kind: kind as i32, target_rate: rate, scale_factor: factor, min_segments: min })
+}
+
+/// Parses `none`, `time:DURATION` (like `10s`, `5m`, `7days`) or `size:BYTES` (like `512MiB`).
+pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, MetaError> {
+    use pb::retention_policy::Kind;
+    let text = text.trim();
+    if text == "none" {
+        return Ok(pb::RetentionPolicy { kind: Kind::NoneUnspecified as i32, value: 0 });
+    }
+    let bad = |why: String| invalid(format!("retention {text:?} is not none, time:DURATION or size:BYTES ({why})"));
+    let (kind, arg) = text.split_once(':').ok_or_else(|| bad("no kind".into()))?;
+    let (kind, value) = match kind {
+        "time" => {
+            let d = humantime::parse_duration(arg.trim()).map_err(|e| bad(e.to_string()))?;
+            (Kind::Time, u64::try_from(d.as_millis()).map_err(|_| bad("too long".into()))?)
+        }
+        "size" => {
+            let b: bytesize::ByteSize = arg.trim().parse().map_err(|e: String| bad(e))?;
+            (Kind::Size, b.as_u64())
+        }
+        _ => return Err(bad(format!("unknown kind {kind:?}"))),
+    };
+    if value == 0 {
+        return Err(bad("the limit must be greater than zero".into()));
+    }
+    Ok(pb::RetentionPolicy { kind: kind as i32, value })
+}
+
+/// The config of a new stream from `--segments`, `--scaling` and `--retention` (or the same
+/// fields of the HTTP body). `segments` (default 1, at most 1024) goes with `fixed` scaling;
+/// `events`/`bytes` streams start with their MIN segments.
+pub fn create_config(
+    segments: Option<u32>,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) -> Result<pb::StreamConfig, MetaError> {
+    let n = segments.unwrap_or(1);
+    if !(1..=1024).contains(&n) {
+        return Err(invalid(format!("a stream needs 1..=1024 segments, not {n}")));
+    }
+    let scaling = parse_scaling(scaling.unwrap_or("fixed"), n)?;
+    if segments.is_some() && scaling.kind != pb::scaling_policy::Kind::FixedUnspecified as i32 {
+        return Err(invalid("segments goes with fixed scaling; events/bytes streams start with MIN segments".into()));
+    }
+    let retention = parse_retention(retention.unwrap_or("none"))?;
+    Ok(pb::StreamConfig { scaling: Some(scaling), retention: Some(retention) })
+}
+
+/// The config change of `stream update`: only the parts given. `fixed` keeps the stream's
+/// current number of active segments.
+pub fn update_config(
+    info: &pb::StreamInfo,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) -> Result<pb::StreamConfig, MetaError> {
+    if scaling.is_none() && retention.is_none() {
+        return Err(invalid("nothing to update: give scaling and/or retention".into()));
+    }
+    let fixed = info.active_segments.len().max(1) as u32;
+    Ok(pb::StreamConfig {
+        scaling: scaling.map(|s| parse_scaling(s, fixed)).transpose()?,
+        retention: retention.map(parse_retention).transpose()?,
+    })
+}
+
+/// A scale request in the form both front ends take: exactly one of `split` (with optional
+/// `into`, default 2), `merge`, or `sealed` with `new_ranges`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleBody {
+    /// Id of an active segment to split into `into` equal parts.
+    pub split: Option<u64>,
+    /// Parts of a split, 2..=1024 (default 2).
+    pub into: Option<u32>,
+    /// Ids of two or more adjacent active segments to merge into one.
+    pub merge: Option<Vec<u64>>,
+    /// Raw form: ids of the segments to seal ...
+    pub sealed: Option<Vec<u64>>,
+    /// ... and the `[low, high)` ranges of their successors.
+    pub new_ranges: Option<Vec<[f64; 2]>>,
+}
+
+/// Turns a split/merge/raw request into the `ScaleStream` request, using the stream's active
+/// segments. Ids that are not active are passed on as they are, so the controller answers with
+/// the precise error (`NOT_FOUND_SEGMENT` or `SEALED`) for them.
+pub fn plan_scale(info: &pb::StreamInfo, body: &ScaleBody) -> Result<pb::ScaleStreamRequest, MetaError> {
+    let active = |id: u64| info.active_segments.iter().find(|s| s.id == id);
+    let range = |low, high| pb::KeyRange { low, high };
+    let (sealed, new_ranges) = match (body.split, &body.merge, &body.sealed) {
+        (Some(id), None, None) => {
+            let n = body.into.unwrap_or(2);
+            if !(2..=1024).contains(&n) {
+                return Err(invalid(format!("a split makes 2..=1024 segments, not {n}")));
+            }
+            match active(id) {
+                Some(s) => {
+                    let ranges = nadi_proto::routing::split_range(s.key_low, s.key_high, n);
+                    (vec![id], ranges.into_iter().map(|(l, h)| range(l, h)).collect())
+                }
+                None => (vec![id], vec![range(0.0, 1.0)]),
+            }
+        }
+        (None, Some(ids), None) if body.into.is_none() => {
+            if ids.len() < 2 {
+                return Err(invalid("a merge needs at least two segment ids".into()));
+            }
+            let mut segs = Vec::with_capacity(ids.len());
+            for (i, id) in ids.iter().enumerate() {
+                if ids[..i].contains(id) {
+                    return Err(invalid(format!("segment id {id} is listed twice")));
+                }
+                match active(*id) {
+                    Some(s) => segs.push(s),
+                    None => {
+                        return Ok(pb::ScaleStreamRequest {
+                            scope: info.scope.clone(),
+                            stream: info.stream.clone(),
+                            sealed_segment_ids: vec![*id],
+                            new_ranges: vec![range(0.0, 1.0)],
+                        });
+                    }
+                }
+            }
+            segs.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
+            for w in segs.windows(2) {
+                if w[0].key_high != w[1].key_low {
+                    return Err(invalid(format!(
+                        "segments {} and {} are not adjacent; only neighbouring segments can merge",
+                        w[0].id, w[1].id
+                    )));
+                }
+            }
+            let (low, high) = (segs[0].key_low, segs[segs.len() - 1].key_high);
+            (ids.clone(), vec![range(low, high)])
+        }
+        (None, None, Some(ids)) if body.into.is_none() => {
+            let Some(ranges) = &body.new_ranges else {
+                return Err(invalid("`sealed` needs `new_ranges`".into()));
+            };
+            (ids.clone(), ranges.iter().map(|[l, h]| range(*l, *h)).collect())
+        }
+        _ => {
+            return Err(invalid(
+                "give exactly one of `split` (with optional `into`), `merge`, or `sealed` with `new_ranges`".into(),
+            ));
+        }
+    };
+    if body.new_ranges.is_some() && body.sealed.is_none() {
+        return Err(invalid("`new_ranges` goes only with `sealed`".into()));
+    }
+    Ok(pb::ScaleStreamRequest {
+        scope: info.scope.clone(),
+        stream: info.stream.clone(),
+        sealed_segment_ids: sealed,
+        new_ranges,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_round_trip_through_text() {
+        for text in ["events:100,2,3", "bytes:1024,4,1"] {
+            let p = pb::StreamConfig { scaling: Some(parse_scaling(text, 1).unwrap()), retention: None };
+            assert_eq!(policy_view(&p).scaling, text);
+        }
+        for text in ["time:10s", "time:5m", "size:536870912", "none"] {
+            let p = pb::StreamConfig { scaling: None, retention: Some(parse_retention(text).unwrap()) };
+            assert_eq!(policy_view(&p).retention, text);
+        }
+        assert_eq!(parse_retention("size:512MiB").unwrap().value, 512 << 20);
+        assert_eq!(parse_retention("time:1h").unwrap().value, 3_600_000);
+        for bad in ["time:", "time:0s", "size:lots", "forever", "time:-1s"] {
+            assert!(matches!(parse_retention(bad), Err(MetaError::InvalidArgument(_))), "{bad}");
+        }
+        for bad in ["events:1,2", "events:a,b,c", "bytes", "linear:1,2,3", "events:1,2,3,4"] {
+            assert!(matches!(parse_scaling(bad, 1), Err(MetaError::InvalidArgument(_))), "{bad}");
+        }
+    }
+
+    fn info(bounds: &[f64]) -> pb::StreamInfo {
+        pb::StreamInfo {
+            scope: "s".into(),
+            stream: "t".into(),
+            active_segments: bounds
+                .windows(2)
+                .enumerate()
+                .map(|(i, w)| pb::Segment { id: i as u64, key_low: w[0], key_high: w[1], ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn split_and_merge_plans() {
+        let i = info(&[0.0, 0.5, 0.75, 1.0]);
+        let split = plan_scale(&i, &ScaleBody { split: Some(1), into: Some(5), ..Default::default() }).unwrap();
+        assert_eq!(split.sealed_segment_ids, vec![1]);
+        assert_eq!(split.new_ranges.len(), 5);
+        assert_eq!(split.new_ranges[0].low, 0.5);
+        assert_eq!(split.new_ranges[4].high, 0.75);
+        let merge = plan_scale(&i, &ScaleBody { merge: Some(vec![2, 1]), ..Default::default() }).unwrap();
+        assert_eq!(merge.new_ranges, vec![pb::KeyRange { low: 0.5, high: 1.0 }]);
+        let invalid = |b: ScaleBody| assert!(matches!(plan_scale(&i, &b), Err(MetaError::InvalidArgument(_))), "{b:?}");
+        invalid(ScaleBody { merge: Some(vec![0, 2]), ..Default::default() });
+        invalid(ScaleBody { merge: Some(vec![0]), ..Default::default() });
+        invalid(ScaleBody { merge: Some(vec![0, 0]), ..Default::default() });
+        invalid(ScaleBody { split: Some(0), into: Some(1), ..Default::default() });
+        invalid(ScaleBody { split: Some(0), merge: Some(vec![0, 1]), ..Default::default() });
+        invalid(ScaleBody::default());
+        invalid(ScaleBody { sealed: Some(vec![0]), ..Default::default() });
+        invalid(ScaleBody { merge: Some(vec![0, 1]), new_ranges: Some(vec![[0.0, 0.75]]), ..Default::default() });
+        // Unknown ids go to the controller as they are, for its precise error.
+        let unknown = plan_scale(&i, &ScaleBody { split: Some(99), ..Default::default() }).unwrap();
+        assert_eq!(unknown.sealed_segment_ids, vec![99]);
+    }
+}
