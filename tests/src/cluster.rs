@@ -87,6 +87,8 @@ pub fn free_port() -> u16 {
 pub struct Cluster {
     pub dir: PathBuf,
     pub ports: BTreeMap<u64, u16>,
+    /// Admin HTTP port of each controller.
+    pub http_ports: BTreeMap<u64, u16>,
     pub controllers: BTreeMap<u64, Proc>,
     pub store: Option<Proc>,
     runtime: tokio::runtime::Runtime,
@@ -96,8 +98,10 @@ impl Cluster {
     /// Starts `n` controllers and one segment store under `dir`.
     pub fn start(dir: &Path, n: u64) -> Cluster {
         let ports = (1..=n).map(|id| (id, free_port())).collect();
+        let http_ports = (1..=n).map(|id| (id, free_port())).collect();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut c = Cluster { dir: dir.to_owned(), ports, controllers: BTreeMap::new(), store: None, runtime };
+        let mut c =
+            Cluster { dir: dir.to_owned(), ports, http_ports, controllers: BTreeMap::new(), store: None, runtime };
         for id in 1..=n {
             c.start_controller(id);
         }
@@ -126,6 +130,8 @@ impl Cluster {
             self.peers(),
             "--data-dir".into(),
             self.dir.join(format!("controller-{id}")).display().to_string(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{}", self.http_ports[&id]),
         ];
         let p = Proc::start(&args, &format!("nadi controller {id} ready"), Duration::from_secs(30));
         self.controllers.insert(id, p);
@@ -143,6 +149,11 @@ impl Cluster {
             self.dir.join("store").display().to_string(),
         ];
         self.store = Some(Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)));
+    }
+
+    /// `host:port` of controller `id`'s admin HTTP API.
+    pub fn http_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.http_ports[&id])
     }
 
     /// SIGKILLs controller `id`.
