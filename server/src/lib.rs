@@ -16,3 +16,4 @@ pub mod ops;
 pub mod service;
 pub mod standalone;
 pub mod store;
+pub mod wire;

@@ -18,6 +18,9 @@ use nadi_proto::raft::v1::HeartbeatRequest;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
+
+use crate::wire::TypedDecodeErrorsLayer;
 
 use crate::cluster::{register, serve_controller, stopped, store_id};
 use crate::config::StandaloneConfig;
@@ -29,13 +32,15 @@ pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpL
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
 }
 
-/// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS).
-pub fn grpc_server() -> Server {
+/// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS), whose
+/// malformed-request errors are typed (see [`crate::wire`]).
+pub fn grpc_server() -> Server<Stack<TypedDecodeErrorsLayer, Identity>> {
     Server::builder()
         .tcp_nodelay(true)
         .max_frame_size(Some(1024 * 1024 - 1))
         .initial_stream_window_size(Some(8 * 1024 * 1024))
         .initial_connection_window_size(Some(32 * 1024 * 1024))
+        .layer(TypedDecodeErrorsLayer)
 }
 
 /// Runs until Ctrl-C / SIGTERM.

@@ -50,8 +50,8 @@ fn controllers_survive_leader_kills_and_a_full_restart() {
         // More changes while the old leader is down.
         ok(&c.cli(&["stream", "seal", &format!("demo/c{cycle}")]));
         // Scale one stream: split its first active segment in two.
-        let info: serde_json::Value = serde_json::from_str(&ok(&c.cli(&["stream", "info", "demo/base1", "--json"])))
-            .expect("stream info --json");
+        let info: serde_json::Value =
+            serde_json::from_str(&ok(&c.cli(&["stream", "info", "demo/base1", "--json"]))).expect("stream info --json");
         let first = info["segments"][0]["id"].as_u64().expect("a segment id");
         ok(&c.cli(&["stream", "scale", "demo/base1", "--split", &first.to_string(), "--into", "2"]));
         scaled_segments += 1;
