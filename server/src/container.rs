@@ -108,8 +108,12 @@ enum Request {
         data: Bytes,
         reply: oneshot::Sender<Result<AppendAck, StoreError>>,
     },
+    /// `local` is the local id of the incarnation of `name` whose boundary was checked; the
+    /// writer refuses the truncation if `name` now is another segment (deleted and created
+    /// again in between).
     Truncate {
         name: String,
+        local: u64,
         offset: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -145,6 +149,9 @@ struct IndexEntry {
 /// Durable per-segment metadata and read index.
 #[derive(Debug, Default)]
 struct SegmentMeta {
+    /// Container-local id of this incarnation of the name (ids are never reused), so that a
+    /// check made against it can be tied to the same segment later.
+    local: u64,
     start_offset: u64,
     length: u64,
     sealed: bool,
@@ -278,7 +285,7 @@ fn apply_written(w: &mut Written, op: &Op<'_>) {
 fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
     match *op {
         Op::Create { local, name } => {
-            d.segments.insert(name.to_owned(), SegmentMeta::default());
+            d.segments.insert(name.to_owned(), SegmentMeta { local, ..Default::default() });
             d.names.insert(local, name.to_owned());
         }
         Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
@@ -467,13 +474,29 @@ impl Container {
     /// Moves the start offset of `name` forward to `offset`, which must be an event boundary
     /// within the durable data. Earlier bytes can no longer be read (`Truncated`).
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<(), StoreError> {
-        // Check the boundary against the durable index first (offsets below the durable
-        // length never change), then order the truncation with other writes.
+        let local = self.check_truncate(name, offset)?;
+        self.truncate_checked(name, local, offset).await
+    }
+
+    /// Checks that `offset` is an event boundary of `name` against the durable index (offsets
+    /// below the durable length never change) and returns the local id of the segment checked.
+    fn check_truncate(&self, name: &str, offset: u64) -> Result<u64, StoreError> {
+        // The id is taken before the check: if the name is deleted and created again at any
+        // point after this, the writer sees another id and refuses.
+        let local = {
+            let d = self.shared.durable.read();
+            d.segments.get(name).map(|s| s.local).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?
+        };
         match self.read(name, offset, 1) {
-            Ok(_) | Err(StoreError::Truncated { .. }) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(StoreError::Truncated { .. }) => Ok(local),
+            Err(e) => Err(e),
         }
-        self.call(|reply| Request::Truncate { name: name.to_owned(), offset, reply }).await
+    }
+
+    /// Orders a checked truncation with other writes; refused if `name` is no longer segment
+    /// `local`.
+    async fn truncate_checked(&self, name: &str, local: u64, offset: u64) -> Result<(), StoreError> {
+        self.call(|reply| Request::Truncate { name: name.to_owned(), local, offset, reply }).await
     }
 
     /// Appends the sealed segment `source` to `target` atomically and deletes `source`; the
@@ -863,8 +886,13 @@ impl WriterThread {
                 });
                 Reply::Appended(reply, res)
             }
-            Request::Truncate { name, offset, reply } => {
+            Request::Truncate { name, local, offset, reply } => {
                 let res = live(w, &name).and_then(|s| {
+                    if s.local != local {
+                        // Deleted and created again since the boundary was checked: the check
+                        // says nothing about this segment.
+                        return Err(StoreError::SegmentReplaced(name.clone()));
+                    }
                     if offset > s.length {
                         return Err(StoreError::BadOffset { segment: name.clone(), offset, length: s.length });
                     }
@@ -1081,6 +1109,33 @@ mod tests {
         let c = mem_container(&mut log);
         check(&c);
         assert!(matches!(c.info("src"), Err(StoreError::SegmentNotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn truncate_refuses_a_segment_deleted_and_created_again_after_the_check() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 1, &[b"old-0", b"old-1"]).await.unwrap();
+        // The check passes for the first incarnation (9 is the boundary after "old-0") ...
+        let checked = c.check_truncate("x", 9).unwrap();
+        // ... then the name is deleted and created again, with other events, before the writer
+        // gets the truncation.
+        c.delete("x").await.unwrap();
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 0, &[b"new-event-0"]).await.unwrap();
+        let err = c.truncate_checked("x", checked, 9).await.unwrap_err();
+        assert!(matches!(err, StoreError::SegmentReplaced(_)), "{err}");
+        assert_eq!(err.code(), nadi_proto::ErrorCode::SegmentNotFound);
+        // The new segment was not touched, here or after a restart.
+        assert_eq!(c.info("x").unwrap().start_offset, 0);
+        drop(c);
+        let c = mem_container(&mut log);
+        assert_eq!(c.info("x").unwrap().start_offset, 0);
+        assert_eq!(payloads(&c.read("x", 0, 100).unwrap()), vec![b"new-event-0".to_vec()]);
+        // A truncation checked against the current incarnation goes through.
+        c.truncate("x", 15).await.unwrap();
+        assert_eq!(c.info("x").unwrap().start_offset, 15);
     }
 
     #[tokio::test]
