@@ -20,22 +20,32 @@
 //!   the read index, updated only after `sync`. Readers and `info` look only at this, so nothing
 //!   is ever served or acknowledged before it is durable.
 //!
+//! Metadata checkpoints: after every `checkpoint_interval` bytes of batch records (and on
+//! request), the writer thread writes a `Checkpoint` record holding the whole durable state,
+//! read index included (see [`crate::checkpoint`]), between two groups, when the written and
+//! durable states are equal. Recovery starts from the newest valid checkpoint and replays only
+//! the records after it, so start-up time is bounded by the interval. The records before that
+//! checkpoint were not read at start, so [`Container::read`] checks the CRC of each such record
+//! the first time it serves bytes from it, and refuses the range with `Corrupt` (naming file
+//! and offset) if it fails.
+//!
 //! A failed `sync` aborts the process: after a failed fsync the kernel may have dropped the
 //! dirty pages, so the log's contents are unknown and continuing could acknowledge lost data
 //! (the PostgreSQL "fsyncgate" lesson; Neon's safekeeper does the same).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::checkpoint::{self, IndexEntry, SegmentView};
 use crate::error::StoreError;
 use crate::log::file::{FileLog, FileLogOptions};
-use crate::log::{Corruption, LogAddress, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord};
+use crate::log::{Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord, Replayer};
 use crate::ops::{self, Op};
 
 /// Largest payload of one append batch (many events), in bytes.
@@ -44,6 +54,24 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 const GROUP_COMMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Requests queued per container before senders wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
+
+/// Default bytes of batch records between two metadata checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64 * 1024 * 1024;
+
+/// Settings of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerOptions {
+    pub log: FileLogOptions,
+    /// A metadata checkpoint is written once this many bytes of batch records were written
+    /// since the last one. Recovery replays at most about this much log (plus one group).
+    pub checkpoint_interval: u64,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        Self { log: FileLogOptions::default(), checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL }
+    }
+}
 
 /// Result of a durable append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +158,11 @@ enum Request {
         value: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Writes a metadata checkpoint now (after everything queued before it is durable) and
+    /// answers with its lsn.
+    Checkpoint {
+        reply: oneshot::Sender<Result<Lsn, StoreError>>,
+    },
     /// A barrier: answered once everything queued before it is durable.
     WriterState {
         name: String,
@@ -138,16 +171,8 @@ enum Request {
     },
 }
 
-/// One contiguous run of segment bytes inside the log.
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    offset: u64,
-    len: u32,
-    addr: LogAddress,
-}
-
 /// Durable per-segment metadata and read index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct SegmentMeta {
     /// Container-local id of this incarnation of the name (ids are never reused), so that a
     /// check made against it can be tied to the same segment later.
@@ -161,14 +186,14 @@ struct SegmentMeta {
 }
 
 /// What readers see: only durable state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Durable {
     segments: HashMap<String, SegmentMeta>,
     names: HashMap<u64, String>,
 }
 
 /// The writer's view, including written-but-not-yet-durable operations.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Written {
     segments: HashMap<String, WrittenSegment>,
     /// Local id -> name, so operations from the log find their segment in O(1).
@@ -176,7 +201,7 @@ struct Written {
     next_local: u64,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct WrittenSegment {
     local: u64,
     start_offset: u64,
@@ -195,6 +220,11 @@ struct Shared {
     /// The durable lsn; tail readers wait for it to change.
     durable_lsn: watch::Sender<Lsn>,
     damage: Option<Corruption>,
+    /// Records whose payload starts before this address were not read by recovery (they
+    /// precede the checkpoint it started from): their CRCs are checked on first read.
+    unverified_below: LogAddress,
+    /// Such records whose CRC was checked since.
+    verified: Mutex<HashSet<LogAddress>>,
 }
 
 /// A handle to one container. Cheap to clone.
@@ -205,14 +235,56 @@ pub struct Container {
 }
 
 /// Replays recovered log records into both views.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Replay {
     durable: Durable,
     written: Written,
     error: Option<String>,
 }
 
-impl Replay {
+impl Replayer for Replay {
+    fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool {
+        let cp = match checkpoint::decode(rec.payload) {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::warn!(lsn = rec.lsn, at = %rec.addr, error = %e, "checkpoint does not decode");
+                return false;
+            }
+        };
+        let (mut durable, mut written) = (Durable::default(), Written::default());
+        written.next_local = cp.next_local;
+        for s in cp.segments {
+            written.names.insert(s.local, s.name.clone());
+            written.segments.insert(
+                s.name.clone(),
+                WrittenSegment {
+                    local: s.local,
+                    start_offset: s.start_offset,
+                    length: s.length,
+                    sealed: s.sealed,
+                    writers: s.writers.clone(),
+                    attributes: s.attributes.clone(),
+                },
+            );
+            durable.names.insert(s.local, s.name.clone());
+            durable.segments.insert(
+                s.name,
+                SegmentMeta {
+                    local: s.local,
+                    start_offset: s.start_offset,
+                    length: s.length,
+                    sealed: s.sealed,
+                    writers: s.writers,
+                    attributes: s.attributes,
+                    index: s.index,
+                },
+            );
+        }
+        self.durable = durable;
+        self.written = written;
+        true
+    }
+
     fn record(&mut self, rec: &RecoveredRecord<'_>) {
         if self.error.is_some() || rec.kind != RecordKind::Batch {
             return;
@@ -291,7 +363,12 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
         Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
             if data_len > 0 {
-                s.index.push(IndexEntry { offset, len: data_len as u32, addr: payload_addr.offset(data_pos as u64) });
+                s.index.push(IndexEntry {
+                    offset,
+                    len: data_len as u32,
+                    within: data_pos as u32,
+                    addr: payload_addr.offset(data_pos as u64),
+                });
             }
             s.length = offset + data_len as u64;
             if !writer.is_empty() {
@@ -329,6 +406,7 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
                 t.index.push(IndexEntry {
                     offset: t.length + (e.offset + skip - src.start_offset),
                     len: (e.len as u64 - skip) as u32,
+                    within: e.within + skip as u32,
                     addr: e.addr.offset(skip),
                 });
             }
@@ -346,9 +424,9 @@ impl Container {
     /// Opens container `id` with its log in `dir`, recovering its state, and starts its writer
     /// thread. A damaged log opens read-only: data before the damage is served, everything else
     /// fails with a `Corrupt` error naming the file and offset.
-    pub fn open(id: u32, dir: &Path, log_opts: FileLogOptions) -> Result<Container, StoreError> {
+    pub fn open(id: u32, dir: &Path, opts: &ContainerOptions) -> Result<Container, StoreError> {
         let mut replay = Replay::default();
-        let (log, report) = FileLog::open(dir, log_opts, &mut |r| replay.record(r))
+        let (log, report) = FileLog::recover(dir, opts.log.clone(), &mut replay)
             .map_err(|e| StoreError::Internal(format!("container {id}: {e}")))?;
         let mut damage = report.corruption.clone();
         if let Some(err) = replay.error.take() {
@@ -365,14 +443,23 @@ impl Container {
             container = id,
             segments,
             last_lsn = report.last_lsn,
+            checkpoint_lsn = report.checkpoint.map(|(lsn, _)| lsn),
             torn_tail = report.torn_tail.is_some(),
             "container recovered"
         );
-        Ok(Self::start(id, Box::new(log), replay, damage))
+        Ok(Self::start(id, Box::new(log), replay, damage, report.checkpoint.map(|(_, addr)| addr), opts))
     }
 
-    /// Starts a container over any log (the in-memory double in tests).
-    fn start(id: u32, log: Box<dyn LogWriter>, replay: Replay, damage: Option<Corruption>) -> Container {
+    /// Starts a container over any log (the in-memory double in tests). `checkpoint` is the
+    /// payload address of the checkpoint recovery started from, if any.
+    fn start(
+        id: u32,
+        log: Box<dyn LogWriter>,
+        replay: Replay,
+        damage: Option<Corruption>,
+        checkpoint: Option<LogAddress>,
+        opts: &ContainerOptions,
+    ) -> Container {
         let (lsn_tx, _) = watch::channel(log.durable_lsn());
         let shared = Arc::new(Shared {
             id,
@@ -380,10 +467,19 @@ impl Container {
             log: log.reader(),
             durable_lsn: lsn_tx,
             damage,
+            unverified_below: checkpoint.unwrap_or(LogAddress { file: 0, pos: 0 }),
+            verified: Mutex::default(),
         });
         let tx = if shared.damage.is_none() {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            let writer = WriterThread { shared: shared.clone(), log, written: replay.written, rx };
+            let writer = WriterThread {
+                shared: shared.clone(),
+                log,
+                written: replay.written,
+                rx,
+                checkpoint_interval: opts.checkpoint_interval.max(1),
+                since_checkpoint: 0,
+            };
             std::thread::Builder::new()
                 .name(format!("nadi-container-{id}"))
                 .spawn(move || writer.run())
@@ -529,6 +625,13 @@ impl Container {
         self.call(|reply| Request::Seal { name: name.to_owned(), reply }).await
     }
 
+    /// Writes a metadata checkpoint once everything queued before this call is durable, and
+    /// returns its lsn. (Checkpoints are also written on their own, every
+    /// `checkpoint_interval` bytes.)
+    pub async fn checkpoint(&self) -> Result<Lsn, StoreError> {
+        self.call(|reply| Request::Checkpoint { reply }).await
+    }
+
     /// Deletes a segment.
     pub async fn delete(&self, name: &str) -> Result<(), StoreError> {
         self.call(|reply| Request::Delete { name: name.to_owned(), reply }).await
@@ -602,6 +705,7 @@ impl Container {
         let Some(first) = pieces.first().copied() else {
             return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
         };
+        self.verify_pieces(name, &pieces)?;
         let mut buf = Vec::with_capacity(pieces.iter().map(|p| p.len as usize).sum());
         for p in &pieces {
             self.shared
@@ -644,12 +748,46 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Checks the CRC of every record the pieces come from that recovery did not read, once
+    /// per record. Damage is reported, never served and never skipped.
+    fn verify_pieces(&self, name: &str, pieces: &[IndexEntry]) -> Result<(), StoreError> {
+        let shared = &self.shared;
+        for p in pieces {
+            let record = p.record();
+            if record >= shared.unverified_below || shared.verified.lock().contains(&record) {
+                continue;
+            }
+            match shared.log.verify_record(record) {
+                Ok(()) => {
+                    shared.verified.lock().insert(record);
+                }
+                Err(e @ LogError::Corrupt { .. }) => {
+                    let (from, to) = (p.offset, p.offset + p.len as u64);
+                    tracing::error!(container = shared.id, segment = name, from, to, error = %e,
+                        "Tier-1 log is damaged before the last checkpoint; refusing to serve the damaged range");
+                    return Err(StoreError::Corrupt {
+                        container: shared.id,
+                        detail: format!("bytes {from}..{to} of segment {name} are damaged: {e}"),
+                    });
+                }
+                Err(e) => return Err(StoreError::Internal(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The writer thread of one container.
 struct WriterThread {
     shared: Arc<Shared>,
     log: Box<dyn LogWriter>,
     written: Written,
     rx: mpsc::Receiver<Request>,
+    /// Bytes of batch records between two checkpoints.
+    checkpoint_interval: u64,
+    /// Bytes of batch records written since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 /// A reply to send once the batch is durable.
@@ -664,6 +802,8 @@ enum Reply {
     WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, u64), StoreError>),
     Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     Merged(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
+    /// Answered with the outcome of the checkpoint written after the group.
+    Checkpoint(oneshot::Sender<Result<Lsn, StoreError>>),
 }
 
 fn estimate(req: &Request) -> usize {
@@ -729,6 +869,7 @@ impl WriterThread {
             replies.push(self.encode(req, payload));
         }
         if !payload.is_empty() {
+            self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
             let (lsn, addr) = match self.log.append(RecordKind::Batch, payload) {
                 Ok(r) => r,
                 Err(e) => {
@@ -754,6 +895,8 @@ impl WriterThread {
             }
             self.shared.durable_lsn.send_replace(lsn);
         }
+        // A requested checkpoint follows the group, so it covers everything queued before it.
+        let checkpoint = replies.iter().any(|r| matches!(r, Reply::Checkpoint(_))).then(|| self.write_checkpoint());
         for r in replies {
             match r {
                 Reply::Created(tx, res) => drop(tx.send(res)),
@@ -765,6 +908,51 @@ impl WriterThread {
                 Reply::WriterState(tx, res) => drop(tx.send(res)),
                 Reply::Done(tx, res) => drop(tx.send(res)),
                 Reply::Merged(tx, res) => drop(tx.send(res)),
+                Reply::Checkpoint(tx) => {
+                    let res = match &checkpoint {
+                        Some(Ok(lsn)) => Ok(*lsn),
+                        Some(Err(e)) if e.is_retryable() => Err(StoreError::StorageFull(e.to_string())),
+                        Some(Err(e)) => Err(StoreError::Internal(e.to_string())),
+                        None => Err(StoreError::Internal("checkpoint not written".into())),
+                    };
+                    drop(tx.send(res));
+                }
+            }
+        }
+        if self.since_checkpoint >= self.checkpoint_interval {
+            // Errors are logged inside; the next one is tried after another interval.
+            let _ = self.write_checkpoint();
+        }
+    }
+
+    /// Writes a checkpoint of the durable state. Called between groups only, when every
+    /// written record is durable, so the written and durable states are the same.
+    fn write_checkpoint(&mut self) -> Result<Lsn, LogError> {
+        let mut buf = Vec::new();
+        {
+            let d = self.shared.durable.read();
+            let views = d.segments.iter().map(|(name, s)| SegmentView {
+                local: s.local,
+                name,
+                start_offset: s.start_offset,
+                length: s.length,
+                sealed: s.sealed,
+                writers: &s.writers,
+                attributes: &s.attributes,
+                index: &s.index,
+            });
+            checkpoint::encode(&mut buf, self.written.next_local, views);
+        }
+        self.since_checkpoint = 0;
+        match self.log.checkpoint(&buf) {
+            Ok(lsn) => {
+                tracing::debug!(container = self.shared.id, lsn, bytes = buf.len(), "metadata checkpoint written");
+                Ok(lsn)
+            }
+            Err(e) => {
+                tracing::warn!(container = self.shared.id, bytes = buf.len(), error = %e,
+                    "cannot write a metadata checkpoint; recovery replays from the previous one");
+                Err(e)
             }
         }
     }
@@ -947,6 +1135,7 @@ impl WriterThread {
                 });
                 Reply::Done(reply, res)
             }
+            Request::Checkpoint { reply } => Reply::Checkpoint(reply),
             Request::WriterState { name, writer, reply } => {
                 let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), s.length));
                 Reply::WriterState(reply, res)
@@ -971,6 +1160,7 @@ fn fail(req: Request, e: StoreError) {
         Request::Truncate { reply, .. } => drop(reply.send(Err(e))),
         Request::Merge { reply, .. } => drop(reply.send(Err(e))),
         Request::UpdateAttribute { reply, .. } => drop(reply.send(Err(e))),
+        Request::Checkpoint { reply } => drop(reply.send(Err(e))),
     }
 }
 
@@ -986,14 +1176,16 @@ pub fn frame(payloads: &[&[u8]]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::RECORD_HEADER_LEN;
     use crate::log::mem::MemLog;
 
     /// Recovers a container from `log` as after a crash; `log` then follows the new writer.
     fn mem_container(log: &mut MemLog) -> Container {
         let mut replay = Replay::default();
-        let (new_log, _) = log.crash(&mut |r| replay.record(r));
+        let (new_log, report) = log.recover(&mut replay);
         *log = new_log.clone();
-        Container::start(0, Box::new(new_log), replay, None)
+        let checkpoint = report.checkpoint.map(|(_, addr)| addr);
+        Container::start(0, Box::new(new_log), replay, None, checkpoint, &ContainerOptions::default())
     }
 
     async fn append(
@@ -1157,5 +1349,247 @@ mod tests {
         let c = mem_container(&mut log);
         assert!(matches!(c.info("x"), Err(StoreError::SegmentNotFound(_))));
         assert!(c.create("x").await.unwrap(), "a deleted name can be created again");
+    }
+
+    // ---- Checkpoints, on the real file log ----
+
+    use crate::log::file::MIN_FILE_SIZE;
+    use crate::log::{Header, RecoveryReport, decode_header, record_len};
+
+    fn file_opts(checkpoint_interval: u64) -> ContainerOptions {
+        ContainerOptions { log: FileLogOptions { file_size: MIN_FILE_SIZE }, checkpoint_interval }
+    }
+
+    /// Waits until the writer thread has finished everything queued (including a checkpoint
+    /// that the last group triggered), then drops the container.
+    async fn close(c: Container) {
+        let _ = c.writer_state("", "").await;
+        drop(c);
+    }
+
+    /// Recovers the log in `dir` twice, without starting a container: by full replay, and
+    /// from the newest checkpoint.
+    fn replay_both(dir: &Path) -> ((Replay, RecoveryReport), (Replay, RecoveryReport)) {
+        let opts = file_opts(u64::MAX).log;
+        let mut full = Replay::default();
+        let (log, full_report) = FileLog::open(dir, opts.clone(), &mut |r| full.record(r)).unwrap();
+        drop(log);
+        let mut from_cp = Replay::default();
+        let (log, cp_report) = FileLog::recover(dir, opts, &mut from_cp).unwrap();
+        drop(log);
+        ((full, full_report), (from_cp, cp_report))
+    }
+
+    /// Every record in log file 1: (header offset, header).
+    fn records_in(dir: &Path) -> Vec<(u64, Header)> {
+        let bytes = std::fs::read(dir.join(format!("log-{:020}.log", 1))).unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while let Some(h) = bytes.get(pos..).and_then(decode_header) {
+            out.push((pos as u64, h));
+            pos += record_len(h.len);
+        }
+        out
+    }
+
+    fn flip_byte(dir: &Path, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).open(dir.join(format!("log-{:020}.log", 1))).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    }
+
+    /// What a client can observe of every segment: info and all readable events.
+    fn observe(c: &Container, names: &[&str]) -> Vec<Option<(SegmentInfo, Vec<Vec<u8>>)>> {
+        names
+            .iter()
+            .map(|n| {
+                let info = c.info(n).ok()?;
+                let mut events = Vec::new();
+                let mut at = info.start_offset;
+                while at < info.length {
+                    let chunk = c.read(n, at, 1 << 20).unwrap();
+                    at += chunk.data.len() as u64;
+                    events.extend(payloads(&chunk));
+                }
+                Some((info, events))
+            })
+            .collect()
+    }
+
+    const NAMES: [&str; 5] = ["s/a", "s/b", "s/c", "s/src", "s/gone"];
+
+    /// A mix of every kind of operation, over several groups: `round` makes each call differ.
+    async fn workload(c: &Container, round: i64) {
+        for n in NAMES {
+            c.create(n).await.unwrap();
+        }
+        for i in 0..40i64 {
+            let seg = NAMES[(i % 3) as usize];
+            let writer = format!("w{}", i % 4);
+            let last = c.writer_state(seg, &writer).await.unwrap().0;
+            let body = vec![b'a' + (i % 26) as u8; 10 + (i as usize * 37 + round as usize) % 900];
+            append(c, seg, &writer, last + 2, &[&body, format!("r{round}-{i}").as_bytes()]).await.unwrap();
+        }
+        let len = c.info("s/c").unwrap().length;
+        c.conditional_append("s/c", len, 1, frame(&[b"conditional"])).await.unwrap();
+        c.update_attribute("s/a", &format!("k{round}"), None, round as u64).await.unwrap();
+        append(c, "s/src", "m", 0, &[format!("to-merge-{round}").as_bytes()]).await.unwrap();
+        c.seal("s/src").await.unwrap();
+        c.merge("s/b", "s/src").await.unwrap();
+        // Truncate "s/a" at its second event.
+        let first = c.read("s/a", c.info("s/a").unwrap().start_offset, 1).unwrap();
+        c.truncate("s/a", first.offset + first.data.len() as u64).await.unwrap();
+        c.delete("s/gone").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn recovery_from_a_checkpoint_gives_the_same_state_as_a_full_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small interval: checkpoints are written on their own, many times.
+        let c = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap();
+        workload(&c, 1).await;
+        // Later rounds re-create deleted names, so local ids and merges cross checkpoints.
+        workload(&c, 2).await;
+        c.checkpoint().await.unwrap();
+        workload(&c, 3).await;
+        let before = observe(&c, &NAMES);
+        close(c).await;
+
+        let records = records_in(dir.path());
+        let checkpoints = records.iter().filter(|(_, h)| h.kind == RecordKind::Checkpoint).count();
+        assert!(checkpoints > 3, "periodic checkpoints were written ({checkpoints})");
+        let ((full, full_report), (from_cp, cp_report)) = replay_both(dir.path());
+        let (cp_lsn, _) = cp_report.checkpoint.expect("recovery started from a checkpoint");
+        assert!(cp_lsn > records.len() as u64 / 2, "from a recent checkpoint: lsn {cp_lsn} of {}", records.len());
+        assert_eq!(full_report.last_lsn, cp_report.last_lsn);
+        assert!(full.error.is_none() && from_cp.error.is_none());
+        assert_eq!(from_cp.durable, full.durable, "segments, writers, attributes and read index");
+        assert_eq!(from_cp.written, full.written, "the writer's view, including the next local id");
+
+        let c = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap();
+        assert_eq!(observe(&c, &NAMES), before, "what clients see is unchanged");
+        // Exactly-once state survived: a retry is acknowledged without being stored again.
+        let (last, len) = c.writer_state("s/a", "w0").await.unwrap();
+        append(&c, "s/a", "w0", last, &[b"retry"]).await.unwrap();
+        assert_eq!(c.info("s/a").unwrap().length, len);
+        close(c).await;
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_checkpoint_is_reported_on_read_and_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::open(0, dir.path(), &file_opts(u64::MAX)).unwrap();
+        c.create("a").await.unwrap();
+        c.create("b").await.unwrap();
+        for i in 0..4 {
+            append(&c, "a", "w", i, &[format!("a{i}").as_bytes()]).await.unwrap();
+        }
+        append(&c, "b", "w", 0, &[b"b0"]).await.unwrap();
+        c.checkpoint().await.unwrap();
+        append(&c, "a", "w", 4, &[b"a4"]).await.unwrap();
+        // The bytes of the second append to "a" (a1), and the record holding them.
+        let victim = c.shared.durable.read().segments["a"].index[1];
+        close(c).await;
+        let header = victim.record().pos - RECORD_HEADER_LEN as u64;
+        flip_byte(dir.path(), victim.addr.pos + 5);
+
+        // The damage is before the checkpoint: start-up does not read it ...
+        let c = Container::open(0, dir.path(), &file_opts(u64::MAX)).unwrap();
+        assert!(c.shared.damage.is_none());
+        // ... but no read returns those bytes, now or later.
+        let file = format!("log-{:020}.log", 1);
+        for _ in 0..2 {
+            let err = c.read("a", victim.offset, 1 << 20).unwrap_err();
+            assert_eq!(err.code(), nadi_proto::ErrorCode::Corrupt);
+            let msg = err.to_string();
+            assert!(msg.contains(&file) && msg.contains(&format!("offset {header}")), "names file and offset: {msg}");
+            // A read that starts before the damage and would run into it fails as a whole.
+            assert!(matches!(c.read("a", 0, 1 << 20), Err(StoreError::Corrupt { .. })));
+        }
+        // Undamaged records, before and after the checkpoint, are served.
+        assert_eq!(payloads(&c.read("a", 0, 1).unwrap()), vec![b"a0".to_vec()]);
+        let after = victim.offset + victim.len as u64;
+        assert_eq!(payloads(&c.read("a", after, 1 << 20).unwrap()), ["a2", "a3", "a4"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(payloads(&c.read("b", 0, 1 << 20).unwrap()), vec![b"b0".to_vec()]);
+        // The container keeps taking writes.
+        append(&c, "a", "w", 5, &[b"a5"]).await.unwrap();
+        close(c).await;
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_torn_checkpoint_falls_back_without_losing_acknowledged_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        workload(&c, 1).await;
+        let cp1 = c.checkpoint().await.unwrap();
+        workload(&c, 2).await;
+        let cp2 = c.checkpoint().await.unwrap();
+        workload(&c, 3).await;
+        let acknowledged = observe(&c, &NAMES);
+        close(c).await;
+        let ((full, _), _) = replay_both(&path);
+        let log_file = path.join(format!("log-{:020}.log", 1));
+        let pristine = std::fs::read(&log_file).unwrap();
+        let pointer = std::fs::read(path.join("checkpoint")).unwrap();
+        let (cp2_pos, cp2_header) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp2).unwrap();
+        assert_eq!(cp2_header.kind, RecordKind::Checkpoint);
+
+        // 1. The newest checkpoint is damaged: recovery starts from the one before, steps
+        //    over the damaged record and replays everything after it.
+        flip_byte(&path, cp2_pos + RECORD_HEADER_LEN as u64 + 3);
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp1));
+        assert_eq!(report.bad_checkpoints.iter().map(|b| (b.lsn, b.offset)).collect::<Vec<_>>(), vec![(cp2, cp2_pos)]);
+        assert!(report.corruption.is_none() && report.torn_tail.is_none());
+        assert_eq!((replay.durable, replay.written), (full.durable, full.written));
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        // Writes go on after the damaged checkpoint, and survive another restart.
+        append(&c, "s/b", "late", 0, &[b"late"]).await.unwrap();
+        let later = observe(&c, &NAMES);
+        close(c).await;
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), later);
+        close(c).await;
+
+        // 2. A checkpoint torn by a crash: written but not durable, so the pointer file still
+        //    names the earlier ones. Recovery cuts it as a torn tail.
+        std::fs::write(&log_file, &pristine).unwrap();
+        std::fs::write(path.join("checkpoint"), &pointer).unwrap();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        let cp3 = c.checkpoint().await.unwrap();
+        close(c).await;
+        std::fs::write(path.join("checkpoint"), &pointer).unwrap();
+        let (cp3_pos, cp3_header) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp3).unwrap();
+        let mut torn = std::fs::read(&log_file).unwrap();
+        let cut = (cp3_pos as usize) + (RECORD_HEADER_LEN + cp3_header.len) / 2;
+        torn[cut..cut + 64].fill(0xEE);
+        torn.truncate(cut + 64);
+        std::fs::write(&log_file, &torn).unwrap();
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp2));
+        assert_eq!(report.torn_tail.map(|t| t.offset), Some(cp3_pos));
+        assert!(report.corruption.is_none());
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        close(c).await;
+
+        // 3. No usable pointer file: the newest checkpoint is found by walking the headers.
+        std::fs::write(path.join("checkpoint"), b"garbage").unwrap();
+        let ((full, _), (from_cp, report)) = replay_both(&path);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp2));
+        assert_eq!((from_cp.durable, from_cp.written), (full.durable, full.written));
+        std::fs::remove_file(path.join("checkpoint")).unwrap();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        close(c).await;
     }
 }

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::config::StandaloneConfig;
+use crate::container::ContainerOptions;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::store::{SegmentStore, StoreConfig};
@@ -40,7 +41,10 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let store_cfg = StoreConfig {
         dir: cfg.data_dir.join("tier1"),
         containers: cfg.containers,
-        log: FileLogOptions { file_size: cfg.log_file_size },
+        container: ContainerOptions {
+            log: FileLogOptions { file_size: cfg.log_file_size },
+            checkpoint_interval: cfg.checkpoint_interval,
+        },
     };
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
