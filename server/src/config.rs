@@ -33,6 +33,10 @@ pub struct StandaloneArgs {
     /// Recovery replays at most about this much log per container. Default 64MiB.
     #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
     pub checkpoint_interval: Option<String>,
+    /// Bytes of requests each container accepts before writers wait for the disk, e.g. 64MiB
+    /// (at most 4GiB). Default 64MiB.
+    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
+    pub container_queue_bytes: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -49,6 +53,7 @@ struct FileConfig {
     containers: Option<u32>,
     log_file_size: Option<String>,
     checkpoint_interval: Option<String>,
+    container_queue_bytes: Option<String>,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -61,6 +66,7 @@ pub struct StandaloneConfig {
     pub containers: u32,
     pub log_file_size: u64,
     pub checkpoint_interval: u64,
+    pub container_queue_bytes: u64,
 }
 
 /// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
@@ -99,6 +105,13 @@ impl StandaloneArgs {
         if checkpoint_interval == 0 {
             bail!("checkpoint interval must be at least 1 byte");
         }
+        let container_queue_bytes = match self.container_queue_bytes.or(file.container_queue_bytes) {
+            Some(s) => parse_size(&s)?,
+            None => crate::container::DEFAULT_QUEUE_BYTES,
+        };
+        if container_queue_bytes == 0 || container_queue_bytes > u32::MAX as u64 {
+            bail!("container queue bytes must be between 1 byte and 4GiB");
+        }
         let containers = self.containers.or(file.containers).unwrap_or(4);
         if containers == 0 || containers > 1024 {
             bail!("containers must be between 1 and 1024");
@@ -114,6 +127,7 @@ impl StandaloneArgs {
             containers,
             log_file_size,
             checkpoint_interval,
+            container_queue_bytes,
         })
     }
 }

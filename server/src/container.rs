@@ -40,7 +40,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::checkpoint::{self, IndexEntry, SegmentView};
 use crate::error::StoreError;
@@ -54,6 +54,8 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 const GROUP_COMMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Requests queued per container before senders wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
+/// Default bytes of requests a container accepts before senders wait (backpressure).
+pub const DEFAULT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Default bytes of batch records between two metadata checkpoints.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64 * 1024 * 1024;
@@ -65,11 +67,20 @@ pub struct ContainerOptions {
     /// A metadata checkpoint is written once this many bytes of batch records were written
     /// since the last one. Recovery replays at most about this much log (plus one group).
     pub checkpoint_interval: u64,
+    /// Bytes of requests (mostly append data) accepted but not yet answered, at most. A sender
+    /// waits for room before its request is queued, so a writer faster than the disk is slowed
+    /// to its pace and the memory held is bounded. A single request larger than this waits for
+    /// an empty queue instead. At most 4 GiB.
+    pub queue_bytes: u64,
 }
 
 impl Default for ContainerOptions {
     fn default() -> Self {
-        Self { log: FileLogOptions::default(), checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL }
+        Self {
+            log: FileLogOptions::default(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+        }
     }
 }
 
@@ -225,13 +236,26 @@ struct Shared {
     unverified_below: LogAddress,
     /// Such records whose CRC was checked since.
     verified: Mutex<HashSet<LogAddress>>,
+    /// One permit per byte of requests queued or being committed (see
+    /// [`ContainerOptions::queue_bytes`]). Taken before a request is queued, given back when
+    /// its group has been answered.
+    queue: Arc<Semaphore>,
+    /// Permits of `queue` in all.
+    queue_limit: u32,
+}
+
+/// A request on its way to the writer thread, holding its share of the queue's byte budget.
+#[derive(Debug)]
+struct Queued {
+    req: Request,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A handle to one container. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Container {
     shared: Arc<Shared>,
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<Queued>>,
 }
 
 /// Replays recovered log records into both views.
@@ -460,6 +484,7 @@ impl Container {
         checkpoint: Option<LogAddress>,
         opts: &ContainerOptions,
     ) -> Container {
+        let queue_limit = opts.queue_bytes.clamp(1, u32::MAX as u64) as u32;
         let (lsn_tx, _) = watch::channel(log.durable_lsn());
         let shared = Arc::new(Shared {
             id,
@@ -469,6 +494,8 @@ impl Container {
             damage,
             unverified_below: checkpoint.unwrap_or(LogAddress { file: 0, pos: 0 }),
             verified: Mutex::default(),
+            queue: Arc::new(Semaphore::new(queue_limit as usize)),
+            queue_limit,
         });
         let tx = if shared.damage.is_none() {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -510,8 +537,19 @@ impl Container {
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let Some(tx) = &self.tx else { return Err(self.damaged()) };
         let (reply, rx) = oneshot::channel();
-        tx.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
+        let req = make(reply);
+        // Wait for room in the byte budget first; a request larger than the whole budget
+        // waits for all of it.
+        let cost = (estimate(&req) as u64).min(self.shared.queue_limit as u64) as u32;
+        let permit = self.shared.queue.clone().acquire_many_owned(cost).await.map_err(|_| StoreError::ShuttingDown)?;
+        tx.send(Queued { req, _permit: permit }).await.map_err(|_| StoreError::ShuttingDown)?;
         Ok(rx)
+    }
+
+    /// Bytes of requests accepted and not yet answered (at most
+    /// [`ContainerOptions::queue_bytes`]).
+    pub fn queued_bytes(&self) -> u64 {
+        (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64)
     }
 
     async fn call<T>(
@@ -783,7 +821,7 @@ struct WriterThread {
     shared: Arc<Shared>,
     log: Box<dyn LogWriter>,
     written: Written,
-    rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Queued>,
     /// Bytes of batch records between two checkpoints.
     checkpoint_interval: u64,
     /// Bytes of batch records written since the last checkpoint.
@@ -822,26 +860,32 @@ impl WriterThread {
         let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
         let mut batch = Vec::new();
         // A request that did not fit into the previous group starts the next one.
-        let mut carry: Option<Request> = None;
+        let mut carry: Option<Queued> = None;
+        // The byte-budget permits of the requests in `batch`.
+        let mut permits = Vec::new();
         let limit = self.log.max_record_payload();
         loop {
             let Some(first) = carry.take().or_else(|| self.rx.blocking_recv()) else { break };
-            let mut size = estimate(&first);
-            batch.push(first);
+            let mut size = estimate(&first.req);
+            batch.push(first.req);
+            permits.push(first._permit);
             while size < GROUP_COMMIT_BYTES {
                 match self.rx.try_recv() {
-                    Ok(req) if size + estimate(&req) > limit => {
-                        carry = Some(req);
+                    Ok(q) if size + estimate(&q.req) > limit => {
+                        carry = Some(q);
                         break;
                     }
-                    Ok(req) => {
-                        size += estimate(&req);
-                        batch.push(req);
+                    Ok(q) => {
+                        size += estimate(&q.req);
+                        batch.push(q.req);
+                        permits.push(q._permit);
                     }
                     Err(_) => break,
                 }
             }
             self.commit(&mut batch, &mut payload, size);
+            // The group is answered: its bytes leave the queue.
+            permits.clear();
         }
         tracing::debug!(container = self.shared.id, "container writer stopped");
     }
@@ -1181,11 +1225,15 @@ mod tests {
 
     /// Recovers a container from `log` as after a crash; `log` then follows the new writer.
     fn mem_container(log: &mut MemLog) -> Container {
+        mem_container_with(log, &ContainerOptions::default())
+    }
+
+    fn mem_container_with(log: &mut MemLog, opts: &ContainerOptions) -> Container {
         let mut replay = Replay::default();
         let (new_log, report) = log.recover(&mut replay);
         *log = new_log.clone();
         let checkpoint = report.checkpoint.map(|(_, addr)| addr);
-        Container::start(0, Box::new(new_log), replay, None, checkpoint, &ContainerOptions::default())
+        Container::start(0, Box::new(new_log), replay, None, checkpoint, opts)
     }
 
     async fn append(
@@ -1331,6 +1379,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn queued_bytes_stay_within_the_limit_while_the_disk_stalls() {
+        let mut log = MemLog::new(32 << 20);
+        let limit = 1u64 << 20;
+        let c = mem_container_with(&mut log, &ContainerOptions { queue_bytes: limit, ..Default::default() });
+        c.create("x").await.unwrap();
+        // The disk stalls: the writer thread takes the first group and waits in `sync`.
+        log.hold_syncs();
+        let body = vec![7u8; 100 << 10];
+        let batch = frame(&[&body]);
+        let cost = ops::append_size("w", batch.len()) as u64 + 1;
+        let mut acks = Vec::new();
+        let mut stalled = None;
+        for i in 0..1000i64 {
+            // Polled once: an append either is queued at once or waits for room.
+            let mut queued = Box::pin(c.append("x", "w", i, 1, batch.clone()));
+            match futures::poll!(queued.as_mut()) {
+                std::task::Poll::Ready(ack) => acks.push(ack.unwrap()),
+                std::task::Poll::Pending => {
+                    stalled = Some(queued);
+                    break;
+                }
+            }
+            assert!(c.queued_bytes() <= limit, "{} bytes queued", c.queued_bytes());
+        }
+        let mut stalled = stalled.expect("appends stall once the limit is reached");
+        // Exactly as many appends were accepted as fit in the limit, and none is answered.
+        // (The create's permit, 17 bytes, may still be held a moment after its answer.)
+        assert_eq!(acks.len() as u64, limit / cost);
+        assert!(c.queued_bytes() >= acks.len() as u64 * cost && c.queued_bytes() <= limit);
+        for ack in &mut acks {
+            assert!(matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        }
+        assert!(futures::poll!(stalled.as_mut()).is_pending(), "still no room while the disk stalls");
+        // The disk catches up: the stalled append is queued, and everything is acknowledged in
+        // order and readable.
+        log.release_syncs();
+        acks.push(stalled.await.unwrap());
+        for (i, ack) in acks.into_iter().enumerate() {
+            assert_eq!(ack.await.unwrap().unwrap().last_event_number, i as i64);
+        }
+        let n = c.info("x").unwrap().length / batch.len() as u64;
+        assert_eq!(n, limit / cost + 1);
+        // A single request larger than the whole limit waits for an empty queue, not forever.
+        let big = vec![1u8; 2 << 20];
+        append(&c, "x", "w", n as i64, &[&big]).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn reads_are_cut_at_event_boundaries_and_deleted_segments_vanish() {
         let mut log = MemLog::new(32 << 20);
         let c = mem_container(&mut log);
@@ -1357,7 +1453,7 @@ mod tests {
     use crate::log::{Header, RecoveryReport, decode_header, record_len};
 
     fn file_opts(checkpoint_interval: u64) -> ContainerOptions {
-        ContainerOptions { log: FileLogOptions { file_size: MIN_FILE_SIZE }, checkpoint_interval }
+        ContainerOptions { log: FileLogOptions { file_size: MIN_FILE_SIZE }, checkpoint_interval, ..Default::default() }
     }
 
     /// Waits until the writer thread has finished everything queued (including a checkpoint

@@ -44,6 +44,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         container: ContainerOptions {
             log: FileLogOptions { file_size: cfg.log_file_size },
             checkpoint_interval: cfg.checkpoint_interval,
+            queue_bytes: cfg.container_queue_bytes,
         },
     };
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
