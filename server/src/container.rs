@@ -1,10 +1,13 @@
 //! A segment container: a set of segments sharing one Tier-1 log and one writer thread.
 //!
 //! Every mutation (create, append, seal, delete) is a [`Request`] sent over a bounded channel to
-//! the container's writer thread, which does group commit:
+//! the container's writer thread, which does group commit. The queue is bounded by count and by
+//! bytes: a sender first takes one permit per byte of its request from a semaphore
+//! ([`ContainerOptions::queue_bytes`]), and the writer gives them back once the request's group
+//! has been answered, so a writer faster than the disk waits instead of piling up memory.
 //!
 //! ```text
-//!  requests ──► [bounded channel] ──► writer thread:
+//!  requests ──► [byte budget] ──► [bounded channel] ──► writer thread:
 //!                                       1. take every queued request (up to ~4 MiB)
 //!                                       2. validate against the *written* state, encode into
 //!                                          one batch payload
@@ -1652,6 +1655,21 @@ mod tests {
         close(c).await;
         let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
         assert_eq!(observe(&c, &NAMES), later);
+        // A newer checkpoint that gets damaged too: recovery goes back to the first one and
+        // steps over both damaged ones (the pointer file remembers the older one).
+        let cp4 = c.checkpoint().await.unwrap();
+        append(&c, "s/b", "late", 1, &[b"later"]).await.unwrap();
+        let latest = observe(&c, &NAMES);
+        close(c).await;
+        let (cp4_pos, _) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp4).unwrap();
+        flip_byte(&path, cp4_pos + RECORD_HEADER_LEN as u64 + 3);
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp1));
+        assert!(report.corruption.is_none() && report.torn_tail.is_none());
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), latest);
         close(c).await;
 
         // 2. A checkpoint torn by a crash: written but not durable, so the pointer file still

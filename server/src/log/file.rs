@@ -78,13 +78,24 @@ struct CheckpointPos {
     len: u32,
 }
 
-/// Encodes the pointer file: magic, version, count, 2 zero bytes, `count` entries of
-/// lsn:u64 file:u64 pos:u64 len:u32, then a CRC-32 of everything before it.
-fn encode_pointer(list: &[CheckpointPos]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(12 + 28 * list.len());
+/// What the pointer file says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Pointer {
+    /// The newest valid checkpoints, newest first.
+    checkpoints: Vec<CheckpointPos>,
+    /// Damaged checkpoint records after the oldest of `checkpoints` that an earlier recovery
+    /// stepped over; a later recovery from an older checkpoint steps over them again.
+    damaged: Vec<CheckpointPos>,
+}
+
+/// Encodes the pointer file: magic, version, count, damaged count, a zero byte, the entries
+/// (checkpoints, then damaged ones) as lsn:u64 file:u64 pos:u64 len:u32, then a CRC-32 of
+/// everything before it.
+fn encode_pointer(p: &Pointer) -> Vec<u8> {
+    let mut b = Vec::with_capacity(12 + 28 * (p.checkpoints.len() + p.damaged.len()));
     b.extend_from_slice(&POINTER_MAGIC);
-    b.extend_from_slice(&[POINTER_VERSION, list.len() as u8, 0, 0]);
-    for c in list {
+    b.extend_from_slice(&[POINTER_VERSION, p.checkpoints.len() as u8, p.damaged.len() as u8, 0]);
+    for c in p.checkpoints.iter().chain(&p.damaged) {
         b.extend_from_slice(&c.lsn.to_le_bytes());
         b.extend_from_slice(&c.file.to_le_bytes());
         b.extend_from_slice(&c.pos.to_le_bytes());
@@ -95,18 +106,18 @@ fn encode_pointer(list: &[CheckpointPos]) -> Vec<u8> {
     b
 }
 
-fn decode_pointer(b: &[u8]) -> Option<Vec<CheckpointPos>> {
+fn decode_pointer(b: &[u8]) -> Option<Pointer> {
     let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
     if crc32fast::hash(body).to_le_bytes() != crc || body.get(0..4)? != POINTER_MAGIC || body[4] != POINTER_VERSION {
         return None;
     }
-    let count = body[5] as usize;
+    let (count, damaged) = (body[5] as usize, body[6] as usize);
     let entries = body.get(8..)?;
-    if entries.len() != count * 28 {
+    if entries.len() != (count + damaged) * 28 {
         return None;
     }
     let u64_at = |e: &[u8], i: usize| e.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
-    entries
+    let mut all: Vec<CheckpointPos> = entries
         .chunks_exact(28)
         .map(|e| {
             Some(CheckpointPos {
@@ -116,11 +127,13 @@ fn decode_pointer(b: &[u8]) -> Option<Vec<CheckpointPos>> {
                 len: u32::from_le_bytes(e.get(24..28)?.try_into().ok()?),
             })
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    let damaged = all.split_off(count);
+    Some(Pointer { checkpoints: all, damaged })
 }
 
 /// Reads the pointer file; `None` if it is missing or does not check out.
-fn read_pointer(dir: &Path) -> Option<Vec<CheckpointPos>> {
+fn read_pointer(dir: &Path) -> Option<Pointer> {
     let path = dir.join(POINTER_FILE);
     match fs::read(&path) {
         Ok(b) => {
@@ -139,12 +152,12 @@ fn read_pointer(dir: &Path) -> Option<Vec<CheckpointPos>> {
 }
 
 /// Replaces the pointer file crash-safely: temp file, fsync, rename, fsync the directory.
-fn write_pointer(dir: &Path, list: &[CheckpointPos]) -> Result<(), LogError> {
+fn write_pointer(dir: &Path, pointer: &Pointer) -> Result<(), LogError> {
     let path = dir.join(POINTER_FILE);
     let tmp = dir.join(format!("{POINTER_FILE}.tmp"));
     let result = (|| -> std::io::Result<()> {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        std::io::Write::write_all(&mut f, &encode_pointer(list))?;
+        std::io::Write::write_all(&mut f, &encode_pointer(pointer))?;
         f.sync_all()?;
         fs::rename(&tmp, &path)
     })();
@@ -301,8 +314,9 @@ pub struct FileLog {
     spare: Option<JoinHandle<Result<PathBuf, LogError>>>,
     /// Set when recovery found damage: the log is then read-only.
     damaged: Option<Corruption>,
-    /// The newest valid checkpoint records, newest first (what the pointer file names).
-    checkpoints: Vec<CheckpointPos>,
+    /// The newest valid checkpoint records (newest first) and the damaged ones recovery
+    /// stepped over: what the pointer file says.
+    pointer: Pointer,
 }
 
 fn file_name(seq: u64) -> String {
@@ -432,6 +446,8 @@ impl FileLog {
         let mut report = RecoveryReport::default();
         // Checkpoints the (CRC-checked) pointer file names but that fail their checks: the
         // chain may step over them, their lengths being known.
+        // They stay in the pointer file, so that a later recovery from an older checkpoint
+        // steps over them too.
         let mut skippable: Vec<CheckpointPos> = Vec::new();
         // (file index, position after the checkpoint record, its lsn)
         let mut start: Option<(usize, usize, Lsn)> = None;
@@ -439,7 +455,13 @@ impl FileLog {
         if from_checkpoint {
             let pointer = read_pointer(dir);
             let trusted = pointer.is_some();
-            let candidates = pointer.unwrap_or_else(|| walk_headers(&mapped));
+            let candidates = match pointer {
+                Some(p) => {
+                    skippable = p.damaged;
+                    p.checkpoints
+                }
+                None => walk_headers(&mapped),
+            };
             if !trusted && !candidates.is_empty() {
                 tracing::warn!(dir = %dir.display(), "Tier-1 log: no usable checkpoint pointer file; found checkpoints by walking the record headers");
             }
@@ -597,7 +619,7 @@ impl FileLog {
             scratch: Vec::new(),
             spare: None,
             damaged,
-            checkpoints,
+            pointer: Pointer { checkpoints, damaged: skippable },
         };
         Ok((log, report))
     }
@@ -724,9 +746,14 @@ impl LogWriter for FileLog {
         // Only now, with the record durable, may the pointer file name it.
         let pos =
             CheckpointPos { lsn, file: addr.file, pos: addr.pos - RECORD_HEADER_LEN as u64, len: payload.len() as u32 };
-        self.checkpoints.insert(0, pos);
-        self.checkpoints.truncate(POINTER_KEEP);
-        if let Err(e) = write_pointer(&self.dir, &self.checkpoints) {
+        let p = &mut self.pointer;
+        p.checkpoints.insert(0, pos);
+        p.checkpoints.truncate(POINTER_KEEP);
+        // Damaged checkpoints before the oldest named one can no longer be met by a recovery.
+        let oldest = p.checkpoints.last().map_or(0, |c| c.lsn);
+        p.damaged.retain(|d| d.lsn > oldest);
+        p.damaged.truncate(u8::MAX as usize);
+        if let Err(e) = write_pointer(&self.dir, &self.pointer) {
             tracing::warn!(dir = %self.dir.display(), error = %e,
                 "Tier-1 log: cannot update the checkpoint pointer file; recovery will find the checkpoint by walking the record headers");
         }
