@@ -746,7 +746,14 @@ impl Container {
         let Some(first) = pieces.first().copied() else {
             return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
         };
-        self.verify_pieces(name, &pieces)?;
+        // A read stops before a damaged record and fails only if it starts in one.
+        let mut pieces = pieces;
+        if let Err((bad, e)) = self.verify_pieces(name, &pieces) {
+            if bad == 0 {
+                return Err(e);
+            }
+            pieces.truncate(bad);
+        }
         let mut buf = Vec::with_capacity(pieces.iter().map(|p| p.len as usize).sum());
         for p in &pieces {
             self.shared
@@ -791,10 +798,11 @@ impl Container {
 
 impl Container {
     /// Checks the CRC of every record the pieces come from that recovery did not read, once
-    /// per record. Damage is reported, never served and never skipped.
-    fn verify_pieces(&self, name: &str, pieces: &[IndexEntry]) -> Result<(), StoreError> {
+    /// per record. Damage is reported, never served and never skipped: the error comes with
+    /// the index of the first piece that must not be served.
+    fn verify_pieces(&self, name: &str, pieces: &[IndexEntry]) -> Result<(), (usize, StoreError)> {
         let shared = &self.shared;
-        for p in pieces {
+        for (i, p) in pieces.iter().enumerate() {
             let record = p.record();
             if record >= shared.unverified_below || shared.verified.lock().contains(&record) {
                 continue;
@@ -807,12 +815,15 @@ impl Container {
                     let (from, to) = (p.offset, p.offset + p.len as u64);
                     tracing::error!(container = shared.id, segment = name, from, to, error = %e,
                         "Tier-1 log is damaged before the last checkpoint; refusing to serve the damaged range");
-                    return Err(StoreError::Corrupt {
-                        container: shared.id,
-                        detail: format!("bytes {from}..{to} of segment {name} are damaged: {e}"),
-                    });
+                    return Err((
+                        i,
+                        StoreError::Corrupt {
+                            container: shared.id,
+                            detail: format!("bytes {from}..{to} of segment {name} are damaged: {e}"),
+                        },
+                    ));
                 }
-                Err(e) => return Err(StoreError::Internal(e.to_string())),
+                Err(e) => return Err((i, StoreError::Internal(e.to_string()))),
             }
         }
         Ok(())
@@ -1605,8 +1616,10 @@ mod tests {
             assert_eq!(err.code(), nadi_proto::ErrorCode::Corrupt);
             let msg = err.to_string();
             assert!(msg.contains(&file) && msg.contains(&format!("offset {header}")), "names file and offset: {msg}");
-            // A read that starts before the damage and would run into it fails as a whole.
-            assert!(matches!(c.read("a", 0, 1 << 20), Err(StoreError::Corrupt { .. })));
+            // A read that starts before the damage stops right before it.
+            let chunk = c.read("a", 0, 1 << 20).unwrap();
+            assert_eq!(payloads(&chunk), vec![b"a0".to_vec()]);
+            assert_eq!(chunk.offset + chunk.data.len() as u64, victim.offset);
         }
         // Undamaged records, before and after the checkpoint, are served.
         assert_eq!(payloads(&c.read("a", 0, 1).unwrap()), vec![b"a0".to_vec()]);
