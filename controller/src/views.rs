@@ -141,6 +141,7 @@ impl HistoryView {
                     Ok(pb::EpochReason::Manual) => "manual",
                     Ok(pb::EpochReason::SplitByLoad) => "split-by-load",
                     Ok(pb::EpochReason::MergeByLoad) => "merge-by-load",
+                    Ok(pb::EpochReason::TxnCommit) => "txn-commit",
                     _ => "created",
                 }
                 .to_owned(),
