@@ -162,6 +162,45 @@ impl EventWriter {
         Ok(EventWriter { writer_id, routes, tasks, failure, next_unkeyed: AtomicUsize::new(0) })
     }
 
+    /// A writer over a fixed set of segments instead of a stream's active segments: a
+    /// transaction's segments, `(qualified name, store endpoint, key_low, key_high)` tiling
+    /// [0, 1). It routes keys exactly like [`EventWriter::new`] but never re-routes (a
+    /// transaction's segments do not scale). Used by `TransactionalWriter`.
+    pub(crate) fn for_segments(
+        client: &NadiClient,
+        writer_id: String,
+        segments: Vec<(String, String, f64, f64)>,
+        config: WriterConfig,
+    ) -> Result<EventWriter, ClientError> {
+        let mut config = config;
+        config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE - 8);
+        config.max_in_flight = config.max_in_flight.max(1);
+        if segments.is_empty() {
+            return Err(ClientError::new(ErrorKind::Internal, "a writer needs at least one segment"));
+        }
+        let failure = Arc::new(Mutex::new(None));
+        let mut routes = Vec::new();
+        let mut tasks = Vec::new();
+        for (segment, endpoint, low, high) in segments {
+            let (tx, rx) = mpsc::channel(config.queue_len);
+            let task = SegmentTask {
+                client: client.clone(),
+                endpoint,
+                segment,
+                writer_id: writer_id.clone(),
+                config: config.clone(),
+                failure: failure.clone(),
+                next_number: None,
+                in_flight: VecDeque::new(),
+                waiters: Vec::new(),
+                acked: -1,
+            };
+            tasks.push(tokio::spawn(task.run(rx)));
+            routes.push(Route { low, high, tx });
+        }
+        Ok(EventWriter { writer_id, routes, tasks, failure, next_unkeyed: AtomicUsize::new(0) })
+    }
+
     /// This writer's id.
     pub fn writer_id(&self) -> &str {
         &self.writer_id
