@@ -153,6 +153,10 @@ impl Controller {
         let t = self.txn(id)?;
         let _lock = self.locks.lock(&t.scope, &t.stream).await;
         let t = self.txn(id)?;
+        if matches!(t.state, TxnState::Aborting | TxnState::Aborted) {
+            // Refused by the state machine with the reason (TXN_ABORTED).
+            self.meta.propose_txn(TxnCommand::StartCommit { id: id.into(), now_ms: now_ms() }).await?;
+        }
         if t.state == TxnState::Open {
             // Before deciding: every segment must exist. A segment missing now was never
             // created (begin failed); after the decision, a missing segment means "merged".
@@ -185,7 +189,11 @@ impl Controller {
                 }
             }
         }
-        self.finish_txn(id).await
+        let t = self.finish_txn(id).await?;
+        if t.state != TxnState::Committed {
+            return Err(MetaError::Internal(format!("transaction {id} is {:?} after its commit", t.state)));
+        }
+        Ok(t)
     }
 
     /// Aborts transaction `id`; returns it aborted.
