@@ -535,6 +535,37 @@ mod tests {
     }
 
     #[test]
+    fn a_merging_commit_blocks_scale_and_seal_and_a_deleted_stream_forgets_its_txns() {
+        use crate::raft::Request;
+        use crate::raft::state_machine::Machine;
+        let mut m = Machine { meta: stream(2), ..Default::default() };
+        m.apply(&Request::Txn(begin("c1", 10))).unwrap();
+        m.apply(&Request::Txn(TxnCommand::StartCommit { id: "c1".into(), now_ms: 20 })).unwrap();
+        let scale = Request::Meta(Command::StartScale {
+            scope: "s".into(),
+            stream: "t".into(),
+            sealed: vec![SegmentId::new(0, 0)],
+            new_ranges: vec![(0.0, 0.5)],
+            reason: EpochReason::Manual,
+            now_ms: 30,
+            promoted: vec![],
+        });
+        let seal = Request::Meta(Command::StreamSealed { scope: "s".into(), stream: "t".into() });
+        for req in [&scale, &seal] {
+            let before = m.clone();
+            assert!(matches!(m.apply(req), Err(MetaError::ScaleInProgress(_))));
+            assert_eq!(m, before);
+        }
+        m.apply(&Request::Txn(TxnCommand::Committed { id: "c1".into(), now_ms: 40 })).unwrap();
+        m.apply(&scale).unwrap();
+        m.apply(&Request::Meta(Command::CompleteScale { scope: "s".into(), stream: "t".into(), epoch: 1, now_ms: 50 }))
+            .unwrap();
+        m.apply(&seal).unwrap();
+        m.apply(&Request::Meta(Command::DeleteStream { scope: "s".into(), stream: "t".into() })).unwrap();
+        assert!(m.txns.txns.is_empty());
+    }
+
+    #[test]
     fn finished_records_are_bounded() {
         let mut meta = stream(1);
         let mut t = TxnTable::default();
