@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
+use nadi_proto::controller::v1::transaction_service_client::TransactionServiceClient;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
 use parking_lot::Mutex;
 use tonic::transport::{Channel, Endpoint};
@@ -89,6 +90,40 @@ impl NadiClient {
         F: FnMut(ControllerServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.any_controller(|channel| {
+            call(
+                ControllerServiceClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+        })
+        .await
+    }
+
+    /// Calls `nadi.controller.v1.TransactionService`, with the same failover as
+    /// [`controller`](Self::controller).
+    pub(crate) async fn transactions<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(TransactionServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.any_controller(|channel| {
+            call(
+                TransactionServiceClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+        })
+        .await
+    }
+
+    /// The failover loop behind [`controller`](Self::controller): `call` gets a channel to one
+    /// controller node at a time.
+    async fn any_controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let n = self.inner.controllers.len();
         let deadline = tokio::time::Instant::now() + CONTROLLER_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
@@ -97,10 +132,7 @@ impl NadiClient {
             let start = self.inner.current.load(Ordering::Relaxed);
             for i in 0..n {
                 let idx = (start + i) % n;
-                let client = ControllerServiceClient::new(self.inner.controllers[idx].clone())
-                    .max_decoding_message_size(MAX_MESSAGE)
-                    .max_encoding_message_size(MAX_MESSAGE);
-                match call(client).await {
+                match call(self.inner.controllers[idx].clone()).await {
                     Ok(r) => {
                         self.inner.current.store(idx, Ordering::Relaxed);
                         return Ok(r.into_inner());

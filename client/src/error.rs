@@ -46,7 +46,9 @@ impl ClientError {
 
 fn kind_of(code: ErrorCode) -> ErrorKind {
     match code {
-        ErrorCode::ScopeNotFound | ErrorCode::StreamNotFound | ErrorCode::SegmentNotFound => ErrorKind::NotFound,
+        ErrorCode::ScopeNotFound | ErrorCode::StreamNotFound | ErrorCode::SegmentNotFound | ErrorCode::TxnNotFound => {
+            ErrorKind::NotFound
+        }
         ErrorCode::ScopeExists | ErrorCode::StreamExists => ErrorKind::AlreadyExists,
         ErrorCode::Sealed => ErrorKind::Sealed,
         ErrorCode::StreamNotSealed
@@ -57,7 +59,9 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::SegmentNotSealed
         | ErrorCode::EventNumberGap
         | ErrorCode::Truncated
-        | ErrorCode::BadOffset => ErrorKind::Conflict,
+        | ErrorCode::BadOffset
+        | ErrorCode::TxnAborted
+        | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
         ErrorCode::InvalidName | ErrorCode::InvalidArgument | ErrorCode::EventTooLarge => ErrorKind::Invalid,
         ErrorCode::StorageFull | ErrorCode::Unavailable => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,

@@ -6,15 +6,19 @@
 //!   `nadi_proto::routing`) to its segment, batches and pipelines appends, and acknowledges
 //!   only durable events.
 //! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
+//! - [`TransactionalWriter`]: events that become readable all at once on commit, or never;
+//!   resumable by id from another process.
 //!
 //! Errors are [`ClientError`]s with a coarse, prescriptive [`ErrorKind`].
 
 mod client;
 mod error;
 mod reader;
+mod txn;
 mod writer;
 
 pub use client::{NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use reader::{EventRead, StreamReader};
+pub use txn::{TransactionalWriter, TxnState, TxnStatus};
 pub use writer::{AckObserver, EventWriter, WriterConfig};

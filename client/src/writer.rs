@@ -112,6 +112,8 @@ struct Shared {
     stream: String,
     writer_id: String,
     config: WriterConfig,
+    /// A fixed set of segments (a transaction's): a sealed segment is an error, not a scale.
+    fixed: bool,
     /// The routing table. `write` and `flush` send while holding the read lock; a task whose
     /// segment was sealed takes the write lock to swap itself out for its successors, so no
     /// event can overtake the ones it is still forwarding (see [`SegmentTask::reroute`]).
@@ -134,22 +136,35 @@ impl Shared {
         if let Some(tx) = tasks.get(&s.id) {
             return Ok(tx.clone());
         }
+        let tx = self.spawn_task(seg.endpoint.clone(), s.qualified_name.clone(), s.id, s.key_low, s.key_high);
+        tasks.insert(s.id, tx.clone());
+        Ok(tx)
+    }
+
+    /// Starts the task of one segment and returns its queue.
+    fn spawn_task(
+        self: &Arc<Self>,
+        endpoint: String,
+        segment: String,
+        id: u64,
+        low: f64,
+        high: f64,
+    ) -> mpsc::Sender<Cmd> {
         let (tx, rx) = mpsc::channel(self.config.queue_len);
         let task = SegmentTask {
             shared: self.clone(),
-            endpoint: seg.endpoint.clone(),
-            segment: s.qualified_name.clone(),
-            segment_id: s.id,
-            low: s.key_low,
-            high: s.key_high,
+            endpoint,
+            segment,
+            segment_id: id,
+            low,
+            high,
             next_number: None,
             in_flight: VecDeque::new(),
             waiters: Vec::new(),
             acked: -1,
         };
         self.handles.lock().push(tokio::spawn(task.run(rx)));
-        tasks.insert(s.id, tx.clone());
-        Ok(tx)
+        tx
     }
 
     fn fail(&self, e: ClientError) {
@@ -225,6 +240,7 @@ impl EventWriter {
             stream: stream.to_owned(),
             writer_id,
             config,
+            fixed: false,
             routes: tokio::sync::RwLock::new(Vec::new()),
             tasks: Mutex::default(),
             handles: Mutex::default(),
@@ -237,6 +253,47 @@ impl EventWriter {
             routes.push(Route { low: seg.key_low, high: seg.key_high, segment_id: seg.id, tx });
         }
         *shared.routes.write().await = routes;
+        Ok(EventWriter { shared, next_unkeyed: AtomicUsize::new(0) })
+    }
+
+    /// A writer over a fixed set of segments instead of a stream's active segments: a
+    /// transaction's segments, `(qualified name, store endpoint, key_low, key_high)` tiling
+    /// [0, 1). It routes keys exactly like [`EventWriter::new`] but never re-routes (a
+    /// transaction's segments do not scale). Used by `TransactionalWriter`.
+    pub(crate) fn for_segments(
+        client: &NadiClient,
+        writer_id: String,
+        segments: Vec<(String, String, f64, f64)>,
+        config: WriterConfig,
+    ) -> Result<EventWriter, ClientError> {
+        let mut config = config;
+        config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE - 8);
+        config.max_in_flight = config.max_in_flight.max(1);
+        if segments.is_empty() {
+            return Err(ClientError::new(ErrorKind::Internal, "a writer needs at least one segment"));
+        }
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            scope: String::new(),
+            stream: String::new(),
+            writer_id,
+            config,
+            fixed: true,
+            routes: tokio::sync::RwLock::new(Vec::new()),
+            tasks: Mutex::default(),
+            handles: Mutex::default(),
+            failure: Mutex::default(),
+        });
+        let mut routes = Vec::new();
+        for (i, (segment, endpoint, low, high)) in segments.into_iter().enumerate() {
+            // Synthetic ids: these segments are only told apart within this writer.
+            let tx = shared.spawn_task(endpoint, segment, i as u64, low, high);
+            routes.push(Route { low, high, segment_id: i as u64, tx });
+        }
+        match shared.routes.try_write() {
+            Ok(mut r) => *r = routes,
+            Err(_) => unreachable!("nobody else holds a new writer's routing table"),
+        }
         Ok(EventWriter { shared, next_unkeyed: AtomicUsize::new(0) })
     }
 
@@ -366,6 +423,10 @@ impl SegmentTask {
         loop {
             match self.connection(&mut rx, &mut attempts).await {
                 End::Done => return,
+                End::Sealed if self.shared.fixed => {
+                    let e = ClientError::new(ErrorKind::Sealed, format!("segment {} is sealed", self.segment));
+                    return self.fail(e, rx).await;
+                }
                 End::Sealed => match self.reroute(&mut rx).await {
                     Ok(()) => return,
                     Err(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {

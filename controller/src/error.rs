@@ -34,6 +34,12 @@ pub enum MetaError {
     SegmentSealed(String),
     #[error("stream {0} is being scaled; retry when that scale has completed")]
     ScaleInProgress(String),
+    #[error("transaction {0} does not exist (or its record has expired)")]
+    TxnNotFound(String),
+    #[error("transaction {0}")]
+    TxnAborted(String),
+    #[error("transaction {0}")]
+    TxnNotOpen(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -62,6 +68,9 @@ impl MetaError {
             MetaError::SegmentNotFound(_) => ErrorCode::SegmentNotFound,
             MetaError::SegmentSealed(_) => ErrorCode::Sealed,
             MetaError::ScaleInProgress(_) => ErrorCode::ScaleInProgress,
+            MetaError::TxnNotFound(_) => ErrorCode::TxnNotFound,
+            MetaError::TxnAborted(_) => ErrorCode::TxnAborted,
+            MetaError::TxnNotOpen(_) => ErrorCode::TxnNotOpen,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,
             MetaError::Internal(_) => ErrorCode::Internal,
         }

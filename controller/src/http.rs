@@ -25,6 +25,7 @@ use axum::{Json, Router};
 use nadi_proto::ErrorCode;
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
+use nadi_proto::controller::v1::transaction_service_client::TransactionServiceClient;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -37,6 +38,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::MetaError;
 use crate::views::{
     ActiveSegmentsView, ClusterView, HistoryView, ScaleBody, ScopeListView, ScopeView, StreamListView, StreamView,
+    TxnListView, TxnView,
 };
 
 /// The JSON body of every error.
@@ -147,12 +149,17 @@ impl Metrics {
 #[derive(Debug, Clone)]
 struct AppState {
     grpc: ControllerServiceClient<Channel>,
+    txns: TransactionServiceClient<Channel>,
     metrics: Arc<Metrics>,
 }
 
 impl AppState {
     fn grpc(&self) -> ControllerServiceClient<Channel> {
         self.grpc.clone()
+    }
+
+    fn txns(&self) -> TransactionServiceClient<Channel> {
+        self.txns.clone()
     }
 }
 
@@ -163,7 +170,11 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect_lazy();
-    let state = AppState { grpc: ControllerServiceClient::new(channel), metrics: Arc::new(Metrics::new()) };
+    let state = AppState {
+        grpc: ControllerServiceClient::new(channel.clone()),
+        txns: TransactionServiceClient::new(channel),
+        metrics: Arc::new(Metrics::new()),
+    };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
     Ok(Router::new()
         .route("/health", get(health))
@@ -178,6 +189,8 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .route(&format!("{stream}/scale"), post(scale_stream))
         .route(&format!("{stream}/segments"), get(active_segments))
         .route(&format!("{stream}/history"), get(history))
+        .route(&format!("{stream}/transactions"), get(list_txns))
+        .route(&format!("{stream}/transactions/{{txn}}"), get(get_txn))
         .route("/v1/cluster", get(cluster))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -230,6 +243,8 @@ async fn not_found() -> ApiError {
         scale_stream,
         active_segments,
         history,
+        list_txns,
+        get_txn,
         cluster
     )
 )]
@@ -485,6 +500,42 @@ async fn history(
         .await?
         .into_inner();
     Ok(Json(HistoryView::new(&scope, &stream, &r)))
+}
+
+/// The transactions of a stream the controller remembers: open, committing and aborting ones,
+/// and recently finished ones.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/transactions", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, body = TxnListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_txns(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<TxnListView>> {
+    let Path((scope, stream)) = path?;
+    let r =
+        s.txns().list_txns(pb::ListTxnsRequest { scope: scope.clone(), stream: stream.clone() }).await?.into_inner();
+    Ok(Json(TxnListView { scope, stream, transactions: r.txns.iter().map(TxnView::from).collect() }))
+}
+
+/// One transaction's state and segments.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/transactions/{txn}", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"),
+    ("txn" = String, Path, description = "Transaction id")), responses(
+    (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn get_txn(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<Json<TxnView>> {
+    let Path((scope, stream, txn)) = path?;
+    nadi_proto::names::validate_scope(&scope).map_err(MetaError::from)?;
+    nadi_proto::names::validate_stream(&stream).map_err(MetaError::from)?;
+    let r = s.txns().get_txn(pb::GetTxnRequest { txn_id: txn.clone() }).await?.into_inner();
+    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
+    // The id is global; under another stream's path it does not exist.
+    if t.scope != scope || t.stream != stream {
+        return Err(MetaError::TxnNotFound(format!("{txn} of stream {scope}/{stream}")).into());
+    }
+    Ok(Json(TxnView::from(&t)))
 }
 
 /// Controller members, leader, segment stores and container assignment.

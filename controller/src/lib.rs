@@ -7,6 +7,8 @@
 //!   command and persists the whole state crash-safely before answering.
 //! - [`service`]: the gRPC API `nadi.controller.v1` and the stream workflows (create, seal,
 //!   delete), which call the segment store and are idempotent so they can be resumed.
+//! - [`txn`]: transactions in the replicated state; [`txn_service`]: the gRPC API
+//!   `nadi.controller.v1.TransactionService` and the commit/abort workflows.
 //! - [`http`]: the admin HTTP API (axum).
 
 pub mod cluster;
@@ -19,6 +21,8 @@ pub mod raft;
 pub mod registry;
 pub mod service;
 pub mod state;
+pub mod txn;
+pub mod txn_service;
 pub mod views;
 
 pub use error::MetaError;

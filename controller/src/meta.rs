@@ -58,6 +58,11 @@ impl MetaStore {
         self.write(Request::Cluster(cmd)).await
     }
 
+    /// Applies a transaction command through the Raft log.
+    pub async fn propose_txn(&self, cmd: crate::txn::TxnCommand) -> Result<(), MetaError> {
+        self.write(Request::Txn(cmd)).await
+    }
+
     async fn write(&self, req: Request) -> Result<(), MetaError> {
         match self.node.raft.client_write(req).await {
             Ok(r) => r.data.0,
@@ -72,6 +77,12 @@ impl MetaStore {
     /// Runs `f` on this node's applied metadata.
     pub async fn read<T>(&self, f: impl FnOnce(&ControllerState) -> T) -> T {
         f(&self.applied.read().machine.meta)
+    }
+
+    /// Runs `f` on this node's applied metadata and transactions.
+    pub fn read_txns<T>(&self, f: impl FnOnce(&ControllerState, &crate::txn::TxnTable) -> T) -> T {
+        let a = self.applied.read();
+        f(&a.machine.meta, &a.machine.txns)
     }
 
     /// Runs `f` on this node's applied cluster membership.

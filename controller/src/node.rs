@@ -12,6 +12,10 @@ use crate::meta::MetaStore;
 use crate::raft::{NodeId, RaftNode, RaftSettings};
 use crate::registry::Registry;
 use crate::service::Controller;
+use crate::txn_service::TxnService;
+
+/// How often the leader sweeps transactions (expired leases, interrupted commits and aborts).
+pub const TXN_SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// What a controller node needs to start.
 #[derive(Debug, Clone)]
@@ -44,6 +48,7 @@ impl ControllerNode {
         let registry = Registry::new(meta.clone());
         let node = ControllerNode { meta, controller, registry };
         tokio::spawn(node.clone().leader_duties());
+        tokio::spawn(node.clone().txn_sweeper());
         Ok(node)
     }
 
@@ -53,6 +58,7 @@ impl ControllerNode {
         let mut routes = tonic::service::Routes::builder();
         routes
             .add_service(ControllerServiceServer::new(self.controller.clone()))
+            .add_service(TxnService::new(self.controller.clone()).into_server())
             .add_service(self.registry.clone().into_server())
             .add_service(self.meta.node().raft_service());
         routes.routes()
@@ -77,7 +83,11 @@ impl ControllerNode {
                     // Read only after confirming leadership and applying everything committed.
                     let ready = self.meta.node().raft.ensure_linearizable().await;
                     let resumed = match ready {
-                        Ok(_) => self.controller.resume().await,
+                        Ok(_) => match self.controller.resume().await {
+                            // Then commits and aborts a previous leader left half done.
+                            Ok(()) => self.controller.sweep_txns().await,
+                            Err(e) => Err(e),
+                        },
                         Err(e) => Err(MetaError::Unavailable(e.to_string())),
                     };
                     match resumed {
@@ -95,6 +105,29 @@ impl ControllerNode {
             was_leader = is_leader;
             if metrics.changed().await.is_err() {
                 return; // Raft stopped.
+            }
+        }
+    }
+
+    /// While this node leads: every [`TXN_SWEEP_EVERY`], abort open transactions whose lease
+    /// ran out and finish interrupted commits and aborts. Followers do nothing (their state is
+    /// the leader's, applied from the log).
+    async fn txn_sweeper(self) {
+        let id = self.meta.node().id;
+        let metrics = self.meta.node().raft.metrics();
+        let mut tick = tokio::time::interval(TXN_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if metrics.borrow().current_leader != Some(id) {
+                continue;
+            }
+            // Only a confirmed leader acts, on everything committed before.
+            if self.meta.node().raft.ensure_linearizable().await.is_err() {
+                continue;
+            }
+            if let Err(e) = self.controller.sweep_txns().await {
+                tracing::debug!(error = %e, "transaction sweep incomplete; next pass retries");
             }
         }
     }

@@ -10,6 +10,8 @@
 //!   (idempotent) → make the new epoch current (`CompleteScale`). A scale found pending at
 //!   start-up is rolled forward by [`Controller::resume`]; so is one found by a seal.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nadi_proto::controller::v1 as pb;
@@ -26,24 +28,47 @@ use crate::meta::MetaStore;
 use crate::raft::network::Channels;
 use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// One async lock per stream (`scope/stream`), held by the workflows that change its segments
+/// (scale, seal, transaction commit and abort) so that on one leader they run one at a time.
+/// Across leaders the state machine's own checks keep them apart (see `Machine::apply`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamLocks(Arc<parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl StreamLocks {
+    fn entry(&self, scope: &str, stream: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.0.lock().entry(format!("{scope}/{stream}")).or_default().clone()
+    }
+
+    /// Waits for the stream's lock.
+    pub(crate) async fn lock(&self, scope: &str, stream: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.entry(scope, stream).lock_owned().await
+    }
+
+    /// The stream's lock if it is free.
+    pub(crate) fn try_lock(&self, scope: &str, stream: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.entry(scope, stream).try_lock_owned().ok()
+    }
 }
 
 /// The controller: metadata plus the segment stores it places segments on.
 #[derive(Debug, Clone)]
 pub struct Controller {
-    meta: MetaStore,
+    pub(crate) meta: MetaStore,
     /// Channels to segment stores, by endpoint.
     channels: Channels,
     /// This node's admin HTTP address as reported by `GetClusterInfo` (empty if none).
     http_address: String,
+    pub(crate) locks: StreamLocks,
 }
 
 impl Controller {
     /// A controller over `meta`; segments go to the stores registered in its cluster state.
     pub fn new(meta: MetaStore) -> Controller {
-        Controller { meta, channels: Channels::default(), http_address: String::new() }
+        Controller { meta, channels: Channels::default(), http_address: String::new(), locks: StreamLocks::default() }
     }
 
     /// Sets the admin HTTP address `GetClusterInfo` reports for this node.
@@ -53,7 +78,7 @@ impl Controller {
     }
 
     /// A client of the segment store hosting `segment`.
-    fn store(&self, segment: &str) -> Result<SegmentStoreClient<Channel>, MetaError> {
+    pub(crate) fn store(&self, segment: &str) -> Result<SegmentStoreClient<Channel>, MetaError> {
         let endpoint = self.meta.read_cluster(|c| c.endpoint_for(segment).map(str::to_owned))?;
         let channel = self
             .channels
@@ -150,10 +175,14 @@ impl Controller {
     }
 
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
-        let segments =
-            self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.current_epoch().segments.clone())).await?;
-        for id in segments {
-            let name = segment_name(scope, stream, id);
+        let segments: Vec<String> = self
+            .meta
+            .read(|st| {
+                st.stream_any(scope, stream)
+                    .map(|m| m.current_epoch().segments.iter().map(|id| m.segment_name(scope, stream, *id)).collect())
+            })
+            .await?;
+        for name in segments {
             self.store(&name)?
                 .create_segment(seg::CreateSegmentRequest { segment: name })
                 .await
@@ -164,17 +193,29 @@ impl Controller {
 
     /// Rolls a pending scale forward: creates the successors, seals the predecessors (both
     /// idempotent) and makes the new epoch current. Does nothing if no scale is pending.
-    async fn finish_scale(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
-        let Some(pending) = self.meta.read(|st| st.stream_any(scope, stream).map(|m| m.pending_scale.clone())).await?
+    /// Successors that are promoted transaction segments exist already; creating them again
+    /// is a no-op.
+    pub(crate) async fn finish_scale(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
+        let Some((pending, successors, sealed)) = self
+            .meta
+            .read(|st| {
+                st.stream_any(scope, stream).map(|m| {
+                    m.pending_scale.clone().map(|p| {
+                        let name = |id: &SegmentId| m.segment_name(scope, stream, *id);
+                        let successors: Vec<String> = p.successors.iter().map(name).collect();
+                        let sealed: Vec<String> = p.sealed.iter().map(name).collect();
+                        (p, successors, sealed)
+                    })
+                })
+            })
+            .await?
         else {
             return Ok(());
         };
-        for id in &pending.successors {
-            let segment = segment_name(scope, stream, *id);
+        for segment in successors {
             self.store(&segment)?.create_segment(seg::CreateSegmentRequest { segment }).await.map_err(store_error)?;
         }
-        for id in &pending.sealed {
-            let segment = segment_name(scope, stream, *id);
+        for segment in sealed {
             self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
         self.meta
@@ -210,7 +251,7 @@ impl Controller {
 }
 
 /// Maps a segment store failure to a controller error.
-fn store_error(s: Status) -> MetaError {
+pub(crate) fn store_error(s: Status) -> MetaError {
     let (code, _) = nadi_proto::errors::from_status(&s);
     match code {
         // Retryable store conditions stay retryable for the controller's caller.
@@ -224,7 +265,7 @@ fn store_error(s: Status) -> MetaError {
 fn segment_pb(scope: &str, stream: &str, s: &SegmentRecord) -> pb::Segment {
     pb::Segment {
         id: s.id.packed(),
-        qualified_name: segment_name(scope, stream, s.id),
+        qualified_name: s.qualified_name(scope, stream),
         key_low: s.key_low,
         key_high: s.key_high,
         state: if s.sealed { pb::SegmentState::Sealed } else { pb::SegmentState::Active } as i32,
@@ -311,6 +352,7 @@ fn reason_pb(r: EpochReason) -> pb::EpochReason {
         EpochReason::Manual => pb::EpochReason::Manual,
         EpochReason::SplitByLoad => pb::EpochReason::SplitByLoad,
         EpochReason::MergeByLoad => pb::EpochReason::MergeByLoad,
+        EpochReason::TxnCommit => pb::EpochReason::TxnCommit,
     }
 }
 
@@ -433,12 +475,21 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
-        // A scale in progress is finished first, so that its successors are sealed too.
+        let _lock = self.locks.lock(&req.scope, &req.stream).await;
+        // A scale in progress is finished first, so that its successors are sealed too, and so
+        // are transaction commits (a same-epoch commit needs its parents open).
         self.finish_scale(&req.scope, &req.stream).await?;
-        let active =
-            self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.current_epoch().segments.clone())).await?;
-        for id in active {
-            let segment = segment_name(&req.scope, &req.stream, id);
+        self.finish_stream_txns(&req.scope, &req.stream).await?;
+        let active = self
+            .meta
+            .read(|st| {
+                st.stream(&req.scope, &req.stream).map(|m| {
+                    let ids = &m.current_epoch().segments;
+                    ids.iter().map(|id| m.segment_name(&req.scope, &req.stream, *id)).collect::<Vec<_>>()
+                })
+            })
+            .await?;
+        for segment in active {
             self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
         self.meta.propose(Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
@@ -451,19 +502,25 @@ impl ControllerService for Controller {
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
-        let all: Vec<SegmentId> = self
-            .meta
-            .read(|st| {
-                st.stream(&req.scope, &req.stream).and_then(|m| {
-                    if m.state != StreamState::Sealed {
-                        return Err(MetaError::StreamNotSealed(format!("{}/{}", req.scope, req.stream)));
+        let _lock = self.locks.lock(&req.scope, &req.stream).await;
+        let all: Vec<String> = self.meta.read_txns(|st, txns| {
+            st.stream(&req.scope, &req.stream).and_then(|m| {
+                if m.state != StreamState::Sealed {
+                    return Err(MetaError::StreamNotSealed(format!("{}/{}", req.scope, req.stream)));
+                }
+                let mut all: Vec<String> =
+                    m.segments.values().map(|s| s.qualified_name(&req.scope, &req.stream)).collect();
+                // Transaction segments of unfinished transactions (committed ones are merged or
+                // promoted, aborted ones deleted).
+                for t in txns.of_stream(&req.scope, &req.stream) {
+                    if !t.state.is_finished() {
+                        all.extend(t.segments.iter().map(|s| s.name.clone()));
                     }
-                    Ok(m.segments.values().map(|s| s.id).collect())
-                })
+                }
+                Ok(all)
             })
-            .await?;
-        for id in all {
-            let segment = segment_name(&req.scope, &req.stream, id);
+        })?;
+        for segment in all {
             match self.store(&segment)?.delete_segment(seg::DeleteSegmentRequest { segment }).await {
                 Ok(_) => {}
                 Err(s) if nadi_proto::errors::from_status(&s).0 == ErrorCode::SegmentNotFound => {}
@@ -581,13 +638,17 @@ impl ControllerService for Controller {
             new_ranges: req.new_ranges.iter().map(|r| (r.low, r.high)).collect(),
             reason: EpochReason::Manual,
             now_ms: now_ms(),
+            promoted: vec![],
         };
+        let _lock = self.locks.lock(&req.scope, &req.stream).await;
         match self.meta.propose(cmd.clone()).await {
             Ok(()) => {}
-            // A scale left pending by an earlier failure (store down) is rolled forward first;
-            // then this one is validated against the result.
+            // A scale left pending by an earlier failure (store down), or a transaction commit
+            // left merging, is rolled forward first; then this one is validated against the
+            // result.
             Err(MetaError::ScaleInProgress(_)) => {
                 self.finish_scale(&req.scope, &req.stream).await?;
+                self.finish_stream_txns(&req.scope, &req.stream).await?;
                 self.meta.propose(cmd).await?;
             }
             Err(e) => return Err(e.into()),

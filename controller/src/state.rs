@@ -71,6 +71,11 @@ pub struct SegmentRecord {
     pub sealed: bool,
     pub predecessors: Vec<SegmentId>,
     pub successors: Vec<SegmentId>,
+    /// The segment's qualified name when it is not the one computed from its id: a transaction
+    /// segment promoted to a stream segment by a rolling commit keeps the name it was written
+    /// under (`{parent}#txn.{id}`), because its data is already stored under that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// Why an epoch began. Reported in a stream's history.
@@ -85,6 +90,9 @@ pub enum EpochReason {
     SplitByLoad,
     /// Automatic merge of cold segments (auto-scaling, later).
     MergeByLoad,
+    /// A transaction committed after the stream was scaled: its segments became this epoch's
+    /// segments (a rolling commit, see docs/transactions.md).
+    TxnCommit,
 }
 
 /// One epoch: the set of segments active between two scaling events.
@@ -153,6 +161,22 @@ impl StreamMeta {
     pub fn segment(&self, id: SegmentId) -> Option<&SegmentRecord> {
         self.segments.get(&id.number()).filter(|s| s.id == id)
     }
+
+    /// The qualified name of segment `id` of this stream (`scope/stream`): its explicit name if
+    /// it has one (a promoted transaction segment), else the one computed from the id.
+    pub fn segment_name(&self, scope: &str, stream: &str, id: SegmentId) -> String {
+        match self.segment(id).and_then(|s| s.name.clone()) {
+            Some(name) => name,
+            None => segment_name_of(scope, stream, id),
+        }
+    }
+}
+
+impl SegmentRecord {
+    /// This segment's qualified name in stream `scope/stream`.
+    pub fn qualified_name(&self, scope: &str, stream: &str) -> String {
+        self.name.clone().unwrap_or_else(|| segment_name_of(scope, stream, self.id))
+    }
 }
 
 /// A scope.
@@ -209,6 +233,11 @@ pub enum Command {
         new_ranges: Vec<(f64, f64)>,
         reason: EpochReason,
         now_ms: u64,
+        /// Existing segments that become the successors instead of new ones (a rolling
+        /// transaction commit): their qualified names, in the order of `new_ranges` sorted by
+        /// key. Empty for an ordinary scale.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        promoted: Vec<String>,
     },
     /// The successors exist and the predecessors are sealed on the stores: epoch `epoch` becomes
     /// current. Completing an already completed scale succeeds and changes nothing.
@@ -296,6 +325,7 @@ impl ControllerState {
                             sealed: false,
                             predecessors: vec![],
                             successors: vec![],
+                            name: None,
                         },
                     );
                 }
@@ -357,10 +387,17 @@ impl ControllerState {
                 }
                 self.stream_mut(scope, stream)?.config = config.clone();
             }
-            Command::StartScale { scope, stream, sealed, new_ranges, reason, now_ms } => {
+            Command::StartScale { scope, stream, sealed, new_ranges, reason, now_ms, promoted } => {
+                if !promoted.is_empty() && promoted.len() != new_ranges.len() {
+                    return Err(MetaError::InvalidArgument(format!(
+                        "{} promoted segments for {} new key ranges",
+                        promoted.len(),
+                        new_ranges.len()
+                    )));
+                }
                 let (pending, ranges) = self.plan_scale(scope, stream, sealed, new_ranges, *reason, *now_ms)?;
                 let s = self.stream_mut(scope, stream)?;
-                for (id, &(low, high)) in pending.successors.iter().zip(&ranges) {
+                for (i, (id, &(low, high))) in pending.successors.iter().zip(&ranges).enumerate() {
                     let predecessors: Vec<SegmentId> = sealed
                         .iter()
                         .filter_map(|p| s.segment(*p))
@@ -382,6 +419,7 @@ impl ControllerState {
                             sealed: false,
                             predecessors,
                             successors: vec![],
+                            name: promoted.get(i).cloned(),
                         },
                     );
                 }
@@ -617,6 +655,7 @@ mod tests {
             new_ranges: ranges.to_vec(),
             reason: EpochReason::Manual,
             now_ms: 10,
+            promoted: vec![],
         }
     }
 

@@ -141,6 +141,7 @@ impl HistoryView {
                     Ok(pb::EpochReason::Manual) => "manual",
                     Ok(pb::EpochReason::SplitByLoad) => "split-by-load",
                     Ok(pb::EpochReason::MergeByLoad) => "merge-by-load",
+                    Ok(pb::EpochReason::TxnCommit) => "txn-commit",
                     _ => "created",
                 }
                 .to_owned(),
@@ -181,6 +182,94 @@ impl ActiveSegmentsView {
             .collect();
         ActiveSegmentsView { scope: scope.to_owned(), stream: stream.to_owned(), epoch: r.epoch, segments }
     }
+}
+
+/// One transaction segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TxnSegmentView {
+    /// Qualified name on the segment store (`{parent}#txn.{id}`).
+    pub name: String,
+    /// Packed id of the stream segment it belongs to.
+    pub parent_id: u64,
+    /// `[low, high)` of the routing-key space (the parent's).
+    pub key_range: [f64; 2],
+    /// gRPC endpoint of its segment store.
+    pub endpoint: String,
+}
+
+/// A transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TxnView {
+    /// The transaction id.
+    pub txn_id: String,
+    pub scope: String,
+    pub stream: String,
+    /// The stream's epoch when it began.
+    pub epoch: u32,
+    /// `open`, `committing`, `committed`, `aborting` or `aborted`.
+    pub state: String,
+    /// Lease length in milliseconds.
+    pub lease_ms: u64,
+    /// An open transaction is aborted after this time (ms since the Unix epoch).
+    pub lease_deadline_ms: u64,
+    pub created_at_ms: u64,
+    /// When it was committed or aborted (0 before).
+    pub finished_at_ms: u64,
+    /// True if its commit rolled it into a new epoch (the stream was scaled after it began).
+    pub rolled: bool,
+    /// `client` or `lease expired` for an aborted transaction, else empty.
+    pub abort_reason: String,
+    /// Its segments (none once aborted).
+    pub segments: Vec<TxnSegmentView>,
+}
+
+/// The name of a transaction state in views.
+pub fn txn_state_name(state: i32) -> &'static str {
+    match pb::TxnState::try_from(state) {
+        Ok(pb::TxnState::Open) => "open",
+        Ok(pb::TxnState::Committing) => "committing",
+        Ok(pb::TxnState::Committed) => "committed",
+        Ok(pb::TxnState::Aborting) => "aborting",
+        Ok(pb::TxnState::Aborted) => "aborted",
+        _ => "unknown",
+    }
+}
+
+impl From<&pb::TxnInfo> for TxnView {
+    fn from(t: &pb::TxnInfo) -> Self {
+        TxnView {
+            txn_id: t.txn_id.clone(),
+            scope: t.scope.clone(),
+            stream: t.stream.clone(),
+            epoch: t.epoch,
+            state: txn_state_name(t.state).to_owned(),
+            lease_ms: t.lease_ms,
+            lease_deadline_ms: t.lease_deadline_ms,
+            created_at_ms: t.created_at_ms,
+            finished_at_ms: t.finished_at_ms,
+            rolled: t.rolled,
+            abort_reason: t.abort_reason.clone(),
+            segments: t
+                .segments
+                .iter()
+                .map(|s| TxnSegmentView {
+                    name: s.qualified_name.clone(),
+                    parent_id: s.parent_id,
+                    key_range: [s.key_low, s.key_high],
+                    endpoint: s.endpoint.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The transactions of a stream the controller remembers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TxnListView {
+    pub scope: String,
+    pub stream: String,
+    /// Oldest first: every open, committing and aborting one, and recently finished ones.
+    pub transactions: Vec<TxnView>,
 }
 
 /// One controller node.

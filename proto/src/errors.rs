@@ -68,6 +68,9 @@ codes! {
     BadOffset => "BAD_OFFSET", OutOfRange, false;
     Corrupt => "DATA_CORRUPT", DataLoss, false;
     StorageFull => "STORAGE_FULL", ResourceExhausted, true;
+    TxnNotFound => "TXN_NOT_FOUND", NotFound, false;
+    TxnAborted => "TXN_ABORTED", FailedPrecondition, false;
+    TxnNotOpen => "TXN_NOT_OPEN", FailedPrecondition, false;
     Unavailable => "UNAVAILABLE", Unavailable, true;
     Internal => "INTERNAL", Internal, false;
 }

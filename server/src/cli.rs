@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig};
+use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, TransactionalWriter, WriterConfig};
 use nadi_controller::MetaError;
-use nadi_controller::views::{self, ClusterView, HistoryView, ScaleBody, ScopeListView, StreamListView, StreamView};
+use nadi_controller::views::{
+    self, ClusterView, HistoryView, ScaleBody, ScopeListView, StreamListView, StreamView, TxnListView, TxnView,
+};
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{parse_scoped_stream, validate_scope};
 use tokio::io::AsyncBufReadExt;
@@ -207,10 +209,86 @@ pub enum KeyMode {
     Separator(String),
 }
 
-/// `nadi write`: one event per stdin line; exits 0 only when every event is durable.
-pub async fn write(client: &NadiClient, name: &str, keys: KeyMode, writer_id: Option<String>) -> anyhow::Result<()> {
+/// Where `write` puts events.
+enum Sink {
+    Stream(EventWriter),
+    Txn(TransactionalWriter),
+}
+
+impl Sink {
+    async fn write(&self, key: Option<&[u8]>, payload: Bytes) -> Result<(), nadi_client::ClientError> {
+        match self {
+            Sink::Stream(w) => w.write(key, payload).await,
+            Sink::Txn(t) => t.write(key, payload).await,
+        }
+    }
+}
+
+/// `nadi write`: one event per stdin line; exits 0 only when every event is durable. With
+/// `txn`, all lines form one transaction (leased for `txn_lease`): it exits 0 only after the
+/// commit, and aborts the transaction if anything fails before.
+pub async fn write(
+    client: &NadiClient,
+    name: &str,
+    keys: KeyMode,
+    writer_id: Option<String>,
+    txn: Option<Duration>,
+) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
-    let writer = EventWriter::new(client, scope, stream, WriterConfig { writer_id, ..Default::default() }).await?;
+    let Some(lease) = txn else {
+        let writer = EventWriter::new(client, scope, stream, WriterConfig { writer_id, ..Default::default() }).await?;
+        let mut sink = Sink::Stream(writer);
+        let (count, result) = write_lines(&mut sink, &keys).await;
+        let Sink::Stream(writer) = sink else { unreachable!("built as a stream sink") };
+        // Whatever was queued is flushed either way, so the count below is the truth.
+        let flushed = writer.close().await;
+        return match (result, flushed) {
+            (Ok(()), Ok(())) => {
+                println!("wrote {count} events to {scope}/{stream}");
+                Ok(())
+            }
+            (Err(e), Ok(())) => Err(e.context(format!("stopped after {count} events (all of them were acknowledged)"))),
+            (_, Err(e)) => {
+                Err(anyhow::Error::new(e).context(format!("{count} events were sent but not all are acknowledged")))
+            }
+        };
+    };
+    if writer_id.is_some() {
+        anyhow::bail!(MetaError::InvalidArgument(
+            "--writer-id does not apply to --txn (the txn id is the writer id)".into()
+        ));
+    }
+    let txn = TransactionalWriter::begin(client, scope, stream, lease).await?;
+    let id = txn.txn_id().to_owned();
+    let mut sink = Sink::Txn(txn);
+    let (count, result) = write_lines(&mut sink, &keys).await;
+    let Sink::Txn(mut txn) = sink else { unreachable!("built as a transaction sink") };
+    if let Err(e) = result {
+        let aborted = txn.abort().await;
+        let what = if aborted.is_ok() { "aborted" } else { "left to expire" };
+        return Err(e.context(format!("transaction {id} {what} after {count} events; none of them will be readable")));
+    }
+    txn.commit().await.with_context(|| format!("committing transaction {id} of {count} events"))?;
+    println!("wrote {count} events to {scope}/{stream} in transaction {id} (committed)");
+    Ok(())
+}
+
+/// `nadi txn write`: adds stdin lines to open transaction `id`, begun by any process, and waits
+/// until they are durable. Does not commit.
+pub async fn txn_write(client: &NadiClient, id: &str, keys: KeyMode) -> anyhow::Result<()> {
+    nadi_proto::names::validate_txn_id(id).map_err(MetaError::from)?;
+    let mut sink = Sink::Txn(TransactionalWriter::resume(client, id).await?);
+    let (count, result) = write_lines(&mut sink, &keys).await;
+    let Sink::Txn(txn) = sink else { unreachable!("built as a transaction sink") };
+    let flushed = txn.flush().await;
+    result?;
+    flushed.with_context(|| format!("{count} events were sent but not all are acknowledged"))?;
+    println!("wrote {count} events to transaction {id} (not committed)");
+    Ok(())
+}
+
+/// Reads stdin lines into `sink`; returns how many were handed over and how reading ended.
+async fn write_lines(sink: &mut Sink, keys: &KeyMode) -> (u64, anyhow::Result<()>) {
     let mut stdin = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
     let mut line = Vec::new();
     let mut count = 0u64;
@@ -226,7 +304,7 @@ pub async fn write(client: &NadiClient, name: &str, keys: KeyMode, writer_id: Op
                     line.pop();
                 }
             }
-            let key: Option<&[u8]> = match &keys {
+            let key: Option<&[u8]> = match keys {
                 KeyMode::None => None,
                 KeyMode::Fixed(k) => Some(k.as_bytes()),
                 KeyMode::Separator(sep) => {
@@ -235,24 +313,78 @@ pub async fn write(client: &NadiClient, name: &str, keys: KeyMode, writer_id: Op
                     Some(&line[..pos])
                 }
             };
-            writer.write(key, Bytes::copy_from_slice(&line)).await?;
+            sink.write(key, Bytes::copy_from_slice(&line)).await?;
             count += 1;
         }
         Ok(())
     }
     .await;
-    // Whatever was queued is flushed either way, so the count below is the truth.
-    let flushed = writer.close().await;
-    match (result, flushed) {
-        (Ok(()), Ok(())) => {
-            println!("wrote {count} events to {scope}/{stream}");
-            Ok(())
-        }
-        (Err(e), Ok(())) => Err(e.context(format!("stopped after {count} events (all of them were acknowledged)"))),
-        (_, Err(e)) => {
-            Err(anyhow::Error::new(e).context(format!("{count} events were sent but not all are acknowledged")))
-        }
+    (count, result)
+}
+
+fn print_txn(t: &nadi_proto::controller::v1::TxnInfo, as_json: bool) -> anyhow::Result<()> {
+    let v = TxnView::from(t);
+    if as_json {
+        return print_json(&v);
     }
+    let reason = if v.abort_reason.is_empty() { String::new() } else { format!(" ({})", v.abort_reason) };
+    let rolled = if v.rolled { ", rolled into a new epoch" } else { "" };
+    println!("transaction {} on {}/{}: {}{reason}{rolled}, epoch {}", v.txn_id, v.scope, v.stream, v.state, v.epoch);
+    Ok(())
+}
+
+fn txn_id(id: &str) -> Result<&str, MetaError> {
+    nadi_proto::names::validate_txn_id(id)?;
+    Ok(id)
+}
+
+/// `nadi txn begin`: opens a transaction and prints its id alone on stdout (for scripts).
+pub async fn txn_begin(client: &NadiClient, name: &str, lease: Duration, as_json: bool) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let t = client.begin_txn(scope, stream, lease).await?;
+    if as_json {
+        return print_txn(&t, true);
+    }
+    println!("{}", t.txn_id);
+    Ok(())
+}
+
+/// `nadi txn status|commit|abort|ping`.
+pub async fn txn_op(
+    client: &NadiClient,
+    op: &str,
+    id: &str,
+    lease: Option<Duration>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let id = txn_id(id)?;
+    match op {
+        "commit" => {
+            client.commit_txn(id).await?;
+        }
+        "abort" => {
+            client.abort_txn(id).await?;
+        }
+        "ping" => {
+            client.ping_txn(id, lease).await?;
+        }
+        _ => {}
+    }
+    print_txn(&client.get_txn(id).await?, as_json)
+}
+
+/// `nadi txn list SCOPE/STREAM`.
+pub async fn txn_list(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let txns = client.list_txns(scope, stream).await?;
+    if as_json {
+        let transactions = txns.iter().map(TxnView::from).collect();
+        return print_json(&TxnListView { scope: scope.to_owned(), stream: stream.to_owned(), transactions });
+    }
+    for t in &txns {
+        print_txn(t, false)?;
+    }
+    Ok(())
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

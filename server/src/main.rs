@@ -48,7 +48,16 @@ enum Command {
         /// Stable writer id (default: random).
         #[arg(long)]
         writer_id: Option<String>,
+        /// Write all lines in one transaction: readable all at once after the commit, or never.
+        #[arg(long)]
+        txn: bool,
+        /// Lease of the transaction, e.g. `60s`, `5m` (with --txn).
+        #[arg(long, requires = "txn", default_value = "60s", value_parser = humantime::parse_duration)]
+        txn_lease: Duration,
     },
+    /// Transactions: begin, add events, commit, abort, inspect.
+    #[command(subcommand)]
+    Txn(TxnCmd),
     /// Measure producer/consumer throughput and latency; prints one JSON object.
     Bench(nadi_server::bench::BenchArgs),
     /// Print events, one payload per line.
@@ -78,6 +87,65 @@ enum ScopeCmd {
     },
     /// Delete an empty scope.
     Delete { scope: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TxnCmd {
+    /// Open a transaction; prints its id.
+    Begin {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Lease, e.g. `60s`: an open transaction not committed or pinged within it is aborted.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add stdin lines (one event each) to an open transaction begun by any process; does not commit.
+    Write {
+        /// Transaction id.
+        txn: String,
+        /// Routing key for every event.
+        #[arg(long, conflicts_with = "key_sep")]
+        key: Option<String>,
+        /// The routing key is the text before the first SEP in each line.
+        #[arg(long)]
+        key_sep: Option<String>,
+    },
+    /// Commit: all events become readable. Committing a committed transaction succeeds.
+    Commit {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Abort: none of the events will ever be readable.
+    Abort {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend the lease of an open transaction.
+    Ping {
+        txn: String,
+        /// New lease from now (default: the current lease length).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lease: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A transaction's state.
+    Status {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The transactions of a stream (open ones and recently finished ones).
+    List {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +260,14 @@ fn one_line(e: &anyhow::Error) -> String {
     }
 }
 
+fn key_mode(key: Option<String>, key_sep: Option<String>) -> KeyMode {
+    match (key, key_sep) {
+        (Some(k), _) => KeyMode::Fixed(k),
+        (None, Some(sep)) => KeyMode::Separator(sep),
+        (None, None) => KeyMode::None,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = || NadiClient::new(&cli::controllers(&cli.controller));
     match cli.command {
@@ -223,13 +299,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 StreamCmd::Delete { stream } => cli::stream_delete(&c, &stream).await,
             }
         }
-        Command::Write { stream, key, key_sep, writer_id } => {
-            let keys = match (key, key_sep) {
-                (Some(k), _) => KeyMode::Fixed(k),
-                (None, Some(sep)) => KeyMode::Separator(sep),
-                (None, None) => KeyMode::None,
-            };
-            cli::write(&client()?, &stream, keys, writer_id).await
+        Command::Write { stream, key, key_sep, writer_id, txn, txn_lease } => {
+            cli::write(&client()?, &stream, key_mode(key, key_sep), writer_id, txn.then_some(txn_lease)).await
+        }
+        Command::Txn(cmd) => {
+            let c = client()?;
+            match cmd {
+                TxnCmd::Begin { stream, lease, json } => cli::txn_begin(&c, &stream, lease, json).await,
+                TxnCmd::Write { txn, key, key_sep } => cli::txn_write(&c, &txn, key_mode(key, key_sep)).await,
+                TxnCmd::Commit { txn, json } => cli::txn_op(&c, "commit", &txn, None, json).await,
+                TxnCmd::Abort { txn, json } => cli::txn_op(&c, "abort", &txn, None, json).await,
+                TxnCmd::Ping { txn, lease, json } => cli::txn_op(&c, "ping", &txn, lease, json).await,
+                TxnCmd::Status { txn, json } => cli::txn_op(&c, "status", &txn, None, json).await,
+                TxnCmd::List { stream, json } => cli::txn_list(&c, &stream, json).await,
+            }
         }
         Command::Bench(args) => nadi_server::bench::run(&client()?, args).await,
         Command::Read { stream, from_start, max, idle_timeout } => {

@@ -1,6 +1,7 @@
 //! The segment store: a fixed set of containers, and the stable map from segment to container.
 //!
-//! A segment belongs to container `XXH64(stream-scoped segment name) mod container_count`. The
+//! A segment belongs to container `XXH64(stream-scoped segment name) mod container_count`; a
+//! transaction segment `{parent}#txn.{id}` belongs to its parent's container. The
 //! count is fixed for the life of a data directory (recorded in `tier1/containers`), because
 //! changing it would move segments away from the log that holds their data.
 
@@ -26,9 +27,10 @@ pub struct SegmentStore {
     containers: Vec<Container>,
 }
 
-/// The container of a segment, out of `count`.
+/// The container of a segment, out of `count` (a transaction segment goes with its parent;
+/// see [`nadi_proto::names::container_of`]).
 pub fn container_of(segment: &str, count: u32) -> u32 {
-    (xxhash_rust::xxh64::xxh64(segment.as_bytes(), 0) % count as u64) as u32
+    nadi_proto::names::container_of(segment, count)
 }
 
 impl SegmentStore {

@@ -52,6 +52,7 @@ async fn resume_rolls_a_pending_scale_forward() {
         sealed: vec![pred],
         new_ranges: vec![(0.0, 0.25), (0.25, 0.5)],
         reason: EpochReason::Manual,
+        promoted: vec![],
         now_ms: 1,
     })
     .await

@@ -29,9 +29,15 @@ pub struct Proc {
 impl Proc {
     /// Runs `nadi args…` and waits (at most `timeout`) for a stderr line starting with `ready`.
     pub fn start(args: &[String], ready: &str, timeout: Duration) -> Proc {
+        Self::start_env(args, ready, timeout, &[])
+    }
+
+    /// Like [`Proc::start`] with extra environment variables.
+    pub fn start_env(args: &[String], ready: &str, timeout: Duration, env: &[(String, String)]) -> Proc {
         let mut child = Command::new(nadi_bin())
             .args(args)
             .env("NADI_LOG", "info,openraft=warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -91,17 +97,32 @@ pub struct Cluster {
     pub http_ports: BTreeMap<u64, u16>,
     pub controllers: BTreeMap<u64, Proc>,
     pub store: Option<Proc>,
+    /// Extra environment of every controller (e.g. fault-injection hooks).
+    pub controller_env: Vec<(String, String)>,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Cluster {
     /// Starts `n` controllers and one segment store under `dir`.
     pub fn start(dir: &Path, n: u64) -> Cluster {
+        Self::start_with_env(dir, n, &[])
+    }
+
+    /// Starts `n` controllers, each with the extra environment `env`, and one segment store.
+    pub fn start_with_env(dir: &Path, n: u64, env: &[(&str, &str)]) -> Cluster {
         let ports = (1..=n).map(|id| (id, free_port())).collect();
         let http_ports = (1..=n).map(|id| (id, free_port())).collect();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let mut c =
-            Cluster { dir: dir.to_owned(), ports, http_ports, controllers: BTreeMap::new(), store: None, runtime };
+        let controller_env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut c = Cluster {
+            dir: dir.to_owned(),
+            ports,
+            http_ports,
+            controllers: BTreeMap::new(),
+            store: None,
+            controller_env,
+            runtime,
+        };
         for id in 1..=n {
             c.start_controller(id);
         }
@@ -133,7 +154,8 @@ impl Cluster {
             "--http-listen".into(),
             format!("127.0.0.1:{}", self.http_ports[&id]),
         ];
-        let p = Proc::start(&args, &format!("nadi controller {id} ready"), Duration::from_secs(30));
+        let ready = format!("nadi controller {id} ready");
+        let p = Proc::start_env(&args, &ready, Duration::from_secs(30), &self.controller_env);
         self.controllers.insert(id, p);
     }
 
@@ -172,6 +194,20 @@ impl Cluster {
             .env("NADI_LOG", "error")
             .stdin(Stdio::null())
             .output()
+            .expect("run nadi")
+    }
+
+    /// Starts `nadi --controller <all URLs> args…` without waiting for it.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(nadi_bin())
+            .arg("--controller")
+            .arg(self.controller_urls())
+            .args(args)
+            .env("NADI_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run nadi")
     }
 

@@ -39,6 +39,8 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
     ok(&s.cli(&["stream", "create", "demo/orders", "--segments", "2"]));
     let url = format!("http://{}/openapi.json", s.http_addr);
     let mut child = Command::new(&bin)
+        // schemathesis keeps a cache in `.schemathesis/` of its working directory.
+        .current_dir(dir.path())
         .args(["run", &url])
         .args([
             "--checks",

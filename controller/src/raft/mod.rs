@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::MetaError;
 use crate::cluster::ClusterCommand;
 use crate::state::Command;
+use crate::txn::TxnCommand;
 
 /// A controller node's id in the Raft group.
 pub type NodeId = u64;
@@ -38,6 +39,8 @@ pub enum Request {
     Meta(Command),
     /// A change to segment-store membership.
     Cluster(ClusterCommand),
+    /// A change to transactions (a rolling commit also changes the stream's epochs).
+    Txn(TxnCommand),
 }
 
 /// The outcome of applying one [`Request`]: a refused command leaves the state unchanged.

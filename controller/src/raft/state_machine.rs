@@ -1,5 +1,6 @@
-//! The replicated state machine: stream metadata ([`ControllerState`]) and cluster membership
-//! ([`ClusterState`]), applied from the Raft log, with snapshots on disk.
+//! The replicated state machine: stream metadata ([`ControllerState`]), cluster membership
+//! ([`ClusterState`]) and transactions ([`TxnTable`]), applied from the Raft log, with
+//! snapshots on disk.
 //!
 //! The applied state lives in memory. It is rebuilt at start from the latest snapshot
 //! (`controller/snapshot.json`, written with temp file + fsync + rename + fsync of the directory)
@@ -21,8 +22,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Request, Response, TypeConfig};
+use crate::MetaError;
 use crate::cluster::ClusterState;
-use crate::state::ControllerState;
+use crate::state::{Command, ControllerState};
+use crate::txn::TxnTable;
 
 /// Everything the Raft log builds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +34,41 @@ pub struct Machine {
     pub meta: ControllerState,
     /// Segment stores and container assignment.
     pub cluster: ClusterState,
+    /// Transactions (state written before transactions existed reads as none).
+    #[serde(default)]
+    pub txns: TxnTable,
+}
+
+impl Machine {
+    /// Applies one request. A refused request changes nothing and its error goes to the
+    /// proposer; every node refuses it alike.
+    ///
+    /// Streams and transactions meet here: a stream with a same-epoch commit in progress is
+    /// neither scaled nor sealed until that commit has merged its segments (their parents must
+    /// stay open), and deleting a stream forgets its transactions.
+    pub fn apply(&mut self, req: &Request) -> Result<(), MetaError> {
+        match req {
+            Request::Meta(cmd) => {
+                match cmd {
+                    Command::StartScale { scope, stream, .. } | Command::StreamSealed { scope, stream }
+                        if self.txns.merging(scope, stream) =>
+                    {
+                        return Err(MetaError::ScaleInProgress(format!(
+                            "{scope}/{stream} (a transaction commit is merging into it)"
+                        )));
+                    }
+                    _ => {}
+                }
+                self.meta.apply(cmd)?;
+                if let Command::DeleteStream { scope, stream } = cmd {
+                    self.txns.remove_stream(scope, stream);
+                }
+                Ok(())
+            }
+            Request::Cluster(cmd) => self.cluster.apply(cmd),
+            Request::Txn(cmd) => self.txns.apply(&mut self.meta, cmd),
+        }
+    }
 }
 
 /// The applied state and where in the log it stands.
@@ -144,8 +182,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 // A refused command is a deterministic outcome: every node refuses it alike and
                 // the state stays unchanged; the proposer gets the error.
-                EntryPayload::Normal(Request::Meta(cmd)) => a.machine.meta.apply(&cmd),
-                EntryPayload::Normal(Request::Cluster(cmd)) => a.machine.cluster.apply(&cmd),
+                EntryPayload::Normal(req) => a.machine.apply(&req),
             };
             out.push(Response(result));
         }
