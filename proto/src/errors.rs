@@ -68,6 +68,12 @@ codes! {
     BadOffset => "BAD_OFFSET", OutOfRange, false;
     Corrupt => "DATA_CORRUPT", DataLoss, false;
     StorageFull => "STORAGE_FULL", ResourceExhausted, true;
+    ReaderGroupNotFound => "NOT_FOUND_READER_GROUP", NotFound, false;
+    ReaderGroupExists => "ALREADY_EXISTS_READER_GROUP", AlreadyExists, false;
+    ReaderNotFound => "NOT_FOUND_READER", NotFound, false;
+    CheckpointNotFound => "NOT_FOUND_CHECKPOINT", NotFound, false;
+    CheckpointExists => "ALREADY_EXISTS_CHECKPOINT", AlreadyExists, false;
+    CheckpointInProgress => "CHECKPOINT_IN_PROGRESS", FailedPrecondition, true;
     Unavailable => "UNAVAILABLE", Unavailable, true;
     Internal => "INTERNAL", Internal, false;
 }

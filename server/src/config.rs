@@ -29,9 +29,18 @@ pub struct StandaloneArgs {
     /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
     #[arg(long, env = "NADI_LOG_FILE_SIZE")]
     pub log_file_size: Option<String>,
+    /// A reader-group reader that has not synced for this long is declared offline, e.g. `30s`.
+    /// Default 30s.
+    #[arg(long, env = "NADI_READER_TIMEOUT")]
+    pub reader_timeout: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Parses a duration such as `30s`, `500ms` or `5m`.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    humantime::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("{s:?} is not a duration ({e}); use e.g. 30s"))
 }
 
 /// The config file's shape.
@@ -44,6 +53,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     containers: Option<u32>,
     log_file_size: Option<String>,
+    reader_timeout: Option<String>,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -55,6 +65,8 @@ pub struct StandaloneConfig {
     pub http_listen: SocketAddr,
     pub containers: u32,
     pub log_file_size: u64,
+    /// See [`StandaloneArgs::reader_timeout`].
+    pub reader_timeout: std::time::Duration,
 }
 
 /// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
@@ -87,7 +99,12 @@ impl StandaloneArgs {
         if containers == 0 || containers > 1024 {
             bail!("containers must be between 1 and 1024");
         }
+        let reader_timeout = match self.reader_timeout.or(file.reader_timeout) {
+            Some(s) => parse_duration(&s)?,
+            None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
+        };
         Ok(StandaloneConfig {
+            reader_timeout,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
             controller_listen: self
                 .controller_listen

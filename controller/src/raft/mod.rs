@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MetaError;
 use crate::cluster::ClusterCommand;
+use crate::reader_group::ReaderGroupCommand;
 use crate::state::Command;
 
 /// A controller node's id in the Raft group.
@@ -38,6 +39,8 @@ pub enum Request {
     Meta(Command),
     /// A change to segment-store membership.
     Cluster(ClusterCommand),
+    /// A change to reader groups (membership, positions, checkpoints).
+    ReaderGroup(ReaderGroupCommand),
 }
 
 /// The outcome of applying one [`Request`]: a refused command leaves the state unchanged.

@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{NodeId, Request, Response, TypeConfig};
 use crate::cluster::ClusterState;
-use crate::state::ControllerState;
+use crate::reader_group::ReaderGroups;
+use crate::state::{Command, ControllerState};
 
 /// Everything the Raft log builds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +32,9 @@ pub struct Machine {
     pub meta: ControllerState,
     /// Segment stores and container assignment.
     pub cluster: ClusterState,
+    /// Reader groups (state written before they existed reads as none).
+    #[serde(default)]
+    pub reader_groups: ReaderGroups,
 }
 
 /// The applied state and where in the log it stands.
@@ -144,7 +148,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 // A refused command is a deterministic outcome: every node refuses it alike and
                 // the state stays unchanged; the proposer gets the error.
-                EntryPayload::Normal(Request::Meta(cmd)) => a.machine.meta.apply(&cmd),
+                EntryPayload::Normal(Request::Meta(cmd)) => {
+                    let r = a.machine.meta.apply(&cmd);
+                    // A deleted scope takes its reader groups with it.
+                    if let (Ok(()), Command::DeleteScope { scope }) = (&r, &cmd) {
+                        a.machine.reader_groups.remove_scope(scope);
+                    }
+                    r
+                }
+                EntryPayload::Normal(Request::ReaderGroup(cmd)) => {
+                    let m = &mut a.machine;
+                    m.reader_groups.apply(&m.meta, &cmd)
+                }
                 EntryPayload::Normal(Request::Cluster(cmd)) => a.machine.cluster.apply(&cmd),
             };
             out.push(Response(result));
