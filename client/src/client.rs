@@ -89,6 +89,23 @@ impl NadiClient {
         F: FnMut(ControllerServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.controller_channel(|ch| {
+            call(
+                ControllerServiceClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            )
+        })
+        .await
+    }
+
+    /// Like [`Self::controller`], for any service of the controller (e.g. reader groups):
+    /// `call` gets a channel to one controller.
+    pub(crate) async fn controller_channel<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let n = self.inner.controllers.len();
         let deadline = tokio::time::Instant::now() + CONTROLLER_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
@@ -97,10 +114,7 @@ impl NadiClient {
             let start = self.inner.current.load(Ordering::Relaxed);
             for i in 0..n {
                 let idx = (start + i) % n;
-                let client = ControllerServiceClient::new(self.inner.controllers[idx].clone())
-                    .max_decoding_message_size(MAX_MESSAGE)
-                    .max_encoding_message_size(MAX_MESSAGE);
-                match call(client).await {
+                match call(self.inner.controllers[idx].clone()).await {
                     Ok(r) => {
                         self.inner.current.store(idx, Ordering::Relaxed);
                         return Ok(r.into_inner());
@@ -281,5 +295,18 @@ impl NadiClient {
     /// Controller members, leader, segment stores and container assignment.
     pub async fn cluster_info(&self) -> Result<pb::GetClusterInfoResponse, ClientError> {
         self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
+    }
+
+    /// The reader groups of a scope, sorted.
+    pub async fn list_reader_groups(&self, scope: &str) -> Result<Vec<String>, ClientError> {
+        use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
+        let r = self
+            .controller_channel(|ch| async move {
+                ReaderGroupServiceClient::new(ch)
+                    .list_reader_groups(pb::ListReaderGroupsRequest { scope: scope.to_owned() })
+                    .await
+            })
+            .await?;
+        Ok(r.groups)
     }
 }

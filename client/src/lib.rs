@@ -6,15 +6,19 @@
 //!   `nadi_proto::routing`) to its segment, batches and pipelines appends, and acknowledges
 //!   only durable events.
 //! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
+//! - [`ReaderGroup`] and [`Reader`]: readers that share the segments of streams, follow splits
+//!   and merges in per-key order, and record positions and checkpoints in the controller.
 //!
 //! Errors are [`ClientError`]s with a coarse, prescriptive [`ErrorKind`].
 
 mod client;
 mod error;
 mod reader;
+mod reader_group;
 mod writer;
 
 pub use client::{NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use reader::{EventRead, StreamReader};
+pub use reader_group::{EventPosition, GroupEvent, Reader, ReaderConfig, ReaderGroup, StartFrom, StreamCut};
 pub use writer::{AckObserver, EventWriter, WriterConfig};
