@@ -245,6 +245,48 @@ impl NadiClient {
         .await
     }
 
+    /// The segments that replaced the sealed segment `segment_id`, each with its predecessors.
+    /// Empty if the segment is active, or if the whole stream was sealed.
+    pub async fn successors(
+        &self,
+        scope: &str,
+        stream: &str,
+        segment_id: u64,
+    ) -> Result<Vec<pb::SuccessorSegment>, ClientError> {
+        let req = pb::GetSuccessorsRequest { scope: scope.to_owned(), stream: stream.to_owned(), segment_id };
+        Ok(self
+            .controller(|mut c| {
+                let req = req.clone();
+                async move { c.get_successors(req).await }
+            })
+            .await?
+            .successors)
+    }
+
+    /// The segments a reader from the beginning of the stream starts with.
+    pub async fn head_segments(&self, scope: &str, stream: &str) -> Result<Vec<pb::SegmentLocation>, ClientError> {
+        let req = pb::GetHeadSegmentsRequest { scope: scope.to_owned(), stream: stream.to_owned() };
+        Ok(self
+            .controller(|mut c| {
+                let req = req.clone();
+                async move { c.get_head_segments(req).await }
+            })
+            .await?
+            .segments)
+    }
+
+    /// A segment's start offset, length, sealed flag and per-writer last event numbers, from
+    /// the store at `endpoint`.
+    pub async fn segment_info(
+        &self,
+        endpoint: &str,
+        segment: &str,
+    ) -> Result<nadi_proto::segment::v1::SegmentInfo, ClientError> {
+        let mut store = self.segment_store(endpoint)?;
+        let req = nadi_proto::segment::v1::GetSegmentInfoRequest { segment: segment.to_owned() };
+        Ok(store.get_segment_info(req).await?.into_inner())
+    }
+
     /// Deletes an empty scope.
     pub async fn delete_scope(&self, scope: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move { c.delete_scope(pb::DeleteScopeRequest { scope: scope.to_owned() }).await })

@@ -1,12 +1,22 @@
-//! A simple stream reader: one tail-following read stream per active segment, merged.
+//! A simple stream reader: reads every segment of a stream and follows the stream's scaling.
 //!
-//! Events of one segment arrive in segment order, and a key always maps to one segment of an
-//! epoch, so per-key order holds. Reader groups, checkpoints and following scaled topologies
-//! come with the client issue; this reader ends a segment when it is sealed and read to its end.
+//! It starts from the head of the stream (`from_start`) or from the tail of the active
+//! segments, with one tail-following read per segment, merged into one sequence. When a
+//! segment is sealed and read to its end, the reader asks for its successors and starts each
+//! one only once all of that successor's predecessors were read to their end. Events of one
+//! segment arrive in segment order, a key maps to one segment per epoch, and a successor's
+//! events come after all of its predecessors' events, so per-key order holds across any number
+//! of splits and merges. The reader ends when every segment it reached is sealed, read to its
+//! end, and has no successors (the stream was sealed).
+//!
+//! Reader groups (several readers sharing the segments, with checkpoints) are built on the
+//! controller; see the reader-group docs.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
+use nadi_proto::controller::v1 as pb_ctl;
 use nadi_proto::framing;
 use nadi_proto::segment::v1 as pb;
 use tokio::sync::mpsc;
@@ -26,65 +36,119 @@ pub struct EventRead {
     pub payload: Bytes,
 }
 
-/// Reads all active segments of a stream.
+/// Reads all segments of a stream, following splits and merges.
 #[derive(Debug)]
 pub struct StreamReader {
     rx: mpsc::Receiver<Result<EventRead, ClientError>>,
-    tasks: Vec<JoinHandle<()>>,
+    coordinator: JoinHandle<()>,
 }
 
 impl Drop for StreamReader {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.coordinator.abort();
     }
 }
 
 impl StreamReader {
-    /// Opens a reader over `scope/stream`, from the start of every segment or from its tail.
+    /// Opens a reader over `scope/stream`, from the head of the stream or from the tail of its
+    /// active segments.
     pub async fn new(
         client: &NadiClient,
         scope: &str,
         stream: &str,
         from_start: bool,
     ) -> Result<StreamReader, ClientError> {
-        let active = client.active_segments(scope, stream).await?;
-        let (tx, rx) = mpsc::channel(1024);
-        let mut tasks = Vec::new();
-        for loc in active.segments {
-            let seg =
-                loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
-            let mut store = client.segment_store(&loc.endpoint)?;
-            let info = store
-                .get_segment_info(pb::GetSegmentInfoRequest { segment: seg.qualified_name.clone() })
-                .await?
-                .into_inner();
+        let first = if from_start {
+            client.head_segments(scope, stream).await?
+        } else {
+            client.active_segments(scope, stream).await?.segments
+        };
+        let mut start = Vec::new();
+        for loc in first {
+            let seg = segment_of(&loc)?;
+            let info = client.segment_info(&loc.endpoint, &seg.qualified_name).await?;
             let offset = if from_start { info.start_offset } else { info.length };
-            tasks.push(tokio::spawn(read_segment(
-                client.clone(),
-                loc.endpoint,
-                seg.qualified_name,
-                offset,
-                tx.clone(),
-            )));
+            start.push((loc, offset));
         }
-        Ok(StreamReader { rx, tasks })
+        let (tx, rx) = mpsc::channel(1024);
+        let coordinator = tokio::spawn(coordinate(client.clone(), scope.to_owned(), stream.to_owned(), start, tx));
+        Ok(StreamReader { rx, coordinator })
     }
 
-    /// The next event, `None` once every segment is sealed and read to its end.
+    /// The next event, `None` once every segment is sealed and read to its end and the stream
+    /// has no successors left.
     pub async fn next(&mut self) -> Option<Result<EventRead, ClientError>> {
         self.rx.recv().await
     }
 }
 
+fn segment_of(loc: &pb_ctl::SegmentLocation) -> Result<&pb_ctl::Segment, ClientError> {
+    loc.segment.as_ref().ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))
+}
+
+/// Starts the segment reads and hands out successors once their predecessors are done.
+async fn coordinate(
+    client: NadiClient,
+    scope: String,
+    stream: String,
+    start: Vec<(pb_ctl::SegmentLocation, u64)>,
+    tx: mpsc::Sender<Result<EventRead, ClientError>>,
+) {
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
+    let mut tasks = Vec::new();
+    let mut started = HashSet::new();
+    let mut finished = HashSet::new();
+    let spawn = |loc: pb_ctl::SegmentLocation, offset: u64, tasks: &mut Vec<JoinHandle<()>>| {
+        let id = loc.segment.as_ref().map_or(0, |s| s.id);
+        let name = loc.segment.as_ref().map(|s| s.qualified_name.clone()).unwrap_or_default();
+        let (client, tx, done) = (client.clone(), tx.clone(), done_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            if read_segment(client, loc.endpoint, name, offset, tx).await {
+                let _ = done.send(id);
+            }
+        }));
+    };
+    for (loc, offset) in start {
+        started.insert(loc.segment.as_ref().map_or(0, |s| s.id));
+        spawn(loc, offset, &mut tasks);
+    }
+    while finished.len() < started.len() {
+        let Some(id) = done_rx.recv().await else { break };
+        finished.insert(id);
+        let successors = loop {
+            match client.successors(&scope, &stream, id).await {
+                Ok(s) => break s,
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        };
+        for succ in successors {
+            let Some(loc) = succ.segment else { continue };
+            let Some(sid) = loc.segment.as_ref().map(|s| s.id) else { continue };
+            if started.contains(&sid) || !succ.predecessor_ids.iter().all(|p| finished.contains(p)) {
+                continue;
+            }
+            started.insert(sid);
+            spawn(loc, 0, &mut tasks);
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Reads one segment from `offset` to its end (following its tail until it is sealed).
+/// Returns true once the segment's end was read and every event handed over.
 async fn read_segment(
     client: NadiClient,
     endpoint: String,
     segment: String,
     mut offset: u64,
     tx: mpsc::Sender<Result<EventRead, ClientError>>,
-) {
+) -> bool {
     let mut attempts = 0u32;
     loop {
         let result: Result<bool, ClientError> = async {
@@ -99,7 +163,7 @@ async fn read_segment(
                         ev.map_err(|e| ClientError::new(ErrorKind::Internal, format!("{segment}: {e}")))?;
                     let ev = EventRead { segment: segment.clone(), offset: resp.offset + at as u64, payload };
                     if tx.send(Ok(ev)).await.is_err() {
-                        return Ok(true);
+                        return Ok(false);
                     }
                 }
                 offset = resp.offset + resp.data.len() as u64;
@@ -111,14 +175,14 @@ async fn read_segment(
         }
         .await;
         match result {
-            Ok(_) => return,
+            Ok(done) => return done,
             Err(e) if e.is_retryable() && attempts < 10 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
             }
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
-                return;
+                return false;
             }
         }
     }

@@ -15,12 +15,13 @@
 //! order, so per-key order holds. `flush()` returns once every event written before it is
 //! durable.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use nadi_proto::controller::v1 as pb_ctl;
 use nadi_proto::framing::{self, MAX_EVENT_SIZE};
 use nadi_proto::routing::{in_range, key_point};
 use nadi_proto::segment::v1 as pb;
@@ -83,34 +84,115 @@ impl Default for WriterConfig {
     }
 }
 
+/// One event on its way: where it routes (`None`: no key), its payload, and when it was written.
+struct Ev {
+    point: Option<f64>,
+    payload: Bytes,
+    at: Instant,
+}
+
 enum Cmd {
-    Event(Bytes, Instant),
+    Event(Ev),
     Flush(oneshot::Sender<Result<(), ClientError>>),
 }
 
+/// A slice `[low, high)` of the key space and the segment task that takes its events. After a
+/// merge, two routes may lead to the same successor task (one per former predecessor range).
 struct Route {
     low: f64,
     high: f64,
+    segment_id: u64,
     tx: mpsc::Sender<Cmd>,
+}
+
+/// State shared by the writer and its segment tasks.
+struct Shared {
+    client: NadiClient,
+    scope: String,
+    stream: String,
+    writer_id: String,
+    config: WriterConfig,
+    /// The routing table. `write` and `flush` send while holding the read lock; a task whose
+    /// segment was sealed takes the write lock to swap itself out for its successors, so no
+    /// event can overtake the ones it is still forwarding (see [`SegmentTask::reroute`]).
+    routes: tokio::sync::RwLock<Vec<Route>>,
+    /// The task of each segment this writer has written to, so that two predecessors of a
+    /// merge hand their events to the same successor task (one event numbering per segment).
+    tasks: Mutex<HashMap<u64, mpsc::Sender<Cmd>>>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    failure: Mutex<Option<ClientError>>,
+}
+
+impl Shared {
+    /// The task of `seg`, started if this writer has none yet.
+    fn task_for(self: &Arc<Self>, seg: &pb_ctl::SegmentLocation) -> Result<mpsc::Sender<Cmd>, ClientError> {
+        let s = seg
+            .segment
+            .as_ref()
+            .ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
+        let mut tasks = self.tasks.lock();
+        if let Some(tx) = tasks.get(&s.id) {
+            return Ok(tx.clone());
+        }
+        let (tx, rx) = mpsc::channel(self.config.queue_len);
+        let task = SegmentTask {
+            shared: self.clone(),
+            endpoint: seg.endpoint.clone(),
+            segment: s.qualified_name.clone(),
+            segment_id: s.id,
+            low: s.key_low,
+            high: s.key_high,
+            next_number: None,
+            in_flight: VecDeque::new(),
+            waiters: Vec::new(),
+            acked: -1,
+        };
+        self.handles.lock().push(tokio::spawn(task.run(rx)));
+        tasks.insert(s.id, tx.clone());
+        Ok(tx)
+    }
+
+    fn fail(&self, e: ClientError) {
+        self.failure.lock().get_or_insert(e);
+    }
 }
 
 /// Writes events to a stream. See the module docs.
 pub struct EventWriter {
-    writer_id: String,
-    routes: Vec<Route>,
-    tasks: Vec<JoinHandle<()>>,
-    failure: Arc<Mutex<Option<ClientError>>>,
+    shared: Arc<Shared>,
     next_unkeyed: AtomicUsize,
 }
 
 impl std::fmt::Debug for EventWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventWriter").field("writer_id", &self.writer_id).field("segments", &self.routes.len()).finish()
+        f.debug_struct("EventWriter").field("writer_id", &self.shared.writer_id).finish_non_exhaustive()
+    }
+}
+
+impl Drop for EventWriter {
+    /// Segment tasks hold the shared state, which holds their queues: clearing the routing
+    /// table and the task map closes the queues, so the tasks finish what they hold and end.
+    fn drop(&mut self) {
+        self.shared.tasks.lock().clear();
+        if let Ok(mut routes) = self.shared.routes.try_write() {
+            routes.clear();
+        } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let shared = self.shared.clone();
+            handle.spawn(async move { shared.routes.write().await.clear() });
+        }
     }
 }
 
 fn random_id() -> String {
     format!("w-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+}
+
+/// The route for `point` (the last route if rounding puts it past every range).
+fn pick(routes: &[Route], point: Option<f64>, unkeyed: &AtomicUsize) -> usize {
+    match point {
+        Some(p) => routes.iter().position(|r| in_range(p, r.low, r.high)).unwrap_or(routes.len() - 1),
+        None => unkeyed.fetch_add(1, Ordering::Relaxed) % routes.len(),
+    }
 }
 
 impl EventWriter {
@@ -131,49 +213,51 @@ impl EventWriter {
             return Err(ClientError::new(ErrorKind::Invalid, "writer id must be 1..=256 bytes"));
         }
         let active = client.active_segments(scope, stream).await?;
-        let failure = Arc::new(Mutex::new(None));
-        let mut routes = Vec::new();
-        let mut tasks = Vec::new();
-        for loc in active.segments {
-            let seg =
-                loc.segment.ok_or_else(|| ClientError::new(ErrorKind::Internal, "segment location without segment"))?;
-            let (tx, rx) = mpsc::channel(config.queue_len);
-            let task = SegmentTask {
-                client: client.clone(),
-                endpoint: loc.endpoint,
-                segment: seg.qualified_name,
-                writer_id: writer_id.clone(),
-                config: config.clone(),
-                failure: failure.clone(),
-                next_number: None,
-                in_flight: VecDeque::new(),
-                waiters: Vec::new(),
-                acked: -1,
-            };
-            tasks.push(tokio::spawn(task.run(rx)));
-            routes.push(Route { low: seg.key_low, high: seg.key_high, tx });
-        }
-        if routes.is_empty() {
+        if active.segments.is_empty() {
             return Err(ClientError::new(
                 ErrorKind::Internal,
                 format!("stream {scope}/{stream} has no active segments"),
             ));
         }
-        Ok(EventWriter { writer_id, routes, tasks, failure, next_unkeyed: AtomicUsize::new(0) })
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            scope: scope.to_owned(),
+            stream: stream.to_owned(),
+            writer_id,
+            config,
+            routes: tokio::sync::RwLock::new(Vec::new()),
+            tasks: Mutex::default(),
+            handles: Mutex::default(),
+            failure: Mutex::default(),
+        });
+        let mut routes = Vec::new();
+        for loc in &active.segments {
+            let tx = shared.task_for(loc)?;
+            let seg = loc.segment.as_ref().expect("checked by task_for");
+            routes.push(Route { low: seg.key_low, high: seg.key_high, segment_id: seg.id, tx });
+        }
+        *shared.routes.write().await = routes;
+        Ok(EventWriter { shared, next_unkeyed: AtomicUsize::new(0) })
     }
 
     /// This writer's id.
     pub fn writer_id(&self) -> &str {
-        &self.writer_id
+        &self.shared.writer_id
     }
 
     fn failed(&self) -> ClientError {
-        self.failure.lock().clone().unwrap_or_else(|| ClientError::new(ErrorKind::Internal, "the writer has stopped"))
+        self.shared
+            .failure
+            .lock()
+            .clone()
+            .unwrap_or_else(|| ClientError::new(ErrorKind::Internal, "the writer has stopped"))
     }
 
-    /// Queues one event. Events with the same key are stored in the order written; events
-    /// without a key are spread over the segments. Returns once the event is queued (waiting
-    /// if the queue is full); use [`flush`](Self::flush) to wait for durability.
+    /// Queues one event. Events with the same key are stored in the order written, also across
+    /// scaling (when a segment is sealed, its events go to the successor that owns their key,
+    /// after everything written before them); events without a key are spread over the
+    /// segments. Returns once the event is queued (waiting if the queue is full); use
+    /// [`flush`](Self::flush) to wait for durability.
     pub async fn write(&self, key: Option<&[u8]>, payload: Bytes) -> Result<(), ClientError> {
         if payload.len() > MAX_EVENT_SIZE {
             return Err(ClientError::new(
@@ -181,56 +265,83 @@ impl EventWriter {
                 format!("event of {} bytes exceeds the maximum event size of {MAX_EVENT_SIZE} bytes", payload.len()),
             ));
         }
-        let route = match key {
-            Some(k) => {
-                let p = key_point(k);
-                self.routes.iter().find(|r| in_range(p, r.low, r.high)).unwrap_or(&self.routes[self.routes.len() - 1])
-            }
-            None => &self.routes[self.next_unkeyed.fetch_add(1, Ordering::Relaxed) % self.routes.len()],
-        };
-        route.tx.send(Cmd::Event(payload, Instant::now())).await.map_err(|_| self.failed())
+        let point = key.map(key_point);
+        let routes = self.shared.routes.read().await;
+        if routes.is_empty() {
+            return Err(self.failed());
+        }
+        let i = pick(&routes, point, &self.next_unkeyed);
+        routes[i].tx.send(Cmd::Event(Ev { point, payload, at: Instant::now() })).await.map_err(|_| self.failed())
     }
 
     /// Waits until every event written before this call is durable.
     pub async fn flush(&self) -> Result<(), ClientError> {
-        let mut waits = Vec::with_capacity(self.routes.len());
-        for r in &self.routes {
-            let (tx, rx) = oneshot::channel();
-            r.tx.send(Cmd::Flush(tx)).await.map_err(|_| self.failed())?;
-            waits.push(rx);
+        let mut waits = Vec::new();
+        {
+            let routes = self.shared.routes.read().await;
+            let mut seen = std::collections::HashSet::new();
+            for r in routes.iter().filter(|r| seen.insert(r.segment_id)) {
+                let (tx, rx) = oneshot::channel();
+                r.tx.send(Cmd::Flush(tx)).await.map_err(|_| self.failed())?;
+                waits.push(rx);
+            }
         }
         for w in waits {
             w.await.map_err(|_| self.failed())??;
+        }
+        if let Some(e) = self.shared.failure.lock().clone() {
+            return Err(e);
         }
         Ok(())
     }
 
     /// Flushes and stops the writer.
-    pub async fn close(mut self) -> Result<(), ClientError> {
+    pub async fn close(self) -> Result<(), ClientError> {
         let res = self.flush().await;
-        self.routes.clear();
-        for t in self.tasks.drain(..) {
+        self.shared.tasks.lock().clear();
+        self.shared.routes.write().await.clear();
+        let handles: Vec<_> = self.shared.handles.lock().drain(..).collect();
+        for t in handles {
             let _ = t.await;
         }
         res
     }
 }
 
+/// Waits for all `waits`, then answers `reply` (the first error wins).
+fn answer_after(
+    waits: Vec<oneshot::Receiver<Result<(), ClientError>>>,
+    reply: oneshot::Sender<Result<(), ClientError>>,
+) {
+    tokio::spawn(async move {
+        let mut result = Ok(());
+        for w in waits {
+            let r = w.await.unwrap_or_else(|_| Err(ClientError::new(ErrorKind::Internal, "the writer has stopped")));
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        let _ = reply.send(result);
+    });
+}
+
 struct Batch {
     last: i64,
     count: u32,
     data: Bytes,
-    /// When each event was written (kept only when an observer wants it).
-    written_at: Vec<Instant>,
+    /// The events themselves, kept until acknowledged: if the segment is sealed first, they
+    /// are re-routed to its successors.
+    events: Vec<Ev>,
 }
 
 struct SegmentTask {
-    client: NadiClient,
+    shared: Arc<Shared>,
     endpoint: String,
     segment: String,
-    writer_id: String,
-    config: WriterConfig,
-    failure: Arc<Mutex<Option<ClientError>>>,
+    segment_id: u64,
+    /// The segment's key range.
+    low: f64,
+    high: f64,
     /// Number of the next new event; known after the first handshake.
     next_number: Option<i64>,
     in_flight: VecDeque<Batch>,
@@ -243,6 +354,8 @@ struct SegmentTask {
 enum End {
     /// The queue closed and everything was acknowledged.
     Done,
+    /// The segment is sealed (the stream scaled): re-route to its successors.
+    Sealed,
     /// The connection failed with this error.
     Failed(ClientError),
 }
@@ -253,28 +366,142 @@ impl SegmentTask {
         loop {
             match self.connection(&mut rx, &mut attempts).await {
                 End::Done => return,
-                End::Failed(e) if e.is_retryable() && attempts < self.config.max_reconnects => {
+                End::Sealed => match self.reroute(&mut rx).await {
+                    Ok(()) => return,
+                    Err(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {
+                        attempts += 1;
+                        tracing::warn!(segment = %self.segment, error = %e, "re-routing a sealed segment failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
+                    }
+                    Err(e) => return self.fail(e, rx).await,
+                },
+                End::Failed(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {
                     attempts += 1;
                     let backoff = Duration::from_millis(50 * (1 << attempts.min(6)));
                     tracing::warn!(segment = %self.segment, error = %e, attempt = attempts, "append stream lost; reconnecting");
                     tokio::time::sleep(backoff).await;
                 }
-                End::Failed(e) => {
-                    let e = ClientError { message: format!("writing to segment {}: {}", self.segment, e.message), ..e };
-                    self.failure.lock().get_or_insert(e.clone());
-                    for (_, w) in self.waiters.drain(..) {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                    rx.close();
-                    while let Some(cmd) = rx.recv().await {
-                        if let Cmd::Flush(w) = cmd {
-                            let _ = w.send(Err(e.clone()));
-                        }
-                    }
-                    return;
+                End::Failed(e) => return self.fail(e, rx).await,
+            }
+        }
+    }
+
+    /// Fails this task for good: the error goes to every waiter and to later flushes.
+    async fn fail(mut self, e: ClientError, mut rx: mpsc::Receiver<Cmd>) {
+        let e = ClientError { message: format!("writing to segment {}: {}", self.segment, e.message), ..e };
+        self.shared.fail(e.clone());
+        for (_, w) in self.waiters.drain(..) {
+            let _ = w.send(Err(e.clone()));
+        }
+        rx.close();
+        while let Some(cmd) = rx.recv().await {
+            if let Cmd::Flush(w) = cmd {
+                let _ = w.send(Err(e.clone()));
+            }
+        }
+    }
+
+    /// The segment was sealed by a scale. What the store did not store goes to the successors
+    /// in order, then this task hands its key range over to them:
+    ///
+    /// 1. The store's last event number of this writer on the sealed segment says which
+    ///    in-flight events are durable (acknowledged now) and which are not.
+    /// 2. The rest, in order, go to the successor owning each event's key (a successor shared
+    ///    with another predecessor, after a merge, is the same task).
+    /// 3. Events still arriving in this task's queue are forwarded the same way, until the
+    ///    routing-table write lock is granted: from then on no `write` is sending, the queue
+    ///    is drained for the last time, and the table gets the successors in this task's
+    ///    place (clipped to its range). Later events go straight to the successors, after
+    ///    every forwarded one, so no key is reordered.
+    async fn reroute(&mut self, rx: &mut mpsc::Receiver<Cmd>) -> Result<(), ClientError> {
+        let shared = self.shared.clone();
+        let info = shared.client.segment_info(&self.endpoint, &self.segment).await?;
+        let stored = info.writers.iter().find(|w| w.writer_id == shared.writer_id).map_or(-1, |w| w.last_event_number);
+        self.on_ack(stored);
+        let successors = shared.client.successors(&shared.scope, &shared.stream, self.segment_id).await?;
+        if successors.is_empty() {
+            return Err(ClientError::new(
+                ErrorKind::Sealed,
+                format!("stream {}/{} is sealed", shared.scope, shared.stream),
+            ));
+        }
+        let mut next: Vec<Route> = Vec::new();
+        for succ in &successors {
+            let loc = succ
+                .segment
+                .as_ref()
+                .ok_or_else(|| ClientError::new(ErrorKind::Internal, "successor without segment"))?;
+            let seg = loc
+                .segment
+                .as_ref()
+                .ok_or_else(|| ClientError::new(ErrorKind::Internal, "successor without segment"))?;
+            let (low, high) = (seg.key_low.max(self.low), seg.key_high.min(self.high));
+            if low < high {
+                next.push(Route { low, high, segment_id: seg.id, tx: shared.task_for(loc)? });
+            }
+        }
+        if next.is_empty() {
+            return Err(ClientError::new(
+                ErrorKind::Internal,
+                format!("no successor of {} covers its key range", self.segment),
+            ));
+        }
+        next.sort_by(|a, b| a.low.total_cmp(&b.low));
+        tracing::debug!(segment = %self.segment, successors = next.len(), "segment sealed; re-routing to its successors");
+        let unkeyed = AtomicUsize::new(0);
+        let failed = || ClientError::new(ErrorKind::Internal, "a successor's writer task stopped");
+        // 1–2: what the store does not have, in order.
+        let pending: Vec<Ev> = self.in_flight.drain(..).flat_map(|b| b.events).collect();
+        for ev in pending {
+            let i = pick(&next, ev.point, &unkeyed);
+            next[i].tx.send(Cmd::Event(ev)).await.map_err(|_| failed())?;
+        }
+        // Flushes waiting on this segment now wait on the successors.
+        for (_, w) in std::mem::take(&mut self.waiters) {
+            answer_after(flush_all(&next).await?, w);
+        }
+        // 3: forward until the table can be swapped. The write-lock request stays queued
+        // (pinned) while this task drains, so no new reader slips in ahead of it.
+        let write = shared.routes.write();
+        tokio::pin!(write);
+        let mut table = loop {
+            tokio::select! {
+                biased;
+                t = &mut write => break t,
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => forward(cmd, &next, &unkeyed).await?,
+                    None => return Ok(()), // the writer closed
+                },
+            }
+        };
+        while let Ok(cmd) = rx.try_recv() {
+            forward(cmd, &next, &unkeyed).await?;
+        }
+        // Every table entry of this segment (two after a merge made it) gives way to the
+        // successors, clipped to that entry's range.
+        let mut swapped = Vec::with_capacity(table.len() + next.len());
+        for r in table.drain(..) {
+            if r.segment_id != self.segment_id {
+                swapped.push(r);
+                continue;
+            }
+            for n in &next {
+                let (low, high) = (n.low.max(r.low), n.high.min(r.high));
+                if low < high {
+                    swapped.push(Route { low, high, segment_id: n.segment_id, tx: n.tx.clone() });
                 }
             }
         }
+        *table = swapped;
+        drop(table);
+        shared.tasks.lock().remove(&self.segment_id);
+        // A predecessor still re-routing (it swaps later) may yet send here, and its swap may
+        // even point the table at this task: keep forwarding, in order, until every sender is
+        // gone.
+        while let Some(cmd) = rx.recv().await {
+            forward(cmd, &next, &unkeyed).await?;
+        }
+        Ok(())
     }
 
     fn on_ack(&mut self, last: i64) {
@@ -282,8 +509,9 @@ impl SegmentTask {
         let now = Instant::now();
         while self.in_flight.front().is_some_and(|b| b.last <= self.acked) {
             let done = self.in_flight.pop_front().expect("front exists");
-            if let Some(o) = &self.config.observer {
-                o.acked(&done.written_at, now);
+            if let Some(o) = &self.shared.config.observer {
+                let at: Vec<Instant> = done.events.iter().map(|e| e.at).collect();
+                o.acked(&at, now);
             }
         }
         let acked = self.acked;
@@ -308,20 +536,21 @@ impl SegmentTask {
     }
 
     async fn connection(&mut self, rx: &mut mpsc::Receiver<Cmd>, attempts: &mut u32) -> End {
-        let mut store = match self.client.segment_store(&self.endpoint) {
+        let config = self.shared.config.clone();
+        let mut store = match self.shared.client.segment_store(&self.endpoint) {
             Ok(s) => s,
             Err(e) => return End::Failed(e),
         };
-        let (req_tx, req_rx) = mpsc::channel(self.config.max_in_flight + 2);
-        let setup = pb::AppendSetup { segment: self.segment.clone(), writer_id: self.writer_id.clone() };
+        let (req_tx, req_rx) = mpsc::channel(config.max_in_flight + 2);
+        let setup = pb::AppendSetup { segment: self.segment.clone(), writer_id: self.shared.writer_id.clone() };
         let _ = req_tx.send(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(setup)) }).await;
         let mut responses = match store.append(ReceiverStream::new(req_rx)).await {
             Ok(r) => r.into_inner(),
-            Err(s) => return End::Failed(s.into()),
+            Err(s) => return ended(s.into()),
         };
         let last = match responses.next().await {
             Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::SetupAck(a)) })) => a.last_event_number,
-            Some(Err(s)) => return End::Failed(s.into()),
+            Some(Err(s)) => return ended(s.into()),
             _ => return End::Failed(ClientError::new(ErrorKind::Unavailable, "append stream closed during setup")),
         };
         // Continue numbering after what the store has; drop what it already stored.
@@ -341,11 +570,11 @@ impl SegmentTask {
                 return End::Done;
             }
             tokio::select! {
-                cmd = rx.recv(), if queue_open && self.in_flight.len() < self.config.max_in_flight => {
+                cmd = rx.recv(), if queue_open && self.in_flight.len() < config.max_in_flight => {
                     let Some(cmd) = cmd else { queue_open = false; continue };
                     let first = match cmd {
                         Cmd::Flush(w) => { self.add_waiter(w); continue; }
-                        Cmd::Event(p, t) => (p, t),
+                        Cmd::Event(ev) => ev,
                     };
                     let batch = self.gather(first, rx);
                     let msg = batch_msg(&batch);
@@ -360,7 +589,7 @@ impl SegmentTask {
                         self.on_ack(a.last_event_number);
                     }
                     Some(Ok(_)) => return End::Failed(ClientError::new(ErrorKind::Internal, "unexpected append response")),
-                    Some(Err(s)) => return End::Failed(s.into()),
+                    Some(Err(s)) => return ended(s.into()),
                     None => return End::Failed(ClientError::new(ErrorKind::Unavailable, "append stream ended")),
                 }
             }
@@ -369,37 +598,71 @@ impl SegmentTask {
 
     /// Builds one batch from `first` and whatever else is queued, up to the batch size. Flush
     /// requests met on the way wait for this batch.
-    fn gather(&mut self, first: (Bytes, Instant), rx: &mut mpsc::Receiver<Cmd>) -> Batch {
-        let mut data = BytesMut::with_capacity(self.config.max_batch_bytes.min(first.0.len() * 64) + 64);
-        let mut count = 0u32;
+    fn gather(&mut self, first: Ev, rx: &mut mpsc::Receiver<Cmd>) -> Batch {
+        let max = self.shared.config.max_batch_bytes;
+        let mut data = BytesMut::with_capacity(max.min(first.payload.len() * 64) + 64);
         let mut flushes = Vec::new();
-        let mut written_at = Vec::new();
-        let observe = self.config.observer.is_some();
+        let mut events = Vec::new();
         let mut next = Some(first);
-        while let Some((p, t)) = next.take() {
-            framing::put_event(&mut data, &p).expect("size checked in write()");
-            count += 1;
-            if observe {
-                written_at.push(t);
-            }
-            if data.len() >= self.config.max_batch_bytes {
+        while let Some(ev) = next.take() {
+            framing::put_event(&mut data, &ev.payload).expect("size checked in write()");
+            events.push(ev);
+            if data.len() >= max {
                 break;
             }
             // Below `max_batch_bytes` (at most 8 MiB - 8) plus one framed event of at most
             // 8 MiB + 4, a batch always fits the store's 16 MiB batch limit.
             match rx.try_recv() {
-                Ok(Cmd::Event(p, t)) => next = Some((p, t)),
+                Ok(Cmd::Event(ev)) => next = Some(ev),
                 Ok(Cmd::Flush(w)) => flushes.push(w),
                 Err(_) => break,
             }
         }
+        let count = events.len() as u32;
         let start = self.next_number.unwrap_or(0);
         let last = start + count as i64 - 1;
         self.next_number = Some(last + 1);
         for w in flushes {
             self.add_waiter(w);
         }
-        Batch { last, count, data: data.freeze(), written_at }
+        Batch { last, count, data: data.freeze(), events }
+    }
+}
+
+/// A failed append stream: sealed segments are re-routed, anything else is an error.
+fn ended(e: ClientError) -> End {
+    if e.kind == ErrorKind::Sealed { End::Sealed } else { End::Failed(e) }
+}
+
+/// Sends a flush to every (distinct) route and returns the receivers.
+async fn flush_all(routes: &[Route]) -> Result<Vec<oneshot::Receiver<Result<(), ClientError>>>, ClientError> {
+    let mut waits = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in routes.iter().filter(|r| seen.insert(r.segment_id)) {
+        let (tx, rx) = oneshot::channel();
+        r.tx.send(Cmd::Flush(tx))
+            .await
+            .map_err(|_| ClientError::new(ErrorKind::Internal, "a successor's writer task stopped"))?;
+        waits.push(rx);
+    }
+    Ok(waits)
+}
+
+/// Forwards one command of a sealed segment's queue to its successors.
+async fn forward(cmd: Cmd, next: &[Route], unkeyed: &AtomicUsize) -> Result<(), ClientError> {
+    match cmd {
+        Cmd::Event(ev) => {
+            let i = pick(next, ev.point, unkeyed);
+            next[i]
+                .tx
+                .send(Cmd::Event(ev))
+                .await
+                .map_err(|_| ClientError::new(ErrorKind::Internal, "a successor's writer task stopped"))
+        }
+        Cmd::Flush(w) => {
+            answer_after(flush_all(next).await?, w);
+            Ok(())
+        }
     }
 }
 

@@ -527,6 +527,27 @@ impl ControllerService for Controller {
         Ok(Response::new(resp))
     }
 
+    async fn get_head_segments(
+        &self,
+        req: Request<pb::GetHeadSegmentsRequest>,
+    ) -> Result<Response<pb::GetHeadSegmentsResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        self.require_stores()?;
+        let resp = self
+            .meta
+            .read(|st| {
+                let m = st.stream(&req.scope, &req.stream)?;
+                let first = m.epochs.first().map(|e| e.segments.clone()).unwrap_or_default();
+                let mut segs: Vec<_> = first.iter().filter_map(|id| m.segment(*id)).collect();
+                segs.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
+                let segments = segs.into_iter().map(|s| self.location(&req.scope, &req.stream, s)).collect();
+                Ok::<_, MetaError>(pb::GetHeadSegmentsResponse { segments })
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+
     async fn update_stream(
         &self,
         req: Request<pb::UpdateStreamRequest>,

@@ -1,10 +1,13 @@
 //! Criterion micro-benchmarks of the Tier-1 log: record encode/decode (header + CRC, and the
-//! batch operation codec), append + sync of group-commit-sized records, and recovery.
+//! batch operation codec), append + sync of group-commit-sized records, recovery of a bare log,
+//! and container recovery with and without metadata checkpoints (recovery time should follow
+//! the checkpoint interval, not the total data written).
 //! Run with `cargo bench -p nadi-server --bench log`. Compare figures within one run only.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nadi_server::container::{Container, ContainerOptions, frame};
 use nadi_server::log::file::{FileLog, FileLogOptions};
 use nadi_server::log::{LogWriter, RecordKind, crc_matches, decode_header, encode_header};
 use nadi_server::ops;
@@ -90,5 +93,56 @@ fn recovery(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, append_sync, recovery);
+/// Writes `total` bytes of 1 MiB batches (1 KiB events) to 16 segments of one container, with
+/// checkpoints every `interval` bytes, and returns once every append is durable.
+fn populate_container(dir: &std::path::Path, total: u64, interval: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    rt.block_on(async {
+        let opts = ContainerOptions { checkpoint_interval: interval, ..Default::default() };
+        let c = Container::open(0, dir, &opts).expect("open container");
+        let event = vec![9u8; 1020];
+        let batch = frame(&vec![event.as_slice(); 1024]);
+        for s in 0..16 {
+            c.create(&format!("bench/s/{s}")).await.expect("create");
+        }
+        let mut pending = Vec::new();
+        for i in 0..total / batch.len() as u64 {
+            let (seg, n) = (i % 16, (i / 16) as i64);
+            let last = (n + 1) * 1024 - 1;
+            let ack = c.append(&format!("bench/s/{seg}"), "w", last, 1024, batch.clone()).await.expect("queue");
+            pending.push(ack);
+            if pending.len() == 16 {
+                for a in pending.drain(..) {
+                    a.await.expect("answer").expect("append");
+                }
+            }
+        }
+        for a in pending {
+            a.await.expect("answer").expect("append");
+        }
+        // A barrier: a checkpoint the last group triggered is written before this returns.
+        c.writer_state("bench/s/0", "w").await.expect("barrier");
+    });
+}
+
+fn container_recovery(c: &mut Criterion) {
+    let mut g = c.benchmark_group("container_recovery");
+    g.sample_size(10);
+    for total_mib in [64u64, 256, 512] {
+        for (label, interval) in [("full_replay", u64::MAX), ("checkpoint_every_16MiB", 16 << 20)] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            populate_container(dir.path(), total_mib << 20, interval);
+            let opts = ContainerOptions { checkpoint_interval: interval, ..Default::default() };
+            g.bench_function(BenchmarkId::new(label, format!("{total_mib}MiB")), |b| {
+                b.iter(|| {
+                    let c = Container::open(0, dir.path(), &opts).expect("recover");
+                    black_box(c.info("bench/s/0").expect("segment").length)
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, codec, append_sync, recovery, container_recovery);
 criterion_main!(benches);

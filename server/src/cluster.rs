@@ -17,6 +17,8 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::config::StandaloneArgs;
+use crate::container::ContainerOptions;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::standalone::{bind, grpc_server, shutdown_signal};
@@ -79,6 +81,12 @@ pub struct SegmentStoreArgs {
     /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
     #[arg(long, env = "NADI_LOG_FILE_SIZE")]
     pub log_file_size: Option<String>,
+    /// Bytes of log records between two metadata checkpoints per container. Default 64MiB.
+    #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
+    /// Bytes of requests each container accepts before writers wait for the disk. Default 64MiB.
+    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
+    pub container_queue_bytes: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -92,6 +100,8 @@ struct SegmentStoreFile {
     data_dir: Option<PathBuf>,
     containers: Option<u32>,
     log_file_size: Option<String>,
+    checkpoint_interval: Option<String>,
+    container_queue_bytes: Option<String>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -298,16 +308,18 @@ pub async fn register(
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs) -> anyhow::Result<()> {
     let file: SegmentStoreFile = read_toml(args.config.as_deref())?;
-    let listen = args.listen.or(file.listen).unwrap_or(([127, 0, 0, 1], 12345).into());
-    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data"));
-    let containers = args.containers.or(file.containers).unwrap_or(4);
-    if containers == 0 || containers > 1024 {
-        bail!("containers must be between 1 and 1024");
+    // The store settings are the same as standalone's: resolve (defaults, validation) there.
+    let cfg = StandaloneArgs {
+        data_dir: args.data_dir.or(file.data_dir),
+        segment_listen: args.listen.or(file.listen),
+        containers: args.containers.or(file.containers),
+        log_file_size: args.log_file_size.or(file.log_file_size),
+        checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
+        container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
+        ..StandaloneArgs::default()
     }
-    let log_file_size = match args.log_file_size.or(file.log_file_size) {
-        Some(s) => crate::config::parse_size(&s)?,
-        None => 64 * 1024 * 1024,
-    };
+    .resolve()?;
+    let (listen, data_dir) = (cfg.segment_listen, cfg.data_dir.clone());
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
     let advertise = match args.advertise.or(file.advertise) {
@@ -318,7 +330,15 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         None => format!("http://{bound}"),
     };
     let tier1 = data_dir.join("tier1");
-    let store_cfg = StoreConfig { dir: tier1.clone(), containers, log: FileLogOptions { file_size: log_file_size } };
+    let store_cfg = StoreConfig {
+        dir: tier1.clone(),
+        containers: cfg.containers,
+        container: ContainerOptions {
+            log: FileLogOptions { file_size: cfg.log_file_size },
+            checkpoint_interval: cfg.checkpoint_interval,
+            queue_bytes: cfg.container_queue_bytes,
+        },
+    };
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     let id = store_id(&tier1)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

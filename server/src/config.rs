@@ -33,6 +33,14 @@ pub struct StandaloneArgs {
     /// Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
+    /// Bytes of log records between two metadata checkpoints per container, e.g. 64MiB.
+    /// Recovery replays at most about this much log per container. Default 64MiB.
+    #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
+    pub checkpoint_interval: Option<String>,
+    /// Bytes of requests each container accepts before writers wait for the disk, e.g. 64MiB
+    /// (at most 4GiB). Default 64MiB.
+    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
+    pub container_queue_bytes: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -54,6 +62,8 @@ struct FileConfig {
     containers: Option<u32>,
     log_file_size: Option<String>,
     reader_timeout: Option<String>,
+    checkpoint_interval: Option<String>,
+    container_queue_bytes: Option<String>,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -67,6 +77,8 @@ pub struct StandaloneConfig {
     pub log_file_size: u64,
     /// See [`StandaloneArgs::reader_timeout`].
     pub reader_timeout: std::time::Duration,
+    pub checkpoint_interval: u64,
+    pub container_queue_bytes: u64,
 }
 
 /// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
@@ -95,6 +107,23 @@ impl StandaloneArgs {
         if log_file_size < crate::log::file::MIN_FILE_SIZE {
             bail!("log file size must be at least 20MiB (it must hold the largest append batch)");
         }
+        if log_file_size > crate::log::file::MAX_FILE_SIZE {
+            bail!("log file size must be below 4GiB");
+        }
+        let checkpoint_interval = match self.checkpoint_interval.or(file.checkpoint_interval) {
+            Some(s) => parse_size(&s)?,
+            None => crate::container::DEFAULT_CHECKPOINT_INTERVAL,
+        };
+        if checkpoint_interval == 0 {
+            bail!("checkpoint interval must be at least 1 byte");
+        }
+        let container_queue_bytes = match self.container_queue_bytes.or(file.container_queue_bytes) {
+            Some(s) => parse_size(&s)?,
+            None => crate::container::DEFAULT_QUEUE_BYTES,
+        };
+        if container_queue_bytes == 0 || container_queue_bytes > u32::MAX as u64 {
+            bail!("container queue bytes must be between 1 byte and 4GiB");
+        }
         let containers = self.containers.or(file.containers).unwrap_or(4);
         if containers == 0 || containers > 1024 {
             bail!("containers must be between 1 and 1024");
@@ -114,6 +143,8 @@ impl StandaloneArgs {
             http_listen: self.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 9091).into()),
             containers,
             log_file_size,
+            checkpoint_interval,
+            container_queue_bytes,
         })
     }
 }

@@ -1,10 +1,13 @@
 //! A segment container: a set of segments sharing one Tier-1 log and one writer thread.
 //!
 //! Every mutation (create, append, seal, delete) is a [`Request`] sent over a bounded channel to
-//! the container's writer thread, which does group commit:
+//! the container's writer thread, which does group commit. The queue is bounded by count and by
+//! bytes: a sender first takes one permit per byte of its request from a semaphore
+//! ([`ContainerOptions::queue_bytes`]), and the writer gives them back once the request's group
+//! has been answered, so a writer faster than the disk waits instead of piling up memory.
 //!
 //! ```text
-//!  requests ──► [bounded channel] ──► writer thread:
+//!  requests ──► [byte budget] ──► [bounded channel] ──► writer thread:
 //!                                       1. take every queued request (up to ~4 MiB)
 //!                                       2. validate against the *written* state, encode into
 //!                                          one batch payload
@@ -20,22 +23,32 @@
 //!   the read index, updated only after `sync`. Readers and `info` look only at this, so nothing
 //!   is ever served or acknowledged before it is durable.
 //!
+//! Metadata checkpoints: after every `checkpoint_interval` bytes of batch records (and on
+//! request), the writer thread writes a `Checkpoint` record holding the whole durable state,
+//! read index included (see [`crate::checkpoint`]), between two groups, when the written and
+//! durable states are equal. Recovery starts from the newest valid checkpoint and replays only
+//! the records after it, so start-up time is bounded by the interval. The records before that
+//! checkpoint were not read at start, so [`Container::read`] checks the CRC of each such record
+//! the first time it serves bytes from it, and refuses the range with `Corrupt` (naming file
+//! and offset) if it fails.
+//!
 //! A failed `sync` aborts the process: after a failed fsync the kernel may have dropped the
 //! dirty pages, so the log's contents are unknown and continuing could acknowledge lost data
 //! (the PostgreSQL "fsyncgate" lesson; Neon's safekeeper does the same).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
-use parking_lot::RwLock;
-use tokio::sync::{mpsc, oneshot, watch};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
+use crate::checkpoint::{self, IndexEntry, SegmentView};
 use crate::error::StoreError;
 use crate::log::file::{FileLog, FileLogOptions};
-use crate::log::{Corruption, LogAddress, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord};
+use crate::log::{Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord, Replayer};
 use crate::ops::{self, Op};
 
 /// Largest payload of one append batch (many events), in bytes.
@@ -44,6 +57,35 @@ pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 const GROUP_COMMIT_BYTES: usize = 4 * 1024 * 1024;
 /// Requests queued per container before senders wait (backpressure).
 const QUEUE_DEPTH: usize = 1024;
+/// Default bytes of requests a container accepts before senders wait (backpressure).
+pub const DEFAULT_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default bytes of batch records between two metadata checkpoints.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 64 * 1024 * 1024;
+
+/// Settings of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerOptions {
+    pub log: FileLogOptions,
+    /// A metadata checkpoint is written once this many bytes of batch records were written
+    /// since the last one. Recovery replays at most about this much log (plus one group).
+    pub checkpoint_interval: u64,
+    /// Bytes of requests (mostly append data) accepted but not yet answered, at most. A sender
+    /// waits for room before its request is queued, so a writer faster than the disk is slowed
+    /// to its pace and the memory held is bounded. A single request larger than this waits for
+    /// an empty queue instead. At most 4 GiB.
+    pub queue_bytes: u64,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        Self {
+            log: FileLogOptions::default(),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
+        }
+    }
+}
 
 /// Result of a durable append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +150,12 @@ enum Request {
         data: Bytes,
         reply: oneshot::Sender<Result<AppendAck, StoreError>>,
     },
+    /// `local` is the local id of the incarnation of `name` whose boundary was checked; the
+    /// writer refuses the truncation if `name` now is another segment (deleted and created
+    /// again in between).
     Truncate {
         name: String,
+        local: u64,
         offset: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
@@ -126,6 +172,11 @@ enum Request {
         value: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Writes a metadata checkpoint now (after everything queued before it is durable) and
+    /// answers with its lsn.
+    Checkpoint {
+        reply: oneshot::Sender<Result<Lsn, StoreError>>,
+    },
     /// A barrier: answered once everything queued before it is durable.
     WriterState {
         name: String,
@@ -134,17 +185,12 @@ enum Request {
     },
 }
 
-/// One contiguous run of segment bytes inside the log.
-#[derive(Debug, Clone, Copy)]
-struct IndexEntry {
-    offset: u64,
-    len: u32,
-    addr: LogAddress,
-}
-
 /// Durable per-segment metadata and read index.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct SegmentMeta {
+    /// Container-local id of this incarnation of the name (ids are never reused), so that a
+    /// check made against it can be tied to the same segment later.
+    local: u64,
     start_offset: u64,
     length: u64,
     sealed: bool,
@@ -154,14 +200,14 @@ struct SegmentMeta {
 }
 
 /// What readers see: only durable state.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Durable {
     segments: HashMap<String, SegmentMeta>,
     names: HashMap<u64, String>,
 }
 
 /// The writer's view, including written-but-not-yet-durable operations.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Written {
     segments: HashMap<String, WrittenSegment>,
     /// Local id -> name, so operations from the log find their segment in O(1).
@@ -169,7 +215,7 @@ struct Written {
     next_local: u64,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct WrittenSegment {
     local: u64,
     start_offset: u64,
@@ -188,24 +234,84 @@ struct Shared {
     /// The durable lsn; tail readers wait for it to change.
     durable_lsn: watch::Sender<Lsn>,
     damage: Option<Corruption>,
+    /// Records whose payload starts before this address were not read by recovery (they
+    /// precede the checkpoint it started from): their CRCs are checked on first read.
+    unverified_below: LogAddress,
+    /// Such records whose CRC was checked since.
+    verified: Mutex<HashSet<LogAddress>>,
+    /// One permit per byte of requests queued or being committed (see
+    /// [`ContainerOptions::queue_bytes`]). Taken before a request is queued, given back when
+    /// its group has been answered.
+    queue: Arc<Semaphore>,
+    /// Permits of `queue` in all.
+    queue_limit: u32,
+}
+
+/// A request on its way to the writer thread, holding its share of the queue's byte budget.
+#[derive(Debug)]
+struct Queued {
+    req: Request,
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A handle to one container. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Container {
     shared: Arc<Shared>,
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::Sender<Queued>>,
 }
 
 /// Replays recovered log records into both views.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Replay {
     durable: Durable,
     written: Written,
     error: Option<String>,
 }
 
-impl Replay {
+impl Replayer for Replay {
+    fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool {
+        let cp = match checkpoint::decode(rec.payload) {
+            Ok(cp) => cp,
+            Err(e) => {
+                tracing::warn!(lsn = rec.lsn, at = %rec.addr, error = %e, "checkpoint does not decode");
+                return false;
+            }
+        };
+        let (mut durable, mut written) = (Durable::default(), Written::default());
+        written.next_local = cp.next_local;
+        for s in cp.segments {
+            written.names.insert(s.local, s.name.clone());
+            written.segments.insert(
+                s.name.clone(),
+                WrittenSegment {
+                    local: s.local,
+                    start_offset: s.start_offset,
+                    length: s.length,
+                    sealed: s.sealed,
+                    writers: s.writers.clone(),
+                    attributes: s.attributes.clone(),
+                },
+            );
+            durable.names.insert(s.local, s.name.clone());
+            durable.segments.insert(
+                s.name,
+                SegmentMeta {
+                    local: s.local,
+                    start_offset: s.start_offset,
+                    length: s.length,
+                    sealed: s.sealed,
+                    writers: s.writers,
+                    attributes: s.attributes,
+                    index: s.index,
+                },
+            );
+        }
+        self.durable = durable;
+        self.written = written;
+        true
+    }
+
     fn record(&mut self, rec: &RecoveredRecord<'_>) {
         if self.error.is_some() || rec.kind != RecordKind::Batch {
             return;
@@ -278,13 +384,18 @@ fn apply_written(w: &mut Written, op: &Op<'_>) {
 fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
     match *op {
         Op::Create { local, name } => {
-            d.segments.insert(name.to_owned(), SegmentMeta::default());
+            d.segments.insert(name.to_owned(), SegmentMeta { local, ..Default::default() });
             d.names.insert(local, name.to_owned());
         }
         Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
             if data_len > 0 {
-                s.index.push(IndexEntry { offset, len: data_len as u32, addr: payload_addr.offset(data_pos as u64) });
+                s.index.push(IndexEntry {
+                    offset,
+                    len: data_len as u32,
+                    within: data_pos as u32,
+                    addr: payload_addr.offset(data_pos as u64),
+                });
             }
             s.length = offset + data_len as u64;
             if !writer.is_empty() {
@@ -322,6 +433,7 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
                 t.index.push(IndexEntry {
                     offset: t.length + (e.offset + skip - src.start_offset),
                     len: (e.len as u64 - skip) as u32,
+                    within: e.within + skip as u32,
                     addr: e.addr.offset(skip),
                 });
             }
@@ -339,9 +451,9 @@ impl Container {
     /// Opens container `id` with its log in `dir`, recovering its state, and starts its writer
     /// thread. A damaged log opens read-only: data before the damage is served, everything else
     /// fails with a `Corrupt` error naming the file and offset.
-    pub fn open(id: u32, dir: &Path, log_opts: FileLogOptions) -> Result<Container, StoreError> {
+    pub fn open(id: u32, dir: &Path, opts: &ContainerOptions) -> Result<Container, StoreError> {
         let mut replay = Replay::default();
-        let (log, report) = FileLog::open(dir, log_opts, &mut |r| replay.record(r))
+        let (log, report) = FileLog::recover(dir, opts.log.clone(), &mut replay)
             .map_err(|e| StoreError::Internal(format!("container {id}: {e}")))?;
         let mut damage = report.corruption.clone();
         if let Some(err) = replay.error.take() {
@@ -358,14 +470,24 @@ impl Container {
             container = id,
             segments,
             last_lsn = report.last_lsn,
+            checkpoint_lsn = report.checkpoint.map(|(lsn, _)| lsn),
             torn_tail = report.torn_tail.is_some(),
             "container recovered"
         );
-        Ok(Self::start(id, Box::new(log), replay, damage))
+        Ok(Self::start(id, Box::new(log), replay, damage, report.checkpoint.map(|(_, addr)| addr), opts))
     }
 
-    /// Starts a container over any log (the in-memory double in tests).
-    fn start(id: u32, log: Box<dyn LogWriter>, replay: Replay, damage: Option<Corruption>) -> Container {
+    /// Starts a container over any log (the in-memory double in tests). `checkpoint` is the
+    /// payload address of the checkpoint recovery started from, if any.
+    fn start(
+        id: u32,
+        log: Box<dyn LogWriter>,
+        replay: Replay,
+        damage: Option<Corruption>,
+        checkpoint: Option<LogAddress>,
+        opts: &ContainerOptions,
+    ) -> Container {
+        let queue_limit = opts.queue_bytes.clamp(1, u32::MAX as u64) as u32;
         let (lsn_tx, _) = watch::channel(log.durable_lsn());
         let shared = Arc::new(Shared {
             id,
@@ -373,10 +495,21 @@ impl Container {
             log: log.reader(),
             durable_lsn: lsn_tx,
             damage,
+            unverified_below: checkpoint.unwrap_or(LogAddress { file: 0, pos: 0 }),
+            verified: Mutex::default(),
+            queue: Arc::new(Semaphore::new(queue_limit as usize)),
+            queue_limit,
         });
         let tx = if shared.damage.is_none() {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            let writer = WriterThread { shared: shared.clone(), log, written: replay.written, rx };
+            let writer = WriterThread {
+                shared: shared.clone(),
+                log,
+                written: replay.written,
+                rx,
+                checkpoint_interval: opts.checkpoint_interval.max(1),
+                since_checkpoint: 0,
+            };
             std::thread::Builder::new()
                 .name(format!("nadi-container-{id}"))
                 .spawn(move || writer.run())
@@ -407,8 +540,19 @@ impl Container {
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let Some(tx) = &self.tx else { return Err(self.damaged()) };
         let (reply, rx) = oneshot::channel();
-        tx.send(make(reply)).await.map_err(|_| StoreError::ShuttingDown)?;
+        let req = make(reply);
+        // Wait for room in the byte budget first; a request larger than the whole budget
+        // waits for all of it.
+        let cost = (estimate(&req) as u64).min(self.shared.queue_limit as u64) as u32;
+        let permit = self.shared.queue.clone().acquire_many_owned(cost).await.map_err(|_| StoreError::ShuttingDown)?;
+        tx.send(Queued { req, _permit: permit }).await.map_err(|_| StoreError::ShuttingDown)?;
         Ok(rx)
+    }
+
+    /// Bytes of requests accepted and not yet answered (at most
+    /// [`ContainerOptions::queue_bytes`]).
+    pub fn queued_bytes(&self) -> u64 {
+        (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64)
     }
 
     async fn call<T>(
@@ -467,13 +611,29 @@ impl Container {
     /// Moves the start offset of `name` forward to `offset`, which must be an event boundary
     /// within the durable data. Earlier bytes can no longer be read (`Truncated`).
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<(), StoreError> {
-        // Check the boundary against the durable index first (offsets below the durable
-        // length never change), then order the truncation with other writes.
+        let local = self.check_truncate(name, offset)?;
+        self.truncate_checked(name, local, offset).await
+    }
+
+    /// Checks that `offset` is an event boundary of `name` against the durable index (offsets
+    /// below the durable length never change) and returns the local id of the segment checked.
+    fn check_truncate(&self, name: &str, offset: u64) -> Result<u64, StoreError> {
+        // The id is taken before the check: if the name is deleted and created again at any
+        // point after this, the writer sees another id and refuses.
+        let local = {
+            let d = self.shared.durable.read();
+            d.segments.get(name).map(|s| s.local).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?
+        };
         match self.read(name, offset, 1) {
-            Ok(_) | Err(StoreError::Truncated { .. }) => {}
-            Err(e) => return Err(e),
+            Ok(_) | Err(StoreError::Truncated { .. }) => Ok(local),
+            Err(e) => Err(e),
         }
-        self.call(|reply| Request::Truncate { name: name.to_owned(), offset, reply }).await
+    }
+
+    /// Orders a checked truncation with other writes; refused if `name` is no longer segment
+    /// `local`.
+    async fn truncate_checked(&self, name: &str, local: u64, offset: u64) -> Result<(), StoreError> {
+        self.call(|reply| Request::Truncate { name: name.to_owned(), local, offset, reply }).await
     }
 
     /// Appends the sealed segment `source` to `target` atomically and deletes `source`; the
@@ -504,6 +664,13 @@ impl Container {
     /// Seals a segment (idempotent) and returns its final length.
     pub async fn seal(&self, name: &str) -> Result<u64, StoreError> {
         self.call(|reply| Request::Seal { name: name.to_owned(), reply }).await
+    }
+
+    /// Writes a metadata checkpoint once everything queued before this call is durable, and
+    /// returns its lsn. (Checkpoints are also written on their own, every
+    /// `checkpoint_interval` bytes.)
+    pub async fn checkpoint(&self) -> Result<Lsn, StoreError> {
+        self.call(|reply| Request::Checkpoint { reply }).await
     }
 
     /// Deletes a segment.
@@ -579,6 +746,14 @@ impl Container {
         let Some(first) = pieces.first().copied() else {
             return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
         };
+        // A read stops before a damaged record and fails only if it starts in one.
+        let mut pieces = pieces;
+        if let Err((bad, e)) = self.verify_pieces(name, &pieces) {
+            if bad == 0 {
+                return Err(e);
+            }
+            pieces.truncate(bad);
+        }
         let mut buf = Vec::with_capacity(pieces.iter().map(|p| p.len as usize).sum());
         for p in &pieces {
             self.shared
@@ -621,12 +796,50 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Checks the CRC of every record the pieces come from that recovery did not read, once
+    /// per record. Damage is reported, never served and never skipped: the error comes with
+    /// the index of the first piece that must not be served.
+    fn verify_pieces(&self, name: &str, pieces: &[IndexEntry]) -> Result<(), (usize, StoreError)> {
+        let shared = &self.shared;
+        for (i, p) in pieces.iter().enumerate() {
+            let record = p.record();
+            if record >= shared.unverified_below || shared.verified.lock().contains(&record) {
+                continue;
+            }
+            match shared.log.verify_record(record) {
+                Ok(()) => {
+                    shared.verified.lock().insert(record);
+                }
+                Err(e @ LogError::Corrupt { .. }) => {
+                    let (from, to) = (p.offset, p.offset + p.len as u64);
+                    tracing::error!(container = shared.id, segment = name, from, to, error = %e,
+                        "Tier-1 log is damaged before the last checkpoint; refusing to serve the damaged range");
+                    return Err((
+                        i,
+                        StoreError::Corrupt {
+                            container: shared.id,
+                            detail: format!("bytes {from}..{to} of segment {name} are damaged: {e}"),
+                        },
+                    ));
+                }
+                Err(e) => return Err((i, StoreError::Internal(e.to_string()))),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The writer thread of one container.
 struct WriterThread {
     shared: Arc<Shared>,
     log: Box<dyn LogWriter>,
     written: Written,
-    rx: mpsc::Receiver<Request>,
+    rx: mpsc::Receiver<Queued>,
+    /// Bytes of batch records between two checkpoints.
+    checkpoint_interval: u64,
+    /// Bytes of batch records written since the last checkpoint.
+    since_checkpoint: u64,
 }
 
 /// A reply to send once the batch is durable.
@@ -641,6 +854,8 @@ enum Reply {
     WriterState(oneshot::Sender<Result<(i64, u64), StoreError>>, Result<(i64, u64), StoreError>),
     Done(oneshot::Sender<Result<(), StoreError>>, Result<(), StoreError>),
     Merged(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
+    /// Answered with the outcome of the checkpoint written after the group.
+    Checkpoint(oneshot::Sender<Result<Lsn, StoreError>>),
 }
 
 fn estimate(req: &Request) -> usize {
@@ -659,26 +874,32 @@ impl WriterThread {
         let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
         let mut batch = Vec::new();
         // A request that did not fit into the previous group starts the next one.
-        let mut carry: Option<Request> = None;
+        let mut carry: Option<Queued> = None;
+        // The byte-budget permits of the requests in `batch`.
+        let mut permits = Vec::new();
         let limit = self.log.max_record_payload();
         loop {
             let Some(first) = carry.take().or_else(|| self.rx.blocking_recv()) else { break };
-            let mut size = estimate(&first);
-            batch.push(first);
+            let mut size = estimate(&first.req);
+            batch.push(first.req);
+            permits.push(first._permit);
             while size < GROUP_COMMIT_BYTES {
                 match self.rx.try_recv() {
-                    Ok(req) if size + estimate(&req) > limit => {
-                        carry = Some(req);
+                    Ok(q) if size + estimate(&q.req) > limit => {
+                        carry = Some(q);
                         break;
                     }
-                    Ok(req) => {
-                        size += estimate(&req);
-                        batch.push(req);
+                    Ok(q) => {
+                        size += estimate(&q.req);
+                        batch.push(q.req);
+                        permits.push(q._permit);
                     }
                     Err(_) => break,
                 }
             }
             self.commit(&mut batch, &mut payload, size);
+            // The group is answered: its bytes leave the queue.
+            permits.clear();
         }
         tracing::debug!(container = self.shared.id, "container writer stopped");
     }
@@ -706,6 +927,7 @@ impl WriterThread {
             replies.push(self.encode(req, payload));
         }
         if !payload.is_empty() {
+            self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
             let (lsn, addr) = match self.log.append(RecordKind::Batch, payload) {
                 Ok(r) => r,
                 Err(e) => {
@@ -731,6 +953,8 @@ impl WriterThread {
             }
             self.shared.durable_lsn.send_replace(lsn);
         }
+        // A requested checkpoint follows the group, so it covers everything queued before it.
+        let checkpoint = replies.iter().any(|r| matches!(r, Reply::Checkpoint(_))).then(|| self.write_checkpoint());
         for r in replies {
             match r {
                 Reply::Created(tx, res) => drop(tx.send(res)),
@@ -742,6 +966,51 @@ impl WriterThread {
                 Reply::WriterState(tx, res) => drop(tx.send(res)),
                 Reply::Done(tx, res) => drop(tx.send(res)),
                 Reply::Merged(tx, res) => drop(tx.send(res)),
+                Reply::Checkpoint(tx) => {
+                    let res = match &checkpoint {
+                        Some(Ok(lsn)) => Ok(*lsn),
+                        Some(Err(e)) if e.is_retryable() => Err(StoreError::StorageFull(e.to_string())),
+                        Some(Err(e)) => Err(StoreError::Internal(e.to_string())),
+                        None => Err(StoreError::Internal("checkpoint not written".into())),
+                    };
+                    drop(tx.send(res));
+                }
+            }
+        }
+        if self.since_checkpoint >= self.checkpoint_interval {
+            // Errors are logged inside; the next one is tried after another interval.
+            let _ = self.write_checkpoint();
+        }
+    }
+
+    /// Writes a checkpoint of the durable state. Called between groups only, when every
+    /// written record is durable, so the written and durable states are the same.
+    fn write_checkpoint(&mut self) -> Result<Lsn, LogError> {
+        let mut buf = Vec::new();
+        {
+            let d = self.shared.durable.read();
+            let views = d.segments.iter().map(|(name, s)| SegmentView {
+                local: s.local,
+                name,
+                start_offset: s.start_offset,
+                length: s.length,
+                sealed: s.sealed,
+                writers: &s.writers,
+                attributes: &s.attributes,
+                index: &s.index,
+            });
+            checkpoint::encode(&mut buf, self.written.next_local, views);
+        }
+        self.since_checkpoint = 0;
+        match self.log.checkpoint(&buf) {
+            Ok(lsn) => {
+                tracing::debug!(container = self.shared.id, lsn, bytes = buf.len(), "metadata checkpoint written");
+                Ok(lsn)
+            }
+            Err(e) => {
+                tracing::warn!(container = self.shared.id, bytes = buf.len(), error = %e,
+                    "cannot write a metadata checkpoint; recovery replays from the previous one");
+                Err(e)
             }
         }
     }
@@ -863,8 +1132,13 @@ impl WriterThread {
                 });
                 Reply::Appended(reply, res)
             }
-            Request::Truncate { name, offset, reply } => {
+            Request::Truncate { name, local, offset, reply } => {
                 let res = live(w, &name).and_then(|s| {
+                    if s.local != local {
+                        // Deleted and created again since the boundary was checked: the check
+                        // says nothing about this segment.
+                        return Err(StoreError::SegmentReplaced(name.clone()));
+                    }
                     if offset > s.length {
                         return Err(StoreError::BadOffset { segment: name.clone(), offset, length: s.length });
                     }
@@ -919,6 +1193,7 @@ impl WriterThread {
                 });
                 Reply::Done(reply, res)
             }
+            Request::Checkpoint { reply } => Reply::Checkpoint(reply),
             Request::WriterState { name, writer, reply } => {
                 let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), s.length));
                 Reply::WriterState(reply, res)
@@ -943,6 +1218,7 @@ fn fail(req: Request, e: StoreError) {
         Request::Truncate { reply, .. } => drop(reply.send(Err(e))),
         Request::Merge { reply, .. } => drop(reply.send(Err(e))),
         Request::UpdateAttribute { reply, .. } => drop(reply.send(Err(e))),
+        Request::Checkpoint { reply } => drop(reply.send(Err(e))),
     }
 }
 
@@ -958,14 +1234,20 @@ pub fn frame(payloads: &[&[u8]]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::RECORD_HEADER_LEN;
     use crate::log::mem::MemLog;
 
     /// Recovers a container from `log` as after a crash; `log` then follows the new writer.
     fn mem_container(log: &mut MemLog) -> Container {
+        mem_container_with(log, &ContainerOptions::default())
+    }
+
+    fn mem_container_with(log: &mut MemLog, opts: &ContainerOptions) -> Container {
         let mut replay = Replay::default();
-        let (new_log, _) = log.crash(&mut |r| replay.record(r));
+        let (new_log, report) = log.recover(&mut replay);
         *log = new_log.clone();
-        Container::start(0, Box::new(new_log), replay, None)
+        let checkpoint = report.checkpoint.map(|(_, addr)| addr);
+        Container::start(0, Box::new(new_log), replay, None, checkpoint, opts)
     }
 
     async fn append(
@@ -1084,6 +1366,81 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn truncate_refuses_a_segment_deleted_and_created_again_after_the_check() {
+        let mut log = MemLog::new(32 << 20);
+        let c = mem_container(&mut log);
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 1, &[b"old-0", b"old-1"]).await.unwrap();
+        // The check passes for the first incarnation (9 is the boundary after "old-0") ...
+        let checked = c.check_truncate("x", 9).unwrap();
+        // ... then the name is deleted and created again, with other events, before the writer
+        // gets the truncation.
+        c.delete("x").await.unwrap();
+        c.create("x").await.unwrap();
+        append(&c, "x", "w", 0, &[b"new-event-0"]).await.unwrap();
+        let err = c.truncate_checked("x", checked, 9).await.unwrap_err();
+        assert!(matches!(err, StoreError::SegmentReplaced(_)), "{err}");
+        assert_eq!(err.code(), nadi_proto::ErrorCode::SegmentNotFound);
+        // The new segment was not touched, here or after a restart.
+        assert_eq!(c.info("x").unwrap().start_offset, 0);
+        drop(c);
+        let c = mem_container(&mut log);
+        assert_eq!(c.info("x").unwrap().start_offset, 0);
+        assert_eq!(payloads(&c.read("x", 0, 100).unwrap()), vec![b"new-event-0".to_vec()]);
+        // A truncation checked against the current incarnation goes through.
+        c.truncate("x", 15).await.unwrap();
+        assert_eq!(c.info("x").unwrap().start_offset, 15);
+    }
+
+    #[tokio::test]
+    async fn queued_bytes_stay_within_the_limit_while_the_disk_stalls() {
+        let mut log = MemLog::new(32 << 20);
+        let limit = 1u64 << 20;
+        let c = mem_container_with(&mut log, &ContainerOptions { queue_bytes: limit, ..Default::default() });
+        c.create("x").await.unwrap();
+        // The disk stalls: the writer thread takes the first group and waits in `sync`.
+        log.hold_syncs();
+        let body = vec![7u8; 100 << 10];
+        let batch = frame(&[&body]);
+        let cost = ops::append_size("w", batch.len()) as u64 + 1;
+        let mut acks = Vec::new();
+        let mut stalled = None;
+        for i in 0..1000i64 {
+            // Polled once: an append either is queued at once or waits for room.
+            let mut queued = Box::pin(c.append("x", "w", i, 1, batch.clone()));
+            match futures::poll!(queued.as_mut()) {
+                std::task::Poll::Ready(ack) => acks.push(ack.unwrap()),
+                std::task::Poll::Pending => {
+                    stalled = Some(queued);
+                    break;
+                }
+            }
+            assert!(c.queued_bytes() <= limit, "{} bytes queued", c.queued_bytes());
+        }
+        let mut stalled = stalled.expect("appends stall once the limit is reached");
+        // Exactly as many appends were accepted as fit in the limit, and none is answered.
+        // (The create's permit, 17 bytes, may still be held a moment after its answer.)
+        assert_eq!(acks.len() as u64, limit / cost);
+        assert!(c.queued_bytes() >= acks.len() as u64 * cost && c.queued_bytes() <= limit);
+        for ack in &mut acks {
+            assert!(matches!(ack.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        }
+        assert!(futures::poll!(stalled.as_mut()).is_pending(), "still no room while the disk stalls");
+        // The disk catches up: the stalled append is queued, and everything is acknowledged in
+        // order and readable.
+        log.release_syncs();
+        acks.push(stalled.await.unwrap());
+        for (i, ack) in acks.into_iter().enumerate() {
+            assert_eq!(ack.await.unwrap().unwrap().last_event_number, i as i64);
+        }
+        let n = c.info("x").unwrap().length / batch.len() as u64;
+        assert_eq!(n, limit / cost + 1);
+        // A single request larger than the whole limit waits for an empty queue, not forever.
+        let big = vec![1u8; 2 << 20];
+        append(&c, "x", "w", n as i64, &[&big]).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn reads_are_cut_at_event_boundaries_and_deleted_segments_vanish() {
         let mut log = MemLog::new(32 << 20);
         let c = mem_container(&mut log);
@@ -1102,5 +1459,264 @@ mod tests {
         let c = mem_container(&mut log);
         assert!(matches!(c.info("x"), Err(StoreError::SegmentNotFound(_))));
         assert!(c.create("x").await.unwrap(), "a deleted name can be created again");
+    }
+
+    // ---- Checkpoints, on the real file log ----
+
+    use crate::log::file::MIN_FILE_SIZE;
+    use crate::log::{Header, RecoveryReport, decode_header, record_len};
+
+    fn file_opts(checkpoint_interval: u64) -> ContainerOptions {
+        ContainerOptions { log: FileLogOptions { file_size: MIN_FILE_SIZE }, checkpoint_interval, ..Default::default() }
+    }
+
+    /// Waits until the writer thread has finished everything queued (including a checkpoint
+    /// that the last group triggered), then drops the container.
+    async fn close(c: Container) {
+        let _ = c.writer_state("", "").await;
+        drop(c);
+    }
+
+    /// Recovers the log in `dir` twice, without starting a container: by full replay, and
+    /// from the newest checkpoint.
+    fn replay_both(dir: &Path) -> ((Replay, RecoveryReport), (Replay, RecoveryReport)) {
+        let opts = file_opts(u64::MAX).log;
+        let mut full = Replay::default();
+        let (log, full_report) = FileLog::open(dir, opts.clone(), &mut |r| full.record(r)).unwrap();
+        drop(log);
+        let mut from_cp = Replay::default();
+        let (log, cp_report) = FileLog::recover(dir, opts, &mut from_cp).unwrap();
+        drop(log);
+        ((full, full_report), (from_cp, cp_report))
+    }
+
+    /// Every record in log file 1: (header offset, header).
+    fn records_in(dir: &Path) -> Vec<(u64, Header)> {
+        let bytes = std::fs::read(dir.join(format!("log-{:020}.log", 1))).unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0usize;
+        while let Some(h) = bytes.get(pos..).and_then(decode_header) {
+            out.push((pos as u64, h));
+            pos += record_len(h.len);
+        }
+        out
+    }
+
+    fn flip_byte(dir: &Path, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).open(dir.join(format!("log-{:020}.log", 1))).unwrap();
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    }
+
+    /// What a client can observe of every segment: info and all readable events.
+    fn observe(c: &Container, names: &[&str]) -> Vec<Option<(SegmentInfo, Vec<Vec<u8>>)>> {
+        names
+            .iter()
+            .map(|n| {
+                let info = c.info(n).ok()?;
+                let mut events = Vec::new();
+                let mut at = info.start_offset;
+                while at < info.length {
+                    let chunk = c.read(n, at, 1 << 20).unwrap();
+                    at += chunk.data.len() as u64;
+                    events.extend(payloads(&chunk));
+                }
+                Some((info, events))
+            })
+            .collect()
+    }
+
+    const NAMES: [&str; 5] = ["s/a", "s/b", "s/c", "s/src", "s/gone"];
+
+    /// A mix of every kind of operation, over several groups: `round` makes each call differ.
+    async fn workload(c: &Container, round: i64) {
+        for n in NAMES {
+            c.create(n).await.unwrap();
+        }
+        for i in 0..40i64 {
+            let seg = NAMES[(i % 3) as usize];
+            let writer = format!("w{}", i % 4);
+            let last = c.writer_state(seg, &writer).await.unwrap().0;
+            let body = vec![b'a' + (i % 26) as u8; 10 + (i as usize * 37 + round as usize) % 900];
+            append(c, seg, &writer, last + 2, &[&body, format!("r{round}-{i}").as_bytes()]).await.unwrap();
+        }
+        let len = c.info("s/c").unwrap().length;
+        c.conditional_append("s/c", len, 1, frame(&[b"conditional"])).await.unwrap();
+        c.update_attribute("s/a", &format!("k{round}"), None, round as u64).await.unwrap();
+        append(c, "s/src", "m", 0, &[format!("to-merge-{round}").as_bytes()]).await.unwrap();
+        c.seal("s/src").await.unwrap();
+        c.merge("s/b", "s/src").await.unwrap();
+        // Truncate "s/a" at its second event.
+        let first = c.read("s/a", c.info("s/a").unwrap().start_offset, 1).unwrap();
+        c.truncate("s/a", first.offset + first.data.len() as u64).await.unwrap();
+        c.delete("s/gone").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn recovery_from_a_checkpoint_gives_the_same_state_as_a_full_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small interval: checkpoints are written on their own, many times.
+        let c = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap();
+        workload(&c, 1).await;
+        // Later rounds re-create deleted names, so local ids and merges cross checkpoints.
+        workload(&c, 2).await;
+        c.checkpoint().await.unwrap();
+        workload(&c, 3).await;
+        let before = observe(&c, &NAMES);
+        close(c).await;
+
+        let records = records_in(dir.path());
+        let checkpoints = records.iter().filter(|(_, h)| h.kind == RecordKind::Checkpoint).count();
+        assert!(checkpoints > 3, "periodic checkpoints were written ({checkpoints})");
+        let ((full, full_report), (from_cp, cp_report)) = replay_both(dir.path());
+        let (cp_lsn, _) = cp_report.checkpoint.expect("recovery started from a checkpoint");
+        assert!(cp_lsn > records.len() as u64 / 2, "from a recent checkpoint: lsn {cp_lsn} of {}", records.len());
+        assert_eq!(full_report.last_lsn, cp_report.last_lsn);
+        assert!(full.error.is_none() && from_cp.error.is_none());
+        assert_eq!(from_cp.durable, full.durable, "segments, writers, attributes and read index");
+        assert_eq!(from_cp.written, full.written, "the writer's view, including the next local id");
+
+        let c = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap();
+        assert_eq!(observe(&c, &NAMES), before, "what clients see is unchanged");
+        // Exactly-once state survived: a retry is acknowledged without being stored again.
+        let (last, len) = c.writer_state("s/a", "w0").await.unwrap();
+        append(&c, "s/a", "w0", last, &[b"retry"]).await.unwrap();
+        assert_eq!(c.info("s/a").unwrap().length, len);
+        close(c).await;
+    }
+
+    #[tokio::test]
+    async fn damage_before_the_checkpoint_is_reported_on_read_and_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container::open(0, dir.path(), &file_opts(u64::MAX)).unwrap();
+        c.create("a").await.unwrap();
+        c.create("b").await.unwrap();
+        for i in 0..4 {
+            append(&c, "a", "w", i, &[format!("a{i}").as_bytes()]).await.unwrap();
+        }
+        append(&c, "b", "w", 0, &[b"b0"]).await.unwrap();
+        c.checkpoint().await.unwrap();
+        append(&c, "a", "w", 4, &[b"a4"]).await.unwrap();
+        // The bytes of the second append to "a" (a1), and the record holding them.
+        let victim = c.shared.durable.read().segments["a"].index[1];
+        close(c).await;
+        let header = victim.record().pos - RECORD_HEADER_LEN as u64;
+        flip_byte(dir.path(), victim.addr.pos + 5);
+
+        // The damage is before the checkpoint: start-up does not read it ...
+        let c = Container::open(0, dir.path(), &file_opts(u64::MAX)).unwrap();
+        assert!(c.shared.damage.is_none());
+        // ... but no read returns those bytes, now or later.
+        let file = format!("log-{:020}.log", 1);
+        for _ in 0..2 {
+            let err = c.read("a", victim.offset, 1 << 20).unwrap_err();
+            assert_eq!(err.code(), nadi_proto::ErrorCode::Corrupt);
+            let msg = err.to_string();
+            assert!(msg.contains(&file) && msg.contains(&format!("offset {header}")), "names file and offset: {msg}");
+            // A read that starts before the damage stops right before it.
+            let chunk = c.read("a", 0, 1 << 20).unwrap();
+            assert_eq!(payloads(&chunk), vec![b"a0".to_vec()]);
+            assert_eq!(chunk.offset + chunk.data.len() as u64, victim.offset);
+        }
+        // Undamaged records, before and after the checkpoint, are served.
+        assert_eq!(payloads(&c.read("a", 0, 1).unwrap()), vec![b"a0".to_vec()]);
+        let after = victim.offset + victim.len as u64;
+        assert_eq!(payloads(&c.read("a", after, 1 << 20).unwrap()), ["a2", "a3", "a4"].map(|s| s.as_bytes().to_vec()));
+        assert_eq!(payloads(&c.read("b", 0, 1 << 20).unwrap()), vec![b"b0".to_vec()]);
+        // The container keeps taking writes.
+        append(&c, "a", "w", 5, &[b"a5"]).await.unwrap();
+        close(c).await;
+    }
+
+    #[tokio::test]
+    async fn a_damaged_or_torn_checkpoint_falls_back_without_losing_acknowledged_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        workload(&c, 1).await;
+        let cp1 = c.checkpoint().await.unwrap();
+        workload(&c, 2).await;
+        let cp2 = c.checkpoint().await.unwrap();
+        workload(&c, 3).await;
+        let acknowledged = observe(&c, &NAMES);
+        close(c).await;
+        let ((full, _), _) = replay_both(&path);
+        let log_file = path.join(format!("log-{:020}.log", 1));
+        let pristine = std::fs::read(&log_file).unwrap();
+        let pointer = std::fs::read(path.join("checkpoint")).unwrap();
+        let (cp2_pos, cp2_header) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp2).unwrap();
+        assert_eq!(cp2_header.kind, RecordKind::Checkpoint);
+
+        // 1. The newest checkpoint is damaged: recovery starts from the one before, steps
+        //    over the damaged record and replays everything after it.
+        flip_byte(&path, cp2_pos + RECORD_HEADER_LEN as u64 + 3);
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp1));
+        assert_eq!(report.bad_checkpoints.iter().map(|b| (b.lsn, b.offset)).collect::<Vec<_>>(), vec![(cp2, cp2_pos)]);
+        assert!(report.corruption.is_none() && report.torn_tail.is_none());
+        assert_eq!((replay.durable, replay.written), (full.durable, full.written));
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        // Writes go on after the damaged checkpoint, and survive another restart.
+        append(&c, "s/b", "late", 0, &[b"late"]).await.unwrap();
+        let later = observe(&c, &NAMES);
+        close(c).await;
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), later);
+        // A newer checkpoint that gets damaged too: recovery goes back to the first one and
+        // steps over both damaged ones (the pointer file remembers the older one).
+        let cp4 = c.checkpoint().await.unwrap();
+        append(&c, "s/b", "late", 1, &[b"later"]).await.unwrap();
+        let latest = observe(&c, &NAMES);
+        close(c).await;
+        let (cp4_pos, _) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp4).unwrap();
+        flip_byte(&path, cp4_pos + RECORD_HEADER_LEN as u64 + 3);
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp1));
+        assert!(report.corruption.is_none() && report.torn_tail.is_none());
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), latest);
+        close(c).await;
+
+        // 2. A checkpoint torn by a crash: written but not durable, so the pointer file still
+        //    names the earlier ones. Recovery cuts it as a torn tail.
+        std::fs::write(&log_file, &pristine).unwrap();
+        std::fs::write(path.join("checkpoint"), &pointer).unwrap();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        let cp3 = c.checkpoint().await.unwrap();
+        close(c).await;
+        std::fs::write(path.join("checkpoint"), &pointer).unwrap();
+        let (cp3_pos, cp3_header) = *records_in(&path).iter().find(|(_, h)| h.lsn == cp3).unwrap();
+        let mut torn = std::fs::read(&log_file).unwrap();
+        let cut = (cp3_pos as usize) + (RECORD_HEADER_LEN + cp3_header.len) / 2;
+        torn[cut..cut + 64].fill(0xEE);
+        torn.truncate(cut + 64);
+        std::fs::write(&log_file, &torn).unwrap();
+        let mut replay = Replay::default();
+        let (log, report) = FileLog::recover(&path, file_opts(u64::MAX).log, &mut replay).unwrap();
+        drop(log);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp2));
+        assert_eq!(report.torn_tail.map(|t| t.offset), Some(cp3_pos));
+        assert!(report.corruption.is_none());
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        close(c).await;
+
+        // 3. No usable pointer file: the newest checkpoint is found by walking the headers.
+        std::fs::write(path.join("checkpoint"), b"garbage").unwrap();
+        let ((full, _), (from_cp, report)) = replay_both(&path);
+        assert_eq!(report.checkpoint.map(|(lsn, _)| lsn), Some(cp2));
+        assert_eq!((from_cp.durable, from_cp.written), (full.durable, full.written));
+        std::fs::remove_file(path.join("checkpoint")).unwrap();
+        let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
+        assert_eq!(observe(&c, &NAMES), acknowledged);
+        close(c).await;
     }
 }

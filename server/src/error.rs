@@ -11,6 +11,10 @@ use nadi_proto::errors::to_status;
 pub enum StoreError {
     #[error("segment {0} does not exist")]
     SegmentNotFound(String),
+    /// The segment an operation was checked against was deleted, and the name created again,
+    /// before the operation reached the writer; the new segment was left alone.
+    #[error("segment {0} was deleted and created again while the request was being checked; nothing was changed")]
+    SegmentReplaced(String),
     #[error("segment {0} is sealed: no more appends are accepted")]
     Sealed(String),
     #[error("event of {len} bytes exceeds the maximum event size of {max} bytes")]
@@ -45,7 +49,7 @@ impl StoreError {
     /// The stable code of this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::SegmentNotFound(_) => ErrorCode::SegmentNotFound,
+            StoreError::SegmentNotFound(_) | StoreError::SegmentReplaced(_) => ErrorCode::SegmentNotFound,
             StoreError::Sealed(_) => ErrorCode::Sealed,
             StoreError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
             StoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,

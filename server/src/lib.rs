@@ -6,6 +6,7 @@
 //! metadata and read index, and only then acknowledges.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod config;

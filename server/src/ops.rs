@@ -76,7 +76,7 @@ const TRUNCATE: u8 = 5;
 const MERGE: u8 = 6;
 const ATTRIBUTE: u8 = 7;
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.put_u16_le(s.len() as u16);
     buf.put_slice(s.as_bytes());
 }
@@ -138,36 +138,66 @@ pub fn encode_attribute(buf: &mut Vec<u8>, local: u64, key: &str, value: u64) {
     buf.put_u64_le(value);
 }
 
+/// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8(v as u8 | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
 /// Upper bound of the encoded size of an append.
 pub fn append_size(writer: &str, data_len: usize) -> usize {
     1 + 8 + 8 + 2 + writer.len() + 8 + 4 + 4 + data_len
 }
 
-struct Cursor<'a> {
-    buf: &'a [u8],
-    at: usize,
+/// Reads little-endian fields off a byte slice; every read is bounds-checked (never panics).
+pub(crate) struct Cursor<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, at: 0 }
+    }
+    /// An unsigned LEB128 varint of at most 10 bytes that fits in a u64.
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let at = self.at;
+            let b = self.u8(what)?;
+            let bits = (b & 0x7f) as u64;
+            if shift == 63 && bits > 1 {
+                return Err(DecodeError { at, what });
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError { at: self.at, what })
+    }
+    pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(DecodeError { at: self.at, what })?;
         let s = &self.buf[self.at..end];
         self.at = end;
         Ok(s)
     }
-    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, what)?[0])
     }
-    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.take(2, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
     }
-    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.take(4, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
     }
-    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.take(8, what)?.try_into().map_err(|_| DecodeError { at: self.at, what })?))
     }
-    fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str(&mut self, what: &'static str) -> Result<&'a str, DecodeError> {
         let len = self.u16(what)? as usize;
         let at = self.at;
         std::str::from_utf8(self.take(len, what)?).map_err(|_| DecodeError { at, what })
@@ -176,7 +206,7 @@ impl<'a> Cursor<'a> {
 
 /// Decodes every operation of a batch payload.
 pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
-    let mut c = Cursor { buf: payload, at: 0 };
+    let mut c = Cursor::new(payload);
     let mut ops = Vec::new();
     while c.at < payload.len() {
         let tag_at = c.at;

@@ -2,8 +2,10 @@
 //!
 //! Appends are pipelined: the handler keeps reading batches and queueing them on the container
 //! (in arrival order, which is the order they are stored in) while earlier ones are being made
-//! durable, and sends acknowledgements in order. At most [`MAX_IN_FLIGHT`] batches per stream
-//! are queued, so a fast writer is slowed to the disk's pace instead of buffered without bound.
+//! durable, and sends acknowledgements in order. At most [`MAX_IN_FLIGHT`] batches and about
+//! [`MAX_IN_FLIGHT_BYTES`] per stream are queued (and each container bounds the bytes queued on
+//! it, see `ContainerOptions::queue_bytes`), so a fast writer is slowed to the disk's pace
+//! instead of buffered without bound, and one stream cannot take a container's whole queue.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +25,9 @@ use crate::store::SegmentStore;
 
 /// Append batches queued per stream before the handler stops reading more.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// Bytes of append batches queued per stream before the handler stops reading more (it stops
+/// once this is reached, so one batch may take it past by at most one batch, 16 MiB).
+pub const MAX_IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 /// Default upper bound of one read response.
 pub const DEFAULT_READ_CHUNK: usize = 1024 * 1024;
 /// Longest writer id, in bytes.
@@ -134,10 +139,13 @@ impl SegmentStoreApi for SegmentService {
         tokio::spawn(async move {
             let (segment, writer) = (setup.segment, setup.writer_id);
             let mut pending = FuturesOrdered::new();
+            // Bytes of the batches in `pending`.
+            let mut pending_bytes = 0usize;
             let mut inbound_open = true;
             loop {
+                let room = pending.len() < MAX_IN_FLIGHT && pending_bytes < MAX_IN_FLIGHT_BYTES;
                 tokio::select! {
-                    msg = inbound.message(), if inbound_open && pending.len() < MAX_IN_FLIGHT => {
+                    msg = inbound.message(), if inbound_open && room => {
                         let batch = match msg {
                             Ok(Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Batch(b)) })) => b,
                             Ok(Some(_)) => {
@@ -152,12 +160,17 @@ impl SegmentStoreApi for SegmentService {
                             let _ = tx.send(Err(e.into())).await;
                             return;
                         }
+                        let len = batch.data.len();
                         match container.append(&segment, &writer, batch.last_event_number, batch.event_count, batch.data).await {
-                            Ok(rx) => pending.push_back(rx),
+                            Ok(rx) => {
+                                pending_bytes += len;
+                                pending.push_back(async move { (rx.await, len) });
+                            }
                             Err(e) => { let _ = tx.send(Err(e.into())).await; return; }
                         }
                     }
-                    Some(done) = pending.next(), if !pending.is_empty() => {
+                    Some((done, len)) = pending.next(), if !pending.is_empty() => {
+                        pending_bytes -= len;
                         let res = done.unwrap_or(Err(StoreError::ShuttingDown));
                         let msg = res.map(|ack| pb::AppendResponse {
                             kind: Some(pb::append_response::Kind::Ack(pb::AppendAck {

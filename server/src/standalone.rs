@@ -24,6 +24,7 @@ use crate::wire::TypedDecodeErrorsLayer;
 
 use crate::cluster::{register, serve_controller, stopped, store_id};
 use crate::config::StandaloneConfig;
+use crate::container::ContainerOptions;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::store::{SegmentStore, StoreConfig};
@@ -49,7 +50,11 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let store_cfg = StoreConfig {
         dir: cfg.data_dir.join("tier1"),
         containers: cfg.containers,
-        log: FileLogOptions { file_size: cfg.log_file_size },
+        container: ContainerOptions {
+            log: FileLogOptions { file_size: cfg.log_file_size },
+            checkpoint_interval: cfg.checkpoint_interval,
+            queue_bytes: cfg.container_queue_bytes,
+        },
     };
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);

@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::container::Container;
+use crate::container::{Container, ContainerOptions};
 use crate::error::StoreError;
-use crate::log::file::FileLogOptions;
 
 /// Settings of a segment store.
 #[derive(Debug, Clone)]
@@ -17,7 +16,8 @@ pub struct StoreConfig {
     pub dir: PathBuf,
     /// Number of containers (fixed once the directory exists).
     pub containers: u32,
-    pub log: FileLogOptions,
+    /// Settings of every container (log files, checkpoint interval).
+    pub container: ContainerOptions,
 }
 
 /// The containers of one segment store process.
@@ -38,7 +38,7 @@ impl SegmentStore {
         let mut containers = Vec::with_capacity(count as usize);
         for id in 0..count {
             let dir = config.dir.join(format!("container-{id}"));
-            containers.push(Container::open(id, &dir, config.log.clone())?);
+            containers.push(Container::open(id, &dir, &config.container)?);
         }
         Ok(SegmentStore { containers })
     }

@@ -13,7 +13,7 @@ use nadi_proto::controller::v1 as cpb;
 use nadi_proto::controller::v1::controller_service_server::ControllerService;
 use nadi_proto::segment::v1 as spb;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
-use nadi_server::log::file::FileLogOptions;
+use nadi_server::container::ContainerOptions;
 use nadi_server::service::SegmentService;
 use nadi_server::store::{SegmentStore, StoreConfig};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -21,7 +21,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 #[tokio::test]
 async fn resume_rolls_a_pending_scale_forward() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig { dir: dir.path().join("tier1"), containers: 2, log: FileLogOptions::default() };
+    let cfg = StoreConfig { dir: dir.path().join("tier1"), containers: 2, container: ContainerOptions::default() };
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&cfg)).await.unwrap().unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

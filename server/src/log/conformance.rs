@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::file::{FileLog, FileLogOptions, MIN_FILE_SIZE};
 use super::mem::MemLog;
-use super::{LogAddress, LogWriter, Lsn, RecordKind};
+use super::{LogAddress, LogWriter, Lsn, RecordKind, RecoveredRecord, Replayer};
 
 /// What recovery replayed: lsn, kind and payload of each record.
 type Replayed = Vec<(Lsn, RecordKind, Vec<u8>)>;
@@ -19,6 +19,28 @@ pub(crate) trait Harness {
     fn open(&mut self) -> (Self::Log, Replayed);
     /// Abandons `log` as a crash would and recovers.
     fn crash(&mut self, log: Self::Log) -> (Self::Log, Replayed);
+    /// Abandons `log` as a crash would and recovers from the newest checkpoint `replay` takes.
+    fn recover(&mut self, log: Self::Log, replay: &mut Collect) -> Self::Log;
+}
+
+/// A replayer that takes checkpoints if told to, and collects what it is given.
+#[derive(Default)]
+pub(crate) struct Collect {
+    accept: bool,
+    checkpoint: Option<(Lsn, Vec<u8>)>,
+    seen: Replayed,
+}
+
+impl Replayer for Collect {
+    fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool {
+        if self.accept {
+            self.checkpoint = Some((rec.lsn, rec.payload.to_vec()));
+        }
+        self.accept
+    }
+    fn record(&mut self, rec: &RecoveredRecord<'_>) {
+        self.seen.push((rec.lsn, rec.kind, rec.payload.to_vec()));
+    }
 }
 
 struct FileHarness {
@@ -41,6 +63,13 @@ impl Harness for FileHarness {
         drop(log);
         self.open()
     }
+    fn recover(&mut self, log: FileLog, replay: &mut Collect) -> FileLog {
+        drop(log);
+        let (log, report) = FileLog::recover(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE }, replay)
+            .expect("recover file log");
+        assert!(report.corruption.is_none());
+        log
+    }
 }
 
 struct MemHarness {
@@ -57,6 +86,11 @@ impl Harness for MemHarness {
         let (log, _) = log.crash(&mut |r| seen.push((r.lsn, r.kind, r.payload.to_vec())));
         self.log = log.clone();
         (log, seen)
+    }
+    fn recover(&mut self, log: MemLog, replay: &mut Collect) -> MemLog {
+        let (log, _) = log.recover(replay);
+        self.log = log.clone();
+        log
     }
 }
 
@@ -170,6 +204,47 @@ fn out_of_range_reads_fail(h: &mut impl Harness) {
     assert!(r.read(addr, 1 << 30).is_err());
 }
 
+fn checkpoints_are_durable_starting_points(h: &mut impl Harness) {
+    let (mut log, _) = h.open();
+    for i in 1..=5u64 {
+        log.append(RecordKind::Batch, &payload(i, 300)).unwrap();
+    }
+    // A checkpoint is durable when it returns, with everything before it.
+    assert_eq!(log.checkpoint(b"cp-1").unwrap(), 6);
+    assert_eq!(log.durable_lsn(), 6);
+    let mut after = Vec::new();
+    for i in 7..=9u64 {
+        log.append(RecordKind::Batch, &payload(i, 300)).unwrap();
+        after.push((i, RecordKind::Batch, payload(i, 300)));
+    }
+    log.sync().unwrap();
+    // Recovery offers the checkpoint, then only the records after it.
+    let mut taken = Collect { accept: true, ..Default::default() };
+    let mut log = h.recover(log, &mut taken);
+    assert_eq!(taken.checkpoint, Some((6, b"cp-1".to_vec())));
+    assert_eq!(taken.seen, after);
+    // The newest checkpoint wins; one that is refused means a replay from the start.
+    assert_eq!(log.checkpoint(b"cp-2").unwrap(), 10);
+    let mut taken = Collect { accept: true, ..Default::default() };
+    let log = h.recover(log, &mut taken);
+    assert_eq!((taken.checkpoint, taken.seen.len()), (Some((10, b"cp-2".to_vec())), 0));
+    let mut refused = Collect::default();
+    let log = h.recover(log, &mut refused);
+    assert_eq!(refused.checkpoint, None);
+    assert_eq!(refused.seen.iter().map(|r| r.0).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>());
+    assert_eq!(refused.seen[5], (6, RecordKind::Checkpoint, b"cp-1".to_vec()));
+    assert_eq!(log.written_lsn(), 10);
+}
+
+fn records_verify(h: &mut impl Harness) {
+    let (mut log, _) = h.open();
+    let (_, addr) = log.append(RecordKind::Batch, b"checked").unwrap();
+    log.sync().unwrap();
+    let r = log.reader();
+    r.verify_record(addr).unwrap();
+    assert!(r.verify_record(LogAddress { file: 999, pos: 24 }).is_err());
+}
+
 macro_rules! suite {
     ($($test:ident),*) => {
         mod file_log {
@@ -194,5 +269,7 @@ suite!(
     unsynced_records_are_all_or_nothing,
     records_span_many_files,
     oversized_record_is_refused_without_writing,
-    out_of_range_reads_fail
+    out_of_range_reads_fail,
+    checkpoints_are_durable_starting_points,
+    records_verify
 );

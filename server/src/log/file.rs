@@ -15,10 +15,15 @@
 //!   recovery read through the map (one page cache, so they see what was written).
 //! - Bytes beyond the durable position are only read by recovery, never by readers.
 //!
-//! Recovery replays the chain of records with consecutive lsns. Where the chain ends, it looks
+//! Recovery starts from the newest valid checkpoint record: the pointer file `checkpoint`
+//! (written crash-safely after the checkpoint record is durable) names the newest two; without
+//! a usable pointer file, a walk over the record headers finds them. From there it replays the
+//! chain of records with consecutive lsns, checking every CRC. Where the chain ends, it looks
 //! for any valid record with a larger lsn further on: if there is one, the log is damaged in the
 //! middle ([`Corruption`]) and is opened read-only; if there is none, the bytes after the chain
-//! are a torn tail (a batch cut short by a crash) and are zeroed.
+//! are a torn tail (a batch cut short by a crash) and are zeroed. A checkpoint record named by
+//! the pointer file that fails its checks is reported and stepped over (its length is in the
+//! pointer file), since it holds no data that is not also in the records around it.
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -30,8 +35,9 @@ use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::RwLock;
 
 use super::{
-    Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RECORD_ALIGN, RECORD_HEADER_LEN, RecordKind,
-    RecoveredRecord, RecoveryReport, TornTail, crc_matches, decode_header, encode_header, record_len,
+    BadCheckpoint, Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RECORD_ALIGN, RECORD_HEADER_LEN,
+    RecordKind, RecoveredRecord, RecoveryReport, Replayer, TornTail, crc_matches, decode_header, encode_header,
+    record_len,
 };
 
 /// Settings of a file log.
@@ -49,6 +55,160 @@ impl Default for FileLogOptions {
 
 /// Smallest allowed log file: must hold the largest append batch (16 MiB) plus framing.
 pub const MIN_FILE_SIZE: u64 = 20 * 1024 * 1024;
+/// Largest allowed log file: positions inside a record payload must fit in a u32 (the read
+/// index keeps them to find a record from its bytes).
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024 * 1024 - 4096;
+
+/// The pointer file naming the newest checkpoint records, in the log directory.
+const POINTER_FILE: &str = "checkpoint";
+const POINTER_MAGIC: [u8; 4] = *b"NCKP";
+const POINTER_VERSION: u8 = 1;
+/// Checkpoints the pointer file names: the newest, and the one before as a fallback.
+const POINTER_KEEP: usize = 2;
+
+/// Where a checkpoint record is: enough to check it, and to step over it if it is damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CheckpointPos {
+    lsn: Lsn,
+    /// File sequence number.
+    file: u64,
+    /// Offset of the record header in the file.
+    pos: u64,
+    /// Payload length.
+    len: u32,
+}
+
+/// What the pointer file says.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Pointer {
+    /// The newest valid checkpoints, newest first.
+    checkpoints: Vec<CheckpointPos>,
+    /// Damaged checkpoint records after the oldest of `checkpoints` that an earlier recovery
+    /// stepped over; a later recovery from an older checkpoint steps over them again.
+    damaged: Vec<CheckpointPos>,
+}
+
+/// Encodes the pointer file: magic, version, count, damaged count, a zero byte, the entries
+/// (checkpoints, then damaged ones) as lsn:u64 file:u64 pos:u64 len:u32, then a CRC-32 of
+/// everything before it.
+fn encode_pointer(p: &Pointer) -> Vec<u8> {
+    let mut b = Vec::with_capacity(12 + 28 * (p.checkpoints.len() + p.damaged.len()));
+    b.extend_from_slice(&POINTER_MAGIC);
+    b.extend_from_slice(&[POINTER_VERSION, p.checkpoints.len() as u8, p.damaged.len() as u8, 0]);
+    for c in p.checkpoints.iter().chain(&p.damaged) {
+        b.extend_from_slice(&c.lsn.to_le_bytes());
+        b.extend_from_slice(&c.file.to_le_bytes());
+        b.extend_from_slice(&c.pos.to_le_bytes());
+        b.extend_from_slice(&c.len.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_le_bytes());
+    b
+}
+
+fn decode_pointer(b: &[u8]) -> Option<Pointer> {
+    let (body, crc) = b.split_at_checked(b.len().checked_sub(4)?)?;
+    if crc32fast::hash(body).to_le_bytes() != crc || body.get(0..4)? != POINTER_MAGIC || body[4] != POINTER_VERSION {
+        return None;
+    }
+    let (count, damaged) = (body[5] as usize, body[6] as usize);
+    let entries = body.get(8..)?;
+    if entries.len() != (count + damaged) * 28 {
+        return None;
+    }
+    let u64_at = |e: &[u8], i: usize| e.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+    let mut all: Vec<CheckpointPos> = entries
+        .chunks_exact(28)
+        .map(|e| {
+            Some(CheckpointPos {
+                lsn: u64_at(e, 0)?,
+                file: u64_at(e, 8)?,
+                pos: u64_at(e, 16)?,
+                len: u32::from_le_bytes(e.get(24..28)?.try_into().ok()?),
+            })
+        })
+        .collect::<Option<_>>()?;
+    let damaged = all.split_off(count);
+    Some(Pointer { checkpoints: all, damaged })
+}
+
+/// Reads the pointer file; `None` if it is missing or does not check out.
+fn read_pointer(dir: &Path) -> Option<Pointer> {
+    let path = dir.join(POINTER_FILE);
+    match fs::read(&path) {
+        Ok(b) => {
+            let list = decode_pointer(&b);
+            if list.is_none() {
+                tracing::warn!(file = %path.display(), "Tier-1 log: the checkpoint pointer file is damaged; ignoring it");
+            }
+            list
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "Tier-1 log: cannot read the checkpoint pointer file; ignoring it");
+            None
+        }
+    }
+}
+
+/// Replaces the pointer file crash-safely: temp file, fsync, rename, fsync the directory.
+fn write_pointer(dir: &Path, pointer: &Pointer) -> Result<(), LogError> {
+    let path = dir.join(POINTER_FILE);
+    let tmp = dir.join(format!("{POINTER_FILE}.tmp"));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        std::io::Write::write_all(&mut f, &encode_pointer(pointer))?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(LogError::io(&tmp, e));
+    }
+    fsync_dir(dir)
+}
+
+/// The newest checkpoint records found by walking record headers (no CRC checks) along the
+/// chain of consecutive lsns from the start of the first file; newest first. A fallback for a
+/// missing or damaged pointer file: every candidate is checked before it is used.
+fn walk_headers(files: &[Arc<MappedFile>]) -> Vec<CheckpointPos> {
+    let mut found = Vec::new();
+    let mut last: Option<Lsn> = None;
+    'files: for f in files {
+        let bytes = f.bytes();
+        let mut pos = 0usize;
+        while let Some(h) = bytes.get(pos..pos + RECORD_HEADER_LEN).and_then(decode_header) {
+            let fits = (pos + RECORD_HEADER_LEN).checked_add(h.len).is_some_and(|end| end <= bytes.len());
+            if !fits || last.is_some_and(|l| h.lsn != l + 1) {
+                break;
+            }
+            if h.kind == RecordKind::Checkpoint {
+                found.push(CheckpointPos { lsn: h.lsn, file: f.seq, pos: pos as u64, len: h.len as u32 });
+            }
+            last = Some(h.lsn);
+            pos += record_len(h.len);
+        }
+        // The chain goes on only if the next file starts with the next lsn.
+        if pos == 0 && last.is_some() {
+            break 'files;
+        }
+    }
+    found.reverse();
+    found.truncate(POINTER_KEEP);
+    found
+}
+
+/// Full replay, ignoring checkpoints as starting points.
+struct Visit<'a>(&'a mut dyn FnMut(&RecoveredRecord<'_>));
+
+impl Replayer for Visit<'_> {
+    fn checkpoint(&mut self, _: &RecoveredRecord<'_>) -> bool {
+        false
+    }
+    fn record(&mut self, rec: &RecoveredRecord<'_>) {
+        (self.0)(rec)
+    }
+}
 
 /// One mapped log file.
 #[derive(Debug)]
@@ -102,6 +262,22 @@ struct Files {
 }
 
 impl LogReader for Files {
+    fn verify_record(&self, payload_addr: LogAddress) -> Result<(), LogError> {
+        let file = self
+            .by_seq
+            .read()
+            .get(&payload_addr.file)
+            .cloned()
+            .ok_or(LogError::OutOfRange { addr: payload_addr, len: 0 })?;
+        let pos = (payload_addr.pos as usize)
+            .checked_sub(RECORD_HEADER_LEN)
+            .ok_or(LogError::OutOfRange { addr: payload_addr, len: 0 })?;
+        match record_at(file.bytes(), pos) {
+            Some(_) => Ok(()),
+            None => Err(LogError::Corrupt { file: file.path.clone(), offset: pos as u64 }),
+        }
+    }
+
     fn read_into(&self, addr: LogAddress, len: usize, out: &mut Vec<u8>) -> Result<(), LogError> {
         let file = self.by_seq.read().get(&addr.file).cloned().ok_or(LogError::OutOfRange { addr, len })?;
         let end = addr.pos.checked_add(len as u64).ok_or(LogError::OutOfRange { addr, len })?;
@@ -138,6 +314,9 @@ pub struct FileLog {
     spare: Option<JoinHandle<Result<PathBuf, LogError>>>,
     /// Set when recovery found damage: the log is then read-only.
     damaged: Option<Corruption>,
+    /// The newest valid checkpoint records (newest first) and the damaged ones recovery
+    /// stepped over: what the pointer file says.
+    pointer: Pointer,
 }
 
 fn file_name(seq: u64) -> String {
@@ -213,14 +392,34 @@ fn record_at(bytes: &[u8], pos: usize) -> Option<(super::Header, &[u8])> {
 }
 
 impl FileLog {
-    /// Opens (or creates) the log in `dir`, replaying every valid record through `visit` in lsn
-    /// order. See the module docs for how torn tails and damage are told apart.
+    /// Opens (or creates) the log in `dir`, replaying every valid record from the start of the
+    /// log through `visit` in lsn order; checkpoints are not used as starting points. See the
+    /// module docs for how torn tails and damage are told apart.
     pub fn open(
         dir: &Path,
         opts: FileLogOptions,
         visit: &mut dyn FnMut(&RecoveredRecord<'_>),
     ) -> Result<(FileLog, RecoveryReport), LogError> {
-        let opts = FileLogOptions { file_size: opts.file_size.max(MIN_FILE_SIZE) };
+        Self::open_inner(dir, opts, &mut Visit(visit), false)
+    }
+
+    /// Opens (or creates) the log in `dir`, starting from the newest checkpoint that checks out
+    /// and that `replay` accepts, then replaying every record after it (see the module docs).
+    pub fn recover(
+        dir: &Path,
+        opts: FileLogOptions,
+        replay: &mut dyn Replayer,
+    ) -> Result<(FileLog, RecoveryReport), LogError> {
+        Self::open_inner(dir, opts, replay, true)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        opts: FileLogOptions,
+        replay: &mut dyn Replayer,
+        from_checkpoint: bool,
+    ) -> Result<(FileLog, RecoveryReport), LogError> {
+        let opts = FileLogOptions { file_size: opts.file_size.clamp(MIN_FILE_SIZE, MAX_FILE_SIZE) };
         fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         let mut seqs = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
@@ -243,30 +442,100 @@ impl FileLog {
             mapped.push(Arc::new(MappedFile::open(dir.join(file_name(seq)), seq)?));
         }
 
-        // 1. Follow the chain of consecutive lsns.
+        // 1. Find the starting point: the newest checkpoint that checks out and decodes.
         let mut report = RecoveryReport::default();
-        let mut last: Option<Lsn> = None;
-        let (mut end_idx, mut end_pos) = (0usize, 0u64);
-        'files: for (i, f) in mapped.iter().enumerate() {
+        // Checkpoints the (CRC-checked) pointer file names but that fail their checks: the
+        // chain may step over them, their lengths being known.
+        // They stay in the pointer file, so that a later recovery from an older checkpoint
+        // steps over them too.
+        let mut skippable: Vec<CheckpointPos> = Vec::new();
+        // (file index, position after the checkpoint record, its lsn)
+        let mut start: Option<(usize, usize, Lsn)> = None;
+        let mut checkpoints = Vec::new();
+        if from_checkpoint {
+            let pointer = read_pointer(dir);
+            let trusted = pointer.is_some();
+            let candidates = match pointer {
+                Some(p) => {
+                    skippable = p.damaged;
+                    p.checkpoints
+                }
+                None => walk_headers(&mapped),
+            };
+            if !trusted && !candidates.is_empty() {
+                tracing::warn!(dir = %dir.display(), "Tier-1 log: no usable checkpoint pointer file; found checkpoints by walking the record headers");
+            }
+            for c in candidates {
+                let Some(idx) = mapped.iter().position(|f| f.seq == c.file) else { continue };
+                let f = &mapped[idx];
+                let pos = c.pos as usize;
+                match record_at(f.bytes(), pos) {
+                    Some((h, payload))
+                        if h.kind == RecordKind::Checkpoint && h.lsn == c.lsn && h.len == c.len as usize =>
+                    {
+                        let addr = LogAddress { file: f.seq, pos: (pos + RECORD_HEADER_LEN) as u64 };
+                        let rec = RecoveredRecord { kind: h.kind, lsn: h.lsn, addr, payload };
+                        if replay.checkpoint(&rec) {
+                            start = Some((idx, (pos + record_len(h.len)).min(f.bytes().len()), h.lsn));
+                            report.checkpoint = Some((h.lsn, addr));
+                            checkpoints.push(c);
+                            break;
+                        }
+                        tracing::warn!(file = %f.path.display(), offset = pos, lsn = c.lsn,
+                            "Tier-1 log: a checkpoint does not decode; recovering from an earlier one");
+                    }
+                    _ => {
+                        tracing::error!(file = %f.path.display(), offset = pos, lsn = c.lsn,
+                            "Tier-1 log: a checkpoint record is damaged; recovering from an earlier checkpoint");
+                        report.bad_checkpoints.push(BadCheckpoint { file: f.path.clone(), offset: c.pos, lsn: c.lsn });
+                        if trusted {
+                            skippable.push(c);
+                        }
+                    }
+                }
+            }
+        }
+
+        // 2. Follow the chain of consecutive lsns, checking every record.
+        let (first_idx, first_pos, mut last) = match start {
+            Some((idx, pos, lsn)) => (idx, pos, Some(lsn)),
+            None => (0, 0, None),
+        };
+        let skip_at = |seq: u64, pos: usize, lsn: Lsn| {
+            skippable.iter().find(|c| c.file == seq && c.pos == pos as u64 && c.lsn == lsn).copied()
+        };
+        let (mut end_idx, mut end_pos) = (first_idx, first_pos as u64);
+        'files: for (i, f) in mapped.iter().enumerate().skip(first_idx) {
             let bytes = f.bytes();
-            let mut pos = 0usize;
+            let mut pos = if i == first_idx { first_pos } else { 0 };
             loop {
-                // Files are never trimmed (yet: recycling comes with tiering), so the chain
-                // starts with lsn 1 at the start of the first file; each record is the next lsn.
+                // Files are never trimmed (yet: recycling comes with tiering), so without a
+                // checkpoint the chain starts with lsn 1 at the start of the first file; each
+                // record is the next lsn.
                 let expected = last.map_or(1, |l| l + 1);
                 match record_at(bytes, pos) {
                     Some((h, payload)) if h.lsn == expected => {
-                        visit(&RecoveredRecord {
-                            kind: h.kind,
-                            lsn: h.lsn,
-                            addr: LogAddress { file: f.seq, pos: (pos + RECORD_HEADER_LEN) as u64 },
-                            payload,
-                        });
+                        let addr = LogAddress { file: f.seq, pos: (pos + RECORD_HEADER_LEN) as u64 };
+                        replay.record(&RecoveredRecord { kind: h.kind, lsn: h.lsn, addr, payload });
+                        if h.kind == RecordKind::Checkpoint {
+                            checkpoints.insert(
+                                0,
+                                CheckpointPos { lsn: h.lsn, file: f.seq, pos: pos as u64, len: h.len as u32 },
+                            );
+                        }
                         last = Some(h.lsn);
                         // A file cut inside the last record's padding still holds the record.
                         pos = (pos + record_len(h.len)).min(bytes.len());
                     }
-                    _ => break,
+                    _ => match skip_at(f.seq, pos, expected) {
+                        Some(c) => {
+                            tracing::error!(file = %f.path.display(), offset = pos, lsn = c.lsn,
+                                "Tier-1 log: stepping over a damaged checkpoint record; it holds no data");
+                            last = Some(c.lsn);
+                            pos = (pos + record_len(c.len as usize)).min(bytes.len());
+                        }
+                        None => break,
+                    },
                 }
             }
             end_idx = i;
@@ -275,12 +544,16 @@ impl FileLog {
             // (Never from a file that yielded nothing: damage at the very start of the log must
             // be found and reported below, not skipped.)
             let continues = last.is_some_and(|l| {
-                mapped.get(i + 1).is_some_and(|next| record_at(next.bytes(), 0).is_some_and(|(h, _)| h.lsn == l + 1))
+                mapped.get(i + 1).is_some_and(|next| {
+                    record_at(next.bytes(), 0).is_some_and(|(h, _)| h.lsn == l + 1)
+                        || skip_at(next.seq, 0, l + 1).is_some()
+                })
             });
             if !continues {
                 break 'files;
             }
         }
+        checkpoints.truncate(POINTER_KEEP);
         let last_lsn = last.unwrap_or(0);
         report.last_lsn = last_lsn;
 
@@ -346,6 +619,7 @@ impl FileLog {
             scratch: Vec::new(),
             spare: None,
             damaged,
+            pointer: Pointer { checkpoints, damaged: skippable },
         };
         Ok((log, report))
     }
@@ -461,6 +735,29 @@ impl LogWriter for FileLog {
         }
         self.durable_lsn = self.written_lsn;
         Ok(())
+    }
+
+    fn checkpoint(&mut self, payload: &[u8]) -> Result<Lsn, LogError> {
+        let (lsn, addr) = self.append(RecordKind::Checkpoint, payload)?;
+        if let Err(e) = self.sync() {
+            tracing::error!(file = %self.current.path.display(), error = %e, "fsync of the Tier-1 log failed; aborting (see docs/operations.md)");
+            std::process::abort();
+        }
+        // Only now, with the record durable, may the pointer file name it.
+        let pos =
+            CheckpointPos { lsn, file: addr.file, pos: addr.pos - RECORD_HEADER_LEN as u64, len: payload.len() as u32 };
+        let p = &mut self.pointer;
+        p.checkpoints.insert(0, pos);
+        p.checkpoints.truncate(POINTER_KEEP);
+        // Damaged checkpoints before the oldest named one can no longer be met by a recovery.
+        let oldest = p.checkpoints.last().map_or(0, |c| c.lsn);
+        p.damaged.retain(|d| d.lsn > oldest);
+        p.damaged.truncate(u8::MAX as usize);
+        if let Err(e) = write_pointer(&self.dir, &self.pointer) {
+            tracing::warn!(dir = %self.dir.display(), error = %e,
+                "Tier-1 log: cannot update the checkpoint pointer file; recovery will find the checkpoint by walking the record headers");
+        }
+        Ok(lsn)
     }
 
     fn written_lsn(&self) -> Lsn {

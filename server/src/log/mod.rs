@@ -148,6 +148,9 @@ pub enum LogError {
     /// A record larger than a log file can hold.
     #[error("log record of {len} bytes exceeds the maximum of {max} bytes")]
     RecordTooLarge { len: usize, max: usize },
+    /// A record that fails its checks (magic, header, CRC) where a valid one was expected.
+    #[error("log record in {file} at offset {offset} fails its checks (CRC): the bytes are damaged")]
+    Corrupt { file: PathBuf, offset: u64 },
     /// A read outside what was written.
     #[error("log read at {addr} of {len} bytes is outside the log")]
     OutOfRange { addr: LogAddress, len: usize },
@@ -195,6 +198,34 @@ pub struct RecoveryReport {
     /// Damage before the tail: a record that fails its checks while valid records follow it.
     /// Everything from here on was not replayed and must not be served.
     pub corruption: Option<Corruption>,
+    /// The checkpoint recovery started from: its lsn and the address of its payload. Records
+    /// before it were not read, so their CRCs were not checked; `None` for a full replay.
+    pub checkpoint: Option<(Lsn, LogAddress)>,
+    /// Checkpoint records that were named as starting points but failed their checks. Recovery
+    /// started from an earlier checkpoint (or the start of the log) instead.
+    pub bad_checkpoints: Vec<BadCheckpoint>,
+}
+
+/// A checkpoint record that failed its checks during recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadCheckpoint {
+    pub file: PathBuf,
+    /// Offset of the record's header in `file`.
+    pub offset: u64,
+    pub lsn: Lsn,
+}
+
+/// Receives what recovery reads. Recovery first offers the newest usable checkpoint to
+/// [`checkpoint`](Self::checkpoint); if it is taken, only the records after it are passed to
+/// [`record`](Self::record), otherwise an earlier checkpoint is offered, and failing all, every
+/// record from the start of the log.
+pub trait Replayer {
+    /// Offered a checkpoint record (its CRC checked). Returns true if the state was loaded from
+    /// it; false leaves the state untouched (the payload did not decode), and recovery then
+    /// tries an earlier starting point.
+    fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool;
+    /// One record after the starting point, in lsn order (checkpoint records included).
+    fn record(&mut self, rec: &RecoveredRecord<'_>);
 }
 
 /// A cut-off torn tail.
@@ -254,6 +285,13 @@ pub trait LogWriter: Send + 'static {
     /// Largest payload a single record may have.
     fn max_record_payload(&self) -> usize;
 
+    /// Appends a `Checkpoint` record, makes it durable together with everything before it,
+    /// and then records it as the newest starting point for recovery. Fails like
+    /// [`append`](Self::append) (nothing written); a failed sync aborts the process, as
+    /// everywhere. If recording the starting point fails, the checkpoint is still in the log
+    /// and recovery finds it by other means (see `docs/on-disk-format.md`).
+    fn checkpoint(&mut self, payload: &[u8]) -> Result<Lsn, LogError>;
+
     /// A handle for concurrent readers.
     fn reader(&self) -> std::sync::Arc<dyn LogReader>;
 }
@@ -264,6 +302,12 @@ pub trait LogReader: Send + Sync + fmt::Debug + 'static {
     /// records (the container publishes lengths only after `sync`), so reads never race with
     /// writes. On error nothing is appended.
     fn read_into(&self, addr: LogAddress, len: usize, out: &mut Vec<u8>) -> Result<(), LogError>;
+
+    /// Checks the record whose payload starts at `payload_addr`: header, length and CRC. For
+    /// records that recovery did not read (those before the checkpoint it started from), so
+    /// that damaged bytes are reported instead of served. Fails with `Corrupt` naming the file
+    /// and the offset of the record's header.
+    fn verify_record(&self, payload_addr: LogAddress) -> Result<(), LogError>;
 
     /// Copies `len` bytes starting at `addr`.
     fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError> {

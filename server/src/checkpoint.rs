@@ -1,0 +1,286 @@
+//! Container metadata checkpoints: the payload of a `Checkpoint` log record.
+//!
+//! A checkpoint holds everything a container needs to resume without reading any record
+//! before it: the segment table (local id, name, start offset, length, sealed flag, per-writer
+//! last event numbers, attributes), the next local id to hand out, and the read index (where
+//! each run of segment bytes lives in the log). Later, tiering recycles old log files; then
+//! replay from the start of the log is impossible, so nothing here may refer to a record's
+//! *contents* other than through the read index's log addresses.
+//!
+//! Layout (integers little-endian; `str` = u16 length + UTF-8; `var` = unsigned LEB128):
+//!
+//! ```text
+//! version:u8 (=1)  next_local:u64  segment_count:u32
+//! per segment, ascending local id:
+//!   local:u64 name:str start_offset:u64 length:u64 flags:u8 (bit 0: sealed)
+//!   writer_count:u32     { writer:str last_event_number:i64 }      ascending writer id
+//!   attribute_count:u32  { key:str value:u64 }                      ascending key
+//!   entry_count:u32      { gap:var len:var file_delta:var record_pos:var within:var }
+//! ```
+//!
+//! Read-index entries are stored in segment-offset order. `gap` is the entry's offset minus
+//! the end of the previous entry (of the first: minus 0), so the usual contiguous index costs
+//! one byte per entry for it; `file_delta` is the log file sequence minus the previous entry's
+//! (of the first: minus 0); `record_pos` is where the payload of the record holding the bytes
+//! starts in that file and `within` how far into that payload the bytes start. (The address
+//! of the bytes is `record_pos + within`; the record itself is needed to verify its CRC when
+//! the bytes are first read, see `Container::read`.) Differences are taken modulo 2^64, so any
+//! index round-trips exactly. The encoding is deterministic: the same state gives the same
+//! bytes.
+//!
+//! Decoding never panics and never allocates more than the payload can describe; a payload
+//! that does not parse, or describes an impossible state (duplicate names or ids, an id not
+//! below `next_local`, a start offset past the length), is a [`DecodeError`] and recovery falls
+//! back to an earlier checkpoint.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::BufMut;
+
+use crate::log::LogAddress;
+use crate::ops::{Cursor, DecodeError, put_str, put_varint};
+
+/// Payload format version.
+const VERSION: u8 = 1;
+
+/// One contiguous run of segment bytes inside the log: a read-index entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    /// Segment offset of the first byte.
+    pub offset: u64,
+    pub len: u32,
+    /// How far `addr` lies into the payload of the record that holds the bytes, so that the
+    /// record can be found (and its CRC checked) from the entry.
+    pub within: u32,
+    /// Log address of the first byte.
+    pub addr: LogAddress,
+}
+
+impl IndexEntry {
+    /// Address of the first payload byte of the record holding these bytes.
+    pub fn record(&self) -> LogAddress {
+        LogAddress { file: self.addr.file, pos: self.addr.pos - self.within as u64 }
+    }
+}
+
+/// A borrowed view of one segment, to encode.
+#[derive(Debug)]
+pub(crate) struct SegmentView<'a> {
+    pub local: u64,
+    pub name: &'a str,
+    pub start_offset: u64,
+    pub length: u64,
+    pub sealed: bool,
+    pub writers: &'a HashMap<String, i64>,
+    pub attributes: &'a HashMap<String, u64>,
+    pub index: &'a [IndexEntry],
+}
+
+/// One decoded segment.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SegmentState {
+    pub local: u64,
+    pub name: String,
+    pub start_offset: u64,
+    pub length: u64,
+    pub sealed: bool,
+    pub writers: HashMap<String, i64>,
+    pub attributes: HashMap<String, u64>,
+    pub index: Vec<IndexEntry>,
+}
+
+/// A decoded checkpoint.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub next_local: u64,
+    pub segments: Vec<SegmentState>,
+}
+
+/// Encodes a checkpoint of `segments` into `buf` (cleared first).
+pub(crate) fn encode<'a>(buf: &mut Vec<u8>, next_local: u64, segments: impl Iterator<Item = SegmentView<'a>>) {
+    let mut segments: Vec<_> = segments.collect();
+    segments.sort_unstable_by_key(|s| s.local);
+    buf.clear();
+    buf.put_u8(VERSION);
+    buf.put_u64_le(next_local);
+    buf.put_u32_le(segments.len() as u32);
+    for s in segments {
+        buf.put_u64_le(s.local);
+        put_str(buf, s.name);
+        buf.put_u64_le(s.start_offset);
+        buf.put_u64_le(s.length);
+        buf.put_u8(s.sealed as u8);
+        let mut writers: Vec<_> = s.writers.iter().collect();
+        writers.sort_unstable();
+        buf.put_u32_le(writers.len() as u32);
+        for (w, n) in writers {
+            put_str(buf, w);
+            buf.put_i64_le(*n);
+        }
+        let mut attributes: Vec<_> = s.attributes.iter().collect();
+        attributes.sort_unstable();
+        buf.put_u32_le(attributes.len() as u32);
+        for (k, v) in attributes {
+            put_str(buf, k);
+            buf.put_u64_le(*v);
+        }
+        buf.put_u32_le(s.index.len() as u32);
+        let (mut prev_end, mut prev_file) = (0u64, 0u64);
+        for e in s.index {
+            let record = e.record();
+            put_varint(buf, e.offset.wrapping_sub(prev_end));
+            put_varint(buf, e.len as u64);
+            put_varint(buf, record.file.wrapping_sub(prev_file));
+            put_varint(buf, record.pos);
+            put_varint(buf, e.within as u64);
+            prev_end = e.offset.wrapping_add(e.len as u64);
+            prev_file = record.file;
+        }
+    }
+}
+
+fn u32_of(v: u64, at: usize, what: &'static str) -> Result<u32, DecodeError> {
+    u32::try_from(v).map_err(|_| DecodeError { at, what })
+}
+
+/// Decodes a checkpoint payload.
+pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
+    let mut c = Cursor::new(payload);
+    if c.u8("checkpoint version")? != VERSION {
+        return Err(DecodeError { at: 0, what: "unknown checkpoint version" });
+    }
+    let next_local = c.u64("next local id")?;
+    let count = c.u32("segment count")? as usize;
+    // Every count is checked against the bytes left before anything is allocated for it.
+    let bounded = |c: &Cursor<'_>, n: usize, min_size: usize| n.min((c.buf.len() - c.at) / min_size);
+    let mut segments = Vec::with_capacity(bounded(&c, count, 39));
+    let (mut names, mut locals) = (HashSet::new(), HashSet::new());
+    for _ in 0..count {
+        let at = c.at;
+        let local = c.u64("local id")?;
+        let name = c.str("segment name")?.to_owned();
+        if local >= next_local || !locals.insert(local) || !names.insert(name.clone()) {
+            return Err(DecodeError { at, what: "duplicate or out-of-range segment" });
+        }
+        let start_offset = c.u64("start offset")?;
+        let length = c.u64("length")?;
+        if start_offset > length {
+            return Err(DecodeError { at, what: "start offset past the length" });
+        }
+        let sealed = c.u8("flags")? & 1 == 1;
+        let n = c.u32("writer count")? as usize;
+        let mut writers = HashMap::with_capacity(bounded(&c, n, 10));
+        for _ in 0..n {
+            let w = c.str("writer id")?.to_owned();
+            writers.insert(w, c.u64("event number")? as i64);
+        }
+        let n = c.u32("attribute count")? as usize;
+        let mut attributes = HashMap::with_capacity(bounded(&c, n, 10));
+        for _ in 0..n {
+            let k = c.str("attribute key")?.to_owned();
+            attributes.insert(k, c.u64("attribute value")?);
+        }
+        let n = c.u32("index entry count")? as usize;
+        let mut index = Vec::with_capacity(bounded(&c, n, 5));
+        let (mut prev_end, mut prev_file) = (0u64, 0u64);
+        for _ in 0..n {
+            let at = c.at;
+            let offset = prev_end.wrapping_add(c.varint("index gap")?);
+            let len = u32_of(c.varint("index length")?, at, "index length")?;
+            let file = prev_file.wrapping_add(c.varint("index file")?);
+            let record_pos = c.varint("index record position")?;
+            let within = u32_of(c.varint("index position in record")?, at, "index position in record")?;
+            let pos = record_pos.checked_add(within as u64).ok_or(DecodeError { at, what: "index position" })?;
+            index.push(IndexEntry { offset, len, within, addr: LogAddress { file, pos } });
+            prev_end = offset.wrapping_add(len as u64);
+            prev_file = file;
+        }
+        segments.push(SegmentState { local, name, start_offset, length, sealed, writers, attributes, index });
+    }
+    if c.at != payload.len() {
+        return Err(DecodeError { at: c.at, what: "trailing bytes after the checkpoint" });
+    }
+    Ok(Checkpoint { next_local, segments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Checkpoint {
+        let entry = |offset, len, file, rec, within| IndexEntry {
+            offset,
+            len,
+            within,
+            addr: LogAddress { file, pos: rec + within as u64 },
+        };
+        Checkpoint {
+            next_local: 9,
+            segments: vec![
+                SegmentState {
+                    local: 3,
+                    name: "demo/orders/0.#epoch.0".into(),
+                    start_offset: 10,
+                    length: 4000,
+                    sealed: true,
+                    writers: [("w-1".to_owned(), 41), ("w-2".to_owned(), -1)].into(),
+                    attributes: [("k".to_owned(), u64::MAX)].into(),
+                    index: vec![
+                        entry(0, 100, 1, 24, 33),
+                        entry(100, 3900, 2, 1 << 30, 0),
+                        // Not contiguous, and an earlier file: still exact.
+                        entry(5, 1, 1, 0, 7),
+                    ],
+                },
+                SegmentState { local: 8, name: "x".into(), ..Default::default() },
+            ],
+        }
+    }
+
+    fn encode_state(cp: &Checkpoint) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let views = cp.segments.iter().rev().map(|s| SegmentView {
+            local: s.local,
+            name: &s.name,
+            start_offset: s.start_offset,
+            length: s.length,
+            sealed: s.sealed,
+            writers: &s.writers,
+            attributes: &s.attributes,
+            index: &s.index,
+        });
+        encode(&mut buf, cp.next_local, views);
+        buf
+    }
+
+    #[test]
+    fn round_trip_is_exact_and_deterministic() {
+        let cp = sample();
+        let bytes = encode_state(&cp);
+        assert_eq!(decode(&bytes).unwrap(), cp);
+        assert_eq!(encode_state(&decode(&bytes).unwrap()), bytes);
+    }
+
+    #[test]
+    fn impossible_states_are_refused() {
+        let mut cp = sample();
+        cp.segments[1].name = cp.segments[0].name.clone();
+        assert!(decode(&encode_state(&cp)).is_err(), "duplicate names");
+        let mut cp = sample();
+        cp.next_local = 8;
+        assert!(decode(&encode_state(&cp)).is_err(), "id not below next_local");
+        let mut bytes = encode_state(&sample());
+        bytes.push(0);
+        assert!(decode(&bytes).is_err(), "trailing bytes");
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_and_cuts_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400), cut in 0usize..400) {
+            let _ = decode(&data);
+            let bytes = encode_state(&sample());
+            let _ = decode(&bytes[..cut.min(bytes.len())]);
+        }
+    }
+}
