@@ -270,3 +270,102 @@ fn a_reader_that_stops_syncing_is_declared_offline_and_its_segments_move_on() {
         GroupReader::start(&s, &["rg/live", "--group", "g", "--idle-timeout", "3"]).wait(Duration::from_secs(60));
     nadi_tests::check_keyed_output(&[first, next].concat().join("\n"), 800);
 }
+
+/// A CLI command, its HTTP twin (method, path, body), the HTTP status and the stable code.
+type Refusal<'a> = (&'a [&'a str], (&'a str, &'a str, Option<&'a str>), u16, &'a str);
+
+#[test]
+fn reader_group_cli_and_http_twins_agree_and_bad_input_changes_nothing() {
+    use nadi_tests::{cli_code, http};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(dir.path());
+    let h = s.http_addr.clone();
+    ok(&s.cli(&["scope", "create", "rg"]));
+    ok(&s.cli(&["stream", "create", "rg/a", "--segments", "2"]));
+    ok(&s.cli(&["stream", "create", "rg/b"]));
+    ok(&s.cli_stdin(&["write", "rg/a"], b"one\ntwo\nthree\n"));
+    // Created via CLI (from the head) and via HTTP (from the tail): each side sees the same.
+    let cli = json_out(&s.cli(&["reader-group", "create", "rg/g1", "--stream", "a", "--stream", "b", "--json"]));
+    assert_eq!(http(&h, "GET", "/v1/scopes/rg/reader-groups/g1", None), (200, cli.clone()));
+    assert_eq!(cli["unassigned"].as_array().unwrap().len(), 3, "{cli}");
+    assert!(cli["lag"].as_u64().unwrap() > 0, "from the head, the written events are lag: {cli}");
+    let (status, created) =
+        http(&h, "POST", "/v1/scopes/rg/reader-groups", Some(r#"{"group":"g2","streams":["a"],"from":"tail"}"#));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["lag"], 0, "from the tail nothing is behind: {created}");
+    assert_eq!(json_out(&s.cli(&["reader-group", "info", "rg/g2", "--json"])), created);
+    let list = json_out(&s.cli(&["reader-group", "list", "rg", "--json"]));
+    assert_eq!(list, serde_json::json!({"scope": "rg", "groups": ["g1", "g2"]}));
+    assert_eq!(http(&h, "GET", "/v1/scopes/rg/reader-groups", None), (200, list));
+    // A checkpoint of a group without readers completes at once, at the group's positions.
+    let (status, cp) = http(&h, "POST", "/v1/scopes/rg/reader-groups/g2/checkpoints", Some(r#"{"name":"c1"}"#));
+    assert_eq!((status, cp["complete"].clone()), (201, serde_json::json!(true)), "{cp}");
+    assert_eq!(http(&h, "GET", "/v1/scopes/rg/reader-groups/g2/checkpoints/c1", None), (200, cp.clone()));
+    // Reset via HTTP to a cut, then via CLI to the checkpoint.
+    let seg = cp["positions"][0]["segment_id"].as_u64().unwrap();
+    let other = cp["positions"][1]["segment_id"].as_u64().unwrap();
+    let body = format!(r#"{{"cut":"a/{seg}=0,a/{other}=0"}}"#);
+    let (status, reset) = http(&h, "POST", "/v1/scopes/rg/reader-groups/g2/reset", Some(&body));
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["generation"], 1);
+    let back = json_out(&s.cli(&["reader-group", "reset", "rg/g2", "--checkpoint", "c1", "--json"]));
+    assert_eq!(back["generation"], 2);
+    assert_eq!(back["lag"], 0);
+
+    // Bad input: the same code on both sides, and nothing changes.
+    let before = (
+        http(&h, "GET", "/v1/scopes/rg/reader-groups/g1", None),
+        http(&h, "GET", "/v1/scopes/rg/reader-groups/g2", None),
+    );
+    let cases: [Refusal; 6] = [
+        (
+            &["reader-group", "info", "rg/nope"],
+            ("GET", "/v1/scopes/rg/reader-groups/nope", None),
+            404,
+            "NOT_FOUND_READER_GROUP",
+        ),
+        (
+            &["reader-group", "create", "rg/g1", "--stream", "a"],
+            ("POST", "/v1/scopes/rg/reader-groups", Some(r#"{"group":"g1","streams":["a"]}"#)),
+            409,
+            "ALREADY_EXISTS_READER_GROUP",
+        ),
+        (
+            &["reader-group", "create", "rg/g3", "--stream", "zz"],
+            ("POST", "/v1/scopes/rg/reader-groups", Some(r#"{"group":"g3","streams":["zz"]}"#)),
+            404,
+            "NOT_FOUND_STREAM",
+        ),
+        (
+            &["reader-group", "reset", "rg/g2", "--checkpoint", "nope"],
+            ("POST", "/v1/scopes/rg/reader-groups/g2/reset", Some(r#"{"checkpoint":"nope"}"#)),
+            404,
+            "NOT_FOUND_CHECKPOINT",
+        ),
+        (
+            &["reader-group", "checkpoint", "rg/g2", "c1"],
+            ("POST", "/v1/scopes/rg/reader-groups/g2/checkpoints", Some(r#"{"name":"c1"}"#)),
+            409,
+            "ALREADY_EXISTS_CHECKPOINT",
+        ),
+        (
+            &["reader-group", "offline", "rg/g1", "ghost"],
+            ("POST", "/v1/scopes/rg/reader-groups/g1/readers/ghost/offline", None),
+            404,
+            "NOT_FOUND_READER",
+        ),
+    ];
+    for (cli_args, (method, path, body), status, code) in cases {
+        assert_eq!(cli_code(&s.cli(cli_args)), code, "CLI {cli_args:?}");
+        let (got, body) = http(&h, method, path, body);
+        assert_eq!((got, body["code"].as_str().unwrap_or_default()), (status, code), "HTTP {path}: {body}");
+    }
+    let after = (
+        http(&h, "GET", "/v1/scopes/rg/reader-groups/g1", None),
+        http(&h, "GET", "/v1/scopes/rg/reader-groups/g2", None),
+    );
+    assert_eq!(before, after, "refused requests changed a group");
+    assert_eq!(http(&h, "DELETE", "/v1/scopes/rg/reader-groups/g1", None).0, 204);
+    ok(&s.cli(&["reader-group", "delete", "rg/g2"]));
+    assert_eq!(http(&h, "GET", "/v1/scopes/rg/reader-groups", None).1["groups"], serde_json::json!([]));
+}
