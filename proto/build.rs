@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/nadi/controller/v1/controller.proto",
         "proto/nadi/controller/v1/transactions.proto",
+        "proto/nadi/controller/v1/reader_groups.proto",
         "proto/nadi/segment/v1/segment.proto",
         "proto/nadi/raft/v1/raft.proto",
     ];

@@ -117,6 +117,16 @@ impl NadiClient {
         .await
     }
 
+    /// Like [`Self::controller`], for any service of the controller (e.g. reader groups):
+    /// `call` gets a channel to one controller.
+    pub(crate) async fn controller_channel<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.any_controller(call).await
+    }
+
     /// The failover loop behind [`controller`](Self::controller): `call` gets a channel to one
     /// controller node at a time.
     async fn any_controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
@@ -355,5 +365,18 @@ impl NadiClient {
     /// Controller members, leader, segment stores and container assignment.
     pub async fn cluster_info(&self) -> Result<pb::GetClusterInfoResponse, ClientError> {
         self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
+    }
+
+    /// The reader groups of a scope, sorted.
+    pub async fn list_reader_groups(&self, scope: &str) -> Result<Vec<String>, ClientError> {
+        use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
+        let r = self
+            .controller_channel(|ch| async move {
+                ReaderGroupServiceClient::new(ch)
+                    .list_reader_groups(pb::ListReaderGroupsRequest { scope: scope.to_owned() })
+                    .await
+            })
+            .await?;
+        Ok(r.groups)
     }
 }

@@ -46,14 +46,22 @@ impl ClientError {
 
 fn kind_of(code: ErrorCode) -> ErrorKind {
     match code {
-        ErrorCode::ScopeNotFound | ErrorCode::StreamNotFound | ErrorCode::SegmentNotFound | ErrorCode::TxnNotFound => {
-            ErrorKind::NotFound
-        }
-        ErrorCode::ScopeExists | ErrorCode::StreamExists => ErrorKind::AlreadyExists,
+        ErrorCode::ScopeNotFound
+        | ErrorCode::StreamNotFound
+        | ErrorCode::SegmentNotFound
+        | ErrorCode::TxnNotFound
+        | ErrorCode::ReaderGroupNotFound
+        | ErrorCode::ReaderNotFound
+        | ErrorCode::CheckpointNotFound => ErrorKind::NotFound,
+        ErrorCode::ScopeExists
+        | ErrorCode::StreamExists
+        | ErrorCode::ReaderGroupExists
+        | ErrorCode::CheckpointExists => ErrorKind::AlreadyExists,
         ErrorCode::Sealed => ErrorKind::Sealed,
         ErrorCode::StreamNotSealed
         | ErrorCode::ScopeNotEmpty
         | ErrorCode::ScaleInProgress
+        | ErrorCode::CheckpointInProgress
         | ErrorCode::OffsetMismatch
         | ErrorCode::AttributeMismatch
         | ErrorCode::SegmentNotSealed

@@ -8,17 +8,21 @@
 //! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
 //! - [`TransactionalWriter`]: events that become readable all at once on commit, or never;
 //!   resumable by id from another process.
+//! - [`ReaderGroup`] and [`Reader`]: readers that share the segments of streams, follow splits
+//!   and merges in per-key order, and record positions and checkpoints in the controller.
 //!
 //! Errors are [`ClientError`]s with a coarse, prescriptive [`ErrorKind`].
 
 mod client;
 mod error;
 mod reader;
+mod reader_group;
 mod txn;
 mod writer;
 
 pub use client::{NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use reader::{EventRead, StreamReader};
+pub use reader_group::{EventPosition, GroupEvent, Reader, ReaderConfig, ReaderGroup, StartFrom, StreamCut};
 pub use txn::{TransactionalWriter, TxnState, TxnStatus};
 pub use writer::{AckObserver, EventWriter, WriterConfig};

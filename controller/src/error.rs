@@ -40,6 +40,18 @@ pub enum MetaError {
     TxnAborted(String),
     #[error("transaction {0}")]
     TxnNotOpen(String),
+    #[error("reader group {0} does not exist")]
+    ReaderGroupNotFound(String),
+    #[error("reader group {0} already exists")]
+    ReaderGroupExists(String),
+    #[error("reader {0} is not a member of its group (declared offline, or the group was reset); join again")]
+    ReaderNotFound(String),
+    #[error("checkpoint {0} does not exist")]
+    CheckpointNotFound(String),
+    #[error("checkpoint {0} already exists")]
+    CheckpointExists(String),
+    #[error("checkpoint {0} is in progress; retry when it has completed")]
+    CheckpointInProgress(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -71,6 +83,12 @@ impl MetaError {
             MetaError::TxnNotFound(_) => ErrorCode::TxnNotFound,
             MetaError::TxnAborted(_) => ErrorCode::TxnAborted,
             MetaError::TxnNotOpen(_) => ErrorCode::TxnNotOpen,
+            MetaError::ReaderGroupNotFound(_) => ErrorCode::ReaderGroupNotFound,
+            MetaError::ReaderGroupExists(_) => ErrorCode::ReaderGroupExists,
+            MetaError::ReaderNotFound(_) => ErrorCode::ReaderNotFound,
+            MetaError::CheckpointNotFound(_) => ErrorCode::CheckpointNotFound,
+            MetaError::CheckpointExists(_) => ErrorCode::CheckpointExists,
+            MetaError::CheckpointInProgress(_) => ErrorCode::CheckpointInProgress,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,
             MetaError::Internal(_) => ErrorCode::Internal,
         }

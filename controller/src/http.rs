@@ -37,9 +37,10 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::MetaError;
 use crate::views::{
-    ActiveSegmentsView, ClusterView, HistoryView, ScaleBody, ScopeListView, ScopeView, StreamListView, StreamView,
-    TxnListView, TxnView,
+    ActiveSegmentsView, CheckpointView, ClusterView, HistoryView, ReaderGroupListView, ReaderGroupView, ScaleBody,
+    ScopeListView, ScopeView, StreamListView, StreamView, TxnListView, TxnView,
 };
+use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
 
 /// The JSON body of every error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -150,6 +151,7 @@ impl Metrics {
 struct AppState {
     grpc: ControllerServiceClient<Channel>,
     txns: TransactionServiceClient<Channel>,
+    groups: ReaderGroupServiceClient<Channel>,
     metrics: Arc<Metrics>,
 }
 
@@ -160,6 +162,10 @@ impl AppState {
 
     fn txns(&self) -> TransactionServiceClient<Channel> {
         self.txns.clone()
+    }
+
+    fn groups(&self) -> ReaderGroupServiceClient<Channel> {
+        self.groups.clone()
     }
 }
 
@@ -172,10 +178,12 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .connect_lazy();
     let state = AppState {
         grpc: ControllerServiceClient::new(channel.clone()),
-        txns: TransactionServiceClient::new(channel),
+        txns: TransactionServiceClient::new(channel.clone()),
+        groups: ReaderGroupServiceClient::new(channel),
         metrics: Arc::new(Metrics::new()),
     };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
+    let group = "/v1/scopes/{scope}/reader-groups/{group}";
     Ok(Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -191,6 +199,12 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .route(&format!("{stream}/history"), get(history))
         .route(&format!("{stream}/transactions"), get(list_txns))
         .route(&format!("{stream}/transactions/{{txn}}"), get(get_txn))
+        .route("/v1/scopes/{scope}/reader-groups", get(list_groups).post(create_group))
+        .route(group, get(get_group).delete(delete_group))
+        .route(&format!("{group}/checkpoints"), post(create_checkpoint))
+        .route(&format!("{group}/checkpoints/{{checkpoint}}"), get(get_checkpoint))
+        .route(&format!("{group}/reset"), post(reset_group))
+        .route(&format!("{group}/readers/{{reader}}/offline"), post(reader_offline))
         .route("/v1/cluster", get(cluster))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))
@@ -245,6 +259,14 @@ async fn not_found() -> ApiError {
         history,
         list_txns,
         get_txn,
+        list_groups,
+        create_group,
+        get_group,
+        delete_group,
+        create_checkpoint,
+        get_checkpoint,
+        reset_group,
+        reader_offline,
         cluster
     )
 )]
@@ -543,4 +565,192 @@ async fn get_txn(
 async fn cluster(State(s): State<AppState>) -> ApiResult<Json<ClusterView>> {
     let r = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
     Ok(Json(ClusterView::from(&r)))
+}
+
+/// The reader groups of a scope.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/reader-groups", params(("scope" = String, Path, description = "Scope name")), responses(
+    (status = 200, body = ReaderGroupListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn list_groups(
+    State(s): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<ReaderGroupListView>> {
+    let Path(scope) = path?;
+    let r = s.groups().list_reader_groups(pb::ListReaderGroupsRequest { scope: scope.clone() }).await?.into_inner();
+    Ok(Json(ReaderGroupListView { scope, groups: r.groups }))
+}
+
+/// The body of `POST /v1/scopes/{scope}/reader-groups`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReaderGroupBody {
+    /// The group's name.
+    pub group: String,
+    /// Streams of the scope the group reads (at least one).
+    pub streams: Vec<String>,
+    /// `head` (default), `tail`, or a stream cut `STREAM/SEGMENT_ID=OFFSET,…`.
+    pub from: Option<String>,
+}
+
+fn start_pb(from: Option<&str>) -> Result<pb::ReaderGroupStart, MetaError> {
+    use pb::reader_group_start::Kind;
+    Ok(match from.unwrap_or("head") {
+        "head" => pb::ReaderGroupStart { kind: Kind::HeadUnspecified as i32, stream_cut: vec![] },
+        "tail" => pb::ReaderGroupStart { kind: Kind::Tail as i32, stream_cut: vec![] },
+        cut => pb::ReaderGroupStart { kind: Kind::StreamCut as i32, stream_cut: crate::views::parse_stream_cut(cut)? },
+    })
+}
+
+fn group_view(g: Option<pb::ReaderGroupInfo>) -> ApiResult<ReaderGroupView> {
+    g.map(|g| ReaderGroupView::from(&g))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no reader group"))
+}
+
+/// Creates a reader group.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/reader-groups", params(("scope" = String, Path, description = "Scope name")),
+    request_body = CreateReaderGroupBody, responses(
+    (status = 201, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_group(
+    State(s): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<CreateReaderGroupBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ReaderGroupView>)> {
+    let Path(scope) = path?;
+    let Json(body) = body?;
+    let start = start_pb(body.from.as_deref())?;
+    let r = s
+        .groups()
+        .create_reader_group(pb::CreateReaderGroupRequest {
+            scope,
+            group: body.group,
+            streams: body.streams,
+            start: Some(start),
+        })
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(group_view(r.group)?)))
+}
+
+/// A reader group: readers, segment assignment, positions and lag.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/reader-groups/{group}", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")), responses(
+    (status = 200, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn get_group(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<ReaderGroupView>> {
+    let Path((scope, group)) = path?;
+    let r = s.groups().get_reader_group(pb::GetReaderGroupRequest { scope, group }).await?.into_inner();
+    Ok(Json(group_view(r.group)?))
+}
+
+/// Deletes a reader group.
+#[utoipa::path(delete, path = "/v1/scopes/{scope}/reader-groups/{group}", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")), responses(
+    (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn delete_group(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path((scope, group)) = path?;
+    s.groups().delete_reader_group(pb::DeleteReaderGroupRequest { scope, group }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body of `POST …/reader-groups/{group}/checkpoints`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointBody {
+    /// The checkpoint's name, unique within the group.
+    pub name: String,
+}
+
+fn checkpoint_view(c: Option<pb::CheckpointInfo>) -> ApiResult<CheckpointView> {
+    c.map(|c| CheckpointView::from(&c))
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no checkpoint"))
+}
+
+/// Starts a checkpoint: every reader records its position at its next sync. Poll
+/// `GET …/checkpoints/{checkpoint}` until `complete`.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/reader-groups/{group}/checkpoints", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")),
+    request_body = CheckpointBody, responses(
+    (status = 201, body = CheckpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn create_checkpoint(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<CheckpointBody>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<CheckpointView>)> {
+    let Path((scope, group)) = path?;
+    let Json(body) = body?;
+    let r = s
+        .groups()
+        .initiate_checkpoint(pb::InitiateCheckpointRequest { scope, group, checkpoint: body.name })
+        .await?
+        .into_inner();
+    Ok((StatusCode::CREATED, Json(checkpoint_view(r.checkpoint)?)))
+}
+
+/// A checkpoint, complete (with its positions) or pending (with the readers it waits for).
+#[utoipa::path(get, path = "/v1/scopes/{scope}/reader-groups/{group}/checkpoints/{checkpoint}", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name"),
+    ("checkpoint" = String, Path, description = "Checkpoint name")), responses(
+    (status = 200, body = CheckpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn get_checkpoint(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<Json<CheckpointView>> {
+    let Path((scope, group, checkpoint)) = path?;
+    let r = s.groups().get_checkpoint(pb::GetCheckpointRequest { scope, group, checkpoint }).await?.into_inner();
+    Ok(Json(checkpoint_view(r.checkpoint)?))
+}
+
+/// The body of `POST …/reader-groups/{group}/reset`: a checkpoint name or a stream cut.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetBody {
+    /// A completed checkpoint of the group.
+    pub checkpoint: Option<String>,
+    /// Or a stream cut `STREAM/SEGMENT_ID=OFFSET,…`.
+    pub cut: Option<String>,
+}
+
+/// Moves a reader group to a checkpoint or a stream cut; its readers must join again.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/reader-groups/{group}/reset", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")),
+    request_body = ResetBody, responses(
+    (status = 200, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn reset_group(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<ResetBody>, JsonRejection>,
+) -> ApiResult<Json<ReaderGroupView>> {
+    let Path((scope, group)) = path?;
+    let Json(body) = body?;
+    let (checkpoint, stream_cut) = match (body.checkpoint, body.cut) {
+        (Some(c), None) => (c, vec![]),
+        (None, Some(cut)) => (String::new(), crate::views::parse_stream_cut(&cut)?),
+        _ => {
+            return Err(ApiError::new(ErrorCode::InvalidArgument, "give exactly one of `checkpoint` and `cut`"));
+        }
+    };
+    let r = s
+        .groups()
+        .reset_reader_group(pb::ResetReaderGroupRequest { scope, group, checkpoint, stream_cut })
+        .await?
+        .into_inner();
+    Ok(Json(group_view(r.group)?))
+}
+
+/// Declares a reader offline: its segments go back at its last synced positions.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/reader-groups/{group}/readers/{reader}/offline", params(
+    ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name"),
+    ("reader" = String, Path, description = "Reader id")), responses(
+    (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn reader_offline(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path((scope, group, reader_id)) = path?;
+    s.groups().reader_offline(pb::ReaderOfflineRequest { scope, group, reader_id }).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -18,6 +18,8 @@ pub mod http;
 pub mod meta;
 pub mod node;
 pub mod raft;
+pub mod reader_group;
+pub mod reader_group_service;
 pub mod registry;
 pub mod service;
 pub mod state;

@@ -15,6 +15,7 @@ use crate::MetaError;
 use crate::cluster::{ClusterCommand, ClusterState};
 use crate::raft::state_machine::Applied;
 use crate::raft::{RaftNode, Request};
+use crate::reader_group::{ReaderGroupCommand, ReaderGroups};
 use crate::state::{Command, ControllerState};
 
 /// The metadata of a controller node.
@@ -61,6 +62,17 @@ impl MetaStore {
     /// Applies a transaction command through the Raft log.
     pub async fn propose_txn(&self, cmd: crate::txn::TxnCommand) -> Result<(), MetaError> {
         self.write(Request::Txn(cmd)).await
+    }
+
+    /// Applies a reader-group command through the Raft log.
+    pub async fn propose_reader_group(&self, cmd: ReaderGroupCommand) -> Result<(), MetaError> {
+        self.write(Request::ReaderGroup(cmd)).await
+    }
+
+    /// Runs `f` on this node's applied metadata and reader groups together.
+    pub fn read_groups<T>(&self, f: impl FnOnce(&ControllerState, &ReaderGroups) -> T) -> T {
+        let a = self.applied.read();
+        f(&a.machine.meta, &a.machine.reader_groups)
     }
 
     async fn write(&self, req: Request) -> Result<(), MetaError> {

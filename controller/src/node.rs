@@ -10,6 +10,7 @@ use nadi_proto::controller::v1::controller_service_server::ControllerServiceServ
 use crate::MetaError;
 use crate::meta::MetaStore;
 use crate::raft::{NodeId, RaftNode, RaftSettings};
+use crate::reader_group_service::ReaderGroupSvc;
 use crate::registry::Registry;
 use crate::service::Controller;
 use crate::txn_service::TxnService;
@@ -29,7 +30,13 @@ pub struct NodeConfig {
     pub settings: RaftSettings,
     /// This node's admin HTTP URL, if it serves one (reported by cluster info).
     pub http_address: Option<String>,
+    /// A reader of a reader group that has not synced for this long is declared offline (by
+    /// the leader) and its segments go back to the group.
+    pub reader_timeout: Duration,
 }
+
+/// Default of [`NodeConfig::reader_timeout`].
+pub const DEFAULT_READER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running controller node.
 #[derive(Debug, Clone)]
@@ -37,6 +44,7 @@ pub struct ControllerNode {
     pub meta: MetaStore,
     pub controller: Controller,
     pub registry: Registry,
+    pub reader_groups: ReaderGroupSvc,
 }
 
 impl ControllerNode {
@@ -46,9 +54,11 @@ impl ControllerNode {
         let meta = MetaStore::new(raft);
         let controller = Controller::new(meta.clone()).with_http_address(cfg.http_address.unwrap_or_default());
         let registry = Registry::new(meta.clone());
-        let node = ControllerNode { meta, controller, registry };
+        let reader_groups = ReaderGroupSvc::new(meta.clone());
+        let node = ControllerNode { meta, controller, registry, reader_groups };
         tokio::spawn(node.clone().leader_duties());
         tokio::spawn(node.clone().txn_sweeper());
+        tokio::spawn(node.reader_groups.clone().liveness_duty(cfg.reader_timeout));
         Ok(node)
     }
 
@@ -59,6 +69,7 @@ impl ControllerNode {
         routes
             .add_service(ControllerServiceServer::new(self.controller.clone()))
             .add_service(TxnService::new(self.controller.clone()).into_server())
+            .add_service(self.reader_groups.clone().into_server())
             .add_service(self.registry.clone().into_server())
             .add_service(self.meta.node().raft_service());
         routes.routes()

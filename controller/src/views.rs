@@ -272,6 +272,162 @@ pub struct TxnListView {
     pub transactions: Vec<TxnView>,
 }
 
+/// One segment of a reader group with the group's position in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SegmentPositionView {
+    /// The stream (in the group's scope).
+    pub stream: String,
+    /// Packed segment id `(epoch << 32) | number`.
+    pub segment_id: u64,
+    /// Offset of the next event to read.
+    pub offset: u64,
+    /// The segment's durable length, if its store answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// Bytes still to read in this segment (`length - offset`), if the length is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+}
+
+impl From<&pb::SegmentProgress> for SegmentPositionView {
+    fn from(p: &pb::SegmentProgress) -> Self {
+        let pos = p.position.clone().unwrap_or_default();
+        SegmentPositionView {
+            stream: pos.stream,
+            segment_id: pos.segment_id,
+            offset: pos.offset,
+            length: p.segment_length,
+            lag: p.segment_length.map(|l| l.saturating_sub(pos.offset)),
+        }
+    }
+}
+
+impl From<&pb::SegmentPosition> for SegmentPositionView {
+    fn from(p: &pb::SegmentPosition) -> Self {
+        SegmentPositionView {
+            stream: p.stream.clone(),
+            segment_id: p.segment_id,
+            offset: p.offset,
+            length: None,
+            lag: None,
+        }
+    }
+}
+
+/// A member of a reader group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReaderView {
+    pub reader_id: String,
+    /// When it joined, milliseconds since the Unix epoch.
+    pub joined_at_ms: u64,
+    /// The segments it owns, with its last reported positions.
+    pub segments: Vec<SegmentPositionView>,
+}
+
+/// A reader group: what `reader-group info --json` prints and
+/// `GET /v1/scopes/{scope}/reader-groups/{group}` returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReaderGroupView {
+    pub scope: String,
+    pub group: String,
+    /// The streams it reads.
+    pub streams: Vec<String>,
+    /// Bumped by every reset.
+    pub generation: u64,
+    pub readers: Vec<ReaderView>,
+    /// Segments ready to be read that no reader owns.
+    pub unassigned: Vec<SegmentPositionView>,
+    /// The checkpoint in progress, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_checkpoint: Option<String>,
+    /// Readers the pending checkpoint still waits for.
+    pub checkpoint_waiting_for: Vec<String>,
+    /// Completed checkpoints, oldest first.
+    pub checkpoints: Vec<String>,
+    /// Total lag over the segments whose length is known, in bytes.
+    pub lag: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
+impl From<&pb::ReaderGroupInfo> for ReaderGroupView {
+    fn from(g: &pb::ReaderGroupInfo) -> Self {
+        let readers: Vec<ReaderView> = g
+            .readers
+            .iter()
+            .map(|r| ReaderView {
+                reader_id: r.reader_id.clone(),
+                joined_at_ms: r.joined_at_ms,
+                segments: r.segments.iter().map(SegmentPositionView::from).collect(),
+            })
+            .collect();
+        let unassigned: Vec<SegmentPositionView> = g.unassigned.iter().map(SegmentPositionView::from).collect();
+        let lag = readers.iter().flat_map(|r| &r.segments).chain(&unassigned).filter_map(|s| s.lag).sum();
+        ReaderGroupView {
+            scope: g.scope.clone(),
+            group: g.group.clone(),
+            streams: g.streams.clone(),
+            generation: g.generation,
+            readers,
+            unassigned,
+            pending_checkpoint: Some(g.pending_checkpoint.clone()).filter(|c| !c.is_empty()),
+            checkpoint_waiting_for: g.checkpoint_waiting_for.clone(),
+            checkpoints: g.checkpoints.clone(),
+            lag,
+            created_at_ms: g.created_at_ms,
+        }
+    }
+}
+
+/// The reader groups of a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReaderGroupListView {
+    pub scope: String,
+    /// Group names, sorted.
+    pub groups: Vec<String>,
+}
+
+/// A checkpoint of a reader group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    pub name: String,
+    /// True once every reader recorded its position.
+    pub complete: bool,
+    /// For a complete checkpoint: where a reset to it resumes.
+    pub positions: Vec<SegmentPositionView>,
+    /// For a pending checkpoint: the readers it waits for.
+    pub waiting_for: Vec<String>,
+}
+
+impl From<&pb::CheckpointInfo> for CheckpointView {
+    fn from(c: &pb::CheckpointInfo) -> Self {
+        CheckpointView {
+            name: c.name.clone(),
+            complete: c.complete,
+            positions: c.positions.iter().map(SegmentPositionView::from).collect(),
+            waiting_for: c.waiting_for.clone(),
+        }
+    }
+}
+
+/// Parses a stream cut written as `STREAM/SEGMENT_ID=OFFSET,…` (the CLI's and HTTP's form).
+pub fn parse_stream_cut(text: &str) -> Result<Vec<pb::SegmentPosition>, MetaError> {
+    let bad = || MetaError::InvalidArgument(format!("stream cut {text:?} is not STREAM/SEGMENT_ID=OFFSET,…"));
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (seg, off) = p.split_once('=').ok_or_else(bad)?;
+            let (stream, id) = seg.rsplit_once('/').ok_or_else(bad)?;
+            Ok(pb::SegmentPosition {
+                stream: stream.to_owned(),
+                segment_id: id.parse().map_err(|_| bad())?,
+                offset: off.parse().map_err(|_| bad())?,
+            })
+        })
+        .collect()
+}
+
 /// One controller node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {

@@ -71,6 +71,12 @@ codes! {
     TxnNotFound => "TXN_NOT_FOUND", NotFound, false;
     TxnAborted => "TXN_ABORTED", FailedPrecondition, false;
     TxnNotOpen => "TXN_NOT_OPEN", FailedPrecondition, false;
+    ReaderGroupNotFound => "NOT_FOUND_READER_GROUP", NotFound, false;
+    ReaderGroupExists => "ALREADY_EXISTS_READER_GROUP", AlreadyExists, false;
+    ReaderNotFound => "NOT_FOUND_READER", NotFound, false;
+    CheckpointNotFound => "NOT_FOUND_CHECKPOINT", NotFound, false;
+    CheckpointExists => "ALREADY_EXISTS_CHECKPOINT", AlreadyExists, false;
+    CheckpointInProgress => "CHECKPOINT_IN_PROGRESS", FailedPrecondition, true;
     Unavailable => "UNAVAILABLE", Unavailable, true;
     Internal => "INTERNAL", Internal, false;
 }

@@ -42,6 +42,12 @@ pub fn validate_stream(name: &str) -> Result<(), NameError> {
     validate("stream", name)
 }
 
+/// Checks the name of something else that follows the scope/stream rules (reader groups,
+/// readers, checkpoints); `kind` names it in the error.
+pub fn validate_named(kind: &'static str, name: &str) -> Result<(), NameError> {
+    validate(kind, name)
+}
+
 fn validate(kind: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { kind });

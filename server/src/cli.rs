@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, TransactionalWriter, WriterConfig};
+use nadi_client::{
+    EventWriter, NadiClient, ReaderConfig, ReaderGroup, StartFrom, StreamCut, StreamReader, StreamSpec,
+    TransactionalWriter, WriterConfig,
+};
 use nadi_controller::MetaError;
 use nadi_controller::views::{
-    self, ClusterView, HistoryView, ScaleBody, ScopeListView, StreamListView, StreamView, TxnListView, TxnView,
+    self, CheckpointView, ClusterView, HistoryView, ReaderGroupListView, ReaderGroupView, ScaleBody, ScopeListView,
+    StreamListView, StreamView, TxnListView, TxnView,
 };
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{parse_scoped_stream, validate_scope};
@@ -422,5 +426,237 @@ pub async fn read(
         n += 1;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// Splits `SCOPE/GROUP` into its two checked parts.
+fn group_names(name: &str) -> Result<(&str, &str), MetaError> {
+    let (scope, group) =
+        name.split_once('/').ok_or_else(|| MetaError::InvalidName(format!("{name:?} is not SCOPE/GROUP")))?;
+    validate_scope(scope)?;
+    nadi_proto::names::validate_named("reader group", group)?;
+    Ok((scope, group))
+}
+
+/// How `reader-group create` and `read --group` start a new group.
+fn start_from(from: &str) -> Result<StartFrom, MetaError> {
+    Ok(match from {
+        "head" => StartFrom::Head,
+        "tail" => StartFrom::Tail,
+        cut => {
+            let mut c = StreamCut::default();
+            for p in views::parse_stream_cut(cut)? {
+                c.insert(&p.stream, nadi_proto::SegmentId::from_packed(p.segment_id), p.offset);
+            }
+            StartFrom::Cut(c)
+        }
+    })
+}
+
+fn print_group(info: &pb::ReaderGroupInfo, as_json: bool) -> anyhow::Result<()> {
+    let v = ReaderGroupView::from(info);
+    if as_json {
+        return print_json(&v);
+    }
+    println!(
+        "reader group {}/{} on {} (generation {}, lag {} bytes)",
+        v.scope,
+        v.group,
+        v.streams.join(","),
+        v.generation,
+        v.lag
+    );
+    let seg = |s: &views::SegmentPositionView| {
+        let lag = s.lag.map_or("?".to_owned(), |l| l.to_string());
+        format!("{}/{}@{} (lag {lag})", s.stream, s.segment_id, s.offset)
+    };
+    for r in &v.readers {
+        println!("  reader {}: {}", r.reader_id, r.segments.iter().map(seg).collect::<Vec<_>>().join(", "));
+    }
+    if !v.unassigned.is_empty() {
+        println!("  unassigned: {}", v.unassigned.iter().map(seg).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(c) = &v.pending_checkpoint {
+        println!("  checkpoint {c} waits for {}", v.checkpoint_waiting_for.join(", "));
+    }
+    if !v.checkpoints.is_empty() {
+        println!("  checkpoints: {}", v.checkpoints.join(", "));
+    }
+    Ok(())
+}
+
+/// `reader-group create SCOPE/GROUP --stream S… [--from head|tail|CUT]`.
+pub async fn group_create(
+    client: &NadiClient,
+    name: &str,
+    streams: &[String],
+    from: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
+    let g = ReaderGroup::create(client, scope, group, &streams, start_from(from)?).await?;
+    if !as_json {
+        println!("created reader group {scope}/{group}");
+    }
+    print_group(&g.info().await?, as_json)
+}
+
+/// `reader-group list SCOPE`.
+pub async fn group_list(client: &NadiClient, scope: &str, as_json: bool) -> anyhow::Result<()> {
+    validate_scope(scope).map_err(MetaError::from)?;
+    let groups = client.list_reader_groups(scope).await?;
+    if as_json {
+        return print_json(&ReaderGroupListView { scope: scope.to_owned(), groups });
+    }
+    for g in groups {
+        println!("{g}");
+    }
+    Ok(())
+}
+
+/// `reader-group info SCOPE/GROUP`.
+pub async fn group_info(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    print_group(&ReaderGroup::handle(client, scope, group).info().await?, as_json)
+}
+
+/// `reader-group delete SCOPE/GROUP`.
+pub async fn group_delete(client: &NadiClient, name: &str) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    ReaderGroup::handle(client, scope, group).delete().await?;
+    println!("deleted reader group {scope}/{group}");
+    Ok(())
+}
+
+/// `reader-group checkpoint SCOPE/GROUP NAME [--wait SECS]`: initiates a checkpoint and, with
+/// `wait`, waits until every reader recorded its position.
+pub async fn group_checkpoint(
+    client: &NadiClient,
+    name: &str,
+    checkpoint: &str,
+    wait: Option<Duration>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    let g = ReaderGroup::handle(client, scope, group);
+    let mut c = g.initiate_checkpoint(checkpoint).await?;
+    if let Some(wait) = wait {
+        g.wait_for_checkpoint(checkpoint, wait).await?;
+        c = g.checkpoint(checkpoint).await?;
+    }
+    let v = CheckpointView::from(&c);
+    if as_json {
+        return print_json(&v);
+    }
+    if v.complete {
+        let cut: Vec<String> =
+            v.positions.iter().map(|p| format!("{}/{}={}", p.stream, p.segment_id, p.offset)).collect();
+        println!("checkpoint {} complete: {}", v.name, cut.join(","));
+    } else {
+        println!("checkpoint {} waits for {}", v.name, v.waiting_for.join(", "));
+    }
+    Ok(())
+}
+
+/// `reader-group reset SCOPE/GROUP (--checkpoint NAME | --cut CUT)`.
+pub async fn group_reset(
+    client: &NadiClient,
+    name: &str,
+    checkpoint: Option<&str>,
+    cut: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    let g = ReaderGroup::handle(client, scope, group);
+    let info = match (checkpoint, cut) {
+        (Some(c), _) => g.reset_to_checkpoint(c).await?,
+        (None, Some(cut)) => {
+            let StartFrom::Cut(cut) = start_from(cut)? else {
+                anyhow::bail!("--cut takes STREAM/SEGMENT_ID=OFFSET,…");
+            };
+            g.reset_to_cut(&cut).await?
+        }
+        (None, None) => anyhow::bail!("give --checkpoint NAME or --cut STREAM/SEGMENT_ID=OFFSET,…"),
+    };
+    if !as_json {
+        println!("reset reader group {scope}/{group}");
+    }
+    print_group(&info, as_json)
+}
+
+/// `reader-group offline SCOPE/GROUP READER`: the reader died; its segments go back at its
+/// last synced positions.
+pub async fn group_offline(client: &NadiClient, name: &str, reader: &str) -> anyhow::Result<()> {
+    let (scope, group) = group_names(name)?;
+    ReaderGroup::handle(client, scope, group).reader_offline(reader).await?;
+    println!("reader {reader} of {scope}/{group} is offline");
+    Ok(())
+}
+
+/// Options of `nadi read --group`.
+#[derive(Debug, Clone, Default)]
+pub struct GroupReadOptions {
+    /// The reader's id (random if `None`).
+    pub reader_id: Option<String>,
+    /// Prefix each payload with `STREAM/SEGMENT_ID@OFFSET\t`, and print `#checkpoint NAME`
+    /// before the first event after this reader recorded a checkpoint.
+    pub with_position: bool,
+}
+
+/// `nadi read --group NAME`: joins the group (creating it from the head with `--from-start`,
+/// else from the tail, if it does not exist) and prints what this reader is given. Stops after
+/// `max` events, `idle` without an event, at the end of the group (all streams sealed and read),
+/// or on Ctrl-C, and then leaves the group, giving its segments back at what it printed.
+pub async fn read_group(
+    client: &NadiClient,
+    name: &str,
+    group: &str,
+    from_start: bool,
+    max: Option<u64>,
+    idle: Option<Duration>,
+    opts: GroupReadOptions,
+) -> anyhow::Result<()> {
+    let (scope, stream) = parse_scoped_stream(name)?;
+    nadi_proto::names::validate_named("reader group", group).map_err(MetaError::from)?;
+    let start = if from_start { StartFrom::Head } else { StartFrom::Tail };
+    let g = ReaderGroup::create_or_open(client, scope, group, &[stream], start).await?;
+    let mut reader = g.reader(ReaderConfig { reader_id: opts.reader_id, ..Default::default() }).await?;
+    let stdout = std::io::stdout();
+    let mut n = 0u64;
+    let result: anyhow::Result<()> = async {
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        while max.is_none_or(|m| n < m) {
+            let next = async {
+                match idle {
+                    Some(d) => tokio::time::timeout(d, reader.read_next()).await.ok(),
+                    None => Some(reader.read_next().await),
+                }
+            };
+            let next = tokio::select! {
+                next = next => next,
+                _ = &mut ctrl_c => None,
+            };
+            let Some(ev) = next else { break };
+            let Some(ev) = ev? else { break };
+            // Printed and flushed before the next read_next, which may sync past it.
+            let mut out = stdout.lock();
+            if opts.with_position {
+                if let Some(c) = &ev.checkpoint {
+                    writeln!(out, "#checkpoint {c}")?;
+                }
+                write!(out, "{}/{}@{}\t", ev.position.stream, ev.position.segment.packed(), ev.position.offset)?;
+            }
+            out.write_all(&ev.payload)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+            n += 1;
+        }
+        Ok(())
+    }
+    .await;
+    let closed = reader.close().await;
+    result?;
+    closed?;
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct ControllerArgs {
     /// Admin HTTP address. Default: none.
     #[arg(long, env = "NADI_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// A reader-group reader that has not synced for this long is declared offline. Default 30s.
+    #[arg(long, env = "NADI_READER_TIMEOUT")]
+    pub reader_timeout: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -55,6 +58,7 @@ struct ControllerFile {
     peers: Option<String>,
     data_dir: Option<PathBuf>,
     http_listen: Option<SocketAddr>,
+    reader_timeout: Option<String>,
 }
 
 /// Flags of `nadi segment-store` (the controllers come from the global `--controller`).
@@ -157,6 +161,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
     }
     let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data"));
     let http_listen = args.http_listen.or(file.http_listen);
+    let reader_timeout = match args.reader_timeout.or(file.reader_timeout) {
+        Some(s) => crate::config::parse_duration(&s)?,
+        None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
+    };
 
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
@@ -172,6 +180,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             Some(l) => Some(format!("http://{}", l.local_addr()?)),
             None => None,
         },
+        reader_timeout,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -29,6 +29,10 @@ pub struct StandaloneArgs {
     /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
     #[arg(long, env = "NADI_LOG_FILE_SIZE")]
     pub log_file_size: Option<String>,
+    /// A reader-group reader that has not synced for this long is declared offline, e.g. `30s`.
+    /// Default 30s.
+    #[arg(long, env = "NADI_READER_TIMEOUT")]
+    pub reader_timeout: Option<String>,
     /// Bytes of log records between two metadata checkpoints per container, e.g. 64MiB.
     /// Recovery replays at most about this much log per container. Default 64MiB.
     #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
@@ -42,6 +46,11 @@ pub struct StandaloneArgs {
     pub config: Option<PathBuf>,
 }
 
+/// Parses a duration such as `30s`, `500ms` or `5m`.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    humantime::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("{s:?} is not a duration ({e}); use e.g. 30s"))
+}
+
 /// The config file's shape.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -52,6 +61,7 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     containers: Option<u32>,
     log_file_size: Option<String>,
+    reader_timeout: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
 }
@@ -65,6 +75,8 @@ pub struct StandaloneConfig {
     pub http_listen: SocketAddr,
     pub containers: u32,
     pub log_file_size: u64,
+    /// See [`StandaloneArgs::reader_timeout`].
+    pub reader_timeout: std::time::Duration,
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
 }
@@ -116,7 +128,12 @@ impl StandaloneArgs {
         if containers == 0 || containers > 1024 {
             bail!("containers must be between 1 and 1024");
         }
+        let reader_timeout = match self.reader_timeout.or(file.reader_timeout) {
+            Some(s) => parse_duration(&s)?,
+            None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
+        };
         Ok(StandaloneConfig {
+            reader_timeout,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
             controller_listen: self
                 .controller_listen

@@ -35,6 +35,9 @@ enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Manage reader groups (readers join with `nadi read --group`).
+    #[command(subcommand)]
+    ReaderGroup(GroupCmd),
     /// Write each stdin line as one event; exits 0 only when every event is durable.
     Write {
         /// SCOPE/STREAM
@@ -73,6 +76,83 @@ enum Command {
         /// Stop after this many seconds without an event.
         #[arg(long)]
         idle_timeout: Option<f64>,
+        /// Join reader group NAME (created if missing: from the start with --from-start, else
+        /// from the tail); several processes with the same group share the stream's segments.
+        #[arg(long)]
+        group: Option<String>,
+        /// With --group: this reader's id (default: random).
+        #[arg(long, requires = "group")]
+        reader_id: Option<String>,
+        /// With --group: print `STREAM/SEGMENT_ID@OFFSET<TAB>` before each payload, and
+        /// `#checkpoint NAME` before the first event after this reader recorded a checkpoint.
+        #[arg(long, requires = "group")]
+        with_position: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCmd {
+    /// Create a reader group over one or more streams of a scope.
+    Create {
+        /// SCOPE/GROUP
+        group: String,
+        /// A stream of the scope (repeat for several).
+        #[arg(long = "stream", required = true)]
+        streams: Vec<String>,
+        /// head | tail | STREAM/SEGMENT_ID=OFFSET,… (default head).
+        #[arg(long, default_value = "head")]
+        from: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the reader groups of a scope.
+    List {
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Readers, segment assignment, positions and lag.
+    Info {
+        /// SCOPE/GROUP
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a reader group.
+    Delete {
+        /// SCOPE/GROUP
+        group: String,
+    },
+    /// Start a checkpoint; with --wait, wait until every reader recorded its position.
+    Checkpoint {
+        /// SCOPE/GROUP
+        group: String,
+        /// The checkpoint's name.
+        name: String,
+        /// Wait up to this many seconds for it to complete.
+        #[arg(long)]
+        wait: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the group to a checkpoint or a stream cut; its readers must join again.
+    Reset {
+        /// SCOPE/GROUP
+        group: String,
+        #[arg(long, conflicts_with = "cut", required_unless_present = "cut")]
+        checkpoint: Option<String>,
+        /// STREAM/SEGMENT_ID=OFFSET,…
+        #[arg(long)]
+        cut: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Declare a reader offline (it died): its segments go back at its last synced positions.
+    Offline {
+        /// SCOPE/GROUP
+        group: String,
+        /// The reader's id.
+        reader: String,
     },
 }
 
@@ -315,13 +395,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench(args) => nadi_server::bench::run(&client()?, args).await,
-        Command::Read { stream, from_start, max, idle_timeout } => {
-            let idle = match idle_timeout {
-                Some(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-                Some(_) => anyhow::bail!("--idle-timeout must be a number of seconds"),
-                None => None,
-            };
-            cli::read(&client()?, &stream, from_start, max, idle).await
+        Command::Read { stream, from_start, max, idle_timeout, group, reader_id, with_position } => {
+            let idle = seconds(idle_timeout, "--idle-timeout")?;
+            match group {
+                Some(group) => {
+                    let opts = cli::GroupReadOptions { reader_id, with_position };
+                    cli::read_group(&client()?, &stream, &group, from_start, max, idle, opts).await
+                }
+                None => cli::read(&client()?, &stream, from_start, max, idle).await,
+            }
         }
+        Command::ReaderGroup(cmd) => {
+            let c = client()?;
+            match cmd {
+                GroupCmd::Create { group, streams, from, json } => {
+                    cli::group_create(&c, &group, &streams, &from, json).await
+                }
+                GroupCmd::List { scope, json } => cli::group_list(&c, &scope, json).await,
+                GroupCmd::Info { group, json } => cli::group_info(&c, &group, json).await,
+                GroupCmd::Delete { group } => cli::group_delete(&c, &group).await,
+                GroupCmd::Checkpoint { group, name, wait, json } => {
+                    let wait = seconds(wait, "--wait")?;
+                    cli::group_checkpoint(&c, &group, &name, wait, json).await
+                }
+                GroupCmd::Reset { group, checkpoint, cut, json } => {
+                    cli::group_reset(&c, &group, checkpoint.as_deref(), cut.as_deref(), json).await
+                }
+                GroupCmd::Offline { group, reader } => cli::group_offline(&c, &group, &reader).await,
+            }
+        }
+    }
+}
+
+/// A `--flag SECS` value as a duration.
+fn seconds(v: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
+    match v {
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => anyhow::bail!("{flag} must be a number of seconds"),
+        None => Ok(None),
     }
 }

@@ -72,6 +72,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         members: BTreeMap::from([(1, format!("http://{ctl_addr}"))]),
         settings: RaftSettings::default(),
         http_address: Some(format!("http://{http_addr}")),
+        reader_timeout: cfg.reader_timeout,
     })
     .await?;
 

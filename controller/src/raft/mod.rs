@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MetaError;
 use crate::cluster::ClusterCommand;
+use crate::reader_group::ReaderGroupCommand;
 use crate::state::Command;
 use crate::txn::TxnCommand;
 
@@ -41,6 +42,8 @@ pub enum Request {
     Cluster(ClusterCommand),
     /// A change to transactions (a rolling commit also changes the stream's epochs).
     Txn(TxnCommand),
+    /// A change to reader groups (membership, positions, checkpoints).
+    ReaderGroup(ReaderGroupCommand),
 }
 
 /// The outcome of applying one [`Request`]: a refused command leaves the state unchanged.

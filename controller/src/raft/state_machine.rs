@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::{NodeId, Request, Response, TypeConfig};
 use crate::MetaError;
 use crate::cluster::ClusterState;
+use crate::reader_group::ReaderGroups;
 use crate::state::{Command, ControllerState};
 use crate::txn::TxnTable;
 
@@ -37,6 +38,9 @@ pub struct Machine {
     /// Transactions (state written before transactions existed reads as none).
     #[serde(default)]
     pub txns: TxnTable,
+    /// Reader groups (state written before they existed reads as none).
+    #[serde(default)]
+    pub reader_groups: ReaderGroups,
 }
 
 impl Machine {
@@ -60,13 +64,17 @@ impl Machine {
                     _ => {}
                 }
                 self.meta.apply(cmd)?;
-                if let Command::DeleteStream { scope, stream } = cmd {
-                    self.txns.remove_stream(scope, stream);
+                match cmd {
+                    Command::DeleteStream { scope, stream } => self.txns.remove_stream(scope, stream),
+                    // A deleted scope takes its reader groups with it.
+                    Command::DeleteScope { scope } => self.reader_groups.remove_scope(scope),
+                    _ => {}
                 }
                 Ok(())
             }
             Request::Cluster(cmd) => self.cluster.apply(cmd),
             Request::Txn(cmd) => self.txns.apply(&mut self.meta, cmd),
+            Request::ReaderGroup(cmd) => self.reader_groups.apply(&self.meta, cmd),
         }
     }
 }
