@@ -56,6 +56,15 @@ pub struct WriterConfig {
     pub max_reconnects: u32,
     /// Optional observer of acknowledgement latency.
     pub observer: Option<std::sync::Arc<dyn AckObserver>>,
+    /// Number each segment's events of this writer id from 0 instead of after what the store
+    /// already holds. A writer that writes the same events in the same order again under the
+    /// same `writer_id` (a rerun over the same input, or a restarted process that starts over
+    /// or re-sends its last batch) then stores each event once: the store acknowledges the
+    /// events it already has without storing them again. This holds while the stream's
+    /// segments are the same in both runs (no scaling in between). Default `false`: new
+    /// events continue after the store's last event number, so nothing is mistaken for a
+    /// duplicate.
+    pub replay: bool,
 }
 
 impl std::fmt::Debug for WriterConfig {
@@ -67,6 +76,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("queue_len", &self.queue_len)
             .field("max_reconnects", &self.max_reconnects)
             .field("observer", &self.observer.is_some())
+            .field("replay", &self.replay)
             .finish()
     }
 }
@@ -80,6 +90,7 @@ impl Default for WriterConfig {
             queue_len: 8192,
             max_reconnects: 10,
             observer: None,
+            replay: false,
         }
     }
 }
@@ -614,9 +625,13 @@ impl SegmentTask {
             Some(Err(s)) => return ended(s.into()),
             _ => return End::Failed(ClientError::new(ErrorKind::Unavailable, "append stream closed during setup")),
         };
-        // Continue numbering after what the store has; drop what it already stored.
-        if self.next_number.is_none_or(|n| n <= last) {
-            self.next_number = Some(last + 1);
+        // Continue numbering after what the store has (or, replaying, from 0: the store then
+        // acknowledges what it already holds without storing it twice); drop what it stored.
+        match self.next_number {
+            None if config.replay => self.next_number = Some(0),
+            Some(n) if n <= last && !config.replay => self.next_number = Some(last + 1),
+            None => self.next_number = Some(last + 1),
+            Some(_) => {}
         }
         self.on_ack(last);
         for b in &self.in_flight {

@@ -240,7 +240,11 @@ pub async fn write(
 ) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
     let Some(lease) = txn else {
-        let writer = EventWriter::new(client, scope, stream, WriterConfig { writer_id, ..Default::default() }).await?;
+        // A stable writer id makes the write idempotent: a rerun over the same input (say after
+        // the process was killed) stores no event twice.
+        let replay = writer_id.is_some();
+        let config = WriterConfig { writer_id, replay, ..Default::default() };
+        let writer = EventWriter::new(client, scope, stream, config).await?;
         let mut sink = Sink::Stream(writer);
         let (count, result) = write_lines(&mut sink, &keys).await;
         let Sink::Stream(writer) = sink else { unreachable!("built as a stream sink") };

@@ -48,7 +48,9 @@ enum Command {
         /// The routing key is the text before the first SEP in each line.
         #[arg(long)]
         key_sep: Option<String>,
-        /// Stable writer id (default: random).
+        /// Stable writer id: makes the write idempotent, so running it again with the same id
+        /// over the same input (e.g. after it was killed) stores no event twice. Default: a
+        /// random id.
         #[arg(long)]
         writer_id: Option<String>,
         /// Write all lines in one transaction: readable all at once after the commit, or never.

@@ -5,7 +5,8 @@
 //! ports. [`Standalone::cli`] runs client commands against it. The binary is found next to the
 //! test executable (`target/<profile>/nadi`, built by `cargo test --workspace` because the
 //! server crate has integration tests of its own) or at `$NADI_BIN`. Note: `cargo test -p
-//! nadi-tests` alone does not rebuild that binary; use `cargo test --workspace`.
+//! nadi-tests` alone, and `cargo test --workspace --test NAME`, do not rebuild that binary: run
+//! `cargo build -p nadi-server` first, or plain `cargo test --workspace`.
 
 pub mod cluster;
 
