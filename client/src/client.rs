@@ -291,6 +291,44 @@ impl NadiClient {
             .successors)
     }
 
+    /// The stream cut at the head (each head segment at its start offset) or, with `tail`, at
+    /// the tail (each active segment at its length).
+    pub async fn stream_cut(
+        &self,
+        scope: &str,
+        stream: &str,
+        tail: bool,
+    ) -> Result<Vec<pb::SegmentOffset>, ClientError> {
+        let which = if tail {
+            pb::get_stream_cut_request::Which::Tail
+        } else {
+            pb::get_stream_cut_request::Which::HeadUnspecified
+        };
+        let req = pb::GetStreamCutRequest { scope: scope.to_owned(), stream: stream.to_owned(), which: which as i32 };
+        Ok(self
+            .controller(|mut c| {
+                let req = req.clone();
+                async move { c.get_stream_cut(req).await }
+            })
+            .await?
+            .cut)
+    }
+
+    /// Truncates a stream at a stream cut; see `StreamManager::truncate`.
+    pub async fn truncate_stream(
+        &self,
+        scope: &str,
+        stream: &str,
+        cut: Vec<pb::SegmentOffset>,
+    ) -> Result<pb::TruncateStreamResponse, ClientError> {
+        let req = pb::TruncateStreamRequest { scope: scope.to_owned(), stream: stream.to_owned(), cut };
+        self.controller(|mut c| {
+            let req = req.clone();
+            async move { c.truncate_stream(req).await }
+        })
+        .await
+    }
+
     /// The segments a reader from the beginning of the stream starts with.
     pub async fn head_segments(&self, scope: &str, stream: &str) -> Result<Vec<pb::SegmentLocation>, ClientError> {
         let req = pb::GetHeadSegmentsRequest { scope: scope.to_owned(), stream: stream.to_owned() };

@@ -15,6 +15,7 @@
 
 mod client;
 mod error;
+mod manager;
 mod reader;
 mod reader_group;
 mod txn;
@@ -22,6 +23,7 @@ mod writer;
 
 pub use client::{NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
+pub use manager::StreamManager;
 pub use reader::{EventRead, StreamReader};
 pub use reader_group::{EventPosition, GroupEvent, Reader, ReaderConfig, ReaderGroup, StartFrom, StreamCut};
 pub use txn::{TransactionalWriter, TxnState, TxnStatus};

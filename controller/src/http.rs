@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,8 @@ use utoipa::{OpenApi, ToSchema};
 use crate::MetaError;
 use crate::views::{
     ActiveSegmentsView, CheckpointView, ClusterView, HistoryView, ReaderGroupListView, ReaderGroupView, ScaleBody,
-    ScopeListView, ScopeView, StreamListView, StreamView, TxnListView, TxnView,
+    ScopeListView, ScopeView, StreamCutView, StreamListView, StreamView, TruncateBody, TruncatedView, TxnListView,
+    TxnView,
 };
 use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
 
@@ -197,6 +198,8 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .route(&format!("{stream}/scale"), post(scale_stream))
         .route(&format!("{stream}/segments"), get(active_segments))
         .route(&format!("{stream}/history"), get(history))
+        .route(&format!("{stream}/cut"), get(stream_cut))
+        .route(&format!("{stream}/truncate"), post(truncate_stream))
         .route(&format!("{stream}/transactions"), get(list_txns))
         .route(&format!("{stream}/transactions/{{txn}}"), get(get_txn))
         .route("/v1/scopes/{scope}/reader-groups", get(list_groups).post(create_group))
@@ -257,6 +260,8 @@ async fn not_found() -> ApiError {
         scale_stream,
         active_segments,
         history,
+        stream_cut,
+        truncate_stream,
         list_txns,
         get_txn,
         list_groups,
@@ -505,6 +510,62 @@ async fn active_segments(
         .await?
         .into_inner();
     Ok(Json(ActiveSegmentsView::new(&scope, &stream, &r)))
+}
+
+/// Which stream cut `GET …/cut` returns.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct CutQuery {
+    /// `head` (default: every head segment at its start offset) or `tail` (every active
+    /// segment at its length).
+    at: Option<String>,
+}
+
+/// A stream cut at the head or the tail of the stream.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/cut", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"), CutQuery), responses(
+    (status = 200, body = StreamCutView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn stream_cut(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<CutQuery>, QueryRejection>,
+) -> ApiResult<Json<StreamCutView>> {
+    let Path((scope, stream)) = path?;
+    let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
+    let which = match q.at.as_deref() {
+        None | Some("head") => pb::get_stream_cut_request::Which::HeadUnspecified,
+        Some("tail") => pb::get_stream_cut_request::Which::Tail,
+        Some(other) => {
+            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("at={other:?}: use head or tail")));
+        }
+    };
+    let req = pb::GetStreamCutRequest { scope: scope.clone(), stream: stream.clone(), which: which as i32 };
+    let r = s.grpc().get_stream_cut(req).await?.into_inner();
+    Ok(Json(StreamCutView::new(&scope, &stream, &r.cut)))
+}
+
+/// Truncates a stream at a stream cut: segments wholly before it are deleted, the cut's
+/// segments truncated at their offsets; the cut becomes the head.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/truncate", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")),
+    request_body = TruncateBody, responses(
+    (status = 200, body = TruncatedView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn truncate_stream(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<TruncateBody>, JsonRejection>,
+) -> ApiResult<Json<TruncatedView>> {
+    let Path((scope, stream)) = path?;
+    let Json(body) = body?;
+    let cut = body.cut.iter().map(|c| pb::SegmentOffset { segment_id: c.segment_id, offset: c.offset }).collect();
+    let req = pb::TruncateStreamRequest { scope: scope.clone(), stream: stream.clone(), cut };
+    let r = s.grpc().truncate_stream(req).await?.into_inner();
+    Ok(Json(TruncatedView {
+        head: StreamCutView::new(&scope, &stream, &r.head).cut,
+        scope,
+        stream,
+        deleted_segments: r.deleted_segments,
+    }))
 }
 
 /// Every epoch of a stream with its segments.

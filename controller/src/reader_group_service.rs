@@ -275,8 +275,11 @@ impl ReaderGroupService for ReaderGroupSvc {
                         let mut out = Vec::new();
                         for s in &req.streams {
                             let m = st.stream(&req.scope, s)?;
-                            let ids =
-                                if head { m.epochs[0].segments.clone() } else { m.current_epoch().segments.clone() };
+                            let ids: Vec<_> = if head {
+                                m.head_segments().into_iter().map(|(seg, _)| seg.id).collect()
+                            } else {
+                                m.current_epoch().segments.clone()
+                            };
                             out.extend(ids.into_iter().map(|id| SegRef::new(s.clone(), id)));
                         }
                         Ok::<_, MetaError>(out)

@@ -171,7 +171,71 @@ impl Controller {
             tracing::info!(%scope, %stream, "resuming stream creation");
             self.finish_create(&scope, &stream).await?;
         }
+        let truncating: Vec<(String, String)> = self
+            .meta
+            .read(|st| {
+                st.scopes
+                    .iter()
+                    .flat_map(|(sc, s)| {
+                        s.streams
+                            .iter()
+                            .filter(|(_, m)| m.pending_truncation.is_some())
+                            .map(|(n, _)| (sc.clone(), n.clone()))
+                    })
+                    .collect()
+            })
+            .await;
+        for (scope, stream) in truncating {
+            tracing::info!(%scope, %stream, "resuming a truncation");
+            self.finish_truncation(&scope, &stream).await?;
+        }
         Ok(())
+    }
+
+    /// Applies a recorded truncation on the segment stores (truncate each cut segment at its
+    /// offset, delete each segment before the cut; both idempotent), then records it done.
+    async fn finish_truncation(&self, scope: &str, stream: &str) -> Result<u32, MetaError> {
+        let work = self
+            .meta
+            .read(|st| {
+                let m = st.stream_any(scope, stream)?;
+                Ok::<_, MetaError>(m.pending_truncation.as_ref().map(|t| {
+                    let cut: Vec<(String, u64)> =
+                        t.cut.iter().map(|(id, off)| (m.segment_name(scope, stream, *id), *off)).collect();
+                    let delete: Vec<String> = t.delete.iter().map(|id| m.segment_name(scope, stream, *id)).collect();
+                    (cut, delete)
+                }))
+            })
+            .await?;
+        let Some((cut, delete)) = work else { return Ok(0) };
+        for (segment, offset) in &cut {
+            let req = seg::TruncateSegmentRequest { segment: segment.clone(), offset: *offset };
+            if let Err(s) = self.store(segment)?.truncate_segment(req).await {
+                let (code, _) = nadi_proto::errors::from_status(&s);
+                if code.is_retryable() {
+                    return Err(store_error(s));
+                }
+                // Refused for good (e.g. not an event boundary): drop the truncation.
+                self.meta.propose(Command::TruncationAborted { scope: scope.into(), stream: stream.into() }).await?;
+                return Err(MetaError::InvalidArgument(format!("segment {segment}: {}", s.message())));
+            }
+        }
+        for segment in &delete {
+            match self.store(segment)?.delete_segment(seg::DeleteSegmentRequest { segment: segment.clone() }).await {
+                Ok(_) => {}
+                Err(s) if nadi_proto::errors::from_status(&s).0 == ErrorCode::SegmentNotFound => {}
+                Err(s) => return Err(store_error(s)),
+            }
+        }
+        self.meta.propose(Command::TruncationDone { scope: scope.into(), stream: stream.into() }).await?;
+        Ok(delete.len() as u32)
+    }
+
+    /// `(start_offset, length)` of a segment, from its store.
+    async fn segment_bounds(&self, segment: &str) -> Result<(u64, u64), MetaError> {
+        let req = seg::GetSegmentInfoRequest { segment: segment.to_owned() };
+        let info = self.store(segment)?.get_segment_info(req).await.map_err(store_error)?.into_inner();
+        Ok((info.start_offset, info.length))
     }
 
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
@@ -595,14 +659,78 @@ impl ControllerService for Controller {
             .meta
             .read(|st| {
                 let m = st.stream(&req.scope, &req.stream)?;
-                let first = m.epochs.first().map(|e| e.segments.clone()).unwrap_or_default();
-                let mut segs: Vec<_> = first.iter().filter_map(|id| m.segment(*id)).collect();
-                segs.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
-                let segments = segs.into_iter().map(|s| self.location(&req.scope, &req.stream, s)).collect();
+                let segments =
+                    m.head_segments().into_iter().map(|(s, _)| self.location(&req.scope, &req.stream, s)).collect();
                 Ok::<_, MetaError>(pb::GetHeadSegmentsResponse { segments })
             })
             .await?;
         Ok(Response::new(resp))
+    }
+
+    async fn get_stream_cut(
+        &self,
+        req: Request<pb::GetStreamCutRequest>,
+    ) -> Result<Response<pb::GetStreamCutResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        self.require_stores()?;
+        let tail = req.which == pb::get_stream_cut_request::Which::Tail as i32;
+        let segs: Vec<(u64, String)> = self
+            .meta
+            .read(|st| {
+                let m = st.stream(&req.scope, &req.stream)?;
+                let list: Vec<&SegmentRecord> =
+                    if tail { m.active_segments() } else { m.head_segments().into_iter().map(|(s, _)| s).collect() };
+                Ok::<_, MetaError>(
+                    list.into_iter().map(|s| (s.id.packed(), s.qualified_name(&req.scope, &req.stream))).collect(),
+                )
+            })
+            .await?;
+        let mut cut = Vec::with_capacity(segs.len());
+        for (segment_id, name) in segs {
+            let (start, length) = self.segment_bounds(&name).await?;
+            cut.push(pb::SegmentOffset { segment_id, offset: if tail { length } else { start } });
+        }
+        Ok(Response::new(pb::GetStreamCutResponse { cut }))
+    }
+
+    async fn truncate_stream(
+        &self,
+        req: Request<pb::TruncateStreamRequest>,
+    ) -> Result<Response<pb::TruncateStreamResponse>, Status> {
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        self.require_stores()?;
+        let cut: Vec<(SegmentId, u64)> =
+            req.cut.iter().map(|c| (SegmentId::from_packed(c.segment_id), c.offset)).collect();
+        // A truncation left half applied (a crash) is finished first.
+        self.finish_truncation(&req.scope, &req.stream).await?;
+        // Offsets past a segment's end are refused before anything is recorded.
+        let names_of: Vec<(String, u64)> = self
+            .meta
+            .read(|st| {
+                let m = st.stream(&req.scope, &req.stream)?;
+                m.check_truncation(&format!("{}/{}", req.scope, req.stream), &cut)?;
+                Ok::<_, MetaError>(
+                    cut.iter().map(|(id, off)| (m.segment_name(&req.scope, &req.stream, *id), *off)).collect(),
+                )
+            })
+            .await?;
+        for (name, off) in &names_of {
+            let (_, length) = self.segment_bounds(name).await?;
+            if *off > length {
+                return Err(MetaError::InvalidArgument(format!(
+                    "offset {off} is past the end of segment {name} (length {length})"
+                ))
+                .into());
+            }
+        }
+        self.meta
+            .propose(Command::TruncateStream { scope: req.scope.clone(), stream: req.stream.clone(), cut: cut.clone() })
+            .await?;
+        let deleted_segments = self.finish_truncation(&req.scope, &req.stream).await?;
+        let head = cut.iter().map(|(id, off)| pb::SegmentOffset { segment_id: id.packed(), offset: *off }).collect();
+        Ok(Response::new(pb::TruncateStreamResponse { head, deleted_segments }))
     }
 
     async fn update_stream(

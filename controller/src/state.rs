@@ -76,6 +76,9 @@ pub struct SegmentRecord {
     /// under (`{parent}#txn.{id}`), because its data is already stored under that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Deleted by a truncation: it lay wholly before the stream's head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 /// Why an epoch began. Reported in a stream's history.
@@ -141,9 +144,106 @@ pub struct StreamMeta {
     /// The scale in progress, if any.
     #[serde(default)]
     pub pending_scale: Option<PendingScale>,
+    /// The head set by the last truncation: segments tiling [0, 1) with their start offsets.
+    /// Empty: the stream was never truncated, its head is epoch 0 at offset 0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub head: Vec<(SegmentId, u64)>,
+    /// A truncation recorded but not yet applied on the segment stores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_truncation: Option<Truncation>,
+}
+
+/// A truncation in progress: the new head, and the segments wholly before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Truncation {
+    pub cut: Vec<(SegmentId, u64)>,
+    pub delete: Vec<SegmentId>,
 }
 
 impl StreamMeta {
+    /// The head of the stream: where a reader from the beginning starts, sorted by key range.
+    /// Offsets are the truncation offsets (0 if never truncated; the store's start offset is
+    /// authoritative).
+    pub fn head_segments(&self) -> Vec<(&SegmentRecord, u64)> {
+        let mut segs: Vec<_> = if self.head.is_empty() {
+            self.epochs[0].segments.iter().filter_map(|id| self.segment(*id)).map(|s| (s, 0)).collect()
+        } else {
+            self.head.iter().filter_map(|(id, off)| self.segment(*id).map(|s| (s, *off))).collect()
+        };
+        segs.sort_by(|a, b| a.0.key_low.total_cmp(&b.0.key_low));
+        segs
+    }
+
+    /// Every transitive predecessor of `ids` (not including `ids`).
+    pub fn ancestors(&self, ids: &[SegmentId]) -> std::collections::BTreeSet<SegmentId> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut todo: Vec<SegmentId> = ids.to_vec();
+        while let Some(id) = todo.pop() {
+            if let Some(s) = self.segment(id) {
+                for p in &s.predecessors {
+                    if out.insert(*p) {
+                        todo.push(*p);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks that `cut` is a stream cut of this stream (existing, not deleted segments whose
+    /// ranges tile [0, 1), each once) at or after the current head; returns the segments that
+    /// lie wholly before it and are not deleted yet.
+    pub fn check_truncation(&self, name: &str, cut: &[(SegmentId, u64)]) -> Result<Vec<SegmentId>, MetaError> {
+        let mut segs = Vec::with_capacity(cut.len());
+        for (id, _) in cut {
+            let s = self
+                .segment(*id)
+                .filter(|s| !s.deleted)
+                .ok_or_else(|| MetaError::SegmentNotFound(format!("{name} segment {id}")))?;
+            if segs.iter().any(|x: &&SegmentRecord| x.id == *id) {
+                return Err(MetaError::InvalidArgument(format!("segment {id} appears twice in the cut")));
+            }
+            segs.push(s);
+        }
+        segs.sort_by(|a, b| a.key_low.total_cmp(&b.key_low));
+        let mut at = 0.0;
+        for s in &segs {
+            if s.key_low != at {
+                return Err(MetaError::InvalidArgument(format!(
+                    "the cut's segments must tile [0, 1): nothing covers [{at}, {})",
+                    s.key_low.max(at)
+                )));
+            }
+            at = s.key_high;
+        }
+        if at != 1.0 {
+            return Err(MetaError::InvalidArgument(format!(
+                "the cut's segments must tile [0, 1): [{at}, 1) is not covered"
+            )));
+        }
+        let ids: Vec<SegmentId> = cut.iter().map(|(id, _)| *id).collect();
+        let before = self.ancestors(&ids);
+        // Not before the current head: every head segment is in the cut (at an offset not
+        // smaller) or wholly before it.
+        for (h, off) in self.head_segments().into_iter().map(|(s, o)| (s.id, o)) {
+            match cut.iter().find(|(id, _)| *id == h) {
+                Some((_, o)) if *o < off => {
+                    return Err(MetaError::InvalidArgument(format!(
+                        "segment {h} is already truncated at {off}; the cut's {o} lies before the head"
+                    )));
+                }
+                Some(_) => {}
+                None if before.contains(&h) => {}
+                None => {
+                    return Err(MetaError::InvalidArgument(format!(
+                        "the cut lies before the stream's head (head segment {h} is not before it)"
+                    )));
+                }
+            }
+        }
+        Ok(before.into_iter().filter(|id| self.segment(*id).is_some_and(|s| !s.deleted)).collect())
+    }
+
     /// The current epoch.
     pub fn current_epoch(&self) -> &Epoch {
         self.epochs.last().expect("a stream always has its first epoch")
@@ -215,6 +315,25 @@ pub enum Command {
     },
     /// Every segment was deleted on the segment stores.
     DeleteStream {
+        scope: String,
+        stream: String,
+    },
+    /// Records a truncation at a stream cut (validated); the segment stores apply it next.
+    TruncateStream {
+        scope: String,
+        stream: String,
+        cut: Vec<(SegmentId, u64)>,
+    },
+    /// A segment store refused the truncation (an offset that is not an event boundary): it is
+    /// dropped. Cut segments already truncated keep their new start (which only hides data a
+    /// reader from the head would not have read).
+    TruncationAborted {
+        scope: String,
+        stream: String,
+    },
+    /// The truncation was applied on the segment stores: the cut becomes the head, and the
+    /// segments before it are marked deleted.
+    TruncationDone {
         scope: String,
         stream: String,
     },
@@ -326,6 +445,7 @@ impl ControllerState {
                             predecessors: vec![],
                             successors: vec![],
                             name: None,
+                            deleted: false,
                         },
                     );
                 }
@@ -343,6 +463,8 @@ impl ControllerState {
                         }],
                         segments,
                         pending_scale: None,
+                        head: Vec::new(),
+                        pending_truncation: None,
                     },
                 );
             }
@@ -371,6 +493,30 @@ impl ControllerState {
                 }
                 if let Some(s) = self.scopes.get_mut(scope) {
                     s.streams.remove(stream);
+                }
+            }
+            Command::TruncateStream { scope, stream, cut } => {
+                let name = format!("{scope}/{stream}");
+                let m = self.stream(scope, stream)?;
+                if m.pending_truncation.is_some() {
+                    return Err(MetaError::ScaleInProgress(format!("{name} (a truncation is being applied)")));
+                }
+                let delete = m.check_truncation(&name, cut)?;
+                let m = self.stream_mut(scope, stream)?;
+                m.pending_truncation = Some(Truncation { cut: cut.clone(), delete });
+            }
+            Command::TruncationAborted { scope, stream } => {
+                self.stream_mut(scope, stream)?.pending_truncation = None;
+            }
+            Command::TruncationDone { scope, stream } => {
+                let m = self.stream_mut(scope, stream)?;
+                if let Some(t) = m.pending_truncation.take() {
+                    for id in &t.delete {
+                        if let Some(s) = m.segments.get_mut(&id.number()).filter(|s| s.id == *id) {
+                            s.deleted = true;
+                        }
+                    }
+                    m.head = t.cut;
                 }
             }
             Command::UpdateStreamConfig { scope, stream, config } => {
@@ -420,6 +566,7 @@ impl ControllerState {
                             predecessors,
                             successors: vec![],
                             name: promoted.get(i).cloned(),
+                            deleted: false,
                         },
                     );
                 }

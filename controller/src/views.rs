@@ -607,6 +607,73 @@ pub fn update_config(
     })
 }
 
+/// One segment's position in a stream cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentOffsetView {
+    /// Packed segment id `(epoch << 32) | number`.
+    pub segment_id: u64,
+    /// Offset of the next event (an event boundary).
+    pub offset: u64,
+}
+
+/// A stream cut: one position per segment, the segments tiling [0, 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StreamCutView {
+    pub scope: String,
+    pub stream: String,
+    /// Sorted by the segments' key ranges.
+    pub cut: Vec<SegmentOffsetView>,
+}
+
+impl StreamCutView {
+    /// The view of a cut as the controller returns it.
+    pub fn new(scope: &str, stream: &str, cut: &[pb::SegmentOffset]) -> StreamCutView {
+        StreamCutView {
+            scope: scope.to_owned(),
+            stream: stream.to_owned(),
+            cut: cut.iter().map(|c| SegmentOffsetView { segment_id: c.segment_id, offset: c.offset }).collect(),
+        }
+    }
+}
+
+/// Body of a truncation: where to cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TruncateBody {
+    /// Segments tiling [0, 1), each with an event-boundary offset (e.g. a cut from `…/cut`).
+    pub cut: Vec<SegmentOffsetView>,
+}
+
+/// The result of a truncation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TruncatedView {
+    pub scope: String,
+    pub stream: String,
+    /// The new head.
+    pub head: Vec<SegmentOffsetView>,
+    /// Segments deleted because they lay wholly before the cut.
+    pub deleted_segments: u32,
+}
+
+/// Parses `ID:OFFSET,ID:OFFSET…` (the CLI's form of a cut).
+pub fn parse_cut(s: &str) -> Result<Vec<SegmentOffsetView>, MetaError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (id, off) = p
+                .split_once(':')
+                .ok_or_else(|| MetaError::InvalidArgument(format!("cut position {p:?} must be SEGMENT_ID:OFFSET")))?;
+            let segment_id =
+                id.parse().map_err(|_| MetaError::InvalidArgument(format!("segment id {id:?} is not a number")))?;
+            let offset =
+                off.parse().map_err(|_| MetaError::InvalidArgument(format!("offset {off:?} is not a number")))?;
+            Ok(SegmentOffsetView { segment_id, offset })
+        })
+        .collect()
+}
+
 /// A scale request in the form both front ends take: exactly one of `split` (with optional
 /// `into`, default 2), `merge`, or `sealed` with `new_ranges`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]

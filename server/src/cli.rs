@@ -154,6 +154,49 @@ pub async fn stream_scale(
     print_stream(&info, as_json)
 }
 
+/// `stream cut SCOPE/STREAM [--tail] [--json]`.
+pub async fn stream_cut(client: &NadiClient, name: &str, tail: bool, as_json: bool) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let v = views::StreamCutView::new(scope, stream, &client.stream_cut(scope, stream, tail).await?);
+    if as_json {
+        return print_json(&v);
+    }
+    let text: Vec<String> = v.cut.iter().map(|c| format!("{}:{}", c.segment_id, c.offset)).collect();
+    println!("{}", text.join(","));
+    Ok(())
+}
+
+/// `stream truncate SCOPE/STREAM (--cut ID:OFFSET,… | --at-tail) [--json]`.
+pub async fn stream_truncate(
+    client: &NadiClient,
+    name: &str,
+    cut: Option<&str>,
+    at_tail: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let cut: Vec<pb::SegmentOffset> = match (cut, at_tail) {
+        (Some(c), false) => views::parse_cut(c)?
+            .into_iter()
+            .map(|p| pb::SegmentOffset { segment_id: p.segment_id, offset: p.offset })
+            .collect(),
+        (None, true) => client.stream_cut(scope, stream, true).await?,
+        _ => anyhow::bail!(MetaError::InvalidArgument("give exactly one of --cut and --at-tail".into())),
+    };
+    let r = client.truncate_stream(scope, stream, cut).await?;
+    let v = views::TruncatedView {
+        scope: scope.to_owned(),
+        stream: stream.to_owned(),
+        head: views::StreamCutView::new(scope, stream, &r.head).cut,
+        deleted_segments: r.deleted_segments,
+    };
+    if as_json {
+        return print_json(&v);
+    }
+    println!("truncated {scope}/{stream}; {} segments before the cut deleted", v.deleted_segments);
+    Ok(())
+}
+
 pub async fn stream_history(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
     let (scope, stream) = names(name)?;
     let h = HistoryView::new(scope, stream, &client.stream_history(scope, stream).await?);

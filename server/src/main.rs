@@ -283,6 +283,29 @@ enum StreamCmd {
         json: bool,
     },
     /// Every epoch of a stream with its segments.
+    /// Print a stream cut: the head (default) or the tail, as SEGMENT_ID:OFFSET,…
+    Cut {
+        /// SCOPE/STREAM
+        stream: String,
+        /// The tail (every active segment at its length) instead of the head.
+        #[arg(long)]
+        tail: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Truncate a stream at a stream cut: older segments are deleted, the cut becomes the head.
+    Truncate {
+        /// SCOPE/STREAM
+        stream: String,
+        /// The cut, SEGMENT_ID:OFFSET,… (as printed by `stream cut`).
+        #[arg(long, conflicts_with = "at_tail")]
+        cut: Option<String>,
+        /// Truncate at the current tail (drop everything written so far).
+        #[arg(long)]
+        at_tail: bool,
+        #[arg(long)]
+        json: bool,
+    },
     History {
         /// SCOPE/STREAM
         stream: String,
@@ -375,6 +398,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     cli::stream_scale(&c, &stream, split, into, merge.as_deref(), json).await
                 }
                 StreamCmd::History { stream, json } => cli::stream_history(&c, &stream, json).await,
+                StreamCmd::Cut { stream, tail, json } => cli::stream_cut(&c, &stream, tail, json).await,
+                StreamCmd::Truncate { stream, cut, at_tail, json } => {
+                    cli::stream_truncate(&c, &stream, cut.as_deref(), at_tail, json).await
+                }
                 StreamCmd::List { scope, json } => cli::stream_list(&c, &scope, json).await,
                 StreamCmd::Info { stream, json } => cli::stream_info(&c, &stream, json).await,
                 StreamCmd::Seal { stream } => cli::stream_seal(&c, &stream).await,
