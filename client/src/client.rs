@@ -22,14 +22,39 @@ pub(crate) const MAX_MESSAGE: usize = 17 * 1024 * 1024;
 /// leader election, which takes about a second).
 pub const CONTROLLER_RETRY_FOR: Duration = Duration::from_secs(10);
 
-/// What to create: the segment count and policies of a new stream.
+/// What to create: the segment count and policies of a new stream, for
+/// [`NadiClient::create_stream`].
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, NadiClient, StreamSpec};
+/// use nadi_proto::controller::v1::{RetentionPolicy, retention_policy};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     // Four segments, never scaled automatically, everything kept.
+///     client.create_stream("demo", "orders", StreamSpec::fixed(4)).await?;
+///     // One segment, keeping about a day of data.
+///     let mut spec = StreamSpec::fixed(1);
+///     spec.config.retention =
+///         Some(RetentionPolicy { kind: retention_policy::Kind::Time as i32, value: 24 * 3600 * 1000 });
+///     client.create_stream("demo", "clicks", spec).await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct StreamSpec {
+    /// The stream's scaling and retention policies, as sent to the controller (see
+    /// `StreamConfig` in `controller.proto`: an absent scaling policy means one fixed segment,
+    /// an absent retention policy keeps everything).
     pub config: pb::StreamConfig,
 }
 
 impl StreamSpec {
-    /// A stream with a fixed number of segments and no retention limit.
+    /// A stream with a fixed number of segments (scaling policy `FIXED` with
+    /// `min_segments = segments`) and no retention limit. Manual scaling stays possible.
+    /// `0` is not checked here; the controller decides what it means.
     pub fn fixed(segments: u32) -> Self {
         Self {
             config: pb::StreamConfig {
@@ -48,7 +73,31 @@ struct Inner {
     stores: Mutex<HashMap<String, Channel>>,
 }
 
-/// A connection to a Nadi cluster. Cheap to clone.
+/// A connection to a Nadi cluster. Cheap to clone: clones share the connections.
+///
+/// Holds one lazily connected gRPC channel per controller URL and one per segment store it
+/// has talked to. Every controller call goes to the controller that answered last; when that
+/// one is unavailable it moves on to the next URL, and rounds over all URLs repeat with a
+/// growing pause (100 ms up to 1 s) for up to 10 s, which rides out a controller leader
+/// election. Errors that are not [retryable](ClientError::is_retryable) (`NotFound`,
+/// `AlreadyExists`, …) return at once. Calls that go straight to a segment store
+/// ([`segment_info`](NadiClient::segment_info)) are not retried.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, NadiClient};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     // Three controller nodes: any of them can answer.
+///     let urls = ["http://10.0.0.1:9090", "http://10.0.0.2:9090", "http://10.0.0.3:9090"];
+///     let client = NadiClient::new(&urls.map(String::from))?;
+///     for scope in client.list_scopes().await? {
+///         println!("{scope}: {:?}", client.list_streams(&scope).await?);
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct NadiClient {
     inner: Arc<Inner>,
@@ -64,8 +113,17 @@ pub(crate) fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
 }
 
 impl NadiClient {
-    /// A client for the controllers at `urls` (tried in order, failing over on unavailability).
-    /// Connections are made lazily, on first use.
+    /// A client for the controllers at `urls` (the first is tried first; see the type's docs
+    /// for the failover). Connections are made lazily, on first use, so this neither checks
+    /// that a controller is reachable nor waits for one.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if `urls` is empty or a URL cannot be parsed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the lazy channels start a background task).
     pub fn new(urls: &[String]) -> Result<NadiClient, ClientError> {
         if urls.is_empty() {
             return Err(ClientError::new(ErrorKind::Invalid, "no controller URL given"));
@@ -186,18 +244,34 @@ impl NadiClient {
     }
 
     /// Creates a scope.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` if it exists, `Invalid` for a bad name, `Unavailable` if no
+    /// controller answered within the retry period.
     pub async fn create_scope(&self, scope: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move { c.create_scope(pb::CreateScopeRequest { scope: scope.to_owned() }).await })
             .await
             .map(|_| ())
     }
 
-    /// Lists scopes.
+    /// Lists the scopes.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` if no controller answered within the retry period.
     pub async fn list_scopes(&self) -> Result<Vec<String>, ClientError> {
         Ok(self.controller(|mut c| async move { c.list_scopes(pb::ListScopesRequest {}).await }).await?.scopes)
     }
 
-    /// Creates a stream.
+    /// Creates stream `scope/stream` with `spec` and returns it (its active segments are
+    /// created on the segment stores before this returns).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope does not exist, `AlreadyExists` if the stream does,
+    /// `Invalid` for a bad name or policy, `Unavailable` if no controller (or no segment
+    /// store) could serve it.
     pub async fn create_stream(
         &self,
         scope: &str,
@@ -220,6 +294,10 @@ impl NadiClient {
     }
 
     /// Lists the streams of a scope.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope does not exist, `Unavailable` if no controller answered.
     pub async fn list_streams(&self, scope: &str) -> Result<Vec<String>, ClientError> {
         Ok(self
             .controller(|mut c| async move { c.list_streams(pb::ListStreamsRequest { scope: scope.to_owned() }).await })
@@ -227,7 +305,12 @@ impl NadiClient {
             .streams)
     }
 
-    /// A stream's configuration, state and active segments.
+    /// A stream's configuration, state, epoch and active segments.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope or stream does not exist, `Unavailable` if no controller
+    /// answered.
     pub async fn stream_info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, ClientError> {
         let resp = self
             .controller(|mut c| async move {
@@ -237,7 +320,13 @@ impl NadiClient {
         resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
     }
 
-    /// Seals a stream.
+    /// Seals a stream: its segments take no more appends (writers fail with `Sealed`) and
+    /// readers end once they have read everything.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Conflict` while a scale is in progress,
+    /// `Unavailable` if no controller answered.
     pub async fn seal_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move {
             c.seal_stream(pb::SealStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
@@ -246,7 +335,12 @@ impl NadiClient {
         .map(|_| ())
     }
 
-    /// Deletes a sealed stream.
+    /// Deletes a sealed stream and its data.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if it does not exist, `Conflict` if it is not sealed, `Unavailable` if
+    /// no controller answered.
     pub async fn delete_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move {
             c.delete_stream(pb::DeleteStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
@@ -255,7 +349,13 @@ impl NadiClient {
         .map(|_| ())
     }
 
-    /// The active segments of a stream with their segment stores.
+    /// The current epoch's active segments of a stream (sorted by key range, covering
+    /// [0, 1)) with the endpoint of the segment store owning each.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Unavailable` if no controller answered
+    /// (or no segment store is registered).
     pub async fn active_segments(
         &self,
         scope: &str,
@@ -275,6 +375,11 @@ impl NadiClient {
 
     /// The segments that replaced the sealed segment `segment_id`, each with its predecessors.
     /// Empty if the segment is active, or if the whole stream was sealed.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream or segment does not exist, `Unavailable` if no
+    /// controller answered.
     pub async fn successors(
         &self,
         scope: &str,
@@ -329,7 +434,13 @@ impl NadiClient {
         .await
     }
 
-    /// The segments a reader from the beginning of the stream starts with.
+    /// The segments a reader from the beginning of the stream starts with, sorted by key
+    /// range, with their stores. Read them from their start offsets (see
+    /// [`segment_info`](Self::segment_info)).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Unavailable` if no controller answered.
     pub async fn head_segments(&self, scope: &str, stream: &str) -> Result<Vec<pb::SegmentLocation>, ClientError> {
         let req = pb::GetHeadSegmentsRequest { scope: scope.to_owned(), stream: stream.to_owned() };
         Ok(self
@@ -342,7 +453,12 @@ impl NadiClient {
     }
 
     /// A segment's start offset, length, sealed flag and per-writer last event numbers, from
-    /// the store at `endpoint`.
+    /// the store at `endpoint`. Asks the store once: no failover, no retry.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the store has no such segment, `Invalid` for a bad endpoint URL,
+    /// `Unavailable` if the store cannot be reached.
     pub async fn segment_info(
         &self,
         endpoint: &str,
@@ -354,13 +470,24 @@ impl NadiClient {
     }
 
     /// Deletes an empty scope.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if it does not exist, `Conflict` if it still has streams, `Unavailable`
+    /// if no controller answered.
     pub async fn delete_scope(&self, scope: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move { c.delete_scope(pb::DeleteScopeRequest { scope: scope.to_owned() }).await })
             .await
             .map(|_| ())
     }
 
-    /// Replaces the given parts of a stream's policies.
+    /// Replaces the given parts of a stream's policies (a `None` field of `config` keeps the
+    /// current policy) and returns the stream.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Invalid` for a bad policy,
+    /// `Unavailable` if no controller answered.
     pub async fn update_stream(
         &self,
         scope: &str,
@@ -380,7 +507,15 @@ impl NadiClient {
         resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
     }
 
-    /// Scales a stream (see `ControllerService.ScaleStream`); returns it after the scale.
+    /// Scales a stream (see `ControllerService.ScaleStream`): seals the given segments and
+    /// replaces them with new ones; returns the stream after the scale. Writers and readers
+    /// follow to the successors on their own.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream or a segment does not exist, `Invalid` if the new ranges
+    /// do not cover the sealed ones, `Conflict` if another scale is in progress, `Sealed` if the
+    /// stream is sealed, `Unavailable` if no controller answered.
     pub async fn scale_stream(&self, req: pb::ScaleStreamRequest) -> Result<pb::StreamInfo, ClientError> {
         let resp = self
             .controller(|mut c| {
@@ -391,7 +526,11 @@ impl NadiClient {
         resp.stream.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no stream"))
     }
 
-    /// Every epoch of a stream.
+    /// Every epoch of a stream, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Unavailable` if no controller answered.
     pub async fn stream_history(&self, scope: &str, stream: &str) -> Result<pb::GetStreamHistoryResponse, ClientError> {
         self.controller(|mut c| async move {
             c.get_stream_history(pb::GetStreamHistoryRequest { scope: scope.to_owned(), stream: stream.to_owned() })
@@ -401,11 +540,19 @@ impl NadiClient {
     }
 
     /// Controller members, leader, segment stores and container assignment.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` if no controller answered.
     pub async fn cluster_info(&self) -> Result<pb::GetClusterInfoResponse, ClientError> {
         self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
     }
 
-    /// The reader groups of a scope, sorted.
+    /// The reader groups of a scope, sorted (see [`ReaderGroup`](crate::ReaderGroup)).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope does not exist, `Unavailable` if no controller answered.
     pub async fn list_reader_groups(&self, scope: &str) -> Result<Vec<String>, ClientError> {
         use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
         let r = self

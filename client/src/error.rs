@@ -4,6 +4,25 @@ use nadi_proto::ErrorCode;
 use nadi_proto::errors::from_status;
 
 /// What the application should do about an error.
+///
+/// A coarse grouping of the server's stable [`ErrorCode`]s (and of local failures, such as a
+/// bad URL or a lost connection). New kinds may be added, so match with a wildcard arm.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, ErrorKind, NadiClient};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     match client.create_scope("demo").await {
+///         Ok(()) => println!("created demo"),
+///         Err(e) if e.kind == ErrorKind::AlreadyExists => println!("demo exists already"),
+///         Err(e) => return Err(e),
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -17,19 +36,54 @@ pub enum ErrorKind {
     Conflict,
     /// The request is malformed (names, sizes, arguments): fix it; retrying will not help.
     Invalid,
-    /// The service cannot be reached or is overloaded: retry later.
+    /// The service cannot be reached, is overloaded or out of storage: retry later.
+    ///
+    /// Also what a gRPC status without Nadi error details maps to when its code is
+    /// `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` or `UNKNOWN`.
     Unavailable,
     /// A bug or damaged data: report it.
     Internal,
 }
 
 /// An error of a client operation.
+///
+/// Displays as its `message`. `kind` says what to do about it; `code` keeps the server's
+/// precise reason when there is one.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use nadi_client::{ClientError, NadiClient};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     loop {
+///         match client.list_scopes().await {
+///             Ok(scopes) => {
+///                 println!("{scopes:?}");
+///                 return Ok(());
+///             }
+///             // The client already retried for a while; an application may wait longer.
+///             Err(e) if e.is_retryable() => {
+///                 eprintln!("{e} ({:?}, code {:?}); retrying", e.kind, e.code);
+///                 tokio::time::sleep(Duration::from_secs(5)).await;
+///             }
+///             Err(e) => return Err(e),
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ClientError {
+    /// What the application should do about it.
     pub kind: ErrorKind,
-    /// The server's stable code, if the error came from a Nadi server.
+    /// The server's stable code, if the error came from a Nadi server (or from a gRPC status:
+    /// see [`ErrorKind::Unavailable`]); `None` for errors raised by the client itself.
     pub code: Option<ErrorCode>,
+    /// What went wrong, for humans (the server's message, or the client's, with context).
     pub message: String,
 }
 
@@ -38,7 +92,12 @@ impl ClientError {
         Self { kind, code: None, message: message.into() }
     }
 
-    /// True if retrying the operation later may succeed.
+    /// True if retrying the operation later may succeed: exactly when `kind` is
+    /// [`ErrorKind::Unavailable`].
+    ///
+    /// Controller calls have already been retried over every controller URL for up to 10 s
+    /// before such an error is returned, and writers and readers retry lost connections
+    /// themselves, so a retryable error that reaches the application means a longer outage.
     pub fn is_retryable(&self) -> bool {
         self.kind == ErrorKind::Unavailable
     }
@@ -76,6 +135,8 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
     }
 }
 
+/// Maps a gRPC status to its Nadi [`ErrorCode`] (from the status details, or from the gRPC
+/// code if there are none) and that code to an [`ErrorKind`].
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
         let (code, _) = from_status(&s);
@@ -84,6 +145,7 @@ impl From<tonic::Status> for ClientError {
     }
 }
 
+/// A failed connection is [`ErrorKind::Unavailable`], without a code.
 impl From<tonic::transport::Error> for ClientError {
     fn from(e: tonic::transport::Error) -> Self {
         ClientError::new(ErrorKind::Unavailable, format!("connection failed: {e}"))

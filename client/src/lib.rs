@@ -10,8 +10,55 @@
 //!   resumable by id from another process.
 //! - [`ReaderGroup`] and [`Reader`]: readers that share the segments of streams, follow splits
 //!   and merges in per-key order, and record positions and checkpoints in the controller.
+//! - [`StreamManager`]: scopes, streams, policies, seal, delete, stream cuts and truncation.
 //!
 //! Errors are [`ClientError`]s with a coarse, prescriptive [`ErrorKind`].
+//!
+//! Everything here is async and runs on Tokio: create the [`NadiClient`] inside a Tokio
+//! runtime. Wire types of the controller API (`StreamInfo`, `StreamConfig`, …) come from the
+//! `nadi-proto` crate (`nadi_proto::controller::v1`).
+//!
+//! Runnable programs are in `client/examples/` (see `docs/client.md`, "Examples").
+//!
+//! # Example
+//!
+//! Create a scope and a stream, write two events with the same key, make them durable, and
+//! read the stream back from its head:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use bytes::Bytes;
+//! use nadi_client::{ClientError, ErrorKind, EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig};
+//!
+//! async fn example() -> Result<(), ClientError> {
+//!     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+//!     // Create the scope and the stream unless they exist.
+//!     match client.create_scope("demo").await {
+//!         Err(e) if e.kind != ErrorKind::AlreadyExists => return Err(e),
+//!         _ => {}
+//!     }
+//!     match client.create_stream("demo", "orders", StreamSpec::fixed(2)).await {
+//!         Err(e) if e.kind != ErrorKind::AlreadyExists => return Err(e),
+//!         _ => {}
+//!     }
+//!
+//!     let config = WriterConfig { writer_id: Some("orders-producer-1".into()), ..WriterConfig::default() };
+//!     let writer = EventWriter::new(&client, "demo", "orders", config).await?;
+//!     writer.write(Some(b"customer-42"), Bytes::from("order 1")).await?;
+//!     writer.write(Some(b"customer-42"), Bytes::from("order 2")).await?;
+//!     writer.flush().await?; // both events are durable now, in this order
+//!     writer.close().await?;
+//!
+//!     // The reader follows the tail of an open stream, so stop after a second of silence.
+//!     let mut reader = StreamReader::new(&client, "demo", "orders", true).await?;
+//!     while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), reader.next()).await {
+//!         let event = event?;
+//!         println!("{}@{}: {}", event.segment, event.offset, String::from_utf8_lossy(&event.payload));
+//!     }
+//!     Ok(())
+//! }
+//! ```
 
 mod client;
 mod error;
@@ -21,7 +68,7 @@ mod reader_group;
 mod txn;
 mod writer;
 
-pub use client::{NadiClient, StreamSpec};
+pub use client::{CONTROLLER_RETRY_FOR, NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use manager::StreamManager;
 pub use reader::{EventRead, StreamReader};

@@ -26,17 +26,62 @@ use tokio_stream::StreamExt;
 use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
 
-/// One event as read.
+/// One event as read by a [`StreamReader`].
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, EventRead, NadiClient, StreamReader};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let mut reader = StreamReader::new(&client, "demo", "orders", true).await?;
+///     if let Some(event) = reader.next().await {
+///         let EventRead { segment, offset, payload } = event?;
+///         println!("{segment}@{offset}: {} bytes", payload.len());
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRead {
-    /// Qualified name of the segment it came from.
+    /// Qualified name of the segment it came from (`scope/stream/number.#epoch.epoch`).
     pub segment: String,
-    /// Offset of the event in its segment (its position).
+    /// Offset of the event in its segment (its position: where its frame starts).
     pub offset: u64,
+    /// The event as written.
     pub payload: Bytes,
 }
 
-/// Reads all segments of a stream, following splits and merges.
+/// Reads all segments of a stream, following splits and merges. See the module docs.
+///
+/// One reader sees every event (it does not share the work; use a
+/// [`ReaderGroup`](crate::ReaderGroup) for that) and keeps no position anywhere. Events of
+/// different segments interleave in no particular order; events of one key come in the
+/// order they were stored. Reads follow the tail: at the end of an open segment
+/// [`next`](Self::next) waits for new events, so stop with a timeout unless the stream is
+/// sealed. Dropping the reader stops it; each segment's read ends the next time it has an
+/// event to hand over.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use nadi_client::{ClientError, NadiClient, StreamReader};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let mut reader = StreamReader::new(&client, "demo", "orders", true).await?;
+///     // Ends by itself only on a sealed stream: give up after five idle seconds.
+///     while let Ok(next) = tokio::time::timeout(Duration::from_secs(5), reader.next()).await {
+///         let Some(event) = next else { break }; // sealed and read to the end
+///         let event = event?;
+///         println!("{}@{}: {}", event.segment, event.offset, String::from_utf8_lossy(&event.payload));
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct StreamReader {
     rx: mpsc::Receiver<Result<EventRead, ClientError>>,
@@ -50,8 +95,15 @@ impl Drop for StreamReader {
 }
 
 impl StreamReader {
-    /// Opens a reader over `scope/stream`, from the head of the stream or from the tail of its
-    /// active segments.
+    /// Opens a reader over `scope/stream`. With `from_start`, it starts at the head of the
+    /// stream (the head segments, from their start offsets, then their successors); otherwise
+    /// at the current end of the active segments, so it sees only events written from now on.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope or stream does not exist, `Unavailable` if no controller
+    /// answered or a segment store could not be reached (the store is asked once for each
+    /// starting segment's offsets, without retry).
     pub async fn new(
         client: &NadiClient,
         scope: &str,
@@ -76,7 +128,16 @@ impl StreamReader {
     }
 
     /// The next event, `None` once every segment is sealed and read to its end and the stream
-    /// has no successors left.
+    /// has no successors left. Waits while there is nothing new to read. Cancel-safe: an event
+    /// not returned stays for the next call.
+    ///
+    /// # Errors
+    ///
+    /// `Some(Err(_))` when reading a segment failed for good (a store unreachable for 10
+    /// attempts in a row, damaged data: `Internal`) or the controller refused to name a
+    /// finished segment's successors. The failed segment is not read any further, but
+    /// other segments go on: later calls may still return their events, and the reader then
+    /// never returns `None`, so stop at the first error.
     pub async fn next(&mut self) -> Option<Result<EventRead, ClientError>> {
         self.rx.recv().await
     }
@@ -94,18 +155,19 @@ async fn coordinate(
     start: Vec<(pb_ctl::SegmentLocation, u64)>,
     tx: mpsc::Sender<Result<EventRead, ClientError>>,
 ) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u64>>();
     let mut tasks = Vec::new();
     let mut started = HashSet::new();
     let mut finished = HashSet::new();
+    // Each read reports `Some(id)` when its segment is done, `None` when it failed (its error
+    // went to the reader): the reader then ends instead of waiting for ever.
     let spawn = |loc: pb_ctl::SegmentLocation, offset: u64, tasks: &mut Vec<JoinHandle<()>>| {
         let id = loc.segment.as_ref().map_or(0, |s| s.id);
         let name = loc.segment.as_ref().map(|s| s.qualified_name.clone()).unwrap_or_default();
         let (client, tx, done) = (client.clone(), tx.clone(), done_tx.clone());
         tasks.push(tokio::spawn(async move {
-            if read_segment(client, loc.endpoint, name, offset, tx).await {
-                let _ = done.send(id);
-            }
+            let finished = read_segment(client, loc.endpoint, name, offset, tx).await;
+            let _ = done.send(finished.then_some(id));
         }));
     };
     for (loc, offset) in start {
@@ -113,7 +175,14 @@ async fn coordinate(
         spawn(loc, offset, &mut tasks);
     }
     while finished.len() < started.len() {
-        let Some(id) = done_rx.recv().await else { break };
+        let Some(done) = done_rx.recv().await else { break };
+        let Some(id) = done else {
+            // A segment read failed (or the reader was dropped): stop every read.
+            for t in &tasks {
+                t.abort();
+            }
+            return;
+        };
         finished.insert(id);
         let successors = loop {
             match client.successors(&scope, &stream, id).await {

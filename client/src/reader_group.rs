@@ -41,7 +41,26 @@ fn svc(ch: Channel) -> ReaderGroupServiceClient<Channel> {
     ReaderGroupServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
 }
 
-/// Where a new group starts reading.
+/// Where a new group starts reading (see [`ReaderGroup::create`]).
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, NadiClient, ReaderGroup, StartFrom};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     // Everything ever written to "orders":
+///     ReaderGroup::create(&client, "demo", "billing", &["orders"], StartFrom::Head).await?;
+///     // Only what is written from now on:
+///     ReaderGroup::create(&client, "demo", "alerts", &["orders"], StartFrom::Tail).await?;
+///     // Where another group's checkpoint left off:
+///     let billing = ReaderGroup::open(&client, "demo", "billing").await?;
+///     let cut = billing.wait_for_checkpoint("nightly", std::time::Duration::from_secs(30)).await?;
+///     ReaderGroup::create(&client, "demo", "audit", &["orders"], StartFrom::Cut(cut)).await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartFrom {
     /// The beginning of every stream.
@@ -53,6 +72,13 @@ pub enum StartFrom {
 }
 
 /// A position for a set of segments of a group's streams: where to start or resume.
+///
+/// Returned by [`ReaderGroup::wait_for_checkpoint`] and [`Reader::positions`]; used by
+/// [`StartFrom::Cut`] and [`ReaderGroup::reset_to_cut`]. The controller refuses a cut
+/// (`Invalid`) that names a segment outside the group's streams, misses one of its streams,
+/// or holds a segment together with one of its ancestors.
+///
+/// # Example
 ///
 /// ```
 /// use nadi_client::StreamCut;
@@ -69,7 +95,8 @@ pub struct StreamCut {
 }
 
 impl StreamCut {
-    /// Adds (or replaces) one segment's position.
+    /// Adds (or replaces) one segment's position: `offset` is where the next event to read
+    /// starts in `segment` of `stream`.
     pub fn insert(&mut self, stream: &str, segment: SegmentId, offset: u64) {
         self.positions.insert((stream.to_owned(), segment), offset);
     }
@@ -97,8 +124,14 @@ impl StreamCut {
 
 /// A handle on a reader group: create, inspect, checkpoint, reset, delete, and join as a reader.
 ///
+/// The group's state (members, segment assignment, positions, checkpoints) lives in the
+/// controller; the handle only names it, so it is cheap to clone and any process can hold one.
+/// See `docs/reader-groups.md`.
+///
+/// # Example
+///
 /// ```no_run
-/// # async fn demo() -> Result<(), nadi_client::ClientError> {
+/// # async fn example() -> Result<(), nadi_client::ClientError> {
 /// use nadi_client::{NadiClient, ReaderConfig, ReaderGroup, StartFrom};
 /// let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
 /// let group = ReaderGroup::create(&client, "demo", "billing", &["orders"], StartFrom::Head).await?;
@@ -117,7 +150,13 @@ pub struct ReaderGroup {
 }
 
 impl ReaderGroup {
-    /// Creates a group over `streams` of `scope`. Fails with `AlreadyExists` if it exists.
+    /// Creates group `name` over `streams` of `scope`, starting at `start`.
+    ///
+    /// # Errors
+    ///
+    /// `AlreadyExists` if the group exists, `NotFound` if the scope or a stream does not,
+    /// `Invalid` for a bad name, no streams, a stream named twice or a bad stream cut,
+    /// `Unavailable` if no controller answered.
     pub async fn create(
         client: &NadiClient,
         scope: &str,
@@ -145,14 +184,24 @@ impl ReaderGroup {
         Ok(ReaderGroup::handle(client, scope, name))
     }
 
-    /// Opens an existing group (`NotFound` if there is none).
+    /// Opens an existing group.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such group, `Unavailable` if no controller answered.
     pub async fn open(client: &NadiClient, scope: &str, name: &str) -> Result<ReaderGroup, ClientError> {
         let g = ReaderGroup::handle(client, scope, name);
         g.info().await?;
         Ok(g)
     }
 
-    /// Opens the group, creating it with `streams` and `start` if it does not exist.
+    /// Opens the group, creating it with `streams` and `start` if it does not exist. An
+    /// existing group keeps its own streams and positions: `streams` and `start` are then
+    /// ignored.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), except `AlreadyExists`.
     pub async fn create_or_open(
         client: &NadiClient,
         scope: &str,
@@ -166,7 +215,8 @@ impl ReaderGroup {
         }
     }
 
-    /// A handle without checking that the group exists.
+    /// A handle without checking that the group exists (calls on it fail with `NotFound` if
+    /// it does not). Makes no call.
     pub fn handle(client: &NadiClient, scope: &str, name: &str) -> ReaderGroup {
         ReaderGroup { client: client.clone(), scope: scope.to_owned(), name: name.to_owned() }
     }
@@ -182,6 +232,10 @@ impl ReaderGroup {
     }
 
     /// Readers, assignment, positions and segment lengths (lag = length − position).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group does not exist, `Unavailable` if no controller answered.
     pub async fn info(&self) -> Result<pb::ReaderGroupInfo, ClientError> {
         let req = pb::GetReaderGroupRequest { scope: self.scope.clone(), group: self.name.clone() };
         let r = self
@@ -194,7 +248,12 @@ impl ReaderGroup {
         r.group.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no group"))
     }
 
-    /// Deletes the group.
+    /// Deletes the group, with its positions and checkpoints. Readers still in it fail at
+    /// their next sync.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group does not exist, `Unavailable` if no controller answered.
     pub async fn delete(self) -> Result<(), ClientError> {
         let req = pb::DeleteReaderGroupRequest { scope: self.scope.clone(), group: self.name.clone() };
         self.client
@@ -207,7 +266,14 @@ impl ReaderGroup {
     }
 
     /// Starts checkpoint `name`: every current reader records its position at its next sync.
-    /// Returns at once; see [`ReaderGroup::wait_for_checkpoint`].
+    /// Returns at once; see [`ReaderGroup::wait_for_checkpoint`]. Readers mark the first event
+    /// after their part of the checkpoint with [`GroupEvent::checkpoint`].
+    ///
+    /// # Errors
+    ///
+    /// `Conflict` if another checkpoint is still pending, `AlreadyExists` if a checkpoint of
+    /// this name exists, `NotFound` if the group does not exist, `Invalid` for a bad name,
+    /// `Unavailable` if no controller answered.
     pub async fn initiate_checkpoint(&self, name: &str) -> Result<pb::CheckpointInfo, ClientError> {
         let req = pb::InitiateCheckpointRequest {
             scope: self.scope.clone(),
@@ -224,7 +290,12 @@ impl ReaderGroup {
         r.checkpoint.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no checkpoint"))
     }
 
-    /// Checkpoint `name`, complete or pending.
+    /// Checkpoint `name`, complete or pending (with the readers it still waits for).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group or checkpoint does not exist, `Unavailable` if no controller
+    /// answered.
     pub async fn checkpoint(&self, name: &str) -> Result<pb::CheckpointInfo, ClientError> {
         let req = pb::GetCheckpointRequest {
             scope: self.scope.clone(),
@@ -242,7 +313,13 @@ impl ReaderGroup {
     }
 
     /// Polls checkpoint `name` until it is complete (every reader recorded its position) and
-    /// returns its positions; `Unavailable` after `timeout`.
+    /// returns its positions. Polls every 100 ms. Readers record their part only while they
+    /// call [`Reader::read_next`], so something must be reading.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` if it is still incomplete after `timeout` (the message names the readers
+    /// it waits for); otherwise as [`checkpoint`](Self::checkpoint).
     pub async fn wait_for_checkpoint(&self, name: &str, timeout: Duration) -> Result<StreamCut, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -261,12 +338,23 @@ impl ReaderGroup {
     }
 
     /// Moves the group to a completed checkpoint: every reader is removed (they must join
-    /// again) and reading restarts exactly at the checkpoint's positions.
+    /// again: their next sync fails with `NotFound`) and reading restarts exactly at the
+    /// checkpoint's positions. Returns the group after the reset.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group does not exist or has no completed checkpoint `name` (a
+    /// pending one counts as missing), `Unavailable` if no controller answered.
     pub async fn reset_to_checkpoint(&self, name: &str) -> Result<pb::ReaderGroupInfo, ClientError> {
         self.reset(name.to_owned(), vec![]).await
     }
 
     /// Moves the group to a stream cut (like [`ReaderGroup::reset_to_checkpoint`]).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` for a cut the group cannot start from (see [`StreamCut`]), `NotFound` if
+    /// the group does not exist, `Unavailable` if no controller answered.
     pub async fn reset_to_cut(&self, cut: &StreamCut) -> Result<pb::ReaderGroupInfo, ClientError> {
         self.reset(String::new(), cut.to_pb()).await
     }
@@ -288,7 +376,14 @@ impl ReaderGroup {
         r.group.ok_or_else(|| ClientError::new(ErrorKind::Internal, "controller returned no group"))
     }
 
-    /// Declares a reader offline (it died): its segments go back at its last synced positions.
+    /// Declares a reader offline (it died): its segments go back at its last synced positions,
+    /// so events it handed out after its last sync are handed out again. The controller also
+    /// does this on its own when a reader stops syncing for too long.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group or reader does not exist, `Unavailable` if no controller
+    /// answered.
     pub async fn reader_offline(&self, reader_id: &str) -> Result<(), ClientError> {
         let req = pb::ReaderOfflineRequest {
             scope: self.scope.clone(),
@@ -304,13 +399,21 @@ impl ReaderGroup {
             .map(|_| ())
     }
 
-    /// Joins the group as a new reader.
+    /// Joins the group as a new reader (see [`Reader`]): syncs once with the controller,
+    /// which assigns the reader its share of the segments.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group does not exist, `Invalid` for a bad reader id, `Unavailable`
+    /// if no controller answered.
     pub async fn reader(&self, config: ReaderConfig) -> Result<Reader, ClientError> {
         Reader::join(self, config).await
     }
 }
 
 /// Settings of a [`Reader`].
+///
+/// # Example
 ///
 /// ```
 /// use std::time::Duration;
@@ -334,6 +437,21 @@ impl Default for ReaderConfig {
 }
 
 /// Where an event is: its segment, its offset, and the offset of the event after it.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, Reader};
+///
+/// async fn example(reader: &mut Reader) -> Result<(), ClientError> {
+///     if let Some(ev) = reader.read_next().await? {
+///         let p = &ev.position;
+///         // The segment id prints as "number.#epoch.epoch".
+///         println!("{}/{} [{}, {})", p.stream, p.segment, p.offset, p.next_offset);
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPosition {
     /// The stream it belongs to.
@@ -347,6 +465,22 @@ pub struct EventPosition {
 }
 
 /// One event read by a [`Reader`], with its position.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, Reader};
+///
+/// async fn example(reader: &mut Reader) -> Result<(), ClientError> {
+///     while let Some(ev) = reader.read_next().await? {
+///         if let Some(name) = &ev.checkpoint {
+///             println!("-- checkpoint {name}: the events above are before it --");
+///         }
+///         println!("{}", String::from_utf8_lossy(&ev.payload));
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupEvent {
     /// The event.
@@ -378,8 +512,16 @@ type Key = (String, SegmentId);
 /// A member of a reader group. Hands out the events of the segments it owns, in segment order,
 /// and syncs its positions with the controller.
 ///
+/// Made by [`ReaderGroup::reader`]. It syncs inside [`read_next`](Reader::read_next) (every
+/// [`ReaderConfig::sync_interval`], when a segment is finished, and for checkpoints), so keep
+/// calling it; end with [`close`](Reader::close) to hand the segments on exactly after the
+/// last event returned. Dropping it without `close` stops its reads; the controller then
+/// declares it offline after its timeout, and events after its last sync are read again.
+///
+/// # Example
+///
 /// ```no_run
-/// # async fn demo(group: nadi_client::ReaderGroup) -> Result<(), nadi_client::ClientError> {
+/// # async fn example(group: nadi_client::ReaderGroup) -> Result<(), nadi_client::ClientError> {
 /// use futures::StreamExt;
 /// let mut reader = group.reader(nadi_client::ReaderConfig::default()).await?;
 /// {
@@ -444,12 +586,13 @@ impl Reader {
         Ok(r)
     }
 
-    /// This reader's id in its group.
+    /// This reader's id in its group ([`ReaderConfig::reader_id`], or the random one chosen).
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// The segments this reader owns, with its position in each.
+    /// The segments this reader owns, with its position in each (the offset after the last
+    /// event handed out). Local: no call to the controller.
     pub fn positions(&self) -> StreamCut {
         StreamCut { positions: self.owned.iter().map(|(k, o)| (k.clone(), o.position)).collect() }
     }
@@ -458,6 +601,13 @@ impl Reader {
     /// Waits while there is nothing to read. Cancel-safe: an event is either returned or left
     /// for the next call, and a sync interrupted by cancellation is repeated before anything
     /// else is handed out.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the group was deleted, or this reader was removed from it (a reset, or
+    /// declared offline): join again with [`ReaderGroup::reader`]. `Unavailable` if no
+    /// controller answered a sync, or a segment stayed unreadable for 10 attempts in a row;
+    /// `Internal` for damaged data.
     pub async fn read_next(&mut self) -> Result<Option<GroupEvent>, ClientError> {
         loop {
             if self.must_sync || Instant::now() >= self.next_sync {
@@ -493,7 +643,8 @@ impl Reader {
     }
 
     /// The events as a `futures::Stream` (ends when [`Reader::read_next`] returns `None`, and
-    /// after the first error).
+    /// after the first error, which it yields). Borrows the reader: drop the stream before
+    /// [`close`](Self::close).
     pub fn events(&mut self) -> impl Stream<Item = Result<GroupEvent, ClientError>> + '_ {
         futures::stream::unfold((self, false), |(r, failed)| async move {
             if failed {
@@ -605,6 +756,11 @@ impl Reader {
 
     /// Leaves the group: the segments go back at the positions of the events handed out, so the
     /// next owner continues exactly there.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the reader is no longer in the group (removed by a reset or declared
+    /// offline) or the group was deleted, `Unavailable` if no controller answered.
     pub async fn close(mut self) -> Result<(), ClientError> {
         for o in self.owned.values() {
             o.task.abort();

@@ -27,7 +27,26 @@ use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
 use crate::writer::{EventWriter, WriterConfig};
 
-/// Where a transaction is in its life.
+/// Where a transaction is in its life. `Committing` and `Aborting` are decisions that the
+/// controller always carries through.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, NadiClient, TxnState};
+///
+/// async fn example(txn_id: &str) -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let status = client.txn_status(txn_id).await?;
+///     match status.state {
+///         TxnState::Open => println!("open until {} ms", status.lease_deadline_ms),
+///         TxnState::Committing | TxnState::Committed => println!("committed (rolled: {})", status.rolled),
+///         TxnState::Aborting | TxnState::Aborted => println!("aborted: {}", status.abort_reason),
+///         _ => println!("{:?}", status.state),
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TxnState {
@@ -43,14 +62,37 @@ pub enum TxnState {
     Aborted,
 }
 
-/// A transaction as the controller reports it.
+/// A transaction as the controller reports it (without its segments; see
+/// [`NadiClient::get_txn`] for those).
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, NadiClient, TxnState};
+///
+/// async fn example(txn_id: &str) -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let status = client.txn_status(txn_id).await?;
+///     match status.state {
+///         TxnState::Open => println!("open until {} ms", status.lease_deadline_ms),
+///         TxnState::Committing | TxnState::Committed => println!("committed (rolled: {})", status.rolled),
+///         TxnState::Aborting | TxnState::Aborted => println!("aborted: {}", status.abort_reason),
+///         _ => println!("{:?}", status.state),
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct TxnStatus {
+    /// The transaction id (made by the controller; safe in names and URLs).
     pub txn_id: String,
+    /// The scope of its stream.
     pub scope: String,
+    /// Its stream.
     pub stream: String,
     /// The stream's epoch when the transaction began.
     pub epoch: u32,
+    /// Where it is in its life.
     pub state: TxnState,
     /// After this wall-clock time (ms since the Unix epoch) an open transaction is aborted.
     pub lease_deadline_ms: u64,
@@ -88,7 +130,15 @@ fn txn_of(t: Option<pb::TxnInfo>) -> Result<pb::TxnInfo, ClientError> {
 }
 
 impl NadiClient {
-    /// Opens a transaction on `scope/stream` (see [`TransactionalWriter::begin`]).
+    /// Opens a transaction on `scope/stream` (see [`TransactionalWriter::begin`], which also
+    /// gives you a writer) and returns it in wire form, with its segments. A `lease` of zero
+    /// means the controller's default (60 s).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Sealed` if it is sealed, `Invalid` if
+    /// `lease` is outside 100 ms ..= 1 day, `Unavailable` if no controller (or segment store)
+    /// could serve it.
     pub async fn begin_txn(&self, scope: &str, stream: &str, lease: Duration) -> Result<pb::TxnInfo, ClientError> {
         let lease_ms = lease.as_millis().min(u64::MAX as u128) as u64;
         let req = pb::BeginTxnRequest { scope: scope.to_owned(), stream: stream.to_owned(), lease_ms };
@@ -102,12 +152,21 @@ impl NadiClient {
         )
     }
 
-    /// A transaction's state and segments.
+    /// A transaction's state, lease and outcome.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the controller does not know (or no longer remembers) the id,
+    /// `Unavailable` if no controller answered.
     pub async fn txn_status(&self, txn_id: &str) -> Result<TxnStatus, ClientError> {
         TxnStatus::from_pb(&self.get_txn(txn_id).await?)
     }
 
     /// A transaction as the controller reports it, in wire form (with its segments).
+    ///
+    /// # Errors
+    ///
+    /// As [`txn_status`](Self::txn_status).
     pub async fn get_txn(&self, txn_id: &str) -> Result<pb::TxnInfo, ClientError> {
         let req = pb::GetTxnRequest { txn_id: txn_id.to_owned() };
         txn_of(
@@ -121,6 +180,13 @@ impl NadiClient {
     }
 
     /// Extends an open transaction's lease to now + `lease` (`None`: its current length).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for an unknown id, `Conflict` if the transaction is not open (`TXN_ABORTED`
+    /// if it was aborted or its lease ran out already, `TXN_NOT_OPEN` if it is committing or
+    /// committed), `Invalid` if `lease` is outside 100 ms ..= 1 day, `Unavailable` if no
+    /// controller answered.
     pub async fn ping_txn(&self, txn_id: &str, lease: Option<Duration>) -> Result<TxnStatus, ClientError> {
         let lease_ms = lease.map_or(0, |l| l.as_millis().clamp(1, u64::MAX as u128) as u64);
         let req = pb::PingTxnRequest { txn_id: txn_id.to_owned(), lease_ms };
@@ -136,7 +202,14 @@ impl NadiClient {
 
     /// Commits a transaction whose events are durable. Succeeds if it is committed already.
     /// Retried by the client while the controller is unavailable (a leader change); the
-    /// controller finishes a commit it started in any case.
+    /// controller finishes a commit it started in any case. Does not flush anything: use
+    /// [`TransactionalWriter::commit`] to flush and commit.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for an unknown id, `Conflict` (`TXN_ABORTED`) if it was aborted or its
+    /// lease ran out, `Unavailable` if no controller answered within the retry period (the
+    /// commit may or may not have been decided: call again or ask [`txn_status`](Self::txn_status)).
     pub async fn commit_txn(&self, txn_id: &str) -> Result<TxnStatus, ClientError> {
         let req = pb::CommitTxnRequest { txn_id: txn_id.to_owned() };
         TxnStatus::from_pb(&txn_of(
@@ -149,7 +222,13 @@ impl NadiClient {
         )?)
     }
 
-    /// Aborts a transaction. Succeeds if it is aborted already.
+    /// Aborts a transaction: none of its events will ever be readable. Succeeds if it is
+    /// aborted (or aborting) already.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for an unknown id, `Conflict` (`TXN_NOT_OPEN`) if it is committing or
+    /// committed, `Unavailable` if no controller answered.
     pub async fn abort_txn(&self, txn_id: &str) -> Result<TxnStatus, ClientError> {
         let req = pb::AbortTxnRequest { txn_id: txn_id.to_owned() };
         TxnStatus::from_pb(&txn_of(
@@ -162,7 +241,12 @@ impl NadiClient {
         )?)
     }
 
-    /// The transactions of a stream the controller remembers, oldest first.
+    /// The transactions of a stream the controller remembers, oldest first (finished ones are
+    /// forgotten after a while).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Unavailable` if no controller answered.
     pub async fn list_txns(&self, scope: &str, stream: &str) -> Result<Vec<pb::TxnInfo>, ClientError> {
         let req = pb::ListTxnsRequest { scope: scope.to_owned(), stream: stream.to_owned() };
         Ok(self
@@ -177,8 +261,14 @@ impl NadiClient {
 
 /// Writes events in one transaction. See the module docs.
 ///
+/// Events are routed by key over the transaction's segments (one per segment of the epoch in
+/// which it began) exactly like [`EventWriter`] does, but are invisible to readers until the
+/// commit. The transaction's segments never scale: a transaction writer does not re-route.
+///
+/// # Example
+///
 /// ```no_run
-/// # async fn demo() -> Result<(), nadi_client::ClientError> {
+/// # async fn example() -> Result<(), nadi_client::ClientError> {
 /// use std::time::Duration;
 /// use nadi_client::{NadiClient, TransactionalWriter};
 ///
@@ -201,7 +291,12 @@ pub struct TransactionalWriter {
 
 impl TransactionalWriter {
     /// Opens a transaction on `scope/stream`. An open transaction that is neither committed,
-    /// aborted nor pinged within `lease` is aborted by the controller (100 ms ..= 1 day).
+    /// aborted nor pinged within `lease` is aborted by the controller (100 ms ..= 1 day; zero
+    /// means the default, 60 s).
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::begin_txn`].
     pub async fn begin(
         client: &NadiClient,
         scope: &str,
@@ -215,6 +310,11 @@ impl TransactionalWriter {
     /// Continues transaction `txn_id`, begun by this or another process. If it is open, writes
     /// continue the event numbering after what the segment stores hold for it (nothing is
     /// written twice); in any state it can be committed (or the commit retried) or aborted.
+    /// A handle on a transaction that is not open cannot write.
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::get_txn`].
     pub async fn resume(client: &NadiClient, txn_id: &str) -> Result<TransactionalWriter, ClientError> {
         let info = client.get_txn(txn_id).await?;
         Self::with_info(client, info)
@@ -249,28 +349,51 @@ impl TransactionalWriter {
     }
 
     /// Queues one event of the transaction (routed by key like [`EventWriter::write`]).
+    ///
+    /// # Errors
+    ///
+    /// `Conflict` if this handle no longer writes (committed or aborted through it, or resumed
+    /// while not open); otherwise as [`EventWriter::write`].
     pub async fn write(&self, key: Option<&[u8]>, payload: Bytes) -> Result<(), ClientError> {
         self.writer()?.write(key, payload).await
     }
 
     /// Waits until every event written so far is durable (still invisible until the commit).
+    ///
+    /// # Errors
+    ///
+    /// `Conflict` if this handle no longer writes; otherwise as [`EventWriter::flush`] (which
+    /// fails if another process committed or aborted the transaction meanwhile).
     pub async fn flush(&self) -> Result<(), ClientError> {
         self.writer()?.flush().await
     }
 
     /// Extends the lease to now + `lease` (`None`: the current lease length).
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::ping_txn`].
     pub async fn ping(&self, lease: Option<Duration>) -> Result<TxnStatus, ClientError> {
         self.client.ping_txn(&self.info.txn_id, lease).await
     }
 
-    /// The transaction's state now.
+    /// The transaction's state now, from the controller.
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::txn_status`].
     pub async fn status(&self) -> Result<TxnStatus, ClientError> {
         self.client.txn_status(&self.info.txn_id).await
     }
 
     /// Flushes, then commits. Returns once every event is part of the stream. Safe to call
     /// again after an error: a transaction whose commit was decided is always finished, and
-    /// committing a committed one succeeds. `TXN_ABORTED` if it was aborted or expired.
+    /// committing a committed one succeeds.
+    ///
+    /// # Errors
+    ///
+    /// A flush error (the commit was not asked for; retry or abort), or those of
+    /// [`NadiClient::commit_txn`]: `Conflict` (`TXN_ABORTED`) if it was aborted or expired.
     pub async fn commit(&mut self) -> Result<TxnStatus, ClientError> {
         if let Some(w) = self.writer.take() {
             if let Err(e) = w.flush().await {
@@ -284,7 +407,12 @@ impl TransactionalWriter {
         self.client.commit_txn(&self.info.txn_id).await
     }
 
-    /// Aborts: none of the transaction's events will ever be readable.
+    /// Aborts: none of the transaction's events will ever be readable. The handle stops
+    /// writing at once, even if the call fails.
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::abort_txn`].
     pub async fn abort(&mut self) -> Result<TxnStatus, ClientError> {
         self.writer = None;
         self.client.abort_txn(&self.info.txn_id).await

@@ -36,25 +36,96 @@ use crate::error::{ClientError, ErrorKind};
 
 /// Told when events become durable, with the time each was handed to `write` (for latency
 /// measurement, e.g. by `nadi bench`). Called from the writer's tasks; keep it cheap.
+///
+/// Set it in [`WriterConfig::observer`].
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::time::Instant;
+///
+/// use nadi_client::{AckObserver, ClientError, EventWriter, NadiClient, WriterConfig};
+///
+/// /// Counts durable events and sums their latency.
+/// #[derive(Default)]
+/// struct Latency {
+///     events: AtomicU64,
+///     total_micros: AtomicU64,
+/// }
+///
+/// impl AckObserver for Latency {
+///     fn acked(&self, written_at: &[Instant], now: Instant) {
+///         let micros: u128 = written_at.iter().map(|t| now.duration_since(*t).as_micros()).sum();
+///         self.events.fetch_add(written_at.len() as u64, Ordering::Relaxed);
+///         self.total_micros.fetch_add(micros as u64, Ordering::Relaxed);
+///     }
+/// }
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let latency = Arc::new(Latency::default());
+///     let config = WriterConfig { observer: Some(latency.clone()), ..WriterConfig::default() };
+///     let writer = EventWriter::new(&client, "demo", "orders", config).await?;
+///     for i in 0..1000 {
+///         writer.write(None, format!("event {i}").into()).await?;
+///     }
+///     writer.close().await?;
+///     let n = latency.events.load(Ordering::Relaxed).max(1);
+///     println!("mean latency {} µs", latency.total_micros.load(Ordering::Relaxed) / n);
+///     Ok(())
+/// }
+/// ```
 pub trait AckObserver: Send + Sync + 'static {
+    /// Events of one acknowledged batch became durable: `written_at` holds the time each was
+    /// passed to [`EventWriter::write`], in write order; `now` is when the acknowledgement was
+    /// handled. An event re-routed to a successor after a seal is reported once, when the
+    /// successor acknowledges it.
     fn acked(&self, written_at: &[Instant], now: Instant);
 }
 
-/// Settings of an [`EventWriter`].
+/// Settings of an [`EventWriter`]. Start from [`WriterConfig::default`] and set what you need.
+///
+/// # Example
+///
+/// ```no_run
+/// use nadi_client::{ClientError, EventWriter, NadiClient, WriterConfig};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     // A stable id, so that a restarted process continues this writer's numbering, and
+///     // smaller batches for lower latency.
+///     let config = WriterConfig {
+///         writer_id: Some("orders-producer-1".into()),
+///         max_batch_bytes: 64 * 1024,
+///         ..WriterConfig::default()
+///     };
+///     let writer = EventWriter::new(&client, "demo", "orders", config).await?;
+///     writer.close().await
+/// }
+/// ```
 #[derive(Clone)]
 pub struct WriterConfig {
-    /// Stable writer id. Reusing it after a restart continues the writer's event numbering on
-    /// each segment. A random id is used if `None`.
+    /// Stable writer id (1..=256 bytes). Reusing it after a restart continues the writer's
+    /// event numbering on each segment. A random id is used if `None`. Default `None`.
+    ///
+    /// Two writers that run at the same time must not share an id: the store drops events
+    /// whose numbers it has already seen for that id.
     pub writer_id: Option<String>,
-    /// A batch is sent once it holds this many bytes (or nothing more is queued).
+    /// A batch is sent once it holds this many bytes (or nothing more is queued). Clamped to
+    /// 1 ..= 8 MiB − 8 so that a batch always fits the store's batch limit. Default 1 MiB.
     pub max_batch_bytes: usize,
-    /// Batches per segment sent but not yet acknowledged.
+    /// Batches per segment sent but not yet acknowledged (at least 1). Default 16.
     pub max_in_flight: usize,
-    /// Events queued per segment before `write` waits.
+    /// Events (and pending flushes) queued per segment before `write` waits. Default 8192.
+    /// Must be at least 1: [`EventWriter::new`] panics on 0.
     pub queue_len: usize,
-    /// Reconnect attempts after a connection is lost, before the writer fails.
+    /// Reconnect attempts after a connection is lost (or re-routing a sealed segment fails
+    /// with a retryable error), with a growing backoff, before the segment's task fails for
+    /// good. The count restarts after each acknowledgement. Default 10.
     pub max_reconnects: u32,
-    /// Optional observer of acknowledgement latency.
+    /// Optional observer of acknowledgement latency. Default `None`.
     pub observer: Option<std::sync::Arc<dyn AckObserver>>,
     /// Number each segment's events of this writer id from 0 instead of after what the store
     /// already holds. A writer that writes the same events in the same order again under the
@@ -183,7 +254,47 @@ impl Shared {
     }
 }
 
-/// Writes events to a stream. See the module docs.
+/// Writes events to a stream, routed by key, batched, pipelined and acknowledged only once
+/// durable.
+///
+/// - **Routing.** A key maps to a point in [0, 1) by the hash in `nadi_proto::routing`; the
+///   event goes to the active segment whose key range holds it. Events without a key are
+///   spread round-robin over the segments.
+/// - **Order.** Events with the same key are stored in the order they were written, also
+///   across scaling: when a segment is sealed, the writer sends the events the store did not
+///   take, and everything written after them, to the successor owning each key, so no key
+///   is reordered. If the whole stream is sealed, the writer fails with `Sealed`.
+/// - **Exactly once.** Each segment's events are numbered per writer id; the store drops
+///   numbers it already holds, so re-sending after a lost connection stores nothing twice. See
+///   [`WriterConfig::writer_id`] and [`WriterConfig::replay`] for restarts.
+/// - **Durability.** [`write`](Self::write) only queues; [`flush`](Self::flush) waits until
+///   every event written before it is durable (fsync'd by the store).
+/// - **Failure.** A segment task that cannot reconnect fails for good: its queue closes, the
+///   error is kept, and every later `flush` (and `write` to that segment) returns it.
+///
+/// If the writer is dropped without [`close`](Self::close), its tasks still try to send what
+/// they hold, but nobody learns whether it became durable.
+///
+/// # Example
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use nadi_client::{ClientError, EventWriter, NadiClient, WriterConfig};
+///
+/// async fn example() -> Result<(), ClientError> {
+///     let client = NadiClient::new(&["http://127.0.0.1:9090".to_owned()])?;
+///     let config = WriterConfig { writer_id: Some("orders-producer-1".into()), ..WriterConfig::default() };
+///     let writer = EventWriter::new(&client, "demo", "orders", config).await?;
+///     for i in 0..10 {
+///         // Same key: stored in this order.
+///         writer.write(Some(b"customer-42"), Bytes::from(format!("order {i}"))).await?;
+///     }
+///     writer.write(None, Bytes::from_static(b"heartbeat")).await?;
+///     writer.flush().await?; // all eleven events are durable
+///     writer.close().await?;
+///     Ok(())
+/// }
+/// ```
 pub struct EventWriter {
     shared: Arc<Shared>,
     next_unkeyed: AtomicUsize,
@@ -222,7 +333,18 @@ fn pick(routes: &[Route], point: Option<f64>, unkeyed: &AtomicUsize) -> usize {
 }
 
 impl EventWriter {
-    /// A writer for `scope/stream`. Fails with `NotFound` if the stream does not exist.
+    /// A writer for `scope/stream`: asks the controller for the active segments and starts one
+    /// task per segment (connections are opened by the tasks, in the background).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the scope or stream does not exist, `Invalid` if `config.writer_id` is
+    /// empty or longer than 256 bytes, `Unavailable` if no controller answered. A sealed
+    /// stream is only noticed when writing (the first `flush` fails with `Sealed`).
+    ///
+    /// # Panics
+    ///
+    /// If `config.queue_len` is 0.
     pub async fn new(
         client: &NadiClient,
         scope: &str,
@@ -234,6 +356,7 @@ impl EventWriter {
         // framed), so this cap keeps every batch under the store's 16 MiB batch limit.
         config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE - 8);
         config.max_in_flight = config.max_in_flight.max(1);
+        config.queue_len = config.queue_len.max(1);
         let writer_id = config.writer_id.clone().unwrap_or_else(random_id);
         if writer_id.is_empty() || writer_id.len() > 256 {
             return Err(ClientError::new(ErrorKind::Invalid, "writer id must be 1..=256 bytes"));
@@ -280,6 +403,7 @@ impl EventWriter {
         let mut config = config;
         config.max_batch_bytes = config.max_batch_bytes.clamp(1, MAX_EVENT_SIZE - 8);
         config.max_in_flight = config.max_in_flight.max(1);
+        config.queue_len = config.queue_len.max(1);
         if segments.is_empty() {
             return Err(ClientError::new(ErrorKind::Internal, "a writer needs at least one segment"));
         }
@@ -308,7 +432,8 @@ impl EventWriter {
         Ok(EventWriter { shared, next_unkeyed: AtomicUsize::new(0) })
     }
 
-    /// This writer's id.
+    /// This writer's id: [`WriterConfig::writer_id`], or the random one chosen if that was
+    /// `None`.
     pub fn writer_id(&self) -> &str {
         &self.shared.writer_id
     }
@@ -326,6 +451,12 @@ impl EventWriter {
     /// after everything written before them); events without a key are spread over the
     /// segments. Returns once the event is queued (waiting if the queue is full); use
     /// [`flush`](Self::flush) to wait for durability.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if `payload` is larger than the maximum event size (8 MiB); the error that
+    /// stopped the writer if the event's segment task has failed. Errors of the append
+    /// itself surface in [`flush`](Self::flush).
     pub async fn write(&self, key: Option<&[u8]>, payload: Bytes) -> Result<(), ClientError> {
         if payload.len() > MAX_EVENT_SIZE {
             return Err(ClientError::new(
@@ -342,7 +473,14 @@ impl EventWriter {
         routes[i].tx.send(Cmd::Event(Ev { point, payload, at: Instant::now() })).await.map_err(|_| self.failed())
     }
 
-    /// Waits until every event written before this call is durable.
+    /// Waits until every event written before this call is durable. Events written
+    /// concurrently, after the call started, may or may not be included.
+    ///
+    /// # Errors
+    ///
+    /// The first error that stopped any of the writer's segment tasks (sticky: every later
+    /// flush returns it too), e.g. `Sealed` if the stream was sealed, `Unavailable` if a store
+    /// stayed unreachable for [`WriterConfig::max_reconnects`] attempts.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let mut waits = Vec::new();
         {
@@ -363,7 +501,11 @@ impl EventWriter {
         Ok(())
     }
 
-    /// Flushes and stops the writer.
+    /// Flushes, then stops the writer and waits for its tasks to end.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`flush`](Self::flush); the writer is stopped in any case.
     pub async fn close(self) -> Result<(), ClientError> {
         let res = self.flush().await;
         self.shared.tasks.lock().clear();
