@@ -482,16 +482,10 @@ impl EventWriter {
     /// flush returns it too), e.g. `Sealed` if the stream was sealed, `Unavailable` if a store
     /// stayed unreachable for [`WriterConfig::max_reconnects`] attempts.
     pub async fn flush(&self) -> Result<(), ClientError> {
-        let mut waits = Vec::new();
-        {
+        let waits = {
             let routes = self.shared.routes.read().await;
-            let mut seen = std::collections::HashSet::new();
-            for r in routes.iter().filter(|r| seen.insert(r.segment_id)) {
-                let (tx, rx) = oneshot::channel();
-                r.tx.send(Cmd::Flush(tx)).await.map_err(|_| self.failed())?;
-                waits.push(rx);
-            }
-        }
+            flush_all(&routes).await.map_err(|_| self.failed())?
+        };
         for w in waits {
             w.await.map_err(|_| self.failed())??;
         }

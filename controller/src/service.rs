@@ -133,59 +133,30 @@ impl Controller {
         &self.meta
     }
 
-    /// Finishes stream creations and scales interrupted by a crash (rolls them forward).
-    pub async fn resume(&self) -> Result<(), MetaError> {
-        let scaling: Vec<(String, String)> = self
-            .meta
+    /// The `(scope, stream)` of every stream (created or not) for which `pred` holds.
+    async fn streams_where(&self, pred: impl Fn(&StreamMeta) -> bool) -> Vec<(String, String)> {
+        self.meta
             .read(|st| {
                 st.scopes
                     .iter()
-                    .flat_map(|(sc, s)| {
-                        s.streams
-                            .iter()
-                            .filter(|(_, m)| m.pending_scale.is_some())
-                            .map(|(n, _)| (sc.clone(), n.clone()))
-                    })
+                    .flat_map(|(sc, s)| s.streams.iter().filter(|(_, m)| pred(m)).map(|(n, _)| (sc.clone(), n.clone())))
                     .collect()
             })
-            .await;
-        for (scope, stream) in scaling {
+            .await
+    }
+
+    /// Finishes stream creations, scales and truncations interrupted by a crash (rolls them
+    /// forward).
+    pub async fn resume(&self) -> Result<(), MetaError> {
+        for (scope, stream) in self.streams_where(|m| m.pending_scale.is_some()).await {
             tracing::info!(%scope, %stream, "resuming a scale");
             self.finish_scale(&scope, &stream).await?;
         }
-        let creating: Vec<(String, String)> = self
-            .meta
-            .read(|st| {
-                st.scopes
-                    .iter()
-                    .flat_map(|(sc, s)| {
-                        s.streams
-                            .iter()
-                            .filter(|(_, m)| m.state == StreamState::Creating)
-                            .map(|(n, _)| (sc.clone(), n.clone()))
-                    })
-                    .collect()
-            })
-            .await;
-        for (scope, stream) in creating {
+        for (scope, stream) in self.streams_where(|m| m.state == StreamState::Creating).await {
             tracing::info!(%scope, %stream, "resuming stream creation");
             self.finish_create(&scope, &stream).await?;
         }
-        let truncating: Vec<(String, String)> = self
-            .meta
-            .read(|st| {
-                st.scopes
-                    .iter()
-                    .flat_map(|(sc, s)| {
-                        s.streams
-                            .iter()
-                            .filter(|(_, m)| m.pending_truncation.is_some())
-                            .map(|(n, _)| (sc.clone(), n.clone()))
-                    })
-                    .collect()
-            })
-            .await;
-        for (scope, stream) in truncating {
+        for (scope, stream) in self.streams_where(|m| m.pending_truncation.is_some()).await {
             tracing::info!(%scope, %stream, "resuming a truncation");
             self.finish_truncation(&scope, &stream).await?;
         }

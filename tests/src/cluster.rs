@@ -187,14 +187,7 @@ impl Cluster {
 
     /// Runs `nadi --controller <all URLs> args…`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(nadi_bin())
-            .arg("--controller")
-            .arg(self.controller_urls())
-            .args(args)
-            .env("NADI_LOG", "error")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run nadi")
+        crate::run_cli(&self.controller_urls(), args, b"")
     }
 
     /// Starts `nadi --controller <all URLs> args…` without waiting for it.
@@ -213,25 +206,7 @@ impl Cluster {
 
     /// Runs `nadi --controller <all URLs> args…` with `input` on stdin.
     pub fn cli_stdin_all(&self, args: &[&str], input: &[u8]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(nadi_bin())
-            .arg("--controller")
-            .arg(self.controller_urls())
-            .args(args)
-            .env("NADI_LOG", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run nadi");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("nadi output");
-        let _ = feeder.join();
-        out
+        crate::run_cli(&self.controller_urls(), args, input)
     }
 
     /// Controller `id`'s own view (None if it does not answer).

@@ -113,24 +113,7 @@ impl Standalone {
 
     /// Runs `nadi --controller URL args…` with `input` on stdin.
     pub fn cli_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = Command::new(nadi_bin())
-            .arg("--controller")
-            .arg(&self.controller_url)
-            .args(args)
-            .env("NADI_LOG", "error")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nadi client command");
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let out = child.wait_with_output().expect("client command output");
-        let _ = feeder.join();
-        out
+        run_cli(&self.controller_url, args, input)
     }
 
     /// Stops the server with SIGINT (Ctrl-C) and waits for it to exit.
@@ -157,6 +140,28 @@ impl Drop for Standalone {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `nadi --controller CONTROLLERS args…` with `input` on stdin and waits for it.
+pub fn run_cli(controllers: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(nadi_bin())
+        .arg("--controller")
+        .arg(controllers)
+        .args(args)
+        .env("NADI_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn nadi client command");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("client command output");
+    let _ = feeder.join();
+    out
 }
 
 /// Asserts that a command succeeded and returns its stdout.
