@@ -202,6 +202,8 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .route(&format!("{stream}/truncate"), post(truncate_stream))
         .route(&format!("{stream}/transactions"), get(list_txns))
         .route(&format!("{stream}/transactions/{{txn}}"), get(get_txn))
+        .route(&format!("{stream}/transactions/{{txn}}/commit"), post(commit_txn))
+        .route(&format!("{stream}/transactions/{{txn}}/abort"), post(abort_txn))
         .route("/v1/scopes/{scope}/reader-groups", get(list_groups).post(create_group))
         .route(group, get(get_group).delete(delete_group))
         .route(&format!("{group}/checkpoints"), post(create_checkpoint))
@@ -264,6 +266,8 @@ async fn not_found() -> ApiError {
         truncate_stream,
         list_txns,
         get_txn,
+        commit_txn,
+        abort_txn,
         list_groups,
         create_group,
         get_group,
@@ -618,6 +622,51 @@ async fn get_txn(
     if t.scope != scope || t.stream != stream {
         return Err(MetaError::TxnNotFound(format!("{txn} of stream {scope}/{stream}")).into());
     }
+    Ok(Json(TxnView::from(&t)))
+}
+
+/// Looks up transaction `txn` and checks it belongs to `scope/stream` (ids are global).
+async fn txn_of(s: &AppState, scope: &str, stream: &str, txn: &str) -> ApiResult<pb::TxnInfo> {
+    nadi_proto::names::validate_scope(scope).map_err(MetaError::from)?;
+    nadi_proto::names::validate_stream(stream).map_err(MetaError::from)?;
+    let r = s.txns().get_txn(pb::GetTxnRequest { txn_id: txn.to_owned() }).await?.into_inner();
+    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
+    if t.scope != scope || t.stream != stream {
+        return Err(MetaError::TxnNotFound(format!("{txn} of stream {scope}/{stream}")).into());
+    }
+    Ok(t)
+}
+
+/// Commits a transaction (what `nadi txn commit` does): all its events become readable.
+/// Committing a committed transaction succeeds; an aborted one gives 409 `TXN_ABORTED`.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/transactions/{txn}/commit", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"),
+    ("txn" = String, Path, description = "Transaction id")), responses(
+    (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn commit_txn(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<Json<TxnView>> {
+    let Path((scope, stream, txn)) = path?;
+    txn_of(&s, &scope, &stream, &txn).await?;
+    let r = s.txns().commit_txn(pb::CommitTxnRequest { txn_id: txn }).await?.into_inner();
+    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
+    Ok(Json(TxnView::from(&t)))
+}
+
+/// Aborts a transaction (what `nadi txn abort` does): none of its events will be readable.
+#[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/transactions/{txn}/abort", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"),
+    ("txn" = String, Path, description = "Transaction id")), responses(
+    (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn abort_txn(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> ApiResult<Json<TxnView>> {
+    let Path((scope, stream, txn)) = path?;
+    txn_of(&s, &scope, &stream, &txn).await?;
+    let r = s.txns().abort_txn(pb::AbortTxnRequest { txn_id: txn }).await?.into_inner();
+    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
     Ok(Json(TxnView::from(&t)))
 }
 

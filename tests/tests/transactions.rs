@@ -182,6 +182,27 @@ async fn commit_abort_expiry_and_resume() {
     let (status, body) = http(&s.http_addr, "GET", "/v1/scopes/demo/streams/nope/transactions", None);
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND_STREAM")), "{body}");
 
+    // HTTP twins of `nadi txn commit|abort`: they agree with the CLI's view.
+    let h = s.http_addr.clone();
+    let id2 = ok(&s.cli(&["txn", "begin", "demo/orders"])).trim().to_owned();
+    ok(&s.cli_stdin(&["txn", "write", &id2, "--key-sep", "\t"], &lines(600..610)));
+    let (status, body) = http(&h, "POST", &format!("/v1/scopes/demo/streams/orders/transactions/{id2}/commit"), None);
+    assert_eq!((status, body["state"].as_str()), (200, Some("committed")), "{body}");
+    assert!(ok(&s.cli(&["txn", "status", &id2])).contains("committed"));
+    check_keyed_output(&everything().await, 610);
+    let (status, _) = http(&h, "POST", &format!("/v1/scopes/demo/streams/orders/transactions/{id2}/commit"), None);
+    assert_eq!(status, 200, "committing a committed transaction succeeds");
+    let id3 = ok(&s.cli(&["txn", "begin", "demo/orders"])).trim().to_owned();
+    let (status, body) = http(&h, "POST", &format!("/v1/scopes/demo/streams/orders/transactions/{id3}/abort"), None);
+    assert_eq!((status, body["state"].as_str()), (200, Some("aborted")), "{body}");
+    let (status, body) = http(&h, "POST", &format!("/v1/scopes/demo/streams/orders/transactions/{id3}/commit"), None);
+    assert_eq!((status, body["code"].as_str()), (409, Some("TXN_ABORTED")), "{body}");
+    assert_eq!(cli_code(&s.cli(&["txn", "commit", &id3])), "TXN_ABORTED");
+    // Ids are global: under another stream's path the transaction does not exist.
+    let (status, body) = http(&h, "POST", &format!("/v1/scopes/demo/streams/nope/transactions/{id2}/abort"), None);
+    assert_eq!((status, body["code"].as_str()), (404, Some("TXN_NOT_FOUND")), "{body}");
+    check_keyed_output(&everything().await, 610);
+
     // Bad input: typed errors, nothing changes.
     let before = client.list_txns("demo", "orders").await.unwrap();
     let e = client.begin_txn("demo", "nope", Duration::from_secs(1)).await.unwrap_err();
@@ -192,7 +213,7 @@ async fn commit_abort_expiry_and_resume() {
     assert_eq!(code(&client.commit_txn("abcdef").await.unwrap_err()), ErrorCode::TxnNotFound);
     assert_eq!(cli_code(&s.cli(&["txn", "abort", "abcdef"])), "TXN_NOT_FOUND");
     assert_eq!(client.list_txns("demo", "orders").await.unwrap(), before);
-    check_keyed_output(&everything().await, 600);
+    check_keyed_output(&everything().await, 610);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
