@@ -50,6 +50,24 @@ async fn leader_of(nodes: &BTreeMap<u64, Running>) -> u64 {
     m.current_leader.unwrap()
 }
 
+/// Proposes `cmd` on whichever node leads now, retrying while leadership moves (elections
+/// may happen under load), for at most 30 s.
+async fn propose(nodes: &BTreeMap<u64, Running>, cmd: Command) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let leader = nodes.iter().find(|(id, n)| n.meta.node().raft.metrics().borrow().current_leader == Some(**id));
+        if let Some((_, n)) = leader {
+            match n.meta.propose(cmd.clone()).await {
+                Ok(()) => return,
+                Err(e) if e.is_retryable() => {}
+                Err(e) => panic!("{cmd:?}: {e}"),
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader took {cmd:?} within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_behind_the_compacted_log_catches_up_from_a_snapshot() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -70,33 +88,34 @@ async fn a_node_behind_the_compacted_log_catches_up_from_a_snapshot() {
     let follower_addr: std::net::SocketAddr = members[&follower].trim_start_matches("http://").parse().unwrap();
     stop(nodes.remove(&follower).unwrap()).await;
 
-    // 100 changes while the follower is down: several snapshots, the log purged behind them.
-    let lead = &nodes[&leader].meta;
+    // 100 changes while the follower is down: several snapshots, the log purged behind them
+    // on both remaining nodes.
     for i in 0..100 {
-        lead.propose(Command::CreateScope { scope: format!("s{i}"), now_ms: i }).await.unwrap();
+        propose(&nodes, Command::CreateScope { scope: format!("s{i}"), now_ms: i }).await;
     }
-    let mut rx = lead.node().raft.metrics();
-    tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|m| m.purged.is_some_and(|p| p.index > 20)))
-        .await
-        .expect("the leader purges its log behind a snapshot")
-        .unwrap();
-
+    for n in nodes.values() {
+        let mut rx = n.meta.node().raft.metrics();
+        tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|m| m.purged.is_some_and(|p| p.index > 20)))
+            .await
+            .expect("the remaining nodes purge their logs behind a snapshot")
+            .unwrap();
+    }
+    let lead = &nodes.values().next().unwrap().meta;
     let listener = TcpListener::bind(follower_addr).await.unwrap();
     let back = start(follower, dirs[(follower - 1) as usize].path(), listener, &members).await;
-    let want = lead.read(|s| s.clone()).await;
     let mut rx = back.meta.node().raft.metrics();
     tokio::time::timeout(Duration::from_secs(20), rx.wait_for(|m| m.snapshot.is_some_and(|s| s.index >= 20)))
         .await
         .expect("the follower receives a snapshot")
         .unwrap();
-    let applied_target = lead.node().raft.metrics().borrow().last_applied.unwrap().index;
-    tokio::time::timeout(
-        Duration::from_secs(20),
-        rx.wait_for(|m| m.last_applied.is_some_and(|l| l.index >= applied_target)),
-    )
-    .await
-    .expect("the follower catches up")
-    .unwrap();
+    // All three nodes reach the same applied index (bounded wait), then hold the same state.
+    let applied = |m: &MetaStore| m.node().raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while nodes.values().any(|n| applied(&n.meta) != applied(&back.meta)) {
+        assert!(tokio::time::Instant::now() < deadline, "the follower did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want = lead.read(|s| s.clone()).await;
     assert_eq!(back.meta.read(|s| s.clone()).await, want, "identical metadata after catching up");
     assert_eq!(want.scopes.len(), 100);
     stop(back).await;
