@@ -223,6 +223,13 @@ impl StreamMeta {
         }
         let ids: Vec<SegmentId> = cut.iter().map(|(id, _)| *id).collect();
         let before = self.ancestors(&ids);
+        // A consistent cut: no segment of it precedes another one of it (a key's events would
+        // be both before and after the cut).
+        if let Some(id) = ids.iter().find(|id| before.contains(id)) {
+            return Err(MetaError::InvalidArgument(format!(
+                "segment {id} precedes another segment of the same cut; a cut holds one segment per key range and epoch line"
+            )));
+        }
         // Not before the current head: every head segment is in the cut (at an offset not
         // smaller) or wholly before it.
         for (h, off) in self.head_segments().into_iter().map(|(s, o)| (s.id, o)) {
@@ -738,6 +745,64 @@ mod tests {
 
     fn cfg(n: u32) -> StreamConfig {
         StreamConfig { scaling: Scaling::Fixed { segments: n }, retention: Retention::None }
+    }
+
+    #[test]
+    fn truncation_cuts_must_be_consistent_and_move_forward() {
+        let mut st = ControllerState::default();
+        st.apply(&Command::CreateScope { scope: "s".into(), now_ms: 1 }).unwrap();
+        st.apply(&Command::CreateStream { scope: "s".into(), stream: "t".into(), config: cfg(2), now_ms: 1 }).unwrap();
+        st.apply(&Command::StreamCreated { scope: "s".into(), stream: "t".into() }).unwrap();
+        let scale = |st: &mut ControllerState, sealed: Vec<SegmentId>, ranges: Vec<(f64, f64)>| {
+            let start = Command::StartScale {
+                scope: "s".into(),
+                stream: "t".into(),
+                sealed,
+                new_ranges: ranges,
+                reason: EpochReason::Manual,
+                now_ms: 2,
+                promoted: vec![],
+            };
+            st.apply(&start).unwrap();
+            let epoch = st.stream("s", "t").unwrap().pending_scale.as_ref().unwrap().epoch;
+            st.apply(&Command::CompleteScale { scope: "s".into(), stream: "t".into(), epoch, now_ms: 3 }).unwrap();
+        };
+        let (h, p) = (SegmentId::new(0, 0), SegmentId::new(0, 1));
+        scale(&mut st, vec![h, p], vec![(0.0, 1.0)]); // merge into S
+        let s_id = st.stream("s", "t").unwrap().active_segments()[0].id;
+        scale(&mut st, vec![s_id], vec![(0.0, 0.5), (0.5, 1.0)]); // split S
+        let act: Vec<SegmentId> = st.stream("s", "t").unwrap().active_segments().iter().map(|x| x.id).collect();
+        let m = st.stream("s", "t").unwrap();
+        // H and R2 tile [0, 1) but H precedes R2.
+        assert!(matches!(m.check_truncation("s/t", &[(h, 0), (act[1], 0)]), Err(MetaError::InvalidArgument(_))));
+        // A gap, an unknown segment, a duplicate.
+        assert!(matches!(m.check_truncation("s/t", &[(act[0], 0)]), Err(MetaError::InvalidArgument(_))));
+        assert!(matches!(
+            m.check_truncation("s/t", &[(act[0], 0), (SegmentId::new(9, 9), 0)]),
+            Err(MetaError::SegmentNotFound(_))
+        ));
+        assert!(matches!(m.check_truncation("s/t", &[(h, 0), (h, 0)]), Err(MetaError::InvalidArgument(_))));
+        // The head itself deletes nothing; the active segments delete S, H and P.
+        assert!(m.check_truncation("s/t", &[(h, 0), (p, 0)]).unwrap().is_empty());
+        let cut = vec![(act[0], 10), (act[1], 20)];
+        let mut before = m.check_truncation("s/t", &cut).unwrap();
+        before.sort();
+        let mut want = vec![h, p, s_id];
+        want.sort();
+        assert_eq!(before, want);
+        st.apply(&Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut: cut.clone() }).unwrap();
+        st.apply(&Command::TruncationDone { scope: "s".into(), stream: "t".into() }).unwrap();
+        let m = st.stream("s", "t").unwrap();
+        assert_eq!(m.head, cut);
+        assert!(m.segment(h).unwrap().deleted && m.segment(s_id).unwrap().deleted);
+        // Going back is refused: a deleted segment, or an offset before the head's.
+        let before_state = st.clone();
+        let back = Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut: vec![(h, 0), (p, 0)] };
+        assert!(matches!(st.apply(&back), Err(MetaError::SegmentNotFound(_))));
+        let back =
+            Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut: vec![(act[0], 5), (act[1], 20)] };
+        assert!(matches!(st.apply(&back), Err(MetaError::InvalidArgument(_))));
+        assert_eq!(st, before_state);
     }
 
     #[test]
