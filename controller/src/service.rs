@@ -174,11 +174,11 @@ impl Controller {
                     let cut: Vec<(String, u64)> =
                         t.cut.iter().map(|(id, off)| (m.segment_name(scope, stream, *id), *off)).collect();
                     let delete: Vec<String> = t.delete.iter().map(|id| m.segment_name(scope, stream, *id)).collect();
-                    (cut, delete)
+                    (t.cut.clone(), cut, delete)
                 }))
             })
             .await?;
-        let Some((cut, delete)) = work else { return Ok(0) };
+        let Some((ids, cut, delete)) = work else { return Ok(0) };
         for (segment, offset) in &cut {
             let req = seg::TruncateSegmentRequest { segment: segment.clone(), offset: *offset };
             if let Err(s) = self.store(segment)?.truncate_segment(req).await {
@@ -187,7 +187,8 @@ impl Controller {
                     return Err(store_error(s));
                 }
                 // Refused for good (e.g. not an event boundary): drop the truncation.
-                self.meta.propose(Command::TruncationAborted { scope: scope.into(), stream: stream.into() }).await?;
+                let abort = Command::TruncationAborted { scope: scope.into(), stream: stream.into(), cut: ids };
+                self.meta.propose(abort).await?;
                 return Err(MetaError::InvalidArgument(format!("segment {segment}: {}", s.message())));
             }
         }
@@ -198,7 +199,7 @@ impl Controller {
                 Err(s) => return Err(store_error(s)),
             }
         }
-        self.meta.propose(Command::TruncationDone { scope: scope.into(), stream: stream.into() }).await?;
+        self.meta.propose(Command::TruncationDone { scope: scope.into(), stream: stream.into(), cut: ids }).await?;
         Ok(delete.len() as u32)
     }
 

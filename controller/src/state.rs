@@ -337,12 +337,17 @@ pub enum Command {
     TruncationAborted {
         scope: String,
         stream: String,
+        /// The cut of the truncation being dropped: a stale command for another one does nothing.
+        cut: Vec<(SegmentId, u64)>,
     },
     /// The truncation was applied on the segment stores: the cut becomes the head, and the
     /// segments before it are marked deleted.
     TruncationDone {
         scope: String,
         stream: String,
+        /// The cut of the truncation that was applied: a stale command for another one does
+        /// nothing.
+        cut: Vec<(SegmentId, u64)>,
     },
     /// Replaces a stream's policies. The active segments do not change.
     UpdateStreamConfig {
@@ -508,16 +513,25 @@ impl ControllerState {
                 if m.pending_truncation.is_some() {
                     return Err(MetaError::ScaleInProgress(format!("{name} (a truncation is being applied)")));
                 }
+                // While a scale is in progress its successors exist but the segments they replace
+                // still take writes: no cut may name them (their predecessors would be deleted).
+                if m.pending_scale.is_some() {
+                    return Err(MetaError::ScaleInProgress(format!("{name} (truncate after the scale completes)")));
+                }
                 let delete = m.check_truncation(&name, cut)?;
                 let m = self.stream_mut(scope, stream)?;
                 m.pending_truncation = Some(Truncation { cut: cut.clone(), delete });
             }
-            Command::TruncationAborted { scope, stream } => {
-                self.stream_mut(scope, stream)?.pending_truncation = None;
-            }
-            Command::TruncationDone { scope, stream } => {
+            Command::TruncationAborted { scope, stream, cut } => {
                 let m = self.stream_mut(scope, stream)?;
-                if let Some(t) = m.pending_truncation.take() {
+                if m.pending_truncation.as_ref().is_some_and(|t| &t.cut == cut) {
+                    m.pending_truncation = None;
+                }
+            }
+            Command::TruncationDone { scope, stream, cut } => {
+                let m = self.stream_mut(scope, stream)?;
+                if m.pending_truncation.as_ref().is_some_and(|t| &t.cut == cut) {
+                    let t = m.pending_truncation.take().expect("checked");
                     for id in &t.delete {
                         if let Some(s) = m.segments.get_mut(&id.number()).filter(|s| s.id == *id) {
                             s.deleted = true;
@@ -791,7 +805,12 @@ mod tests {
         want.sort();
         assert_eq!(before, want);
         st.apply(&Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut: cut.clone() }).unwrap();
-        st.apply(&Command::TruncationDone { scope: "s".into(), stream: "t".into() }).unwrap();
+        // A stale completion of another truncation changes nothing.
+        let stale =
+            Command::TruncationDone { scope: "s".into(), stream: "t".into(), cut: vec![(act[0], 1), (act[1], 1)] };
+        st.apply(&stale).unwrap();
+        assert!(st.stream("s", "t").unwrap().pending_truncation.is_some());
+        st.apply(&Command::TruncationDone { scope: "s".into(), stream: "t".into(), cut: cut.clone() }).unwrap();
         let m = st.stream("s", "t").unwrap();
         assert_eq!(m.head, cut);
         assert!(m.segment(h).unwrap().deleted && m.segment(s_id).unwrap().deleted);
@@ -803,6 +822,24 @@ mod tests {
             Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut: vec![(act[0], 5), (act[1], 20)] };
         assert!(matches!(st.apply(&back), Err(MetaError::InvalidArgument(_))));
         assert_eq!(st, before_state);
+        // No truncation while a scale is in progress (its successors exist, its predecessors
+        // still take writes).
+        let start = Command::StartScale {
+            scope: "s".into(),
+            stream: "t".into(),
+            sealed: vec![act[0]],
+            new_ranges: vec![(0.0, 0.25), (0.25, 0.5)],
+            reason: EpochReason::Manual,
+            now_ms: 9,
+            promoted: vec![],
+        };
+        st.apply(&start).unwrap();
+        let succ: Vec<SegmentId> = st.stream("s", "t").unwrap().pending_scale.as_ref().unwrap().successors.clone();
+        let during = st.clone();
+        let cut = vec![(succ[0], 0), (succ[1], 0), (act[1], 20)];
+        let t = Command::TruncateStream { scope: "s".into(), stream: "t".into(), cut };
+        assert!(matches!(st.apply(&t), Err(MetaError::ScaleInProgress(_))));
+        assert_eq!(st, during);
     }
 
     #[test]
