@@ -11,6 +11,7 @@
 //!   `nadi.controller.v1.TransactionService` and the commit/abort workflows.
 //! - [`http`]: the admin HTTP API (axum).
 
+pub mod autoscale;
 pub mod cluster;
 pub mod error;
 pub mod fsutil;

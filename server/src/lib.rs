@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod load;
 pub mod log;
 pub mod ops;
 pub mod service;
