@@ -1,19 +1,69 @@
-//! Scaling decisions from measured load (issue 6). Pure and deterministic: given a stream's
-//! active segments with their rates (in the policy's unit: events/s, or KiB/s), the policy and
-//! what was scaled recently, it says which segments to split and which neighbours to merge.
-//! Not wired to the load reports and the scale workflow yet.
+//! Auto-scaling: segments split and merge by measured load (see docs/autoscaling.md).
+//!
+//! Segment stores measure every open segment's event and byte rates ([`LoadBoard`] keeps their
+//! latest reports, in memory, on the leader that receives the heartbeats). Every tick the
+//! leader runs [`decide`] for each stream with a load policy and carries the result out through
+//! the ordinary scale workflow, one epoch change per decision round.
+//!
+//! [`decide`] is pure and deterministic: given a stream's active segments with their rates (in
+//! the policy's unit: events/s, or KiB/s), the policy and what was requested recently, it says
+//! which segments to split and which neighbours to merge.
 //!
 //! - **Hot**: the shortest window's rate and the next one's are both above the target (a single
 //!   spike does not split). Split into `N = clamp(ceil(rate / target), 2, factor)` equal ranges,
-//!   unless the stream would exceed `max_segments` (then nothing, and the caller records why).
-//! - **Cold**: every window's rate is below half the target. Two adjacent cold segments whose
-//!   summed longest-window rate stays below the target merge, never below `min_segments`.
+//!   unless the stream would exceed `max_segments`, or the segment's key range is already at
+//!   the narrowest ([`MIN_SPLIT_WIDTH`]: one hot key cannot be split further); then nothing is
+//!   split and the caller records why in the stream's history.
+//! - **Cold**: every window's rate is below half the target, and the store has measured the
+//!   segment for at least the longest window (after a store restart a segment must first show
+//!   it is cold). Two adjacent cold segments whose summed longest-window rate stays below the
+//!   target merge, never below `min_segments`.
 //! - **Cooldown**: a segment created less than `cooldown` ago is neither split nor merged.
 //! - **Mute**: after a request for a segment, no new request for it for `mute`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nadi_proto::SegmentId;
+use nadi_proto::raft::v1 as rpb;
+use parking_lot::Mutex;
+
+use crate::MetaError;
+use crate::service::{Controller, now_ms};
+use crate::state::{Command, EpochReason, Scaling, StreamState};
+
+/// The narrowest key range the auto-scaler still splits (2^-20 of the key space). A segment
+/// this narrow that is still hot carries one or a few hot keys; splitting cannot spread them.
+pub const MIN_SPLIT_WIDTH: f64 = 1.0 / (1u64 << 20) as f64;
+
+/// Settings of the auto-scaler (the leader's side; the windows are the stores').
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalerSettings {
+    /// How often the leader decides.
+    pub tick: Duration,
+    /// A segment younger than this is neither split nor merged.
+    pub cooldown: Duration,
+    /// After a request for a segment, no new one for it for this long.
+    pub mute: Duration,
+    /// The most active segments the auto-scaler lets a stream have.
+    pub max_segments: u32,
+}
+
+impl Default for ScalerSettings {
+    fn default() -> Self {
+        ScalerSettings {
+            tick: Duration::from_secs(5),
+            cooldown: Duration::from_secs(600),
+            mute: Duration::from_secs(600),
+            max_segments: 1024,
+        }
+    }
+}
+
+/// A report older than this many ticks (of the store's heartbeat) is not used: its store is
+/// not heard from, and nothing is decided for its segments.
+const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// One active segment as the decision sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +74,8 @@ pub struct SegmentLoad {
     pub created_at_ms: u64,
     /// Rate per window, shortest window first, in the policy's unit.
     pub rates: Vec<f64>,
+    /// The store has measured the segment for at least the longest window.
+    pub warm: bool,
 }
 
 /// The policy's numbers.
@@ -57,6 +109,10 @@ pub enum Decision {
         segment: SegmentId,
         max_segments: u32,
     },
+    /// A hot segment that is not split because its key range is already the narrowest.
+    TooNarrow {
+        segment: SegmentId,
+    },
 }
 
 fn hot(s: &SegmentLoad, target: f64) -> bool {
@@ -64,7 +120,7 @@ fn hot(s: &SegmentLoad, target: f64) -> bool {
 }
 
 fn cold(s: &SegmentLoad, target: f64) -> bool {
-    !s.rates.is_empty() && s.rates.iter().all(|r| *r < target / 2.0)
+    s.warm && !s.rates.is_empty() && s.rates.iter().all(|r| *r < target / 2.0)
 }
 
 /// The decisions for one stream. `segments` are the active segments sorted by `key_low`;
@@ -85,6 +141,10 @@ pub fn decide(
     for s in segments.iter().filter(|s| settled(s) && hot(s, policy.target)) {
         let want = (s.rates[0] / policy.target).ceil() as u32;
         let into = want.clamp(2, policy.factor.max(2));
+        if (s.key_high - s.key_low) / (into as f64) < MIN_SPLIT_WIDTH {
+            out.push(Decision::TooNarrow { segment: s.id });
+            continue;
+        }
         if count + into - 1 > limits.max_segments {
             out.push(Decision::CappedAt { segment: s.id, max_segments: limits.max_segments });
             continue;
@@ -116,12 +176,256 @@ pub fn decide(
     out
 }
 
+#[derive(Debug, Clone)]
+struct Reported {
+    events: Vec<f64>,
+    bytes: Vec<f64>,
+    warm: bool,
+    at: Instant,
+}
+
+/// The latest load report of every segment, as sent with the segment stores' heartbeats. Held
+/// in memory by the node that receives them (the leader, since heartbeats are forwarded there);
+/// a new leader rebuilds it from the next heartbeats.
+#[derive(Debug, Clone, Default)]
+pub struct LoadBoard {
+    reports: Arc<Mutex<BTreeMap<String, Reported>>>,
+}
+
+impl LoadBoard {
+    /// Takes one store's report: `loads` averaged over windows `windows_ms`.
+    pub fn update(&self, loads: &[rpb::SegmentLoad], windows_ms: &[u64]) {
+        let longest = windows_ms.iter().copied().max().unwrap_or(0);
+        let now = Instant::now();
+        let mut reports = self.reports.lock();
+        for l in loads {
+            let r = Reported {
+                events: l.events_per_sec.clone(),
+                bytes: l.bytes_per_sec.clone(),
+                warm: l.measured_ms >= longest,
+                at: now,
+            };
+            reports.insert(l.segment.clone(), r);
+        }
+        // Sealed and deleted segments stop being reported: forget them.
+        reports.retain(|_, r| now.duration_since(r.at) < 3 * STALE_AFTER);
+    }
+
+    /// The fresh rates of the segment named `name` plus those of its open transactions (in
+    /// events/s, or KiB/s if `bytes`), and whether it has been measured long enough; `None` if
+    /// its store has not reported it recently.
+    fn rates(&self, name: &str, bytes: bool) -> Option<(Vec<f64>, bool)> {
+        let reports = self.reports.lock();
+        let fresh = |r: &&Reported| r.at.elapsed() < STALE_AFTER;
+        let unit = |r: &Reported| -> Vec<f64> {
+            if bytes { r.bytes.iter().map(|b| b / 1024.0).collect() } else { r.events.clone() }
+        };
+        let own = reports.get(name).filter(fresh)?;
+        let mut rates = unit(own);
+        let prefix = format!("{name}{}", nadi_proto::names::TXN_MARKER);
+        for (_, txn) in reports.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)) {
+            if fresh(&txn) {
+                for (r, t) in rates.iter_mut().zip(unit(txn)) {
+                    *r += t;
+                }
+            }
+        }
+        Some((rates, own.warm))
+    }
+}
+
+/// When the leader last asked for each segment of each stream (`scope/stream` → id → ms).
+pub type Requests = BTreeMap<String, BTreeMap<SegmentId, u64>>;
+
+/// One stream as a decision round sees it.
+struct Candidate {
+    scope: String,
+    stream: String,
+    policy: Policy,
+    bytes: bool,
+    /// Active segments sorted by key: id, name, key range, creation time.
+    segments: Vec<(SegmentId, String, f64, f64, u64)>,
+}
+
+impl Controller {
+    /// One decision round over every active stream with a load policy: decide from the latest
+    /// reports and carry the decisions out (splits first, as one epoch change; merges in a
+    /// round without splits). Streams with a scale or truncation in progress, or whose
+    /// segments are not all freshly reported, are left for a later round.
+    pub async fn autoscale_round(
+        &self,
+        board: &LoadBoard,
+        settings: &ScalerSettings,
+        requests: &mut Requests,
+    ) -> Result<(), MetaError> {
+        let candidates: Vec<Candidate> = self
+            .meta
+            .read(|st| {
+                let mut out = Vec::new();
+                for (scope, sc) in &st.scopes {
+                    for (stream, m) in &sc.streams {
+                        let (policy, bytes) = match m.config.scaling {
+                            Scaling::Fixed { .. } => continue,
+                            Scaling::EventsPerSec { rate, factor, min_segments } => {
+                                (Policy { target: rate as f64, factor, min_segments }, false)
+                            }
+                            Scaling::KbytesPerSec { rate, factor, min_segments } => {
+                                (Policy { target: rate as f64, factor, min_segments }, true)
+                            }
+                        };
+                        if m.state != StreamState::Active || m.pending_scale.is_some() || m.pending_truncation.is_some()
+                        {
+                            continue;
+                        }
+                        let segments = m
+                            .active_segments()
+                            .into_iter()
+                            .map(|s| {
+                                (s.id, m.segment_name(scope, stream, s.id), s.key_low, s.key_high, s.created_at_ms)
+                            })
+                            .collect();
+                        out.push(Candidate { scope: scope.clone(), stream: stream.clone(), policy, bytes, segments });
+                    }
+                }
+                out
+            })
+            .await;
+        let limits = Limits {
+            cooldown_ms: settings.cooldown.as_millis() as u64,
+            mute_ms: settings.mute.as_millis() as u64,
+            max_segments: settings.max_segments,
+        };
+        let live: std::collections::HashSet<String> =
+            candidates.iter().map(|c| format!("{}/{}", c.scope, c.stream)).collect();
+        requests.retain(|k, _| live.contains(k));
+        for c in candidates {
+            let loads: Option<Vec<SegmentLoad>> = c
+                .segments
+                .iter()
+                .map(|(id, name, low, high, created)| {
+                    board.rates(name, c.bytes).map(|(rates, warm)| SegmentLoad {
+                        id: *id,
+                        key_low: *low,
+                        key_high: *high,
+                        created_at_ms: *created,
+                        rates,
+                        warm,
+                    })
+                })
+                .collect();
+            let Some(loads) = loads else { continue };
+            let key = format!("{}/{}", c.scope, c.stream);
+            let asked = requests.entry(key).or_default();
+            let now = now_ms();
+            let decisions = decide(&loads, &c.policy, &limits, asked, now);
+            if decisions.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.carry_out(&c, &loads, &decisions, asked, now).await {
+                tracing::warn!(scope = %c.scope, stream = %c.stream, error = %e, "auto-scaling step failed; a later round retries");
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(
+        &self,
+        c: &Candidate,
+        loads: &[SegmentLoad],
+        decisions: &[Decision],
+        asked: &mut BTreeMap<SegmentId, u64>,
+        now: u64,
+    ) -> Result<(), MetaError> {
+        let unit = if c.bytes { "KiB/s" } else { "events/s" };
+        let rate_of = |id: SegmentId| loads.iter().find(|l| l.id == id).map_or(0.0, |l| l.rates[0]);
+        for d in decisions {
+            let (segment, text) = match d {
+                Decision::CappedAt { segment, max_segments } => (
+                    *segment,
+                    format!(
+                        "segment {} is hot ({:.0} {unit}, target {}) but not split: the stream has the most segments \
+                         allowed ({max_segments})",
+                        segment.number(),
+                        rate_of(*segment),
+                        c.policy.target
+                    ),
+                ),
+                Decision::TooNarrow { segment } => (
+                    *segment,
+                    format!(
+                        "segment {} is hot ({:.0} {unit}, target {}) but not split: its key range is the narrowest \
+                         allowed (one hot key cannot be spread)",
+                        segment.number(),
+                        rate_of(*segment),
+                        c.policy.target
+                    ),
+                ),
+                _ => continue,
+            };
+            asked.insert(segment, now);
+            tracing::info!(scope = %c.scope, stream = %c.stream, "{text}");
+            let note =
+                Command::NoteScaling { scope: c.scope.clone(), stream: c.stream.clone(), segment, text, now_ms: now };
+            self.meta.propose(note).await?;
+        }
+        let range = |id: SegmentId| loads.iter().find(|l| l.id == id).map(|l| (l.key_low, l.key_high));
+        let mut sealed = Vec::new();
+        let mut new_ranges = Vec::new();
+        let mut reason = EpochReason::SplitByLoad;
+        for d in decisions {
+            if let Decision::Split { segment, into } = d {
+                let Some((low, high)) = range(*segment) else { continue };
+                sealed.push(*segment);
+                new_ranges.extend(nadi_proto::routing::split_range(low, high, *into));
+            }
+        }
+        if sealed.is_empty() {
+            reason = EpochReason::MergeByLoad;
+            for d in decisions {
+                if let Decision::Merge { segments: [a, b] } = d {
+                    let (Some((low, _)), Some((_, high))) = (range(*a), range(*b)) else { continue };
+                    sealed.extend([*a, *b]);
+                    new_ranges.push((low, high));
+                }
+            }
+        }
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        for id in &sealed {
+            asked.insert(*id, now);
+        }
+        // One scale per stream at a time: if a manual scale or a commit holds the stream, the
+        // next round decides again on what it left.
+        let Some(_lock) = self.locks.try_lock(&c.scope, &c.stream) else { return Ok(()) };
+        tracing::info!(scope = %c.scope, stream = %c.stream, ?reason, ?sealed, successors = new_ranges.len(), "auto-scaling");
+        let cmd = Command::StartScale {
+            scope: c.scope.clone(),
+            stream: c.stream.clone(),
+            sealed,
+            new_ranges,
+            reason,
+            now_ms: now,
+            promoted: vec![],
+        };
+        self.meta.propose(cmd).await?;
+        self.finish_scale(&c.scope, &c.stream).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn seg(n: u32, low: f64, high: f64, rates: &[f64]) -> SegmentLoad {
-        SegmentLoad { id: SegmentId::new(0, n), key_low: low, key_high: high, created_at_ms: 0, rates: rates.to_vec() }
+        SegmentLoad {
+            id: SegmentId::new(0, n),
+            key_low: low,
+            key_high: high,
+            created_at_ms: 0,
+            rates: rates.to_vec(),
+            warm: true,
+        }
     }
 
     fn policy() -> Policy {
@@ -173,5 +477,43 @@ mod tests {
             decide(&hot, &policy(), &l, &BTreeMap::new(), 60_000),
             vec![Decision::CappedAt { segment: SegmentId::new(0, 0), max_segments: 2 }]
         );
+    }
+
+    #[test]
+    fn cold_needs_a_full_longest_window_and_one_hot_key_is_not_split_forever() {
+        let mut segs = [seg(0, 0.0, 0.5, &[0.0, 0.0]), seg(1, 0.5, 1.0, &[0.0, 0.0])];
+        segs[1].warm = false; // just restarted store: not proven cold yet
+        assert!(decide(&segs, &policy(), &limits(), &BTreeMap::new(), 60_000).is_empty());
+        segs[1].warm = true;
+        assert_eq!(decide(&segs, &policy(), &limits(), &BTreeMap::new(), 60_000).len(), 1);
+        let w = MIN_SPLIT_WIDTH * 1.5;
+        let narrow = [seg(0, 0.0, w, &[900.0, 900.0])];
+        assert_eq!(
+            decide(&narrow, &policy(), &limits(), &BTreeMap::new(), 60_000),
+            vec![Decision::TooNarrow { segment: SegmentId::new(0, 0) }]
+        );
+    }
+
+    #[test]
+    fn the_board_adds_open_transactions_and_converts_bytes() {
+        let board = LoadBoard::default();
+        let load = |name: &str, ev: f64, measured_ms: u64| rpb::SegmentLoad {
+            segment: name.into(),
+            events_per_sec: vec![ev, ev],
+            bytes_per_sec: vec![ev * 1024.0, ev * 1024.0],
+            measured_ms,
+        };
+        board.update(
+            &[
+                load("s/t/0.#epoch.0", 10.0, 5_000),
+                load("s/t/0.#epoch.0#txn.ab", 5.0, 1_000),
+                load("s/t/1.#epoch.0", 1.0, 100),
+            ],
+            &[1_000, 4_000],
+        );
+        assert_eq!(board.rates("s/t/0.#epoch.0", false), Some((vec![15.0, 15.0], true)));
+        assert_eq!(board.rates("s/t/0.#epoch.0", true), Some((vec![15.0, 15.0], true)));
+        assert_eq!(board.rates("s/t/1.#epoch.0", false), Some((vec![1.0, 1.0], false)), "measured 100 ms < 4 s");
+        assert_eq!(board.rates("s/t/2.#epoch.0", false), None);
     }
 }

@@ -198,6 +198,7 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         .route(&format!("{stream}/scale"), post(scale_stream))
         .route(&format!("{stream}/segments"), get(active_segments))
         .route(&format!("{stream}/history"), get(history))
+        .route(&format!("{stream}/history.svg"), get(history_svg))
         .route(&format!("{stream}/cut"), get(stream_cut))
         .route(&format!("{stream}/truncate"), post(truncate_stream))
         .route(&format!("{stream}/transactions"), get(list_txns))
@@ -262,6 +263,7 @@ async fn not_found() -> ApiError {
         scale_stream,
         active_segments,
         history,
+        history_svg,
         stream_cut,
         truncate_stream,
         list_txns,
@@ -587,6 +589,25 @@ async fn history(
         .await?
         .into_inner();
     Ok(Json(HistoryView::new(&scope, &stream, &r)))
+}
+
+/// A picture of the stream's segments over time (key space upwards, time to the right),
+/// coloured by why each segment was created.
+#[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/history.svg", params(
+    ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
+    (status = 200, content_type = "image/svg+xml", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn history_svg(
+    State(s): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Response> {
+    let Path((scope, stream)) = path?;
+    let r = s
+        .grpc()
+        .get_stream_history(pb::GetStreamHistoryRequest { scope: scope.clone(), stream: stream.clone() })
+        .await?
+        .into_inner();
+    let svg = crate::history_svg::render(&HistoryView::new(&scope, &stream, &r), crate::service::now_ms());
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 /// The transactions of a stream the controller remembers: open, committing and aborting ones,

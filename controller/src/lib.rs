@@ -15,6 +15,7 @@ pub mod autoscale;
 pub mod cluster;
 pub mod error;
 pub mod fsutil;
+pub mod history_svg;
 pub mod http;
 pub mod meta;
 pub mod node;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nadi_proto::controller::v1::controller_service_server::ControllerServiceServer;
 
 use crate::MetaError;
+use crate::autoscale::{LoadBoard, Requests, ScalerSettings};
 use crate::meta::MetaStore;
 use crate::raft::{NodeId, RaftNode, RaftSettings};
 use crate::reader_group_service::ReaderGroupSvc;
@@ -33,6 +34,8 @@ pub struct NodeConfig {
     /// A reader of a reader group that has not synced for this long is declared offline (by
     /// the leader) and its segments go back to the group.
     pub reader_timeout: Duration,
+    /// The auto-scaler's timing and limits.
+    pub scaler: ScalerSettings,
 }
 
 /// Default of [`NodeConfig::reader_timeout`].
@@ -53,11 +56,13 @@ impl ControllerNode {
         let raft = RaftNode::start(cfg.id, &cfg.dir, &cfg.members, &cfg.settings).await?;
         let meta = MetaStore::new(raft);
         let controller = Controller::new(meta.clone()).with_http_address(cfg.http_address.unwrap_or_default());
-        let registry = Registry::new(meta.clone());
+        let loads = LoadBoard::default();
+        let registry = Registry::new(meta.clone(), loads.clone());
         let reader_groups = ReaderGroupSvc::new(meta.clone());
         let node = ControllerNode { meta, controller, registry, reader_groups };
         tokio::spawn(node.clone().leader_duties());
         tokio::spawn(node.clone().txn_sweeper());
+        tokio::spawn(node.clone().autoscaler(loads, cfg.scaler));
         tokio::spawn(node.reader_groups.clone().liveness_duty(cfg.reader_timeout));
         Ok(node)
     }
@@ -116,6 +121,30 @@ impl ControllerNode {
             was_leader = is_leader;
             if metrics.changed().await.is_err() {
                 return; // Raft stopped.
+            }
+        }
+    }
+
+    /// While this node leads: every tick, split hot segments and merge cold ones of streams
+    /// with a load policy (see [`crate::autoscale`]). What was requested when is this leader's
+    /// memory; a new leader starts afresh (segments' cooldowns are in the metadata).
+    async fn autoscaler(self, loads: LoadBoard, settings: ScalerSettings) {
+        let id = self.meta.node().id;
+        let metrics = self.meta.node().raft.metrics();
+        let mut tick = tokio::time::interval(settings.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut requests = Requests::new();
+        loop {
+            tick.tick().await;
+            if metrics.borrow().current_leader != Some(id) {
+                requests.clear();
+                continue;
+            }
+            if self.meta.node().raft.ensure_linearizable().await.is_err() {
+                continue;
+            }
+            if let Err(e) = self.controller.autoscale_round(&loads, &settings, &mut requests).await {
+                tracing::debug!(error = %e, "auto-scaling round incomplete; the next one retries");
             }
         }
     }

@@ -3,8 +3,9 @@
 //!
 //! A heartbeat that changes nothing (same store, same endpoint, containers already assigned) is
 //! answered from the applied state without a Raft write; only a new store or a moved endpoint is
-//! proposed. When each store was last heard from is kept in memory on the node that answered
-//! (the leader, since requests are forwarded there) and shown by cluster info.
+//! proposed. When each store was last heard from, and the segment loads it reported (for the
+//! auto-scaler), are kept in memory on the node that answered (the leader, since requests are
+//! forwarded there).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
+use crate::autoscale::LoadBoard;
 use crate::cluster::ClusterCommand;
 use crate::meta::MetaStore;
 
@@ -23,12 +25,13 @@ use crate::meta::MetaStore;
 pub struct Registry {
     meta: MetaStore,
     last_seen: Arc<Mutex<BTreeMap<String, Instant>>>,
+    loads: LoadBoard,
 }
 
 impl Registry {
-    /// A registry over `meta`.
-    pub fn new(meta: MetaStore) -> Registry {
-        Registry { meta, last_seen: Arc::default() }
+    /// A registry over `meta` that keeps the stores' load reports on `loads`.
+    pub fn new(meta: MetaStore, loads: LoadBoard) -> Registry {
+        Registry { meta, last_seen: Arc::default(), loads }
     }
 
     /// Seconds since each store was last heard from by this node.
@@ -80,6 +83,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
             self.meta.propose_cluster(cmd).await?;
         }
         self.last_seen.lock().insert(req.store_id.clone(), Instant::now());
+        self.loads.update(&req.loads, &req.load_windows_ms);
         let (assigned_containers, containers) =
             self.meta.read_cluster(|c| (c.containers_of(&req.store_id), c.containers));
         Ok(Response::new(pb::HeartbeatResponse { assigned_containers, containers }))

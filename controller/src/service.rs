@@ -407,7 +407,12 @@ fn history(scope: &str, stream: &str, m: &StreamMeta) -> pb::GetStreamHistoryRes
             }
         })
         .collect();
-    pb::GetStreamHistoryResponse { epochs }
+    let notes = m
+        .scaling_notes
+        .iter()
+        .map(|n| pb::ScalingNote { at_ms: n.at_ms, segment_id: n.segment.packed(), text: n.text.clone() })
+        .collect();
+    pb::GetStreamHistoryResponse { epochs, notes }
 }
 
 fn names(scope: &str, stream: &str) -> Result<(), MetaError> {

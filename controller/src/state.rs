@@ -151,6 +151,20 @@ pub struct StreamMeta {
     /// A truncation recorded but not yet applied on the segment stores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_truncation: Option<Truncation>,
+    /// Scaling decisions the auto-scaler held back, newest last (at most [`MAX_SCALING_NOTES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scaling_notes: Vec<ScalingNote>,
+}
+
+/// How many scaling notes a stream keeps.
+pub const MAX_SCALING_NOTES: usize = 64;
+
+/// A scaling decision the auto-scaler held back (shown in the stream's history).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScalingNote {
+    pub at_ms: u64,
+    pub segment: SegmentId,
+    pub text: String,
 }
 
 /// A truncation in progress: the new head, and the segments wholly before it.
@@ -349,6 +363,14 @@ pub enum Command {
         /// nothing.
         cut: Vec<(SegmentId, u64)>,
     },
+    /// Records a scaling decision the auto-scaler held back (kept in the stream's history).
+    NoteScaling {
+        scope: String,
+        stream: String,
+        segment: SegmentId,
+        text: String,
+        now_ms: u64,
+    },
     /// Replaces a stream's policies. The active segments do not change.
     UpdateStreamConfig {
         scope: String,
@@ -476,6 +498,7 @@ impl ControllerState {
                         segments,
                         pending_scale: None,
                         head: Vec::new(),
+                        scaling_notes: Vec::new(),
                         pending_truncation: None,
                     },
                 );
@@ -539,6 +562,12 @@ impl ControllerState {
                     }
                     m.head = t.cut;
                 }
+            }
+            Command::NoteScaling { scope, stream, segment, text, now_ms } => {
+                let s = self.stream_mut(scope, stream)?;
+                s.scaling_notes.push(ScalingNote { at_ms: *now_ms, segment: *segment, text: text.clone() });
+                let excess = s.scaling_notes.len().saturating_sub(MAX_SCALING_NOTES);
+                s.scaling_notes.drain(..excess);
             }
             Command::UpdateStreamConfig { scope, stream, config } => {
                 let n = config.scaling.initial_segments();

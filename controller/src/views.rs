@@ -121,12 +121,26 @@ pub struct EpochView {
     pub segments: Vec<SegmentView>,
 }
 
-/// Every epoch of a stream, oldest first.
+/// A scaling decision the auto-scaler held back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScalingNoteView {
+    /// When, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The segment concerned (packed id).
+    pub segment_id: u64,
+    /// What happened.
+    pub text: String,
+}
+
+/// Every epoch of a stream, oldest first, and what the auto-scaler held back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HistoryView {
     pub scope: String,
     pub stream: String,
     pub epochs: Vec<EpochView>,
+    /// The latest scaling decisions not carried out (for example a hot segment not split
+    /// because the stream has the most segments allowed), oldest first.
+    pub notes: Vec<ScalingNoteView>,
 }
 
 impl HistoryView {
@@ -148,7 +162,12 @@ impl HistoryView {
                 segments: e.segments.iter().map(SegmentView::from).collect(),
             })
             .collect();
-        HistoryView { scope: scope.to_owned(), stream: stream.to_owned(), epochs }
+        let notes = h
+            .notes
+            .iter()
+            .map(|n| ScalingNoteView { at_ms: n.at_ms, segment_id: n.segment_id, text: n.text.clone() })
+            .collect();
+        HistoryView { scope: scope.to_owned(), stream: stream.to_owned(), epochs, notes }
     }
 }
 

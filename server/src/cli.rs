@@ -203,14 +203,18 @@ pub async fn stream_history(client: &NadiClient, name: &str, as_json: bool) -> a
     if as_json {
         return print_json(&h);
     }
+    let at = |ms: u64| humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
     for e in &h.epochs {
-        println!("epoch {} ({}, at {} ms)", e.epoch, e.reason, e.created_at_ms);
+        println!("epoch {} ({}, at {})", e.epoch, e.reason, at(e.created_at_ms));
         for s in &e.segments {
             println!(
                 "  segment {:<24} id {:<14} keys [{:.6}, {:.6}) {}",
                 s.name, s.id, s.key_range[0], s.key_range[1], s.state
             );
         }
+    }
+    for n in &h.notes {
+        println!("note at {}: {}", at(n.at_ms), n.text);
     }
     Ok(())
 }

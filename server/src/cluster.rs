@@ -17,8 +17,9 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::StandaloneArgs;
+use crate::config::{ScalingArgs, StandaloneArgs};
 use crate::container::ContainerOptions;
+use crate::load::StoreLoad;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::standalone::{bind, grpc_server, shutdown_signal};
@@ -45,6 +46,18 @@ pub struct ControllerArgs {
     /// A reader-group reader that has not synced for this long is declared offline. Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
+    /// How often the leader decides auto-scaling, e.g. `5s` (the default).
+    #[arg(long, env = "NADI_LOAD_TICK")]
+    pub load_tick: Option<String>,
+    /// A segment younger than this is neither split nor merged by load. Default 10m.
+    #[arg(long, env = "NADI_SCALE_COOLDOWN")]
+    pub scale_cooldown: Option<String>,
+    /// After a scaling request for a segment, no new one for it for this long. Default 10m.
+    #[arg(long, env = "NADI_SCALE_MUTE")]
+    pub scale_mute: Option<String>,
+    /// The most active segments auto-scaling lets a stream have. Default 1024.
+    #[arg(long, env = "NADI_MAX_SEGMENTS")]
+    pub max_segments: Option<u32>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -59,6 +72,10 @@ struct ControllerFile {
     data_dir: Option<PathBuf>,
     http_listen: Option<SocketAddr>,
     reader_timeout: Option<String>,
+    load_tick: Option<String>,
+    scale_cooldown: Option<String>,
+    scale_mute: Option<String>,
+    max_segments: Option<u32>,
 }
 
 /// Flags of `nadi segment-store` (the controllers come from the global `--controller`).
@@ -87,6 +104,12 @@ pub struct SegmentStoreArgs {
     /// Bytes of requests each container accepts before writers wait for the disk. Default 64MiB.
     #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
     pub container_queue_bytes: Option<String>,
+    /// How often segment load is measured and reported, e.g. `5s` (the default).
+    #[arg(long, env = "NADI_LOAD_TICK")]
+    pub load_tick: Option<String>,
+    /// The windows segment rates are averaged over, shortest first. Default 2m,5m,10m,20m.
+    #[arg(long, env = "NADI_LOAD_WINDOWS")]
+    pub load_windows: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -102,6 +125,8 @@ struct SegmentStoreFile {
     log_file_size: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
+    load_tick: Option<String>,
+    load_windows: Option<String>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -165,6 +190,14 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         Some(s) => crate::config::parse_duration(&s)?,
         None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
     };
+    let scaler = ScalingArgs {
+        load_tick: args.load_tick.or(file.load_tick),
+        scale_cooldown: args.scale_cooldown.or(file.scale_cooldown),
+        scale_mute: args.scale_mute.or(file.scale_mute),
+        max_segments: args.max_segments.or(file.max_segments),
+        load_windows: None,
+    }
+    .scaler()?;
 
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
@@ -181,6 +214,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             None => None,
         },
         reader_timeout,
+        scaler,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -233,12 +267,19 @@ pub fn store_id(dir: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// How often a store heartbeats: every 2 s, or every load tick if that is shorter (so the
+/// auto-scaler sees each tick's rates).
+pub fn heartbeat_every(load: &crate::load::LoadSettings) -> Duration {
+    load.tick.min(Duration::from_secs(2))
+}
+
 /// Registers the store with the controllers, then keeps heartbeating every `every`, failing
-/// over between `controllers`. Returns after the first successful registration; the heartbeats
-/// go on in the background.
+/// over between `controllers`; every heartbeat carries the latest rates of `load`. Returns after
+/// the first successful registration; the heartbeats go on in the background.
 pub async fn register(
     controllers: Vec<String>,
     request: rpb::HeartbeatRequest,
+    load: StoreLoad,
     every: Duration,
     first_deadline: Duration,
 ) -> anyhow::Result<Vec<u32>> {
@@ -261,7 +302,8 @@ pub async fn register(
         let request = request.clone();
         move |start: usize| {
             let clients = clients.clone();
-            let request = request.clone();
+            let mut request = request.clone();
+            (request.loads, request.load_windows_ms) = load.report();
             async move {
                 let mut last = None;
                 for i in 0..clients.len() {
@@ -316,6 +358,11 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         log_file_size: args.log_file_size.or(file.log_file_size),
         checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
         container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
+        scaling: ScalingArgs {
+            load_tick: args.load_tick.or(file.load_tick),
+            load_windows: args.load_windows.or(file.load_windows),
+            ..ScalingArgs::default()
+        },
         ..StandaloneArgs::default()
     }
     .resolve()?;
@@ -341,17 +388,21 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
     };
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     let id = store_id(&tier1)?;
+    let load = StoreLoad::new(cfg.load.clone());
+    load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc_server()
-        .add_service(SegmentService::new(store.clone()).into_server())
+        .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx));
     let task = tokio::spawn(server);
     let request = rpb::HeartbeatRequest {
         store_id: id.clone(),
         endpoint: advertise.clone(),
         containers: store.containers().len() as u32,
+        ..Default::default()
     };
-    let assigned = register(controllers, request, Duration::from_secs(2), Duration::from_secs(60)).await?;
+    let every = heartbeat_every(&cfg.load);
+    let assigned = register(controllers, request, load, every, Duration::from_secs(60)).await?;
     eprintln!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})");
     shutdown_signal().await;
     eprintln!("nadi segment-store: shutting down");

@@ -41,9 +41,84 @@ pub struct StandaloneArgs {
     /// (at most 4GiB). Default 64MiB.
     #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
     pub container_queue_bytes: Option<String>,
+    #[command(flatten)]
+    pub scaling: ScalingArgs,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Auto-scaling settings (docs/autoscaling.md). The load windows are measured by segment
+/// stores; tick, cooldown, mute and the segment cap are the controller's.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ScalingArgs {
+    /// How often segment load is measured and scaling decided, e.g. `5s`. Default 5s.
+    #[arg(long, env = "NADI_LOAD_TICK")]
+    pub load_tick: Option<String>,
+    /// The windows segment rates are averaged over, shortest first, e.g. `2m,5m,10m,20m`
+    /// (the default). A segment splits when its two shortest are above target.
+    #[arg(long, env = "NADI_LOAD_WINDOWS")]
+    pub load_windows: Option<String>,
+    /// A segment younger than this is neither split nor merged, e.g. `10m` (the default).
+    #[arg(long, env = "NADI_SCALE_COOLDOWN")]
+    pub scale_cooldown: Option<String>,
+    /// After a scaling request for a segment, no new one for it for this long. Default 10m.
+    #[arg(long, env = "NADI_SCALE_MUTE")]
+    pub scale_mute: Option<String>,
+    /// The most active segments auto-scaling lets a stream have. Default 1024.
+    #[arg(long, env = "NADI_MAX_SEGMENTS")]
+    pub max_segments: Option<u32>,
+}
+
+impl ScalingArgs {
+    /// Each setting from `self` (flag or env) or else from `file`.
+    pub fn or(self, file: ScalingArgs) -> ScalingArgs {
+        ScalingArgs {
+            load_tick: self.load_tick.or(file.load_tick),
+            load_windows: self.load_windows.or(file.load_windows),
+            scale_cooldown: self.scale_cooldown.or(file.scale_cooldown),
+            scale_mute: self.scale_mute.or(file.scale_mute),
+            max_segments: self.max_segments.or(file.max_segments),
+        }
+    }
+
+    /// The segment store's measurement settings.
+    pub fn load(&self) -> anyhow::Result<crate::load::LoadSettings> {
+        let mut l = crate::load::LoadSettings::default();
+        if let Some(t) = &self.load_tick {
+            l.tick = parse_duration(t)?;
+        }
+        if let Some(w) = &self.load_windows {
+            l.windows = w.split(',').map(parse_duration).collect::<anyhow::Result<_>>()?;
+        }
+        if l.tick.is_zero() {
+            bail!("load tick must be longer than 0");
+        }
+        if l.windows.len() < 2 || l.windows.windows(2).any(|p| p[0] >= p[1]) || l.windows[0] < l.tick {
+            bail!(
+                "load windows must be at least two durations, shortest first, each at least the load tick (e.g.                  2m,5m,10m,20m)"
+            );
+        }
+        Ok(l)
+    }
+
+    /// The controller's auto-scaler settings.
+    pub fn scaler(&self) -> anyhow::Result<nadi_controller::autoscale::ScalerSettings> {
+        let mut s = nadi_controller::autoscale::ScalerSettings { tick: self.load()?.tick, ..Default::default() };
+        if let Some(c) = &self.scale_cooldown {
+            s.cooldown = parse_duration(c)?;
+        }
+        if let Some(m) = &self.scale_mute {
+            s.mute = parse_duration(m)?;
+        }
+        if let Some(n) = self.max_segments {
+            if n == 0 {
+                bail!("max segments must be at least 1");
+            }
+            s.max_segments = n;
+        }
+        Ok(s)
+    }
 }
 
 /// Parses a duration such as `30s`, `500ms` or `5m`.
@@ -64,6 +139,11 @@ struct FileConfig {
     reader_timeout: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
+    load_tick: Option<String>,
+    load_windows: Option<String>,
+    scale_cooldown: Option<String>,
+    scale_mute: Option<String>,
+    max_segments: Option<u32>,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -79,6 +159,10 @@ pub struct StandaloneConfig {
     pub reader_timeout: std::time::Duration,
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
+    /// Segment load measurement.
+    pub load: crate::load::LoadSettings,
+    /// The auto-scaler.
+    pub scaler: nadi_controller::autoscale::ScalerSettings,
 }
 
 /// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
@@ -132,7 +216,16 @@ impl StandaloneArgs {
             Some(s) => parse_duration(&s)?,
             None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
         };
+        let scaling = self.scaling.or(ScalingArgs {
+            load_tick: file.load_tick,
+            load_windows: file.load_windows,
+            scale_cooldown: file.scale_cooldown,
+            scale_mute: file.scale_mute,
+            max_segments: file.max_segments,
+        });
         Ok(StandaloneConfig {
+            load: scaling.load()?,
+            scaler: scaling.scaler()?,
             reader_timeout,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
             controller_listen: self

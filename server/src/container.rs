@@ -702,6 +702,12 @@ impl Container {
         })
     }
 
+    /// The names of this container's unsealed segments (whose load the auto-scaler measures).
+    pub fn open_segments(&self) -> Vec<String> {
+        let d = self.shared.durable.read();
+        d.segments.iter().filter(|(_, s)| !s.sealed).map(|(name, _)| name.clone()).collect()
+    }
+
     /// A receiver that changes whenever more data becomes durable in this container.
     pub fn subscribe(&self) -> watch::Receiver<Lsn> {
         self.shared.durable_lsn.subscribe()

@@ -4,10 +4,20 @@
 //! Appends add to the current tick's counters; every tick folds the tick's rate into each
 //! window's average with weight `1 - exp(-tick / window)`, so a window's average forgets load
 //! with time constant `window` whatever the tick. A segment with no appends keeps decaying,
-//! which is what lets cold segments be merged. Not wired into the store yet (issue 6).
+//! which is what lets cold segments be merged.
+//!
+//! The store reports every open segment it hosts, not only those with appends: after a restart
+//! a segment nobody writes to starts at zero and, once its longest window has passed
+//! (`measured`), counts as cold, so it still merges. See docs/autoscaling.md.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use nadi_proto::raft::v1 as rpb;
+use parking_lot::Mutex;
+
+use crate::store::SegmentStore;
 
 /// Windows and tick of the rate averages.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +49,8 @@ struct Meter {
     events: u64,
     bytes: u64,
     rates: Rates,
+    /// Time folded into `rates` so far.
+    measured: Duration,
 }
 
 /// The load of every segment of one store.
@@ -66,6 +78,23 @@ impl LoadTracker {
         self.meters.remove(segment);
     }
 
+    /// Makes the tracker measure exactly `open` from now on: segments not measured yet start
+    /// (at zero until appends arrive), segments not in `open` (sealed, deleted) are forgotten.
+    pub fn track_exactly<'a>(&mut self, open: impl IntoIterator<Item = &'a str>) {
+        let open: std::collections::HashSet<&str> = open.into_iter().collect();
+        self.meters.retain(|k, _| open.contains(k.as_str()));
+        for s in open {
+            if !self.meters.contains_key(s) {
+                self.meters.insert(s.to_owned(), Meter::default());
+            }
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &LoadSettings {
+        &self.settings
+    }
+
     /// Folds `elapsed` (one tick, or what really passed) of counts into every average.
     pub fn tick(&mut self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
@@ -78,6 +107,7 @@ impl LoadTracker {
             let (ev, by) = (m.events as f64 / secs, m.bytes as f64 / secs);
             m.events = 0;
             m.bytes = 0;
+            m.measured += elapsed;
             if m.rates.events_per_sec.len() != alphas.len() {
                 // First tick: start every window at the observed rate.
                 m.rates = Rates { events_per_sec: vec![ev; alphas.len()], bytes_per_sec: vec![by; alphas.len()] };
@@ -95,9 +125,69 @@ impl LoadTracker {
         self.meters.get(segment).map(|m| &m.rates).filter(|r| !r.events_per_sec.is_empty())
     }
 
-    /// Every segment's rates.
-    pub fn all(&self) -> impl Iterator<Item = (&str, &Rates)> {
-        self.meters.iter().filter(|(_, m)| !m.rates.events_per_sec.is_empty()).map(|(k, m)| (k.as_str(), &m.rates))
+    /// Every measured segment: its name, rates and how long it has been measured.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &Rates, Duration)> {
+        self.meters
+            .iter()
+            .filter(|(_, m)| !m.rates.events_per_sec.is_empty())
+            .map(|(k, m)| (k.as_str(), &m.rates, m.measured))
+    }
+}
+
+/// The load meter of one segment store, shared by the segment service (which counts
+/// acknowledged appends) and the heartbeat (which reports the rates to the controller).
+#[derive(Debug, Clone, Default)]
+pub struct StoreLoad {
+    tracker: Arc<Mutex<LoadTracker>>,
+}
+
+impl StoreLoad {
+    /// A meter with `settings`.
+    pub fn new(settings: LoadSettings) -> StoreLoad {
+        StoreLoad { tracker: Arc::new(Mutex::new(LoadTracker::new(settings))) }
+    }
+
+    /// Counts acknowledged appends. (A transaction segment is measured under its own name;
+    /// the controller adds its rates to its parent's.)
+    pub fn record(&self, segment: &str, events: u64, bytes: u64) {
+        self.tracker.lock().record(segment, events, bytes);
+    }
+
+    /// Every tick: measure exactly the store's open segments and fold the tick into the
+    /// averages. Runs until the runtime stops.
+    pub fn spawn_ticker(&self, store: Arc<SegmentStore>) -> tokio::task::JoinHandle<()> {
+        let tracker = self.tracker.clone();
+        let every = tracker.lock().settings().tick;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            let mut last = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                let open: Vec<String> = store.containers().iter().flat_map(|c| c.open_segments()).collect();
+                let now = tokio::time::Instant::now();
+                let mut t = tracker.lock();
+                t.track_exactly(open.iter().map(String::as_str));
+                t.tick(now - last);
+                last = now;
+            }
+        })
+    }
+
+    /// The rates to send with a heartbeat, and the windows they are averaged over (ms).
+    pub fn report(&self) -> (Vec<rpb::SegmentLoad>, Vec<u64>) {
+        let t = self.tracker.lock();
+        let loads = t
+            .all()
+            .map(|(segment, r, measured)| rpb::SegmentLoad {
+                segment: segment.to_owned(),
+                events_per_sec: r.events_per_sec.clone(),
+                bytes_per_sec: r.bytes_per_sec.clone(),
+                measured_ms: measured.as_millis() as u64,
+            })
+            .collect();
+        (loads, t.settings().windows.iter().map(|w| w.as_millis() as u64).collect())
     }
 }
 
@@ -143,5 +233,20 @@ mod tests {
         assert!(t.rates("other").is_none());
         t.remove("s");
         assert!(t.rates("s").is_none());
+    }
+
+    #[test]
+    fn tracked_segments_without_appends_are_measured_at_zero() {
+        let mut t = LoadTracker::new(settings());
+        t.record("gone", 5, 5);
+        t.track_exactly(["idle", "busy"]);
+        t.record("busy", 50, 500);
+        t.tick(Duration::from_secs(1));
+        t.tick(Duration::from_secs(1));
+        let all: std::collections::BTreeMap<_, _> = t.all().map(|(k, r, m)| (k.to_owned(), (r.clone(), m))).collect();
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["busy", "idle"], "the sealed segment is forgotten");
+        assert_eq!(all["idle"].0.events_per_sec, vec![0.0, 0.0]);
+        assert_eq!(all["idle"].1, Duration::from_secs(2));
+        assert!(all["busy"].0.events_per_sec[0] > 10.0);
     }
 }

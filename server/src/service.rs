@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::container::MAX_BATCH_BYTES;
 use crate::error::StoreError;
+use crate::load::StoreLoad;
 use crate::store::SegmentStore;
 
 /// Append batches queued per stream before the handler stops reading more.
@@ -39,11 +40,18 @@ pub const MAX_SEGMENT_NAME_LEN: usize = 512;
 #[derive(Debug, Clone)]
 pub struct SegmentService {
     store: Arc<SegmentStore>,
+    load: StoreLoad,
 }
 
 impl SegmentService {
     pub fn new(store: Arc<SegmentStore>) -> Self {
-        Self { store }
+        Self { store, load: StoreLoad::default() }
+    }
+
+    /// Counts acknowledged appends on `load` (for the auto-scaler).
+    pub fn with_load(mut self, load: StoreLoad) -> Self {
+        self.load = load;
+        self
     }
 
     /// The tonic server for this service, with large frames and windows (see MACHINE-LIMITS).
@@ -136,6 +144,7 @@ impl SegmentStoreApi for SegmentService {
         let setup_ack =
             pb::append_response::Kind::SetupAck(pb::SetupAck { last_event_number: last, segment_length: length });
         let _ = tx.send(Ok(pb::AppendResponse { kind: Some(setup_ack) })).await;
+        let load = self.load.clone();
         tokio::spawn(async move {
             let (segment, writer) = (setup.segment, setup.writer_id);
             let mut pending = FuturesOrdered::new();
@@ -160,18 +169,21 @@ impl SegmentStoreApi for SegmentService {
                             let _ = tx.send(Err(e.into())).await;
                             return;
                         }
-                        let len = batch.data.len();
+                        let (len, events) = (batch.data.len(), batch.event_count);
                         match container.append(&segment, &writer, batch.last_event_number, batch.event_count, batch.data).await {
                             Ok(rx) => {
                                 pending_bytes += len;
-                                pending.push_back(async move { (rx.await, len) });
+                                pending.push_back(async move { (rx.await, len, events) });
                             }
                             Err(e) => { let _ = tx.send(Err(e.into())).await; return; }
                         }
                     }
-                    Some((done, len)) = pending.next(), if !pending.is_empty() => {
+                    Some((done, len, events)) = pending.next(), if !pending.is_empty() => {
                         pending_bytes -= len;
                         let res = done.unwrap_or(Err(StoreError::ShuttingDown));
+                        if res.is_ok() {
+                            load.record(&segment, events as u64, len as u64);
+                        }
                         let msg = res.map(|ack| pb::AppendResponse {
                             kind: Some(pb::append_response::Kind::Ack(pb::AppendAck {
                                 last_event_number: ack.last_event_number,
@@ -269,11 +281,13 @@ impl SegmentStoreApi for SegmentService {
             data: req.data.clone(),
         };
         check_batch(&batch)?;
+        let len = req.data.len() as u64;
         let ack = self
             .store
             .container(&req.segment)
             .conditional_append(&req.segment, req.expected_offset, req.event_count, req.data)
             .await?;
+        self.load.record(&req.segment, req.event_count as u64, len);
         Ok(Response::new(pb::ConditionalAppendResponse { segment_length: ack.segment_length }))
     }
 

@@ -22,9 +22,10 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::wire::TypedDecodeErrorsLayer;
 
-use crate::cluster::{register, serve_controller, stopped, store_id};
+use crate::cluster::{heartbeat_every, register, serve_controller, stopped, store_id};
 use crate::config::StandaloneConfig;
 use crate::container::ContainerOptions;
+use crate::load::StoreLoad;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::store::{SegmentStore, StoreConfig};
@@ -73,12 +74,15 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         settings: RaftSettings::default(),
         http_address: Some(format!("http://{http_addr}")),
         reader_timeout: cfg.reader_timeout,
+        scaler: cfg.scaler.clone(),
     })
     .await?;
 
+    let load = StoreLoad::new(cfg.load.clone());
+    load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let seg_server = grpc_server()
-        .add_service(SegmentService::new(store.clone()).into_server())
+        .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
         .serve_with_incoming_shutdown(TcpListenerStream::new(seg_listener), stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
@@ -93,8 +97,10 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         store_id: store_id(&tier1)?,
         endpoint: format!("http://{seg_addr}"),
         containers: store.containers().len() as u32,
+        ..Default::default()
     };
-    register(vec![format!("http://{ctl_addr}")], request, Duration::from_secs(2), Duration::from_secs(60)).await?;
+    let every = heartbeat_every(&cfg.load);
+    register(vec![format!("http://{ctl_addr}")], request, load, every, Duration::from_secs(60)).await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "nadi standalone ready");
     eprintln!(
