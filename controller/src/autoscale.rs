@@ -16,8 +16,9 @@
 //!   split and the caller records why in the stream's history.
 //! - **Cold**: every window's rate is below half the target, and the store has measured the
 //!   segment for at least the longest window (after a store restart a segment must first show
-//!   it is cold). Two adjacent cold segments whose summed longest-window rate stays below the
-//!   target merge, never below `min_segments`.
+//!   it is cold). Two adjacent cold segments whose summed longest-window rate stays below 3/4
+//!   of the target merge, never below `min_segments`. The margin keeps a merged segment clearly
+//!   below the split threshold, so load near the threshold does not split and merge in turn.
 //! - **Cooldown**: a segment created less than `cooldown` ago is neither split nor merged.
 //! - **Mute**: after a request for a segment, no new request for it for `mute`.
 
@@ -36,6 +37,9 @@ use crate::state::{Command, EpochReason, Scaling, StreamState};
 /// The narrowest key range the auto-scaler still splits (2^-20 of the key space). A segment
 /// this narrow that is still hot carries one or a few hot keys; splitting cannot spread them.
 pub const MIN_SPLIT_WIDTH: f64 = 1.0 / (1u64 << 20) as f64;
+
+/// Two cold neighbours merge only if their summed rate is below this fraction of the target.
+pub const MERGE_HEADROOM: f64 = 0.75;
 
 /// Settings of the auto-scaler (the leader's side; the windows are the stores').
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +165,7 @@ pub fn decide(
             && settled(b)
             && cold(a, policy.target)
             && cold(b, policy.target)
-            && longest(a) + longest(b) < policy.target
+            && longest(a) + longest(b) < policy.target * MERGE_HEADROOM
             && !out
                 .iter()
                 .any(|d| matches!(d, Decision::Split { segment, .. } if *segment == a.id || *segment == b.id));

@@ -47,18 +47,72 @@ pub struct BenchArgs {
     /// Distinct routing keys (0: events without keys).
     #[arg(long, default_value_t = 1024)]
     pub keys: u64,
+    /// Scaling policy if the stream is created (`fixed`, `events:RATE,FACTOR,MIN` or
+    /// `bytes:RATE,FACTOR,MIN`); `fixed` uses --segments.
+    #[arg(long, default_value = "fixed")]
+    pub scaling: String,
+    /// Also report latency per interval of this many seconds (`intervals` in the JSON), e.g.
+    /// to compare the time around a scale with the time before it.
+    #[arg(long)]
+    pub report_every: Option<f64>,
 }
 
-struct Latencies(Mutex<Histogram<u64>>);
+/// Latencies: the whole run, and per interval (by acknowledgement time).
+struct Latencies {
+    start: Instant,
+    every: Option<Duration>,
+    inner: Mutex<LatencyState>,
+}
+
+struct LatencyState {
+    all: Histogram<u64>,
+    intervals: Vec<Histogram<u64>>,
+    /// When the last acknowledgement arrived.
+    last_ack: Option<Instant>,
+    /// The longest time an event waited while no acknowledgement at all arrived.
+    max_stall: Duration,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
 
 impl AckObserver for Latencies {
     fn acked(&self, written_at: &[Instant], now: Instant) {
-        let mut h = self.0.lock();
+        let mut st = self.inner.lock();
+        let st = &mut *st;
+        if let Some(oldest) = written_at.iter().min() {
+            // Nothing was acknowledged between max(last ack, when the oldest of these was
+            // written) and now: the writer saw no progress for that long.
+            let since = st.last_ack.map_or(*oldest, |l| l.max(*oldest));
+            st.max_stall = st.max_stall.max(now.saturating_duration_since(since));
+        }
+        st.last_ack = Some(now);
+        let slot =
+            self.every.map(|e| (now.saturating_duration_since(self.start).as_secs_f64() / e.as_secs_f64()) as usize);
+        if let Some(i) = slot {
+            while st.intervals.len() <= i {
+                st.intervals.push(histogram());
+            }
+        }
         for t in written_at {
-            let us = now.saturating_duration_since(*t).as_micros() as u64;
-            let _ = h.record(us.max(1));
+            let us = (now.saturating_duration_since(*t).as_micros() as u64).max(1);
+            let _ = st.all.record(us);
+            if let Some(i) = slot {
+                let _ = st.intervals[i].record(us);
+            }
         }
     }
+}
+
+fn summary(h: &Histogram<u64>) -> serde_json::Value {
+    json!({
+        "p50": ms(h, 0.50),
+        "p95": ms(h, 0.95),
+        "p99": ms(h, 0.99),
+        "p999": ms(h, 0.999),
+        "max": h.max() as f64 / 1000.0,
+    })
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -78,11 +132,26 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     if args.producers == 0 || args.duration <= 0.0 || args.event_size == 0 {
         bail!("--producers, --duration and --event-size must be positive");
     }
+    if args.report_every.is_some_and(|e| e.is_nan() || e <= 0.0) {
+        bail!("--report-every must be a positive number of seconds");
+    }
+    let spec = StreamSpec { config: nadi_controller::views::create_config(None, Some(&args.scaling), None)? };
+    let spec = if args.scaling.trim() == "fixed" { StreamSpec::fixed(args.segments) } else { spec };
     ignore_exists(client.create_scope(scope).await)?;
-    ignore_exists(client.create_stream(scope, stream, StreamSpec::fixed(args.segments)).await.map(|_| ()))?;
+    ignore_exists(client.create_stream(scope, stream, spec).await.map(|_| ()))?;
     let segments = client.active_segments(scope, stream).await?.segments.len();
 
-    let hist = Arc::new(Latencies(Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?)));
+    let start = Instant::now();
+    let hist = Arc::new(Latencies {
+        start,
+        every: args.report_every.map(Duration::from_secs_f64),
+        inner: Mutex::new(LatencyState {
+            all: histogram(),
+            intervals: Vec::new(),
+            last_ack: None,
+            max_stall: Duration::ZERO,
+        }),
+    });
     let consumed = Arc::new(AtomicU64::new(0));
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
@@ -96,7 +165,6 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     }
 
     let duration = Duration::from_secs_f64(args.duration);
-    let start = Instant::now();
     let mut producers = Vec::new();
     for _ in 0..args.producers {
         let cfg = WriterConfig { observer: Some(hist.clone()), ..Default::default() };
@@ -159,9 +227,10 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
             c.abort();
         }
     }
-    let h = hist.0.lock();
+    let st = hist.inner.lock();
+    let segments_after = client.active_segments(scope, stream).await?.segments.len();
     let bytes = events as f64 * args.event_size as f64;
-    let result = json!({
+    let mut result = json!({
         "stream": args.stream,
         "segments": segments,
         "producers": args.producers,
@@ -174,14 +243,19 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         "events_per_sec": events as f64 / elapsed,
         "mb_per_sec": bytes / elapsed / 1e6,
         "consumed_events": consumed.load(Ordering::Relaxed),
-        "latency_ms": {
-            "p50": ms(&h, 0.50),
-            "p95": ms(&h, 0.95),
-            "p99": ms(&h, 0.99),
-            "p999": ms(&h, 0.999),
-            "max": h.max() as f64 / 1000.0,
-        },
+        "latency_ms": summary(&st.all),
+        "max_stall_ms": st.max_stall.as_secs_f64() * 1000.0,
+        "segments_after": segments_after,
     });
+    if let Some(every) = args.report_every {
+        let intervals: Vec<_> = st
+            .intervals
+            .iter()
+            .enumerate()
+            .map(|(i, h)| json!({ "start_secs": i as f64 * every, "events": h.len(), "latency_ms": summary(h) }))
+            .collect();
+        result["intervals"] = json!(intervals);
+    }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

@@ -97,7 +97,10 @@ pub struct Cluster {
     pub http_ports: BTreeMap<u64, u16>,
     pub controllers: BTreeMap<u64, Proc>,
     pub store: Option<Proc>,
-    /// Extra environment of every controller (e.g. fault-injection hooks).
+    /// The segment store's port, the same across restarts (as a deployed store's would be).
+    pub store_port: u16,
+    /// Extra environment of every controller and the segment store (e.g. fault-injection
+    /// hooks, auto-scaling timing).
     pub controller_env: Vec<(String, String)>,
     runtime: tokio::runtime::Runtime,
 }
@@ -108,7 +111,7 @@ impl Cluster {
         Self::start_with_env(dir, n, &[])
     }
 
-    /// Starts `n` controllers, each with the extra environment `env`, and one segment store.
+    /// Starts `n` controllers and one segment store, each with the extra environment `env`.
     pub fn start_with_env(dir: &Path, n: u64, env: &[(&str, &str)]) -> Cluster {
         let ports = (1..=n).map(|id| (id, free_port())).collect();
         let http_ports = (1..=n).map(|id| (id, free_port())).collect();
@@ -120,6 +123,7 @@ impl Cluster {
             http_ports,
             controllers: BTreeMap::new(),
             store: None,
+            store_port: free_port(),
             controller_env,
             runtime,
         };
@@ -159,18 +163,20 @@ impl Cluster {
         self.controllers.insert(id, p);
     }
 
-    /// Starts (or restarts) the segment store; it is ready once registered with a leader.
+    /// Starts (or restarts) the segment store on its port; it is ready once registered with a
+    /// leader.
     pub fn start_store(&mut self) {
         let args = vec![
             "--controller".to_owned(),
             self.controller_urls(),
             "segment-store".into(),
             "--listen".into(),
-            "127.0.0.1:0".into(),
+            format!("127.0.0.1:{}", self.store_port),
             "--data-dir".into(),
             self.dir.join("store").display().to_string(),
         ];
-        self.store = Some(Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)));
+        self.store =
+            Some(Proc::start_env(&args, "nadi segment-store ready", Duration::from_secs(60), &self.controller_env));
     }
 
     /// `host:port` of controller `id`'s admin HTTP API.

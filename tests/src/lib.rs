@@ -268,3 +268,29 @@ pub fn json_out(out: &Output) -> serde_json::Value {
     let text = ok(out);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
 }
+
+/// Checks keyed events read back (`(key, per-key sequence number)`, in read order) against
+/// what was acknowledged (`key` → number of events, numbered from 0): every event exactly once,
+/// and each key's events in the order written. `what` names the reader in failure messages.
+pub fn check_per_key_order(events: &[(String, u64)], expected: &std::collections::HashMap<String, u64>, what: &str) {
+    let mut last: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut count: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for (key, seq) in events {
+        if let Some(prev) = last.insert(key, *seq) {
+            assert!(prev < *seq, "{what}: key {key}: {seq} read after {prev}");
+        }
+        *count.entry(key).or_default() += 1;
+    }
+    for (key, n) in expected {
+        assert_eq!(count.get(key.as_str()).copied().unwrap_or(0), *n, "{what}: key {key}: events read");
+        assert_eq!(last.get(key.as_str()).copied(), Some(n - 1), "{what}: key {key}: last sequence number");
+    }
+    assert_eq!(count.len(), expected.len(), "{what}: keys read");
+}
+
+/// Parses a `key:seq` event payload.
+pub fn parse_keyed_event(p: &[u8]) -> (String, u64) {
+    let s = std::str::from_utf8(p).expect("utf-8 event");
+    let (k, n) = s.split_once(':').expect("key:seq");
+    (k.to_owned(), n.parse().expect("sequence number"))
+}

@@ -10,34 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig};
-use nadi_tests::{Standalone, ok};
+use nadi_tests::{Standalone, check_per_key_order, ok, parse_keyed_event};
 use rand::Rng;
 
 const WRITERS: usize = 3;
 const KEYS: usize = 40;
 const SCALES: u32 = 12;
-
-fn check(events: &[(String, u64)], expected: &HashMap<String, u64>, what: &str) {
-    let mut last: HashMap<&str, u64> = HashMap::new();
-    let mut count: HashMap<&str, u64> = HashMap::new();
-    for (key, seq) in events {
-        if let Some(prev) = last.insert(key, *seq) {
-            assert!(prev < *seq, "{what}: key {key}: {seq} read after {prev}");
-        }
-        *count.entry(key).or_default() += 1;
-    }
-    for (key, n) in expected {
-        assert_eq!(count.get(key.as_str()).copied().unwrap_or(0), *n, "{what}: key {key}: events read");
-        assert_eq!(last.get(key.as_str()).copied(), Some(n - 1), "{what}: key {key}: last sequence number");
-    }
-    assert_eq!(count.len(), expected.len(), "{what}: keys read");
-}
-
-fn parse(p: &Bytes) -> (String, u64) {
-    let s = std::str::from_utf8(p).expect("utf-8 event");
-    let (k, n) = s.split_once(':').expect("key:seq");
-    (k.to_owned(), n.parse().expect("sequence number"))
-}
 
 #[test]
 fn per_key_order_and_exactly_once_through_splits_and_merges() {
@@ -63,7 +41,7 @@ fn per_key_order_and_exactly_once_through_splits_and_merges() {
             while total_rx.borrow().is_none_or(|t| out.len() < t) {
                 tokio::select! {
                     ev = tokio::time::timeout(Duration::from_secs(60), r.next()) => match ev {
-                        Ok(Some(Ok(ev))) => out.push(parse(&ev.payload)),
+                        Ok(Some(Ok(ev))) => out.push(parse_keyed_event(&ev.payload)),
                         other => panic!("live reader stopped after {} events: {other:?}", out.len()),
                     },
                     _ = total_rx.changed() => {}
@@ -130,13 +108,13 @@ fn per_key_order_and_exactly_once_through_splits_and_merges() {
     eprintln!("{scales} scales in {:?}; {total} events", started.elapsed());
 
     let live = rt.block_on(live).unwrap();
-    check(&live, &expected, "live reader");
+    check_per_key_order(&live, &expected, "live reader");
     let fresh = rt.block_on(async {
         let mut r = StreamReader::new(&client, "demo", "t", true).await.unwrap();
         let mut out = Vec::new();
         while out.len() < total as usize {
             match tokio::time::timeout(Duration::from_secs(30), r.next()).await {
-                Ok(Some(Ok(ev))) => out.push(parse(&ev.payload)),
+                Ok(Some(Ok(ev))) => out.push(parse_keyed_event(&ev.payload)),
                 other => panic!("fresh reader stopped after {} events: {other:?}", out.len()),
             }
         }
@@ -144,5 +122,5 @@ fn per_key_order_and_exactly_once_through_splits_and_merges() {
         assert!(tokio::time::timeout(Duration::from_millis(500), r.next()).await.is_err(), "an extra event");
         out
     });
-    check(&fresh, &expected, "reader from the head");
+    check_per_key_order(&fresh, &expected, "reader from the head");
 }
