@@ -227,8 +227,8 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
             c.abort();
         }
     }
-    let st = hist.inner.lock();
     let segments_after = client.active_segments(scope, stream).await?.segments.len();
+    let st = hist.inner.lock();
     let bytes = events as f64 * args.event_size as f64;
     let mut result = json!({
         "stream": args.stream,

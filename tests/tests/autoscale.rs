@@ -17,7 +17,7 @@ use bytes::Bytes;
 use nadi_client::{EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig};
 use nadi_proto::controller::v1 as pb;
 use nadi_tests::cluster::Cluster;
-use nadi_tests::{Standalone, check_per_key_order, json_out, ok, parse_keyed_event};
+use nadi_tests::{Standalone, check_per_key_order, http_raw, json_out, ok, parse_keyed_event};
 
 /// Seconds instead of minutes: tick 250 ms, windows 1/2/4 s, cooldown and mute 2 s.
 const FAST: [(&str, &str); 4] = [
@@ -191,6 +191,13 @@ fn uniform_load_splits_to_four_and_merges_back_to_one() {
         assert!(reasons.iter().all(|r| matches!(r, pb::EpochReason::SplitByLoad | pb::EpochReason::MergeByLoad)), "{reasons:?}");
         assert!(reasons.iter().filter(|r| **r == pb::EpochReason::SplitByLoad).count() >= 2, "{reasons:?}");
         assert_eq!(reasons.last(), Some(&pb::EpochReason::MergeByLoad));
+        // The picture has one box per segment that ever existed.
+        let (code, svg) = http_raw(&s.http_addr, "GET", "/v1/scopes/demo/streams/u/history.svg", None);
+        assert_eq!(code, 200, "{svg}");
+        let segments: std::collections::HashSet<u64> = h.epochs.iter().flat_map(|e| e.segments.iter().map(|s| s.id)).collect();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
+        assert_eq!(svg.matches("<title>segment ").count(), segments.len(), "{svg}");
+        assert_eq!(http_raw(&s.http_addr, "GET", "/v1/scopes/demo/streams/nope/history.svg", None).0, 404);
         check_stream(&client, "u", &expected).await;
     });
 }
