@@ -99,7 +99,7 @@ pub fn render(h: &HistoryView, now_ms: u64) -> String {
             r#"<rect x="{lx}" y="34" width="12" height="12" fill="{c}"/><text x="{}" y="44">{reason}</text>"#,
             lx + 16.0
         );
-        lx += 24.0 + 7.5 * reason.len() as f64;
+        lx += 30.0 + 6.6 * reason.len() as f64;
     }
     for b in boxes.values() {
         let (bx, by) = (x(b.from_ms), y(b.high));
@@ -152,10 +152,10 @@ pub fn render(h: &HistoryView, now_ms: u64) -> String {
     }
     let _ = write!(
         svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">time since the stream was created ({} ms since the Unix epoch); key space 0 to 1 upwards</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">time since the stream was created ({}); key space 0 to 1 upwards</text>"#,
         LEFT + pw / 2.0,
         HEIGHT - 12.0,
-        t0
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(t0))
     );
     // Held-back decisions: a mark on the time axis.
     for n in &h.notes {
