@@ -548,6 +548,23 @@ impl NadiClient {
         self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
     }
 
+    /// The endpoint of the segment store serving the segment named `segment` now (from the
+    /// cluster's container assignment). Used to reconnect after a store restarted elsewhere.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` if no controller answered or no store hosts the segment's container.
+    pub async fn segment_endpoint(&self, segment: &str) -> Result<String, ClientError> {
+        let info = self.cluster_info().await?;
+        let count = info.containers.len() as u32;
+        let container = nadi_proto::names::container_of(segment, count);
+        info.containers
+            .iter()
+            .find(|a| a.container == container && !a.endpoint.is_empty())
+            .map(|a| a.endpoint.clone())
+            .ok_or_else(|| ClientError::new(ErrorKind::Unavailable, format!("no segment store hosts {segment} now")))
+    }
+
     /// The reader groups of a scope, sorted (see [`ReaderGroup`](crate::ReaderGroup)).
     ///
     /// # Errors

@@ -213,7 +213,7 @@ async fn coordinate(
 /// Returns true once the segment's end was read and every event handed over.
 async fn read_segment(
     client: NadiClient,
-    endpoint: String,
+    mut endpoint: String,
     segment: String,
     mut offset: u64,
     tx: mpsc::Sender<Result<EventRead, ClientError>>,
@@ -248,6 +248,10 @@ async fn read_segment(
             Err(e) if e.is_retryable() && attempts < 10 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
+                // The store may have restarted at another address.
+                if let Ok(now) = client.segment_endpoint(&segment).await {
+                    endpoint = now;
+                }
             }
             Err(e) => {
                 let _ = tx.send(Err(e)).await;

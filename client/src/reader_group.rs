@@ -789,7 +789,7 @@ impl Reader {
 /// connection (up to 10 times in a row) from the last delivered position.
 async fn read_segment(
     client: NadiClient,
-    endpoint: String,
+    mut endpoint: String,
     segment: String,
     mut offset: u64,
     token: u64,
@@ -827,6 +827,10 @@ async fn read_segment(
             Err(e) if e.is_retryable() && attempts < 10 => {
                 attempts += 1;
                 tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
+                // The store may have restarted at another address.
+                if let Ok(now) = client.segment_endpoint(&segment).await {
+                    endpoint = now;
+                }
             }
             Err(e) => {
                 let e = ClientError { message: format!("reading {segment}: {}", e.message), ..e };

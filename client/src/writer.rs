@@ -588,9 +588,22 @@ impl SegmentTask {
                     let backoff = Duration::from_millis(50 * (1 << attempts.min(6)));
                     tracing::warn!(segment = %self.segment, error = %e, attempt = attempts, "append stream lost; reconnecting");
                     tokio::time::sleep(backoff).await;
+                    self.relocate().await;
                 }
                 End::Failed(e) => return self.fail(e, rx).await,
             }
+        }
+    }
+
+    /// After a lost connection: asks the controller where the segment is served now (its
+    /// store may have restarted at another address). Keeps the old endpoint if the controller
+    /// cannot say.
+    async fn relocate(&mut self) {
+        if let Ok(endpoint) = self.shared.client.segment_endpoint(&self.segment).await
+            && endpoint != self.endpoint
+        {
+            tracing::info!(segment = %self.segment, from = %self.endpoint, to = %endpoint, "segment store moved");
+            self.endpoint = endpoint;
         }
     }
 

@@ -396,12 +396,12 @@ impl Controller {
         if sealed.is_empty() {
             return Ok(());
         }
+        // One scale per stream at a time: if a manual scale or a commit holds the stream, the
+        // next round decides again on what it left (nothing is muted for an attempt not made).
+        let Some(_lock) = self.locks.try_lock(&c.scope, &c.stream) else { return Ok(()) };
         for id in &sealed {
             asked.insert(*id, now);
         }
-        // One scale per stream at a time: if a manual scale or a commit holds the stream, the
-        // next round decides again on what it left.
-        let Some(_lock) = self.locks.try_lock(&c.scope, &c.stream) else { return Ok(()) };
         tracing::info!(scope = %c.scope, stream = %c.stream, ?reason, ?sealed, successors = new_ranges.len(), "auto-scaling");
         let cmd = Command::StartScale {
             scope: c.scope.clone(),
