@@ -15,14 +15,13 @@ use nadi_proto::raft::v1 as rpb;
 use nadi_proto::raft::v1::segment_store_registry_client::SegmentStoreRegistryClient;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{ScalingArgs, StandaloneArgs};
 use crate::container::ContainerOptions;
 use crate::load::StoreLoad;
 use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
-use crate::standalone::{bind, grpc_server, shutdown_signal};
+use crate::standalone::{bind, grpc_server, incoming, shutdown_signal};
 use crate::store::{SegmentStore, StoreConfig};
 
 /// Flags of `nadi controller`.
@@ -171,7 +170,7 @@ pub fn serve_controller(
     let server = grpc_server()
         .layer(node.forward_layer())
         .add_routes(node.grpc_routes())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+        .serve_with_incoming_shutdown(incoming(listener), stop);
     tokio::spawn(server)
 }
 
@@ -393,7 +392,7 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc_server()
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped(stop_rx));
+        .serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx));
     let task = tokio::spawn(server);
     let request = rpb::HeartbeatRequest {
         store_id: id.clone(),

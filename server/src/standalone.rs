@@ -16,7 +16,6 @@ use nadi_controller::node::{ControllerNode, NodeConfig};
 use nadi_controller::raft::RaftSettings;
 use nadi_proto::raft::v1::HeartbeatRequest;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
 
@@ -32,6 +31,14 @@ use crate::store::{SegmentStore, StoreConfig};
 
 pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
+}
+
+/// Accepted connections of `listener` with Nagle's algorithm off. (`Server::tcp_nodelay`
+/// applies only to listeners tonic binds itself; without this, a small acknowledgement that
+/// follows another one waits for the client's delayed TCP ACK, up to 40 ms, whenever the
+/// client has nothing more to send, e.g. for the last events before a flush.)
+pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 /// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS), whose
@@ -83,7 +90,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let seg_server = grpc_server()
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(seg_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(incoming(seg_listener), stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
