@@ -267,7 +267,7 @@ fn bench_reports_stall_and_tail_latency_through_a_split() {
 }
 
 #[test]
-fn fixed_streams_never_scale_by_load() {
+fn fixed_streams_never_scale_by_load_until_their_policy_changes() {
     let _one = serial();
     let dir = tempfile::tempdir().unwrap();
     let s = start_fast(dir.path());
@@ -283,11 +283,49 @@ fn fixed_streams_never_scale_by_load() {
         // The same load splits the stream with a load policy (so the scaler was at work) ...
         wait_for_segments(&client, "auto", |n| n >= 2, Duration::from_secs(30), "auto splitting").await;
         tokio::time::sleep(Duration::from_secs(4)).await;
-        let (fixed, _) = (a.stop().await, b.stop().await);
         // ... and never the fixed one.
         let h = history(&client, "fixed").await;
         assert_eq!(h.epochs.len(), 1, "{h:#?}");
+        b.stop().await;
+        // The policy changes at run time (CLI): from then on the loaded stream splits.
+        ok(&s.cli(&["stream", "update", "demo/fixed", "--scaling", "events:100,2,1"]));
+        wait_for_segments(&client, "fixed", |n| n >= 2, Duration::from_secs(30), "splitting after the update").await;
+        let fixed = a.stop().await;
         check_stream(&client, "demo", "fixed", &fixed).await;
+    });
+}
+
+#[test]
+fn a_capped_stream_says_so_in_its_history_instead_of_splitting() {
+    let _one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = fast_flags();
+    flags.extend(["--max-segments".to_owned(), "2".to_owned()]);
+    let s = Standalone::start_with(dir.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let rt = runtime();
+    let _enter = rt.enter();
+    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
+    rt.block_on(async {
+        client.create_scope("demo").await.unwrap();
+        client.create_stream("demo", "capped", events(100, 2, 1)).await.unwrap();
+        let load = KeyedLoad::start(&client, "demo", "capped", keys(100), 800.0);
+        wait_for_segments(&client, "capped", |n| n == 2, Duration::from_secs(30), "first split").await;
+        // Both halves stay hot (400 events/s each) but the stream may not have more than 2.
+        let start = Instant::now();
+        let h = loop {
+            let h = history(&client, "capped").await;
+            if !h.notes.is_empty() {
+                break h;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no note: {h:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let expected = load.stop().await;
+        assert_eq!(h.epochs.last().unwrap().segments.len(), 2, "{h:#?}");
+        assert!(h.notes[0].text.contains("the most segments allowed (2)"), "{:?}", h.notes);
+        let text = ok(&s.cli(&["stream", "history", "demo/capped"]));
+        assert!(text.contains("note at ") && text.contains("not split"), "{text}");
+        check_stream(&client, "demo", "capped", &expected).await;
     });
 }
 
