@@ -1,7 +1,9 @@
 //! Auto-scaling against the real binary, with load windows of seconds instead of minutes:
 //! hot streams split, cold ones merge back, only hot segments split, load near the threshold
-//! does not make segments scale more than once per cooldown, `fixed` streams never scale, and
-//! cold segments still merge after a segment-store restart. Every run also checks what the
+//! does not make segments scale more than once per cooldown, `fixed` streams never scale (until
+//! their policy is changed at run time), the segment cap is reported in the history, and cold
+//! segments still merge after a segment-store restart. `nadi bench` reports latency through a
+//! split. Every run also checks what the
 //! writers were told against what a reader finds: each acknowledged event exactly once, each
 //! key's events in order.
 //!
