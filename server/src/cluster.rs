@@ -16,7 +16,7 @@ use nadi_proto::raft::v1::segment_store_registry_client::SegmentStoreRegistryCli
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::config::{ScalingArgs, StandaloneArgs};
+use crate::config::{ScalerArgs, StandaloneArgs};
 use crate::container::ContainerOptions;
 use crate::load::StoreLoad;
 use crate::log::file::FileLogOptions;
@@ -45,18 +45,8 @@ pub struct ControllerArgs {
     /// A reader-group reader that has not synced for this long is declared offline. Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
-    /// How often the leader decides auto-scaling, e.g. `5s` (the default).
-    #[arg(long, env = "NADI_LOAD_TICK")]
-    pub load_tick: Option<String>,
-    /// A segment younger than this is neither split nor merged by load. Default 10m.
-    #[arg(long, env = "NADI_SCALE_COOLDOWN")]
-    pub scale_cooldown: Option<String>,
-    /// After a scaling request for a segment, no new one for it for this long. Default 10m.
-    #[arg(long, env = "NADI_SCALE_MUTE")]
-    pub scale_mute: Option<String>,
-    /// The most active segments auto-scaling lets a stream have. Default 1024.
-    #[arg(long, env = "NADI_MAX_SEGMENTS")]
-    pub max_segments: Option<u32>,
+    #[command(flatten)]
+    pub scaler: ScalerArgs,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -189,14 +179,15 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         Some(s) => crate::config::parse_duration(&s)?,
         None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
     };
-    let scaler = ScalingArgs {
-        load_tick: args.load_tick.or(file.load_tick),
-        scale_cooldown: args.scale_cooldown.or(file.scale_cooldown),
-        scale_mute: args.scale_mute.or(file.scale_mute),
-        max_segments: args.max_segments.or(file.max_segments),
-        load_windows: None,
-    }
-    .scaler()?;
+    let scaler = args
+        .scaler
+        .or(ScalerArgs {
+            load_tick: file.load_tick,
+            scale_cooldown: file.scale_cooldown,
+            scale_mute: file.scale_mute,
+            max_segments: file.max_segments,
+        })
+        .settings()?;
 
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
@@ -357,11 +348,8 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         log_file_size: args.log_file_size.or(file.log_file_size),
         checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
         container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
-        scaling: ScalingArgs {
-            load_tick: args.load_tick.or(file.load_tick),
-            load_windows: args.load_windows.or(file.load_windows),
-            ..ScalingArgs::default()
-        },
+        scaler: ScalerArgs { load_tick: args.load_tick.or(file.load_tick), ..ScalerArgs::default() },
+        load_windows: args.load_windows.or(file.load_windows),
         ..StandaloneArgs::default()
     }
     .resolve()?;

@@ -42,24 +42,26 @@ pub struct StandaloneArgs {
     #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
     pub container_queue_bytes: Option<String>,
     #[command(flatten)]
-    pub scaling: ScalingArgs,
+    pub scaler: ScalerArgs,
+    /// The windows segment rates are averaged over, shortest first, e.g. `2m,5m,10m,20m`
+    /// (the default). A segment splits when its two shortest are above target.
+    #[arg(long, env = "NADI_LOAD_WINDOWS")]
+    pub load_windows: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
-/// Auto-scaling settings (docs/autoscaling.md). The load windows are measured by segment
-/// stores; tick, cooldown, mute and the segment cap are the controller's.
+/// Auto-scaling settings of the controller (docs/autoscaling.md); `nadi standalone` and `nadi
+/// controller` take them.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct ScalingArgs {
-    /// How often segment load is measured and scaling decided, e.g. `5s`. Default 5s.
+pub struct ScalerArgs {
+    /// How often segment load is measured (segment store) and scaling decided (controller),
+    /// e.g. `5s`. Default 5s.
     #[arg(long, env = "NADI_LOAD_TICK")]
     pub load_tick: Option<String>,
-    /// The windows segment rates are averaged over, shortest first, e.g. `2m,5m,10m,20m`
-    /// (the default). A segment splits when its two shortest are above target.
-    #[arg(long, env = "NADI_LOAD_WINDOWS")]
-    pub load_windows: Option<String>,
-    /// A segment younger than this is neither split nor merged, e.g. `10m` (the default).
+    /// A segment younger than this is neither split nor merged by load, e.g. `10m` (the
+    /// default).
     #[arg(long, env = "NADI_SCALE_COOLDOWN")]
     pub scale_cooldown: Option<String>,
     /// After a scaling request for a segment, no new one for it for this long. Default 10m.
@@ -70,41 +72,21 @@ pub struct ScalingArgs {
     pub max_segments: Option<u32>,
 }
 
-impl ScalingArgs {
+impl ScalerArgs {
     /// Each setting from `self` (flag or env) or else from `file`.
-    pub fn or(self, file: ScalingArgs) -> ScalingArgs {
-        ScalingArgs {
+    pub fn or(self, file: ScalerArgs) -> ScalerArgs {
+        ScalerArgs {
             load_tick: self.load_tick.or(file.load_tick),
-            load_windows: self.load_windows.or(file.load_windows),
             scale_cooldown: self.scale_cooldown.or(file.scale_cooldown),
             scale_mute: self.scale_mute.or(file.scale_mute),
             max_segments: self.max_segments.or(file.max_segments),
         }
     }
 
-    /// The segment store's measurement settings.
-    pub fn load(&self) -> anyhow::Result<crate::load::LoadSettings> {
-        let mut l = crate::load::LoadSettings::default();
-        if let Some(t) = &self.load_tick {
-            l.tick = parse_duration(t)?;
-        }
-        if let Some(w) = &self.load_windows {
-            l.windows = w.split(',').map(parse_duration).collect::<anyhow::Result<_>>()?;
-        }
-        if l.tick.is_zero() {
-            bail!("load tick must be longer than 0");
-        }
-        if l.windows.len() < 2 || l.windows.windows(2).any(|p| p[0] >= p[1]) || l.windows[0] < l.tick {
-            bail!(
-                "load windows must be at least two durations, shortest first, each at least the load tick (e.g.                  2m,5m,10m,20m)"
-            );
-        }
-        Ok(l)
-    }
-
     /// The controller's auto-scaler settings.
-    pub fn scaler(&self) -> anyhow::Result<nadi_controller::autoscale::ScalerSettings> {
-        let mut s = nadi_controller::autoscale::ScalerSettings { tick: self.load()?.tick, ..Default::default() };
+    pub fn settings(&self) -> anyhow::Result<nadi_controller::autoscale::ScalerSettings> {
+        let tick = load_settings(self.load_tick.as_deref(), None)?.tick;
+        let mut s = nadi_controller::autoscale::ScalerSettings { tick, ..Default::default() };
         if let Some(c) = &self.scale_cooldown {
             s.cooldown = parse_duration(c)?;
         }
@@ -119,6 +101,26 @@ impl ScalingArgs {
         }
         Ok(s)
     }
+}
+
+/// A segment store's load measurement settings from `--load-tick` and `--load-windows`.
+pub fn load_settings(tick: Option<&str>, windows: Option<&str>) -> anyhow::Result<crate::load::LoadSettings> {
+    let mut l = crate::load::LoadSettings::default();
+    if let Some(t) = tick {
+        l.tick = parse_duration(t)?;
+    }
+    if let Some(w) = windows {
+        l.windows = w.split(',').map(parse_duration).collect::<anyhow::Result<_>>()?;
+    }
+    if l.tick.is_zero() {
+        bail!("load tick must be longer than 0");
+    }
+    if l.windows.len() < 2 || l.windows.windows(2).any(|p| p[0] >= p[1]) || l.windows[0] < l.tick {
+        bail!(
+            "load windows must be two or more durations, shortest first, none shorter than the load tick (e.g. 2m,5m,10m,20m)"
+        );
+    }
+    Ok(l)
 }
 
 /// Parses a duration such as `30s`, `500ms` or `5m`.
@@ -216,16 +218,16 @@ impl StandaloneArgs {
             Some(s) => parse_duration(&s)?,
             None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
         };
-        let scaling = self.scaling.or(ScalingArgs {
+        let scaler = self.scaler.or(ScalerArgs {
             load_tick: file.load_tick,
-            load_windows: file.load_windows,
             scale_cooldown: file.scale_cooldown,
             scale_mute: file.scale_mute,
             max_segments: file.max_segments,
         });
+        let load_windows = self.load_windows.or(file.load_windows);
         Ok(StandaloneConfig {
-            load: scaling.load()?,
-            scaler: scaling.scaler()?,
+            load: load_settings(scaler.load_tick.as_deref(), load_windows.as_deref())?,
+            scaler: scaler.settings()?,
             reader_timeout,
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
             controller_listen: self
@@ -259,6 +261,35 @@ mod tests {
         assert_eq!(c.controller_listen.port(), 9090);
         std::fs::write(&file, "bogus = 1\n").unwrap();
         assert!(StandaloneArgs { config: Some(file), ..Default::default() }.resolve().is_err());
+    }
+
+    #[test]
+    fn scaling_settings_from_flags_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nadi.toml");
+        std::fs::write(&file, "scale-cooldown = \"30s\"\nload-windows = \"1s,2s\"\nmax-segments = 8\n").unwrap();
+        let args = StandaloneArgs {
+            config: Some(file.clone()),
+            scaler: ScalerArgs { load_tick: Some("500ms".into()), ..Default::default() },
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.load.tick, std::time::Duration::from_millis(500));
+        assert_eq!(c.load.windows, [1, 2].map(std::time::Duration::from_secs));
+        assert_eq!(c.scaler.cooldown, std::time::Duration::from_secs(30));
+        assert_eq!(c.scaler.mute, std::time::Duration::from_secs(600), "default");
+        assert_eq!((c.scaler.tick, c.scaler.max_segments), (std::time::Duration::from_millis(500), 8));
+        for bad in ["2s,1s", "1s", "100ms,2s", "1s,soon"] {
+            let args = StandaloneArgs {
+                scaler: ScalerArgs { load_tick: Some("500ms".into()), ..Default::default() },
+                load_windows: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(args.resolve().is_err(), "{bad} accepted");
+        }
+        let zero =
+            StandaloneArgs { scaler: ScalerArgs { max_segments: Some(0), ..Default::default() }, ..Default::default() };
+        assert!(zero.resolve().is_err());
     }
 
     #[test]

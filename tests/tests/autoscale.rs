@@ -41,9 +41,29 @@ fn fast_flags() -> Vec<String> {
         .collect()
 }
 
-fn start_fast(dir: &std::path::Path) -> Standalone {
-    let flags = fast_flags();
-    Standalone::start_with(dir, &flags.iter().map(String::as_str).collect::<Vec<_>>())
+/// A `nadi standalone` with fast scaling timing (and `extra` flags), a runtime, and a client
+/// whose scope `demo` exists. Holds the lock that runs these tests one at a time.
+struct Fast {
+    client: NadiClient,
+    s: Standalone,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+fn fast(extra: &[&str]) -> Fast {
+    let one = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut flags = fast_flags();
+    flags.extend(extra.iter().map(|f| (*f).to_owned()));
+    let s = Standalone::start_with(dir.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let rt = runtime();
+    let client = rt.block_on(async {
+        let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
+        client.create_scope("demo").await.unwrap();
+        client
+    });
+    Fast { client, s, rt, _dir: dir, _one: one }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -108,20 +128,15 @@ fn load_scales(h: &pb::GetStreamHistoryResponse) -> Vec<(&pb::EpochInfo, Vec<&pb
 
 #[test]
 fn uniform_load_splits_to_four_and_merges_back_to_one() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let s = start_fast(dir.path());
-    let rt = runtime();
-    let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
-    rt.block_on(async {
-        client.create_scope("demo").await.unwrap();
+    let f = fast(&[]);
+    let (s, client) = (&f.s, &f.client);
+    f.rt.block_on(async {
         client.create_stream("demo", "u", events(100, 2, 1)).await.unwrap();
-        let load = KeyedLoad::start(&client, "demo", "u", keys(400), 1000.0);
-        let split = wait_for_segments(&client, "u", |n| n >= 4, Duration::from_secs(40), "splitting").await;
+        let load = KeyedLoad::start(client, "demo", "u", keys(400), 1000.0);
+        let split = wait_for_segments(client, "u", |n| n >= 4, Duration::from_secs(40), "splitting").await;
         let expected = load.stop().await;
-        let merged = wait_for_segments(&client, "u", |n| n == 1, Duration::from_secs(90), "merging").await;
-        let h = history(&client, "u").await;
+        let merged = wait_for_segments(client, "u", |n| n == 1, Duration::from_secs(90), "merging").await;
+        let h = history(client, "u").await;
         eprintln!(
             "uniform: >= 4 segments after {split:?} of 1000 events/s; back to 1 segment {merged:?} after the load stopped; {} epochs",
             h.epochs.len()
@@ -137,33 +152,28 @@ fn uniform_load_splits_to_four_and_merges_back_to_one() {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");
         assert_eq!(svg.matches("<title>segment ").count(), segments.len(), "{svg}");
         assert_eq!(http_raw(&s.http_addr, "GET", "/v1/scopes/demo/streams/nope/history.svg", None).0, 404);
-        check_stream(&client, "demo", "u", &expected).await;
+        check_stream(client, "demo", "u", &expected).await;
     });
 }
 
 #[test]
 fn skewed_load_splits_only_the_hot_segments() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let s = start_fast(dir.path());
-    let rt = runtime();
-    let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
+    let f = fast(&[]);
+    let client = &f.client;
     // Keys that all route into the first quarter of the key space.
     let hot: Vec<String> = (0..)
         .map(|i| format!("h{i}"))
         .filter(|k| nadi_proto::routing::key_point(k.as_bytes()) < 0.25)
         .take(100)
         .collect();
-    rt.block_on(async {
-        client.create_scope("demo").await.unwrap();
+    f.rt.block_on(async {
         client.create_stream("demo", "skew", events(100, 2, 4)).await.unwrap();
-        let load = KeyedLoad::start(&client, "demo", "skew", hot, 800.0);
+        let load = KeyedLoad::start(client, "demo", "skew", hot, 800.0);
         // Until the hot quarter is split at least twice over, then a while longer.
-        wait_for_segments(&client, "skew", |n| n >= 6, Duration::from_secs(40), "splitting the hot quarter").await;
+        wait_for_segments(client, "skew", |n| n >= 6, Duration::from_secs(40), "splitting the hot quarter").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let expected = load.stop().await;
-        let h = history(&client, "skew").await;
+        let h = history(client, "skew").await;
         let scales = load_scales(&h);
         let splits: Vec<_> = scales.iter().filter(|(e, _)| reason(e) == pb::EpochReason::SplitByLoad).collect();
         assert!(splits.len() >= 2, "{h:#?}");
@@ -179,27 +189,22 @@ fn skewed_load_splits_only_the_hot_segments() {
             assert!(seg.key_high - seg.key_low >= 0.25 - 1e-9, "cold segment narrowed: {seg:?}");
         }
         eprintln!("skewed: {} splits, all inside [0, 0.25); active now: {}", splits.len(), now.len());
-        check_stream(&client, "demo", "skew", &expected).await;
+        check_stream(client, "demo", "skew", &expected).await;
     });
 }
 
 #[test]
 fn steady_load_near_the_threshold_scales_at_most_once_per_cooldown() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let s = start_fast(dir.path());
-    let rt = runtime();
-    let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
-    rt.block_on(async {
-        client.create_scope("demo").await.unwrap();
+    let f = fast(&[]);
+    let client = &f.client;
+    f.rt.block_on(async {
         client.create_stream("demo", "steady", events(100, 2, 1)).await.unwrap();
         // Just above the target, for the longest window plus 5 cooldown periods: one split
         // (into two segments at about half the target each), and then no flapping.
-        let load = KeyedLoad::start(&client, "demo", "steady", keys(200), 110.0);
+        let load = KeyedLoad::start(client, "demo", "steady", keys(200), 110.0);
         tokio::time::sleep(Duration::from_millis(4_000 + 5 * COOLDOWN_MS)).await;
         let expected = load.stop().await;
-        let h = history(&client, "steady").await;
+        let h = history(client, "steady").await;
         let scales = load_scales(&h);
         for (e, sealed) in &scales {
             for seg in sealed {
@@ -214,15 +219,14 @@ fn steady_load_near_the_threshold_scales_at_most_once_per_cooldown() {
         // No flapping: at most one scale per cooldown period over the run.
         assert!(!scales.is_empty() && scales.len() <= 7, "{} scales in 14 s: {h:#?}", scales.len());
         eprintln!("steady just above the target: {} scales by load in 14 s", scales.len());
-        check_stream(&client, "demo", "steady", &expected).await;
+        check_stream(client, "demo", "steady", &expected).await;
     });
 }
 
 #[test]
 fn bench_reports_stall_and_tail_latency_through_a_split() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let s = start_fast(dir.path());
+    let f = fast(&[]);
+    let s = &f.s;
     let started_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     let out = s.cli(&[
         "bench",
@@ -270,52 +274,40 @@ fn bench_reports_stall_and_tail_latency_through_a_split() {
 
 #[test]
 fn fixed_streams_never_scale_by_load_until_their_policy_changes() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let s = start_fast(dir.path());
-    let rt = runtime();
-    let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
-    rt.block_on(async {
-        client.create_scope("demo").await.unwrap();
+    let f = fast(&[]);
+    let (s, client) = (&f.s, &f.client);
+    f.rt.block_on(async {
         client.create_stream("demo", "fixed", StreamSpec::fixed(1)).await.unwrap();
         client.create_stream("demo", "auto", events(100, 2, 1)).await.unwrap();
-        let a = KeyedLoad::start(&client, "demo", "fixed", keys(100), 600.0);
-        let b = KeyedLoad::start(&client, "demo", "auto", keys(100), 600.0);
+        let a = KeyedLoad::start(client, "demo", "fixed", keys(100), 600.0);
+        let b = KeyedLoad::start(client, "demo", "auto", keys(100), 600.0);
         // The same load splits the stream with a load policy (so the scaler was at work) ...
-        wait_for_segments(&client, "auto", |n| n >= 2, Duration::from_secs(30), "auto splitting").await;
+        wait_for_segments(client, "auto", |n| n >= 2, Duration::from_secs(30), "auto splitting").await;
         tokio::time::sleep(Duration::from_secs(4)).await;
         // ... and never the fixed one.
-        let h = history(&client, "fixed").await;
+        let h = history(client, "fixed").await;
         assert_eq!(h.epochs.len(), 1, "{h:#?}");
         b.stop().await;
         // The policy changes at run time (CLI): from then on the loaded stream splits.
         ok(&s.cli(&["stream", "update", "demo/fixed", "--scaling", "events:100,2,1"]));
-        wait_for_segments(&client, "fixed", |n| n >= 2, Duration::from_secs(30), "splitting after the update").await;
+        wait_for_segments(client, "fixed", |n| n >= 2, Duration::from_secs(30), "splitting after the update").await;
         let fixed = a.stop().await;
-        check_stream(&client, "demo", "fixed", &fixed).await;
+        check_stream(client, "demo", "fixed", &fixed).await;
     });
 }
 
 #[test]
 fn a_capped_stream_says_so_in_its_history_instead_of_splitting() {
-    let _one = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let mut flags = fast_flags();
-    flags.extend(["--max-segments".to_owned(), "2".to_owned()]);
-    let s = Standalone::start_with(dir.path(), &flags.iter().map(String::as_str).collect::<Vec<_>>());
-    let rt = runtime();
-    let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&s.controller_url)).unwrap();
-    rt.block_on(async {
-        client.create_scope("demo").await.unwrap();
+    let f = fast(&["--max-segments", "2"]);
+    let (s, client) = (&f.s, &f.client);
+    f.rt.block_on(async {
         client.create_stream("demo", "capped", events(100, 2, 1)).await.unwrap();
-        let load = KeyedLoad::start(&client, "demo", "capped", keys(100), 800.0);
-        wait_for_segments(&client, "capped", |n| n == 2, Duration::from_secs(30), "first split").await;
+        let load = KeyedLoad::start(client, "demo", "capped", keys(100), 800.0);
+        wait_for_segments(client, "capped", |n| n == 2, Duration::from_secs(30), "first split").await;
         // Both halves stay hot (400 events/s each) but the stream may not have more than 2.
         let start = Instant::now();
         let h = loop {
-            let h = history(&client, "capped").await;
+            let h = history(client, "capped").await;
             if !h.notes.is_empty() {
                 break h;
             }
@@ -327,7 +319,7 @@ fn a_capped_stream_says_so_in_its_history_instead_of_splitting() {
         assert!(h.notes[0].text.contains("the most segments allowed (2)"), "{:?}", h.notes);
         let text = ok(&s.cli(&["stream", "history", "demo/capped"]));
         assert!(text.contains("note at ") && text.contains("not split"), "{text}");
-        check_stream(&client, "demo", "capped", &expected).await;
+        check_stream(client, "demo", "capped", &expected).await;
     });
 }
 
