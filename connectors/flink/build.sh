@@ -144,5 +144,5 @@ echo "== running tests (nadi: $NADI_BIN)"
 # The launcher runs as a main class with everything on -cp (java -jar breaks Flink's class loading).
 java -Xmx384m -XX:+UseSerialGC -Dnadi.bin="$NADI_BIN" -Dnadi.flink.jar="$JAR" \
   -cp "$OUT/test-classes:$TEST_CP" org.junit.platform.console.ConsoleLauncher \
-  --disable-banner --details=tree --fail-if-no-tests --scan-classpath "$OUT/test-classes" \
+  --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests --scan-classpath "$OUT/test-classes" \
   --include-classname "$TEST_FILTER"

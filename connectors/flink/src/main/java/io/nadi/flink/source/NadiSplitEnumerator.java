@@ -30,7 +30,16 @@ import org.slf4j.LoggerFactory;
  * </pre>
  *
  * A successor is handed out only after all its predecessors were read to their end, and a key
- * maps to one segment per epoch, so per-key order holds across splits and merges. Controller
+ * maps to one segment per epoch, so per-key order holds across splits and merges.
+ *
+ * <p>Order downstream: the predecessors' last events may still be in flight in their reader's
+ * output when the successor starts. If one reader finished all the predecessors (a split, or a
+ * merge of segments it read), the successor goes to that reader: its output channel is FIFO.
+ * Otherwise the successor waits for a checkpoint that began after the predecessors finished to
+ * complete: the predecessors' events then precede that checkpoint's barrier, the successor's
+ * follow it, and an operator with aligned checkpoints (keyed by the routing key) processes them
+ * in that order. Without checkpointing, a successor waits at most {@link #NO_CHECKPOINT_WAIT_MS}.
+ * Controller
  * calls run on Flink's worker thread ({@code callAsync}); their results are applied on the
  * coordinator thread. Everything is idempotent: a repeated "finished" report (after a restore)
  * asks for the successors again and hands out only those never handed out.
@@ -50,6 +59,29 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
     private final Map<Long, Long> stopCut;
     private int inFlight;
     private int nextReader;
+    /** Which reader finished each segment (since this enumerator started; not checkpointed). */
+    private final Map<Long, Integer> finishedBy = new HashMap<>();
+    /** Pending splits that should go to a given reader (see the class comment). */
+    private final Map<Long, Integer> preferredReader = new HashMap<>();
+    /** Successors waiting for a checkpoint to complete before they are handed out. */
+    private final List<Waiting> waiting = new ArrayList<>();
+    private long lastSnapshotAt = System.currentTimeMillis();
+
+    /** Without any checkpoint for this long, waiting successors are handed out anyway. */
+    static final long NO_CHECKPOINT_WAIT_MS = 10_000;
+
+    /** A successor waiting for checkpoint {@code afterCheckpoint} (-1: the next one) to complete. */
+    private static final class Waiting {
+        final NadiSplit split;
+        final int reader;
+        final long since = System.currentTimeMillis();
+        long afterCheckpoint = -1;
+
+        Waiting(NadiSplit split, int reader) {
+            this.split = split;
+            this.reader = reader;
+        }
+    }
 
     NadiSplitEnumerator(SplitEnumeratorContext<NadiSplit> context, String controller, StreamId stream,
             boolean fromStart, boolean bounded, NadiEnumeratorState state) {
@@ -88,6 +120,7 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
             }
             assignPending();
         }
+        context.callAsync(() -> null, (ignored, error) -> releaseWithoutCheckpoint(), 1000, 1000);
     }
 
     /** The first splits (worker thread): head or tail, and in bounded mode the stop cut. */
@@ -127,6 +160,7 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         }
         for (long id : ((SegmentsFinishedEvent) event).segmentIds) {
             finished.add(id);
+            finishedBy.put(id, subtaskId);
             followSuccessors(id);
         }
         signalIfDone();
@@ -149,15 +183,36 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
                 if (assigned.contains(seg.getId()) || !finished.containsAll(s.getPredecessorIdsList())) {
                     continue;
                 }
-                add(new NadiSplit(seg.getId(), seg.getQualifiedName(), s.getSegment().getEndpoint(), 0,
-                        bounded ? stopCut.getOrDefault(seg.getId(), NadiSplit.NO_END) : NadiSplit.NO_END, false));
+                NadiSplit split = new NadiSplit(seg.getId(), seg.getQualifiedName(), s.getSegment().getEndpoint(), 0,
+                        bounded ? stopCut.getOrDefault(seg.getId(), NadiSplit.NO_END) : NadiSplit.NO_END, false);
+                Integer reader = sameReader(s.getPredecessorIdsList());
+                if (reader != null && context.registeredReaders().containsKey(reader)) {
+                    add(split);
+                    preferredReader.put(split.segmentId, reader);
+                } else {
+                    assigned.add(split.segmentId);
+                    waiting.add(new Waiting(split, reader == null ? -1 : reader));
+                }
             }
             assignPending();
             signalIfDone();
         });
     }
 
-    /** Hands pending splits to registered readers, round-robin. */
+    /** The reader that finished all of these segments, or null if several (or unknown). */
+    private Integer sameReader(List<Long> segments) {
+        Integer reader = null;
+        for (long p : segments) {
+            Integer r = finishedBy.get(p);
+            if (r == null || (reader != null && !reader.equals(r))) {
+                return null;
+            }
+            reader = r;
+        }
+        return reader;
+    }
+
+    /** Hands pending splits to registered readers: the preferred one, else round-robin. */
     private void assignPending() {
         List<Integer> readers = new ArrayList<>(new TreeSet<>(context.registeredReaders().keySet()));
         if (readers.isEmpty() || pending.isEmpty()) {
@@ -165,7 +220,10 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         }
         Map<Integer, List<NadiSplit>> assignment = new HashMap<>();
         for (NadiSplit s : pending) {
-            int reader = readers.get(Math.floorMod(nextReader++, readers.size()));
+            Integer preferred = preferredReader.remove(s.segmentId);
+            int reader = preferred != null && readers.contains(preferred)
+                    ? preferred
+                    : readers.get(Math.floorMod(nextReader++, readers.size()));
             assignment.computeIfAbsent(reader, k -> new ArrayList<>()).add(s);
         }
         pending.clear();
@@ -174,7 +232,8 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
 
     /** Bounded mode: once every handed-out segment is finished, the readers get no more splits. */
     private void signalIfDone() {
-        if (!bounded || !initialized || inFlight > 0 || !pending.isEmpty() || !finished.containsAll(assigned)) {
+        if (!bounded || !initialized || inFlight > 0 || !pending.isEmpty() || !waiting.isEmpty()
+                || !finished.containsAll(assigned)) {
             return;
         }
         for (int reader : context.registeredReaders().keySet()) {
@@ -201,8 +260,49 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
 
     @Override
     public NadiEnumeratorState snapshotState(long checkpointId) {
-        return new NadiEnumeratorState(initialized, new TreeSet<>(assigned), new TreeSet<>(finished),
-                new ArrayList<>(pending), new HashMap<>(stopCut));
+        lastSnapshotAt = System.currentTimeMillis();
+        List<NadiSplit> unassigned = new ArrayList<>(pending);
+        for (Waiting w : waiting) {
+            if (w.afterCheckpoint < 0) {
+                w.afterCheckpoint = checkpointId;
+            }
+            // After a restore from this checkpoint every reader starts from it: no wait needed.
+            unassigned.add(w.split);
+        }
+        return new NadiEnumeratorState(initialized, new TreeSet<>(assigned), new TreeSet<>(finished), unassigned,
+                new HashMap<>(stopCut));
+    }
+
+    @Override
+    public void notifyCheckpointComplete(long checkpointId) {
+        release(w -> w.afterCheckpoint >= 0 && w.afterCheckpoint <= checkpointId);
+    }
+
+    /** Without checkpoints, waiting successors go out after {@link #NO_CHECKPOINT_WAIT_MS}. */
+    private void releaseWithoutCheckpoint() {
+        long now = System.currentTimeMillis();
+        if (now - lastSnapshotAt > NO_CHECKPOINT_WAIT_MS) {
+            release(w -> now - w.since > NO_CHECKPOINT_WAIT_MS);
+        }
+    }
+
+    private void release(java.util.function.Predicate<Waiting> ready) {
+        boolean any = false;
+        for (java.util.Iterator<Waiting> it = waiting.iterator(); it.hasNext();) {
+            Waiting w = it.next();
+            if (ready.test(w)) {
+                it.remove();
+                pending.add(w.split);
+                if (w.reader >= 0) {
+                    preferredReader.put(w.split.segmentId, w.reader);
+                }
+                any = true;
+            }
+        }
+        if (any) {
+            assignPending();
+            signalIfDone();
+        }
     }
 
     @Override
