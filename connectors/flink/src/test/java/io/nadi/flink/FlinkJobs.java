@@ -35,6 +35,7 @@ final class FlinkJobs {
                 .serializer(NadiSerializationSchema.of(new SimpleStringSchema(), KeyedEvents::keyOf))
                 .deliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)
                 .transactionLease(Duration.ofSeconds(60))
+                .maxBufferedBytes(8 * 1024) // events reach the store between checkpoints too
                 .build();
     }
 }

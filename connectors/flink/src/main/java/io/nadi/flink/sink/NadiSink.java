@@ -46,6 +46,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
     private final NadiSerializationSchema<T> schema;
     private final DeliveryGuarantee guarantee;
     private final long leaseMs;
+    private final long maxBufferedBytes;
 
     private NadiSink(Builder<T> b) {
         this.controller = Objects.requireNonNull(b.controller, "controller URL is required");
@@ -53,6 +54,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         this.schema = Objects.requireNonNull(b.schema, "serialization schema is required");
         this.guarantee = b.guarantee;
         this.leaseMs = b.lease.toMillis();
+        this.maxBufferedBytes = b.maxBufferedBytes;
         if (leaseMs < 100 || leaseMs > 86_400_000L) {
             throw new IllegalArgumentException("transaction lease must be 100 ms ..= 1 day, got " + b.lease);
         }
@@ -75,7 +77,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         } catch (Exception e) {
             throw new IOException("cannot open the serialization schema", e);
         }
-        return new NadiSinkWriter<>(controller, stream, schema, guarantee, leaseMs, openAtCheckpoint);
+        return new NadiSinkWriter<>(controller, stream, schema, guarantee, leaseMs, maxBufferedBytes, openAtCheckpoint);
     }
 
     @Override
@@ -100,6 +102,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         private NadiSerializationSchema<T> schema;
         private DeliveryGuarantee guarantee = DeliveryGuarantee.EXACTLY_ONCE;
         private Duration lease = DEFAULT_LEASE;
+        private long maxBufferedBytes = 4L * 1024 * 1024;
 
         /** The controller's gRPC URL, e.g. {@code http://127.0.0.1:9090}. */
         public Builder<T> controller(String url) {
@@ -127,6 +130,15 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         /** Lease of each transaction (default 10 min): above checkpoint interval plus recovery time. */
         public Builder<T> transactionLease(Duration d) {
             this.lease = d;
+            return this;
+        }
+
+        /**
+         * Events are sent (made durable; in a transaction still invisible) whenever this many
+         * bytes are buffered, and at every checkpoint. Default 4 MiB.
+         */
+        public Builder<T> maxBufferedBytes(long bytes) {
+            this.maxBufferedBytes = Math.max(1, bytes);
             return this;
         }
 

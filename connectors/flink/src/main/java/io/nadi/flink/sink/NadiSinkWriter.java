@@ -33,14 +33,13 @@ import org.slf4j.LoggerFactory;
 final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable>,
         StatefulSinkWriter<T, NadiCommittable> {
     private static final Logger LOG = LoggerFactory.getLogger(NadiSinkWriter.class);
-    /** Flush the buffered events once they reach this many bytes. */
-    static final long MAX_BUFFERED_BYTES = 4L * 1024 * 1024;
-
     private final NadiClient client;
     private final StreamId stream;
     private final NadiSerializationSchema<T> schema;
     private final DeliveryGuarantee guarantee;
     private final long leaseMs;
+    /** Flush the buffered events once they reach this many bytes. */
+    private final long maxBufferedBytes;
     /** At-least-once / none: the stream writer. */
     private final RoutedWriter streamWriter;
     /** Exactly-once: the open transaction and its writer (null between transactions). */
@@ -49,12 +48,13 @@ final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable
     private long lastPing;
 
     NadiSinkWriter(String controller, StreamId stream, NadiSerializationSchema<T> schema, DeliveryGuarantee guarantee,
-            long leaseMs, Collection<NadiCommittable> openAtCheckpoint) throws IOException {
+            long leaseMs, long maxBufferedBytes, Collection<NadiCommittable> openAtCheckpoint) throws IOException {
         this.client = new NadiClient(controller);
         this.stream = stream;
         this.schema = schema;
         this.guarantee = guarantee;
         this.leaseMs = leaseMs;
+        this.maxBufferedBytes = maxBufferedBytes;
         try {
             client.getStream(stream.scope(), stream.stream()); // fails early and clearly if it does not exist
             for (NadiCommittable open : openAtCheckpoint) {
@@ -97,7 +97,7 @@ final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable
             w = streamWriter;
         }
         w.write(key, payload);
-        if (w.bufferedBytes() >= MAX_BUFFERED_BYTES) {
+        if (w.bufferedBytes() >= maxBufferedBytes) {
             w.flush();
         }
     }
