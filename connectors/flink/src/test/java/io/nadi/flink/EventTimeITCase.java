@@ -1,0 +1,94 @@
+package io.nadi.flink;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import io.nadi.flink.client.NadiClient;
+import io.nadi.flink.client.NadiRouting;
+import io.nadi.flink.client.RoutedWriter;
+import io.nadi.flink.client.StreamId;
+import io.nadi.flink.source.NadiSource;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.serialization.SimpleStringSchema;
+import org.apache.flink.core.execution.JobClient;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.streaming.api.functions.ProcessFunction;
+import org.apache.flink.streaming.api.functions.sink.legacy.DiscardingSink;
+import org.apache.flink.util.Collector;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * Per-split watermarks: one reader reads two segments; one segment's events (times 0..20 s) are
+ * read first while the other is still empty, then the other gets events with times 0..20 s too.
+ * With a watermark per segment, the empty segment holds the watermark back, and no event is
+ * ever behind it. One watermark for the whole reader would have run ahead to 20 s and made the
+ * second segment's events late (checked: assigning watermarks after the source fails this test).
+ */
+class EventTimeITCase {
+    static final int PER_KEY = 2_000;
+    static final AtomicLong LATE = new AtomicLong();
+    static final AtomicLong SEEN = new AtomicLong();
+
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aSegmentWithoutEventsHoldsTheWatermarkBack() throws Exception {
+        try (NadiServer server = NadiServer.start(); NadiClient client = new NadiClient(server.controller())) {
+            client.createStream("it", "times", 2);
+            StreamId stream = StreamId.parse("it/times");
+            // "key0" (point 0.385) lives in segment [0, 0.5), "a" (0.822) in [0.5, 1).
+            assertTrue(NadiRouting.keyPoint("key0") < 0.5 && NadiRouting.keyPoint("a") >= 0.5);
+
+            StreamExecutionEnvironment env = FlinkJobs.env(500);
+            env.setParallelism(1);
+            env.getConfig().setAutoWatermarkInterval(50);
+            NadiSource<String> source = NadiSource.<String>builder().controller(server.controller())
+                    .stream("it/times").deserializer(new SimpleStringSchema()).build();
+            WatermarkStrategy<String> wm = WatermarkStrategy.<String>forMonotonousTimestamps()
+                    .withTimestampAssigner((line, ts) -> Long.parseLong(line.substring(line.indexOf(',') + 1)));
+            env.fromSource(source, wm, "nadi-times")
+                    .process(new ProcessFunction<String, String>() {
+                        @Override
+                        public void processElement(String v, Context ctx, Collector<String> out) {
+                            if (ctx.timestamp() < ctx.timerService().currentWatermark()) {
+                                LATE.incrementAndGet();
+                            }
+                            SEEN.incrementAndGet();
+                        }
+                    })
+                    .addSink(new DiscardingSink<>());
+            JobClient job = env.executeAsync("event-time-it");
+
+            write(client, stream, "key0");
+            awaitSeen(PER_KEY);
+            // Give the periodic watermark (every 50 ms) several chances to run ahead.
+            Thread.sleep(500);
+            write(client, stream, "a");
+            awaitSeen(2 * PER_KEY);
+            job.cancel().get(30, TimeUnit.SECONDS);
+            assertEquals(0, LATE.get(), "events behind the watermark");
+        }
+    }
+
+    private static void write(NadiClient client, StreamId stream, String key) throws Exception {
+        try (RoutedWriter w = RoutedWriter.forStream(client, stream)) {
+            for (int seq = 0; seq < PER_KEY; seq++) {
+                w.write(key, (key + "," + (seq * 10)).getBytes(StandardCharsets.UTF_8));
+            }
+            w.flush();
+        }
+    }
+
+    private static void awaitSeen(long n) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + 60_000;
+        while (SEEN.get() < n) {
+            if (System.currentTimeMillis() > deadline) {
+                throw new AssertionError("only " + SEEN.get() + " of " + n + " events read");
+            }
+            Thread.sleep(10);
+        }
+    }
+}
