@@ -77,6 +77,7 @@ FLINK_CP="$FLINK_LIB/flink-dist-$FLINK_VERSION.jar:$FLINK_LIB/flink-table-api-ja
 FLINK_CP="$FLINK_CP:$FLINK_LIB/flink-table-runtime-$FLINK_VERSION.jar"
 FLINK_TEST_CP="$FLINK_CP:$FLINK_LIB/flink-table-planner-loader-$FLINK_VERSION.jar"
 FLINK_TEST_CP="$FLINK_TEST_CP:$FLINK_LIB/flink-json-$FLINK_VERSION.jar:$FLINK_LIB/flink-csv-$FLINK_VERSION.jar"
+FLINK_TEST_CP="$FLINK_TEST_CP:$FLINK_LIB/flink-cep-$FLINK_VERSION.jar" # the planner loads CEP classes
 for j in log4j-api log4j-core log4j-slf4j-impl log4j-1.2-api; do
   FLINK_TEST_CP="$FLINK_TEST_CP:$(ls "$FLINK_LIB"/$j-*.jar | head -1)"
 done
