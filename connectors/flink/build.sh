@@ -49,7 +49,7 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 # --- 2. Flink jars from the PyPI wheel -------------------------------------------------------
-if [ ! -f "$FLINK_LIB/flink-dist-$FLINK_VERSION.jar" ]; then
+if [ ! -f "$FLINK_LIB/flink-dist-$FLINK_VERSION.jar" ] || [ ! -f "$FLINK_LIB/../bin/bash-java-utils.jar" ]; then
   echo "== fetching apache-flink-libraries==$FLINK_VERSION (PyPI) into $CACHE"
   mkdir -p "$CACHE/wheels"
   WHEEL="$(ls "$CACHE"/wheels/apache_flink_libraries-"$FLINK_VERSION"-*.whl 2>/dev/null | head -1 || true)"
@@ -59,8 +59,9 @@ if [ ! -f "$FLINK_LIB/flink-dist-$FLINK_VERSION.jar" ]; then
   fi
   rm -rf "$CACHE/unpack" && mkdir -p "$CACHE/unpack"
   (cd "$CACHE/unpack" && python3 -m zipfile -e "$WHEEL" . >/dev/null)
-  mkdir -p "$FLINK_LIB"
+  mkdir -p "$FLINK_LIB" "$FLINK_LIB/../bin"
   cp "$CACHE"/unpack/pyflink/lib/*.jar "$FLINK_LIB/"
+  cp "$CACHE"/unpack/pyflink/bin/bash-java-utils.jar "$FLINK_LIB/../bin/" # for run-on-cluster.sh
   rm -rf "$CACHE/unpack"
 fi
 
