@@ -144,7 +144,14 @@ javac -nowarn -encoding UTF-8 --release 17 -d "$OUT/test-classes" -cp "$TEST_CP"
 cp -r "$HERE/src/test/resources/." "$OUT/test-classes/"
 echo "== running tests (nadi: $NADI_BIN)"
 # The launcher runs as a main class with everything on -cp (java -jar breaks Flink's class loading).
+set +e
 java -Xmx384m -XX:+UseSerialGC -Dnadi.bin="$NADI_BIN" -Dnadi.flink.jar="$JAR" \
   -cp "$OUT/test-classes:$TEST_CP" org.junit.platform.console.ConsoleLauncher \
   --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests --scan-classpath "$OUT/test-classes" \
-  --include-classname "$TEST_FILTER"
+  --include-classname "$TEST_FILTER" | tee "$OUT/test-output.txt"
+STATUS=${PIPESTATUS[0]}
+set -e
+PASSED=$(sed -n 's/^\[ *\([0-9]*\) tests successful.*/\1/p' "$OUT/test-output.txt")
+FAILED=$(sed -n 's/^\[ *\([0-9]*\) tests failed.*/\1/p' "$OUT/test-output.txt")
+echo "flink-connector: ${PASSED:-0} passed, ${FAILED:-0} failed"
+exit "$STATUS"

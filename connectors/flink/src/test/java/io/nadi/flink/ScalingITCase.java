@@ -90,6 +90,7 @@ class ScalingITCase {
             // Several more checkpoints pass while the final read waits for its idle timeout.
             List<String> lines = server.cli("read", "it/b", "--from-start", "--idle-timeout", "2").lines().toList();
             job.cancel().get(30, TimeUnit.SECONDS);
+            awaitTerminal(job); // its sink writers abort their open transactions while nadi still runs
             KeyedEvents.assertExactlyOnceInOrder(lines, KEYS, EVENTS);
             System.out.printf("scaling: %d events through 3 scalings (2→3→2→4 segments) in %d ms%n", EVENTS, ms);
         }
@@ -97,6 +98,16 @@ class ScalingITCase {
 
     private static String id(SegmentLocation l) {
         return Long.toString(l.getSegment().getId());
+    }
+
+    private static void awaitTerminal(JobClient job) throws Exception {
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (!job.getJobStatus().get(10, TimeUnit.SECONDS).isGloballyTerminalState()) {
+            if (System.currentTimeMillis() > deadline) {
+                throw new AssertionError("job did not stop within 30 s of its cancellation");
+            }
+            Thread.sleep(20);
+        }
     }
 
     /** Waits until the writer has written {@code n} events (or failed). */
