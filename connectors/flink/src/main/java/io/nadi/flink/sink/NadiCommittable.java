@@ -1,9 +1,9 @@
 package io.nadi.flink.sink;
 
+import io.nadi.flink.internal.V1Serializer;
 import java.io.IOException;
-import org.apache.flink.core.io.SimpleVersionedSerializer;
-import org.apache.flink.core.memory.DataInputDeserializer;
-import org.apache.flink.core.memory.DataOutputSerializer;
+import org.apache.flink.core.memory.DataInputView;
+import org.apache.flink.core.memory.DataOutputView;
 
 /** A pre-committed (flushed) Nadi transaction that the committer commits after the checkpoint. */
 public final class NadiCommittable {
@@ -25,29 +25,22 @@ public final class NadiCommittable {
         return "transaction " + txnId + " on " + stream;
     }
 
-    /** Checkpoint format (version 1); also used for the writer state's transaction ids. */
-    static final class Serializer implements SimpleVersionedSerializer<NadiCommittable> {
+    /** Checkpoint format; also used for the writer state's transaction ids. */
+    static final class Serializer extends V1Serializer<NadiCommittable> {
         static final Serializer INSTANCE = new Serializer();
 
-        @Override
-        public int getVersion() {
-            return 1;
+        private Serializer() {
+            super("Nadi committable");
         }
 
         @Override
-        public byte[] serialize(NadiCommittable c) throws IOException {
-            DataOutputSerializer out = new DataOutputSerializer(96);
+        protected void write(NadiCommittable c, DataOutputView out) throws IOException {
             out.writeUTF(c.txnId);
             out.writeUTF(c.stream);
-            return out.getCopyOfBuffer();
         }
 
         @Override
-        public NadiCommittable deserialize(int version, byte[] bytes) throws IOException {
-            if (version != 1) {
-                throw new IOException("unknown Nadi committable version " + version);
-            }
-            DataInputDeserializer in = new DataInputDeserializer(bytes);
+        protected NadiCommittable read(DataInputView in) throws IOException {
             return new NadiCommittable(in.readUTF(), in.readUTF());
         }
     }

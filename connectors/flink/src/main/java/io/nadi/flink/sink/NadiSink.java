@@ -1,6 +1,7 @@
 package io.nadi.flink.sink;
 
 import io.nadi.flink.client.StreamId;
+import io.nadi.flink.internal.ConnectionBuilder;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.Collection;
@@ -49,8 +50,8 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
     private final long maxBufferedBytes;
 
     private NadiSink(Builder<T> b) {
-        this.controller = Objects.requireNonNull(b.controller, "controller URL is required");
-        this.stream = Objects.requireNonNull(b.stream, "stream (scope/stream) is required");
+        this.controller = b.requireController();
+        this.stream = b.requireStream();
         this.schema = Objects.requireNonNull(b.schema, "serialization schema is required");
         this.guarantee = b.guarantee;
         this.leaseMs = b.lease.toMillis();
@@ -96,25 +97,11 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
     }
 
     /** Builds a {@link NadiSink}. */
-    public static final class Builder<T> {
-        private String controller;
-        private StreamId stream;
+    public static final class Builder<T> extends ConnectionBuilder<Builder<T>> {
         private NadiSerializationSchema<T> schema;
         private DeliveryGuarantee guarantee = DeliveryGuarantee.EXACTLY_ONCE;
         private Duration lease = DEFAULT_LEASE;
         private long maxBufferedBytes = 4L * 1024 * 1024;
-
-        /** The controller's gRPC URL, e.g. {@code http://127.0.0.1:9090}. */
-        public Builder<T> controller(String url) {
-            this.controller = url;
-            return this;
-        }
-
-        /** The stream, {@code scope/stream}; it must exist. */
-        public Builder<T> stream(String scopeAndStream) {
-            this.stream = StreamId.parse(scopeAndStream);
-            return this;
-        }
 
         public Builder<T> serializer(NadiSerializationSchema<T> s) {
             this.schema = s;

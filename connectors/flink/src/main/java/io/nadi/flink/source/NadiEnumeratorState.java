@@ -1,5 +1,6 @@
 package io.nadi.flink.source;
 
+import io.nadi.flink.internal.V1Serializer;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -7,9 +8,8 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.apache.flink.core.io.SimpleVersionedSerializer;
-import org.apache.flink.core.memory.DataInputDeserializer;
-import org.apache.flink.core.memory.DataOutputSerializer;
+import org.apache.flink.core.memory.DataInputView;
+import org.apache.flink.core.memory.DataOutputView;
 
 /**
  * The enumerator's checkpointed state: which segments were ever handed out, which were read to
@@ -37,63 +37,59 @@ public final class NadiEnumeratorState {
         return new NadiEnumeratorState(false, new HashSet<>(), new HashSet<>(), new ArrayList<>(), new HashMap<>());
     }
 
-    /** Checkpoint format (version 1). */
-    public static final class Serializer implements SimpleVersionedSerializer<NadiEnumeratorState> {
+    /** Checkpoint format. */
+    public static final class Serializer extends V1Serializer<NadiEnumeratorState> {
         public static final Serializer INSTANCE = new Serializer();
 
-        @Override
-        public int getVersion() {
-            return 1;
+        private Serializer() {
+            super("Nadi enumerator state");
         }
 
         @Override
-        public byte[] serialize(NadiEnumeratorState s) throws IOException {
-            DataOutputSerializer out = new DataOutputSerializer(256);
+        protected void write(NadiEnumeratorState s, DataOutputView out) throws IOException {
             out.writeBoolean(s.initialized);
-            out.writeInt(s.assigned.size());
-            for (long id : s.assigned) {
-                out.writeLong(id);
-            }
-            out.writeInt(s.finished.size());
-            for (long id : s.finished) {
-                out.writeLong(id);
-            }
+            writeIds(s.assigned, out);
+            writeIds(s.finished, out);
             out.writeInt(s.pending.size());
             for (NadiSplit split : s.pending) {
-                NadiSplitSerializer.write(split, out);
+                NadiSplitSerializer.INSTANCE.write(split, out);
             }
             out.writeInt(s.stopCut.size());
             for (Map.Entry<Long, Long> e : s.stopCut.entrySet()) {
                 out.writeLong(e.getKey());
                 out.writeLong(e.getValue());
             }
-            return out.getCopyOfBuffer();
         }
 
         @Override
-        public NadiEnumeratorState deserialize(int version, byte[] bytes) throws IOException {
-            if (version != 1) {
-                throw new IOException("unknown Nadi enumerator state version " + version);
-            }
-            DataInputDeserializer in = new DataInputDeserializer(bytes);
+        protected NadiEnumeratorState read(DataInputView in) throws IOException {
             boolean initialized = in.readBoolean();
-            Set<Long> assigned = new HashSet<>();
-            for (int i = in.readInt(); i > 0; i--) {
-                assigned.add(in.readLong());
-            }
-            Set<Long> finished = new HashSet<>();
-            for (int i = in.readInt(); i > 0; i--) {
-                finished.add(in.readLong());
-            }
+            Set<Long> assigned = readIds(in);
+            Set<Long> finished = readIds(in);
             List<NadiSplit> pending = new ArrayList<>();
             for (int i = in.readInt(); i > 0; i--) {
-                pending.add(NadiSplitSerializer.read(in));
+                pending.add(NadiSplitSerializer.INSTANCE.read(in));
             }
             Map<Long, Long> stopCut = new HashMap<>();
             for (int i = in.readInt(); i > 0; i--) {
                 stopCut.put(in.readLong(), in.readLong());
             }
             return new NadiEnumeratorState(initialized, assigned, finished, pending, stopCut);
+        }
+
+        private static void writeIds(Set<Long> ids, DataOutputView out) throws IOException {
+            out.writeInt(ids.size());
+            for (long id : ids) {
+                out.writeLong(id);
+            }
+        }
+
+        private static Set<Long> readIds(DataInputView in) throws IOException {
+            Set<Long> ids = new HashSet<>();
+            for (int i = in.readInt(); i > 0; i--) {
+                ids.add(in.readLong());
+            }
+            return ids;
         }
     }
 }

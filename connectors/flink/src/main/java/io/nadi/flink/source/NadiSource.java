@@ -1,6 +1,7 @@
 package io.nadi.flink.source;
 
 import io.nadi.flink.client.StreamId;
+import io.nadi.flink.internal.ConnectionBuilder;
 import java.util.Objects;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -46,8 +47,8 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     private final boolean bounded;
 
     private NadiSource(Builder<T> b) {
-        this.controller = Objects.requireNonNull(b.controller, "controller URL is required");
-        this.stream = Objects.requireNonNull(b.stream, "stream (scope/stream) is required");
+        this.controller = b.requireController();
+        this.stream = b.requireStream();
         this.deserializer = Objects.requireNonNull(b.deserializer, "deserializer is required");
         this.fromStart = b.fromStart;
         this.bounded = b.bounded;
@@ -105,24 +106,10 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     }
 
     /** Builds a {@link NadiSource}. */
-    public static final class Builder<T> {
-        private String controller;
-        private StreamId stream;
+    public static final class Builder<T> extends ConnectionBuilder<Builder<T>> {
         private NadiDeserializationSchema<T> deserializer;
         private boolean fromStart = true;
         private boolean bounded;
-
-        /** The controller's gRPC URL, e.g. {@code http://127.0.0.1:9090}. */
-        public Builder<T> controller(String url) {
-            this.controller = url;
-            return this;
-        }
-
-        /** The stream, {@code scope/stream}. */
-        public Builder<T> stream(String scopeAndStream) {
-            this.stream = StreamId.parse(scopeAndStream);
-            return this;
-        }
 
         public Builder<T> deserializer(NadiDeserializationSchema<T> d) {
             this.deserializer = d;

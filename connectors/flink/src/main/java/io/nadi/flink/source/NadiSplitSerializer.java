@@ -1,37 +1,20 @@
 package io.nadi.flink.source;
 
+import io.nadi.flink.internal.V1Serializer;
 import java.io.IOException;
-import org.apache.flink.core.io.SimpleVersionedSerializer;
-import org.apache.flink.core.memory.DataInputDeserializer;
 import org.apache.flink.core.memory.DataInputView;
-import org.apache.flink.core.memory.DataOutputSerializer;
 import org.apache.flink.core.memory.DataOutputView;
 
-/** Checkpoint format of {@link NadiSplit} (version 1). */
-public final class NadiSplitSerializer implements SimpleVersionedSerializer<NadiSplit> {
+/** Checkpoint format of {@link NadiSplit}. */
+public final class NadiSplitSerializer extends V1Serializer<NadiSplit> {
     public static final NadiSplitSerializer INSTANCE = new NadiSplitSerializer();
 
-    @Override
-    public int getVersion() {
-        return 1;
+    private NadiSplitSerializer() {
+        super("Nadi split");
     }
 
     @Override
-    public byte[] serialize(NadiSplit s) throws IOException {
-        DataOutputSerializer out = new DataOutputSerializer(64);
-        write(s, out);
-        return out.getCopyOfBuffer();
-    }
-
-    @Override
-    public NadiSplit deserialize(int version, byte[] bytes) throws IOException {
-        if (version != 1) {
-            throw new IOException("unknown Nadi split version " + version);
-        }
-        return read(new DataInputDeserializer(bytes));
-    }
-
-    static void write(NadiSplit s, DataOutputView out) throws IOException {
+    protected void write(NadiSplit s, DataOutputView out) throws IOException {
         out.writeLong(s.segmentId);
         out.writeUTF(s.segment);
         out.writeUTF(s.endpoint);
@@ -40,7 +23,8 @@ public final class NadiSplitSerializer implements SimpleVersionedSerializer<Nadi
         out.writeBoolean(s.finished);
     }
 
-    static NadiSplit read(DataInputView in) throws IOException {
+    @Override
+    protected NadiSplit read(DataInputView in) throws IOException {
         return new NadiSplit(in.readLong(), in.readUTF(), in.readUTF(), in.readLong(), in.readLong(), in.readBoolean());
     }
 }
