@@ -63,6 +63,7 @@ public class NadiException extends IOException {
             return (NadiException) t;
         }
         Status status = Status.fromThrowable(t);
+        String desc = status.getDescription() != null ? status.getDescription() : status.getCode().toString();
         com.google.rpc.Status detail = StatusProto.fromThrowable(t);
         if (detail != null) {
             for (Any any : detail.getDetailsList()) {
@@ -70,7 +71,7 @@ public class NadiException extends IOException {
                     Map<String, String> meta = new HashMap<>();
                     String[] reasonAndDomain = parseErrorInfo(any.getValue(), meta);
                     if (reasonAndDomain != null && "nadi".equals(reasonAndDomain[1])) {
-                        return new NadiException(reasonAndDomain[0], what + ": " + status.getDescription(), meta, t);
+                        return new NadiException(reasonAndDomain[0], what + ": " + desc, meta, t);
                     }
                 }
             }
@@ -92,7 +93,6 @@ public class NadiException extends IOException {
             default:
                 reason = "INTERNAL";
         }
-        String desc = status.getDescription() != null ? status.getDescription() : status.getCode().toString();
         return new NadiException(reason, what + ": " + desc, Map.of(), t);
     }
 
