@@ -68,7 +68,7 @@ class EventTimeITCase {
             Thread.sleep(500);
             write(client, stream, "a");
             awaitSeen(2 * PER_KEY);
-            job.cancel().get(30, TimeUnit.SECONDS);
+            FlinkJobs.cancel(job);
             assertEquals(0, LATE.get(), "events behind the watermark");
         }
     }

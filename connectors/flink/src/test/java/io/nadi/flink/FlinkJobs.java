@@ -3,11 +3,14 @@ package io.nadi.flink;
 import io.nadi.flink.sink.NadiSerializationSchema;
 import io.nadi.flink.sink.NadiSink;
 import java.time.Duration;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
 import org.apache.flink.api.common.serialization.SimpleStringSchema;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.configuration.RestartStrategyOptions;
 import org.apache.flink.configuration.TaskManagerOptions;
 import org.apache.flink.connector.base.DeliveryGuarantee;
+import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 
 /** Shared set-up of the in-JVM MiniCluster jobs of the tests. */
@@ -25,6 +28,16 @@ final class FlinkJobs {
         env.setParallelism(2);
         env.enableCheckpointing(checkpointMs);
         return env;
+    }
+
+    /** Cancels a job and waits until it has ended (its tasks closed). */
+    static void cancel(JobClient job) throws Exception {
+        job.cancel().get(30, TimeUnit.SECONDS);
+        try {
+            job.getJobExecutionResult().get(30, TimeUnit.SECONDS);
+        } catch (ExecutionException cancelled) {
+            // expected: the job was cancelled
+        }
     }
 
     /** An exactly-once sink of {@code KEY,SEQ} lines, routed by KEY. */

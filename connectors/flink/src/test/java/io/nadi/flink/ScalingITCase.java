@@ -1,6 +1,7 @@
 package io.nadi.flink;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.nadi.flink.client.NadiClient;
 import io.nadi.flink.client.RoutedWriter;
@@ -11,9 +12,12 @@ import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.functions.RichMapFunction;
 import org.apache.flink.api.common.serialization.SimpleStringSchema;
+import org.apache.flink.api.common.state.CheckpointListener;
 import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.junit.jupiter.api.Test;
@@ -21,14 +25,36 @@ import org.junit.jupiter.api.Timeout;
 
 /**
  * Acceptance 2: an unbounded source job (parallelism 2, exactly-once sink) runs while stream A
- * is written to and split and merged through the real CLI ({@code nadi stream scale}). Stream B
- * then holds every event exactly once with each key's sequence numbers in order: the source
- * followed every successor, only after its predecessors, and nothing was read twice.
+ * is written to and split and merged through the real CLI ({@code nadi stream scale}); between
+ * the merge and the last split the job fails once and restarts from its last checkpoint
+ * (restoring which segments were finished and where each reader stood). Stream B then holds
+ * every event exactly once with each key's sequence numbers in order: the source followed every
+ * successor, only after its predecessors, and nothing was read twice.
  */
 class ScalingITCase {
     static final int KEYS = 40;
     static final int EVENTS = 12_000;
     static final int CHUNK = 200;
+
+    /** Throws once, at the first event after {@code ARMED} is set and a checkpoint completed. */
+    static final class FailOnce extends RichMapFunction<String, String> implements CheckpointListener {
+        static final AtomicBoolean ARMED = new AtomicBoolean();
+        static final AtomicBoolean FAILED = new AtomicBoolean();
+        static final AtomicBoolean CHECKPOINTED = new AtomicBoolean();
+
+        @Override
+        public String map(String value) {
+            if (ARMED.get() && CHECKPOINTED.get() && FAILED.compareAndSet(false, true)) {
+                throw new RuntimeException("injected failure after the stream was scaled");
+            }
+            return value;
+        }
+
+        @Override
+        public void notifyCheckpointComplete(long checkpointId) {
+            CHECKPOINTED.set(ARMED.get());
+        }
+    }
 
     @Test
     @Timeout(value = 240, unit = TimeUnit.SECONDS)
@@ -46,6 +72,8 @@ class ScalingITCase {
                     .unbounded()
                     .build();
             env.fromSource(source, WatermarkStrategy.noWatermarks(), "nadi-a")
+                    .keyBy(KeyedEvents::keyOf)
+                    .map(new FailOnce())
                     .keyBy(KeyedEvents::keyOf)
                     .sinkTo(FlinkJobs.keyedSink(server.controller(), "it/b"));
             JobClient job = env.executeAsync("scaling-it");
@@ -76,6 +104,7 @@ class ScalingITCase {
             awaitWritten(written, writer, 5_000);
             s = client.activeSegments("it", "a");
             server.cli("stream", "scale", "it/a", "--merge", id(s.get(1)) + "," + id(s.get(2))); // 3 → 2
+            FailOnce.ARMED.set(true);
             awaitWritten(written, writer, 8_000);
             s = client.activeSegments("it", "a");
             server.cli("stream", "scale", "it/a", "--split", id(s.get(1)), "--into", "3"); // 2 → 4
@@ -89,25 +118,16 @@ class ScalingITCase {
             assertEquals(EVENTS, first.size(), "events that reached B");
             // Several more checkpoints pass while the final read waits for its idle timeout.
             List<String> lines = server.cli("read", "it/b", "--from-start", "--idle-timeout", "2").lines().toList();
-            job.cancel().get(30, TimeUnit.SECONDS);
-            awaitTerminal(job); // its sink writers abort their open transactions while nadi still runs
+            FlinkJobs.cancel(job); // its sink writers abort their open transactions while nadi still runs
             KeyedEvents.assertExactlyOnceInOrder(lines, KEYS, EVENTS);
-            System.out.printf("scaling: %d events through 3 scalings (2→3→2→4 segments) in %d ms%n", EVENTS, ms);
+            assertTrue(FailOnce.FAILED.get(), "the injected failure never happened");
+            System.out.printf("scaling: %d events through 3 scalings (2→3→2→4 segments) and a restart in %d ms%n",
+                    EVENTS, ms);
         }
     }
 
     private static String id(SegmentLocation l) {
         return Long.toString(l.getSegment().getId());
-    }
-
-    private static void awaitTerminal(JobClient job) throws Exception {
-        long deadline = System.currentTimeMillis() + 30_000;
-        while (!job.getJobStatus().get(10, TimeUnit.SECONDS).isGloballyTerminalState()) {
-            if (System.currentTimeMillis() > deadline) {
-                throw new AssertionError("job did not stop within 30 s of its cancellation");
-            }
-            Thread.sleep(20);
-        }
     }
 
     /** Waits until the writer has written {@code n} events (or failed). */
