@@ -31,7 +31,8 @@ import org.junit.jupiter.api.Timeout;
 /**
  * Acceptance 3: Flink SQL over {@code 'connector' = 'nadi'} tables: a TUMBLE window count per
  * key from a JSON stream into another JSON stream, checked against counts computed from the
- * generated input; a CSV round trip; and a clear error for a bad option.
+ * generated input; a CSV round trip through an at-least-once sink; and a clear error for a bad
+ * option.
  */
 class SqlITCase {
     private static final DateTimeFormatter TS = DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm:ss.SSS");
@@ -109,7 +110,8 @@ class SqlITCase {
             client.createStream("sql", "people", 2);
             TableEnvironment t = tableEnv();
             t.executeSql("CREATE TABLE people (name STRING, age INT) "
-                    + with(server, "sql/people", "csv", ", 'scan.bounded' = 'true', 'sink.routing-key.field' = 'name'"));
+                    + with(server, "sql/people", "csv", ", 'scan.bounded' = 'true', 'sink.routing-key.field' = 'name', "
+                    + "'sink.delivery-guarantee' = 'at-least-once'"));
             t.executeSql("INSERT INTO people VALUES ('ada', 36), ('grace', 85), ('alan', 41), ('ada', 37)")
                     .await(60, TimeUnit.SECONDS);
             List<String> raw = server.cli("read", "sql/people", "--from-start", "--idle-timeout", "2").lines().toList();
