@@ -27,11 +27,15 @@ import org.junit.jupiter.api.Timeout;
  * With a watermark per segment, the empty segment holds the watermark back, and no event is
  * ever behind it. One watermark for the whole reader would have run ahead to 20 s and made the
  * second segment's events late (checked: assigning watermarks after the source fails this test).
+ * Then the watermark moves on with both segments (the min of the two), and a segment that falls
+ * behind holds it there while the other runs ahead.
  */
 class EventTimeITCase {
     static final int PER_KEY = 2_000;
     static final AtomicLong LATE = new AtomicLong();
     static final AtomicLong SEEN = new AtomicLong();
+    /** The watermark when the last event ({@code key0,50000}) was processed. */
+    static final AtomicLong LAST_WATERMARK = new AtomicLong();
 
     @Test
     @Timeout(value = 120, unit = TimeUnit.SECONDS)
@@ -56,6 +60,7 @@ class EventTimeITCase {
                             if (ctx.timestamp() < ctx.timerService().currentWatermark()) {
                                 LATE.incrementAndGet();
                             }
+                            LAST_WATERMARK.set(ctx.timerService().currentWatermark());
                             SEEN.incrementAndGet();
                         }
                     })
@@ -68,7 +73,21 @@ class EventTimeITCase {
             Thread.sleep(500);
             write(client, stream, "a");
             awaitSeen(2 * PER_KEY);
+            assertEquals(0, LATE.get(), "events behind the watermark");
+
+            // Both segments at 30 s, then only key0's goes on (40 s, 50 s): the watermark that
+            // reaches the last event is the slower segment's, 30 s - 1 ms.
+            int seen = 2 * PER_KEY;
+            for (String event : new String[] {"key0,30000", "a,30000", "key0,40000", "key0,50000"}) {
+                Thread.sleep(200); // several periodic watermarks (every 50 ms) between events
+                try (RoutedWriter w = RoutedWriter.forStream(client, stream)) {
+                    w.write(event.substring(0, event.indexOf(',')), event.getBytes(StandardCharsets.UTF_8));
+                    w.flush();
+                }
+                awaitSeen(++seen);
+            }
             FlinkJobs.cancel(job);
+            assertEquals(29_999, LAST_WATERMARK.get(), "watermark at the last event");
             assertEquals(0, LATE.get(), "events behind the watermark");
         }
     }
