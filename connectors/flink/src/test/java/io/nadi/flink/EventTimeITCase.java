@@ -46,26 +46,7 @@ class EventTimeITCase {
             // "key0" (point 0.385) lives in segment [0, 0.5), "a" (0.822) in [0.5, 1).
             assertTrue(NadiRouting.keyPoint("key0") < 0.5 && NadiRouting.keyPoint("a") >= 0.5);
 
-            StreamExecutionEnvironment env = FlinkJobs.env(500);
-            env.setParallelism(1);
-            env.getConfig().setAutoWatermarkInterval(50);
-            NadiSource<String> source = NadiSource.<String>builder().controller(server.controller())
-                    .stream("it/times").deserializer(new SimpleStringSchema()).build();
-            WatermarkStrategy<String> wm = WatermarkStrategy.<String>forMonotonousTimestamps()
-                    .withTimestampAssigner((line, ts) -> Long.parseLong(line.substring(line.indexOf(',') + 1)));
-            env.fromSource(source, wm, "nadi-times")
-                    .process(new ProcessFunction<String, String>() {
-                        @Override
-                        public void processElement(String v, Context ctx, Collector<String> out) {
-                            if (ctx.timestamp() < ctx.timerService().currentWatermark()) {
-                                LATE.incrementAndGet();
-                            }
-                            LAST_WATERMARK.set(ctx.timerService().currentWatermark());
-                            SEEN.incrementAndGet();
-                        }
-                    })
-                    .addSink(new DiscardingSink<>());
-            JobClient job = env.executeAsync("event-time-it");
+            JobClient job = startJob(server, "it/times");
 
             write(client, stream, "key0");
             awaitSeen(PER_KEY);
@@ -92,9 +73,61 @@ class EventTimeITCase {
         }
     }
 
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void theWatermarkWaitsForTheSuccessorsOfASplitSegment() throws Exception {
+        try (NadiServer server = NadiServer.start(); NadiClient client = new NadiClient(server.controller())) {
+            client.createStream("it", "scaled", 2);
+            StreamId stream = StreamId.parse("it/scaled");
+            JobClient job = startJob(server, "it/scaled");
+            write(client, stream, "key0", 0, PER_KEY / 2); // segment 0: 0 .. 10 s
+            write(client, stream, "a", 0, PER_KEY);        // segment 1: 0 .. 20 s
+            awaitSeen(PER_KEY / 2 + PER_KEY);
+            // Segment 0 ends (sealed); key0 goes on in a successor, from 10 s. Until the successor
+            // is read, the watermark must stay at segment 0's 10 s, not jump to segment 1's 20 s.
+            server.cli("stream", "scale", "it/scaled", "--split", "0");
+            Thread.sleep(300); // several periodic watermarks while segment 0 is drained
+            write(client, stream, "key0", PER_KEY / 2, PER_KEY);
+            awaitSeen(2 * PER_KEY);
+            FlinkJobs.cancel(job);
+            assertEquals(0, LATE.get(), "events behind the watermark");
+        }
+    }
+
+    /** A parallelism-1 job over {@code stream} that counts events behind the watermark. */
+    private static JobClient startJob(NadiServer server, String stream) throws Exception {
+        LATE.set(0);
+        SEEN.set(0);
+        StreamExecutionEnvironment env = FlinkJobs.env(500);
+        env.setParallelism(1);
+        env.getConfig().setAutoWatermarkInterval(50);
+        NadiSource<String> source = NadiSource.<String>builder().controller(server.controller())
+                .stream(stream).deserializer(new SimpleStringSchema()).build();
+        WatermarkStrategy<String> wm = WatermarkStrategy.<String>forMonotonousTimestamps()
+                .withTimestampAssigner((line, ts) -> Long.parseLong(line.substring(line.indexOf(',') + 1)));
+        env.fromSource(source, wm, "nadi-times")
+                .process(new ProcessFunction<String, String>() {
+                    @Override
+                    public void processElement(String v, Context ctx, Collector<String> out) {
+                        if (ctx.timestamp() < ctx.timerService().currentWatermark()) {
+                            LATE.incrementAndGet();
+                        }
+                        LAST_WATERMARK.set(ctx.timerService().currentWatermark());
+                        SEEN.incrementAndGet();
+                    }
+                })
+                .addSink(new DiscardingSink<>());
+        return env.executeAsync("event-time-it");
+    }
+
     private static void write(NadiClient client, StreamId stream, String key) throws Exception {
+        write(client, stream, key, 0, PER_KEY);
+    }
+
+    /** Events {@code key,T} with T = 0, 10, 20, ... ms for sequence numbers {@code from..to}. */
+    private static void write(NadiClient client, StreamId stream, String key, int from, int to) throws Exception {
         try (RoutedWriter w = RoutedWriter.forStream(client, stream)) {
-            for (int seq = 0; seq < PER_KEY; seq++) {
+            for (int seq = from; seq < to; seq++) {
                 w.write(key, (key + "," + (seq * 10)).getBytes(StandardCharsets.UTF_8));
             }
             w.flush();

@@ -2,9 +2,14 @@ package io.nadi.flink.source;
 
 import io.nadi.flink.client.NadiClient;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.function.Consumer;
+import org.apache.flink.api.connector.source.SourceEvent;
 import org.apache.flink.api.connector.source.SourceOutput;
 import org.apache.flink.api.connector.source.SourceReaderContext;
 import org.apache.flink.connector.base.source.reader.RecordEmitter;
@@ -17,18 +22,52 @@ import org.apache.flink.connector.base.source.reader.SingleThreadMultiplexSource
  * neither stalls nor rushes the reader's watermark (with {@code WatermarkStrategy.withIdleness}
  * for idle ones).
  *
- * <p>When a split is finished, the reader tells the enumerator ({@link SegmentsFinishedEvent}),
- * which hands out successors once all their predecessors are finished. The reader also keeps a
+ * <p>When a segment is read to its sealed end (drained), the reader tells the enumerator
+ * ({@link SegmentsFinishedEvent}), which hands out successors once all their predecessors are
+ * finished. The drained split keeps its watermark until the enumerator releases it
+ * ({@link ReleaseSegmentsEvent}) after handing out its successors, whose splits then hold the
+ * watermark from their start: it never runs ahead in between. The reader also keeps a
  * <em>finished marker</em> for it in its state and repeats the report after a restore: the
  * enumerator's state is taken before the readers', so a report that reached the enumerator after
  * its snapshot would otherwise be lost with the restore, and the successors never assigned.
  */
 final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<NadiRecord, T, NadiSplit, NadiSplitState> {
     private final Map<String, NadiSplit> finishedMarkers = new LinkedHashMap<>();
+    /** Drained splits already reported to the enumerator (not reported again when released). */
+    private final Set<String> reported = new HashSet<>();
+    /** The split reader's queue, for releases. */
+    private final LinkedBlockingQueue<Object> queue;
 
     NadiSourceReader(String controller, NadiDeserializationSchema<T> deserializer, SourceReaderContext context) {
-        super(() -> new NadiSplitReader(new NadiClient(controller)), new Emitter<>(deserializer),
-                context.getConfiguration(), context);
+        this(controller, new Emitter<>(deserializer), new LinkedBlockingQueue<>(), context);
+    }
+
+    private NadiSourceReader(String controller, Emitter<T> emitter, LinkedBlockingQueue<Object> queue,
+            SourceReaderContext context) {
+        super(() -> new NadiSplitReader(new NadiClient(controller), queue), emitter, context.getConfiguration(),
+                context);
+        this.queue = queue;
+        emitter.onDrained = this::drained;
+    }
+
+    /** A segment was read to its sealed end: the enumerator may hand out its successors. */
+    private void drained(NadiSplitState state) {
+        if (reported.add(state.split.splitId())) {
+            report(List.of(state.split));
+        }
+    }
+
+    @Override
+    public void handleSourceEvents(SourceEvent event) {
+        if (event instanceof ReleaseSegmentsEvent) {
+            List<String> ids = new ArrayList<>();
+            for (long id : ((ReleaseSegmentsEvent) event).segmentIds) {
+                ids.add(Long.toString(id));
+            }
+            NadiSplitReader.release(queue, ids);
+        } else {
+            super.handleSourceEvents(event);
+        }
     }
 
     @Override
@@ -55,9 +94,13 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
         for (NadiSplitState s : finished.values()) {
             NadiSplit marker = s.split.asFinished(s.offset);
             finishedMarkers.put(marker.splitId(), marker);
-            done.add(marker);
+            if (!reported.remove(marker.splitId())) {
+                done.add(marker);
+            }
         }
-        report(done);
+        if (!done.isEmpty()) {
+            report(done);
+        }
     }
 
     private void report(List<NadiSplit> done) {
@@ -85,10 +128,11 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
         return state.toSplit();
     }
 
-    /** Deserializes an event and advances its split's offset past it. */
+    /** Deserializes an event and advances its split's offset past it; passes end markers on. */
     private static final class Emitter<T> implements RecordEmitter<NadiRecord, T, NadiSplitState> {
         private final NadiDeserializationSchema<T> deserializer;
         private final OutputCollector<T> collector = new OutputCollector<>();
+        Consumer<NadiSplitState> onDrained;
 
         Emitter(NadiDeserializationSchema<T> deserializer) {
             this.deserializer = deserializer;
@@ -96,6 +140,14 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
 
         @Override
         public void emitRecord(NadiRecord r, SourceOutput<T> output, NadiSplitState state) throws Exception {
+            if (r.kind == NadiRecord.Kind.START) {
+                return; // SourceReaderBase made the split's watermark output: nothing else to do
+            }
+            if (r.kind == NadiRecord.Kind.END) {
+                state.offset = r.nextOffset;
+                onDrained.accept(state);
+                return;
+            }
             collector.output = output;
             deserializer.deserialize(r.payload, r.segment, r.offset, collector);
             state.offset = r.nextOffset;

@@ -9,8 +9,10 @@ import io.nadi.proto.controller.v1.SegmentOffset;
 import io.nadi.proto.controller.v1.SuccessorSegment;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeSet;
 import org.apache.flink.api.connector.source.SplitEnumerator;
 import org.apache.flink.api.connector.source.SplitEnumeratorContext;
@@ -66,6 +68,10 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
     /** Successors waiting for a checkpoint to complete before they are handed out. */
     private final List<Waiting> waiting = new ArrayList<>();
     private long lastSnapshotAt = System.currentTimeMillis();
+    /** Drained segments (by the reader holding them) whose successors are not all handed out. */
+    private final Map<Long, Integer> holding = new HashMap<>();
+    /** The successors of each finished segment, once known. */
+    private final Map<Long, List<Long>> successorsOf = new HashMap<>();
 
     /** Without any checkpoint for this long, waiting successors are handed out anyway. */
     static final long NO_CHECKPOINT_WAIT_MS = 10_000;
@@ -161,6 +167,7 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         for (long id : ((SegmentsFinishedEvent) event).segmentIds) {
             finished.add(id);
             finishedBy.put(id, subtaskId);
+            holding.put(id, subtaskId);
             followSuccessors(id);
         }
         signalIfDone();
@@ -169,7 +176,8 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
     /** Asks for the successors of a finished segment and adds those now ready. */
     private void followSuccessors(long id) {
         if (bounded && stopCut.containsKey(id)) {
-            return; // read up to the stop cut: nothing after it
+            holding.remove(id);
+            return; // read up to the stop cut (finished, not drained): nothing after it
         }
         inFlight++;
         context.callAsync(() -> client.successors(stream.scope(), stream.stream(), id), (succ, error) -> {
@@ -178,6 +186,11 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
                 throw new IllegalStateException("cannot get the successors of segment " + id + " of " + stream
                         + ": " + error.getMessage(), error);
             }
+            List<Long> ids = new ArrayList<>();
+            for (SuccessorSegment s : succ) {
+                ids.add(s.getSegment().getSegment().getId());
+            }
+            successorsOf.put(id, ids);
             for (SuccessorSegment s : succ) {
                 Segment seg = s.getSegment().getSegment();
                 if (assigned.contains(seg.getId()) || !finished.containsAll(s.getPredecessorIdsList())) {
@@ -195,8 +208,46 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
                 }
             }
             assignPending();
+            releaseHeld();
             signalIfDone();
         });
+    }
+
+    /**
+     * Releases every drained segment whose successors were all handed out (or that has none):
+     * its reader finishes it now. Sent after the successors' assignment, so a successor that goes
+     * to the same reader holds the watermark before its predecessor lets go of it.
+     */
+    private void releaseHeld() {
+        Set<Long> notOut = new HashSet<>();
+        for (NadiSplit p : pending) {
+            notOut.add(p.segmentId);
+        }
+        for (Waiting w : waiting) {
+            notOut.add(w.split.segmentId);
+        }
+        Map<Integer, List<Long>> release = new HashMap<>();
+        for (java.util.Iterator<Map.Entry<Long, Integer>> it = holding.entrySet().iterator(); it.hasNext();) {
+            Map.Entry<Long, Integer> e = it.next();
+            List<Long> succ = successorsOf.get(e.getKey());
+            if (succ == null) {
+                continue; // not asked yet
+            }
+            boolean allOut = true;
+            for (long s : succ) {
+                allOut &= assigned.contains(s) && !notOut.contains(s);
+            }
+            if (allOut) {
+                release.computeIfAbsent(e.getValue(), k -> new ArrayList<>()).add(e.getKey());
+                it.remove();
+            }
+        }
+        for (Map.Entry<Integer, List<Long>> e : release.entrySet()) {
+            if (context.registeredReaders().containsKey(e.getKey())) {
+                context.sendEventToSourceReader(e.getKey(),
+                        new ReleaseSegmentsEvent(e.getValue().stream().mapToLong(Long::longValue).toArray()));
+            }
+        }
     }
 
     /** The reader that finished all of these segments, or null if several (or unknown). */
@@ -228,6 +279,7 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         }
         pending.clear();
         context.assignSplits(new SplitsAssignment<>(assignment));
+        releaseHeld();
     }
 
     /** Bounded mode: once every handed-out segment is finished, the readers get no more splits. */

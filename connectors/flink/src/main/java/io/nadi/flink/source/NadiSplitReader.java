@@ -34,8 +34,12 @@ import org.apache.flink.connector.base.source.reader.splitreader.SplitsChange;
  *   ...                                          ┘   records per split; request the next message
  * </pre>
  *
- * A segment is finished when the store says {@code end_of_segment} (sealed and read to its end)
- * or, in bounded mode, at the stop cut's offset. Reads follow the tail (no polling): the store
+ * A segment read to the stop cut's offset (bounded mode) is finished. A segment the store says is
+ * sealed and read to its end ({@code end_of_segment}) is <em>drained</em> instead: the reader
+ * gets an end marker record (payload {@code null}) and reports it to the enumerator, but the split
+ * stays open, holding its watermark, until the enumerator has handed out its successors and
+ * {@linkplain #release releases} it. So the watermark cannot run ahead in the gap between a
+ * segment's end and its successors' start. Reads follow the tail (no polling): the store
  * pushes new events as they become durable. A lost connection is reopened from the next unread
  * offset a few times before the fetch fails (and Flink restarts from the last checkpoint).
  */
@@ -43,6 +47,15 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
     private static final int MAX_BYTES_PER_MESSAGE = 256 * 1024;
     private static final int MAX_REOPENS = 5;
     private static final Object WAKE = new Object();
+
+    /** Drained splits the enumerator released: finish them now. */
+    private static final class Release {
+        final List<String> splitIds;
+
+        Release(List<String> splitIds) {
+            this.splitIds = splitIds;
+        }
+    }
 
     /** One open read of a segment. */
     private final class Read implements ClientResponseObserver<ReadRequest, ReadResponse> {
@@ -92,12 +105,29 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
     }
 
     private final NadiClient client;
-    private final LinkedBlockingQueue<Object> queue = new LinkedBlockingQueue<>();
+    /** Read responses, wake-ups and releases; shared with the source reader (see {@link #release}). */
+    private final LinkedBlockingQueue<Object> queue;
     private final Map<String, Read> reads = new HashMap<>();
     private final Set<String> finishedWithoutRead = new LinkedHashSet<>();
+    /** Splits read to their sealed end, waiting for their release. */
+    private final Set<String> drained = new LinkedHashSet<>();
+    /** Splits added since the last fetch: each gets a start marker. */
+    private final List<NadiSplit> started = new ArrayList<>();
+    /**
+     * Releases seen in the last fetch, applied in the next one: the enumerator assigns the
+     * successors before it releases their predecessors, and Flink runs the successors' addition
+     * between two fetches, so their start markers (and watermark outputs) come first.
+     */
+    private List<String> deferredReleases = new ArrayList<>();
 
-    NadiSplitReader(NadiClient client) {
+    NadiSplitReader(NadiClient client, LinkedBlockingQueue<Object> queue) {
         this.client = client;
+        this.queue = queue;
+    }
+
+    /** Called from any thread: finish these drained splits (their successors were handed out). */
+    static void release(LinkedBlockingQueue<Object> queue, List<String> splitIds) {
+        queue.add(new Release(splitIds));
     }
 
     @Override
@@ -106,6 +136,7 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
             throw new UnsupportedOperationException("unsupported split change " + change);
         }
         for (NadiSplit s : change.splits()) {
+            started.add(s);
             if (s.endOffset != NadiSplit.NO_END && s.offset >= s.endOffset) {
                 finishedWithoutRead.add(s.splitId());
                 continue;
@@ -129,10 +160,20 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
     @Override
     public RecordsWithSplitIds<NadiRecord> fetch() throws IOException {
         RecordsBySplits.Builder<NadiRecord> out = new RecordsBySplits.Builder<>();
+        for (NadiSplit s : started) {
+            out.add(s.splitId(), NadiRecord.marker(NadiRecord.Kind.START, s.segment, s.offset));
+        }
+        started.clear();
         for (String id : finishedWithoutRead) {
             out.addFinishedSplit(id);
         }
         finishedWithoutRead.clear();
+        for (String id : deferredReleases) {
+            if (drained.remove(id)) {
+                out.addFinishedSplit(id);
+            }
+        }
+        deferredReleases = new ArrayList<>();
         List<Object> items = new ArrayList<>();
         try {
             Object first = queue.poll(200, TimeUnit.MILLISECONDS);
@@ -148,6 +189,10 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
             if (o == WAKE) {
                 continue;
             }
+            if (o instanceof Release) {
+                deferredReleases.addAll(((Release) o).splitIds);
+                continue;
+            }
             Item item = (Item) o;
             Read r = item.read;
             if (reads.get(r.split.splitId()) != r) {
@@ -155,7 +200,7 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
             }
             if (item.response != null) {
                 if (handle(r, item.response, out)) {
-                    finish(r, out);
+                    end(r, item.response.getEndOfSegment(), out);
                 } else {
                     r.call.request(1);
                 }
@@ -184,12 +229,18 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
         return resp.getEndOfSegment() || (r.split.endOffset != NadiSplit.NO_END && r.next >= r.split.endOffset);
     }
 
-    private void finish(Read r, RecordsBySplits.Builder<NadiRecord> out) {
+    /** The split's read is over: finished at the stop cut, or drained at its sealed end. */
+    private void end(Read r, boolean sealedEnd, RecordsBySplits.Builder<NadiRecord> out) {
         reads.remove(r.split.splitId());
         if (r.call != null) {
             r.call.cancel("segment read to its end", null);
         }
-        out.addFinishedSplit(r.split.splitId());
+        if (r.split.endOffset == NadiSplit.NO_END && sealedEnd) {
+            drained.add(r.split.splitId());
+            out.add(r.split.splitId(), NadiRecord.marker(NadiRecord.Kind.END, r.split.segment, r.next));
+        } else {
+            out.addFinishedSplit(r.split.splitId());
+        }
     }
 
     private void reopenOrFail(Read r, Throwable error) throws NadiException {
