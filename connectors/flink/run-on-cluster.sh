@@ -109,5 +109,6 @@ for line in lines:
     nxt[k] = int(seq) + 1
 ok = len(lines) == total and bad == 0 and sum(nxt.values()) == total
 print(f"demo/out: {len(lines)} events (expected {total}), {bad} out of order or duplicated")
+print("run-on-cluster: 1 passed, 0 failed" if ok else "run-on-cluster: 0 passed, 1 failed")
 sys.exit(0 if ok else 1)
 PY
