@@ -1,0 +1,234 @@
+package io.nadi.flink.client;
+
+import io.grpc.ManagedChannel;
+import io.grpc.netty.NettyChannelBuilder;
+import io.nadi.proto.controller.v1.AbortTxnRequest;
+import io.nadi.proto.controller.v1.BeginTxnRequest;
+import io.nadi.proto.controller.v1.CommitTxnRequest;
+import io.nadi.proto.controller.v1.ControllerServiceGrpc;
+import io.nadi.proto.controller.v1.CreateScopeRequest;
+import io.nadi.proto.controller.v1.CreateStreamRequest;
+import io.nadi.proto.controller.v1.GetActiveSegmentsRequest;
+import io.nadi.proto.controller.v1.GetHeadSegmentsRequest;
+import io.nadi.proto.controller.v1.GetStreamCutRequest;
+import io.nadi.proto.controller.v1.GetStreamRequest;
+import io.nadi.proto.controller.v1.GetSuccessorsRequest;
+import io.nadi.proto.controller.v1.GetTxnRequest;
+import io.nadi.proto.controller.v1.PingTxnRequest;
+import io.nadi.proto.controller.v1.ScalingPolicy;
+import io.nadi.proto.controller.v1.SegmentLocation;
+import io.nadi.proto.controller.v1.SegmentOffset;
+import io.nadi.proto.controller.v1.StreamConfig;
+import io.nadi.proto.controller.v1.StreamInfo;
+import io.nadi.proto.controller.v1.SuccessorSegment;
+import io.nadi.proto.controller.v1.TransactionServiceGrpc;
+import io.nadi.proto.controller.v1.TxnInfo;
+import io.nadi.proto.segment.v1.GetSegmentInfoRequest;
+import io.nadi.proto.segment.v1.SegmentInfo;
+import io.nadi.proto.segment.v1.SegmentStoreGrpc;
+import io.netty.channel.EventLoopGroup;
+import io.netty.channel.nio.NioEventLoopGroup;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import io.netty.util.concurrent.DefaultThreadFactory;
+import java.net.InetSocketAddress;
+import java.net.URI;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
+
+/**
+ * A small blocking client of Nadi's public gRPC API (controller, transactions, segment store),
+ * as the Flink connector needs it. One instance owns one channel per endpoint and its own netty
+ * event loop, shut down synchronously in {@link #close()}: inside a Flink job jar, a shared gRPC
+ * event loop would outlive the job's class loader.
+ *
+ * <p>Controller calls are retried for up to {@link #RETRY_FOR_MS} while the answer is retryable
+ * ({@code UNAVAILABLE}: a leader election, a store restarting), like the Rust client does.
+ * Every failure is a {@link NadiException} with the server's stable reason.
+ */
+public final class NadiClient implements AutoCloseable {
+    /** How long controller calls are retried while the answer is retryable. */
+    public static final long RETRY_FOR_MS = 10_000;
+    /** Largest gRPC message accepted (the protocol allows 16 MiB + 64 KiB). */
+    static final int MAX_MESSAGE = 17 * 1024 * 1024;
+
+    private final String controller;
+    private final EventLoopGroup loop;
+    private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
+
+    /** A client of the controller at {@code controllerUrl} (e.g. {@code http://127.0.0.1:9090}). */
+    public NadiClient(String controllerUrl) {
+        this.controller = controllerUrl;
+        this.loop = new NioEventLoopGroup(1, new DefaultThreadFactory("nadi-grpc", true));
+    }
+
+    /** The controller URL this client talks to. */
+    public String controllerUrl() {
+        return controller;
+    }
+
+    ManagedChannel channel(String endpoint) {
+        return channels.computeIfAbsent(endpoint, e -> {
+            URI uri = URI.create(e.contains("://") ? e : "http://" + e);
+            if (uri.getHost() == null || uri.getPort() < 0) {
+                throw new IllegalArgumentException("not a gRPC endpoint (want http://HOST:PORT): " + e);
+            }
+            return NettyChannelBuilder.forAddress(new InetSocketAddress(uri.getHost(), uri.getPort()))
+                    .usePlaintext()
+                    .eventLoopGroup(loop)
+                    .channelType(NioSocketChannel.class)
+                    .directExecutor()
+                    .maxInboundMessageSize(MAX_MESSAGE)
+                    .flowControlWindow(8 * 1024 * 1024)
+                    .build();
+        });
+    }
+
+    private ControllerServiceGrpc.ControllerServiceBlockingStub ctl() {
+        return ControllerServiceGrpc.newBlockingStub(channel(controller)).withDeadlineAfter(30, TimeUnit.SECONDS);
+    }
+
+    private TransactionServiceGrpc.TransactionServiceBlockingStub txn() {
+        return TransactionServiceGrpc.newBlockingStub(channel(controller)).withDeadlineAfter(60, TimeUnit.SECONDS);
+    }
+
+    /** Async stub of the segment store at {@code endpoint}, for reads and appends. */
+    SegmentStoreGrpc.SegmentStoreStub store(String endpoint) {
+        return SegmentStoreGrpc.newStub(channel(endpoint));
+    }
+
+    /** Runs a controller call, retrying while the answer is retryable. */
+    private <T> T call(String what, Supplier<T> f) throws NadiException {
+        long deadline = System.currentTimeMillis() + RETRY_FOR_MS;
+        long backoff = 50;
+        while (true) {
+            try {
+                return f.get();
+            } catch (RuntimeException e) {
+                if (!NadiException.isStatus(e)) {
+                    throw e;
+                }
+                NadiException n = NadiException.from(e, what);
+                if (!n.isRetryable() || System.currentTimeMillis() + backoff > deadline) {
+                    throw n;
+                }
+                try {
+                    Thread.sleep(backoff);
+                } catch (InterruptedException ie) {
+                    Thread.currentThread().interrupt();
+                    throw n;
+                }
+                backoff = Math.min(backoff * 2, 1000);
+            }
+        }
+    }
+
+    /** Creates the scope if missing and the stream with {@code segments} segments if missing. */
+    public void createStream(String scope, String stream, int segments) throws NadiException {
+        try {
+            call("create scope " + scope, () -> ctl().createScope(CreateScopeRequest.newBuilder().setScope(scope).build()));
+        } catch (NadiException e) {
+            if (!e.reason().equals("ALREADY_EXISTS_SCOPE")) {
+                throw e;
+            }
+        }
+        StreamConfig config = StreamConfig.newBuilder()
+                .setScaling(ScalingPolicy.newBuilder().setMinSegments(segments).build())
+                .build();
+        try {
+            call("create stream " + scope + "/" + stream, () -> ctl().createStream(CreateStreamRequest.newBuilder()
+                    .setScope(scope).setStream(stream).setConfig(config).build()));
+        } catch (NadiException e) {
+            if (!e.reason().equals("ALREADY_EXISTS_STREAM")) {
+                throw e;
+            }
+        }
+    }
+
+    /** The stream's configuration, state and active segments. {@code NOT_FOUND_STREAM} names it. */
+    public StreamInfo getStream(String scope, String stream) throws NadiException {
+        return call("stream " + scope + "/" + stream,
+                () -> ctl().getStream(GetStreamRequest.newBuilder().setScope(scope).setStream(stream).build()))
+                .getStream();
+    }
+
+    /** The segments writers route to now, with their stores, sorted by {@code key_low}. */
+    public List<SegmentLocation> activeSegments(String scope, String stream) throws NadiException {
+        return call("active segments of " + scope + "/" + stream, () -> ctl().getActiveSegments(
+                GetActiveSegmentsRequest.newBuilder().setScope(scope).setStream(stream).build())).getSegmentsList();
+    }
+
+    /** Where a reader from the beginning starts: the head segments, with their stores. */
+    public List<SegmentLocation> headSegments(String scope, String stream) throws NadiException {
+        return call("head segments of " + scope + "/" + stream, () -> ctl().getHeadSegments(
+                GetHeadSegmentsRequest.newBuilder().setScope(scope).setStream(stream).build())).getSegmentsList();
+    }
+
+    /** The tail stream cut: each active segment at its current durable length. */
+    public List<SegmentOffset> tailCut(String scope, String stream) throws NadiException {
+        return call("tail cut of " + scope + "/" + stream, () -> ctl().getStreamCut(GetStreamCutRequest.newBuilder()
+                .setScope(scope).setStream(stream).setWhich(GetStreamCutRequest.Which.WHICH_TAIL).build())).getCutList();
+    }
+
+    /** The successors of a sealed segment, each with all its predecessors; empty while active. */
+    public List<SuccessorSegment> successors(String scope, String stream, long segmentId) throws NadiException {
+        return call("successors of segment " + segmentId + " of " + scope + "/" + stream,
+                () -> ctl().getSuccessors(GetSuccessorsRequest.newBuilder()
+                        .setScope(scope).setStream(stream).setSegmentId(segmentId).build())).getSuccessorsList();
+    }
+
+    /** Start offset, durable length, sealed flag and writers' last event numbers of a segment. */
+    public SegmentInfo segmentInfo(String endpoint, String segment) throws NadiException {
+        return call("segment " + segment, () -> SegmentStoreGrpc.newBlockingStub(channel(endpoint))
+                .withDeadlineAfter(30, TimeUnit.SECONDS)
+                .getSegmentInfo(GetSegmentInfoRequest.newBuilder().setSegment(segment).build()));
+    }
+
+    /** Opens a transaction on the stream with the given lease (0: the controller's default). */
+    public TxnInfo beginTxn(String scope, String stream, long leaseMs) throws NadiException {
+        return call("begin transaction on " + scope + "/" + stream, () -> txn().beginTxn(BeginTxnRequest.newBuilder()
+                .setScope(scope).setStream(stream).setLeaseMs(leaseMs).build())).getTxn();
+    }
+
+    /** A transaction's state and segments. */
+    public TxnInfo getTxn(String txnId) throws NadiException {
+        return call("transaction " + txnId, () -> txn().getTxn(GetTxnRequest.newBuilder().setTxnId(txnId).build()))
+                .getTxn();
+    }
+
+    /** Extends an open transaction's lease to now + {@code leaseMs}. */
+    public TxnInfo pingTxn(String txnId, long leaseMs) throws NadiException {
+        return call("ping transaction " + txnId, () -> txn().pingTxn(
+                PingTxnRequest.newBuilder().setTxnId(txnId).setLeaseMs(leaseMs).build())).getTxn();
+    }
+
+    /** Commits; committing a committed transaction succeeds. {@code TXN_ABORTED} if it was aborted. */
+    public TxnInfo commitTxn(String txnId) throws NadiException {
+        return call("commit transaction " + txnId, () -> txn().commitTxn(
+                CommitTxnRequest.newBuilder().setTxnId(txnId).build())).getTxn();
+    }
+
+    /** Aborts; aborting an aborted transaction succeeds. {@code TXN_NOT_OPEN} if committing/committed. */
+    public TxnInfo abortTxn(String txnId) throws NadiException {
+        return call("abort transaction " + txnId, () -> txn().abortTxn(
+                AbortTxnRequest.newBuilder().setTxnId(txnId).build())).getTxn();
+    }
+
+    @Override
+    public void close() {
+        for (ManagedChannel c : channels.values()) {
+            c.shutdownNow();
+        }
+        for (ManagedChannel c : channels.values()) {
+            try {
+                c.awaitTermination(5, TimeUnit.SECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        channels.clear();
+        loop.shutdownGracefully(0, 1, TimeUnit.SECONDS).syncUninterruptibly();
+    }
+}

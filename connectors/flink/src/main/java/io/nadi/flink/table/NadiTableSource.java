@@ -1,0 +1,93 @@
+package io.nadi.flink.table;
+
+import io.nadi.flink.client.StreamId;
+import io.nadi.flink.source.NadiSource;
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.api.common.serialization.DeserializationSchema;
+import org.apache.flink.streaming.api.datastream.DataStreamSource;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+import org.apache.flink.table.connector.ProviderContext;
+import org.apache.flink.table.connector.ChangelogMode;
+import org.apache.flink.table.connector.format.DecodingFormat;
+import org.apache.flink.table.connector.source.DynamicTableSource;
+import org.apache.flink.table.connector.source.ScanTableSource;
+import org.apache.flink.table.connector.source.DataStreamScanProvider;
+import org.apache.flink.table.connector.source.abilities.SupportsWatermarkPushDown;
+import org.apache.flink.table.data.RowData;
+import org.apache.flink.table.types.DataType;
+
+/**
+ * The scan side of a {@code 'connector' = 'nadi'} table: a {@link NadiSource} of rows. The
+ * table's {@code WATERMARK} clause is pushed into the source, so watermarks are generated per
+ * segment (split), as in the DataStream API.
+ */
+final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDown {
+    private final String controller;
+    private final StreamId stream;
+    private final DecodingFormat<DeserializationSchema<RowData>> format;
+    private final DataType physical;
+    private final boolean fromStart;
+    private final boolean bounded;
+    private WatermarkStrategy<RowData> watermarks = WatermarkStrategy.noWatermarks();
+
+    NadiTableSource(String controller, StreamId stream, DecodingFormat<DeserializationSchema<RowData>> format,
+            DataType physical, boolean fromStart, boolean bounded) {
+        this.controller = controller;
+        this.stream = stream;
+        this.format = format;
+        this.physical = physical;
+        this.fromStart = fromStart;
+        this.bounded = bounded;
+    }
+
+    @Override
+    public ChangelogMode getChangelogMode() {
+        return format.getChangelogMode();
+    }
+
+    @Override
+    public ScanRuntimeProvider getScanRuntimeProvider(ScanContext context) {
+        DeserializationSchema<RowData> rows = format.createRuntimeDecoder(context, physical);
+        NadiSource.Builder<RowData> b = NadiSource.<RowData>builder()
+                .controller(controller).stream(stream.toString()).deserializer(rows);
+        if (!fromStart) {
+            b.fromLatest();
+        }
+        if (bounded) {
+            b.boundedAtTail();
+        }
+        NadiSource<RowData> source = b.build();
+        WatermarkStrategy<RowData> strategy = watermarks;
+        return new DataStreamScanProvider() {
+            @Override
+            public org.apache.flink.streaming.api.datastream.DataStream<RowData> produceDataStream(
+                    ProviderContext provider, StreamExecutionEnvironment env) {
+                DataStreamSource<RowData> s = env.fromSource(source, strategy, "Nadi(" + stream + ")");
+                provider.generateUid("nadi-source").ifPresent(s::uid);
+                return s;
+            }
+
+            @Override
+            public boolean isBounded() {
+                return bounded;
+            }
+        };
+    }
+
+    @Override
+    public void applyWatermark(WatermarkStrategy<RowData> strategy) {
+        this.watermarks = strategy;
+    }
+
+    @Override
+    public DynamicTableSource copy() {
+        NadiTableSource copy = new NadiTableSource(controller, stream, format, physical, fromStart, bounded);
+        copy.watermarks = watermarks;
+        return copy;
+    }
+
+    @Override
+    public String asSummaryString() {
+        return "Nadi(" + stream + ")";
+    }
+}
