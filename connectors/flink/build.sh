@@ -30,11 +30,12 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-# --- 1. Debian packages (gRPC Java 1.41, protobuf 3.21, netty 4.1, JUnit 5) -------------------
+# --- 1. Debian packages (JDK 17, gRPC Java 1.41, protobuf 3.21, netty 4.1, JUnit 5) ----------
 APT_PACKAGES="libgrpc-java libprotobuf-java protobuf-compiler protobuf-compiler-grpc-java-plugin
   libnetty-java libperfmark-java libgoogle-gson-java libgoogle-common-protos-java junit5
-  libgeronimo-annotation-1.3-spec-java"
+  libgeronimo-annotation-1.3-spec-java openjdk-17-jdk-headless"
 need_apt=0
+command -v javac >/dev/null 2>&1 || need_apt=1
 for f in "$JARS/grpc-netty.jar" "$JARS/protobuf.jar" "$JARS/proto-google-common-protos.jar" \
          "$JARS/junit-platform-console-standalone.jar" "$JARS/geronimo-annotation-1.3-spec.jar" \
          /usr/bin/protoc /usr/bin/grpc_java_plugin; do
