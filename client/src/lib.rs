@@ -68,6 +68,10 @@ mod reader_group;
 mod txn;
 mod writer;
 
+/// The protocol types this crate's signatures use (`StreamConfig`, `SegmentLocation`, …), so
+/// applications need no separate dependency on `nadi-proto`.
+pub use nadi_proto;
+
 pub use client::{CONTROLLER_RETRY_FOR, NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use manager::StreamManager;

@@ -287,6 +287,9 @@ pub struct TransactionalWriter {
     /// `None` once the transaction is no longer open (committed or aborted through this handle,
     /// or resumed in another state).
     writer: Option<EventWriter>,
+    /// `abort` was called: a later `commit` through this handle is refused, since what was
+    /// written may not all be durable (the writer stopped without a flush).
+    abort_requested: bool,
 }
 
 impl TransactionalWriter {
@@ -329,7 +332,7 @@ impl TransactionalWriter {
         } else {
             None
         };
-        Ok(TransactionalWriter { client: client.clone(), info, writer })
+        Ok(TransactionalWriter { client: client.clone(), info, writer, abort_requested: false })
     }
 
     /// The transaction id (give it to another process to resume or commit).
@@ -395,6 +398,12 @@ impl TransactionalWriter {
     /// A flush error (the commit was not asked for; retry or abort), or those of
     /// [`NadiClient::commit_txn`]: `Conflict` (`TXN_ABORTED`) if it was aborted or expired.
     pub async fn commit(&mut self) -> Result<TxnStatus, ClientError> {
+        if self.abort_requested {
+            return Err(ClientError::new(
+                ErrorKind::Conflict,
+                format!("transaction {} was asked to abort through this handle; it cannot commit", self.info.txn_id),
+            ));
+        }
         if let Some(w) = self.writer.take() {
             if let Err(e) = w.flush().await {
                 // Not decided: the caller may retry the commit (writes are unaffected).
@@ -408,12 +417,14 @@ impl TransactionalWriter {
     }
 
     /// Aborts: none of the transaction's events will ever be readable. The handle stops
-    /// writing at once, even if the call fails.
+    /// writing at once, even if the call fails (retry `abort`; `commit` through this handle is
+    /// refused from now on).
     ///
     /// # Errors
     ///
     /// As [`NadiClient::abort_txn`].
     pub async fn abort(&mut self) -> Result<TxnStatus, ClientError> {
+        self.abort_requested = true;
         self.writer = None;
         self.client.abort_txn(&self.info.txn_id).await
     }

@@ -128,6 +128,9 @@ async fn commit_abort_expiry_and_resume() {
     assert_eq!(client.abort_txn(txn.txn_id()).await.unwrap().state, TxnState::Aborted, "abort is idempotent");
     assert_eq!(code(&client.commit_txn(txn.txn_id()).await.unwrap_err()), ErrorCode::TxnAborted);
     assert_eq!(cli_code(&s.cli(&["txn", "commit", txn.txn_id()])), "TXN_ABORTED");
+    // The handle that asked to abort refuses to commit (without asking the controller).
+    let refused = txn.commit().await.unwrap_err();
+    assert_eq!(refused.kind, nadi_client::ErrorKind::Conflict, "{refused:?}");
     check_keyed_output(&everything().await, 300);
 
     // Lease expiry: the controller aborts it; commit and ping then fail with TXN_ABORTED.
