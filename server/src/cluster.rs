@@ -17,12 +17,10 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::StandaloneArgs;
-use crate::container::ContainerOptions;
-use crate::log::file::FileLogOptions;
+use crate::config::{StandaloneArgs, TierArgs};
 use crate::service::SegmentService;
 use crate::standalone::{bind, grpc_server, shutdown_signal};
-use crate::store::{SegmentStore, StoreConfig};
+use crate::store::SegmentStore;
 
 /// Flags of `nadi controller`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -87,6 +85,8 @@ pub struct SegmentStoreArgs {
     /// Bytes of requests each container accepts before writers wait for the disk. Default 64MiB.
     #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
     pub container_queue_bytes: Option<String>,
+    #[command(flatten)]
+    pub tier: TierArgs,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -102,6 +102,12 @@ struct SegmentStoreFile {
     log_file_size: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
+    tier2: Option<String>,
+    tier2_endpoint: Option<String>,
+    tier1_capacity: Option<String>,
+    tier2_chunk_size: Option<String>,
+    tier2_max_age: Option<String>,
+    tier2_cache_size: Option<String>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -316,6 +322,14 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         log_file_size: args.log_file_size.or(file.log_file_size),
         checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
         container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
+        tier: args.tier.or(TierArgs {
+            tier2: file.tier2,
+            tier2_endpoint: file.tier2_endpoint,
+            tier1_capacity: file.tier1_capacity,
+            tier2_chunk_size: file.tier2_chunk_size,
+            tier2_max_age: file.tier2_max_age,
+            tier2_cache_size: file.tier2_cache_size,
+        }),
         ..StandaloneArgs::default()
     }
     .resolve()?;
@@ -330,16 +344,9 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         None => format!("http://{bound}"),
     };
     let tier1 = data_dir.join("tier1");
-    let store_cfg = StoreConfig {
-        dir: tier1.clone(),
-        containers: cfg.containers,
-        container: ContainerOptions {
-            log: FileLogOptions { file_size: cfg.log_file_size },
-            checkpoint_interval: cfg.checkpoint_interval,
-            queue_bytes: cfg.container_queue_bytes,
-        },
-    };
+    let store_cfg = crate::standalone::store_config(&cfg)?;
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
+    store.start_tiering();
     let id = store_id(&tier1)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc_server()

@@ -204,7 +204,7 @@ impl SegmentStoreApi for SegmentService {
         // Fail fast on a bad start (unknown segment, truncated offset) before streaming.
         let mut changes = container.subscribe();
         changes.borrow_and_update();
-        let first = container.read(&req.segment, req.offset, max)?;
+        let first = container.read_any(&req.segment, req.offset, max).await?;
         let (tx, rx) = mpsc::channel::<Result<pb::ReadResponse, Status>>(4);
         tokio::spawn(async move {
             let mut chunk = first;
@@ -235,7 +235,7 @@ impl SegmentStoreApi for SegmentService {
                     }
                 }
                 changes.borrow_and_update();
-                chunk = match container.read(&req.segment, next_offset, max) {
+                chunk = match container.read_any(&req.segment, next_offset, max).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;
