@@ -33,6 +33,8 @@ pub struct NodeConfig {
     /// A reader of a reader group that has not synced for this long is declared offline (by
     /// the leader) and its segments go back to the group.
     pub reader_timeout: Duration,
+    /// How often the leader applies retention policies (see [`crate::retention`]).
+    pub retention_every: Duration,
 }
 
 /// Default of [`NodeConfig::reader_timeout`].
@@ -59,6 +61,7 @@ impl ControllerNode {
         tokio::spawn(node.clone().leader_duties());
         tokio::spawn(node.clone().txn_sweeper());
         tokio::spawn(node.reader_groups.clone().liveness_duty(cfg.reader_timeout));
+        tokio::spawn(node.clone().retention_duty(cfg.retention_every));
         Ok(node)
     }
 
@@ -117,6 +120,28 @@ impl ControllerNode {
             if metrics.changed().await.is_err() {
                 return; // Raft stopped.
             }
+        }
+    }
+
+    /// While this node leads: every `every`, record the tail cuts of streams with a retention
+    /// policy and truncate those that hold more than the policy keeps.
+    async fn retention_duty(self, every: Duration) {
+        let id = self.meta.node().id;
+        let metrics = self.meta.node().raft.metrics();
+        let mut history = crate::retention::RetentionHistory::default();
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if metrics.borrow().current_leader != Some(id) {
+                history.clear();
+                continue;
+            }
+            if self.meta.node().raft.ensure_linearizable().await.is_err() {
+                continue;
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            self.controller.apply_retention(&mut history, now.as_millis() as u64).await;
         }
     }
 

@@ -43,6 +43,9 @@ pub struct ControllerArgs {
     /// A reader-group reader that has not synced for this long is declared offline. Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
+    /// How often the leader applies retention policies, e.g. 30s. Default 30s.
+    #[arg(long, env = "NADI_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -51,6 +54,7 @@ pub struct ControllerArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ControllerFile {
+    retention_interval: Option<String>,
     id: Option<u64>,
     listen: Option<SocketAddr>,
     peers: Option<String>,
@@ -171,6 +175,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         Some(s) => crate::config::parse_duration(&s)?,
         None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
     };
+    let retention_every = match args.retention_interval.or(file.retention_interval) {
+        Some(s) => crate::config::parse_duration(&s)?,
+        None => nadi_controller::retention::DEFAULT_RETENTION_EVERY,
+    };
 
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
@@ -187,6 +195,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             None => None,
         },
         reader_timeout,
+        retention_every,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -33,6 +33,9 @@ pub struct StandaloneArgs {
     /// Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
+    /// How often retention policies are applied, e.g. 30s. Default 30s.
+    #[arg(long, env = "NADI_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
     /// Bytes of log records between two metadata checkpoints per container, e.g. 64MiB.
     /// Recovery replays at most about this much log per container. Default 64MiB.
     #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
@@ -160,6 +163,7 @@ struct FileConfig {
     containers: Option<u32>,
     log_file_size: Option<String>,
     reader_timeout: Option<String>,
+    retention_interval: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
     tier2: Option<String>,
@@ -181,6 +185,8 @@ pub struct StandaloneConfig {
     pub log_file_size: u64,
     /// See [`StandaloneArgs::reader_timeout`].
     pub reader_timeout: std::time::Duration,
+    /// See [`StandaloneArgs::retention_interval`].
+    pub retention_interval: std::time::Duration,
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
     pub tier: TierConfig,
@@ -237,6 +243,10 @@ impl StandaloneArgs {
             Some(s) => parse_duration(&s)?,
             None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
         };
+        let retention_interval = match self.retention_interval.or(file.retention_interval) {
+            Some(s) => parse_duration(&s)?,
+            None => nadi_controller::retention::DEFAULT_RETENTION_EVERY,
+        };
         let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data"));
         let from_file = TierArgs {
             tier2: file.tier2,
@@ -249,6 +259,7 @@ impl StandaloneArgs {
         let tier = self.tier.or(from_file).resolve(&data_dir, containers, log_file_size)?;
         Ok(StandaloneConfig {
             reader_timeout,
+            retention_interval,
             tier,
             data_dir,
             controller_listen: self

@@ -94,6 +94,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         settings: RaftSettings::default(),
         http_address: Some(format!("http://{http_addr}")),
         reader_timeout: cfg.reader_timeout,
+        retention_every: cfg.retention_interval,
     })
     .await?;
 
