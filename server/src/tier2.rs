@@ -100,7 +100,12 @@ pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<(Arc<dyn ObjectStor
                 retry_timeout: Duration::from_secs(10),
                 backoff: object_store::BackoffConfig::default(),
             };
-            let store = b.with_retry(retry).build().map_err(|e| bad(e.to_string()))?;
+            // A request to a server that stopped answering fails after this long (and is
+            // retried), rather than hanging.
+            let client = object_store::ClientOptions::new()
+                .with_timeout(Duration::from_secs(5))
+                .with_connect_timeout(Duration::from_secs(2));
+            let store = b.with_retry(retry).with_client_options(client).build().map_err(|e| bad(e.to_string()))?;
             Ok((Arc::new(store), Path::from(parsed.path().trim_matches('/'))))
         }
         other => Err(Tier2Error::UnknownScheme { url: url.to_owned(), scheme: other.to_owned() }),

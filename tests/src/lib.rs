@@ -49,6 +49,11 @@ impl Standalone {
 
     /// Starts a server with extra flags.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Standalone {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Standalone {
         let mut child = Command::new(nadi_bin())
             .args(["standalone", "--data-dir"])
             .arg(data_dir)
@@ -61,6 +66,7 @@ impl Standalone {
                 "127.0.0.1:0",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("NADI_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
