@@ -49,9 +49,9 @@ pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
     let tier1 = cfg.data_dir.join("tier1");
     let tier2 = match &cfg.tier.url {
         Some(url) => {
-            let (store, root) = crate::tier2::open_url(url, cfg.tier.endpoint.as_deref())?;
+            let backend = crate::tier2::open_url(url, cfg.tier.endpoint.as_deref())?;
             let id = store_id(&tier1)?;
-            Some(Arc::new(crate::tier2::Tier2::new(store, root, &id, cfg.tier.cache_bytes)))
+            Some(Arc::new(crate::tier2::Tier2::new(backend, &id, cfg.tier.cache_bytes)))
         }
         None => None,
     };

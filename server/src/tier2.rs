@@ -67,6 +67,17 @@ impl Tier2Error {
     }
 }
 
+/// An opened Tier-2 backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub store: Arc<dyn ObjectStore>,
+    /// Where this deployment's objects live inside the store.
+    pub root: Path,
+    /// For the local file backend: its directory. The object store writes files without
+    /// fsync, so [`Tier2::put`] syncs each chunk (and its directories) itself.
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
 /// Opens the object store a Tier-2 URL names.
 ///
 /// - `file:///abs/dir` (or a bare path): local files under that directory;
@@ -75,7 +86,7 @@ impl Tier2Error {
 /// - `memory://`: in memory (tests only: lost on exit).
 ///
 /// Returns the store and the root path of this store's objects inside it.
-pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<(Arc<dyn ObjectStore>, Path), Tier2Error> {
+pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<Backend, Tier2Error> {
     let bad = |detail: String| Tier2Error::BadUrl { url: url.to_owned(), detail };
     if !url.contains("://") {
         return open_dir(FsPath::new(url)).map_err(|e| bad(e.to_string()));
@@ -86,7 +97,11 @@ pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<(Arc<dyn ObjectStor
             let path = parsed.to_file_path().map_err(|_| bad("a file URL needs an absolute path".into()))?;
             open_dir(&path).map_err(|e| bad(e.to_string()))
         }
-        "memory" => Ok((Arc::new(object_store::memory::InMemory::new()), Path::from(""))),
+        "memory" => Ok(Backend {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            root: Path::from(""),
+            local_dir: None,
+        }),
         "s3" => {
             let bucket = parsed.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket name".into()))?;
             let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -101,23 +116,44 @@ pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<(Arc<dyn ObjectStor
                 backoff: object_store::BackoffConfig::default(),
             };
             // A request to a server that stopped answering fails after this long (and is
-            // retried), rather than hanging.
-            let client = object_store::ClientOptions::new()
-                .with_timeout(Duration::from_secs(5))
-                .with_connect_timeout(Duration::from_secs(2));
-            let store = b.with_retry(retry).with_client_options(client).build().map_err(|e| bad(e.to_string()))?;
-            Ok((Arc::new(store), Path::from(parsed.path().trim_matches('/'))))
+            // retried), rather than hanging. (Set key by key: `with_client_options` would
+            // replace what the environment and `with_allow_http` set.)
+            use object_store::ClientConfigKey as K;
+            use object_store::aws::AmazonS3ConfigKey as S;
+            let b = b.with_config(S::Client(K::Timeout), "5s").with_config(S::Client(K::ConnectTimeout), "2s");
+            let store = b.with_retry(retry).build().map_err(|e| bad(e.to_string()))?;
+            Ok(Backend { store: Arc::new(store), root: Path::from(parsed.path().trim_matches('/')), local_dir: None })
         }
         other => Err(Tier2Error::UnknownScheme { url: url.to_owned(), scheme: other.to_owned() }),
     }
 }
 
-fn open_dir(dir: &FsPath) -> std::io::Result<(Arc<dyn ObjectStore>, Path)> {
+fn open_dir(dir: &FsPath) -> std::io::Result<Backend> {
     std::fs::create_dir_all(dir)?;
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
+    let dir = std::fs::canonicalize(dir)?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
         .map_err(std::io::Error::other)?
         .with_automatic_cleanup(true);
-    Ok((Arc::new(fs), Path::from("")))
+    Ok(Backend { store: Arc::new(fs), root: Path::from(""), local_dir: Some(dir) })
+}
+
+/// Makes a chunk file written by the local backend durable: the file, then every directory
+/// from its own up to the backend's root (new folders must survive a crash too).
+fn sync_local(root: &FsPath, key: &Path) -> std::io::Result<()> {
+    let mut path = root.to_path_buf();
+    for part in key.parts() {
+        path.push(part.as_ref());
+    }
+    std::fs::File::open(&path)?.sync_all()?;
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 const MAGIC: [u8; 4] = *b"NCHK";
@@ -185,6 +221,8 @@ pub fn decode_chunk(key: &str, obj: Bytes) -> Result<(ChunkHeader, Bytes), Tier2
 #[derive(Debug)]
 pub struct Tier2 {
     store: Arc<dyn ObjectStore>,
+    /// See [`Backend::local_dir`].
+    local_dir: Option<std::path::PathBuf>,
     /// `{root}/{store-id}`.
     base: Path,
     cache: ChunkCache,
@@ -193,9 +231,9 @@ pub struct Tier2 {
 impl Tier2 {
     /// `root` is the prefix inside the store; `store_id` separates the segment stores that
     /// share one bucket. `cache_bytes` bounds the chunk data held for reads.
-    pub fn new(store: Arc<dyn ObjectStore>, root: Path, store_id: &str, cache_bytes: u64) -> Self {
-        let base = root.clone().join(store_id);
-        Self { store, base, cache: ChunkCache::new(cache_bytes) }
+    pub fn new(backend: Backend, store_id: &str, cache_bytes: u64) -> Self {
+        let base = backend.root.clone().join(store_id);
+        Self { store: backend.store, local_dir: backend.local_dir, base, cache: ChunkCache::new(cache_bytes) }
     }
 
     /// The folder of one container's chunks.
@@ -217,9 +255,18 @@ impl Tier2 {
         rest.next().is_none().then_some((local, offset))
     }
 
-    /// Uploads a chunk once (the caller retries). May have landed even if it fails.
+    /// Uploads a chunk once (the caller retries); when it returns Ok the chunk is durable. May
+    /// have landed even if it fails.
     pub async fn put(&self, key: &Path, object: Bytes) -> Result<(), Tier2Error> {
-        self.store.put(key, PutPayload::from_bytes(object)).await.map(|_| ()).map_err(|e| unavailable("upload", key, e))
+        self.store.put(key, PutPayload::from_bytes(object)).await.map_err(|e| unavailable("upload", key, e))?;
+        if let Some(root) = self.local_dir.clone() {
+            let k = key.clone();
+            tokio::task::spawn_blocking(move || sync_local(&root, &k))
+                .await
+                .map_err(|e| Tier2Error::Unavailable { op: "sync", key: key.to_string(), detail: e.to_string() })?
+                .map_err(|e| Tier2Error::Unavailable { op: "sync", key: key.to_string(), detail: e.to_string() })?;
+        }
+        Ok(())
     }
 
     /// Deletes a chunk; a missing one counts as deleted.
@@ -413,8 +460,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_list_in_offset_order_and_the_cache_stays_bounded() {
-        let (store, root) = open_url("memory://", None).unwrap();
-        let t2 = Tier2::new(store, root, "store-1", 3000);
+        let t2 = Tier2::new(open_url("memory://", None).unwrap(), "store-1", 3000);
         for off in [0u64, 1000, 2000, 3000] {
             let key = t2.chunk_key(0, 7, off);
             assert_eq!(t2.parse_key(0, &key), Some((7, off)));

@@ -257,8 +257,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_moves_to_tier2_files_are_recycled_under_the_cap_and_everything_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, root) = open_url("memory://", None).unwrap();
-        let t2 = Arc::new(Tier2::new(store, root, "store-test", 8 << 20));
+        let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), "store-test", 8 << 20));
         let c = Container::open(0, dir.path(), &opts(&t2)).unwrap();
         spawn(&c, opts(&t2).tiering);
         let segs = ["s/a/0", "s/b/0", "s/c/0"];

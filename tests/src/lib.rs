@@ -134,6 +134,11 @@ impl Standalone {
         );
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server with SIGKILL.
     pub fn kill9(mut self) {
         let _ = self.child.kill();

@@ -105,6 +105,25 @@ fn write_through_a_capped_tier1(run: Run<'_>, cap: u64, file: u64, total: u64, s
             }
         })
     };
+    // Bounded in time: a run that stops making progress (writers waiting for ever) is killed,
+    // and the writes then fail the test instead of hanging it.
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let (done, pid) = (done.clone(), s.pid());
+        let limit = Duration::from_secs(60 + total / (1 << 20));
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + limit;
+            while !done.load(Ordering::Relaxed) {
+                if std::time::Instant::now() > deadline {
+                    eprintln!("tiering: the run took more than {limit:?}; killing the server");
+                    // SAFETY: a signal to our own child, by pid.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
     let keys = 16;
     let n = total / size as u64;
     // Several `nadi write` runs, so that no single input is held in memory whole.
@@ -138,6 +157,8 @@ fn write_through_a_capped_tier1(run: Run<'_>, cap: u64, file: u64, total: u64, s
 
     let out = ok(&s.cli(&["read", "demo/big", "--from-start", "--idle-timeout", "3"]));
     check(&out, n, keys, size);
+    done.store(true, Ordering::Relaxed);
+    watchdog.join().unwrap();
     let log = s.log.lock().unwrap().clone();
     s.stop();
     let s = Standalone::start_with_env(dir.path(), flags, env);
