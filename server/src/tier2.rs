@@ -108,10 +108,11 @@ pub fn open_url(url: &str, endpoint: Option<&str>) -> Result<Backend, Tier2Error
             if let Some(ep) = endpoint.filter(|e| !e.is_empty()) {
                 b = b.with_endpoint(ep).with_allow_http(ep.starts_with("http://"));
             }
-            // Our own loop retries with backoff; the client's own retries stay short so that
-            // an outage is noticed (and reported) promptly.
+            // One retry mechanism, ours (the storage writer's backoff, logged; readers retry
+            // UNAVAILABLE themselves): the client does not retry on its own, so an outage is
+            // noticed and reported promptly.
             let retry = object_store::RetryConfig {
-                max_retries: 2,
+                max_retries: 0,
                 retry_timeout: Duration::from_secs(10),
                 backoff: object_store::BackoffConfig::default(),
             };

@@ -273,8 +273,12 @@ impl Moto {
 
     /// Number of objects in `bucket` (up to 1000 are enough to tell).
     fn object_count(addr: &str, bucket: &str) -> usize {
-        let (_, body) = nadi_tests::http_raw(addr, "GET", &format!("/{bucket}?list-type=2"), None);
-        body.matches("<Key>").count()
+        let (status, body) = nadi_tests::http_raw(addr, "GET", &format!("/{bucket}?list-type=2"), None);
+        let n = body.matches("<Key>").count();
+        if n == 0 {
+            eprintln!("moto: listing {bucket} gave {status}: {body:.500}");
+        }
+        n
     }
 }
 
