@@ -255,6 +255,49 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_merge_reuses_the_sources_chunks_and_deleting_the_target_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), "store-test", 8 << 20));
+        let mut o = opts(&t2);
+        o.tiering.max_age = Duration::from_millis(20);
+        let c = Container::open(0, dir.path(), &o).unwrap();
+        spawn(&c, o.tiering.clone());
+        let (target, source) = ("s/t/0.#epoch.0", "s/t/0.#epoch.0#txn.1");
+        c.create(target).await.unwrap();
+        c.create(source).await.unwrap();
+        let mut expected = frame(&[b"target-0"]).to_vec();
+        c.append(target, "w", 0, 1, frame(&[b"target-0"])).await.unwrap().await.unwrap().unwrap();
+        for i in 0..3 {
+            let body = vec![b'a' + i as u8; 100_000];
+            expected.extend_from_slice(&frame(&[&body]));
+            c.append(source, "t", i, 1, frame(&[&body])).await.unwrap().await.unwrap().unwrap();
+        }
+        wait_for("everything to move to Tier-2", || c.tier_bytes().0 == 0).await;
+        let objects = t2.list(0).await.unwrap().len();
+        assert!(objects >= 2);
+        c.seal(source).await.unwrap();
+        assert_eq!(c.merge(target, source).await.unwrap(), expected.len() as u64);
+        assert!(read_all(&c, target).await == expected, "the target reads its own bytes, then the source's");
+        assert_eq!(t2.list(0).await.unwrap().len(), objects, "the merge copied nothing");
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = Container::open(0, dir.path(), &o).unwrap();
+        spawn(&c, o.tiering.clone());
+        assert!(read_all(&c, target).await == expected, "and so after a restart");
+        c.seal(target).await.unwrap();
+        c.delete(target).await.unwrap();
+        let mut left = objects;
+        for _ in 0..500 {
+            left = t2.list(0).await.unwrap().len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(left, 0, "deleting the target deleted its chunks and the merged source's");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_moves_to_tier2_files_are_recycled_under_the_cap_and_everything_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), "store-test", 8 << 20));

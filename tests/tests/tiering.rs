@@ -52,13 +52,24 @@ fn line(i: u64, keys: u64, size: usize) -> String {
     s
 }
 
-/// Checks that `output` holds every line 0..n exactly once, byte-identical, each key's lines
+/// Reads the whole stream from the start with `nadi read`, checking line by line (nothing is
+/// held but one bit per event): every line 0..n exactly once, byte-identical, each key's lines
 /// in increasing order.
-fn check(output: &str, n: u64, keys: u64, size: usize) {
+fn read_and_check(controller: &str, n: u64, keys: u64, size: usize) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(nadi_tests::nadi_bin())
+        .args(["--controller", controller, "read", "demo/big", "--from-start", "--idle-timeout", "3"])
+        .env("NADI_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
     let mut seen = vec![false; n as usize];
     let mut last = vec![None::<u64>; keys as usize];
     let mut count = 0u64;
-    for l in output.lines() {
+    for l in out.lines() {
+        let l = l.unwrap();
         let mut parts = l.splitn(3, '\t');
         let (_, num) = (parts.next(), parts.next());
         let num: u64 = num.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("malformed line {l:.60}"));
@@ -71,7 +82,36 @@ fn check(output: &str, n: u64, keys: u64, size: usize) {
         last[k] = Some(num);
         count += 1;
     }
+    let status = child.wait_with_output().unwrap();
+    assert!(status.status.success(), "nadi read failed: {}", String::from_utf8_lossy(&status.stderr));
     assert_eq!(count, n, "expected {n} events, read {count}");
+}
+
+/// Writes lines `from..to` with one `nadi write`, generated while they are sent.
+fn write_lines(controller: &str, from: u64, to: u64, keys: u64, size: usize) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(nadi_tests::nadi_bin())
+        .args(["--controller", controller, "write", "demo/big", "--key-sep", "\t"])
+        .env("NADI_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
+        for j in from..to {
+            if writeln!(w, "{}", line(j, keys, size)).is_err() {
+                return;
+            }
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "nadi write failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("wrote {}", to - from)), "{stdout}");
 }
 
 /// How a run reaches its Tier-2.
@@ -126,8 +166,8 @@ fn write_through_a_capped_tier1(run: Run<'_>, cap: u64, file: u64, total: u64, s
     };
     let keys = 16;
     let n = total / size as u64;
-    // Several `nadi write` runs, so that no single input is held in memory whole.
-    let per_run = 200_000.min(n);
+    // Several `nadi write` runs (an outage starts after the first).
+    let per_run = (n / 4).max(1);
     let mut i = 0;
     let mut outage_thread = None;
     while i < n {
@@ -137,13 +177,7 @@ fn write_through_a_capped_tier1(run: Run<'_>, cap: u64, file: u64, total: u64, s
             outage_thread = Some(std::thread::spawn(f));
         }
         let end = (i + per_run).min(n);
-        let mut input = String::with_capacity(((end - i) as usize) * (size + 1));
-        for j in i..end {
-            input.push_str(&line(j, keys, size));
-            input.push('\n');
-        }
-        let out = ok(&s.cli_stdin(&["write", "demo/big", "--key-sep", "\t"], input.as_bytes()));
-        assert!(out.contains(&format!("wrote {}", end - i)), "{out}");
+        write_lines(&s.controller_url, i, end, keys, size);
         i = end;
     }
     if let Some(t) = outage_thread {
@@ -155,15 +189,13 @@ fn write_through_a_capped_tier1(run: Run<'_>, cap: u64, file: u64, total: u64, s
     assert!(max <= cap + file, "Tier-1 reached {max} bytes; the cap is {cap} plus one file of {file}");
     assert!(has_chunks(dir.path()), "data moved to Tier-2");
 
-    let out = ok(&s.cli(&["read", "demo/big", "--from-start", "--idle-timeout", "3"]));
-    check(&out, n, keys, size);
+    read_and_check(&s.controller_url, n, keys, size);
     done.store(true, Ordering::Relaxed);
     watchdog.join().unwrap();
     let log = s.log.lock().unwrap().clone();
     s.stop();
     let s = Standalone::start_with_env(dir.path(), flags, env);
-    let out = ok(&s.cli(&["read", "demo/big", "--from-start", "--idle-timeout", "3"]));
-    check(&out, n, keys, size);
+    read_and_check(&s.controller_url, n, keys, size);
     s.stop();
     (max, log)
 }
