@@ -52,10 +52,10 @@ impl Standalone {
         Self::start_with_env(data_dir, extra, &[])
     }
 
-    /// Starts a server with extra flags and environment variables.
-    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Standalone {
-        let mut child = Command::new(nadi_bin())
-            .args(["standalone", "--data-dir"])
+    /// The command that starts a server on `data_dir` on OS-chosen loopback ports.
+    pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(nadi_bin());
+        cmd.args(["standalone", "--data-dir"])
             .arg(data_dir)
             .args([
                 "--controller-listen",
@@ -65,7 +65,13 @@ impl Standalone {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
-            .args(extra)
+            .args(extra);
+        cmd
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Standalone {
+        let mut child = Self::command(data_dir, extra)
             .envs(env.iter().copied())
             .env("NADI_LOG", "warn")
             .stdin(Stdio::null())

@@ -239,20 +239,7 @@ fn five_gib_through_a_512mib_tier1() {
 fn bad_tiering_settings_are_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let start = |extra: &[&str]| {
-        let out = std::process::Command::new(nadi_tests::nadi_bin())
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--controller-listen",
-                "127.0.0.1:0",
-                "--segment-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = Standalone::command(dir.path(), extra).output().unwrap();
         assert!(!out.status.success(), "{extra:?} must be refused");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -334,22 +321,8 @@ fn s3_outage_mid_run_loses_nothing_and_writes_resume() {
     let (status, body) = nadi_tests::http_raw(&addr, "PUT", "/nadi", None);
     assert_eq!(status, 200, "create bucket: {body}");
     let endpoint = format!("http://{addr}");
-    let flags = [
-        "--tier2",
-        "s3://nadi/cluster-a",
-        "--tier2-endpoint",
-        endpoint.as_str(),
-        "--containers",
-        "2",
-        "--log-file-size",
-        "20MiB",
-        "--tier1-capacity",
-        "120MiB",
-        "--tier2-chunk-size",
-        "2MiB",
-        "--tier2-max-age",
-        "2s",
-    ];
+    let mut flags = vec!["--tier2", "s3://nadi/cluster-a", "--tier2-endpoint", endpoint.as_str()];
+    flags.extend(FLAGS);
     let env = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")];
     let pid = moto.child.id() as i32;
     let outage = move || {
