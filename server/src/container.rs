@@ -220,7 +220,7 @@ struct SegmentMeta {
 }
 
 /// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
-pub(crate) type ChunkId = (u64, u64);
+pub type ChunkId = (u64, u64);
 
 /// What readers see: only durable state.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -809,6 +809,19 @@ impl Container {
     /// Reads like [`read`](Self::read), from Tier-1 or Tier-2, wherever the bytes are. Reading
     /// from Tier-2 starts fetching the next chunks of the segment in the background.
     pub async fn read_any(&self, name: &str, offset: u64, max_bytes: usize) -> Result<ReadChunk, StoreError> {
+        self.read_holding(name, offset, max_bytes, &mut None).await
+    }
+
+    /// Like [`read_any`](Self::read_any), for a reader that goes on reading: `held` keeps the
+    /// Tier-2 chunk last read from, so the next reads of the same chunk need neither the cache
+    /// nor a fetch, even if the cache evicted it meanwhile (one chunk per reader at most).
+    pub async fn read_holding(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        held: &mut Option<(ChunkId, Bytes)>,
+    ) -> Result<ReadChunk, StoreError> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -818,7 +831,7 @@ impl Container {
                     self.serve_tier1(name, offset, max_bytes, pieces, length, sealed)
                 }
                 Plan::Tier2 { chunk, next, length, sealed } => {
-                    return self.serve_tier2(name, offset, max_bytes, chunk, next, length, sealed).await;
+                    return self.serve_tier2(name, offset, max_bytes, chunk, next, length, sealed, held).await;
                 }
             };
             match res {
@@ -915,16 +928,25 @@ impl Container {
         next: Vec<ChunkRef>,
         length: u64,
         sealed: bool,
+        held: &mut Option<(ChunkId, Bytes)>,
     ) -> Result<ReadChunk, StoreError> {
         let id = self.shared.id;
         let Some(t2) = &self.shared.tier2 else {
             return Err(StoreError::Internal(format!("segment {name}: data is in Tier-2, which is not configured")));
         };
         for n in &next {
-            t2.prefetch(t2.chunk_key(id, n.obj_local, n.obj_offset));
+            t2.prefetch(t2.chunk_key(id, n.obj_local, n.obj_offset), n.skip + n.len);
         }
         let key = t2.chunk_key(id, chunk.obj_local, chunk.obj_offset);
-        let data = t2.get(&key).await.map_err(|e| tier2_error(id, name, e))?;
+        let chunk_id = (chunk.obj_local, chunk.obj_offset);
+        let data = match held {
+            Some((h, data)) if *h == chunk_id => data.clone(),
+            _ => {
+                let data = t2.get(&key).await.map_err(|e| tier2_error(id, name, e))?;
+                *held = Some((chunk_id, data.clone()));
+                data
+            }
+        };
         let end = chunk.skip + chunk.len;
         if (data.len() as u64) < end {
             return Err(StoreError::Corrupt {

@@ -207,6 +207,8 @@ impl SegmentStoreApi for SegmentService {
         let first = container.read_any(&req.segment, req.offset, max).await?;
         let (tx, rx) = mpsc::channel::<Result<pb::ReadResponse, Status>>(4);
         tokio::spawn(async move {
+            // The Tier-2 chunk this reader is in (see `Container::read_holding`).
+            let mut held = None;
             let mut chunk = first;
             loop {
                 let at_tail = chunk.data.is_empty();
@@ -235,7 +237,7 @@ impl SegmentStoreApi for SegmentService {
                     }
                 }
                 changes.borrow_and_update();
-                chunk = match container.read_any(&req.segment, next_offset, max).await {
+                chunk = match container.read_holding(&req.segment, next_offset, max, &mut held).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

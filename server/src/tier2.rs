@@ -325,9 +325,11 @@ impl Tier2 {
         }
     }
 
-    /// Starts fetching a chunk into the cache in the background (read-ahead).
-    pub fn prefetch(self: &Arc<Self>, key: Path) {
-        if self.cache.has(key.as_ref()) {
+    /// Starts fetching a chunk of about `size` bytes into the cache in the background
+    /// (read-ahead), unless that would take more than half the cache: read-ahead must not
+    /// evict what readers are using.
+    pub fn prefetch(self: &Arc<Self>, key: Path, size: u64) {
+        if self.cache.has(key.as_ref()) || self.cache.committed() + size > self.cache.max_bytes / 2 {
             return;
         }
         let me = self.clone();
@@ -378,6 +380,13 @@ impl ChunkCache {
 
     fn has(&self, key: &str) -> bool {
         self.inner.lock().entries.contains_key(key)
+    }
+
+    /// Bytes loaded, plus a guess for those being loaded.
+    fn committed(&self) -> u64 {
+        let g = self.inner.lock();
+        let loading = g.entries.values().filter(|e| e.size == 0).count() as u64;
+        g.bytes + loading * (g.bytes / (g.entries.len() as u64 - loading).max(1))
     }
 
     fn cell(&self, key: &str) -> Arc<OnceCell<Bytes>> {
