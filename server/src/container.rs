@@ -820,7 +820,7 @@ impl Container {
         name: &str,
         offset: u64,
         max_bytes: usize,
-        held: &mut Option<(ChunkId, Bytes)>,
+        held: &mut Option<HeldChunk>,
     ) -> Result<ReadChunk, StoreError> {
         let mut tries = 0;
         loop {
@@ -928,7 +928,7 @@ impl Container {
         next: Vec<ChunkRef>,
         length: u64,
         sealed: bool,
-        held: &mut Option<(ChunkId, Bytes)>,
+        held: &mut Option<HeldChunk>,
     ) -> Result<ReadChunk, StoreError> {
         let id = self.shared.id;
         let Some(t2) = &self.shared.tier2 else {
@@ -939,12 +939,12 @@ impl Container {
         }
         let key = t2.chunk_key(id, chunk.obj_local, chunk.obj_offset);
         let chunk_id = (chunk.obj_local, chunk.obj_offset);
-        let data = match held {
-            Some((h, data)) if *h == chunk_id => data.clone(),
+        let (data, boundary) = match held {
+            Some(h) if h.id == chunk_id => (h.data.clone(), h.next),
             _ => {
                 let data = t2.get(&key).await.map_err(|e| tier2_error(id, name, e))?;
-                *held = Some((chunk_id, data.clone()));
-                data
+                *held = Some(HeldChunk { id: chunk_id, data: data.clone(), next: u64::MAX });
+                (data, u64::MAX)
             }
         };
         let end = chunk.skip + chunk.len;
@@ -954,9 +954,19 @@ impl Container {
                 detail: format!("segment {name}: Tier-2 chunk {key} holds {} bytes, the index needs {end}", data.len()),
             });
         }
-        let bytes = data.slice(chunk.skip as usize..end as usize);
-        let data = self.cut_events(name, bytes, chunk.offset, offset, max_bytes, length)?;
+        let mut bytes = data.slice(chunk.skip as usize..end as usize);
+        let mut from = chunk.offset;
+        if offset == boundary {
+            // Where this reader's last read ended: an event boundary, no need to walk the events
+            // before it again.
+            bytes = bytes.slice((offset - chunk.offset) as usize..);
+            from = offset;
+        }
+        let data = self.cut_events(name, bytes, from, offset, max_bytes, length)?;
         let end = offset + data.len() as u64;
+        if let Some(h) = held {
+            h.next = end;
+        }
         Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
     }
 
@@ -1132,6 +1142,15 @@ impl Container {
         let t2 = d.segments.values().flat_map(|s| s.chunks.iter()).map(|c| c.len).sum();
         (t1, t2)
     }
+}
+
+/// The Tier-2 chunk a reader is in (see [`Container::read_holding`]).
+#[derive(Debug, Clone)]
+pub struct HeldChunk {
+    id: ChunkId,
+    data: Bytes,
+    /// Where the reader's last read from it ended: an event boundary.
+    next: u64,
 }
 
 /// Chunks fetched ahead of a read from Tier-2.

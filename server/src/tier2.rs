@@ -303,7 +303,33 @@ impl Tier2 {
         let data = cell
             .get_or_try_init(|| async {
                 let obj = match self.store.get(key).await {
-                    Ok(r) => r.bytes().await.map_err(|e| unavailable("read", key, e))?,
+                    Ok(r) => match r.payload {
+                        // A local file: map it instead of copying it into a fresh buffer (new
+                        // memory is slow to touch on these machines, see MACHINE-LIMITS).
+                        object_store::GetResultPayload::File(file, _) => {
+                            tokio::task::spawn_blocking(move || map_file(&file))
+                                .await
+                                .map_err(|e| Tier2Error::Unavailable {
+                                    op: "read",
+                                    key: key.to_string(),
+                                    detail: e.to_string(),
+                                })?
+                                .map_err(|e| Tier2Error::Unavailable {
+                                    op: "read",
+                                    key: key.to_string(),
+                                    detail: e.to_string(),
+                                })?
+                        }
+                        object_store::GetResultPayload::Stream(s) => {
+                            use futures::TryStreamExt;
+                            let parts: Vec<Bytes> = s.try_collect().await.map_err(|e| unavailable("read", key, e))?;
+                            let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                            for p in parts {
+                                all.extend_from_slice(&p);
+                            }
+                            all.freeze()
+                        }
+                    },
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(Tier2Error::Missing { key: key.to_string() });
                     }
@@ -344,6 +370,17 @@ impl Tier2 {
     pub fn cached_bytes(&self) -> u64 {
         self.cache.inner.lock().bytes
     }
+}
+
+/// Maps a chunk file, read in whole (it is checked right after).
+fn map_file(file: &std::fs::File) -> std::io::Result<Bytes> {
+    if file.metadata()?.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: chunk files are never changed in place: an upload writes a new file and renames
+    // it over the old name, and a delete unlinks it; either leaves this mapping's file intact.
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(file)? };
+    Ok(Bytes::from_owner(map))
 }
 
 fn unavailable(op: &'static str, key: &Path, e: object_store::Error) -> Tier2Error {
