@@ -1078,7 +1078,7 @@ impl Container {
     }
 
     /// Copies a run of Tier-1 bytes (checking the CRC of records recovery did not read).
-    pub(crate) fn read_tier1_run(&self, c: &Candidate) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn read_tier1_run(&self, c: &Candidate, buf: &mut Vec<u8>) -> Result<(), StoreError> {
         let pieces: Vec<IndexEntry> = {
             let d = self.shared.durable.read();
             let s = d
@@ -1094,14 +1094,11 @@ impl Container {
             return Err(StoreError::InvalidArgument(format!("segment {}: the run moved", c.name)));
         }
         self.verify_pieces(&c.name, &pieces).map_err(|(_, e)| e)?;
-        let mut buf = Vec::with_capacity(c.len as usize);
+        buf.clear();
         for p in &pieces {
-            self.shared
-                .log
-                .read_into(p.addr, p.len as usize, &mut buf)
-                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            self.shared.log.read_into(p.addr, p.len as usize, buf).map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        Ok(buf)
+        Ok(())
     }
 
     /// Records, durably, that a run is in Tier-2 (its chunk uploaded).

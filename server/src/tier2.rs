@@ -164,7 +164,13 @@ const FIXED_HEADER: usize = 4 + 4 + 8 + 8 + 4 + 2;
 
 /// Encodes a chunk object: header, then `data`.
 pub fn encode_chunk(name: &str, offset: u64, data: &[u8]) -> Bytes {
-    let mut b = BytesMut::with_capacity(FIXED_HEADER + name.len() + data.len());
+    encode_chunk_into(&mut BytesMut::new(), name, offset, data)
+}
+
+/// Encodes a chunk object into `b` (cleared first, its capacity reused) and hands it out.
+pub fn encode_chunk_into(b: &mut BytesMut, name: &str, offset: u64, data: &[u8]) -> Bytes {
+    b.clear();
+    b.reserve(FIXED_HEADER + name.len() + data.len());
     b.put_slice(&MAGIC);
     b.put_slice(&[VERSION, 0, 0, 0]);
     b.put_u64_le(offset);
@@ -173,9 +179,9 @@ pub fn encode_chunk(name: &str, offset: u64, data: &[u8]) -> Bytes {
     b.put_u16_le(name.len() as u16);
     b.put_slice(name.as_bytes());
     b.put_slice(data);
-    let crc = chunk_crc(&b);
+    let crc = chunk_crc(b);
     b[24..28].copy_from_slice(&crc.to_le_bytes());
-    b.freeze()
+    b.split().freeze()
 }
 
 fn chunk_crc(b: &[u8]) -> u32 {

@@ -29,7 +29,7 @@ use backon::BackoffBuilder;
 
 use crate::container::{Candidate, Container};
 use crate::error::StoreError;
-use crate::tier2::encode_chunk;
+use crate::tier2::encode_chunk_into;
 
 /// Default size at which a segment's Tier-1 bytes are moved to Tier-2 as one chunk.
 pub const DEFAULT_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
@@ -97,6 +97,8 @@ async fn run(c: Container, opts: TieringOptions) {
             }
         }
     }
+    // Reused for every chunk: fresh memory is slow to touch on these machines.
+    let mut buffers = Buffers::default();
     // When each run (segment incarnation, offset) was first seen in Tier-1.
     let mut first_seen: HashMap<(u64, u64), Instant> = HashMap::new();
     let mut changes = c.subscribe();
@@ -123,7 +125,7 @@ async fn run(c: Container, opts: TieringOptions) {
             if !due {
                 continue;
             }
-            match move_run(&c, &run).await {
+            match move_run(&c, &run, &mut buffers).await {
                 Ok(()) => {}
                 Err(StoreError::ShuttingDown) => return,
                 Err(e) => tracing::debug!(container = id, segment = run.name, error = %e, "run not moved to Tier-2"),
@@ -133,19 +135,33 @@ async fn run(c: Container, opts: TieringOptions) {
     }
 }
 
+/// The storage writer's buffers, kept from one chunk to the next.
+#[derive(Debug, Default)]
+struct Buffers {
+    /// A run's bytes, read from the log.
+    run: Vec<u8>,
+    /// The chunk object being uploaded (taken back after the upload when nothing else holds it).
+    chunk: bytes::BytesMut,
+}
+
 /// Uploads one run (retrying until it lands) and records it.
-async fn move_run(c: &Container, run: &Candidate) -> Result<(), StoreError> {
+async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Result<(), StoreError> {
     let t2 = c.tier2().expect("storage writer runs with Tier-2").clone();
     let id = c.id();
-    let data = c.read_tier1_run(run)?;
-    let object = encode_chunk(&run.name, run.offset, &data);
-    drop(data);
+    c.read_tier1_run(run, &mut buffers.run)?;
+    let mut object = encode_chunk_into(&mut buffers.chunk, &run.name, run.offset, &buffers.run);
     let key = t2.chunk_key(id, run.local, run.offset);
     let mut delays = backoff();
     let mut failures = 0u32;
     loop {
         match t2.put(&key, object.clone()).await {
-            Ok(()) => break,
+            Ok(()) => {
+                // Take the buffer back if the store kept no reference to it.
+                if let Ok(b) = std::mem::take(&mut object).try_into_mut() {
+                    buffers.chunk = b;
+                }
+                break;
+            }
             Err(e) => {
                 failures += 1;
                 if failures == 1 || failures.is_power_of_two() {
