@@ -75,7 +75,9 @@ fn backoff() -> impl Iterator<Item = Duration> {
 }
 
 async fn run(c: Container, opts: TieringOptions) {
-    let Some(t2) = c.tier2().cloned() else { return };
+    if c.tier2().is_none() {
+        return;
+    }
     let id = c.id();
     // 1. Sweep, before any upload: chunks that no segment refers to (uploaded but not
     //    recorded before a crash, or not deleted after their segment went).
@@ -131,7 +133,6 @@ async fn run(c: Container, opts: TieringOptions) {
                 Err(e) => tracing::debug!(container = id, segment = run.name, error = %e, "run not moved to Tier-2"),
             }
         }
-        let _ = &t2;
     }
 }
 
