@@ -607,7 +607,7 @@ impl FileLog {
             // their lsns are smaller); they are zeroed all the same.
             if tail.iter().any(|&b| b != 0) {
                 tracing::warn!(file = %end_file.path.display(), offset = end_pos,
-                    "Tier-1 log: non-zero bytes after the last valid record (a record torn by a crash, or old bytes of a recycled file); zeroing them");
+                    "Tier-1 log: torn tail after the last valid record (a record cut short by a crash, or old bytes of a recycled file); zeroing it");
                 write_zeros(&end_file.file, end_pos, end_file.len)
                     .and_then(|_| end_file.file.sync_data())
                     .map_err(|e| LogError::io(&end_file.path, e))?;
