@@ -296,6 +296,28 @@ mod tests {
     }
 
     #[test]
+    fn tiering_settings_come_from_the_file_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nadi.toml");
+        std::fs::write(
+            &file,
+            "tier2 = \"s3://b/p\"\ntier1-capacity = \"1GiB\"\ntier2-chunk-size = \"8MiB\"\ntier2-max-age = \"5s\"\nretention-interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = StandaloneArgs { config: Some(file.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(c.tier.url.as_deref(), Some("s3://b/p"));
+        assert_eq!(c.tier.max_files, 4, "1 GiB / 4 containers / 64 MiB files");
+        assert_eq!((c.tier.chunk_bytes, c.tier.max_age), (8 << 20, std::time::Duration::from_secs(5)));
+        assert_eq!(c.retention_interval, std::time::Duration::from_secs(2));
+        let tier = TierArgs { tier2: Some("none".into()), ..Default::default() };
+        let c = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap();
+        assert!(c.tier.url.is_none());
+        let tier = TierArgs { tier1_capacity: Some("100MiB".into()), ..Default::default() };
+        let e = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(e.contains("too small"), "{e}");
+    }
+
+    #[test]
     fn sizes() {
         assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
