@@ -226,7 +226,7 @@ impl NadiClient {
     }
 
     /// A client for the segment store at `url` (connections are shared).
-    pub(crate) fn segment_store(&self, url: &str) -> Result<SegmentStoreClient<Channel>, ClientError> {
+    pub fn segment_store(&self, url: &str) -> Result<SegmentStoreClient<Channel>, ClientError> {
         let channel = {
             let mut stores = self.inner.stores.lock();
             match stores.get(url) {

@@ -10,6 +10,7 @@
 //! - [`txn`]: transactions in the replicated state; [`txn_service`]: the gRPC API
 //!   `nadi.controller.v1.TransactionService` and the commit/abort workflows.
 //! - [`http`]: the admin HTTP API (axum).
+//! - [`retention`]: the leader truncates streams by their time or size retention policy.
 
 pub mod autoscale;
 pub mod cluster;
@@ -23,6 +24,7 @@ pub mod raft;
 pub mod reader_group;
 pub mod reader_group_service;
 pub mod registry;
+pub mod retention;
 pub mod service;
 pub mod state;
 pub mod txn;

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub reader_timeout: Duration,
     /// The auto-scaler's timing and limits.
     pub scaler: ScalerSettings,
+    /// How often the leader applies retention policies (see [`crate::retention`]).
+    pub retention_every: Duration,
 }
 
 /// Default of [`NodeConfig::reader_timeout`].
@@ -64,6 +66,7 @@ impl ControllerNode {
         tokio::spawn(node.clone().txn_sweeper());
         tokio::spawn(node.clone().autoscaler(loads, cfg.scaler));
         tokio::spawn(node.reader_groups.clone().liveness_duty(cfg.reader_timeout));
+        tokio::spawn(node.clone().retention_duty(cfg.retention_every));
         Ok(node)
     }
 
@@ -146,6 +149,28 @@ impl ControllerNode {
             if let Err(e) = self.controller.autoscale_round(&loads, &settings, &mut requests).await {
                 tracing::debug!(error = %e, "auto-scaling round incomplete; the next one retries");
             }
+        }
+    }
+
+    /// While this node leads: every `every`, record the tail cuts of streams with a retention
+    /// policy and truncate those that hold more than the policy keeps.
+    async fn retention_duty(self, every: Duration) {
+        let id = self.meta.node().id;
+        let metrics = self.meta.node().raft.metrics();
+        let mut history = crate::retention::RetentionHistory::default();
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if metrics.borrow().current_leader != Some(id) {
+                history.clear();
+                continue;
+            }
+            if self.meta.node().raft.ensure_linearizable().await.is_err() {
+                continue;
+            }
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            self.controller.apply_retention(&mut history, now.as_millis() as u64).await;
         }
     }
 

@@ -55,7 +55,8 @@ fn append_sync(c: &mut Criterion) {
     for size in [64 * 1024usize, 1024 * 1024, 4 * 1024 * 1024] {
         let dir = tempfile::tempdir().expect("temp dir");
         let (mut log, _) =
-            FileLog::open(dir.path(), FileLogOptions { file_size: 64 << 20 }, &mut |_| {}).expect("open log");
+            FileLog::open(dir.path(), FileLogOptions { file_size: 64 << 20, ..Default::default() }, &mut |_| {})
+                .expect("open log");
         let payload = vec![3u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_function(BenchmarkId::from_parameter(size), |b| {

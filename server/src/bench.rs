@@ -55,6 +55,11 @@ pub struct BenchArgs {
     /// to compare the time around a scale with the time before it.
     #[arg(long)]
     pub report_every: Option<f64>,
+    /// Instead of producing: read the stream's existing data from its head to its current
+    /// end as fast as possible (a catch-up reader; old data comes from Tier-2), every segment
+    /// at once, and report the read speed.
+    #[arg(long)]
+    pub catch_up: bool,
 }
 
 /// Latencies: the whole run, and per interval (by acknowledgement time).
@@ -129,6 +134,9 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
             _ => bail!("--rate must be a positive number of events per second or `max`"),
         },
     };
+    if args.catch_up {
+        return catch_up(client, scope, stream, &args.stream).await;
+    }
     if args.producers == 0 || args.duration <= 0.0 || args.event_size == 0 {
         bail!("--producers, --duration and --event-size must be positive");
     }
@@ -256,6 +264,71 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
             .collect();
         result["intervals"] = json!(intervals);
     }
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// Reads every head segment from its start to its end at the time of the call (not following
+/// the tail), all at once, straight from the segment stores' Read streams. Counts the segment
+/// bytes (framed events) and events read.
+async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) -> anyhow::Result<()> {
+    use nadi_proto::segment::v1 as spb;
+    use tokio_stream::StreamExt;
+    let head = client.head_segments(scope, stream).await?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for loc in head {
+        let Some(seg) = loc.segment.clone() else { continue };
+        let mut store = client.segment_store(&loc.endpoint)?;
+        let info = client.segment_info(&loc.endpoint, &seg.qualified_name).await?;
+        tasks.push(tokio::spawn(async move {
+            let (mut bytes, mut events) = (0u64, 0u64);
+            let (mut offset, end) = (info.start_offset, info.length);
+            while offset < end {
+                let req = spb::ReadRequest {
+                    segment: seg.qualified_name.clone(),
+                    offset,
+                    follow: false,
+                    max_bytes_per_message: 1 << 20,
+                };
+                let mut responses = store.read(req).await?.into_inner();
+                let mut progressed = false;
+                while let Some(resp) = responses.next().await {
+                    let resp = resp?;
+                    if resp.data.is_empty() {
+                        break;
+                    }
+                    events += nadi_proto::framing::events(&resp.data).count() as u64;
+                    bytes += resp.data.len() as u64;
+                    offset = resp.offset + resp.data.len() as u64;
+                    progressed = true;
+                    if offset >= end {
+                        break;
+                    }
+                }
+                if !progressed {
+                    break;
+                }
+            }
+            Ok::<_, anyhow::Error>((bytes, events))
+        }));
+    }
+    let (mut bytes, mut events) = (0u64, 0u64);
+    for t in tasks {
+        let (b, e) = t.await??;
+        bytes += b;
+        events += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let result = json!({
+        "stream": name,
+        "mode": "catch-up",
+        "bytes": bytes,
+        "events": events,
+        "duration_secs": elapsed,
+        "events_per_sec": events as f64 / elapsed,
+        "mb_per_sec": bytes as f64 / elapsed / 1e6,
+    });
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }

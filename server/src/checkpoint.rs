@@ -16,7 +16,15 @@
 //!   writer_count:u32     { writer:str last_event_number:i64 }      ascending writer id
 //!   attribute_count:u32  { key:str value:u64 }                      ascending key
 //!   entry_count:u32      { gap:var len:var file_delta:var record_pos:var within:var }
+//!   chunk_count:u32      { gap:var len:var obj_local:var obj_offset:var skip:var }   (version 2)
 //! ```
+//!
+//! Chunk references (version 2) say which segment bytes are in Tier-2: `len` bytes at segment
+//! offset `prev_end + gap`, read from the chunk object that segment incarnation `obj_local`
+//! wrote at its offset `obj_offset`, starting `skip` bytes into the chunk's data. (A merge
+//! moves the source's references into the target unchanged but for the offset, so `obj_local`
+//! is usually, but not always, the segment's own id.) Version 1 payloads (no chunks) still
+//! decode.
 //!
 //! Read-index entries are stored in segment-offset order. `gap` is the entry's offset minus
 //! the end of the previous entry (of the first: minus 0), so the usual contiguous index costs
@@ -41,7 +49,7 @@ use crate::log::LogAddress;
 use crate::ops::{Cursor, DecodeError, put_str, put_varint};
 
 /// Payload format version.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// One contiguous run of segment bytes inside the log: a read-index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +62,25 @@ pub(crate) struct IndexEntry {
     pub within: u32,
     /// Log address of the first byte.
     pub addr: LogAddress,
+}
+
+/// A run of segment bytes in Tier-2: part of one chunk object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkRef {
+    /// Segment offset of the first byte served from this chunk.
+    pub offset: u64,
+    pub len: u64,
+    /// The chunk object: written by segment incarnation `obj_local` at its offset `obj_offset`.
+    pub obj_local: u64,
+    pub obj_offset: u64,
+    /// Bytes of the chunk's data before the first byte served.
+    pub skip: u64,
+}
+
+impl ChunkRef {
+    pub fn end(&self) -> u64 {
+        self.offset + self.len
+    }
 }
 
 impl IndexEntry {
@@ -74,6 +101,7 @@ pub(crate) struct SegmentView<'a> {
     pub writers: &'a HashMap<String, i64>,
     pub attributes: &'a HashMap<String, u64>,
     pub index: &'a [IndexEntry],
+    pub chunks: &'a [ChunkRef],
 }
 
 /// One decoded segment.
@@ -87,6 +115,7 @@ pub(crate) struct SegmentState {
     pub writers: HashMap<String, i64>,
     pub attributes: HashMap<String, u64>,
     pub index: Vec<IndexEntry>,
+    pub chunks: Vec<ChunkRef>,
 }
 
 /// A decoded checkpoint.
@@ -136,6 +165,16 @@ pub(crate) fn encode<'a>(buf: &mut Vec<u8>, next_local: u64, segments: impl Iter
             prev_end = e.offset.wrapping_add(e.len as u64);
             prev_file = record.file;
         }
+        buf.put_u32_le(s.chunks.len() as u32);
+        let mut prev_end = 0u64;
+        for c in s.chunks {
+            put_varint(buf, c.offset.wrapping_sub(prev_end));
+            put_varint(buf, c.len);
+            put_varint(buf, c.obj_local);
+            put_varint(buf, c.obj_offset);
+            put_varint(buf, c.skip);
+            prev_end = c.offset.wrapping_add(c.len);
+        }
     }
 }
 
@@ -146,7 +185,8 @@ fn u32_of(v: u64, at: usize, what: &'static str) -> Result<u32, DecodeError> {
 /// Decodes a checkpoint payload.
 pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
     let mut c = Cursor::new(payload);
-    if c.u8("checkpoint version")? != VERSION {
+    let version = c.u8("checkpoint version")?;
+    if version != VERSION && version != 1 {
         return Err(DecodeError { at: 0, what: "unknown checkpoint version" });
     }
     let next_local = c.u64("next local id")?;
@@ -195,7 +235,22 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
             prev_end = offset.wrapping_add(len as u64);
             prev_file = file;
         }
-        segments.push(SegmentState { local, name, start_offset, length, sealed, writers, attributes, index });
+        let mut chunks = Vec::new();
+        if version >= 2 {
+            let n = c.u32("chunk count")? as usize;
+            chunks.reserve(bounded(&c, n, 5));
+            let mut prev_end = 0u64;
+            for _ in 0..n {
+                let offset = prev_end.wrapping_add(c.varint("chunk gap")?);
+                let len = c.varint("chunk length")?;
+                let obj_local = c.varint("chunk object id")?;
+                let obj_offset = c.varint("chunk object offset")?;
+                let skip = c.varint("chunk skip")?;
+                chunks.push(ChunkRef { offset, len, obj_local, obj_offset, skip });
+                prev_end = offset.wrapping_add(len);
+            }
+        }
+        segments.push(SegmentState { local, name, start_offset, length, sealed, writers, attributes, index, chunks });
     }
     if c.at != payload.len() {
         return Err(DecodeError { at: c.at, what: "trailing bytes after the checkpoint" });
@@ -232,6 +287,10 @@ mod tests {
                         // Not contiguous, and an earlier file: still exact.
                         entry(5, 1, 1, 0, 7),
                     ],
+                    chunks: vec![
+                        ChunkRef { offset: 0, len: 100, obj_local: 3, obj_offset: 0, skip: 0 },
+                        ChunkRef { offset: 5000, len: 7, obj_local: 2, obj_offset: 90, skip: 3 },
+                    ],
                 },
                 SegmentState { local: 8, name: "x".into(), ..Default::default() },
             ],
@@ -249,6 +308,7 @@ mod tests {
             writers: &s.writers,
             attributes: &s.attributes,
             index: &s.index,
+            chunks: &s.chunks,
         });
         encode(&mut buf, cp.next_local, views);
         buf

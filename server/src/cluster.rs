@@ -16,13 +16,11 @@ use nadi_proto::raft::v1::segment_store_registry_client::SegmentStoreRegistryCli
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::config::{ScalerArgs, StandaloneArgs};
-use crate::container::ContainerOptions;
+use crate::config::{ScalerArgs, StandaloneArgs, TierArgs};
 use crate::load::StoreLoad;
-use crate::log::file::FileLogOptions;
 use crate::service::SegmentService;
 use crate::standalone::{bind, grpc_server, incoming, shutdown_signal};
-use crate::store::{SegmentStore, StoreConfig};
+use crate::store::SegmentStore;
 
 /// Flags of `nadi controller`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -47,6 +45,9 @@ pub struct ControllerArgs {
     pub reader_timeout: Option<String>,
     #[command(flatten)]
     pub scaler: ScalerArgs,
+    /// How often the leader applies retention policies, e.g. 30s. Default 30s.
+    #[arg(long, env = "NADI_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -55,6 +56,7 @@ pub struct ControllerArgs {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ControllerFile {
+    retention_interval: Option<String>,
     id: Option<u64>,
     listen: Option<SocketAddr>,
     peers: Option<String>,
@@ -99,6 +101,8 @@ pub struct SegmentStoreArgs {
     /// The windows segment rates are averaged over, shortest first. Default 2m,5m,10m,20m.
     #[arg(long, env = "NADI_LOAD_WINDOWS")]
     pub load_windows: Option<String>,
+    #[command(flatten)]
+    pub tier: TierArgs,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -116,6 +120,12 @@ struct SegmentStoreFile {
     container_queue_bytes: Option<String>,
     load_tick: Option<String>,
     load_windows: Option<String>,
+    tier2: Option<String>,
+    tier2_endpoint: Option<String>,
+    tier1_capacity: Option<String>,
+    tier2_chunk_size: Option<String>,
+    tier2_max_age: Option<String>,
+    tier2_cache_size: Option<String>,
 }
 
 fn read_toml<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> anyhow::Result<T> {
@@ -188,6 +198,10 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
             max_segments: file.max_segments,
         })
         .settings()?;
+    let retention_every = match args.retention_interval.or(file.retention_interval) {
+        Some(s) => crate::config::parse_duration(&s)?,
+        None => nadi_controller::retention::DEFAULT_RETENTION_EVERY,
+    };
 
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
@@ -205,6 +219,7 @@ pub async fn run_controller(args: ControllerArgs) -> anyhow::Result<()> {
         },
         reader_timeout,
         scaler,
+        retention_every,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -350,6 +365,14 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
         scaler: ScalerArgs { load_tick: args.load_tick.or(file.load_tick), ..ScalerArgs::default() },
         load_windows: args.load_windows.or(file.load_windows),
+        tier: args.tier.or(TierArgs {
+            tier2: file.tier2,
+            tier2_endpoint: file.tier2_endpoint,
+            tier1_capacity: file.tier1_capacity,
+            tier2_chunk_size: file.tier2_chunk_size,
+            tier2_max_age: file.tier2_max_age,
+            tier2_cache_size: file.tier2_cache_size,
+        }),
         ..StandaloneArgs::default()
     }
     .resolve()?;
@@ -364,16 +387,9 @@ pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs)
         None => format!("http://{bound}"),
     };
     let tier1 = data_dir.join("tier1");
-    let store_cfg = StoreConfig {
-        dir: tier1.clone(),
-        containers: cfg.containers,
-        container: ContainerOptions {
-            log: FileLogOptions { file_size: cfg.log_file_size },
-            checkpoint_interval: cfg.checkpoint_interval,
-            queue_bytes: cfg.container_queue_bytes,
-        },
-    };
+    let store_cfg = crate::standalone::store_config(&cfg)?;
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
+    store.start_tiering();
     let id = store_id(&tier1)?;
     let load = StoreLoad::new(cfg.load.clone());
     load.spawn_ticker(store.clone());

@@ -33,6 +33,9 @@ pub struct StandaloneArgs {
     /// Default 30s.
     #[arg(long, env = "NADI_READER_TIMEOUT")]
     pub reader_timeout: Option<String>,
+    /// How often retention policies are applied, e.g. 30s. Default 30s.
+    #[arg(long, env = "NADI_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
     /// Bytes of log records between two metadata checkpoints per container, e.g. 64MiB.
     /// Recovery replays at most about this much log per container. Default 64MiB.
     #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
@@ -47,6 +50,8 @@ pub struct StandaloneArgs {
     /// (the default). A segment splits when its two shortest are above target.
     #[arg(long, env = "NADI_LOAD_WINDOWS")]
     pub load_windows: Option<String>,
+    #[command(flatten)]
+    pub tier: TierArgs,
     /// A TOML file with any of the settings above (keys like `data-dir`).
     #[arg(long, env = "NADI_CONFIG")]
     pub config: Option<PathBuf>,
@@ -123,6 +128,102 @@ pub fn load_settings(tick: Option<&str>, windows: Option<&str>) -> anyhow::Resul
     Ok(l)
 }
 
+/// Tiering settings, shared by `nadi standalone` and `nadi segment-store`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TierArgs {
+    /// Where segment data moves from the Tier-1 log: `file:///dir`, `s3://bucket/prefix`
+    /// (credentials and region from the AWS_* variables), `memory://` (tests only) or `none`.
+    /// Default: file:// under DATA_DIR/tier2.
+    #[arg(long, env = "NADI_TIER2")]
+    pub tier2: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000 (default: AWS, or
+    /// AWS_ENDPOINT_URL).
+    #[arg(long, env = "NADI_TIER2_ENDPOINT")]
+    pub tier2_endpoint: Option<String>,
+    /// Most bytes of Tier-1 log files on disk, e.g. 512MiB (plus one file); appends wait for
+    /// data to move to Tier-2 beyond it. Needs Tier-2 and at least 3 log files per container.
+    /// Default: no limit.
+    #[arg(long, env = "NADI_TIER1_CAPACITY")]
+    pub tier1_capacity: Option<String>,
+    /// A segment's Tier-1 bytes move to Tier-2 as one chunk once this many gathered. Default 32MiB.
+    #[arg(long, env = "NADI_TIER2_CHUNK_SIZE")]
+    pub tier2_chunk_size: Option<String>,
+    /// ... or once the oldest of them is this old. Default 30s.
+    #[arg(long, env = "NADI_TIER2_MAX_AGE")]
+    pub tier2_max_age: Option<String>,
+    /// Bytes of Tier-2 chunks cached for reads (with read-ahead). Default 256MiB.
+    #[arg(long, env = "NADI_TIER2_CACHE_SIZE")]
+    pub tier2_cache_size: Option<String>,
+}
+
+/// Resolved tiering settings.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// `None`: no Tier-2.
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    /// Log files per container at most (0: no limit).
+    pub max_files: usize,
+    pub chunk_bytes: u64,
+    pub max_age: std::time::Duration,
+    pub cache_bytes: u64,
+}
+
+impl TierArgs {
+    /// Fills what is unset here from `file`.
+    pub fn or(self, file: TierArgs) -> TierArgs {
+        TierArgs {
+            tier2: self.tier2.or(file.tier2),
+            tier2_endpoint: self.tier2_endpoint.or(file.tier2_endpoint),
+            tier1_capacity: self.tier1_capacity.or(file.tier1_capacity),
+            tier2_chunk_size: self.tier2_chunk_size.or(file.tier2_chunk_size),
+            tier2_max_age: self.tier2_max_age.or(file.tier2_max_age),
+            tier2_cache_size: self.tier2_cache_size.or(file.tier2_cache_size),
+        }
+    }
+
+    fn resolve(self, data_dir: &Path, containers: u32, log_file_size: u64) -> anyhow::Result<TierConfig> {
+        let url = match self.tier2.as_deref().map(str::trim) {
+            Some("none") => None,
+            Some(u) if !u.is_empty() => Some(u.to_owned()),
+            _ => Some(data_dir.join("tier2").to_string_lossy().into_owned()),
+        };
+        let max_files = match self.tier1_capacity {
+            Some(s) => {
+                let cap = parse_size(&s)?;
+                if url.is_none() {
+                    bail!("--tier1-capacity needs a Tier-2 (--tier2) to move data to");
+                }
+                let files = cap / log_file_size / containers as u64;
+                if files < 3 {
+                    bail!(
+                        "--tier1-capacity {s} is too small: it must hold at least 3 log files of {} per container ({containers} containers)",
+                        bytesize::ByteSize(log_file_size)
+                    );
+                }
+                files as usize
+            }
+            None => 0,
+        };
+        let chunk_bytes = match self.tier2_chunk_size {
+            Some(s) => parse_size(&s)?,
+            None => crate::tiering::DEFAULT_CHUNK_BYTES,
+        };
+        if chunk_bytes == 0 {
+            bail!("--tier2-chunk-size must be at least 1 byte");
+        }
+        let max_age = match self.tier2_max_age {
+            Some(s) => parse_duration(&s)?,
+            None => crate::tiering::DEFAULT_MAX_AGE,
+        };
+        let cache_bytes = match self.tier2_cache_size {
+            Some(s) => parse_size(&s)?,
+            None => 256 * 1024 * 1024,
+        };
+        Ok(TierConfig { url, endpoint: self.tier2_endpoint, max_files, chunk_bytes, max_age, cache_bytes })
+    }
+}
+
 /// Parses a duration such as `30s`, `500ms` or `5m`.
 pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
     humantime::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("{s:?} is not a duration ({e}); use e.g. 30s"))
@@ -139,6 +240,7 @@ struct FileConfig {
     containers: Option<u32>,
     log_file_size: Option<String>,
     reader_timeout: Option<String>,
+    retention_interval: Option<String>,
     checkpoint_interval: Option<String>,
     container_queue_bytes: Option<String>,
     load_tick: Option<String>,
@@ -146,6 +248,12 @@ struct FileConfig {
     scale_cooldown: Option<String>,
     scale_mute: Option<String>,
     max_segments: Option<u32>,
+    tier2: Option<String>,
+    tier2_endpoint: Option<String>,
+    tier1_capacity: Option<String>,
+    tier2_chunk_size: Option<String>,
+    tier2_max_age: Option<String>,
+    tier2_cache_size: Option<String>,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -159,12 +267,15 @@ pub struct StandaloneConfig {
     pub log_file_size: u64,
     /// See [`StandaloneArgs::reader_timeout`].
     pub reader_timeout: std::time::Duration,
+    /// See [`StandaloneArgs::retention_interval`].
+    pub retention_interval: std::time::Duration,
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
     /// Segment load measurement.
     pub load: crate::load::LoadSettings,
     /// The auto-scaler.
     pub scaler: nadi_controller::autoscale::ScalerSettings,
+    pub tier: TierConfig,
 }
 
 /// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
@@ -225,11 +336,27 @@ impl StandaloneArgs {
             max_segments: file.max_segments,
         });
         let load_windows = self.load_windows.or(file.load_windows);
+        let retention_interval = match self.retention_interval.or(file.retention_interval) {
+            Some(s) => parse_duration(&s)?,
+            None => nadi_controller::retention::DEFAULT_RETENTION_EVERY,
+        };
+        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data"));
+        let from_file = TierArgs {
+            tier2: file.tier2,
+            tier2_endpoint: file.tier2_endpoint,
+            tier1_capacity: file.tier1_capacity,
+            tier2_chunk_size: file.tier2_chunk_size,
+            tier2_max_age: file.tier2_max_age,
+            tier2_cache_size: file.tier2_cache_size,
+        };
+        let tier = self.tier.or(from_file).resolve(&data_dir, containers, log_file_size)?;
         Ok(StandaloneConfig {
             load: load_settings(scaler.load_tick.as_deref(), load_windows.as_deref())?,
             scaler: scaler.settings()?,
             reader_timeout,
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data")),
+            retention_interval,
+            tier,
+            data_dir,
             controller_listen: self
                 .controller_listen
                 .or(file.controller_listen)
@@ -290,6 +417,28 @@ mod tests {
         let zero =
             StandaloneArgs { scaler: ScalerArgs { max_segments: Some(0), ..Default::default() }, ..Default::default() };
         assert!(zero.resolve().is_err());
+    }
+
+    #[test]
+    fn tiering_settings_come_from_the_file_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nadi.toml");
+        std::fs::write(
+            &file,
+            "tier2 = \"s3://b/p\"\ntier1-capacity = \"1GiB\"\ntier2-chunk-size = \"8MiB\"\ntier2-max-age = \"5s\"\nretention-interval = \"2s\"\n",
+        )
+        .unwrap();
+        let c = StandaloneArgs { config: Some(file.clone()), ..Default::default() }.resolve().unwrap();
+        assert_eq!(c.tier.url.as_deref(), Some("s3://b/p"));
+        assert_eq!(c.tier.max_files, 4, "1 GiB / 4 containers / 64 MiB files");
+        assert_eq!((c.tier.chunk_bytes, c.tier.max_age), (8 << 20, std::time::Duration::from_secs(5)));
+        assert_eq!(c.retention_interval, std::time::Duration::from_secs(2));
+        let tier = TierArgs { tier2: Some("none".into()), ..Default::default() };
+        let c = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap();
+        assert!(c.tier.url.is_none());
+        let tier = TierArgs { tier1_capacity: Some("100MiB".into()), ..Default::default() };
+        let e = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(e.contains("too small"), "{e}");
     }
 
     #[test]

@@ -45,11 +45,12 @@ use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::checkpoint::{self, IndexEntry, SegmentView};
+use crate::checkpoint::{self, ChunkRef, IndexEntry, SegmentView};
 use crate::error::StoreError;
 use crate::log::file::{FileLog, FileLogOptions};
 use crate::log::{Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord, Replayer};
 use crate::ops::{self, Op};
+use crate::tier2::{Tier2, Tier2Error};
 
 /// Largest payload of one append batch (many events), in bytes.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -75,6 +76,10 @@ pub struct ContainerOptions {
     /// to its pace and the memory held is bounded. A single request larger than this waits for
     /// an empty queue instead. At most 4 GiB.
     pub queue_bytes: u64,
+    /// Where segment data moves once it leaves the Tier-1 log; `None`: it stays in Tier-1.
+    pub tier2: Option<Arc<Tier2>>,
+    /// When the storage writer moves data to Tier-2.
+    pub tiering: crate::tiering::TieringOptions,
 }
 
 impl Default for ContainerOptions {
@@ -83,6 +88,8 @@ impl Default for ContainerOptions {
             log: FileLogOptions::default(),
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             queue_bytes: DEFAULT_QUEUE_BYTES,
+            tier2: None,
+            tiering: Default::default(),
         }
     }
 }
@@ -177,6 +184,15 @@ enum Request {
     Checkpoint {
         reply: oneshot::Sender<Result<Lsn, StoreError>>,
     },
+    /// Records that `[offset, offset + len)` of segment incarnation `local` is in the Tier-2
+    /// chunk it wrote at `offset` (sent by the storage writer, on the metadata channel).
+    Tiered {
+        name: String,
+        local: u64,
+        offset: u64,
+        len: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// A barrier: answered once everything queued before it is durable.
     WriterState {
         name: String,
@@ -196,8 +212,15 @@ struct SegmentMeta {
     sealed: bool,
     writers: HashMap<String, i64>,
     attributes: HashMap<String, u64>,
+    /// Bytes still in the Tier-1 log, in offset order.
     index: Vec<IndexEntry>,
+    /// Bytes in Tier-2, in offset order. Each byte of `[start_offset, length)` is in exactly
+    /// one of `index` and `chunks` (an entry straddling the start offset stays whole).
+    chunks: Vec<ChunkRef>,
 }
+
+/// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
+pub type ChunkId = (u64, u64);
 
 /// What readers see: only durable state.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -245,6 +268,17 @@ struct Shared {
     queue: Arc<Semaphore>,
     /// Permits of `queue` in all.
     queue_limit: u32,
+    /// Tier-2, if configured.
+    tier2: Option<Arc<Tier2>>,
+    /// When the storage writer moves data to Tier-2.
+    tiering: crate::tiering::TieringOptions,
+    /// Tier-2 chunks no segment refers to any more, for the storage writer to delete.
+    garbage: Mutex<Vec<ChunkId>>,
+    /// The Tier-1 log file being written (the storage writer moves older files' data first).
+    current_file: std::sync::atomic::AtomicU64,
+    /// True while appends wait for Tier-1 space (at `--tier1-capacity`): the storage writer
+    /// then moves everything in older files to Tier-2 at once.
+    stalled: std::sync::atomic::AtomicBool,
 }
 
 /// A request on its way to the writer thread, holding its share of the queue's byte budget.
@@ -259,6 +293,8 @@ struct Queued {
 pub struct Container {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Queued>>,
+    /// Metadata requests from the storage writer: served even while appends wait for space.
+    meta_tx: Option<mpsc::Sender<Request>>,
 }
 
 /// Replays recovered log records into both views.
@@ -304,6 +340,7 @@ impl Replayer for Replay {
                     writers: s.writers,
                     attributes: s.attributes,
                     index: s.index,
+                    chunks: s.chunks,
                 },
             );
         }
@@ -320,7 +357,9 @@ impl Replayer for Replay {
             Ok(list) => {
                 for op in &list {
                     apply_written(&mut self.written, op);
-                    apply_durable(&mut self.durable, op, rec.addr);
+                    // Chunks dropped here were deleted or are found by the storage writer's
+                    // sweep at start-up.
+                    apply_durable(&mut self.durable, op, rec.addr, &mut Vec::new());
                 }
             }
             Err(e) => self.error = Some(format!("record lsn {} at {}: {e}", rec.lsn, rec.addr)),
@@ -377,11 +416,13 @@ fn apply_written(w: &mut Written, op: &Op<'_>) {
                 s.attributes.insert(key.to_owned(), value);
             }
         }
+        Op::Tiered { .. } => {}
     }
 }
 
 /// Applies one durable operation. `payload_addr` is the address of the record's payload.
-fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
+/// Tier-2 chunks that no segment refers to any more are added to `garbage`.
+fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress, garbage: &mut Vec<ChunkId>) {
     match *op {
         Op::Create { local, name } => {
             d.segments.insert(name.to_owned(), SegmentMeta { local, ..Default::default() });
@@ -408,8 +449,10 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
             }
         }
         Op::Delete { local } => {
-            if let Some(name) = d.names.remove(&local) {
-                d.segments.remove(&name);
+            if let Some(name) = d.names.remove(&local)
+                && let Some(s) = d.segments.remove(&name)
+            {
+                garbage.extend(s.chunks.iter().map(|c| (c.obj_local, c.obj_offset)));
             }
         }
         Op::Truncate { local, start_offset } => {
@@ -418,6 +461,26 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
                 // Entries wholly before the new start are unreachable; the one straddling it
                 // stays (reads start inside it, at an event boundary).
                 s.index.retain(|e| e.offset + e.len as u64 > start_offset);
+                s.chunks.retain(|c| {
+                    let keep = c.end() > start_offset;
+                    if !keep {
+                        garbage.push((c.obj_local, c.obj_offset));
+                    }
+                    keep
+                });
+            }
+        }
+        Op::Tiered { local, offset, len } => {
+            let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
+            let end = offset + len;
+            // The entries of [offset, end) leave the Tier-1 index: reads now go to Tier-2.
+            s.index.retain(|e| e.offset < offset || e.offset + e.len as u64 > end);
+            let chunk = ChunkRef { offset, len, obj_local: local, obj_offset: offset, skip: 0 };
+            if chunk.end() <= s.start_offset {
+                garbage.push((local, offset));
+            } else {
+                let at = s.chunks.partition_point(|c| c.offset < offset);
+                s.chunks.insert(at, chunk);
             }
         }
         Op::Merge { target, source } => {
@@ -435,6 +498,20 @@ fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress) {
                     len: (e.len as u64 - skip) as u32,
                     within: e.within + skip as u32,
                     addr: e.addr.offset(skip),
+                });
+            }
+            for c in src.chunks {
+                if c.end() <= src.start_offset {
+                    garbage.push((c.obj_local, c.obj_offset));
+                    continue;
+                }
+                let skip = src.start_offset.saturating_sub(c.offset);
+                t.chunks.push(ChunkRef {
+                    offset: t.length + (c.offset + skip - src.start_offset),
+                    len: c.len - skip,
+                    obj_local: c.obj_local,
+                    obj_offset: c.obj_offset,
+                    skip: c.skip + skip,
                 });
             }
             t.length += src.length - src.start_offset;
@@ -499,26 +576,34 @@ impl Container {
             verified: Mutex::default(),
             queue: Arc::new(Semaphore::new(queue_limit as usize)),
             queue_limit,
+            tier2: opts.tier2.clone(),
+            tiering: opts.tiering.clone(),
+            garbage: Mutex::default(),
+            current_file: log.current_file().into(),
+            stalled: false.into(),
         });
-        let tx = if shared.damage.is_none() {
+        let (tx, meta_tx) = if shared.damage.is_none() {
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            let (meta_tx, meta_rx) = mpsc::channel(64);
             let writer = WriterThread {
                 shared: shared.clone(),
                 log,
                 written: replay.written,
                 rx,
+                meta_rx,
                 checkpoint_interval: opts.checkpoint_interval.max(1),
                 since_checkpoint: 0,
+                kept_from: [0, 0],
             };
             std::thread::Builder::new()
                 .name(format!("nadi-container-{id}"))
                 .spawn(move || writer.run())
                 .expect("spawn container writer thread");
-            Some(tx)
+            (Some(tx), Some(meta_tx))
         } else {
-            None
+            (None, None)
         };
-        Container { shared, tx }
+        Container { shared, tx, meta_tx }
     }
 
     /// This container's id.
@@ -611,20 +696,20 @@ impl Container {
     /// Moves the start offset of `name` forward to `offset`, which must be an event boundary
     /// within the durable data. Earlier bytes can no longer be read (`Truncated`).
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<(), StoreError> {
-        let local = self.check_truncate(name, offset)?;
+        let local = self.check_truncate(name, offset).await?;
         self.truncate_checked(name, local, offset).await
     }
 
     /// Checks that `offset` is an event boundary of `name` against the durable index (offsets
     /// below the durable length never change) and returns the local id of the segment checked.
-    fn check_truncate(&self, name: &str, offset: u64) -> Result<u64, StoreError> {
+    async fn check_truncate(&self, name: &str, offset: u64) -> Result<u64, StoreError> {
         // The id is taken before the check: if the name is deleted and created again at any
         // point after this, the writer sees another id and refuses.
         let local = {
             let d = self.shared.durable.read();
             d.segments.get(name).map(|s| s.local).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?
         };
-        match self.read(name, offset, 1) {
+        match self.read_any(name, offset, 1).await {
             Ok(_) | Err(StoreError::Truncated { .. }) => Ok(local),
             Err(e) => Err(e),
         }
@@ -714,41 +799,108 @@ impl Container {
     }
 
     /// Reads whole events of `name` from `offset`, up to about `max_bytes` (at least one event
-    /// if any is available). Returns an empty chunk at the tail of an unsealed segment.
+    /// if any is available), from the Tier-1 log only: bytes that moved to Tier-2 fail with
+    /// `Internal` (use [`read_any`](Self::read_any)). Returns an empty chunk at the tail of an
+    /// unsealed segment.
     pub fn read(&self, name: &str, offset: u64, max_bytes: usize) -> Result<ReadChunk, StoreError> {
-        // Pick the index entries under the lock, copy bytes out of the log after releasing it.
-        let (pieces, length, sealed) = {
-            let d = self.shared.durable.read();
-            let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
-            if offset < s.start_offset {
-                return Err(StoreError::Truncated { segment: name.to_owned(), offset, start: s.start_offset });
-            }
-            if offset > s.length {
-                return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length: s.length });
-            }
-            if offset == s.length {
-                if !s.sealed && self.shared.damage.is_some() {
-                    return Err(self.damaged());
+        match self.plan(name, offset, max_bytes)? {
+            Plan::Done(chunk) => Ok(chunk),
+            Plan::Tier1 { pieces, length, sealed } => self.serve_tier1(name, offset, max_bytes, pieces, length, sealed),
+            Plan::Tier2 { .. } => Err(StoreError::Internal(format!(
+                "segment {name}: offset {offset} is in Tier-2; read it with read_any"
+            ))),
+        }
+    }
+
+    /// Reads like [`read`](Self::read), from Tier-1 or Tier-2, wherever the bytes are. Reading
+    /// from Tier-2 starts fetching the next chunks of the segment in the background.
+    pub async fn read_any(&self, name: &str, offset: u64, max_bytes: usize) -> Result<ReadChunk, StoreError> {
+        self.read_holding(name, offset, max_bytes, &mut None).await
+    }
+
+    /// Like [`read_any`](Self::read_any), for a reader that goes on reading: `held` keeps the
+    /// Tier-2 chunk last read from, so the next reads of the same chunk need neither the cache
+    /// nor a fetch, even if the cache evicted it meanwhile (one chunk per reader at most).
+    pub async fn read_holding(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        held: &mut Option<HeldChunk>,
+    ) -> Result<ReadChunk, StoreError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let res = match self.plan(name, offset, max_bytes)? {
+                Plan::Done(chunk) => return Ok(chunk),
+                Plan::Tier1 { pieces, length, sealed } => {
+                    self.serve_tier1(name, offset, max_bytes, pieces, length, sealed)
                 }
-                return Ok(ReadChunk {
-                    offset,
-                    data: Bytes::new(),
-                    end_of_segment: s.sealed,
-                    segment_length: s.length,
-                });
-            }
-            let first = s.index.partition_point(|e| e.offset + e.len as u64 <= offset);
-            let mut pieces = Vec::new();
-            let mut total = 0usize;
-            for e in &s.index[first..] {
-                pieces.push(*e);
-                total += e.len as usize;
-                if total >= max_bytes {
-                    break;
+                Plan::Tier2 { chunk, next, length, sealed } => {
+                    return self.serve_tier2(name, offset, max_bytes, chunk, next, length, sealed, held).await;
                 }
+            };
+            match res {
+                // The bytes moved to Tier-2 and their log file was recycled while we copied:
+                // look again.
+                Err(StoreError::Internal(_)) if tries < 3 => continue,
+                r => return r,
             }
-            (pieces, s.length, s.sealed)
-        };
+        }
+    }
+
+    /// Decides where a read is served from, under the durable lock.
+    fn plan(&self, name: &str, offset: u64, max_bytes: usize) -> Result<Plan, StoreError> {
+        let d = self.shared.durable.read();
+        let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
+        if offset < s.start_offset {
+            return Err(StoreError::Truncated { segment: name.to_owned(), offset, start: s.start_offset });
+        }
+        if offset > s.length {
+            return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length: s.length });
+        }
+        if offset == s.length {
+            if !s.sealed && self.shared.damage.is_some() {
+                return Err(self.damaged());
+            }
+            return Ok(Plan::Done(ReadChunk {
+                offset,
+                data: Bytes::new(),
+                end_of_segment: s.sealed,
+                segment_length: s.length,
+            }));
+        }
+        let c = s.chunks.partition_point(|c| c.end() <= offset);
+        if let Some(chunk) = s.chunks.get(c).filter(|c| c.offset <= offset) {
+            let next = s.chunks[c + 1..].iter().take(READ_AHEAD_CHUNKS).copied().collect();
+            return Ok(Plan::Tier2 { chunk: *chunk, next, length: s.length, sealed: s.sealed });
+        }
+        let first = s.index.partition_point(|e| e.offset + e.len as u64 <= offset);
+        let mut pieces: Vec<IndexEntry> = Vec::new();
+        let mut total = 0usize;
+        for e in &s.index[first..] {
+            // Stop where the bytes continue in Tier-2 (after a merge).
+            if pieces.last().is_some_and(|p| p.offset + p.len as u64 != e.offset) {
+                break;
+            }
+            pieces.push(*e);
+            total += e.len as usize;
+            if total >= max_bytes {
+                break;
+            }
+        }
+        Ok(Plan::Tier1 { pieces, length: s.length, sealed: s.sealed })
+    }
+
+    fn serve_tier1(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        pieces: Vec<IndexEntry>,
+        length: u64,
+        sealed: bool,
+    ) -> Result<ReadChunk, StoreError> {
         let Some(first) = pieces.first().copied() else {
             return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
         };
@@ -767,11 +919,79 @@ impl Container {
                 .read_into(p.addr, p.len as usize, &mut buf)
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        // Start at `offset` (which must be an event boundary) and end on an event boundary
-        // near `max_bytes`.
-        let skip = (offset - first.offset) as usize;
+        let data = self.cut_events(name, Bytes::from(buf), first.offset, offset, max_bytes, length)?;
+        let end = offset + data.len() as u64;
+        Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_tier2(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        chunk: ChunkRef,
+        next: Vec<ChunkRef>,
+        length: u64,
+        sealed: bool,
+        held: &mut Option<HeldChunk>,
+    ) -> Result<ReadChunk, StoreError> {
+        let id = self.shared.id;
+        let Some(t2) = &self.shared.tier2 else {
+            return Err(StoreError::Internal(format!("segment {name}: data is in Tier-2, which is not configured")));
+        };
+        for n in &next {
+            t2.prefetch(t2.chunk_key(id, n.obj_local, n.obj_offset), n.skip + n.len);
+        }
+        let key = t2.chunk_key(id, chunk.obj_local, chunk.obj_offset);
+        let chunk_id = (chunk.obj_local, chunk.obj_offset);
+        let (data, boundary) = match held {
+            Some(h) if h.id == chunk_id => (h.data.clone(), h.next),
+            _ => {
+                let data = t2.get(&key).await.map_err(|e| tier2_error(id, name, e))?;
+                *held = Some(HeldChunk { id: chunk_id, data: data.clone(), next: u64::MAX });
+                (data, u64::MAX)
+            }
+        };
+        let end = chunk.skip + chunk.len;
+        if (data.len() as u64) < end {
+            return Err(StoreError::Corrupt {
+                container: id,
+                detail: format!("segment {name}: Tier-2 chunk {key} holds {} bytes, the index needs {end}", data.len()),
+            });
+        }
+        let mut bytes = data.slice(chunk.skip as usize..end as usize);
+        let mut from = chunk.offset;
+        if offset == boundary {
+            // Where this reader's last read ended: an event boundary, no need to walk the events
+            // before it again.
+            bytes = bytes.slice((offset - chunk.offset) as usize..);
+            from = offset;
+        }
+        let data = self.cut_events(name, bytes, from, offset, max_bytes, length)?;
+        let end = offset + data.len() as u64;
+        if let Some(h) = held {
+            h.next = end;
+        }
+        Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
+    }
+
+    /// `buf` holds segment bytes from `buf_offset` on (whole events, ending on an event
+    /// boundary); returns the events from `offset` (which must be a boundary) up to about
+    /// `max_bytes`, at least one.
+    fn cut_events(
+        &self,
+        name: &str,
+        buf: Bytes,
+        buf_offset: u64,
+        offset: u64,
+        max_bytes: usize,
+        length: u64,
+    ) -> Result<Bytes, StoreError> {
+        let skip = (offset - buf_offset) as usize;
         let mut at = 0usize;
         let mut cut = None;
+        let mut stop = buf.len();
         while at + EVENT_HEADER_LEN <= buf.len() {
             if at >= skip && cut.is_none() {
                 cut = Some(at);
@@ -780,7 +1000,7 @@ impl Container {
             if len > MAX_EVENT_SIZE {
                 return Err(StoreError::Corrupt {
                     container: self.shared.id,
-                    detail: format!("segment {name}: bad event length at offset {}", first.offset + at as u64),
+                    detail: format!("segment {name}: bad event length at offset {}", buf_offset + at as u64),
                 });
             }
             let next = at + EVENT_HEADER_LEN + len;
@@ -788,7 +1008,7 @@ impl Container {
                 && next - start > max_bytes
                 && at > start
             {
-                buf.truncate(at);
+                stop = at;
                 break;
             }
             at = next;
@@ -796,9 +1016,173 @@ impl Container {
         if cut != Some(skip) {
             return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length });
         }
-        let data = Bytes::from(buf).slice(skip..);
-        let end = offset + data.len() as u64;
-        Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
+        Ok(buf.slice(skip..stop.min(buf.len())))
+    }
+}
+
+/// A run of a segment's Tier-1 bytes that the storage writer may move to Tier-2.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub name: String,
+    pub local: u64,
+    pub offset: u64,
+    pub len: u64,
+    /// The oldest log file the run's bytes are in.
+    pub oldest_file: u64,
+    /// The segment has more Tier-1 bytes after this run.
+    pub more: bool,
+}
+
+/// The storage writer's view of a container (see [`crate::tiering`]).
+impl Container {
+    pub(crate) fn tier2(&self) -> Option<&Arc<Tier2>> {
+        self.shared.tier2.as_ref()
+    }
+
+    /// The storage writer's settings, if there is a Tier-2.
+    pub(crate) fn tiering_options(&self) -> Option<crate::tiering::TieringOptions> {
+        self.shared.tier2.as_ref().map(|_| self.shared.tiering.clone())
+    }
+
+    /// A handle without the append channel: the writer thread stops when every other handle
+    /// is dropped, even while the storage writer runs.
+    pub(crate) fn for_storage_writer(&self) -> Container {
+        Container { shared: self.shared.clone(), tx: None, meta_tx: self.meta_tx.clone() }
+    }
+
+    /// True once the writer thread has stopped (or never ran: a damaged container).
+    pub(crate) fn storage_writer_stopped(&self) -> bool {
+        self.meta_tx.as_ref().is_none_or(|t| t.is_closed())
+    }
+
+    /// For every segment with bytes in the Tier-1 log: its first run of contiguous entries,
+    /// up to about `max_len` bytes (at least one entry).
+    pub(crate) fn tier_candidates(&self, max_len: u64) -> Vec<Candidate> {
+        let d = self.shared.durable.read();
+        let mut out = Vec::new();
+        for (name, s) in &d.segments {
+            let Some(first) = s.index.first() else { continue };
+            let (mut len, mut oldest, mut n) = (0u64, u64::MAX, 0usize);
+            for e in &s.index {
+                if first.offset + len != e.offset || (n > 0 && len + e.len as u64 > max_len) {
+                    break;
+                }
+                len += e.len as u64;
+                oldest = oldest.min(e.addr.file);
+                n += 1;
+            }
+            out.push(Candidate {
+                name: name.clone(),
+                local: s.local,
+                offset: first.offset,
+                len,
+                oldest_file: oldest,
+                more: n < s.index.len(),
+            });
+        }
+        out
+    }
+
+    /// Copies a run of Tier-1 bytes (checking the CRC of records recovery did not read).
+    pub(crate) fn read_tier1_run(&self, c: &Candidate, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let pieces: Vec<IndexEntry> = {
+            let d = self.shared.durable.read();
+            let s = d
+                .segments
+                .get(&c.name)
+                .filter(|s| s.local == c.local)
+                .ok_or_else(|| StoreError::SegmentNotFound(c.name.clone()))?;
+            let first = s.index.partition_point(|e| e.offset < c.offset);
+            s.index[first..].iter().take_while(|e| e.offset < c.offset + c.len).copied().collect()
+        };
+        let covered: u64 = pieces.iter().map(|p| p.len as u64).sum();
+        if pieces.first().map(|p| p.offset) != Some(c.offset) || covered != c.len {
+            return Err(StoreError::InvalidArgument(format!("segment {}: the run moved", c.name)));
+        }
+        self.verify_pieces(&c.name, &pieces).map_err(|(_, e)| e)?;
+        buf.clear();
+        for p in &pieces {
+            self.shared.log.read_into(p.addr, p.len as usize, buf).map_err(|e| StoreError::Internal(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Records, durably, that a run is in Tier-2 (its chunk uploaded).
+    pub(crate) async fn tiered(&self, c: &Candidate) -> Result<(), StoreError> {
+        let Some(tx) = &self.meta_tx else { return Err(self.damaged()) };
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Tiered { name: c.name.clone(), local: c.local, offset: c.offset, len: c.len, reply };
+        tx.send(req).await.map_err(|_| StoreError::ShuttingDown)?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Chunks no segment refers to any more (taken: the caller deletes them).
+    pub(crate) fn take_garbage(&self) -> Vec<ChunkId> {
+        std::mem::take(&mut *self.shared.garbage.lock())
+    }
+
+    /// Gives back chunks whose deletion failed, to try again later.
+    pub(crate) fn return_garbage(&self, ids: Vec<ChunkId>) {
+        self.shared.garbage.lock().extend(ids);
+    }
+
+    /// Every chunk the durable state refers to.
+    pub(crate) fn chunk_ids(&self) -> HashSet<ChunkId> {
+        let d = self.shared.durable.read();
+        d.segments.values().flat_map(|s| s.chunks.iter().map(|c| (c.obj_local, c.obj_offset))).collect()
+    }
+
+    /// The Tier-1 log file being written, and whether appends wait for Tier-1 space.
+    pub(crate) fn tier1_state(&self) -> (u64, bool) {
+        use std::sync::atomic::Ordering;
+        (self.shared.current_file.load(Ordering::Relaxed), self.shared.stalled.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of segment data in Tier-1 and in Tier-2 (for tests and metrics).
+    pub fn tier_bytes(&self) -> (u64, u64) {
+        let d = self.shared.durable.read();
+        let t1 = d.segments.values().flat_map(|s| s.index.iter()).map(|e| e.len as u64).sum();
+        let t2 = d.segments.values().flat_map(|s| s.chunks.iter()).map(|c| c.len).sum();
+        (t1, t2)
+    }
+}
+
+/// The Tier-2 chunk a reader is in (see [`Container::read_holding`]).
+#[derive(Debug, Clone)]
+pub struct HeldChunk {
+    id: ChunkId,
+    data: Bytes,
+    /// Where the reader's last read from it ended: an event boundary.
+    next: u64,
+}
+
+/// Chunks fetched ahead of a read from Tier-2.
+const READ_AHEAD_CHUNKS: usize = 2;
+
+/// Where a read is served from.
+enum Plan {
+    /// Nothing to fetch (the tail).
+    Done(ReadChunk),
+    Tier1 {
+        pieces: Vec<IndexEntry>,
+        length: u64,
+        sealed: bool,
+    },
+    Tier2 {
+        chunk: ChunkRef,
+        next: Vec<ChunkRef>,
+        length: u64,
+        sealed: bool,
+    },
+}
+
+fn tier2_error(container: u32, name: &str, e: Tier2Error) -> StoreError {
+    match e {
+        Tier2Error::Corrupt { .. } | Tier2Error::Missing { .. } => {
+            tracing::error!(container, segment = name, error = %e, "Tier-2 chunk fails its checks; not serving it");
+            StoreError::Corrupt { container, detail: format!("segment {name}: {e}") }
+        }
+        e => StoreError::Unavailable(format!("segment {name}: {e}")),
     }
 }
 
@@ -846,6 +1230,11 @@ struct WriterThread {
     checkpoint_interval: u64,
     /// Bytes of batch records written since the last checkpoint.
     since_checkpoint: u64,
+    /// Metadata requests of the storage writer.
+    meta_rx: mpsc::Receiver<Request>,
+    /// The `keep_from` of the two newest checkpoints (newest first; 0 for ones written before
+    /// this process started).
+    kept_from: [u64; 2],
 }
 
 /// A reply to send once the batch is durable.
@@ -885,7 +1274,28 @@ impl WriterThread {
         let mut permits = Vec::new();
         let limit = self.log.max_record_payload();
         loop {
-            let Some(first) = carry.take().or_else(|| self.rx.blocking_recv()) else { break };
+            // Metadata from the storage writer goes first; it is small and frees space.
+            let first = match carry.take() {
+                Some(q) => Some(q),
+                None => {
+                    let next = futures::executor::block_on(async {
+                        tokio::select! {
+                            biased;
+                            Some(m) = self.meta_rx.recv() => Some(Err(m)),
+                            d = self.rx.recv() => d.map(Ok),
+                        }
+                    });
+                    match next {
+                        Some(Err(meta)) => {
+                            self.commit_meta(meta, &mut payload);
+                            continue;
+                        }
+                        Some(Ok(q)) => Some(q),
+                        None => None,
+                    }
+                }
+            };
+            let Some(first) = first else { break };
             let mut size = estimate(&first.req);
             batch.push(first.req);
             permits.push(first._permit);
@@ -912,8 +1322,31 @@ impl WriterThread {
 
     /// Validates, writes, syncs and publishes one group of requests.
     fn commit(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize) {
-        // Make room first: a full disk fails the whole group before any state changes.
-        if let Err(e) = self.log.reserve(size.min(self.log.max_record_payload())) {
+        self.commit_group(batch, payload, size, false)
+    }
+
+    /// Validates, writes, syncs and publishes one group of requests; `meta` groups (from the
+    /// storage writer) never wait for Tier-1 capacity.
+    fn commit_group(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize, meta: bool) {
+        // Make room first: a full disk fails the whole group before any state changes. At the
+        // Tier-1 capacity, wait (serving the storage writer's metadata) until a file is freed.
+        let size = size.min(self.log.max_record_payload());
+        let mut reserved = if meta { self.log.reserve(size) } else { self.log.reserve_data(size) };
+        while let Err(LogError::Full { .. }) = reserved {
+            use std::sync::atomic::Ordering;
+            self.shared.stalled.store(true, Ordering::Relaxed);
+            tracing::debug!(container = self.shared.id, "Tier-1 at capacity: appends wait for data to move to Tier-2");
+            let Some(meta) = self.meta_rx.blocking_recv() else {
+                for req in batch.drain(..) {
+                    fail(req, StoreError::ShuttingDown);
+                }
+                return;
+            };
+            self.commit_meta(meta, payload);
+            reserved = self.log.reserve_data(size);
+        }
+        self.shared.stalled.store(false, std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = reserved {
             let err = || {
                 if e.is_retryable() {
                     StoreError::StorageFull(e.to_string())
@@ -951,12 +1384,17 @@ impl WriterThread {
             // the code recovery runs (decode + apply_durable), so a live store and a recovered one
             // cannot differ. The codec decodes at ~75 GiB/s (criterion), far off the hot path's cost.
             let ops = ops::decode(payload).expect("a batch we just encoded decodes");
+            let mut garbage = Vec::new();
             {
                 let mut d = self.shared.durable.write();
                 for op in &ops {
-                    apply_durable(&mut d, op, addr);
+                    apply_durable(&mut d, op, addr, &mut garbage);
                 }
             }
+            if !garbage.is_empty() {
+                self.shared.garbage.lock().extend(garbage);
+            }
+            self.shared.current_file.store(self.log.current_file(), std::sync::atomic::Ordering::Relaxed);
             self.shared.durable_lsn.send_replace(lsn);
         }
         // A requested checkpoint follows the group, so it covers everything queued before it.
@@ -1004,11 +1442,14 @@ impl WriterThread {
                 writers: &s.writers,
                 attributes: &s.attributes,
                 index: &s.index,
+                chunks: &s.chunks,
             });
             checkpoint::encode(&mut buf, self.written.next_local, views);
         }
         self.since_checkpoint = 0;
-        match self.log.checkpoint(&buf) {
+        let keep_from = self.keep_from();
+        self.kept_from = [keep_from, self.kept_from[0]];
+        match self.log.checkpoint_keeping(&buf, keep_from) {
             Ok(lsn) => {
                 tracing::debug!(container = self.shared.id, lsn, bytes = buf.len(), "metadata checkpoint written");
                 Ok(lsn)
@@ -1017,6 +1458,30 @@ impl WriterThread {
                 tracing::warn!(container = self.shared.id, bytes = buf.len(), error = %e,
                     "cannot write a metadata checkpoint; recovery replays from the previous one");
                 Err(e)
+            }
+        }
+    }
+
+    /// The oldest Tier-1 log file the durable state refers to (the current file if none).
+    fn keep_from(&self) -> u64 {
+        let d = self.shared.durable.read();
+        let current = self.log.current_file();
+        d.segments.values().flat_map(|s| s.index.iter()).map(|e| e.addr.file).fold(current, u64::min)
+    }
+
+    /// Commits one metadata request of the storage writer as a group of its own (it may go
+    /// beyond the Tier-1 capacity by one file), then writes checkpoints if that lets old log
+    /// files be recycled: two, because recovery may fall back to the older of the two newest.
+    fn commit_meta(&mut self, first: Request, payload: &mut Vec<u8>) {
+        let mut batch = vec![first];
+        while let Ok(m) = self.meta_rx.try_recv() {
+            batch.push(m);
+        }
+        let size: usize = batch.iter().map(estimate).sum();
+        self.commit_group(&mut batch, payload, size, true);
+        for _ in 0..2 {
+            if self.keep_from() > self.kept_from.iter().copied().min().unwrap_or(0) {
+                let _ = self.write_checkpoint();
             }
         }
     }
@@ -1200,6 +1665,39 @@ impl WriterThread {
                 Reply::Done(reply, res)
             }
             Request::Checkpoint { reply } => Reply::Checkpoint(reply),
+            Request::Tiered { name, local, offset, len, reply } => {
+                let res = live(w, &name).and_then(|s| {
+                    if s.local != local {
+                        return Err(StoreError::SegmentReplaced(name.clone()));
+                    }
+                    // The bytes must still be a run of whole Tier-1 entries (a truncation or
+                    // merge since the upload may have moved them).
+                    let d = self.shared.durable.read();
+                    let seg = d.segments.get(&name).filter(|m| m.local == local);
+                    let whole = seg.is_some_and(|m| {
+                        let first = m.index.partition_point(|e| e.offset < offset);
+                        let mut at = offset;
+                        for e in &m.index[first..] {
+                            if e.offset != at || at >= offset + len {
+                                break;
+                            }
+                            at += e.len as u64;
+                        }
+                        at == offset + len && m.index.get(first).is_some_and(|e| e.offset == offset)
+                    });
+                    if !whole {
+                        return Err(StoreError::InvalidArgument(format!(
+                            "segment {name}: bytes {offset}..{} are no longer in the Tier-1 log",
+                            offset + len
+                        )));
+                    }
+                    Ok(())
+                });
+                if res.is_ok() {
+                    ops::encode_tiered(buf, local, offset, len);
+                }
+                Reply::Done(reply, res)
+            }
             Request::WriterState { name, writer, reply } => {
                 let res = live(w, &name).map(|s| (s.writers.get(&writer).copied().unwrap_or(-1), s.length));
                 Reply::WriterState(reply, res)
@@ -1225,6 +1723,7 @@ fn fail(req: Request, e: StoreError) {
         Request::Merge { reply, .. } => drop(reply.send(Err(e))),
         Request::UpdateAttribute { reply, .. } => drop(reply.send(Err(e))),
         Request::Checkpoint { reply } => drop(reply.send(Err(e))),
+        Request::Tiered { reply, .. } => drop(reply.send(Err(e))),
     }
 }
 
@@ -1378,7 +1877,7 @@ mod tests {
         c.create("x").await.unwrap();
         append(&c, "x", "w", 1, &[b"old-0", b"old-1"]).await.unwrap();
         // The check passes for the first incarnation (9 is the boundary after "old-0") ...
-        let checked = c.check_truncate("x", 9).unwrap();
+        let checked = c.check_truncate("x", 9).await.unwrap();
         // ... then the name is deleted and created again, with other events, before the writer
         // gets the truncation.
         c.delete("x").await.unwrap();
@@ -1473,7 +1972,11 @@ mod tests {
     use crate::log::{Header, RecoveryReport, decode_header, record_len};
 
     fn file_opts(checkpoint_interval: u64) -> ContainerOptions {
-        ContainerOptions { log: FileLogOptions { file_size: MIN_FILE_SIZE }, checkpoint_interval, ..Default::default() }
+        ContainerOptions {
+            log: FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() },
+            checkpoint_interval,
+            ..Default::default()
+        }
     }
 
     /// Waits until the writer thread has finished everything queued (including a checkpoint

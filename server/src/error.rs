@@ -39,6 +39,9 @@ pub enum StoreError {
     Corrupt { container: u32, detail: String },
     #[error("Tier-1 storage is full: {0}")]
     StorageFull(String),
+    /// Tier-2 cannot be reached (or refused) while reading data that moved there. Retry.
+    #[error("Tier-2 is unavailable: {0}")]
+    Unavailable(String),
     #[error("the segment store is shutting down")]
     ShuttingDown,
     #[error("internal error: {0}")]
@@ -61,7 +64,7 @@ impl StoreError {
             StoreError::NotSealed(_) => ErrorCode::SegmentNotSealed,
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
             StoreError::StorageFull(_) => ErrorCode::StorageFull,
-            StoreError::ShuttingDown => ErrorCode::Unavailable,
+            StoreError::ShuttingDown | StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
     }

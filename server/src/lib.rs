@@ -18,4 +18,6 @@ pub mod ops;
 pub mod service;
 pub mod standalone;
 pub mod store;
+pub mod tier2;
+pub mod tiering;
 pub mod wire;

@@ -12,7 +12,12 @@
 //! 5 Truncate  local:u64 start_offset:u64
 //! 6 Merge     target:u64 source:u64
 //! 7 Attribute local:u64 key:str value:u64
+//! 8 Tiered    local:u64 offset:u64 len:u64
 //! ```
+//!
+//! `Tiered` records that the segment's bytes `[offset, offset + len)` are in the Tier-2 chunk
+//! object written by this segment at `offset` (see `crate::tier2`); they are no longer read
+//! from the log.
 //!
 //! `offset` is the segment offset at which `data` (whole framed events) lands. Decoding never
 //! panics: bytes that do not parse are reported as [`DecodeError`].
@@ -58,6 +63,13 @@ pub enum Op<'a> {
         key: &'a str,
         value: u64,
     },
+    /// The segment's bytes `[offset, offset + len)` are durably in Tier-2, in the chunk this
+    /// segment wrote at `offset`.
+    Tiered {
+        local: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A batch payload that does not parse.
@@ -75,6 +87,7 @@ const DELETE: u8 = 4;
 const TRUNCATE: u8 = 5;
 const MERGE: u8 = 6;
 const ATTRIBUTE: u8 = 7;
+const TIERED: u8 = 8;
 
 pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.put_u16_le(s.len() as u16);
@@ -136,6 +149,13 @@ pub fn encode_attribute(buf: &mut Vec<u8>, local: u64, key: &str, value: u64) {
     buf.put_u64_le(local);
     put_str(buf, key);
     buf.put_u64_le(value);
+}
+
+pub fn encode_tiered(buf: &mut Vec<u8>, local: u64, offset: u64, len: u64) {
+    buf.put_u8(TIERED);
+    buf.put_u64_le(local);
+    buf.put_u64_le(offset);
+    buf.put_u64_le(len);
 }
 
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
@@ -230,6 +250,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
             ATTRIBUTE => {
                 Op::Attribute { local: c.u64("local id")?, key: c.str("attribute key")?, value: c.u64("value")? }
             }
+            TIERED => Op::Tiered { local: c.u64("local id")?, offset: c.u64("offset")?, len: c.u64("length")? },
             _ => return Err(DecodeError { at: tag_at, what: "unknown operation tag" }),
         };
         ops.push(op);

@@ -216,9 +216,11 @@ impl SegmentStoreApi for SegmentService {
         // Fail fast on a bad start (unknown segment, truncated offset) before streaming.
         let mut changes = container.subscribe();
         changes.borrow_and_update();
-        let first = container.read(&req.segment, req.offset, max)?;
+        let first = container.read_any(&req.segment, req.offset, max).await?;
         let (tx, rx) = mpsc::channel::<Result<pb::ReadResponse, Status>>(4);
         tokio::spawn(async move {
+            // The Tier-2 chunk this reader is in (see `Container::read_holding`).
+            let mut held = None;
             let mut chunk = first;
             loop {
                 let at_tail = chunk.data.is_empty();
@@ -247,7 +249,7 @@ impl SegmentStoreApi for SegmentService {
                     }
                 }
                 changes.borrow_and_update();
-                chunk = match container.read(&req.segment, next_offset, max) {
+                chunk = match container.read_holding(&req.segment, next_offset, max, &mut held).await {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

@@ -52,20 +52,41 @@ pub fn grpc_server() -> Server<Stack<TypedDecodeErrorsLayer, Identity>> {
         .layer(TypedDecodeErrorsLayer)
 }
 
+/// The segment store's settings (Tier-1 under DATA_DIR/tier1, Tier-2 as configured).
+pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
+    let tier1 = cfg.data_dir.join("tier1");
+    let tier2 = match &cfg.tier.url {
+        Some(url) => {
+            let backend = crate::tier2::open_url(url, cfg.tier.endpoint.as_deref())?;
+            let id = store_id(&tier1)?;
+            Some(Arc::new(crate::tier2::Tier2::new(backend, &id, cfg.tier.cache_bytes)))
+        }
+        None => None,
+    };
+    Ok(StoreConfig {
+        dir: tier1,
+        containers: cfg.containers,
+        container: ContainerOptions {
+            log: FileLogOptions { file_size: cfg.log_file_size, max_files: cfg.tier.max_files },
+            checkpoint_interval: cfg.checkpoint_interval,
+            queue_bytes: cfg.container_queue_bytes,
+            tier2,
+            tiering: crate::tiering::TieringOptions {
+                chunk_bytes: cfg.tier.chunk_bytes,
+                max_age: cfg.tier.max_age,
+                eager: cfg.tier.max_files > 0,
+            },
+        },
+    })
+}
+
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-    let store_cfg = StoreConfig {
-        dir: cfg.data_dir.join("tier1"),
-        containers: cfg.containers,
-        container: ContainerOptions {
-            log: FileLogOptions { file_size: cfg.log_file_size },
-            checkpoint_interval: cfg.checkpoint_interval,
-            queue_bytes: cfg.container_queue_bytes,
-        },
-    };
+    let store_cfg = store_config(&cfg)?;
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
+    store.start_tiering();
 
     let seg_listener = bind(cfg.segment_listen, "segment store").await?;
     let ctl_listener = bind(cfg.controller_listen, "controller").await?;
@@ -82,6 +103,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         http_address: Some(format!("http://{http_addr}")),
         reader_timeout: cfg.reader_timeout,
         scaler: cfg.scaler.clone(),
+        retention_every: cfg.retention_interval,
     })
     .await?;
 

@@ -55,6 +55,16 @@ impl SegmentStore {
         &self.containers[container_of(segment, self.containers.len() as u32) as usize]
     }
 
+    /// Starts the storage writer of every container (if Tier-2 is configured). Needs a tokio
+    /// runtime.
+    pub fn start_tiering(&self) {
+        for c in &self.containers {
+            if let Some(opts) = c.tiering_options() {
+                crate::tiering::spawn(c, opts);
+            }
+        }
+    }
+
     /// All containers.
     pub fn containers(&self) -> &[Container] {
         &self.containers

@@ -50,8 +50,13 @@ impl Standalone {
 
     /// Starts a server with extra flags.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Standalone {
-        let mut child = Command::new(nadi_bin())
-            .args(["standalone", "--data-dir"])
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// The command that starts a server on `data_dir` on OS-chosen loopback ports.
+    pub fn command(data_dir: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(nadi_bin());
+        cmd.args(["standalone", "--data-dir"])
             .arg(data_dir)
             .args([
                 "--controller-listen",
@@ -61,7 +66,14 @@ impl Standalone {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
-            .args(extra)
+            .args(extra);
+        cmd
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Standalone {
+        let mut child = Self::command(data_dir, extra)
+            .envs(env.iter().copied())
             .env("NADI_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -127,6 +139,11 @@ impl Standalone {
             "nadi standalone exited with {status} after Ctrl-C; log:\n{}",
             self.log.lock().unwrap()
         );
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the server with SIGKILL.

@@ -52,10 +52,11 @@ impl Harness for FileHarness {
     type Log = FileLog;
     fn open(&mut self) -> (FileLog, Replayed) {
         let mut seen = Vec::new();
-        let (log, report) = FileLog::open(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE }, &mut |r| {
-            seen.push((r.lsn, r.kind, r.payload.to_vec()))
-        })
-        .expect("open file log");
+        let (log, report) =
+            FileLog::open(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() }, &mut |r| {
+                seen.push((r.lsn, r.kind, r.payload.to_vec()))
+            })
+            .expect("open file log");
         assert!(report.corruption.is_none());
         (log, seen)
     }
@@ -65,8 +66,9 @@ impl Harness for FileHarness {
     }
     fn recover(&mut self, log: FileLog, replay: &mut Collect) -> FileLog {
         drop(log);
-        let (log, report) = FileLog::recover(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE }, replay)
-            .expect("recover file log");
+        let (log, report) =
+            FileLog::recover(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() }, replay)
+                .expect("recover file log");
         assert!(report.corruption.is_none());
         log
     }

@@ -45,13 +45,19 @@ use super::{
 pub struct FileLogOptions {
     /// Size of each log file. A record never spans files, so this also bounds the largest record.
     pub file_size: u64,
+    /// At most this many log files (current, written, recycled and being prepared) for data;
+    /// 0 means no limit. Metadata records may add one more. Set from `--tier1-capacity`.
+    pub max_files: usize,
 }
 
 impl Default for FileLogOptions {
     fn default() -> Self {
-        Self { file_size: 64 * 1024 * 1024 }
+        Self { file_size: 64 * 1024 * 1024, max_files: 0 }
     }
 }
+
+/// Recycled files kept for reuse when there is no capacity limit; more are deleted.
+const FREE_KEEP_UNLIMITED: usize = 4;
 
 /// Smallest allowed log file: must hold the largest append batch (16 MiB) plus framing.
 pub const MIN_FILE_SIZE: u64 = 20 * 1024 * 1024;
@@ -288,7 +294,14 @@ impl LogReader for Files {
         // durable bytes, which the writer never writes again; the slice covers just that range,
         // so it never aliases bytes being written.
         let range = unsafe { std::slice::from_raw_parts(file.map.as_ptr().add(addr.pos as usize), len) };
+        let before = out.len();
         out.extend_from_slice(range);
+        // A file is removed from the map before it is recycled (and only then written again):
+        // if it is still here after the copy, the copy saw the bytes it was meant to.
+        if !self.by_seq.read().get(&addr.file).is_some_and(|f| Arc::ptr_eq(f, &file)) {
+            out.truncate(before);
+            return Err(LogError::OutOfRange { addr, len });
+        }
         Ok(())
     }
 }
@@ -317,10 +330,19 @@ pub struct FileLog {
     /// The newest valid checkpoint records (newest first) and the damaged ones recovery
     /// stepped over: what the pointer file says.
     pointer: Pointer,
+    /// For each of `pointer.checkpoints`: the oldest file its state refers to (0 if unknown,
+    /// for checkpoints written before this process started).
+    keep: Vec<u64>,
+    /// Recycled files (`log-{seq}.free`), ready to be reused as the next file.
+    free: Vec<PathBuf>,
 }
 
 fn file_name(seq: u64) -> String {
     format!("log-{seq:020}.log")
+}
+
+fn free_name(seq: u64) -> String {
+    format!("log-{seq:020}.free")
 }
 
 fn parse_file_name(name: &str) -> Option<u64> {
@@ -419,13 +441,17 @@ impl FileLog {
         replay: &mut dyn Replayer,
         from_checkpoint: bool,
     ) -> Result<(FileLog, RecoveryReport), LogError> {
-        let opts = FileLogOptions { file_size: opts.file_size.clamp(MIN_FILE_SIZE, MAX_FILE_SIZE) };
+        let opts =
+            FileLogOptions { file_size: opts.file_size.clamp(MIN_FILE_SIZE, MAX_FILE_SIZE), max_files: opts.max_files };
         fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         let mut seqs = Vec::new();
+        let mut free = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| LogError::io(dir, e))? {
             let entry = entry.map_err(|e| LogError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") {
+            if name.ends_with(".free") {
+                free.push(entry.path());
+            } else if name.ends_with(".tmp") {
                 // A file whose preparation was interrupted: never part of the log.
                 fs::remove_file(entry.path()).map_err(|e| LogError::io(entry.path(), e))?;
             } else if let Some(seq) = parse_file_name(&name) {
@@ -504,6 +530,13 @@ impl FileLog {
         let skip_at = |seq: u64, pos: usize, lsn: Lsn| {
             skippable.iter().find(|c| c.file == seq && c.pos == pos as u64 && c.lsn == lsn).copied()
         };
+        // Without a checkpoint the chain starts at the first record of the first file: lsn 1,
+        // unless earlier files were recycled (then the replay is partial, and the container
+        // reports what it misses).
+        let first_lsn = match mapped.first() {
+            Some(f) if f.seq > 1 => record_at(f.bytes(), 0).map_or(1, |(h, _)| h.lsn),
+            _ => 1,
+        };
         let (mut end_idx, mut end_pos) = (first_idx, first_pos as u64);
         'files: for (i, f) in mapped.iter().enumerate().skip(first_idx) {
             let bytes = f.bytes();
@@ -512,7 +545,7 @@ impl FileLog {
                 // Files are never trimmed (yet: recycling comes with tiering), so without a
                 // checkpoint the chain starts with lsn 1 at the start of the first file; each
                 // record is the next lsn.
-                let expected = last.map_or(1, |l| l + 1);
+                let expected = last.map_or(first_lsn, |l| l + 1);
                 match record_at(bytes, pos) {
                     Some((h, payload)) if h.lsn == expected => {
                         let addr = LogAddress { file: f.seq, pos: (pos + RECORD_HEADER_LEN) as u64 };
@@ -570,9 +603,11 @@ impl FileLog {
         } else {
             // 3. A torn tail: zero everything after the chain in the end file, drop later files.
             let tail = &end_file.bytes()[end_pos as usize..];
+            // In a recycled file these may also be old bytes of its earlier life (harmless:
+            // their lsns are smaller); they are zeroed all the same.
             if tail.iter().any(|&b| b != 0) {
                 tracing::warn!(file = %end_file.path.display(), offset = end_pos,
-                    "Tier-1 log: torn tail after the last valid record; cutting it off");
+                    "Tier-1 log: torn tail after the last valid record (a record cut short by a crash, or old bytes of a recycled file); zeroing it");
                 write_zeros(&end_file.file, end_pos, end_file.len)
                     .and_then(|_| end_file.file.sync_data())
                     .map_err(|e| LogError::io(&end_file.path, e))?;
@@ -619,7 +654,9 @@ impl FileLog {
             scratch: Vec::new(),
             spare: None,
             damaged,
+            keep: vec![0; checkpoints.len()],
             pointer: Pointer { checkpoints, damaged: skippable },
+            free,
         };
         Ok((log, report))
     }
@@ -634,24 +671,51 @@ impl FileLog {
         self.damaged.as_ref()
     }
 
-    /// Starts pre-zeroing the next file in the background once the current one is half full.
+    /// Log files on disk: in the log, recycled, and being prepared.
+    fn files_on_disk(&self) -> usize {
+        self.files.by_seq.read().len() + self.free.len() + self.spare.is_some() as usize
+    }
+
+    /// True if a file may be added without going over the capacity.
+    fn below_capacity(&self) -> bool {
+        self.opts.max_files == 0 || self.files_on_disk() < self.opts.max_files
+    }
+
+    /// Starts preparing the next file in the background once the current one is half full,
+    /// unless a recycled one is ready (or the capacity is reached).
     fn maybe_start_spare(&mut self) {
-        if self.spare.is_none() && self.write_pos * 2 >= self.current.len {
+        if self.spare.is_none()
+            && self.free.is_empty()
+            && self.write_pos * 2 >= self.current.len
+            && self.below_capacity()
+        {
             let (dir, seq, size) = (self.dir.clone(), self.current.seq + 1, self.opts.file_size);
             self.spare = Some(std::thread::spawn(move || prepare_file(&dir, seq, size)));
         }
     }
 
-    /// Moves writing to the next file (prepared in the background, or now).
-    fn roll(&mut self) -> Result<(), LogError> {
+    /// Moves writing to the next file: a recycled one, the one prepared in the background, or
+    /// a new one. With `strict`, fails with `Full` rather than go over the capacity.
+    fn roll(&mut self, strict: bool) -> Result<(), LogError> {
         let seq = self.current.seq + 1;
+        // The file prepared in the background is already named `log-{seq}.log`: use it first
+        // (renaming a recycled file to that name would replace it under the spare's feet).
         let path = match self.spare.take() {
             Some(handle) => match handle.join() {
                 Ok(Ok(path)) => path,
                 // The background preparation failed (perhaps no space then): try once more now.
-                Ok(Err(_)) | Err(_) => prepare_file(&self.dir, seq, self.opts.file_size)?,
+                Ok(Err(_)) | Err(_) => match self.take_free(seq)? {
+                    Some(path) => path,
+                    None => prepare_file(&self.dir, seq, self.opts.file_size)?,
+                },
             },
-            None => prepare_file(&self.dir, seq, self.opts.file_size)?,
+            None => match self.take_free(seq)? {
+                Some(path) => path,
+                None if strict && !self.below_capacity() => {
+                    return Err(LogError::Full { dir: self.dir.clone(), files: self.opts.max_files });
+                }
+                None => prepare_file(&self.dir, seq, self.opts.file_size)?,
+            },
         };
         let next = Arc::new(MappedFile::open(path, seq)?);
         self.files.by_seq.write().insert(seq, next.clone());
@@ -661,6 +725,74 @@ impl FileLog {
         }
         self.write_pos = 0;
         self.flushed_pos = 0;
+        Ok(())
+    }
+
+    /// Renames a recycled file to be log file `seq` (its old records have smaller lsns, so
+    /// recovery never mistakes them for records of this file). Files of another size (the
+    /// setting changed) are deleted instead.
+    fn take_free(&mut self, seq: u64) -> Result<Option<PathBuf>, LogError> {
+        while let Some(free) = self.free.pop() {
+            let size = fs::metadata(&free).map(|m| m.len()).unwrap_or(0);
+            if size != self.opts.file_size {
+                fs::remove_file(&free).map_err(|e| LogError::io(&free, e))?;
+                continue;
+            }
+            let path = self.dir.join(file_name(seq));
+            if path.exists() {
+                // Never replace a file of the log.
+                return Err(LogError::io(&path, std::io::Error::other("the next log file exists already")));
+            }
+            fs::rename(&free, &path).map_err(|e| LogError::io(&free, e))?;
+            fsync_dir(&self.dir)?;
+            return Ok(Some(path));
+        }
+        Ok(None)
+    }
+
+    /// Recycles every file before the oldest one that the checkpoints named by the pointer
+    /// file refer to (never the current file). Their records are never needed again: recovery
+    /// starts from one of those checkpoints, and the data is in Tier-2.
+    fn recycle(&mut self) -> Result<(), LogError> {
+        if self.keep.len() < POINTER_KEEP || self.damaged.is_some() {
+            return Ok(());
+        }
+        let limit = self.keep.iter().copied().min().unwrap_or(0).min(self.current.seq);
+        let old: Vec<u64> = self.files.by_seq.read().range(..limit).map(|(s, _)| *s).collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        let keep_free = if self.opts.max_files == 0 { FREE_KEEP_UNLIMITED } else { usize::MAX };
+        for seq in old {
+            // Out of the map first: a reader that copied bytes then sees the file gone.
+            let Some(f) = self.files.by_seq.write().remove(&seq) else { continue };
+            if self.free.len() < keep_free {
+                let to = self.dir.join(free_name(seq));
+                fs::rename(&f.path, &to).map_err(|e| LogError::io(&f.path, e))?;
+                self.free.push(to);
+            } else {
+                fs::remove_file(&f.path).map_err(|e| LogError::io(&f.path, e))?;
+            }
+            tracing::debug!(file = %f.path.display(), "Tier-1 log file recycled");
+        }
+        fsync_dir(&self.dir)
+    }
+
+    fn reserve_inner(&mut self, len: usize, strict: bool) -> Result<(), LogError> {
+        if let Some(c) = &self.damaged {
+            return Err(LogError::Io {
+                path: c.file.clone(),
+                source: std::io::Error::other("the log is damaged and read-only"),
+            });
+        }
+        let max = self.max_record_payload();
+        if len > max {
+            return Err(LogError::RecordTooLarge { len, max });
+        }
+        if self.write_pos + record_len(len) as u64 > self.current.len {
+            self.roll(strict)?;
+        }
+        self.maybe_start_spare();
         Ok(())
     }
 }
@@ -686,21 +818,15 @@ fn find_later_record(files: &[Arc<MappedFile>], from: usize, after: Lsn) -> Opti
 
 impl LogWriter for FileLog {
     fn reserve(&mut self, len: usize) -> Result<(), LogError> {
-        if let Some(c) = &self.damaged {
-            return Err(LogError::Io {
-                path: c.file.clone(),
-                source: std::io::Error::other("the log is damaged and read-only"),
-            });
-        }
-        let max = self.max_record_payload();
-        if len > max {
-            return Err(LogError::RecordTooLarge { len, max });
-        }
-        if self.write_pos + record_len(len) as u64 > self.current.len {
-            self.roll()?;
-        }
-        self.maybe_start_spare();
-        Ok(())
+        self.reserve_inner(len, false)
+    }
+
+    fn reserve_data(&mut self, len: usize) -> Result<(), LogError> {
+        self.reserve_inner(len, true)
+    }
+
+    fn current_file(&self) -> u64 {
+        self.current.seq
     }
 
     fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(Lsn, LogAddress), LogError> {
@@ -738,6 +864,10 @@ impl LogWriter for FileLog {
     }
 
     fn checkpoint(&mut self, payload: &[u8]) -> Result<Lsn, LogError> {
+        self.checkpoint_keeping(payload, 0)
+    }
+
+    fn checkpoint_keeping(&mut self, payload: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
         let (lsn, addr) = self.append(RecordKind::Checkpoint, payload)?;
         if let Err(e) = self.sync() {
             tracing::error!(file = %self.current.path.display(), error = %e, "fsync of the Tier-1 log failed; aborting (see docs/operations.md)");
@@ -749,6 +879,9 @@ impl LogWriter for FileLog {
         let p = &mut self.pointer;
         p.checkpoints.insert(0, pos);
         p.checkpoints.truncate(POINTER_KEEP);
+        // The checkpoint record itself must stay too.
+        self.keep.insert(0, keep_from.min(addr.file));
+        self.keep.truncate(POINTER_KEEP);
         // Damaged checkpoints before the oldest named one can no longer be met by a recovery.
         let oldest = p.checkpoints.last().map_or(0, |c| c.lsn);
         p.damaged.retain(|d| d.lsn > oldest);
@@ -756,6 +889,12 @@ impl LogWriter for FileLog {
         if let Err(e) = write_pointer(&self.dir, &self.pointer) {
             tracing::warn!(dir = %self.dir.display(), error = %e,
                 "Tier-1 log: cannot update the checkpoint pointer file; recovery will find the checkpoint by walking the record headers");
+            // Recovery may then walk the headers from the first file: recycle nothing.
+            self.keep.fill(0);
+            return Ok(lsn);
+        }
+        if let Err(e) = self.recycle() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "Tier-1 log: cannot recycle old log files");
         }
         Ok(lsn)
     }
@@ -791,10 +930,11 @@ mod tests {
 
     fn collect(dir: &Path) -> (FileLog, RecoveryReport, Vec<(Lsn, Vec<u8>)>) {
         let mut seen = Vec::new();
-        let (log, report) = FileLog::open(dir, FileLogOptions { file_size: MIN_FILE_SIZE }, &mut |r| {
-            seen.push((r.lsn, r.payload.to_vec()))
-        })
-        .unwrap();
+        let (log, report) =
+            FileLog::open(dir, FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() }, &mut |r| {
+                seen.push((r.lsn, r.payload.to_vec()))
+            })
+            .unwrap();
         (log, report, seen)
     }
 
@@ -904,6 +1044,66 @@ mod tests {
         let (_, report, seen) = collect(dir.path());
         assert_eq!(seen.len(), 5);
         assert!(report.corruption.is_none() && report.torn_tail.is_none());
+    }
+
+    /// Takes every checkpoint; collects the batch records after it.
+    #[derive(Default)]
+    struct AfterCheckpoint(Vec<(Lsn, Vec<u8>)>);
+
+    impl Replayer for AfterCheckpoint {
+        fn checkpoint(&mut self, _: &RecoveredRecord<'_>) -> bool {
+            true
+        }
+        fn record(&mut self, rec: &RecoveredRecord<'_>) {
+            if rec.kind == RecordKind::Batch {
+                self.0.push((rec.lsn, rec.payload.to_vec()));
+            }
+        }
+    }
+
+    fn files_on_disk(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log-"))
+            .count()
+    }
+
+    #[test]
+    fn recycled_files_are_reused_under_the_cap_and_never_clobber_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3 };
+        let (mut log, _) = FileLog::recover(dir.path(), opts.clone(), &mut AfterCheckpoint::default()).unwrap();
+        let reader = log.reader();
+        let mut since_checkpoint = Vec::new();
+        let mut written = Vec::new();
+        // 200 MiB through a log of at most 3 files of 20 MiB: only possible with recycling. A
+        // checkpoint every 3 MiB keeps only the current file, so recycled files appear while
+        // the next file is being prepared in the background too.
+        for i in 0..200u64 {
+            let p: Vec<u8> = (0..(1 << 20) - 100).map(|b| (b as u64 ^ i) as u8).collect();
+            log.reserve_data(p.len()).expect("never full: files are recycled");
+            let (lsn, addr) = log.append(RecordKind::Batch, &p).unwrap();
+            log.sync().unwrap();
+            written.push((addr, p.clone()));
+            since_checkpoint.push((lsn, p));
+            // Everything since the last checkpoint reads back intact.
+            for (a, p) in written.iter().rev().take(since_checkpoint.len()) {
+                assert!(reader.read(*a, p.len()).unwrap() == p[..], "record at {a} is intact");
+            }
+            if i % 3 == 2 {
+                let keep = log.current_file();
+                log.checkpoint_keeping(b"cp", keep).unwrap();
+                since_checkpoint.clear();
+            }
+            assert!(files_on_disk(dir.path()) <= 4, "at most 3 files plus one");
+        }
+        assert!(log.current_file() > 8, "the log went through many files");
+        drop(log);
+        let mut replay = AfterCheckpoint::default();
+        let (_, report) = FileLog::recover(dir.path(), opts, &mut replay).unwrap();
+        // (The rest of the current file holds bytes of its earlier life: zeroed as a torn tail.)
+        assert!(report.corruption.is_none(), "{report:?}");
+        assert!(replay.0 == since_checkpoint, "recovery replays exactly the records after the checkpoint");
     }
 
     #[test]

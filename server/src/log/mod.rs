@@ -145,6 +145,10 @@ pub enum LogError {
     /// The disk is full: nothing was written. Retry when space returns.
     #[error("Tier-1 log {dir}: no space left on device while preparing a log file")]
     NoSpace { dir: PathBuf },
+    /// Tier-1 is at its capacity (`--tier1-capacity`): no file can be added until a file whose
+    /// data is all in Tier-2 is recycled. Nothing was written; retry once files are freed.
+    #[error("Tier-1 log {dir}: at its capacity of {files} files; waiting for data to move to Tier-2")]
+    Full { dir: PathBuf, files: usize },
     /// A record larger than a log file can hold.
     #[error("log record of {len} bytes exceeds the maximum of {max} bytes")]
     RecordTooLarge { len: usize, max: usize },
@@ -174,7 +178,7 @@ impl LogError {
 
     /// True if the same operation may succeed later (space may be freed).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LogError::NoSpace { .. })
+        matches!(self, LogError::NoSpace { .. } | LogError::Full { .. })
     }
 }
 
@@ -265,6 +269,28 @@ pub trait LogWriter: Send + 'static {
     /// allocating: prepares the next file now if the current one cannot hold it. This is where
     /// `NoSpace` surfaces, before anything is written.
     fn reserve(&mut self, len: usize) -> Result<(), LogError>;
+
+    /// Like [`reserve`](Self::reserve), for a record of segment data: fails with
+    /// [`LogError::Full`] instead of adding a file beyond the configured capacity. (Metadata
+    /// records may still add one file beyond it, so that the records which free space can
+    /// always be written.)
+    fn reserve_data(&mut self, len: usize) -> Result<(), LogError> {
+        self.reserve(len)
+    }
+
+    /// The sequence number of the file being written (the record index for logs without files).
+    fn current_file(&self) -> u64 {
+        0
+    }
+
+    /// Like [`checkpoint`](Self::checkpoint); `keep_from` is the oldest log file the
+    /// checkpoint's state still refers to. Once the newest checkpoints the pointer file names
+    /// all keep nothing before file F, the files before F are recycled: kept (already written,
+    /// so faster to flush than new ones) and reused as later files.
+    fn checkpoint_keeping(&mut self, payload: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
+        let _ = keep_from;
+        self.checkpoint(payload)
+    }
 
     /// Copies one record into the log after the last one and returns its lsn and the address
     /// of its first payload byte. The record is *written*, not durable: a crash before the

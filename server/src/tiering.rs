@@ -1,0 +1,373 @@
+//! The storage writer: one task per container that moves segment data from the Tier-1 log to
+//! Tier-2 chunk objects, and deletes the chunks nothing refers to any more.
+//!
+//! ```text
+//!  durable state (read index) ──► pick runs ──► read from the log (CRC-checked)
+//!        ▲                                          │
+//!        │ Tiered op (durable, via the writer       ▼
+//!        │ thread's metadata channel)          PUT chunk object (retried with backoff)
+//!        └──────────────────────────────────────────┘
+//!  after the op is durable, the container's writer thread writes checkpoints that no longer
+//!  refer to the old log files, and the log recycles them.
+//! ```
+//!
+//! Invariants:
+//! - A run is recorded as tiered only after its chunk upload succeeded; Tier-1 bytes are
+//!   dropped from the index only when that record is durable, and log files are recycled only
+//!   after checkpoints that do not refer to them are durable (see `FileLog::recycle`).
+//! - An upload that failed may have landed. Its key is the same the next try uses (segment
+//!   incarnation and offset), and a run always starts where the previous one ended, so a
+//!   retry overwrites it. A chunk uploaded but never recorded (crash in between) is deleted by
+//!   the sweep at start-up, which runs before any upload.
+//! - Nothing here waits on the writer thread while holding a lock; while Tier-2 is down the
+//!   task retries, Tier-1 keeps taking appends up to its capacity, and then appends wait.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use backon::BackoffBuilder;
+
+use crate::container::{Candidate, Container};
+use crate::error::StoreError;
+use crate::tier2::encode_chunk_into;
+
+/// Default size at which a segment's Tier-1 bytes are moved to Tier-2 as one chunk.
+pub const DEFAULT_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
+/// Default age after which a segment's Tier-1 bytes are moved to Tier-2 even if fewer.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// When the storage writer moves data.
+#[derive(Debug, Clone)]
+pub struct TieringOptions {
+    /// A segment's Tier-1 bytes are moved once this many have gathered (also the largest
+    /// chunk, except that one append batch is never split).
+    pub chunk_bytes: u64,
+    /// ... or once the oldest of them is this old.
+    pub max_age: Duration,
+    /// Tier-1 has a capacity: move the bytes in every file but the current one right away, so
+    /// that files are recycled before appends have to wait.
+    pub eager: bool,
+}
+
+impl Default for TieringOptions {
+    fn default() -> Self {
+        Self { chunk_bytes: DEFAULT_CHUNK_BYTES, max_age: DEFAULT_MAX_AGE, eager: false }
+    }
+}
+
+/// How often the task looks for work when nothing wakes it.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Starts the storage writer of a container (nothing happens without Tier-2).
+pub fn spawn(container: &Container, opts: TieringOptions) -> Option<tokio::task::JoinHandle<()>> {
+    container.tier2()?;
+    let c = container.for_storage_writer();
+    Some(tokio::spawn(run(c, opts)))
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn run(c: Container, opts: TieringOptions) {
+    if c.tier2().is_none() {
+        return;
+    }
+    let id = c.id();
+    // 1. Sweep, before any upload: chunks that no segment refers to (uploaded but not
+    //    recorded before a crash, or not deleted after their segment went).
+    let mut delays = backoff();
+    loop {
+        match sweep(&c).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(container = id, chunks = n, "Tier-2: deleted chunks no segment refers to");
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "Tier-2 sweep failed; retrying");
+                if c.storage_writer_stopped() {
+                    return;
+                }
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            }
+        }
+    }
+    // Reused for every chunk: fresh memory is slow to touch on these machines.
+    let mut buffers = Buffers::default();
+    // When each run (segment incarnation, offset) was first seen in Tier-1.
+    let mut first_seen: HashMap<(u64, u64), Instant> = HashMap::new();
+    let mut changes = c.subscribe();
+    loop {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(TICK) => {}
+        }
+        if c.storage_writer_stopped() {
+            return;
+        }
+        delete_garbage(&c).await;
+        let (current, stalled) = c.tier1_state();
+        let now = Instant::now();
+        let mut runs = c.tier_candidates(opts.chunk_bytes);
+        first_seen.retain(|k, _| runs.iter().any(|r| (r.local, r.offset) == *k));
+        runs.sort_by_key(|r| (r.oldest_file, r.offset));
+        for run in runs {
+            let seen = *first_seen.entry((run.local, run.offset)).or_insert(now);
+            let due = run.len >= opts.chunk_bytes
+                || run.more
+                || now.duration_since(seen) >= opts.max_age
+                || ((opts.eager || stalled) && run.oldest_file < current);
+            if !due {
+                continue;
+            }
+            match move_run(&c, &run, &mut buffers).await {
+                Ok(()) => {}
+                Err(StoreError::ShuttingDown) => return,
+                Err(e) => tracing::debug!(container = id, segment = run.name, error = %e, "run not moved to Tier-2"),
+            }
+        }
+    }
+}
+
+/// The storage writer's buffers, kept from one chunk to the next.
+#[derive(Debug, Default)]
+struct Buffers {
+    /// A run's bytes, read from the log.
+    run: Vec<u8>,
+    /// The chunk object being uploaded (taken back after the upload when nothing else holds it).
+    chunk: bytes::BytesMut,
+}
+
+/// Uploads one run (retrying until it lands) and records it.
+async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Result<(), StoreError> {
+    let t2 = c.tier2().expect("storage writer runs with Tier-2").clone();
+    let id = c.id();
+    c.read_tier1_run(run, &mut buffers.run)?;
+    let mut object = encode_chunk_into(&mut buffers.chunk, &run.name, run.offset, &buffers.run);
+    let key = t2.chunk_key(id, run.local, run.offset);
+    let mut delays = backoff();
+    let mut failures = 0u32;
+    loop {
+        match t2.put(&key, object.clone()).await {
+            Ok(()) => {
+                // Take the buffer back if the store kept no reference to it.
+                if let Ok(b) = std::mem::take(&mut object).try_into_mut() {
+                    buffers.chunk = b;
+                }
+                break;
+            }
+            Err(e) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(container = id, key = %key, failures, error = %e,
+                        "Tier-2 upload failed; retrying (Tier-1 keeps the data meanwhile)");
+                }
+                if c.storage_writer_stopped() {
+                    return Err(StoreError::ShuttingDown);
+                }
+                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            }
+        }
+    }
+    if failures > 0 {
+        tracing::info!(container = id, key = %key, failures, "Tier-2 upload succeeded after retries");
+    }
+    match c.tiered(run).await {
+        Ok(()) => Ok(()),
+        Err(e @ StoreError::ShuttingDown) => Err(e),
+        Err(e) => {
+            // The segment went (or was truncated past the run) meanwhile: the chunk is garbage.
+            c.return_garbage(vec![(run.local, run.offset)]);
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the chunks no segment refers to any more; failures are tried again later.
+async fn delete_garbage(c: &Container) {
+    let Some(t2) = c.tier2() else { return };
+    let garbage = c.take_garbage();
+    let mut failed = Vec::new();
+    for (local, offset) in garbage {
+        let key = t2.chunk_key(c.id(), local, offset);
+        if let Err(e) = t2.delete(&key).await {
+            tracing::debug!(key = %key, error = %e, "Tier-2 delete failed; will retry");
+            failed.push((local, offset));
+        }
+    }
+    if !failed.is_empty() {
+        c.return_garbage(failed);
+    }
+}
+
+/// Deletes every chunk of this container that the durable state does not refer to.
+async fn sweep(c: &Container) -> Result<usize, crate::tier2::Tier2Error> {
+    let t2 = c.tier2().expect("storage writer runs with Tier-2");
+    let referenced = c.chunk_ids();
+    let mut n = 0;
+    for (key, _) in t2.list(c.id()).await? {
+        let known = t2.parse_key(c.id(), &key).is_some_and(|id| referenced.contains(&id));
+        if !known {
+            t2.delete(&key).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::container::{ContainerOptions, frame};
+    use crate::log::file::{FileLogOptions, MIN_FILE_SIZE};
+    use crate::tier2::{Tier2, open_url};
+
+    fn opts(t2: &Arc<Tier2>) -> ContainerOptions {
+        ContainerOptions {
+            log: FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3 },
+            checkpoint_interval: 8 << 20,
+            tier2: Some(t2.clone()),
+            tiering: TieringOptions { chunk_bytes: 2 << 20, max_age: Duration::from_millis(200), eager: true },
+            ..Default::default()
+        }
+    }
+
+    /// Log files on disk (in the log, recycled, or being prepared).
+    fn files(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log-"))
+            .count()
+    }
+
+    async fn read_all(c: &Container, seg: &str) -> Vec<u8> {
+        let info = c.info(seg).unwrap();
+        let mut at = info.start_offset;
+        let mut out = Vec::new();
+        while at < info.length {
+            let chunk = c.read_any(seg, at, 1 << 20).await.unwrap();
+            assert!(!chunk.data.is_empty());
+            at += chunk.data.len() as u64;
+            out.extend_from_slice(&chunk.data);
+        }
+        out
+    }
+
+    async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_merge_reuses_the_sources_chunks_and_deleting_the_target_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), "store-test", 8 << 20));
+        let mut o = opts(&t2);
+        o.tiering.max_age = Duration::from_millis(20);
+        let c = Container::open(0, dir.path(), &o).unwrap();
+        spawn(&c, o.tiering.clone());
+        let (target, source) = ("s/t/0.#epoch.0", "s/t/0.#epoch.0#txn.1");
+        c.create(target).await.unwrap();
+        c.create(source).await.unwrap();
+        let mut expected = frame(&[b"target-0"]).to_vec();
+        c.append(target, "w", 0, 1, frame(&[b"target-0"])).await.unwrap().await.unwrap().unwrap();
+        for i in 0..3 {
+            let body = vec![b'a' + i as u8; 100_000];
+            expected.extend_from_slice(&frame(&[&body]));
+            c.append(source, "t", i, 1, frame(&[&body])).await.unwrap().await.unwrap().unwrap();
+        }
+        wait_for("everything to move to Tier-2", || c.tier_bytes().0 == 0).await;
+        let objects = t2.list(0).await.unwrap().len();
+        assert!(objects >= 2);
+        c.seal(source).await.unwrap();
+        assert_eq!(c.merge(target, source).await.unwrap(), expected.len() as u64);
+        assert!(read_all(&c, target).await == expected, "the target reads its own bytes, then the source's");
+        assert_eq!(t2.list(0).await.unwrap().len(), objects, "the merge copied nothing");
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = Container::open(0, dir.path(), &o).unwrap();
+        spawn(&c, o.tiering.clone());
+        assert!(read_all(&c, target).await == expected, "and so after a restart");
+        c.seal(target).await.unwrap();
+        c.delete(target).await.unwrap();
+        let mut left = objects;
+        for _ in 0..500 {
+            left = t2.list(0).await.unwrap().len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(left, 0, "deleting the target deleted its chunks and the merged source's");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_moves_to_tier2_files_are_recycled_under_the_cap_and_everything_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), "store-test", 8 << 20));
+        let c = Container::open(0, dir.path(), &opts(&t2)).unwrap();
+        spawn(&c, opts(&t2).tiering);
+        let segs = ["s/a/0", "s/b/0", "s/c/0"];
+        for s in segs {
+            c.create(s).await.unwrap();
+        }
+        // 96 MiB through a log capped at 3 files of 20 MiB: only possible if files are recycled.
+        let mut written: Vec<Vec<u8>> = vec![Vec::new(); 3];
+        let mut max_files = 0;
+        for i in 0..384i64 {
+            let k = (i % 3) as usize;
+            let body: Vec<u8> = (0..256 * 1024).map(|b| (b as i64 * 7 + i) as u8).collect();
+            let data = frame(&[&body]);
+            written[k].extend_from_slice(&data);
+            c.append(segs[k], "w", i / 3, 1, data).await.unwrap().await.unwrap().unwrap();
+            max_files = max_files.max(files(dir.path()));
+        }
+        assert!(max_files <= 4, "Tier-1 stays within 3 files plus one: saw {max_files}");
+        let (t1, t2_bytes) = c.tier_bytes();
+        assert!(t2_bytes > 60 << 20, "most data moved to Tier-2 ({t1} in Tier-1, {t2_bytes} in Tier-2)");
+        for (k, s) in segs.iter().enumerate() {
+            assert!(read_all(&c, s).await == written[k], "segment {s} reads back every byte in order");
+        }
+        // Truncation and deletion delete chunks.
+        let before = t2.list(0).await.unwrap().len();
+        let len_a = c.info("s/a/0").unwrap().length;
+        let half = (written[0].len() / 2 / (256 * 1024 + 4) * (256 * 1024 + 4)) as u64;
+        c.truncate("s/a/0", half).await.unwrap();
+        c.delete("s/b/0").await.unwrap();
+        let t2c = t2.clone();
+        let mut now = before;
+        for _ in 0..300 {
+            now = t2c.list(0).await.unwrap().len();
+            if now < before * 2 / 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(now < before * 2 / 3, "chunks of the deleted and truncated data are gone: {before} -> {now}");
+        assert_eq!(c.info("s/a/0").unwrap().length, len_a);
+        drop(c);
+        wait_for("the writer thread to stop", || files(dir.path()) > 0).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        // Restart: the chunk index comes back from the checkpoint and the log.
+        let c = Container::open(0, dir.path(), &opts(&t2)).unwrap();
+        assert!(read_all(&c, "s/c/0").await == written[2]);
+        let a = read_all(&c, "s/a/0").await;
+        assert!(a[..] == written[0][half as usize..], "the truncated segment reads from its new start");
+        assert!(matches!(c.read_any("s/b/0", 0, 10).await, Err(StoreError::SegmentNotFound(_))));
+        assert!(matches!(c.read_any("s/a/0", 0, 10).await, Err(StoreError::Truncated { .. })));
+    }
+}

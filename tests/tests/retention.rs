@@ -1,0 +1,164 @@
+//! Retention against the real binary: a stream with `size:BYTES` or `time:DURATION` is truncated
+//! by the controller on its own (here every 300 ms); its head moves forward, the Tier-2 chunks
+//! of the removed data are deleted (fewer objects and bytes), a reader from the start reads
+//! only what is retained (the newest data, every event of it), and a read of a segment before
+//! its new start gets `TRUNCATED` naming the start offset, as documented.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nadi_proto::segment::v1 as pb;
+use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
+use nadi_tests::{Standalone, json_out, ok};
+
+const FLAGS: [&str; 6] = ["--retention-interval", "300ms", "--tier2-chunk-size", "16KiB", "--tier2-max-age", "100ms"];
+
+/// (chunk objects, their bytes) under a Tier-2 directory.
+fn chunks(dir: &Path) -> (usize, u64) {
+    let (mut n, mut bytes) = (0, 0);
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                let (a, b) = chunks(&p);
+                n += a;
+                bytes += b;
+            } else if p.extension().is_some_and(|e| e == "chunk") {
+                n += 1;
+                bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    (n, bytes)
+}
+
+fn write_batch(s: &Standalone, stream: &str, tag: &str, n: usize) {
+    let text: String = (0..n).map(|i| format!("k{}\t{tag}-{i:05}-{}\n", i % 7, "x".repeat(200))).collect();
+    let out = ok(&s.cli_stdin(&["write", stream, "--key-sep", "\t"], text.as_bytes()));
+    assert!(out.starts_with(&format!("wrote {n}")), "{out}");
+}
+
+fn read_all(s: &Standalone, stream: &str) -> Vec<String> {
+    let out = ok(&s.cli(&["read", stream, "--from-start", "--idle-timeout", "2"]));
+    out.lines().map(str::to_owned).collect()
+}
+
+/// The head cut's offsets (segment id → start offset).
+fn head(s: &Standalone, stream: &str) -> Vec<(u64, u64)> {
+    let v = json_out(&s.cli(&["stream", "cut", stream, "--json"]));
+    v["cut"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["segment_id"].as_u64().unwrap(), c["offset"].as_u64().unwrap()))
+        .collect()
+}
+
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn size_retention_truncates_and_deletes_tier2_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start_with(dir.path(), &FLAGS);
+    ok(&s.cli(&["scope", "create", "demo"]));
+    ok(&s.cli(&["stream", "create", "demo/sized", "--segments", "2", "--retention", "size:300KiB"]));
+    let tier2 = dir.path().join("tier2");
+    // Watch the Tier-2 objects all along: retention works while the data is written.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (stop, tier2) = (stop.clone(), tier2.clone());
+        std::thread::spawn(move || {
+            let mut peak = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = chunks(&tier2);
+                peak = (peak.0.max(now.0), peak.1.max(now.1));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        })
+    };
+    // 10 batches of ~210 KiB, with pauses so that retention records cuts in between.
+    for b in 0..10 {
+        write_batch(&s, "demo/sized", &format!("b{b}"), 1000);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_until("size retention to truncate the stream", Duration::from_secs(30), || {
+        head(&s, "demo/sized").iter().any(|(_, off)| *off > 0)
+    });
+    // Everything written went to Tier-2 (2 MiB), yet chunks of the truncated data are deleted.
+    wait_until("Tier-2 to hold less than half of what was written", Duration::from_secs(30), || {
+        chunks(&tier2).1 < 1 << 20
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watcher.join().unwrap();
+    assert!(
+        chunks(&tier2).0 < peak.0 && chunks(&tier2).1 < peak.1,
+        "fewer objects and bytes than at the peak {peak:?}"
+    );
+    let (n, bytes) = chunks(&tier2);
+    eprintln!("retention (size): Tier-2 went from {} chunks / {} bytes to {n} / {bytes}", peak.0, peak.1);
+
+    // A reader from the start reads what is retained: at least 300 KiB, the newest batch
+    // whole, every event once.
+    let events = read_all(&s, "demo/sized");
+    let retained: usize = events.iter().map(|l| l.len() + 4).sum();
+    assert!(retained >= 300 << 10, "at least the policy's size is kept: {retained}");
+    assert!(retained < 2 << 20, "most of the 2 MiB is gone: {retained}");
+    let last: Vec<_> = events.iter().filter(|l| l.contains("b9-")).collect();
+    assert_eq!(last.len(), 1000, "the newest batch is whole");
+    let mut sorted = events.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), events.len(), "no event twice");
+
+    // A read before a segment's new start: TRUNCATED with the start offset.
+    let (seg_id, start) = head(&s, "demo/sized").into_iter().find(|(_, off)| *off > 0).unwrap();
+    let info = json_out(&s.cli(&["stream", "info", "demo/sized", "--json"]));
+    let seg = info["segments"].as_array().unwrap().iter().find(|x| x["id"].as_u64() == Some(seg_id)).unwrap();
+    let number = seg["number"].as_u64().unwrap();
+    let name = format!("demo/sized/{number}.#epoch.0");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        let mut c = SegmentStoreClient::connect(s.segment_url.clone()).await.unwrap();
+        let req = pb::ReadRequest { segment: name, offset: 0, follow: false, max_bytes_per_message: 0 };
+        c.read(req).await.err()
+    });
+    let status = status.expect("a read before the start fails");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    // "offset 0 of segment … is before its start offset N: the data was truncated" (retention
+    // may have moved it further since the head was read).
+    let msg = status.message();
+    assert!(msg.contains("the data was truncated") && msg.contains("before its start offset"), "{status:?}");
+    let named: u64 = msg.split("start offset ").nth(1).and_then(|t| t.split(':').next()).unwrap().parse().unwrap();
+    assert!(named >= start, "{msg}");
+    s.stop();
+}
+
+#[test]
+fn time_retention_truncates_data_older_than_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start_with(dir.path(), &FLAGS);
+    ok(&s.cli(&["scope", "create", "demo"]));
+    ok(&s.cli(&["stream", "create", "demo/timed", "--segments", "2", "--retention", "time:3s"]));
+    write_batch(&s, "demo/timed", "old", 500);
+    // Write newer data for a while: the old batch ages past 3 s and is removed.
+    let started = Instant::now();
+    let mut b = 0;
+    wait_until("time retention to remove the old batch", Duration::from_secs(40), || {
+        write_batch(&s, "demo/timed", &format!("new{b}"), 50);
+        b += 1;
+        std::thread::sleep(Duration::from_millis(300));
+        !read_all(&s, "demo/timed").iter().any(|l| l.contains("old-"))
+    });
+    assert!(started.elapsed() >= Duration::from_secs(3), "nothing younger than the policy is removed");
+    let events = read_all(&s, "demo/timed");
+    let newest = format!("new{}-", b - 1);
+    assert_eq!(events.iter().filter(|l| l.contains(&newest)).count(), 50, "the newest batch is whole");
+    s.stop();
+}
