@@ -671,7 +671,12 @@ async fn commit_txn(
     let Path((scope, stream, txn)) = path?;
     txn_of(&s, &scope, &stream, &txn).await?;
     let r = s.txns().commit_txn(pb::CommitTxnRequest { txn_id: txn }).await?.into_inner();
-    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
+    txn_view(r.txn)
+}
+
+/// The transaction a commit or abort answered with.
+fn txn_view(t: Option<pb::TxnInfo>) -> ApiResult<Json<TxnView>> {
+    let t = t.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
     Ok(Json(TxnView::from(&t)))
 }
 
@@ -687,8 +692,7 @@ async fn abort_txn(
     let Path((scope, stream, txn)) = path?;
     txn_of(&s, &scope, &stream, &txn).await?;
     let r = s.txns().abort_txn(pb::AbortTxnRequest { txn_id: txn }).await?.into_inner();
-    let t = r.txn.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the controller returned no transaction"))?;
-    Ok(Json(TxnView::from(&t)))
+    txn_view(r.txn)
 }
 
 /// Controller members, leader, segment stores and container assignment.

@@ -128,22 +128,23 @@ impl ControllerNode {
         }
     }
 
+    /// Waits for `tick`'s next tick; true if this node then leads and has confirmed it, so
+    /// that it acts on everything committed before (the periodic leader duties below).
+    async fn tick_as_leader(&self, tick: &mut tokio::time::Interval) -> bool {
+        tick.tick().await;
+        let node = self.meta.node();
+        node.raft.metrics().borrow().current_leader == Some(node.id) && node.raft.ensure_linearizable().await.is_ok()
+    }
+
     /// While this node leads: every tick, split hot segments and merge cold ones of streams
     /// with a load policy (see [`crate::autoscale`]). What was requested when is this leader's
     /// memory; a new leader starts afresh (segments' cooldowns are in the metadata).
     async fn autoscaler(self, loads: LoadBoard, settings: ScalerSettings) {
-        let id = self.meta.node().id;
-        let metrics = self.meta.node().raft.metrics();
-        let mut tick = tokio::time::interval(settings.tick);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticker(settings.tick);
         let mut requests = Requests::new();
         loop {
-            tick.tick().await;
-            if metrics.borrow().current_leader != Some(id) {
+            if !self.tick_as_leader(&mut tick).await {
                 requests.clear();
-                continue;
-            }
-            if self.meta.node().raft.ensure_linearizable().await.is_err() {
                 continue;
             }
             if let Err(e) = self.controller.autoscale_round(&loads, &settings, &mut requests).await {
@@ -155,18 +156,11 @@ impl ControllerNode {
     /// While this node leads: every `every`, record the tail cuts of streams with a retention
     /// policy and truncate those that hold more than the policy keeps.
     async fn retention_duty(self, every: Duration) {
-        let id = self.meta.node().id;
-        let metrics = self.meta.node().raft.metrics();
         let mut history = crate::retention::RetentionHistory::default();
-        let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticker(every.max(Duration::from_millis(10)));
         loop {
-            tick.tick().await;
-            if metrics.borrow().current_leader != Some(id) {
+            if !self.tick_as_leader(&mut tick).await {
                 history.clear();
-                continue;
-            }
-            if self.meta.node().raft.ensure_linearizable().await.is_err() {
                 continue;
             }
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -178,17 +172,9 @@ impl ControllerNode {
     /// ran out and finish interrupted commits and aborts. Followers do nothing (their state is
     /// the leader's, applied from the log).
     async fn txn_sweeper(self) {
-        let id = self.meta.node().id;
-        let metrics = self.meta.node().raft.metrics();
-        let mut tick = tokio::time::interval(TXN_SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticker(TXN_SWEEP_EVERY);
         loop {
-            tick.tick().await;
-            if metrics.borrow().current_leader != Some(id) {
-                continue;
-            }
-            // Only a confirmed leader acts, on everything committed before.
-            if self.meta.node().raft.ensure_linearizable().await.is_err() {
+            if !self.tick_as_leader(&mut tick).await {
                 continue;
             }
             if let Err(e) = self.controller.sweep_txns().await {
@@ -196,4 +182,11 @@ impl ControllerNode {
             }
         }
     }
+}
+
+/// An interval that, when a duty overruns, waits a whole period before the next tick.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
