@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod container;
+mod direct;
 pub mod error;
 pub mod load;
 pub mod log;

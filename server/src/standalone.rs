@@ -67,7 +67,7 @@ pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
         dir: tier1,
         containers: cfg.containers,
         container: ContainerOptions {
-            log: FileLogOptions { file_size: cfg.log_file_size, max_files: cfg.tier.max_files },
+            log: FileLogOptions { file_size: cfg.log_file_size, max_files: cfg.tier.max_files, ..Default::default() },
             checkpoint_interval: cfg.checkpoint_interval,
             queue_bytes: cfg.container_queue_bytes,
             tier2,

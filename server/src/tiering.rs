@@ -234,7 +234,7 @@ mod tests {
 
     fn opts(t2: &Arc<Tier2>) -> ContainerOptions {
         ContainerOptions {
-            log: FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3 },
+            log: FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3, ..Default::default() },
             checkpoint_interval: 8 << 20,
             tier2: Some(t2.clone()),
             tiering: TieringOptions { chunk_bytes: 2 << 20, max_age: Duration::from_millis(200), eager: true },

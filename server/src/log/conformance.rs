@@ -1,7 +1,7 @@
 //! The conformance suite every [`LogWriter`] implementation must pass.
 //!
-//! Each test is written once against a [`Harness`] and run for the mmap'd file log and the
-//! in-memory double. "Crash" means: stop using the writer without another `sync`, then recover.
+//! Each test is written once against a [`Harness`] and run for the mmap'd file log (with `O_DIRECT`
+//! writes, and with buffered ones) and the in-memory double. "Crash" means: stop using the writer without another `sync`, then recover.
 
 use std::path::PathBuf;
 
@@ -46,6 +46,20 @@ impl Replayer for Collect {
 struct FileHarness {
     _dir: tempfile::TempDir,
     path: PathBuf,
+    /// `O_DIRECT` writes with one earlier file kept in memory (the default), or buffered
+    /// writes with only the current file in memory (older files read through the map).
+    direct: bool,
+}
+
+impl FileHarness {
+    fn options(&self) -> FileLogOptions {
+        FileLogOptions {
+            file_size: MIN_FILE_SIZE,
+            direct_io: self.direct,
+            cached_files: if self.direct { 1 } else { 0 },
+            ..Default::default()
+        }
+    }
 }
 
 impl Harness for FileHarness {
@@ -53,10 +67,8 @@ impl Harness for FileHarness {
     fn open(&mut self) -> (FileLog, Replayed) {
         let mut seen = Vec::new();
         let (log, report) =
-            FileLog::open(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() }, &mut |r| {
-                seen.push((r.lsn, r.kind, r.payload.to_vec()))
-            })
-            .expect("open file log");
+            FileLog::open(&self.path, self.options(), &mut |r| seen.push((r.lsn, r.kind, r.payload.to_vec())))
+                .expect("open file log");
         assert!(report.corruption.is_none());
         (log, seen)
     }
@@ -66,9 +78,7 @@ impl Harness for FileHarness {
     }
     fn recover(&mut self, log: FileLog, replay: &mut Collect) -> FileLog {
         drop(log);
-        let (log, report) =
-            FileLog::recover(&self.path, FileLogOptions { file_size: MIN_FILE_SIZE, ..Default::default() }, replay)
-                .expect("recover file log");
+        let (log, report) = FileLog::recover(&self.path, self.options(), replay).expect("recover file log");
         assert!(report.corruption.is_none());
         log
     }
@@ -253,7 +263,14 @@ macro_rules! suite {
             $(#[test] fn $test() {
                 let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join("log");
-                super::$test(&mut super::FileHarness { _dir: dir, path });
+                super::$test(&mut super::FileHarness { _dir: dir, path, direct: true });
+            })*
+        }
+        mod file_log_buffered {
+            $(#[test] fn $test() {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("log");
+                super::$test(&mut super::FileHarness { _dir: dir, path, direct: false });
             })*
         }
         mod mem_log {

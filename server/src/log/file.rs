@@ -32,6 +32,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use memmap2::{MmapOptions, MmapRaw};
+
+use crate::direct::{FileBuffer, align_down, align_up, open_direct};
 use parking_lot::RwLock;
 
 use super::{
@@ -48,11 +50,18 @@ pub struct FileLogOptions {
     /// At most this many log files (current, written, recycled and being prepared) for data;
     /// 0 means no limit. Metadata records may add one more. Set from `--tier1-capacity`.
     pub max_files: usize,
+    /// Earlier log files kept in memory next to the current one (which always is), so that
+    /// readers of recent data (tail readers, the storage writer) never go to the disk. Each
+    /// costs `file_size` bytes of memory once written. Default 1.
+    pub cached_files: usize,
+    /// Write with `O_DIRECT` where the filesystem supports it (see [`FileLog`]). Default
+    /// true; false writes through the page cache, as on filesystems without `O_DIRECT`.
+    pub direct_io: bool,
 }
 
 impl Default for FileLogOptions {
     fn default() -> Self {
-        Self { file_size: 64 * 1024 * 1024, max_files: 0 }
+        Self { file_size: 64 * 1024 * 1024, max_files: 0, cached_files: 1, direct_io: true }
     }
 }
 
@@ -224,6 +233,8 @@ struct MappedFile {
     file: File,
     map: MmapRaw,
     len: u64,
+    /// The in-memory copy readers use instead of the map, while the log keeps one.
+    mem: RwLock<Option<Arc<FileBuffer>>>,
 }
 
 impl MappedFile {
@@ -237,7 +248,7 @@ impl MappedFile {
             MmapOptions::new().len(len as usize).map_raw(&file)
         }
         .map_err(|e| LogError::io(&path, e))?;
-        Ok(Self { seq, path, file, map, len })
+        Ok(Self { seq, path, file, map, len, mem: RwLock::new(None) })
     }
 
     /// The mapped bytes. Callers only look at ranges no writer is writing (see module docs).
@@ -249,15 +260,6 @@ impl MappedFile {
         // truncated while mapped, so every byte stays backed. Concurrent writes only touch
         // bytes past the durable position, which readers never look at.
         unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len as usize) }
-    }
-
-    /// Writes `data` at `pos` with one positioned write. (Stores into the map were measured
-    /// slower: every first touch of a page faults and zero-fills it, and every msync
-    /// write-protects the pages again, costing TLB-shootdown IPIs; see docs/on-disk-format.md.)
-    /// Readers see the bytes through the map: Linux has one page cache for both.
-    fn write_at(&self, pos: u64, data: &[u8]) -> std::io::Result<()> {
-        assert!(pos + data.len() as u64 <= self.len, "log write past the end of a file");
-        self.file.write_all_at(data, pos)
     }
 }
 
@@ -290,6 +292,11 @@ impl LogReader for Files {
         if end > file.len {
             return Err(LogError::OutOfRange { addr, len });
         }
+        if let Some(mem) = file.mem.read().clone() {
+            // SAFETY: callers only read durable bytes, which the writer never writes again.
+            out.extend_from_slice(unsafe { mem.slice(addr.pos as usize, end as usize) });
+            return Ok(());
+        }
         // SAFETY: `addr.pos..end` is inside the map (checked above), and callers only read
         // durable bytes, which the writer never writes again; the slice covers just that range,
         // so it never aliases bytes being written.
@@ -306,7 +313,15 @@ impl LogReader for Files {
     }
 }
 
-/// The memory-mapped, pre-zeroed file log.
+/// The memory-mapped file log.
+///
+/// Records are copied into an in-memory copy of the current file (no syscall per record);
+/// `sync` writes the range added since the last write with one `O_DIRECT` `pwrite` (whole
+/// 4 KiB blocks: the partly filled last block is written again next time) and fdatasyncs.
+/// Readers of the current file and of the newest earlier ones
+/// ([`FileLogOptions::cached_files`]) copy from that memory; older files are read through
+/// their map. Without `O_DIRECT` (tmpfs, or [`FileLogOptions::direct_io`] off) the same range
+/// is written through the page cache.
 #[derive(Debug)]
 pub struct FileLog {
     dir: PathBuf,
@@ -321,8 +336,14 @@ pub struct FileLog {
     unflushed: Vec<Arc<MappedFile>>,
     written_lsn: Lsn,
     durable_lsn: Lsn,
-    /// Reused buffer for assembling one record.
-    scratch: Vec<u8>,
+    /// The in-memory copy of `current`, where records are assembled.
+    buf: Arc<FileBuffer>,
+    /// Bytes of `current` before this are written to the file (not necessarily synced).
+    file_pos: u64,
+    /// `current` opened with `O_DIRECT`, if supported; else writes go through the page cache.
+    direct: Option<File>,
+    /// Earlier files whose in-memory copy readers still use, oldest first.
+    cached: std::collections::VecDeque<Arc<MappedFile>>,
     /// The next file, being allocated in the background.
     spare: Option<JoinHandle<Result<PathBuf, LogError>>>,
     /// Set when recovery found damage: the log is then read-only.
@@ -441,8 +462,8 @@ impl FileLog {
         replay: &mut dyn Replayer,
         from_checkpoint: bool,
     ) -> Result<(FileLog, RecoveryReport), LogError> {
-        let opts =
-            FileLogOptions { file_size: opts.file_size.clamp(MIN_FILE_SIZE, MAX_FILE_SIZE), max_files: opts.max_files };
+        // Whole blocks, so that `O_DIRECT` writes can reach the end of a file.
+        let opts = FileLogOptions { file_size: align_down(opts.file_size.clamp(MIN_FILE_SIZE, MAX_FILE_SIZE)), ..opts };
         fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
         let mut seqs = Vec::new();
         let mut free = Vec::new();
@@ -634,6 +655,13 @@ impl FileLog {
             current = reopened;
         }
 
+        // The in-memory copy of the end file starts with what it holds.
+        let buf = Arc::new(FileBuffer::new(current.len as usize));
+        // SAFETY: nobody else knows this buffer yet.
+        unsafe { buf.write(0, &current.bytes()[..end_pos as usize]) };
+        *current.mem.write() = Some(buf.clone());
+        let direct = if opts.direct_io { open_direct(&current.path, current.len) } else { None };
+
         let files = Arc::new(Files::default());
         {
             let mut by_seq = files.by_seq.write();
@@ -651,7 +679,10 @@ impl FileLog {
             unflushed: Vec::new(),
             written_lsn: last_lsn,
             durable_lsn: last_lsn,
-            scratch: Vec::new(),
+            buf,
+            file_pos: end_pos,
+            direct,
+            cached: std::collections::VecDeque::new(),
             spare: None,
             damaged,
             keep: vec![0; checkpoints.len()],
@@ -718,14 +749,78 @@ impl FileLog {
             },
         };
         let next = Arc::new(MappedFile::open(path, seq)?);
+        // What the old file holds goes to it now; the next sync makes it durable.
+        self.write_out();
+        self.cached.push_back(self.current.clone());
+        let buf = self.take_buffer(next.len as usize);
+        *next.mem.write() = Some(buf.clone());
+        self.direct = if self.opts.direct_io { open_direct(&next.path, next.len) } else { None };
         self.files.by_seq.write().insert(seq, next.clone());
         let old = std::mem::replace(&mut self.current, next);
+        self.buf = buf;
         if self.write_pos > self.flushed_pos {
             self.unflushed.push(old);
         }
         self.write_pos = 0;
         self.flushed_pos = 0;
+        self.file_pos = 0;
         Ok(())
+    }
+
+    /// A buffer for the next file: the oldest cached file's, if no reader holds it, else a
+    /// new one. Files beyond [`FileLogOptions::cached_files`] lose theirs (readers then use
+    /// the map; everything in them has been written to the file).
+    fn take_buffer(&mut self, len: usize) -> Arc<FileBuffer> {
+        let mut reusable = None;
+        while self.cached.len() > self.opts.cached_files {
+            let Some(f) = self.cached.pop_front() else { break };
+            let Some(b) = f.mem.write().take() else { continue };
+            // Readers clone the buffer under the lock just taken: if none holds it now, none will.
+            if reusable.is_none() && Arc::strong_count(&b) == 1 && b.len() == len {
+                reusable = Some(b);
+            }
+        }
+        reusable.unwrap_or_else(|| Arc::new(FileBuffer::new(len)))
+    }
+
+    /// Writes the bytes of the current file added since the last write to it: whole blocks
+    /// with `O_DIRECT` (the partly filled last block is zero-padded in the buffer and written
+    /// again next time), else one buffered write. An I/O error aborts, as a failed fsync does:
+    /// the space was allocated up front, so the file's state is then unknown.
+    fn write_out(&mut self) {
+        if self.write_pos <= self.file_pos {
+            return;
+        }
+        let result = match &self.direct {
+            Some(direct) => {
+                let from = align_down(self.file_pos);
+                let to = align_up(self.write_pos).min(self.current.len);
+                // SAFETY: past the written position: no reader looks there.
+                unsafe { self.buf.zero(self.write_pos as usize, to as usize) };
+                // SAFETY: `from..to` is at or past the durable position or was durable
+                // already; the only writer is this thread.
+                let bytes = unsafe { self.buf.slice(from as usize, to as usize) };
+                match direct.write_all_at(bytes, from) {
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                        tracing::warn!(file = %self.current.path.display(), error = %e,
+                            "O_DIRECT write refused; writing through the page cache from now on");
+                        self.direct = None;
+                        self.current.file.write_all_at(bytes, from)
+                    }
+                    r => r,
+                }
+            }
+            None => {
+                // SAFETY: as above.
+                let bytes = unsafe { self.buf.slice(self.file_pos as usize, self.write_pos as usize) };
+                self.current.file.write_all_at(bytes, self.file_pos)
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(file = %self.current.path.display(), error = %e, "write to the Tier-1 log failed; aborting");
+            std::process::abort();
+        }
+        self.file_pos = self.write_pos;
     }
 
     /// Renames a recycled file to be log file `seq` (its old records have smaller lsns, so
@@ -834,17 +929,15 @@ impl LogWriter for FileLog {
         let lsn = self.written_lsn + 1;
         let header = encode_header(kind, lsn, payload);
         let pos = self.write_pos;
-        // One write per record: header, payload and alignment padding together.
+        // Into the in-memory copy: header, payload and alignment padding. `sync` writes it out.
         let len = record_len(payload.len());
-        self.scratch.clear();
-        self.scratch.extend_from_slice(&header);
-        self.scratch.extend_from_slice(payload);
-        self.scratch.resize(len, 0);
-        if let Err(e) = self.current.write_at(pos, &self.scratch) {
-            // The space was allocated up front, so this is an I/O error: the file's state is
-            // unknown, exactly as after a failed fsync.
-            tracing::error!(file = %self.current.path.display(), error = %e, "write to the Tier-1 log failed; aborting");
-            std::process::abort();
+        let at = pos as usize;
+        // SAFETY: at or past the written position, which no reader looks at; the only writer
+        // is this thread. (`reserve` made room: the record fits in the file.)
+        unsafe {
+            self.buf.write(at, &header);
+            self.buf.write(at + RECORD_HEADER_LEN, payload);
+            self.buf.zero(at + RECORD_HEADER_LEN + payload.len(), at + len);
         }
         self.write_pos += len as u64;
         self.written_lsn = lsn;
@@ -852,6 +945,7 @@ impl LogWriter for FileLog {
     }
 
     fn sync(&mut self) -> Result<(), std::io::Error> {
+        self.write_out();
         for f in self.unflushed.drain(..) {
             f.file.sync_data()?;
         }
@@ -917,7 +1011,12 @@ impl LogWriter for FileLog {
 }
 
 impl Drop for FileLog {
+    /// Written records reach the file (not necessarily the disk), as they would have with
+    /// buffered writes.
     fn drop(&mut self) {
+        if self.damaged.is_none() {
+            self.write_out();
+        }
         if let Some(spare) = self.spare.take() {
             let _ = spare.join();
         }
@@ -1071,7 +1170,7 @@ mod tests {
     #[test]
     fn recycled_files_are_reused_under_the_cap_and_never_clobber_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3 };
+        let opts = FileLogOptions { file_size: MIN_FILE_SIZE, max_files: 3, ..Default::default() };
         let (mut log, _) = FileLog::recover(dir.path(), opts.clone(), &mut AfterCheckpoint::default()).unwrap();
         let reader = log.reader();
         let mut since_checkpoint = Vec::new();
