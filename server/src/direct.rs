@@ -97,7 +97,7 @@ impl Drop for FileBuffer {
 /// network filesystems) or the file's length is not a whole number of blocks.
 pub(crate) fn open_direct(path: &Path, len: u64) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    if len % DIRECT_ALIGN != 0 {
+    if !len.is_multiple_of(DIRECT_ALIGN) {
         return None;
     }
     match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
