@@ -1101,10 +1101,8 @@ impl Container {
         }
         self.verify_pieces(&c.name, &pieces).map_err(|(_, e)| e)?;
         buf.clear();
-        for p in &pieces {
-            self.shared.log.read_into(p.addr, p.len as usize, buf).map_err(|e| StoreError::Internal(e.to_string()))?;
-        }
-        Ok(())
+        let pieces: Vec<(LogAddress, usize)> = pieces.iter().map(|p| (p.addr, p.len as usize)).collect();
+        self.shared.log.read_once(&pieces, buf).map_err(|e| StoreError::Internal(e.to_string()))
     }
 
     /// Records, durably, that a run is in Tier-2 (its chunk uploaded).

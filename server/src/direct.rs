@@ -122,3 +122,131 @@ pub(crate) fn create_direct(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_DIRECT).open(path).ok()
 }
+
+impl FileBuffer {
+    /// The bytes `from..to`, to fill.
+    ///
+    /// # Safety
+    ///
+    /// Nobody else may be reading or writing that range while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice_mut(&self, from: usize, to: usize) -> &mut [u8] {
+        assert!(from <= to && to <= self.len, "buffer access past its end");
+        // SAFETY: in bounds (checked); exclusive by the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(from), to - from) }
+    }
+}
+
+/// Aligned buffers kept for reuse (fresh memory is slow to touch on these machines).
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    free: parking_lot::Mutex<Vec<FileBuffer>>,
+    /// Free buffers kept; more are released.
+    keep: usize,
+    /// Smallest buffer allocated.
+    min_len: usize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(keep: usize, min_len: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { free: parking_lot::Mutex::default(), keep, min_len })
+    }
+
+    /// The smallest free buffer of at least `len` bytes, or a new one.
+    pub(crate) fn take(&self, len: usize) -> FileBuffer {
+        let mut free = self.free.lock();
+        let best = free.iter().enumerate().filter(|(_, b)| b.len() >= len).min_by_key(|(_, b)| b.len()).map(|(i, _)| i);
+        match best {
+            Some(i) => free.swap_remove(i),
+            None => {
+                drop(free);
+                // Rounded up to whole MiB so that slightly larger requests can reuse it.
+                let mib = 1 << 20;
+                FileBuffer::new(len.max(self.min_len).div_ceil(mib) * mib + mib)
+            }
+        }
+    }
+
+    /// Gives a buffer back (keeping the largest ones).
+    pub(crate) fn give(&self, buf: FileBuffer) {
+        let mut free = self.free.lock();
+        if free.len() < self.keep {
+            free.push(buf);
+        } else if let Some(smallest) = free.iter_mut().min_by_key(|b| b.len())
+            && smallest.len() < buf.len()
+        {
+            *smallest = buf;
+        }
+    }
+
+    /// The first `len` bytes of `buf` as `Bytes`; the buffer comes back to this pool when the
+    /// last clone is dropped.
+    pub(crate) fn bytes(self: &std::sync::Arc<Self>, buf: FileBuffer, len: usize) -> bytes::Bytes {
+        assert!(len <= buf.len(), "pooled bytes longer than their buffer");
+        bytes::Bytes::from_owner(Pooled { buf: Some(buf), len, pool: std::sync::Arc::downgrade(self) })
+    }
+}
+
+/// A pooled buffer handed out as `Bytes` (read-only from then on).
+struct Pooled {
+    buf: Option<FileBuffer>,
+    len: usize,
+    pool: std::sync::Weak<BufferPool>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        let buf = self.buf.as_ref().expect("present until dropped");
+        // SAFETY: nobody writes a buffer once it is handed out as bytes.
+        unsafe { buf.slice(0, self.len) }
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) {
+            pool.give(buf);
+        }
+    }
+}
+
+/// Reads a whole file with `O_DIRECT` into a buffer of `pool` (no page cache), or `None` where
+/// the filesystem does not support `O_DIRECT`.
+pub(crate) fn read_direct(path: &Path, pool: &std::sync::Arc<BufferPool>) -> std::io::Result<Option<bytes::Bytes>> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len() as usize;
+    let padded = align_up(len as u64) as usize;
+    let buf = pool.take(padded.max(DIRECT_ALIGN as usize));
+    let mut got = 0;
+    while got < len {
+        // SAFETY: this thread owns the buffer until it is handed out below.
+        let n = match file.read_at(unsafe { buf.slice_mut(got, padded) }, got as u64) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && got == 0 => {
+                pool.give(buf);
+                return Ok(None);
+            }
+            Err(e) => {
+                pool.give(buf);
+                return Err(e);
+            }
+        };
+        if n == 0 {
+            pool.give(buf);
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than its length"));
+        }
+        got += n;
+    }
+    Ok(Some(pool.bytes(buf, len)))
+}
+
+/// Opens `path` for `O_DIRECT` reads, or `None` where that is not supported.
+pub(crate) fn open_direct_read(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok()
+}

@@ -39,7 +39,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use crate::direct::{FileBuffer, align_up, create_direct};
+use crate::direct::{BufferPool, align_up, create_direct, read_direct};
 
 /// Errors of Tier-2.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +142,28 @@ fn open_dir(dir: &FsPath) -> std::io::Result<Backend> {
 
 /// Buffers kept for local chunk writes (one per container writing at once is plenty).
 const KEEP_BUFFERS: usize = 4;
-/// Smallest buffer allocated for a local chunk write.
+/// Smallest buffer allocated for a local chunk write or read.
 const MIN_BUFFER: usize = 8 << 20;
+/// Free buffers kept for local chunk reads (the cache holds those in use).
+const READ_BUFFERS_KEPT: usize = 4;
+
+/// Where the local backend keeps the object `key`.
+fn local_path(root: &FsPath, key: &Path) -> std::path::PathBuf {
+    let mut path = root.to_path_buf();
+    for part in key.parts() {
+        path.push(part.as_ref());
+    }
+    path
+}
+
+/// Reads a local chunk file: with `O_DIRECT` into a pooled buffer (a catch-up read then costs
+/// no page-cache memory), else mapped.
+fn get_local(path: &FsPath, pool: &Arc<BufferPool>) -> std::io::Result<Bytes> {
+    match read_direct(path, pool)? {
+        Some(b) => Ok(b),
+        None => map_file(&std::fs::File::open(path)?),
+    }
+}
 
 /// Writes a chunk file of the local backend durably, where the object store would put it:
 /// into `NAME.tmp` with `O_DIRECT` (from a reused aligned buffer; buffered where the
@@ -153,12 +173,9 @@ const MIN_BUFFER: usize = 8 << 20;
 ///
 /// Direct, because a buffered write of every byte moved to Tier-2 would cost as much CPU as
 /// the Tier-1 log saves by writing directly (see [`crate::direct`]).
-fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &Mutex<Vec<FileBuffer>>) -> std::io::Result<()> {
+fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &BufferPool) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let mut path = root.to_path_buf();
-    for part in key.parts() {
-        path.push(part.as_ref());
-    }
+    let path = local_path(root, key);
     let parent = path.parent().ok_or_else(|| std::io::Error::other("a chunk key names a folder"))?;
     std::fs::create_dir_all(parent)?;
     let mut tmp = path.clone().into_os_string();
@@ -167,25 +184,14 @@ fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &Mutex<Vec<FileBuf
     match create_direct(&tmp) {
         Some(file) => {
             let padded = align_up(data.len() as u64) as usize;
-            let buf = {
-                let mut pool = buffers.lock();
-                match pool.iter().position(|b| b.len() >= padded) {
-                    Some(i) => pool.swap_remove(i),
-                    None => FileBuffer::new(align_up(padded.max(MIN_BUFFER) as u64) as usize),
-                }
-            };
+            let buf = buffers.take(padded);
             // SAFETY: this thread owns the buffer (taken out of the pool).
             let written = unsafe {
                 buf.write(0, data);
                 buf.zero(data.len(), padded);
                 file.write_all_at(buf.slice(0, padded), 0)
             };
-            {
-                let mut pool = buffers.lock();
-                if pool.len() < KEEP_BUFFERS {
-                    pool.push(buf);
-                }
-            }
+            buffers.give(buf);
             match written {
                 Ok(()) => {}
                 // The filesystem took the open but not the write: write through the page cache.
@@ -289,7 +295,9 @@ pub struct Tier2 {
     base: Path,
     cache: ChunkCache,
     /// Aligned buffers for writing local chunk files with `O_DIRECT`, reused.
-    buffers: Arc<Mutex<Vec<FileBuffer>>>,
+    buffers: Arc<BufferPool>,
+    /// Aligned buffers for reading local chunk files with `O_DIRECT` (back when evicted).
+    read_buffers: Arc<BufferPool>,
 }
 
 impl Tier2 {
@@ -302,7 +310,8 @@ impl Tier2 {
             local_dir: backend.local_dir,
             base,
             cache: ChunkCache::new(cache_bytes),
-            buffers: Arc::default(),
+            buffers: BufferPool::new(KEEP_BUFFERS, MIN_BUFFER),
+            read_buffers: BufferPool::new(READ_BUFFERS_KEPT, MIN_BUFFER),
         }
     }
 
@@ -372,6 +381,30 @@ impl Tier2 {
         let cell = self.cache.cell(key.as_ref());
         let data = cell
             .get_or_try_init(|| async {
+                if let Some(root) = &self.local_dir {
+                    let (path, pool) = (local_path(root, key), self.read_buffers.clone());
+                    let obj = match tokio::task::spawn_blocking(move || get_local(&path, &pool)).await {
+                        Ok(Ok(obj)) => obj,
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                            return Err(Tier2Error::Missing { key: key.to_string() });
+                        }
+                        Ok(Err(e)) => {
+                            return Err(Tier2Error::Unavailable {
+                                op: "read",
+                                key: key.to_string(),
+                                detail: e.to_string(),
+                            });
+                        }
+                        Err(e) => {
+                            return Err(Tier2Error::Unavailable {
+                                op: "read",
+                                key: key.to_string(),
+                                detail: e.to_string(),
+                            });
+                        }
+                    };
+                    return decode_chunk(key.as_ref(), obj).map(|(_, data)| data);
+                }
                 let obj = match self.store.get(key).await {
                     Ok(r) => match r.payload {
                         // A local file: map it instead of copying it into a fresh buffer (new

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::direct::{FileBuffer, align_down, align_up, open_direct};
+use crate::direct::{BufferPool, FileBuffer, align_down, align_up, open_direct, open_direct_read};
 use parking_lot::RwLock;
 
 use super::{
@@ -235,6 +235,9 @@ struct MappedFile {
     len: u64,
     /// The in-memory copy readers use instead of the map, while the log keeps one.
     mem: RwLock<Option<Arc<FileBuffer>>>,
+    /// The file opened for `O_DIRECT` reads ([`LogReader::read_once`]), once needed; `None`
+    /// where that is not supported.
+    direct_read: std::sync::OnceLock<Option<File>>,
 }
 
 impl MappedFile {
@@ -248,7 +251,7 @@ impl MappedFile {
             MmapOptions::new().len(len as usize).map_raw(&file)
         }
         .map_err(|e| LogError::io(&path, e))?;
-        Ok(Self { seq, path, file, map, len, mem: RwLock::new(None) })
+        Ok(Self { seq, path, file, map, len, mem: RwLock::new(None), direct_read: std::sync::OnceLock::new() })
     }
 
     /// The mapped bytes. Callers only look at ranges no writer is writing (see module docs).
@@ -264,12 +267,112 @@ impl MappedFile {
 }
 
 /// The files of a log, shared between the writer and readers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Files {
     by_seq: RwLock<std::collections::BTreeMap<u64, Arc<MappedFile>>>,
+    /// Aligned buffers for [`LogReader::read_once`]'s `O_DIRECT` reads.
+    pool: Arc<BufferPool>,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Self { by_seq: RwLock::default(), pool: BufferPool::new(2, READ_ONCE_WINDOW) }
+    }
+}
+
+/// The most [`LogReader::read_once`] reads from a file at once.
+const READ_ONCE_WINDOW: usize = 8 << 20;
+/// Pieces less than this far apart are read in one window (the bytes between are read too).
+const READ_ONCE_GAP: u64 = 1 << 20;
+
+impl Files {
+    /// Copies pieces `pieces` (all of `file`, in address order) out of one `O_DIRECT` read of
+    /// the aligned range covering them.
+    fn read_window(
+        &self,
+        file: &MappedFile,
+        direct: &File,
+        pieces: &[(LogAddress, usize)],
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let first = pieces.first().expect("a window has pieces").0.pos;
+        let last = pieces.last().expect("a window has pieces");
+        let from = align_down(first);
+        let to = align_up(last.0.pos + last.1 as u64).min(file.len);
+        let len = (to - from) as usize;
+        let buf = self.pool.take(len);
+        let mut got = 0;
+        let result = loop {
+            if got == len {
+                break Ok(());
+            }
+            // SAFETY: this thread owns `buf` (taken from the pool) until it gives it back.
+            match direct.read_at(unsafe { buf.slice_mut(got, align_up(len as u64) as usize) }, from + got as u64) {
+                Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "log file too short")),
+                Ok(n) => got = (got + n).min(len),
+                Err(e) => break Err(e),
+            }
+        };
+        if result.is_ok() {
+            for &(addr, n) in pieces {
+                let at = (addr.pos - from) as usize;
+                // SAFETY: as above.
+                out.extend_from_slice(unsafe { buf.slice(at, at + n) });
+            }
+        }
+        self.pool.give(buf);
+        result
+    }
 }
 
 impl LogReader for Files {
+    /// From the in-memory copy where the file has one, else with `O_DIRECT` reads of whole
+    /// windows (pieces close together share one read): bytes read once would only push other
+    /// data out of the page cache, and filling fresh page-cache pages is what costs most here.
+    /// Files without `O_DIRECT` are read through the map.
+    fn read_once(&self, pieces: &[(LogAddress, usize)], out: &mut Vec<u8>) -> Result<(), LogError> {
+        let mut i = 0;
+        while i < pieces.len() {
+            let (addr, len) = pieces[i];
+            let file = self.by_seq.read().get(&addr.file).cloned().ok_or(LogError::OutOfRange { addr, len })?;
+            let direct = file.direct_read.get_or_init(|| open_direct_read(&file.path));
+            if file.mem.read().is_some() || direct.is_none() {
+                self.read_into(addr, len, out)?;
+                i += 1;
+                continue;
+            }
+            let direct = direct.as_ref().expect("checked above");
+            // The window: following pieces of the same file close enough to read together.
+            let start = align_down(addr.pos);
+            let mut end = i + 1;
+            let mut reach = addr.pos + len as u64;
+            while let Some(&(next, n)) = pieces.get(end) {
+                let next_end = next.pos + n as u64;
+                if next.file != addr.file
+                    || next.pos < reach
+                    || next.pos - reach > READ_ONCE_GAP
+                    || align_up(next_end) - start > READ_ONCE_WINDOW as u64
+                {
+                    break;
+                }
+                reach = next_end;
+                end += 1;
+            }
+            if reach > file.len {
+                return Err(LogError::OutOfRange { addr, len });
+            }
+            let before = out.len();
+            self.read_window(&file, direct, &pieces[i..end], out).map_err(|e| LogError::io(&file.path, e))?;
+            // As in `read_into`: a file recycled meanwhile may have been overwritten.
+            if !self.by_seq.read().get(&addr.file).is_some_and(|f| Arc::ptr_eq(f, &file)) {
+                out.truncate(before);
+                return Err(LogError::OutOfRange { addr, len });
+            }
+            i = end;
+        }
+        Ok(())
+    }
+
     fn verify_record(&self, payload_addr: LogAddress) -> Result<(), LogError> {
         let file = self
             .by_seq

@@ -335,6 +335,17 @@ pub trait LogReader: Send + Sync + fmt::Debug + 'static {
     /// and the offset of the record's header.
     fn verify_record(&self, payload_addr: LogAddress) -> Result<(), LogError>;
 
+    /// Appends the bytes of every `(addr, len)` piece to `out`, in order, for a reader that
+    /// reads each byte once (the storage writer moving data to Tier-2): an implementation may
+    /// then bypass caches meant for repeated reads. Same rules as [`Self::read_into`]; on error
+    /// `out` may hold some of the pieces.
+    fn read_once(&self, pieces: &[(LogAddress, usize)], out: &mut Vec<u8>) -> Result<(), LogError> {
+        for &(addr, len) in pieces {
+            self.read_into(addr, len, out)?;
+        }
+        Ok(())
+    }
+
     /// Copies `len` bytes starting at `addr`.
     fn read(&self, addr: LogAddress, len: usize) -> Result<Bytes, LogError> {
         let mut out = Vec::with_capacity(len);
