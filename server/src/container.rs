@@ -272,6 +272,8 @@ struct Shared {
     tier2: Option<Arc<Tier2>>,
     /// When the storage writer moves data to Tier-2.
     tiering: crate::tiering::TieringOptions,
+    /// Earlier log files the log keeps in memory (see `FileLogOptions::cached_files`).
+    cached_files: u64,
     /// Tier-2 chunks no segment refers to any more, for the storage writer to delete.
     garbage: Mutex<Vec<ChunkId>>,
     /// The Tier-1 log file being written (the storage writer moves older files' data first).
@@ -578,6 +580,7 @@ impl Container {
             queue_limit,
             tier2: opts.tier2.clone(),
             tiering: opts.tiering.clone(),
+            cached_files: opts.log.cached_files as u64,
             garbage: Mutex::default(),
             current_file: log.current_file().into(),
             stalled: false.into(),
@@ -1131,6 +1134,11 @@ impl Container {
     }
 
     /// The Tier-1 log file being written, and whether appends wait for Tier-1 space.
+    /// Earlier log files kept in memory: bytes in older files are read from the disk.
+    pub(crate) fn cached_files(&self) -> u64 {
+        self.shared.cached_files
+    }
+
     pub(crate) fn tier1_state(&self) -> (u64, bool) {
         use std::sync::atomic::Ordering;
         (self.shared.current_file.load(Ordering::Relaxed), self.shared.stalled.load(Ordering::Relaxed))

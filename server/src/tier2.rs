@@ -144,6 +144,8 @@ fn open_dir(dir: &FsPath) -> std::io::Result<Backend> {
 const KEEP_BUFFERS: usize = 4;
 /// Smallest buffer allocated for a local chunk write or read.
 const MIN_BUFFER: usize = 8 << 20;
+/// Bytes of a local chunk written per `pwrite`.
+const WRITE_PIECE: usize = 1 << 20;
 /// Free buffers kept for local chunk reads (the cache holds those in use).
 const READ_BUFFERS_KEPT: usize = 4;
 
@@ -186,11 +188,20 @@ fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &BufferPool) -> st
             let padded = align_up(data.len() as u64) as usize;
             let buf = buffers.take(padded);
             // SAFETY: this thread owns the buffer (taken out of the pool).
-            let written = unsafe {
+            unsafe {
                 buf.write(0, data);
                 buf.zero(data.len(), padded);
-                file.write_all_at(buf.slice(0, padded), 0)
-            };
+            }
+            // In 1 MiB writes, so that the Tier-1 log's writes and syncs are not queued behind
+            // a whole chunk on the same disk.
+            let mut written = Ok(());
+            let mut at = 0;
+            while at < padded && written.is_ok() {
+                let end = (at + WRITE_PIECE).min(padded);
+                // SAFETY: as above.
+                written = file.write_all_at(unsafe { buf.slice(at, end) }, at as u64);
+                at = end;
+            }
             buffers.give(buf);
             match written {
                 Ok(()) => {}

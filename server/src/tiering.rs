@@ -57,6 +57,8 @@ impl Default for TieringOptions {
 
 /// How often the task looks for work when nothing wakes it.
 const TICK: Duration = Duration::from_millis(200);
+/// The shortest time between two looks for work while appends keep waking the task.
+const PASS: Duration = Duration::from_millis(50);
 
 /// Starts the storage writer of a container (nothing happens without Tier-2).
 pub fn spawn(container: &Container, opts: TieringOptions) -> Option<tokio::task::JoinHandle<()>> {
@@ -123,7 +125,11 @@ async fn run(c: Container, opts: TieringOptions) {
             let due = run.len >= opts.chunk_bytes
                 || run.more
                 || now.duration_since(seen) >= opts.max_age
-                || ((opts.eager || stalled) && run.oldest_file < current);
+                || ((opts.eager || stalled) && run.oldest_file < current)
+                // Its oldest bytes are in the oldest log file kept in memory: moved now, they
+                // are copied from memory; after the next file switch they would be read from
+                // the disk. (Not for small runs: a slow segment would make tiny chunks.)
+                || (run.len >= opts.chunk_bytes / 8 && run.oldest_file + c.cached_files() <= current);
             if !due {
                 continue;
             }
@@ -132,6 +138,11 @@ async fn run(c: Container, opts: TieringOptions) {
                 Err(StoreError::ShuttingDown) => return,
                 Err(e) => tracing::debug!(container = id, segment = run.name, error = %e, "run not moved to Tier-2"),
             }
+        }
+        // Appends wake this task at every group commit: look again at most every PASS, unless
+        // appends wait for Tier-1 space.
+        if !c.tier1_state().1 {
+            tokio::time::sleep(PASS).await;
         }
     }
 }
@@ -149,8 +160,21 @@ struct Buffers {
 async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Result<(), StoreError> {
     let t2 = c.tier2().expect("storage writer runs with Tier-2").clone();
     let id = c.id();
-    c.read_tier1_run(run, &mut buffers.run)?;
-    let mut object = encode_chunk_into(&mut buffers.chunk, &run.name, run.offset, &buffers.run);
+    // Copying tens of MiB and checksumming them would hold up a runtime thread (and the
+    // appends it serves) for milliseconds: done on a blocking thread.
+    let (object, returned) = {
+        let (c, run, mut b) = (c.clone(), run.clone(), std::mem::take(buffers));
+        tokio::task::spawn_blocking(move || {
+            let object = c
+                .read_tier1_run(&run, &mut b.run)
+                .map(|()| encode_chunk_into(&mut b.chunk, &run.name, run.offset, &b.run));
+            (object, b)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("storage writer: {e}")))?
+    };
+    *buffers = returned;
+    let mut object = object?;
     let key = t2.chunk_key(id, run.local, run.offset);
     let mut delays = backoff();
     let mut failures = 0u32;
