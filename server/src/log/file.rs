@@ -1284,7 +1284,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let (mut log, _) = FileLog::open(dir.path(), opts.clone(), &mut |_| {}).unwrap();
             let reader = log.reader();
-            let written: Arc<parking_lot::Mutex<Vec<(LogAddress, Vec<u8>)>>> = Arc::default();
+            type Records = Vec<(LogAddress, Vec<u8>)>;
+            let written: Arc<parking_lot::Mutex<Records>> = Arc::default();
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             // A reader that keeps re-reading every durable record while the writer goes on.
             let checker = {
@@ -1305,7 +1306,7 @@ mod tests {
             // 1 MiB so that the log goes over two files.
             for i in 0..3_000u64 {
                 let len = if i % 100 == 99 { 1 << 20 } else { 700 + (i * 131) % 800 };
-                let p: Vec<u8> = (0..len).map(|b| (b as u64 * 31 + i) as u8).collect();
+                let p: Vec<u8> = (0..len).map(|b| (b * 31 + i) as u8).collect();
                 let (_, addr) = log.append(RecordKind::Batch, &p).unwrap();
                 log.sync().unwrap();
                 written.lock().push((addr, p));
