@@ -67,7 +67,12 @@ pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
         dir: tier1,
         containers: cfg.containers,
         container: ContainerOptions {
-            log: FileLogOptions { file_size: cfg.log_file_size, max_files: cfg.tier.max_files, ..Default::default() },
+            log: FileLogOptions {
+                file_size: cfg.log_file_size,
+                max_files: cfg.tier.max_files,
+                cached_files: crate::log::file::cached_files_for(cfg.containers, cfg.log_file_size),
+                ..Default::default()
+            },
             checkpoint_interval: cfg.checkpoint_interval,
             queue_bytes: cfg.container_queue_bytes,
             tier2,

@@ -66,6 +66,18 @@ impl Default for FileLogOptions {
     }
 }
 
+/// Memory for earlier log files kept in memory, over all containers of a store (the current
+/// files' copies come on top: one file per container).
+pub const CACHED_FILES_BUDGET: u64 = 512 * 1024 * 1024;
+
+/// How many earlier files each of `containers` logs of `file_size` bytes keeps in memory
+/// ([`FileLogOptions::cached_files`]): two, or fewer where that would exceed
+/// [`CACHED_FILES_BUDGET`] over all containers.
+pub fn cached_files_for(containers: u32, file_size: u64) -> usize {
+    let per_container = CACHED_FILES_BUDGET / (containers.max(1) as u64 * file_size.max(1));
+    per_container.min(2) as usize
+}
+
 /// Recycled files kept for reuse when there is no capacity limit; more are deleted.
 const FREE_KEEP_UNLIMITED: usize = 4;
 
@@ -1269,6 +1281,18 @@ mod tests {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("log-"))
             .count()
+    }
+
+    #[test]
+    fn earlier_files_in_memory_stay_within_the_budget() {
+        let mib = 1024 * 1024;
+        assert_eq!(cached_files_for(4, 64 * mib), 2, "the defaults keep two");
+        assert_eq!(cached_files_for(8, 64 * mib), 1);
+        assert_eq!(cached_files_for(1024, 20 * mib), 0);
+        assert_eq!(cached_files_for(1, 4096 * mib - 4096), 0);
+        for (c, f) in [(1u32, 20 * mib), (3, 100 * mib), (16, 32 * mib), (64, 64 * mib)] {
+            assert!(cached_files_for(c, f) as u64 * c as u64 * f <= CACHED_FILES_BUDGET);
+        }
     }
 
     /// Each `sync` writes the partly filled last block again: records synced one by one, many
