@@ -150,6 +150,12 @@ impl RaftNode {
             .map_err(|e| internal("starting Raft", &e))?;
         let nodes: BTreeMap<NodeId, BasicNode> =
             members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        // Asking an initialized group to initialize again makes openraft log an error on every
+        // restart: only a node with nothing in its log proposes the membership.
+        if raft.is_initialized().await.map_err(|e| internal("reading the Raft state", &e))? {
+            tracing::info!(id, "controller group already initialized; rejoining");
+            return Ok(RaftNode { id, raft, state, channels });
+        }
         match raft.initialize(nodes).await {
             Ok(()) => tracing::info!(id, ?members, "initialized a new controller group"),
             Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
