@@ -210,39 +210,49 @@ impl Drop for Pooled {
     }
 }
 
+impl BufferPool {
+    /// Reads `len` bytes at `from` (a multiple of [`DIRECT_ALIGN`]) of a file opened with
+    /// `O_DIRECT` into a buffer of this pool (given back on error). Fewer bytes than asked is
+    /// `UnexpectedEof`.
+    pub(crate) fn read_at(&self, file: &File, from: u64, len: usize) -> std::io::Result<FileBuffer> {
+        use std::os::unix::fs::FileExt;
+        let padded = align_up(len as u64) as usize;
+        let buf = self.take(padded.max(DIRECT_ALIGN as usize));
+        let mut got = 0;
+        while got < len {
+            // SAFETY: this thread owns `buf` (taken from the pool) until it returns it.
+            let read = file.read_at(unsafe { buf.slice_mut(got, padded) }, from + got as u64);
+            match read {
+                Ok(n) if n > 0 => got += n,
+                Ok(_) => {
+                    self.give(buf);
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than expected"));
+                }
+                Err(e) => {
+                    self.give(buf);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(buf)
+    }
+}
+
 /// Reads a whole file with `O_DIRECT` into a buffer of `pool` (no page cache), or `None` where
 /// the filesystem does not support `O_DIRECT`.
 pub(crate) fn read_direct(path: &Path, pool: &std::sync::Arc<BufferPool>) -> std::io::Result<Option<bytes::Bytes>> {
-    use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = match OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(file) = open_direct_read(path) else {
+        // Not there, or no O_DIRECT here: tell them apart with a plain open.
+        File::open(path)?;
+        return Ok(None);
     };
     let len = file.metadata()?.len() as usize;
-    let padded = align_up(len as u64) as usize;
-    let buf = pool.take(padded.max(DIRECT_ALIGN as usize));
-    let mut got = 0;
-    while got < len {
-        // SAFETY: this thread owns the buffer until it is handed out below.
-        let n = match file.read_at(unsafe { buf.slice_mut(got, padded) }, got as u64) {
-            Ok(n) => n,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && got == 0 => {
-                pool.give(buf);
-                return Ok(None);
-            }
-            Err(e) => {
-                pool.give(buf);
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            pool.give(buf);
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shorter than its length"));
-        }
-        got += n;
+    match pool.read_at(&file, 0, len) {
+        Ok(buf) => Ok(Some(pool.bytes(buf, len))),
+        // The filesystem took the open but not the read.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
     }
-    Ok(Some(pool.bytes(buf, len)))
 }
 
 /// Opens `path` for `O_DIRECT` reads, or `None` where that is not supported.

@@ -394,56 +394,20 @@ impl Tier2 {
             .get_or_try_init(|| async {
                 if let Some(root) = &self.local_dir {
                     let (path, pool) = (local_path(root, key), self.read_buffers.clone());
+                    let failed = |detail: String| Tier2Error::Unavailable { op: "read", key: key.to_string(), detail };
                     let obj = match tokio::task::spawn_blocking(move || get_local(&path, &pool)).await {
                         Ok(Ok(obj)) => obj,
                         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                             return Err(Tier2Error::Missing { key: key.to_string() });
                         }
-                        Ok(Err(e)) => {
-                            return Err(Tier2Error::Unavailable {
-                                op: "read",
-                                key: key.to_string(),
-                                detail: e.to_string(),
-                            });
-                        }
-                        Err(e) => {
-                            return Err(Tier2Error::Unavailable {
-                                op: "read",
-                                key: key.to_string(),
-                                detail: e.to_string(),
-                            });
-                        }
+                        Ok(Err(e)) => return Err(failed(e.to_string())),
+                        Err(e) => return Err(failed(e.to_string())),
                     };
                     return decode_chunk(key.as_ref(), obj).map(|(_, data)| data);
                 }
                 let obj = match self.store.get(key).await {
-                    Ok(r) => match r.payload {
-                        // A local file: map it instead of copying it into a fresh buffer (new
-                        // memory is slow to touch on these machines, see MACHINE-LIMITS).
-                        object_store::GetResultPayload::File(file, _) => {
-                            tokio::task::spawn_blocking(move || map_file(&file))
-                                .await
-                                .map_err(|e| Tier2Error::Unavailable {
-                                    op: "read",
-                                    key: key.to_string(),
-                                    detail: e.to_string(),
-                                })?
-                                .map_err(|e| Tier2Error::Unavailable {
-                                    op: "read",
-                                    key: key.to_string(),
-                                    detail: e.to_string(),
-                                })?
-                        }
-                        object_store::GetResultPayload::Stream(s) => {
-                            use futures::TryStreamExt;
-                            let parts: Vec<Bytes> = s.try_collect().await.map_err(|e| unavailable("read", key, e))?;
-                            let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-                            for p in parts {
-                                all.extend_from_slice(&p);
-                            }
-                            all.freeze()
-                        }
-                    },
+                    // (Local files never get here: `get_local` reads them.)
+                    Ok(r) => r.bytes().await.map_err(|e| unavailable("read", key, e))?,
                     Err(object_store::Error::NotFound { .. }) => {
                         return Err(Tier2Error::Missing { key: key.to_string() });
                     }

@@ -312,29 +312,14 @@ impl Files {
         let last = pieces.last().expect("a window has pieces");
         let from = align_down(first);
         let to = align_up(last.0.pos + last.1 as u64).min(file.len);
-        let len = (to - from) as usize;
-        let buf = self.pool.take(len);
-        let mut got = 0;
-        let result = loop {
-            if got == len {
-                break Ok(());
-            }
-            // SAFETY: this thread owns `buf` (taken from the pool) until it gives it back.
-            match direct.read_at(unsafe { buf.slice_mut(got, align_up(len as u64) as usize) }, from + got as u64) {
-                Ok(0) => break Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "log file too short")),
-                Ok(n) => got = (got + n).min(len),
-                Err(e) => break Err(e),
-            }
-        };
-        if result.is_ok() {
-            for &(addr, n) in pieces {
-                let at = (addr.pos - from) as usize;
-                // SAFETY: as above.
-                out.extend_from_slice(unsafe { buf.slice(at, at + n) });
-            }
+        let buf = self.pool.read_at(direct, from, (to - from) as usize)?;
+        for &(addr, n) in pieces {
+            let at = (addr.pos - from) as usize;
+            // SAFETY: this thread owns `buf` until it gives it back below.
+            out.extend_from_slice(unsafe { buf.slice(at, at + n) });
         }
         self.pool.give(buf);
-        result
+        Ok(())
     }
 }
 
@@ -348,13 +333,16 @@ impl LogReader for Files {
         while i < pieces.len() {
             let (addr, len) = pieces[i];
             let file = self.by_seq.read().get(&addr.file).cloned().ok_or(LogError::OutOfRange { addr, len })?;
-            let direct = file.direct_read.get_or_init(|| open_direct_read(&file.path));
-            if file.mem.read().is_some() || direct.is_none() {
+            let direct = if file.mem.read().is_some() {
+                None
+            } else {
+                file.direct_read.get_or_init(|| open_direct_read(&file.path)).as_ref()
+            };
+            let Some(direct) = direct else {
                 self.read_into(addr, len, out)?;
                 i += 1;
                 continue;
-            }
-            let direct = direct.as_ref().expect("checked above");
+            };
             // The window: following pieces of the same file close enough to read together.
             let start = align_down(addr.pos);
             let mut end = i + 1;
