@@ -129,6 +129,21 @@ impl Standalone {
         run_cli(&self.controller_url, args, input)
     }
 
+    /// The server's log once a line holding every one of `needles` has been read from its
+    /// stderr, or as it is after `timeout`. (A client can see an error before the thread
+    /// that copies the server's stderr has read the line logged with it.)
+    pub fn log_with(&self, needles: &[&str], timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            let found = log.lines().any(|l| needles.iter().all(|n| l.contains(n)));
+            if found || std::time::Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Stops the server with SIGINT (Ctrl-C) and waits for it to exit.
     pub fn stop(mut self) {
         // SAFETY: sending a signal to our own child process by pid.
