@@ -76,6 +76,8 @@ struct LatencyState {
     last_ack: Option<Instant>,
     /// The longest time an event waited while no acknowledgement at all arrived.
     max_stall: Duration,
+    /// Acknowledged batches (one `acked` call each).
+    batches: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -93,6 +95,7 @@ impl AckObserver for Latencies {
             st.max_stall = st.max_stall.max(now.saturating_duration_since(since));
         }
         st.last_ack = Some(now);
+        st.batches += 1;
         let slot =
             self.every.map(|e| (now.saturating_duration_since(self.start).as_secs_f64() / e.as_secs_f64()) as usize);
         if let Some(i) = slot {
@@ -158,6 +161,7 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
             intervals: Vec::new(),
             last_ack: None,
             max_stall: Duration::ZERO,
+            batches: 0,
         }),
     });
     let consumed = Arc::new(AtomicU64::new(0));
@@ -253,6 +257,8 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         "consumed_events": consumed.load(Ordering::Relaxed),
         "latency_ms": summary(&st.all),
         "max_stall_ms": st.max_stall.as_secs_f64() * 1000.0,
+        "batches": st.batches,
+        "events_per_batch": events as f64 / st.batches.max(1) as f64,
         "segments_after": segments_after,
     });
     if let Some(every) = args.report_every {

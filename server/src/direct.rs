@@ -29,6 +29,10 @@ pub(crate) const fn align_up(v: u64) -> u64 {
 pub(crate) struct FileBuffer {
     ptr: std::ptr::NonNull<u8>,
     len: usize,
+    /// The anonymous mapping behind `ptr`: page-aligned, and zero pages are only backed once
+    /// touched (an aligned heap allocation would be zeroed up front, touching every page at
+    /// once: tens of milliseconds for a log file's buffer).
+    _map: memmap2::MmapMut,
 }
 
 // SAFETY: the buffer is plain memory; concurrent access follows the rule above (disjoint
@@ -43,16 +47,14 @@ impl std::fmt::Debug for FileBuffer {
 }
 
 impl FileBuffer {
-    fn layout(len: usize) -> std::alloc::Layout {
-        std::alloc::Layout::from_size_align(len.max(1), DIRECT_ALIGN as usize).expect("valid buffer layout")
-    }
-
     /// A zeroed buffer (pages are only backed once touched).
     pub(crate) fn new(len: usize) -> Self {
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(Self::layout(len)) };
-        let ptr = std::ptr::NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(Self::layout(len)));
-        Self { ptr, len }
+        let mut map = memmap2::MmapOptions::new()
+            .len(len.max(1))
+            .map_anon()
+            .unwrap_or_else(|e| panic!("cannot map {len} bytes of memory: {e}"));
+        let ptr = std::ptr::NonNull::new(map.as_mut_ptr()).expect("a mapping is never at address 0");
+        Self { ptr, len, _map: map }
     }
 
     /// Copies `data` to `pos`.
@@ -83,13 +85,6 @@ impl FileBuffer {
         assert!(from <= to && to <= self.len, "log buffer read past its end");
         // SAFETY: in bounds (checked); not written concurrently by the caller's promise.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(from), to - from) }
-    }
-}
-
-impl Drop for FileBuffer {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.len)) }
     }
 }
 
