@@ -255,3 +255,73 @@ pub(crate) fn open_direct_read(path: &Path) -> Option<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path).ok()
 }
+
+/// How urgent a background write is: moving data to Tier-2 is `Background` until Tier-1 is
+/// full and appends wait for it, then `Urgent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// Disk I/O in the idle class ([`with_idle_io`]): the Tier-1 log's writes and flushes go
+    /// first.
+    Background,
+    /// Disk I/O at the thread's normal priority.
+    Urgent,
+}
+
+/// Runs `f` with the calling thread's disk I/O priority in the idle class (`ioprio_set`),
+/// then restores the priority it had, also if `f` panics.
+///
+/// For background writes (chunks moved to Tier-2 on the same disk): a block-layer scheduler
+/// that honours priorities (mq-deadline, bfq) then dispatches the Tier-1 log's writes and
+/// flushes, which appends wait for, before them, instead of queueing a commit behind a
+/// chunk's 1 MiB writes. Idle I/O cannot starve: mq-deadline dispatches a waiting request
+/// of a lower class after `prio_aging_expire` (10 s by default), and the storage writer
+/// writes `Urgent`ly once Tier-1 is full (appends then wait, so the disk is free anyway).
+/// The scheduler `none` ignores priorities; where the call is refused, `f` just runs.
+pub(crate) fn with_idle_io<T>(f: impl FnOnce() -> T) -> T {
+    /// Restores the thread's I/O priority when dropped.
+    struct Restore(Option<libc::c_long>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(old) = self.0 {
+                set_io_priority(old);
+            }
+        }
+    }
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    let old = io_priority();
+    let _restore = Restore(old.filter(|_| set_io_priority(IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT)));
+    f()
+}
+
+/// `ioprio_get`'s `which` for one thread (the kernel's "process" is a task).
+const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+
+/// The calling thread's I/O priority, `None` if the kernel does not say.
+fn io_priority() -> Option<libc::c_long> {
+    // SAFETY: a plain syscall about the calling thread (`who` = 0); no memory is passed.
+    let p = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0 as libc::c_long) };
+    (p >= 0).then_some(p)
+}
+
+/// Sets the calling thread's I/O priority; false if refused.
+fn set_io_priority(value: libc::c_long) -> bool {
+    // SAFETY: as in `io_priority`.
+    unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0 as libc::c_long, value) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_io_priority_holds_inside_and_is_restored_after_even_on_panic() {
+        let before = io_priority().expect("ioprio_get works on Linux");
+        let inside = with_idle_io(|| io_priority().expect("ioprio_get"));
+        assert_eq!(inside >> 13, 3, "the idle class inside (got {inside:#x})");
+        assert_eq!(io_priority(), Some(before), "restored after");
+        let r = std::panic::catch_unwind(|| with_idle_io(|| panic!("inside")));
+        assert!(r.is_err());
+        assert_eq!(io_priority(), Some(before), "restored after a panic");
+    }
+}

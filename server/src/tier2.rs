@@ -39,7 +39,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use crate::direct::{BufferPool, align_up, create_direct, read_direct};
+pub use crate::direct::Urgency;
+use crate::direct::{BufferPool, align_up, create_direct, read_direct, with_idle_io};
 
 /// Errors of Tier-2.
 #[derive(Debug, thiserror::Error)]
@@ -346,15 +347,21 @@ impl Tier2 {
     }
 
     /// Uploads a chunk once (the caller retries); when it returns Ok the chunk is durable. May
-    /// have landed even if it fails.
-    pub async fn put(&self, key: &Path, object: Bytes) -> Result<(), Tier2Error> {
+    /// have landed even if it fails. The local backend writes a `Background` chunk with idle
+    /// disk I/O priority ([`crate::direct::with_idle_io`]), so that it does not hold up the
+    /// Tier-1 log on the same disk.
+    pub async fn put(&self, key: &Path, object: Bytes, urgency: Urgency) -> Result<(), Tier2Error> {
         if let Some(root) = self.local_dir.clone() {
             let (k, buffers) = (key.clone(), self.buffers.clone());
             let failed = |e: String| Tier2Error::Unavailable { op: "upload", key: key.to_string(), detail: e };
-            return tokio::task::spawn_blocking(move || put_local(&root, &k, &object, &buffers))
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .map_err(|e| failed(e.to_string()));
+            let put = move || put_local(&root, &k, &object, &buffers);
+            return tokio::task::spawn_blocking(move || match urgency {
+                Urgency::Background => with_idle_io(put),
+                Urgency::Urgent => put(),
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()));
         }
         self.store.put(key, PutPayload::from_bytes(object)).await.map_err(|e| unavailable("upload", key, e))?;
         Ok(())
@@ -589,7 +596,7 @@ mod tests {
         for off in [0u64, 1000, 2000, 3000] {
             let key = t2.chunk_key(0, 7, off);
             assert_eq!(t2.parse_key(0, &key), Some((7, off)));
-            t2.put(&key, encode_chunk("s/a/0", off, &vec![1u8; 1000])).await.unwrap();
+            t2.put(&key, encode_chunk("s/a/0", off, &vec![1u8; 1000]), Urgency::Urgent).await.unwrap();
         }
         let keys: Vec<_> = t2.list(0).await.unwrap().into_iter().map(|(k, _)| t2.parse_key(0, &k).unwrap().1).collect();
         assert_eq!(keys, vec![0, 1000, 2000, 3000]);
@@ -614,7 +621,7 @@ mod tests {
             let data: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
             let key = t2.chunk_key(0, 3, i as u64);
             let object = encode_chunk("s/a/0", i as u64, &data);
-            t2.put(&key, object.clone()).await.unwrap();
+            t2.put(&key, object.clone(), Urgency::Background).await.unwrap();
             // The object store sees exactly the object (listing and its own reads).
             let listed = t2.list(0).await.unwrap();
             assert!(listed.contains(&(key.clone(), object.len() as u64)), "{n}-byte chunk listed with its size");

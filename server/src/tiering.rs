@@ -29,7 +29,7 @@ use backon::BackoffBuilder;
 
 use crate::container::{Candidate, Container};
 use crate::error::StoreError;
-use crate::tier2::encode_chunk_into;
+use crate::tier2::{Urgency, encode_chunk_into};
 
 /// Default size at which a segment's Tier-1 bytes are moved to Tier-2 as one chunk.
 pub const DEFAULT_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
@@ -179,7 +179,9 @@ async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Resu
     let mut delays = backoff();
     let mut failures = 0u32;
     loop {
-        match t2.put(&key, object.clone()).await {
+        // In the background while appends can go on; urgent once they wait for Tier-1 space.
+        let urgency = if c.tier1_state().1 { Urgency::Urgent } else { Urgency::Background };
+        match t2.put(&key, object.clone(), urgency).await {
             Ok(()) => {
                 // Take the buffer back if the store kept no reference to it.
                 if let Ok(b) = std::mem::take(&mut object).try_into_mut() {
