@@ -21,7 +21,8 @@
 //! chain of records with consecutive lsns, checking every CRC. Where the chain ends, it looks
 //! for any valid record with a larger lsn further on: if there is one, the log is damaged in the
 //! middle ([`Corruption`]) and is opened read-only; if there is none, the bytes after the chain
-//! are a torn tail (a batch cut short by a crash) and are zeroed. A checkpoint record named by
+//! are a torn tail (a batch cut short by a crash) and are zeroed, unless they are records of a
+//! recycled file's earlier life (smaller lsns), which it holds anyway. A checkpoint record named by
 //! the pointer file that fails its checks is reported and stepped over (its length is in the
 //! pointer file), since it holds no data that is not also in the records around it.
 
@@ -529,6 +530,29 @@ fn write_zeros(f: &File, from: u64, to: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// True if the bytes of a log file after the end of the log (`end`, after the record with lsn
+/// `last`) are the old contents of a recycled file rather than a torn tail: no record starts
+/// at `end` with an lsn after `last` (that would be a record cut short by a crash), and the
+/// first valid record after `end` has an lsn at most `last`, so it was written before the file
+/// was recycled. Called only when no valid record after `end` has a larger lsn (else the log
+/// is damaged), so nothing of this life lies there. Such bytes are what a recycled file holds
+/// past its written position while the store runs: neither a warning nor zeroing is due.
+fn old_life_after(bytes: &[u8], end: usize, last: Lsn) -> bool {
+    if bytes.get(end..end + RECORD_HEADER_LEN).and_then(decode_header).is_some_and(|h| h.lsn > last) {
+        return false;
+    }
+    let mut pos = end;
+    while pos + RECORD_HEADER_LEN <= bytes.len() {
+        if bytes[pos..pos + 4] == super::RECORD_MAGIC
+            && let Some((h, _)) = record_at(bytes, pos)
+        {
+            return h.lsn <= last;
+        }
+        pos += RECORD_ALIGN;
+    }
+    false
+}
+
 /// Tries to read a valid record at `pos` of `bytes`.
 fn record_at(bytes: &[u8], pos: usize) -> Option<(super::Header, &[u8])> {
     let h = bytes.get(pos..pos + RECORD_HEADER_LEN)?;
@@ -727,18 +751,29 @@ impl FileLog {
             damaged = Some(c);
         } else {
             // 3. A torn tail: zero everything after the chain in the end file, drop later files.
+            //    Unless the bytes there are what a recycled file holds past its written
+            //    position anyway: records of its earlier life (see `old_life_after`).
             let tail = &end_file.bytes()[end_pos as usize..];
-            // In a recycled file these may also be old bytes of its earlier life (harmless:
-            // their lsns are smaller); they are zeroed all the same.
-            if tail.iter().any(|&b| b != 0) {
+            if old_life_after(end_file.bytes(), end_pos as usize, last_lsn) {
+                tracing::debug!(file = %end_file.path.display(), offset = end_pos,
+                    "Tier-1 log: the rest of this recycled file holds records of its earlier life; left as it is");
+            } else if tail.iter().any(|&b| b != 0) {
                 tracing::warn!(file = %end_file.path.display(), offset = end_pos,
-                    "Tier-1 log: torn tail after the last valid record (a record cut short by a crash, or old bytes of a recycled file); zeroing it");
+                    "Tier-1 log: torn tail after the last valid record (a record cut short by a crash, or garbage); zeroing it");
                 write_zeros(&end_file.file, end_pos, end_file.len)
                     .and_then(|_| end_file.file.sync_data())
                     .map_err(|e| LogError::io(&end_file.path, e))?;
                 report.torn_tail = Some(TornTail { file: end_file.path.clone(), offset: end_pos });
             }
             for f in &mapped[end_idx + 1..] {
+                // The chain did not go on into this file: a record there of this life (an lsn
+                // after the last) was cut short by a crash.
+                let header = f.bytes().get(..RECORD_HEADER_LEN).and_then(decode_header);
+                if report.torn_tail.is_none() && header.is_some_and(|h| h.lsn > last_lsn) {
+                    tracing::warn!(file = %f.path.display(), offset = 0,
+                        "Tier-1 log: torn tail at the start of a log file (a record cut short by a crash); removing the file");
+                    report.torn_tail = Some(TornTail { file: f.path.clone(), offset: 0 });
+                }
                 fs::remove_file(&f.path).map_err(|e| LogError::io(&f.path, e))?;
             }
             mapped.truncate(end_idx + 1);
@@ -1372,10 +1407,34 @@ mod tests {
         assert!(log.current_file() > 8, "the log went through many files");
         drop(log);
         let mut replay = AfterCheckpoint::default();
-        let (_, report) = FileLog::recover(dir.path(), opts, &mut replay).unwrap();
-        // (The rest of the current file holds bytes of its earlier life: zeroed as a torn tail.)
+        let (_, report) = FileLog::recover(dir.path(), opts.clone(), &mut replay).unwrap();
         assert!(report.corruption.is_none(), "{report:?}");
+        // The current file is a recycled one: past the end of the log it holds records of its
+        // earlier life, which are neither a torn tail nor zeroed.
+        assert_eq!(report.torn_tail, None, "old records of a recycled file are not a torn tail");
         assert!(replay.0 == since_checkpoint, "recovery replays exactly the records after the checkpoint");
+
+        // A record cut short by a crash is still a torn tail, and is cut: in the middle of that
+        // recycled file, and at the start of the next one (a record of the largest size).
+        for size in [20_000, (MIN_FILE_SIZE as usize) - RECORD_HEADER_LEN - RECORD_ALIGN] {
+            let (mut log, _) = FileLog::recover(dir.path(), opts.clone(), &mut AfterCheckpoint::default()).unwrap();
+            let p = vec![7u8; size];
+            log.reserve_data(p.len()).unwrap();
+            let (_, addr) = log.append(RecordKind::Batch, &p).unwrap();
+            log.sync().unwrap();
+            let path = dir.path().join(file_name(addr.file));
+            drop(log);
+            // Part of its payload never reached the disk: other bytes are there instead.
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.write_all_at(&[0x5A; 4096], addr.pos + size as u64 / 2).unwrap();
+            f.sync_all().unwrap();
+            let mut replay = AfterCheckpoint::default();
+            let (_, report) = FileLog::recover(dir.path(), opts.clone(), &mut replay).unwrap();
+            assert!(report.corruption.is_none(), "{report:?}");
+            let torn = report.torn_tail.expect("the torn record is reported");
+            assert_eq!((torn.file, torn.offset), (path, addr.pos - RECORD_HEADER_LEN as u64), "{size} bytes");
+            assert!(replay.0 == since_checkpoint, "the torn record is not replayed; everything before it is");
+        }
     }
 
     #[test]
