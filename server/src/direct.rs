@@ -132,6 +132,31 @@ impl FileBuffer {
     }
 }
 
+/// Backs every page of `spare` now, by writing a zero into each: memory that a later copy
+/// would touch page by page (a fault per page, and on these VMs fresh memory fills at only
+/// 0.5–0.7 GB/s) is paid for here instead, off the path that is waiting for it.
+pub(crate) fn prefault(spare: &mut [std::mem::MaybeUninit<u8>]) {
+    for b in spare.iter_mut().step_by(DIRECT_ALIGN as usize) {
+        b.write(0);
+    }
+}
+
+impl FileBuffer {
+    /// Backs every page of the buffer now (see [`prefault`]); its bytes stay zero where they
+    /// were.
+    ///
+    /// # Safety
+    ///
+    /// Nobody else may be using the buffer (e.g. it was just taken from its pool).
+    pub(crate) unsafe fn prefault(&self) {
+        // SAFETY: exclusive by the caller's promise; zeros over a free buffer.
+        let bytes = unsafe { self.slice_mut(0, self.len) };
+        for b in bytes.iter_mut().step_by(DIRECT_ALIGN as usize) {
+            *b = 0;
+        }
+    }
+}
+
 /// Aligned buffers kept for reuse (fresh memory is slow to touch on these machines).
 #[derive(Debug)]
 pub(crate) struct BufferPool {
@@ -160,6 +185,15 @@ impl BufferPool {
                 FileBuffer::new(len.max(self.min_len).div_ceil(mib) * mib + mib)
             }
         }
+    }
+
+    /// Makes sure the pool holds a buffer of at least `len` bytes whose pages are backed
+    /// (see [`prefault`]).
+    pub(crate) fn prefault(&self, len: usize) {
+        let buf = self.take(len);
+        // SAFETY: taken out of the pool: this thread is its only user.
+        unsafe { buf.prefault() };
+        self.give(buf);
     }
 
     /// Gives a buffer back (keeping the largest ones).
@@ -313,6 +347,39 @@ fn set_io_priority(value: libc::c_long) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pages of `buf` that are backed by memory (`mincore`).
+    fn resident_pages(buf: &FileBuffer) -> usize {
+        let pages = buf.len().div_ceil(4096);
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the buffer's mapping is page-aligned and `len` bytes long; `vec` has a byte
+        // per page.
+        let rc = unsafe {
+            libc::mincore(buf.slice(0, buf.len()).as_ptr() as *mut libc::c_void, buf.len(), vec.as_mut_ptr())
+        };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        vec.iter().filter(|&&v| v & 1 == 1).count()
+    }
+
+    #[test]
+    fn prefaulted_buffers_are_backed_and_still_zero() {
+        let buf = FileBuffer::new(8 << 20);
+        assert_eq!(resident_pages(&buf), 0, "a fresh buffer is backed only once touched");
+        // SAFETY: this test's own buffer.
+        unsafe { buf.prefault() };
+        assert_eq!(resident_pages(&buf), 2048, "every page backed");
+        // SAFETY: nobody writes it meanwhile.
+        assert!(unsafe { buf.slice(0, buf.len()) }.iter().all(|&b| b == 0), "still zeros");
+
+        let mut v: Vec<u8> = Vec::with_capacity(1 << 20);
+        prefault(v.spare_capacity_mut());
+        assert!(v.is_empty(), "spare capacity only");
+
+        let pool = BufferPool::new(2, 1 << 20);
+        pool.prefault(3 << 20);
+        let again = pool.take(3 << 20);
+        assert_eq!(resident_pages(&again), again.len() / 4096, "the pool hands out the backed buffer");
+    }
 
     #[test]
     fn idle_io_priority_holds_inside_and_is_restored_after_even_on_panic() {

@@ -367,6 +367,14 @@ impl Tier2 {
         Ok(())
     }
 
+    /// Backs the memory that writing a chunk object of up to `len` bytes to the local backend
+    /// will use (nothing for other backends). See [`crate::tiering`]'s start.
+    pub(crate) fn prefault_put(&self, len: usize) {
+        if self.local_dir.is_some() {
+            self.buffers.prefault(align_up(len as u64) as usize);
+        }
+    }
+
     /// Deletes a chunk; a missing one counts as deleted.
     pub async fn delete(&self, key: &Path) -> Result<(), Tier2Error> {
         match self.store.delete(key).await {

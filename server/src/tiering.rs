@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use backon::BackoffBuilder;
 
 use crate::container::{Candidate, Container};
+use crate::direct::prefault;
 use crate::error::StoreError;
 use crate::tier2::{Urgency, encode_chunk_into};
 
@@ -54,6 +55,9 @@ impl Default for TieringOptions {
         Self { chunk_bytes: DEFAULT_CHUNK_BYTES, max_age: DEFAULT_MAX_AGE, eager: false }
     }
 }
+
+/// Largest chunk size whose buffers are backed at start (larger ones grow when used).
+const PREFAULT_MAX: u64 = 64 << 20;
 
 /// How often the task looks for work when nothing wakes it.
 const TICK: Duration = Duration::from_millis(200);
@@ -101,8 +105,25 @@ async fn run(c: Container, opts: TieringOptions) {
             }
         }
     }
-    // Reused for every chunk: fresh memory is slow to touch on these machines.
-    let mut buffers = Buffers::default();
+    // Reused for every chunk: fresh memory is slow to touch on these machines. Backed now,
+    // before the first moves: in a new store every segment's first chunk moves at about the
+    // same time, and touching these buffers then, under load, raised the p99 of appends in
+    // those seconds from about 10 ms to 40–70 ms (docs/performance.md, 2026-12-04).
+    let mut buffers = {
+        let len = opts.chunk_bytes.min(PREFAULT_MAX) as usize + (1 << 20);
+        let t2 = c.tier2().cloned();
+        tokio::task::spawn_blocking(move || {
+            let mut b = Buffers { run: Vec::with_capacity(len), chunk: bytes::BytesMut::with_capacity(len) };
+            prefault(b.run.spare_capacity_mut());
+            prefault(b.chunk.spare_capacity_mut());
+            if let Some(t2) = t2 {
+                t2.prefault_put(len);
+            }
+            b
+        })
+        .await
+        .unwrap_or_default()
+    };
     // When each run (segment incarnation, offset) was first seen in Tier-1.
     let mut first_seen: HashMap<(u64, u64), Instant> = HashMap::new();
     let mut changes = c.subscribe();
