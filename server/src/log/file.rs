@@ -541,16 +541,7 @@ fn old_life_after(bytes: &[u8], end: usize, last: Lsn) -> bool {
     if bytes.get(end..end + RECORD_HEADER_LEN).and_then(decode_header).is_some_and(|h| h.lsn > last) {
         return false;
     }
-    let mut pos = end;
-    while pos + RECORD_HEADER_LEN <= bytes.len() {
-        if bytes[pos..pos + 4] == super::RECORD_MAGIC
-            && let Some((h, _)) = record_at(bytes, pos)
-        {
-            return h.lsn <= last;
-        }
-        pos += RECORD_ALIGN;
-    }
-    false
+    valid_records(bytes, end).next().is_some_and(|h| h.lsn <= last)
 }
 
 /// Tries to read a valid record at `pos` of `bytes`.
@@ -1034,20 +1025,18 @@ impl FileLog {
 /// Looks for any valid record with an lsn above `after` in `files[0]` from `from` on, or in any
 /// later file. Returns its lsn.
 fn find_later_record(files: &[Arc<MappedFile>], from: usize, after: Lsn) -> Option<Lsn> {
-    for (i, f) in files.iter().enumerate() {
-        let bytes = f.bytes();
-        let mut pos = if i == 0 { from } else { 0 };
-        while pos + RECORD_HEADER_LEN <= bytes.len() {
-            if bytes[pos..pos + 4] == super::RECORD_MAGIC
-                && let Some((h, _)) = record_at(bytes, pos)
-                && h.lsn > after
-            {
-                return Some(h.lsn);
-            }
-            pos += RECORD_ALIGN;
-        }
-    }
-    None
+    files.iter().enumerate().find_map(|(i, f)| {
+        valid_records(f.bytes(), if i == 0 { from } else { 0 }).map(|h| h.lsn).find(|&lsn| lsn > after)
+    })
+}
+
+/// The valid records of `bytes` from `from` on, at every record-aligned position (whether or
+/// not they belong to the log's chain): what recovery looks at past the end of the chain.
+fn valid_records(bytes: &[u8], from: usize) -> impl Iterator<Item = super::Header> + '_ {
+    (from..bytes.len().saturating_sub(RECORD_HEADER_LEN - 1))
+        .step_by(RECORD_ALIGN)
+        .filter(|&pos| bytes[pos..pos + 4] == super::RECORD_MAGIC)
+        .filter_map(|pos| record_at(bytes, pos).map(|(h, _)| h))
 }
 
 impl LogWriter for FileLog {
