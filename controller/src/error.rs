@@ -58,6 +58,12 @@ pub enum MetaError {
     Internal(String),
 }
 
+impl From<nadi_proto::views::InvalidInput> for MetaError {
+    fn from(e: nadi_proto::views::InvalidInput) -> Self {
+        MetaError::InvalidArgument(e.0)
+    }
+}
+
 impl From<NameError> for MetaError {
     fn from(e: NameError) -> Self {
         MetaError::InvalidName(e.to_string())

@@ -94,6 +94,12 @@ impl From<MetaError> for ApiError {
     }
 }
 
+impl From<nadi_proto::views::InvalidInput> for ApiError {
+    fn from(e: nadi_proto::views::InvalidInput) -> Self {
+        MetaError::from(e).into()
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         ApiError::new(ErrorCode::InvalidArgument, format!("malformed JSON body: {}", r.body_text()))

@@ -14,6 +14,7 @@ pub mod framing;
 pub mod ids;
 pub mod names;
 pub mod routing;
+pub mod views;
 
 pub use errors::ErrorCode;
 pub use ids::SegmentId;

@@ -7,10 +7,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nadi_server::container::ops;
 use nadi_server::container::{Container, ContainerOptions, frame};
 use nadi_server::log::file::{FileLog, FileLogOptions};
 use nadi_server::log::{LogWriter, RecordKind, crc_matches, decode_header, encode_header};
-use nadi_server::ops;
 
 fn codec(c: &mut Criterion) {
     let mut g = c.benchmark_group("record");

@@ -1,24 +1,30 @@
-//! `nadi-server`: the segment store and the `nadi` binary.
+//! `nadi-server`: the segment store and the server commands of the `nadi` binary.
 //!
-//! Where an append goes: gRPC [`service`] → [`store::SegmentStore`] picks the segment's
-//! [`container`] by a stable hash of its name → the container's writer task batches operations
-//! into one record of its Tier-1 [`log`] (group commit), syncs it, updates the container's
-//! metadata and read index, and only then acknowledges.
+//! Where an append goes, room by room (each arrow is the only direction imports may take; a
+//! test, `tests/tests/module_graph.rs`, fails on an import against it or on a circle):
+//!
+//! ```text
+//!  node ──► net ──► store ──► container ──► log, tier2 ──► (error, direct: leaves)
+//! ```
+//!
+//! - [`node`]: process wiring — `nadi standalone`, `nadi controller`, `nadi segment-store`,
+//!   their settings, listeners, registration with the controllers.
+//! - [`net`]: the gRPC service `nadi.segment.v1.SegmentStore` and typed errors for garbage on
+//!   the wire. An append arrives here.
+//! - [`store`]: the fixed set of containers and the stable map segment → container; per-segment
+//!   load rates for the auto-scaler.
+//! - [`container`]: one container = segments sharing one Tier-1 log. Its writer thread
+//!   ([`container::writer`]) batches requests into one log record, appends it through the
+//!   [`container::ContainerLog`] seam (today the [`log`] file; later a replicated log), syncs,
+//!   and only then applies it to the state readers see ([`container::state`]) and acknowledges.
+//! - [`log`]: the Tier-1 log storage (trait, mmap'd/direct file, memory, conformance suite).
+//! - [`tier2`]: chunk objects in object storage and their read cache.
 
-pub mod bench;
-pub mod checkpoint;
-pub mod cli;
-pub mod cluster;
-pub mod config;
 pub mod container;
 mod direct;
 pub mod error;
-pub mod load;
 pub mod log;
-pub mod ops;
-pub mod service;
-pub mod standalone;
+pub mod net;
+pub mod node;
 pub mod store;
 pub mod tier2;
-pub mod tiering;
-pub mod wire;

@@ -14,7 +14,7 @@ use nadi_proto::controller::v1::controller_service_server::ControllerService;
 use nadi_proto::segment::v1 as spb;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
 use nadi_server::container::ContainerOptions;
-use nadi_server::service::SegmentService;
+use nadi_server::net::service::SegmentService;
 use nadi_server::store::{SegmentStore, StoreConfig};
 use tokio_stream::wrappers::TcpListenerStream;
 

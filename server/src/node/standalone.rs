@@ -15,75 +15,15 @@ use anyhow::Context;
 use nadi_controller::node::{ControllerNode, NodeConfig};
 use nadi_controller::raft::RaftSettings;
 use nadi_proto::raft::v1::HeartbeatRequest;
-use tokio::net::TcpListener;
-use tonic::transport::Server;
-use tower::layer::util::{Identity, Stack};
 
-use crate::wire::TypedDecodeErrorsLayer;
-
-use crate::cluster::{heartbeat_every, register, serve_controller, stopped, store_id};
-use crate::config::StandaloneConfig;
-use crate::container::ContainerOptions;
-use crate::load::StoreLoad;
-use crate::log::file::FileLogOptions;
-use crate::service::SegmentService;
-use crate::store::{SegmentStore, StoreConfig};
-
-pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
-}
-
-/// Accepted connections of `listener` with Nagle's algorithm off. (`Server::tcp_nodelay`
-/// applies only to listeners tonic binds itself; without this, a small acknowledgement that
-/// follows another one waits for the client's delayed TCP ACK, up to 40 ms, whenever the
-/// client has nothing more to send, e.g. for the last events before a flush.)
-pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
-}
-
-/// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS), whose
-/// malformed-request errors are typed (see [`crate::wire`]).
-pub fn grpc_server() -> Server<Stack<TypedDecodeErrorsLayer, Identity>> {
-    Server::builder()
-        .tcp_nodelay(true)
-        .max_frame_size(Some(1024 * 1024 - 1))
-        .initial_stream_window_size(Some(8 * 1024 * 1024))
-        .initial_connection_window_size(Some(32 * 1024 * 1024))
-        .layer(TypedDecodeErrorsLayer)
-}
-
-/// The segment store's settings (Tier-1 under DATA_DIR/tier1, Tier-2 as configured).
-pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
-    let tier1 = cfg.data_dir.join("tier1");
-    let tier2 = match &cfg.tier.url {
-        Some(url) => {
-            let backend = crate::tier2::open_url(url, cfg.tier.endpoint.as_deref())?;
-            let id = store_id(&tier1)?;
-            Some(Arc::new(crate::tier2::Tier2::new(backend, &id, cfg.tier.cache_bytes)))
-        }
-        None => None,
-    };
-    Ok(StoreConfig {
-        dir: tier1,
-        containers: cfg.containers,
-        container: ContainerOptions {
-            log: FileLogOptions {
-                file_size: cfg.log_file_size,
-                max_files: cfg.tier.max_files,
-                cached_files: crate::log::file::cached_files_for(cfg.containers, cfg.log_file_size),
-                ..Default::default()
-            },
-            checkpoint_interval: cfg.checkpoint_interval,
-            queue_bytes: cfg.container_queue_bytes,
-            tier2,
-            tiering: crate::tiering::TieringOptions {
-                chunk_bytes: cfg.tier.chunk_bytes,
-                max_age: cfg.tier.max_age,
-                eager: cfg.tier.max_files > 0,
-            },
-        },
-    })
-}
+use super::controller::serve_controller;
+use super::registration::{heartbeat_every, register, store_id};
+use super::segment_store::store_config;
+use super::{bind, grpc_server, incoming, shutdown_signal, stopped};
+use crate::net::service::SegmentService;
+use crate::node::config::StandaloneConfig;
+use crate::store::SegmentStore;
+use crate::store::load::StoreLoad;
 
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
@@ -154,19 +94,4 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         tracing::info!("closing remaining client streams");
     }
     Ok(())
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

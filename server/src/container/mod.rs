@@ -25,7 +25,7 @@
 //!
 //! Metadata checkpoints: after every `checkpoint_interval` bytes of batch records (and on
 //! request), the writer thread writes a `Checkpoint` record holding the whole durable state,
-//! read index included (see [`crate::checkpoint`]), between two groups, when the written and
+//! read index included (see [`crate::container::checkpoint`]), between two groups, when the written and
 //! durable states are equal. Recovery starts from the newest valid checkpoint and replays only
 //! the records after it, so start-up time is bounded by the interval. The records before that
 //! checkpoint were not read at start, so [`Container::read`] checks the CRC of each such record
@@ -36,6 +36,10 @@
 //! dirty pages, so the log's contents are unknown and continuing could acknowledge lost data
 //! (the PostgreSQL "fsyncgate" lesson; Neon's safekeeper does the same).
 
+pub mod checkpoint;
+pub mod ops;
+pub mod storage_writer;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,12 +49,12 @@ use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
-use crate::checkpoint::{self, ChunkRef, IndexEntry, SegmentView};
 use crate::error::StoreError;
 use crate::log::file::{FileLog, FileLogOptions};
 use crate::log::{Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RecordKind, RecoveredRecord, Replayer};
-use crate::ops::{self, Op};
 use crate::tier2::{Tier2, Tier2Error};
+use checkpoint::{ChunkRef, IndexEntry, SegmentView};
+use ops::Op;
 
 /// Largest payload of one append batch (many events), in bytes.
 pub const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -79,7 +83,7 @@ pub struct ContainerOptions {
     /// Where segment data moves once it leaves the Tier-1 log; `None`: it stays in Tier-1.
     pub tier2: Option<Arc<Tier2>>,
     /// When the storage writer moves data to Tier-2.
-    pub tiering: crate::tiering::TieringOptions,
+    pub tiering: crate::container::storage_writer::TieringOptions,
 }
 
 impl Default for ContainerOptions {
@@ -271,7 +275,7 @@ struct Shared {
     /// Tier-2, if configured.
     tier2: Option<Arc<Tier2>>,
     /// When the storage writer moves data to Tier-2.
-    tiering: crate::tiering::TieringOptions,
+    tiering: crate::container::storage_writer::TieringOptions,
     /// Earlier log files the log keeps in memory (see `FileLogOptions::cached_files`).
     cached_files: u64,
     /// Tier-2 chunks no segment refers to any more, for the storage writer to delete.
@@ -1036,14 +1040,14 @@ pub(crate) struct Candidate {
     pub more: bool,
 }
 
-/// The storage writer's view of a container (see [`crate::tiering`]).
+/// The storage writer's view of a container (see [`crate::container::storage_writer`]).
 impl Container {
     pub(crate) fn tier2(&self) -> Option<&Arc<Tier2>> {
         self.shared.tier2.as_ref()
     }
 
     /// The storage writer's settings, if there is a Tier-2.
-    pub(crate) fn tiering_options(&self) -> Option<crate::tiering::TieringOptions> {
+    pub(crate) fn tiering_options(&self) -> Option<crate::container::storage_writer::TieringOptions> {
         self.shared.tier2.as_ref().map(|_| self.shared.tiering.clone())
     }
 

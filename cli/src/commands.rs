@@ -15,21 +15,42 @@ use nadi_client::{
     EventWriter, NadiClient, ReaderConfig, ReaderGroup, StartFrom, StreamCut, StreamReader, StreamSpec,
     TransactionalWriter, WriterConfig,
 };
-use nadi_controller::MetaError;
-use nadi_controller::views::{
-    self, CheckpointView, ClusterView, HistoryView, ReaderGroupListView, ReaderGroupView, ScaleBody, ScopeListView,
-    StreamListView, StreamView, TxnListView, TxnView,
-};
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{parse_scoped_stream, validate_scope};
+use nadi_proto::views::{
+    self, CheckpointView, ClusterView, HistoryView, InvalidInput, ReaderGroupListView, ReaderGroupView, ScaleBody,
+    ScopeListView, StreamListView, StreamView, TxnListView, TxnView,
+};
 use tokio::io::AsyncBufReadExt;
+
+/// An argument refused before any request is sent, with the stable code a server would give.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgError {
+    #[error(transparent)]
+    Name(#[from] nadi_proto::names::NameError),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+}
+
+impl ArgError {
+    /// The stable error code of this error.
+    pub fn code(&self) -> nadi_proto::ErrorCode {
+        match self {
+            ArgError::Name(_) | ArgError::InvalidName(_) => nadi_proto::ErrorCode::InvalidName,
+            ArgError::Invalid(e) => e.code(),
+        }
+    }
+}
 
 /// Splits `--controller a,b` into URLs.
 pub fn controllers(arg: &str) -> Vec<String> {
     arg.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn names(name: &str) -> Result<(&str, &str), MetaError> {
+fn names(name: &str) -> Result<(&str, &str), ArgError> {
     Ok(parse_scoped_stream(name)?)
 }
 
@@ -42,7 +63,7 @@ fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
 }
 
 pub async fn scope_create(client: &NadiClient, scope: &str) -> anyhow::Result<()> {
-    validate_scope(scope).map_err(MetaError::from)?;
+    validate_scope(scope).map_err(ArgError::from)?;
     client.create_scope(scope).await?;
     println!("created scope {scope}");
     Ok(())
@@ -60,7 +81,7 @@ pub async fn scope_list(client: &NadiClient, as_json: bool) -> anyhow::Result<()
 }
 
 pub async fn scope_delete(client: &NadiClient, scope: &str) -> anyhow::Result<()> {
-    validate_scope(scope).map_err(MetaError::from)?;
+    validate_scope(scope).map_err(ArgError::from)?;
     client.delete_scope(scope).await?;
     println!("deleted scope {scope}");
     Ok(())
@@ -81,7 +102,7 @@ pub async fn stream_create(
 }
 
 pub async fn stream_list(client: &NadiClient, scope: &str, as_json: bool) -> anyhow::Result<()> {
-    validate_scope(scope).map_err(MetaError::from)?;
+    validate_scope(scope).map_err(ArgError::from)?;
     let streams = client.list_streams(scope).await?;
     if as_json {
         return print_json(&StreamListView { scope: scope.to_owned(), streams });
@@ -141,7 +162,7 @@ pub async fn stream_scale(
             m.split(',')
                 .map(|id| id.trim().parse::<u64>())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| MetaError::InvalidArgument(format!("--merge {m:?} is not a list of segment ids")))
+                .map_err(|_| ArgError::Invalid(InvalidInput(format!("--merge {m:?} is not a list of segment ids"))))
         })
         .transpose()?;
     let body = ScaleBody { split, into, merge, sealed: None, new_ranges: None };
@@ -181,7 +202,7 @@ pub async fn stream_truncate(
             .map(|p| pb::SegmentOffset { segment_id: p.segment_id, offset: p.offset })
             .collect(),
         (None, true) => client.stream_cut(scope, stream, true).await?,
-        _ => anyhow::bail!(MetaError::InvalidArgument("give exactly one of --cut and --at-tail".into())),
+        _ => anyhow::bail!(ArgError::Invalid(InvalidInput("give exactly one of --cut and --at-tail".into()))),
     };
     let r = client.truncate_stream(scope, stream, cut).await?;
     let v = views::TruncatedView {
@@ -309,9 +330,9 @@ pub async fn write(
         };
     };
     if writer_id.is_some() {
-        anyhow::bail!(MetaError::InvalidArgument(
+        anyhow::bail!(ArgError::Invalid(InvalidInput(
             "--writer-id does not apply to --txn (the txn id is the writer id)".into()
-        ));
+        )));
     }
     let txn = TransactionalWriter::begin(client, scope, stream, lease).await?;
     let id = txn.txn_id().to_owned();
@@ -331,7 +352,7 @@ pub async fn write(
 /// `nadi txn write`: adds stdin lines to open transaction `id`, begun by any process, and waits
 /// until they are durable. Does not commit.
 pub async fn txn_write(client: &NadiClient, id: &str, keys: KeyMode) -> anyhow::Result<()> {
-    nadi_proto::names::validate_txn_id(id).map_err(MetaError::from)?;
+    nadi_proto::names::validate_txn_id(id).map_err(ArgError::from)?;
     let mut sink = Sink::Txn(TransactionalWriter::resume(client, id).await?);
     let (count, result) = write_lines(&mut sink, &keys).await;
     let Sink::Txn(txn) = sink else { unreachable!("built as a transaction sink") };
@@ -388,7 +409,7 @@ fn print_txn(t: &nadi_proto::controller::v1::TxnInfo, as_json: bool) -> anyhow::
     Ok(())
 }
 
-fn txn_id(id: &str) -> Result<&str, MetaError> {
+fn txn_id(id: &str) -> Result<&str, ArgError> {
     nadi_proto::names::validate_txn_id(id)?;
     Ok(id)
 }
@@ -481,16 +502,16 @@ pub async fn read(
 }
 
 /// Splits `SCOPE/GROUP` into its two checked parts.
-fn group_names(name: &str) -> Result<(&str, &str), MetaError> {
+fn group_names(name: &str) -> Result<(&str, &str), ArgError> {
     let (scope, group) =
-        name.split_once('/').ok_or_else(|| MetaError::InvalidName(format!("{name:?} is not SCOPE/GROUP")))?;
+        name.split_once('/').ok_or_else(|| ArgError::InvalidName(format!("{name:?} is not SCOPE/GROUP")))?;
     validate_scope(scope)?;
     nadi_proto::names::validate_named("reader group", group)?;
     Ok((scope, group))
 }
 
 /// How `reader-group create` and `read --group` start a new group.
-fn start_from(from: &str) -> Result<StartFrom, MetaError> {
+fn start_from(from: &str) -> Result<StartFrom, ArgError> {
     Ok(match from {
         "head" => StartFrom::Head,
         "tail" => StartFrom::Tail,
@@ -555,7 +576,7 @@ pub async fn group_create(
 
 /// `reader-group list SCOPE`.
 pub async fn group_list(client: &NadiClient, scope: &str, as_json: bool) -> anyhow::Result<()> {
-    validate_scope(scope).map_err(MetaError::from)?;
+    validate_scope(scope).map_err(ArgError::from)?;
     let groups = client.list_reader_groups(scope).await?;
     if as_json {
         return print_json(&ReaderGroupListView { scope: scope.to_owned(), groups });
@@ -669,7 +690,7 @@ pub async fn read_group(
     opts: GroupReadOptions,
 ) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
-    nadi_proto::names::validate_named("reader group", group).map_err(MetaError::from)?;
+    nadi_proto::names::validate_named("reader group", group).map_err(ArgError::from)?;
     let start = if from_start { StartFrom::Head } else { StartFrom::Tail };
     let g = ReaderGroup::create_or_open(client, scope, group, &[stream], start).await?;
     let mut reader = g.reader(ReaderConfig { reader_id: opts.reader_id, ..Default::default() }).await?;

@@ -109,8 +109,8 @@ impl ScalerArgs {
 }
 
 /// A segment store's load measurement settings from `--load-tick` and `--load-windows`.
-pub fn load_settings(tick: Option<&str>, windows: Option<&str>) -> anyhow::Result<crate::load::LoadSettings> {
-    let mut l = crate::load::LoadSettings::default();
+pub fn load_settings(tick: Option<&str>, windows: Option<&str>) -> anyhow::Result<crate::store::load::LoadSettings> {
+    let mut l = crate::store::load::LoadSettings::default();
     if let Some(t) = tick {
         l.tick = parse_duration(t)?;
     }
@@ -207,14 +207,14 @@ impl TierArgs {
         };
         let chunk_bytes = match self.tier2_chunk_size {
             Some(s) => parse_size(&s)?,
-            None => crate::tiering::DEFAULT_CHUNK_BYTES,
+            None => crate::container::storage_writer::DEFAULT_CHUNK_BYTES,
         };
         if chunk_bytes == 0 {
             bail!("--tier2-chunk-size must be at least 1 byte");
         }
         let max_age = match self.tier2_max_age {
             Some(s) => parse_duration(&s)?,
-            None => crate::tiering::DEFAULT_MAX_AGE,
+            None => crate::container::storage_writer::DEFAULT_MAX_AGE,
         };
         let cache_bytes = match self.tier2_cache_size {
             Some(s) => parse_size(&s)?,
@@ -272,7 +272,7 @@ pub struct StandaloneConfig {
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
     /// Segment load measurement.
-    pub load: crate::load::LoadSettings,
+    pub load: crate::store::load::LoadSettings,
     /// The auto-scaler.
     pub scaler: nadi_controller::autoscale::ScalerSettings,
     pub tier: TierConfig,

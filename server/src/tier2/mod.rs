@@ -1,6 +1,6 @@
 //! Tier-2: segment data as chunk objects in object storage (local files, S3, or memory).
 //!
-//! The storage writer of each container ([`crate::tiering`]) copies runs of a segment's bytes
+//! The storage writer of each container ([`crate::container::storage_writer`]) copies runs of a segment's bytes
 //! out of the Tier-1 log into *chunk objects*; reads of old data fetch them back through a
 //! byte-bounded cache. Everything goes through `Arc<dyn ObjectStore>`.
 //!
@@ -368,7 +368,7 @@ impl Tier2 {
     }
 
     /// Backs the memory that writing a chunk object of up to `len` bytes to the local backend
-    /// will use (nothing for other backends). See [`crate::tiering`]'s start.
+    /// will use (nothing for other backends). See [`crate::container::storage_writer`]'s start.
     pub(crate) fn prefault_put(&self, len: usize) {
         if self.local_dir.is_some() {
             self.buffers.prefault(align_up(len as u64) as usize);

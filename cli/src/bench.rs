@@ -146,7 +146,7 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     if args.report_every.is_some_and(|e| e.is_nan() || e <= 0.0) {
         bail!("--report-every must be a positive number of seconds");
     }
-    let spec = StreamSpec { config: nadi_controller::views::create_config(None, Some(&args.scaling), None)? };
+    let spec = StreamSpec { config: nadi_proto::views::create_config(None, Some(&args.scaling), None)? };
     let spec = if args.scaling.trim() == "fixed" { StreamSpec::fixed(args.segments) } else { spec };
     ignore_exists(client.create_scope(scope).await)?;
     ignore_exists(client.create_stream(scope, stream, spec).await.map(|_| ()))?;

@@ -4,11 +4,17 @@
 //! transaction segment `{parent}#txn.{id}` belongs to its parent's container. The
 //! count is fixed for the life of a data directory (recorded in `tier1/containers`), because
 //! changing it would move segments away from the log that holds their data.
+//!
+//! Owns: the container set, the segment → container map, and [`load`] (per-segment rates).
+//! Calls: [`crate::container`]. Called by: [`crate::net`] (every request finds its container
+//! here) and [`crate::node`] (opens the store at start-up).
 
 use std::path::{Path, PathBuf};
 
 use crate::container::{Container, ContainerOptions};
 use crate::error::StoreError;
+
+pub mod load;
 
 /// Settings of a segment store.
 #[derive(Debug, Clone)]
@@ -60,7 +66,7 @@ impl SegmentStore {
     pub fn start_tiering(&self) {
         for c in &self.containers {
             if let Some(opts) = c.tiering_options() {
-                crate::tiering::spawn(c, opts);
+                crate::container::storage_writer::spawn(c, opts);
             }
         }
     }

@@ -21,8 +21,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::container::MAX_BATCH_BYTES;
 use crate::error::StoreError;
-use crate::load::StoreLoad;
 use crate::store::SegmentStore;
+use crate::store::load::StoreLoad;
 
 /// Append batches queued per stream before the handler stops reading more.
 pub const MAX_IN_FLIGHT: usize = 64;

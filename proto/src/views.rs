@@ -8,12 +8,24 @@
 
 use std::time::Duration;
 
-use nadi_proto::SegmentId;
-use nadi_proto::controller::v1 as pb;
+use crate::SegmentId;
+use crate::controller::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::MetaError;
+/// A request parameter in text form (a scaling or retention policy, a stream cut, a scale plan)
+/// that does not parse or is out of range. Servers answer it as `INVALID_ARGUMENT`; the
+/// controller converts it into its `MetaError::InvalidArgument`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {0}")]
+pub struct InvalidInput(pub String);
+
+impl InvalidInput {
+    /// The stable error code of this error.
+    pub fn code(&self) -> crate::ErrorCode {
+        crate::ErrorCode::InvalidArgument
+    }
+}
 
 /// One segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -430,8 +442,8 @@ impl From<&pb::CheckpointInfo> for CheckpointView {
 }
 
 /// Parses a stream cut written as `STREAM/SEGMENT_ID=OFFSET,…` (the CLI's and HTTP's form).
-pub fn parse_stream_cut(text: &str) -> Result<Vec<pb::SegmentPosition>, MetaError> {
-    let bad = || MetaError::InvalidArgument(format!("stream cut {text:?} is not STREAM/SEGMENT_ID=OFFSET,…"));
+pub fn parse_stream_cut(text: &str) -> Result<Vec<pb::SegmentPosition>, InvalidInput> {
+    let bad = || InvalidInput(format!("stream cut {text:?} is not STREAM/SEGMENT_ID=OFFSET,…"));
     text.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
@@ -534,13 +546,13 @@ pub fn policy_view(c: &pb::StreamConfig) -> PolicyView {
     PolicyView { scaling, retention }
 }
 
-fn invalid(m: String) -> MetaError {
-    MetaError::InvalidArgument(m)
+fn invalid(m: String) -> InvalidInput {
+    InvalidInput(m)
 }
 
 /// Parses `fixed`, `events:RATE,FACTOR,MIN` or `bytes:RATE,FACTOR,MIN`. `fixed` keeps
 /// `fixed_segments` segments.
-pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolicy, MetaError> {
+pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolicy, InvalidInput> {
     use pb::scaling_policy::Kind;
     let text = text.trim();
     if text == "fixed" {
@@ -564,7 +576,7 @@ pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolic
 }
 
 /// Parses `none`, `time:DURATION` (like `10s`, `5m`, `7days`) or `size:BYTES` (like `512MiB`).
-pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, MetaError> {
+pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, InvalidInput> {
     use pb::retention_policy::Kind;
     let text = text.trim();
     if text == "none" {
@@ -596,7 +608,7 @@ pub fn create_config(
     segments: Option<u32>,
     scaling: Option<&str>,
     retention: Option<&str>,
-) -> Result<pb::StreamConfig, MetaError> {
+) -> Result<pb::StreamConfig, InvalidInput> {
     let n = segments.unwrap_or(1);
     if !(1..=1024).contains(&n) {
         return Err(invalid(format!("a stream needs 1..=1024 segments, not {n}")));
@@ -615,7 +627,7 @@ pub fn update_config(
     info: &pb::StreamInfo,
     scaling: Option<&str>,
     retention: Option<&str>,
-) -> Result<pb::StreamConfig, MetaError> {
+) -> Result<pb::StreamConfig, InvalidInput> {
     if scaling.is_none() && retention.is_none() {
         return Err(invalid("nothing to update: give scaling and/or retention".into()));
     }
@@ -676,18 +688,16 @@ pub struct TruncatedView {
 }
 
 /// Parses `ID:OFFSET,ID:OFFSET…` (the CLI's form of a cut).
-pub fn parse_cut(s: &str) -> Result<Vec<SegmentOffsetView>, MetaError> {
+pub fn parse_cut(s: &str) -> Result<Vec<SegmentOffsetView>, InvalidInput> {
     s.split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (id, off) = p
                 .split_once(':')
-                .ok_or_else(|| MetaError::InvalidArgument(format!("cut position {p:?} must be SEGMENT_ID:OFFSET")))?;
-            let segment_id =
-                id.parse().map_err(|_| MetaError::InvalidArgument(format!("segment id {id:?} is not a number")))?;
-            let offset =
-                off.parse().map_err(|_| MetaError::InvalidArgument(format!("offset {off:?} is not a number")))?;
+                .ok_or_else(|| InvalidInput(format!("cut position {p:?} must be SEGMENT_ID:OFFSET")))?;
+            let segment_id = id.parse().map_err(|_| InvalidInput(format!("segment id {id:?} is not a number")))?;
+            let offset = off.parse().map_err(|_| InvalidInput(format!("offset {off:?} is not a number")))?;
             Ok(SegmentOffsetView { segment_id, offset })
         })
         .collect()
@@ -713,7 +723,7 @@ pub struct ScaleBody {
 /// Turns a split/merge/raw request into the `ScaleStream` request, using the stream's active
 /// segments. Ids that are not active are passed on as they are, so the controller answers with
 /// the precise error (`NOT_FOUND_SEGMENT` or `SEALED`) for them.
-pub fn plan_scale(info: &pb::StreamInfo, body: &ScaleBody) -> Result<pb::ScaleStreamRequest, MetaError> {
+pub fn plan_scale(info: &pb::StreamInfo, body: &ScaleBody) -> Result<pb::ScaleStreamRequest, InvalidInput> {
     let active = |id: u64| info.active_segments.iter().find(|s| s.id == id);
     let range = |low, high| pb::KeyRange { low, high };
     let (sealed, new_ranges) = match (body.split, &body.merge, &body.sealed) {
@@ -724,7 +734,7 @@ pub fn plan_scale(info: &pb::StreamInfo, body: &ScaleBody) -> Result<pb::ScaleSt
             }
             match active(id) {
                 Some(s) => {
-                    let ranges = nadi_proto::routing::split_range(s.key_low, s.key_high, n);
+                    let ranges = crate::routing::split_range(s.key_low, s.key_high, n);
                     (vec![id], ranges.into_iter().map(|(l, h)| range(l, h)).collect())
                 }
                 None => (vec![id], vec![range(0.0, 1.0)]),
@@ -803,10 +813,10 @@ mod tests {
         assert_eq!(parse_retention("size:512MiB").unwrap().value, 512 << 20);
         assert_eq!(parse_retention("time:1h").unwrap().value, 3_600_000);
         for bad in ["time:", "time:0s", "size:lots", "forever", "time:-1s"] {
-            assert!(matches!(parse_retention(bad), Err(MetaError::InvalidArgument(_))), "{bad}");
+            assert!(parse_retention(bad).is_err(), "{bad}");
         }
         for bad in ["events:1,2", "events:a,b,c", "bytes", "linear:1,2,3", "events:1,2,3,4"] {
-            assert!(matches!(parse_scaling(bad, 1), Err(MetaError::InvalidArgument(_))), "{bad}");
+            assert!(parse_scaling(bad, 1).is_err(), "{bad}");
         }
     }
 
@@ -833,7 +843,7 @@ mod tests {
         assert_eq!(split.new_ranges[4].high, 0.75);
         let merge = plan_scale(&i, &ScaleBody { merge: Some(vec![2, 1]), ..Default::default() }).unwrap();
         assert_eq!(merge.new_ranges, vec![pb::KeyRange { low: 0.5, high: 1.0 }]);
-        let invalid = |b: ScaleBody| assert!(matches!(plan_scale(&i, &b), Err(MetaError::InvalidArgument(_))), "{b:?}");
+        let invalid = |b: ScaleBody| assert!(plan_scale(&i, &b).is_err(), "{b:?}");
         invalid(ScaleBody { merge: Some(vec![0, 2]), ..Default::default() });
         invalid(ScaleBody { merge: Some(vec![0]), ..Default::default() });
         invalid(ScaleBody { merge: Some(vec![0, 0]), ..Default::default() });

@@ -45,8 +45,8 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::BufMut;
 
+use crate::container::ops::{Cursor, DecodeError, put_str, put_varint};
 use crate::log::LogAddress;
-use crate::ops::{Cursor, DecodeError, put_str, put_varint};
 
 /// Payload format version.
 const VERSION: u8 = 2;

@@ -1,0 +1,441 @@
+//! `nadi-cli`: the client commands of the `nadi` binary (scopes, streams, scaling, cluster,
+//! reader groups, transactions, `write`, `read`, `bench`), built only on the `nadi-client`
+//! crate and the shared protocol types of `nadi-proto`.
+//!
+//! Owns: the clap definitions of the client commands ([`ClientCommand`]) and their
+//! implementations ([`commands`], [`bench`]). Called by: the `nadi` binary of `nadi-server`,
+//! which adds its server commands beside these; nothing here depends on the server.
+//!
+//! Each command prints a short result on stdout and, on failure, one line `error: …` on stderr
+//! with a non-zero exit code ([`one_line`]).
+
+pub mod bench;
+pub mod commands;
+
+use std::time::Duration;
+
+use clap::Subcommand;
+use nadi_client::NadiClient;
+
+use commands::{KeyMode, controllers};
+
+/// The client commands of the `nadi` binary (the server binary flattens these into its own
+/// command list, beside `standalone`, `controller` and `segment-store`).
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Manage scopes.
+    #[command(subcommand)]
+    Scope(ScopeCmd),
+    /// Manage streams.
+    #[command(subcommand)]
+    Stream(StreamCmd),
+    /// Inspect the cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Manage reader groups (readers join with `nadi read --group`).
+    #[command(subcommand)]
+    ReaderGroup(GroupCmd),
+    /// Write each stdin line as one event; exits 0 only when every event is durable.
+    Write {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Routing key for every event.
+        #[arg(long, conflicts_with = "key_sep")]
+        key: Option<String>,
+        /// The routing key is the text before the first SEP in each line.
+        #[arg(long)]
+        key_sep: Option<String>,
+        /// Stable writer id: makes the write idempotent, so running it again with the same id
+        /// over the same input (e.g. after it was killed) stores no event twice. Default: a
+        /// random id.
+        #[arg(long)]
+        writer_id: Option<String>,
+        /// Write all lines in one transaction: readable all at once after the commit, or never.
+        #[arg(long)]
+        txn: bool,
+        /// Lease of the transaction, e.g. `60s`, `5m` (with --txn).
+        #[arg(long, requires = "txn", default_value = "60s", value_parser = humantime::parse_duration)]
+        txn_lease: Duration,
+    },
+    /// Transactions: begin, add events, commit, abort, inspect.
+    #[command(subcommand)]
+    Txn(TxnCmd),
+    /// Measure producer/consumer throughput and latency; prints one JSON object.
+    Bench(bench::BenchArgs),
+    /// Print events, one payload per line.
+    Read {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Start at the beginning of the stream (default: only new events).
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after N events.
+        #[arg(long)]
+        max: Option<u64>,
+        /// Stop after this many seconds without an event.
+        #[arg(long)]
+        idle_timeout: Option<f64>,
+        /// Join reader group NAME (created if missing: from the start with --from-start, else
+        /// from the tail); several processes with the same group share the stream's segments.
+        #[arg(long)]
+        group: Option<String>,
+        /// With --group: this reader's id (default: random).
+        #[arg(long, requires = "group")]
+        reader_id: Option<String>,
+        /// With --group: print `STREAM/SEGMENT_ID@OFFSET<TAB>` before each payload, and
+        /// `#checkpoint NAME` before the first event after this reader recorded a checkpoint.
+        #[arg(long, requires = "group")]
+        with_position: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// Create a reader group over one or more streams of a scope.
+    Create {
+        /// SCOPE/GROUP
+        group: String,
+        /// A stream of the scope (repeat for several).
+        #[arg(long = "stream", required = true)]
+        streams: Vec<String>,
+        /// head | tail | STREAM/SEGMENT_ID=OFFSET,… (default head).
+        #[arg(long, default_value = "head")]
+        from: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the reader groups of a scope.
+    List {
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Readers, segment assignment, positions and lag.
+    Info {
+        /// SCOPE/GROUP
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a reader group.
+    Delete {
+        /// SCOPE/GROUP
+        group: String,
+    },
+    /// Start a checkpoint; with --wait, wait until every reader recorded its position.
+    Checkpoint {
+        /// SCOPE/GROUP
+        group: String,
+        /// The checkpoint's name.
+        name: String,
+        /// Wait up to this many seconds for it to complete.
+        #[arg(long)]
+        wait: Option<f64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move the group to a checkpoint or a stream cut; its readers must join again.
+    Reset {
+        /// SCOPE/GROUP
+        group: String,
+        #[arg(long, conflicts_with = "cut", required_unless_present = "cut")]
+        checkpoint: Option<String>,
+        /// STREAM/SEGMENT_ID=OFFSET,…
+        #[arg(long)]
+        cut: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Declare a reader offline (it died): its segments go back at its last synced positions.
+    Offline {
+        /// SCOPE/GROUP
+        group: String,
+        /// The reader's id.
+        reader: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScopeCmd {
+    /// Create a scope.
+    Create { scope: String },
+    /// List the scopes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an empty scope.
+    Delete { scope: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TxnCmd {
+    /// Open a transaction; prints its id.
+    Begin {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Lease, e.g. `60s`: an open transaction not committed or pinged within it is aborted.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add stdin lines (one event each) to an open transaction begun by any process; does not commit.
+    Write {
+        /// Transaction id.
+        txn: String,
+        /// Routing key for every event.
+        #[arg(long, conflicts_with = "key_sep")]
+        key: Option<String>,
+        /// The routing key is the text before the first SEP in each line.
+        #[arg(long)]
+        key_sep: Option<String>,
+    },
+    /// Commit: all events become readable. Committing a committed transaction succeeds.
+    Commit {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Abort: none of the events will ever be readable.
+    Abort {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extend the lease of an open transaction.
+    Ping {
+        txn: String,
+        /// New lease from now (default: the current lease length).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lease: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A transaction's state.
+    Status {
+        txn: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The transactions of a stream (open ones and recently finished ones).
+    List {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Controller members, leader, segment stores and container assignment.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StreamCmd {
+    /// Create a stream.
+    Create {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Number of segments of a fixed stream (default 1).
+        #[arg(long)]
+        segments: Option<u32>,
+        /// fixed | events:RATE,FACTOR,MIN | bytes:RATE,FACTOR,MIN (RATE in KiB/s).
+        #[arg(long)]
+        scaling: Option<String>,
+        /// none | time:DURATION (e.g. 7days) | size:BYTES (e.g. 512MiB).
+        #[arg(long)]
+        retention: Option<String>,
+    },
+    /// Change a stream's scaling and/or retention policy.
+    Update {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        scaling: Option<String>,
+        #[arg(long)]
+        retention: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Split one segment or merge adjacent ones (ids as in `stream info --json`).
+    Scale {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Id of the segment to split.
+        #[arg(long, conflicts_with = "merge", required_unless_present = "merge")]
+        split: Option<u64>,
+        /// Parts of the split (default 2).
+        #[arg(long, requires = "split")]
+        into: Option<u32>,
+        /// Comma-separated ids of adjacent segments to merge.
+        #[arg(long)]
+        merge: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a stream cut: the head (default) or the tail, as SEGMENT_ID:OFFSET,…
+    Cut {
+        /// SCOPE/STREAM
+        stream: String,
+        /// The tail (every active segment at its length) instead of the head.
+        #[arg(long)]
+        tail: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Truncate a stream at a stream cut: older segments are deleted, the cut becomes the head.
+    Truncate {
+        /// SCOPE/STREAM
+        stream: String,
+        /// The cut, SEGMENT_ID:OFFSET,… (as printed by `stream cut`).
+        #[arg(long, conflicts_with = "at_tail")]
+        cut: Option<String>,
+        /// Truncate at the current tail (drop everything written so far).
+        #[arg(long)]
+        at_tail: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every epoch of a stream with its segments.
+    History {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the streams of a scope.
+    List {
+        scope: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a stream's state and active segments.
+    Info {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Seal a stream: no more writes.
+    Seal { stream: String },
+    /// Delete a sealed stream and its data.
+    Delete { stream: String },
+}
+
+/// The error and its causes on one line, ending with the stable error code when there is one
+/// (the same `code` the admin HTTP API returns), e.g. `… [NOT_FOUND_STREAM]`.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    let code = e.chain().find_map(|c| {
+        c.downcast_ref::<nadi_client::ClientError>()
+            .and_then(|ce| ce.code)
+            .or_else(|| c.downcast_ref::<commands::ArgError>().map(|a| a.code()))
+            .or_else(|| c.downcast_ref::<nadi_proto::views::InvalidInput>().map(|e| e.code()))
+    });
+    match code {
+        Some(code) => format!("{text} [{}]", code.reason()),
+        None => text,
+    }
+}
+
+fn key_mode(key: Option<String>, key_sep: Option<String>) -> KeyMode {
+    match (key, key_sep) {
+        (Some(k), _) => KeyMode::Fixed(k),
+        (None, Some(sep)) => KeyMode::Separator(sep),
+        (None, None) => KeyMode::None,
+    }
+}
+
+/// Runs one client command against the controllers at `controller` (comma-separated URLs).
+pub async fn run(controller: &str, command: ClientCommand) -> anyhow::Result<()> {
+    let client = || NadiClient::new(&controllers(controller));
+    match command {
+        ClientCommand::Scope(ScopeCmd::Create { scope }) => commands::scope_create(&client()?, &scope).await,
+        ClientCommand::Scope(ScopeCmd::List { json }) => commands::scope_list(&client()?, json).await,
+        ClientCommand::Scope(ScopeCmd::Delete { scope }) => commands::scope_delete(&client()?, &scope).await,
+        ClientCommand::Cluster(ClusterCmd::Info { json }) => commands::cluster_info(&client()?, json).await,
+        ClientCommand::Stream(cmd) => {
+            let c = client()?;
+            match cmd {
+                StreamCmd::Create { stream, segments, scaling, retention } => {
+                    commands::stream_create(&c, &stream, segments, scaling.as_deref(), retention.as_deref()).await
+                }
+                StreamCmd::Update { stream, scaling, retention, json } => {
+                    commands::stream_update(&c, &stream, scaling.as_deref(), retention.as_deref(), json).await
+                }
+                StreamCmd::Scale { stream, split, into, merge, json } => {
+                    commands::stream_scale(&c, &stream, split, into, merge.as_deref(), json).await
+                }
+                StreamCmd::History { stream, json } => commands::stream_history(&c, &stream, json).await,
+                StreamCmd::Cut { stream, tail, json } => commands::stream_cut(&c, &stream, tail, json).await,
+                StreamCmd::Truncate { stream, cut, at_tail, json } => {
+                    commands::stream_truncate(&c, &stream, cut.as_deref(), at_tail, json).await
+                }
+                StreamCmd::List { scope, json } => commands::stream_list(&c, &scope, json).await,
+                StreamCmd::Info { stream, json } => commands::stream_info(&c, &stream, json).await,
+                StreamCmd::Seal { stream } => commands::stream_seal(&c, &stream).await,
+                StreamCmd::Delete { stream } => commands::stream_delete(&c, &stream).await,
+            }
+        }
+        ClientCommand::Write { stream, key, key_sep, writer_id, txn, txn_lease } => {
+            commands::write(&client()?, &stream, key_mode(key, key_sep), writer_id, txn.then_some(txn_lease)).await
+        }
+        ClientCommand::Txn(cmd) => {
+            let c = client()?;
+            match cmd {
+                TxnCmd::Begin { stream, lease, json } => commands::txn_begin(&c, &stream, lease, json).await,
+                TxnCmd::Write { txn, key, key_sep } => commands::txn_write(&c, &txn, key_mode(key, key_sep)).await,
+                TxnCmd::Commit { txn, json } => commands::txn_op(&c, "commit", &txn, None, json).await,
+                TxnCmd::Abort { txn, json } => commands::txn_op(&c, "abort", &txn, None, json).await,
+                TxnCmd::Ping { txn, lease, json } => commands::txn_op(&c, "ping", &txn, lease, json).await,
+                TxnCmd::Status { txn, json } => commands::txn_op(&c, "status", &txn, None, json).await,
+                TxnCmd::List { stream, json } => commands::txn_list(&c, &stream, json).await,
+            }
+        }
+        ClientCommand::Bench(args) => bench::run(&client()?, args).await,
+        ClientCommand::Read { stream, from_start, max, idle_timeout, group, reader_id, with_position } => {
+            let idle = seconds(idle_timeout, "--idle-timeout")?;
+            match group {
+                Some(group) => {
+                    let opts = commands::GroupReadOptions { reader_id, with_position };
+                    commands::read_group(&client()?, &stream, &group, from_start, max, idle, opts).await
+                }
+                None => commands::read(&client()?, &stream, from_start, max, idle).await,
+            }
+        }
+        ClientCommand::ReaderGroup(cmd) => {
+            let c = client()?;
+            match cmd {
+                GroupCmd::Create { group, streams, from, json } => {
+                    commands::group_create(&c, &group, &streams, &from, json).await
+                }
+                GroupCmd::List { scope, json } => commands::group_list(&c, &scope, json).await,
+                GroupCmd::Info { group, json } => commands::group_info(&c, &group, json).await,
+                GroupCmd::Delete { group } => commands::group_delete(&c, &group).await,
+                GroupCmd::Checkpoint { group, name, wait, json } => {
+                    let wait = seconds(wait, "--wait")?;
+                    commands::group_checkpoint(&c, &group, &name, wait, json).await
+                }
+                GroupCmd::Reset { group, checkpoint, cut, json } => {
+                    commands::group_reset(&c, &group, checkpoint.as_deref(), cut.as_deref(), json).await
+                }
+                GroupCmd::Offline { group, reader } => commands::group_offline(&c, &group, &reader).await,
+            }
+        }
+    }
+}
+
+/// A `--flag SECS` value as a duration.
+fn seconds(v: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
+    match v {
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+        Some(_) => anyhow::bail!("{flag} must be a number of seconds"),
+        None => Ok(None),
+    }
+}

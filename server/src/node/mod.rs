@@ -1,0 +1,66 @@
+//! Process wiring: the three server commands of the `nadi` binary and what they share.
+//!
+//! Owns: [`standalone`] (`nadi standalone`: everything in one process), [`controller`] (`nadi
+//! controller`: one member of the controllers' Raft group), [`segment_store`] (`nadi
+//! segment-store`: a store that registers with the controllers), [`registration`] (the store's
+//! stable id and its heartbeats to the controllers), [`config`] (settings), and here the
+//! listeners and gRPC server settings all of them use.
+//! Calls: [`crate::net`] (the services it serves), [`crate::store`] (opens the store), the
+//! `nadi-controller` crate (the controller node). Called by: the binary's `main`.
+
+pub mod config;
+pub mod controller;
+pub mod registration;
+pub mod segment_store;
+pub mod standalone;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tower::layer::util::{Identity, Stack};
+
+use crate::net::wire::TypedDecodeErrorsLayer;
+
+pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
+}
+
+/// Accepted connections of `listener` with Nagle's algorithm off. (`Server::tcp_nodelay`
+/// applies only to listeners tonic binds itself; without this, a small acknowledgement that
+/// follows another one waits for the client's delayed TCP ACK, up to 40 ms, whenever the
+/// client has nothing more to send, e.g. for the last events before a flush.)
+pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
+/// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS), whose
+/// malformed-request errors are typed (see [`crate::net::wire`]).
+pub fn grpc_server() -> Server<Stack<TypedDecodeErrorsLayer, Identity>> {
+    Server::builder()
+        .tcp_nodelay(true)
+        .max_frame_size(Some(1024 * 1024 - 1))
+        .initial_stream_window_size(Some(8 * 1024 * 1024))
+        .initial_connection_window_size(Some(32 * 1024 * 1024))
+        .layer(TypedDecodeErrorsLayer)
+}
+
+/// Resolves when `rx` says stop.
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,108 @@
+//! A segment store's identity and its registration with the controllers: the stable store id
+//! kept in its Tier-1 directory, and the heartbeats that carry its load and tell it which
+//! containers it holds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nadi_proto::raft::v1 as rpb;
+use nadi_proto::raft::v1::segment_store_registry_client::SegmentStoreRegistryClient;
+
+use crate::store::load::StoreLoad;
+
+/// The stable id of the segment store whose Tier-1 data is in `dir` (created on first start).
+pub fn store_id(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("store-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            let id = format!("store-{:016x}", rand::random::<u64>());
+            nadi_controller::fsutil::write_atomic(&path, format!("{id}\n").as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// How often a store heartbeats: every 2 s, or every load tick if that is shorter (so the
+/// auto-scaler sees each tick's rates).
+pub fn heartbeat_every(load: &crate::store::load::LoadSettings) -> Duration {
+    load.tick.min(Duration::from_secs(2))
+}
+
+/// Registers the store with the controllers, then keeps heartbeating every `every`, failing
+/// over between `controllers`; every heartbeat carries the latest rates of `load`. Returns after
+/// the first successful registration; the heartbeats go on in the background.
+pub async fn register(
+    controllers: Vec<String>,
+    request: rpb::HeartbeatRequest,
+    load: StoreLoad,
+    every: Duration,
+    first_deadline: Duration,
+) -> anyhow::Result<Vec<u32>> {
+    let clients: Vec<_> = controllers
+        .iter()
+        .map(|url| {
+            let ch = tonic::transport::Endpoint::from_shared(url.clone())
+                .with_context(|| format!("controller URL {url:?}"))?
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(5))
+                .connect_lazy();
+            Ok(SegmentStoreRegistryClient::new(ch))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    if clients.is_empty() {
+        bail!("no controller URL given (--controller)");
+    }
+    let beat = {
+        let clients = clients.clone();
+        let request = request.clone();
+        move |start: usize| {
+            let clients = clients.clone();
+            let mut request = request.clone();
+            (request.loads, request.load_windows_ms) = load.report();
+            async move {
+                let mut last = None;
+                for i in 0..clients.len() {
+                    let idx = (start + i) % clients.len();
+                    match clients[idx].clone().heartbeat(request.clone()).await {
+                        Ok(r) => return Ok((idx, r.into_inner())),
+                        Err(s) => last = Some(s),
+                    }
+                }
+                Err(last.expect("at least one controller"))
+            }
+        }
+    };
+    let deadline = tokio::time::Instant::now() + first_deadline;
+    let mut preferred = 0;
+    let assigned = loop {
+        match beat(preferred).await {
+            Ok((idx, r)) => {
+                preferred = idx;
+                break r.assigned_containers;
+            }
+            Err(s) if nadi_proto::errors::from_status(&s).0.is_retryable() || s.code() == tonic::Code::Unavailable => {
+                if tokio::time::Instant::now() >= deadline {
+                    bail!("could not register with the controller: {}", s.message());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => bail!("the controller refused this segment store: {}", s.message()),
+        }
+    };
+    tokio::spawn(async move {
+        let mut preferred = preferred;
+        loop {
+            tokio::time::sleep(every).await;
+            match beat(preferred).await {
+                Ok((idx, _)) => preferred = idx,
+                Err(s) => tracing::warn!(error = %s.message(), "heartbeat to the controllers failed; retrying"),
+            }
+        }
+    });
+    Ok(assigned)
+}
