@@ -27,9 +27,19 @@ use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder;
 
-use crate::container::{Candidate, Container};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use crate::container::Container;
+use crate::container::checkpoint::IndexEntry;
+use crate::container::state::ChunkId;
+use crate::container::writer::Request;
 use crate::direct::prefault;
 use crate::error::StoreError;
+use crate::log::LogAddress;
+use crate::tier2::Tier2;
 use crate::tier2::{Urgency, encode_chunk_into};
 
 /// Default size at which a segment's Tier-1 bytes are moved to Tier-2 as one chunk.
@@ -267,6 +277,136 @@ async fn sweep(c: &Container) -> Result<usize, crate::tier2::Tier2Error> {
         }
     }
     Ok(n)
+}
+
+/// A run of a segment's Tier-1 bytes that the storage writer may move to Tier-2.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    pub name: String,
+    pub local: u64,
+    pub offset: u64,
+    pub len: u64,
+    /// The oldest log file the run's bytes are in.
+    pub oldest_file: u64,
+    /// The segment has more Tier-1 bytes after this run.
+    pub more: bool,
+}
+
+/// The storage writer's view of a container (see [`crate::container::storage_writer`]).
+impl Container {
+    pub(crate) fn tier2(&self) -> Option<&Arc<Tier2>> {
+        self.shared.tier2.as_ref()
+    }
+
+    /// The storage writer's settings, if there is a Tier-2.
+    pub(crate) fn tiering_options(&self) -> Option<crate::container::storage_writer::TieringOptions> {
+        self.shared.tier2.as_ref().map(|_| self.shared.tiering.clone())
+    }
+
+    /// A handle without the append channel: the writer thread stops when every other handle
+    /// is dropped, even while the storage writer runs.
+    pub(crate) fn for_storage_writer(&self) -> Container {
+        Container { shared: self.shared.clone(), tx: None, meta_tx: self.meta_tx.clone() }
+    }
+
+    /// True once the writer thread has stopped (or never ran: a damaged container).
+    pub(crate) fn storage_writer_stopped(&self) -> bool {
+        self.meta_tx.as_ref().is_none_or(|t| t.is_closed())
+    }
+
+    /// For every segment with bytes in the Tier-1 log: its first run of contiguous entries,
+    /// up to about `max_len` bytes (at least one entry).
+    pub(crate) fn tier_candidates(&self, max_len: u64) -> Vec<Candidate> {
+        let d = self.shared.durable.read();
+        let mut out = Vec::new();
+        for (name, s) in &d.segments {
+            let Some(first) = s.index.first() else { continue };
+            let (mut len, mut oldest, mut n) = (0u64, u64::MAX, 0usize);
+            for e in &s.index {
+                if first.offset + len != e.offset || (n > 0 && len + e.len as u64 > max_len) {
+                    break;
+                }
+                len += e.len as u64;
+                oldest = oldest.min(e.addr.file);
+                n += 1;
+            }
+            out.push(Candidate {
+                name: name.clone(),
+                local: s.local,
+                offset: first.offset,
+                len,
+                oldest_file: oldest,
+                more: n < s.index.len(),
+            });
+        }
+        out
+    }
+
+    /// Copies a run of Tier-1 bytes (checking the CRC of records recovery did not read).
+    pub(crate) fn read_tier1_run(&self, c: &Candidate, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        let pieces: Vec<IndexEntry> = {
+            let d = self.shared.durable.read();
+            let s = d
+                .segments
+                .get(&c.name)
+                .filter(|s| s.local == c.local)
+                .ok_or_else(|| StoreError::SegmentNotFound(c.name.clone()))?;
+            let first = s.index.partition_point(|e| e.offset < c.offset);
+            s.index[first..].iter().take_while(|e| e.offset < c.offset + c.len).copied().collect()
+        };
+        let covered: u64 = pieces.iter().map(|p| p.len as u64).sum();
+        if pieces.first().map(|p| p.offset) != Some(c.offset) || covered != c.len {
+            return Err(StoreError::InvalidArgument(format!("segment {}: the run moved", c.name)));
+        }
+        self.verify_pieces(&c.name, &pieces).map_err(|(_, e)| e)?;
+        buf.clear();
+        let pieces: Vec<(LogAddress, usize)> = pieces.iter().map(|p| (p.addr, p.len as usize)).collect();
+        self.shared.log.read_once(&pieces, buf).map_err(|e| StoreError::Internal(e.to_string()))
+    }
+
+    /// Records, durably, that a run is in Tier-2 (its chunk uploaded).
+    pub(crate) async fn tiered(&self, c: &Candidate) -> Result<(), StoreError> {
+        let Some(tx) = &self.meta_tx else { return Err(self.damaged()) };
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Tiered { name: c.name.clone(), local: c.local, offset: c.offset, len: c.len, reply };
+        tx.send(req).await.map_err(|_| StoreError::ShuttingDown)?;
+        rx.await.map_err(|_| StoreError::ShuttingDown)?
+    }
+
+    /// Chunks no segment refers to any more (taken: the caller deletes them).
+    pub(crate) fn take_garbage(&self) -> Vec<ChunkId> {
+        std::mem::take(&mut *self.shared.garbage.lock())
+    }
+
+    /// Gives back chunks whose deletion failed, to try again later.
+    pub(crate) fn return_garbage(&self, ids: Vec<ChunkId>) {
+        self.shared.garbage.lock().extend(ids);
+    }
+
+    /// Every chunk the durable state refers to.
+    pub(crate) fn chunk_ids(&self) -> HashSet<ChunkId> {
+        let d = self.shared.durable.read();
+        d.segments.values().flat_map(|s| s.chunks.iter().map(|c| (c.obj_local, c.obj_offset))).collect()
+    }
+
+    /// The Tier-1 log file being written, and whether appends wait for Tier-1 space.
+    /// Earlier log files kept in memory: bytes in older files are read from the disk.
+    pub(crate) fn cached_files(&self) -> u64 {
+        self.shared.cached_files
+    }
+
+    pub(crate) fn tier1_state(&self) -> (u64, bool) {
+        use std::sync::atomic::Ordering;
+        (self.shared.current_file.load(Ordering::Relaxed), self.shared.stalled.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of segment data in Tier-1 and in Tier-2 (for tests and metrics).
+    pub fn tier_bytes(&self) -> (u64, u64) {
+        let d = self.shared.durable.read();
+        let t1 = d.segments.values().flat_map(|s| s.index.iter()).map(|e| e.len as u64).sum();
+        let t2 = d.segments.values().flat_map(|s| s.chunks.iter()).map(|c| c.len).sum();
+        (t1, t2)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! The seam between a container's ordered, durable log of records and the state machine that
+//! applies them: where replication plugs in.
+//!
+//! ```text
+//!   requests ─► writer thread (writer.rs): validate against the *written* state, encode a group
+//!                    │
+//!                    ▼
+//!            ContainerLog::commit(payload) ─► Committed { lsn, addr }     ◄── the log half
+//!                    │  single copy today: append to the Tier-1 log + fsync (SingleCopy)
+//!                    │  replicated later:  append here, replicate, wait for a majority
+//!                    ▼
+//!            ContainerStateMachine::apply_batch(at, payload)              ◄── the apply half
+//!                    │  the *durable* state readers see (state.rs); recovery (recovery.rs)
+//!                    │  drives the very same apply from the records it finds on disk
+//!                    ▼
+//!            answer every request of the group
+//! ```
+//!
+//! The shape follows openraft's storage split on purpose: its log storage takes batched
+//! appends and calls back once they are flushed (our group commit), and its state machine
+//! applies committed entries in order and builds/installs snapshots (our metadata checkpoints).
+//! A replicated container implements [`ContainerLog`] with a consensus group whose log is this
+//! Tier-1 log; [`ContainerStateMachine`] stays as it is.
+//!
+//! Owns: the two traits and [`SingleCopy`], the single-copy log. Calls: `crate::log`. Called
+//! by: `container::writer` (commit), `container::state` and `container::recovery` (apply).
+
+use crate::container::state::ChunkId;
+use crate::log::{LogAddress, LogError, LogWriter, Lsn, RecordKind};
+
+/// Where a committed record sits in the container's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    /// The record's log sequence number; committed records have increasing lsns with no gap.
+    pub lsn: Lsn,
+    /// Where the record's payload starts in the Tier-1 log (the read index points into it).
+    pub addr: LogAddress,
+}
+
+/// The log half: an ordered log of container records that says when a record is committed.
+///
+/// Ordering: records are committed in the order `commit` is called, and a record is never
+/// committed before the ones before it. Durability: when `commit` returns `Ok`, the record
+/// survives what the implementation promises (single copy: a crash of this process or
+/// machine; replicated: the loss of a minority of replicas), and only then may its effects be
+/// applied and acknowledged. Called from the container's one writer thread (blocking calls
+/// are fine there, never on a runtime worker).
+pub trait ContainerLog: Send + 'static {
+    /// The largest payload one record may have.
+    fn max_record_payload(&self) -> usize;
+
+    /// Makes room for a record of up to `len` payload bytes, before anything is encoded, so
+    /// that a full disk fails a whole group before any state changes. `data`: the record
+    /// holds appends and waits at the Tier-1 capacity (`LogError::Full`); otherwise it is the
+    /// storage writer's metadata, which may go past the capacity by one file to free space.
+    fn reserve(&mut self, len: usize, data: bool) -> Result<(), LogError>;
+
+    /// Appends one batch record and returns once it is committed. An error means the record
+    /// may or may not be in the log: the caller's written state is then ahead of the log, and
+    /// the container must stop (the writer aborts the process).
+    fn commit(&mut self, payload: &[u8]) -> Result<Committed, LogError>;
+
+    /// Writes a checkpoint record (a snapshot of the state machine) after every committed
+    /// record; log files before `keep_from` may then be recycled.
+    fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError>;
+
+    /// The log file being written (the storage writer moves data out of older files first).
+    fn current_file(&self) -> u64;
+}
+
+/// The apply half: the container's state machine, fed committed records in log order.
+///
+/// `apply_batch` is called exactly once per committed batch record, in lsn order, and never
+/// for a record that is not committed; `restore` replaces the whole state with a checkpoint's.
+/// The live writer and recovery call the same functions, so a running store and one recovered
+/// from its log cannot differ.
+pub trait ContainerStateMachine {
+    /// Applies one committed batch record. Returns the Tier-2 chunks that no segment refers
+    /// to any more (for the storage writer to delete). An error means the payload does not
+    /// decode: nothing of it was applied.
+    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String>;
+
+    /// Replaces the state with the one a checkpoint record holds. An error leaves the state
+    /// as it was.
+    fn restore(&mut self, checkpoint: &[u8]) -> Result<(), String>;
+}
+
+/// The single-copy log: one Tier-1 log on this machine; committed means fsync'd here.
+pub struct SingleCopy {
+    log: Box<dyn LogWriter>,
+    container: u32,
+}
+
+impl std::fmt::Debug for SingleCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleCopy").field("container", &self.container).finish_non_exhaustive()
+    }
+}
+
+impl SingleCopy {
+    pub fn new(container: u32, log: Box<dyn LogWriter>) -> Self {
+        Self { log, container }
+    }
+}
+
+impl ContainerLog for SingleCopy {
+    fn max_record_payload(&self) -> usize {
+        self.log.max_record_payload()
+    }
+
+    fn reserve(&mut self, len: usize, data: bool) -> Result<(), LogError> {
+        if data { self.log.reserve_data(len) } else { self.log.reserve(len) }
+    }
+
+    fn commit(&mut self, payload: &[u8]) -> Result<Committed, LogError> {
+        let (lsn, addr) = self.log.append(RecordKind::Batch, payload)?;
+        if let Err(e) = self.log.sync() {
+            // After a failed fsync the kernel may have dropped the dirty pages: the log's
+            // contents are unknown, and going on could acknowledge lost data.
+            tracing::error!(container = self.container, error = %e, "fsync of the Tier-1 log failed; aborting (see docs/operations.md)");
+            std::process::abort();
+        }
+        Ok(Committed { lsn, addr })
+    }
+
+    fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
+        self.log.checkpoint_keeping(snapshot, keep_from)
+    }
+
+    fn current_file(&self) -> u64 {
+        self.log.current_file()
+    }
+}

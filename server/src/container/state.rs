@@ -1,0 +1,286 @@
+//! A container's state: the segment table with each segment's read index, in two views, and
+//! the functions that apply log operations to them.
+//!
+//! - [`Durable`]: what readers see, changed only by committed records (behind the container's
+//!   lock, see `Shared::durable`). Each segment's read index says where each of its bytes is:
+//!   a run of a Tier-1 log record ([`IndexEntry`]) or a Tier-2 chunk ([`ChunkRef`]).
+//! - [`Written`]: the writer thread's private view, ahead of `Durable` by the group being
+//!   committed; requests are validated against it.
+//!
+//! ```text
+//!   segment offsets:  start_offset            tiered | in Tier-1          length
+//!                     |<-- chunks (Tier-2) ------->|<-- index (Tier-1) ---->|
+//!   bytes before start_offset were truncated; each byte in [start_offset, length) is in
+//!   exactly one of `chunks` and `index`.
+//! ```
+//!
+//! Both views change only through [`apply_written`] and [`apply_durable`], which the live
+//! writer and recovery share. `Durable` is the state machine of the replication seam
+//! ([`ContainerStateMachine`]).
+//!
+//! Owns: the state types and apply functions. Calls: `container::ops` (decode),
+//! `container::checkpoint` (restore). Called by: the writer, recovery, reads, the storage writer.
+
+use std::collections::HashMap;
+
+use crate::container::checkpoint::{self, ChunkRef, IndexEntry};
+use crate::container::ops::{self, Op};
+use crate::container::seam::{Committed, ContainerStateMachine};
+use crate::log::LogAddress;
+
+/// Durable per-segment metadata and read index.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct SegmentMeta {
+    /// Container-local id of this incarnation of the name (ids are never reused), so that a
+    /// check made against it can be tied to the same segment later.
+    pub(super) local: u64,
+    pub(super) start_offset: u64,
+    pub(super) length: u64,
+    pub(super) sealed: bool,
+    pub(super) writers: HashMap<String, i64>,
+    pub(super) attributes: HashMap<String, u64>,
+    /// Bytes still in the Tier-1 log, in offset order.
+    pub(super) index: Vec<IndexEntry>,
+    /// Bytes in Tier-2, in offset order. Each byte of `[start_offset, length)` is in exactly
+    /// one of `index` and `chunks` (an entry straddling the start offset stays whole).
+    pub(super) chunks: Vec<ChunkRef>,
+}
+
+/// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
+pub type ChunkId = (u64, u64);
+
+/// What readers see: only durable state.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Durable {
+    pub(super) segments: HashMap<String, SegmentMeta>,
+    pub(super) names: HashMap<u64, String>,
+}
+
+/// The writer's view, including written-but-not-yet-durable operations.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Written {
+    pub(super) segments: HashMap<String, WrittenSegment>,
+    /// Local id -> name, so operations from the log find their segment in O(1).
+    pub(super) names: HashMap<u64, String>,
+    pub(super) next_local: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct WrittenSegment {
+    pub(super) local: u64,
+    pub(super) start_offset: u64,
+    pub(super) length: u64,
+    pub(super) sealed: bool,
+    pub(super) writers: HashMap<String, i64>,
+    pub(super) attributes: HashMap<String, u64>,
+}
+
+pub(super) fn apply_written(w: &mut Written, op: &Op<'_>) {
+    let Written { segments, names, next_local } = w;
+    fn by_local<'a>(
+        names: &HashMap<u64, String>,
+        segments: &'a mut HashMap<String, WrittenSegment>,
+        local: u64,
+    ) -> Option<&'a mut WrittenSegment> {
+        names.get(&local).and_then(|n| segments.get_mut(n))
+    }
+    match *op {
+        Op::Create { local, name } => {
+            segments.insert(name.to_owned(), WrittenSegment { local, ..Default::default() });
+            names.insert(local, name.to_owned());
+            *next_local = (*next_local).max(local + 1);
+        }
+        Op::Append { local, offset, writer, last_event_number, data_len, .. } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.length = offset + data_len as u64;
+                if !writer.is_empty() {
+                    s.writers.insert(writer.to_owned(), last_event_number);
+                }
+            }
+        }
+        Op::Seal { local } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.sealed = true;
+            }
+        }
+        Op::Delete { local } => {
+            if let Some(name) = names.remove(&local) {
+                segments.remove(&name);
+            }
+        }
+        Op::Truncate { local, start_offset } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.start_offset = start_offset;
+            }
+        }
+        Op::Merge { target, source } => {
+            let Some(src) = names.remove(&source).and_then(|n| segments.remove(&n)) else { return };
+            if let Some(t) = by_local(names, segments, target) {
+                t.length += src.length - src.start_offset;
+            }
+        }
+        Op::Attribute { local, key, value } => {
+            if let Some(s) = by_local(names, segments, local) {
+                s.attributes.insert(key.to_owned(), value);
+            }
+        }
+        Op::Tiered { .. } => {}
+    }
+}
+
+/// Applies one durable operation. `payload_addr` is the address of the record's payload.
+/// Tier-2 chunks that no segment refers to any more are added to `garbage`.
+pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress, garbage: &mut Vec<ChunkId>) {
+    match *op {
+        Op::Create { local, name } => {
+            d.segments.insert(name.to_owned(), SegmentMeta { local, ..Default::default() });
+            d.names.insert(local, name.to_owned());
+        }
+        Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
+            let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
+            if data_len > 0 {
+                s.index.push(IndexEntry {
+                    offset,
+                    len: data_len as u32,
+                    within: data_pos as u32,
+                    addr: payload_addr.offset(data_pos as u64),
+                });
+            }
+            s.length = offset + data_len as u64;
+            if !writer.is_empty() {
+                s.writers.insert(writer.to_owned(), last_event_number);
+            }
+        }
+        Op::Seal { local } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.sealed = true;
+            }
+        }
+        Op::Delete { local } => {
+            if let Some(name) = d.names.remove(&local)
+                && let Some(s) = d.segments.remove(&name)
+            {
+                garbage.extend(s.chunks.iter().map(|c| (c.obj_local, c.obj_offset)));
+            }
+        }
+        Op::Truncate { local, start_offset } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.start_offset = start_offset;
+                // Entries wholly before the new start are unreachable; the one straddling it
+                // stays (reads start inside it, at an event boundary).
+                s.index.retain(|e| e.offset + e.len as u64 > start_offset);
+                s.chunks.retain(|c| {
+                    let keep = c.end() > start_offset;
+                    if !keep {
+                        garbage.push((c.obj_local, c.obj_offset));
+                    }
+                    keep
+                });
+            }
+        }
+        Op::Tiered { local, offset, len } => {
+            let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
+            let end = offset + len;
+            // The entries of [offset, end) leave the Tier-1 index: reads now go to Tier-2.
+            s.index.retain(|e| e.offset < offset || e.offset + e.len as u64 > end);
+            let chunk = ChunkRef { offset, len, obj_local: local, obj_offset: offset, skip: 0 };
+            if chunk.end() <= s.start_offset {
+                garbage.push((local, offset));
+            } else {
+                let at = s.chunks.partition_point(|c| c.offset < offset);
+                s.chunks.insert(at, chunk);
+            }
+        }
+        Op::Merge { target, source } => {
+            let Some(src) = d.names.remove(&source).and_then(|n| d.segments.remove(&n)) else { return };
+            let Some(t) = d.names.get(&target).and_then(|n| d.segments.get_mut(n)) else { return };
+            // The source's readable bytes [start, length) become target bytes
+            // [t.length, t.length + length - start), pointing at the same log bytes: no copy.
+            for e in src.index {
+                if e.offset + e.len as u64 <= src.start_offset {
+                    continue;
+                }
+                let skip = src.start_offset.saturating_sub(e.offset);
+                t.index.push(IndexEntry {
+                    offset: t.length + (e.offset + skip - src.start_offset),
+                    len: (e.len as u64 - skip) as u32,
+                    within: e.within + skip as u32,
+                    addr: e.addr.offset(skip),
+                });
+            }
+            for c in src.chunks {
+                if c.end() <= src.start_offset {
+                    garbage.push((c.obj_local, c.obj_offset));
+                    continue;
+                }
+                let skip = src.start_offset.saturating_sub(c.offset);
+                t.chunks.push(ChunkRef {
+                    offset: t.length + (c.offset + skip - src.start_offset),
+                    len: c.len - skip,
+                    obj_local: c.obj_local,
+                    obj_offset: c.obj_offset,
+                    skip: c.skip + skip,
+                });
+            }
+            t.length += src.length - src.start_offset;
+        }
+        Op::Attribute { local, key, value } => {
+            if let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) {
+                s.attributes.insert(key.to_owned(), value);
+            }
+        }
+    }
+}
+
+/// Builds both views from a checkpoint record's payload.
+pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), String> {
+    let cp = checkpoint::decode(payload).map_err(|e| e.to_string())?;
+    let (mut durable, mut written) = (Durable::default(), Written::default());
+    written.next_local = cp.next_local;
+    for s in cp.segments {
+        written.names.insert(s.local, s.name.clone());
+        written.segments.insert(
+            s.name.clone(),
+            WrittenSegment {
+                local: s.local,
+                start_offset: s.start_offset,
+                length: s.length,
+                sealed: s.sealed,
+                writers: s.writers.clone(),
+                attributes: s.attributes.clone(),
+            },
+        );
+        durable.names.insert(s.local, s.name.clone());
+        durable.segments.insert(
+            s.name,
+            SegmentMeta {
+                local: s.local,
+                start_offset: s.start_offset,
+                length: s.length,
+                sealed: s.sealed,
+                writers: s.writers,
+                attributes: s.attributes,
+                index: s.index,
+                chunks: s.chunks,
+            },
+        );
+    }
+    Ok((durable, written))
+}
+
+/// The live state machine: the writer applies each committed group to the durable view.
+impl ContainerStateMachine for Durable {
+    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String> {
+        let ops = ops::decode(payload).map_err(|e| format!("record lsn {} at {}: {e}", at.lsn, at.addr))?;
+        let mut garbage = Vec::new();
+        for op in &ops {
+            apply_durable(self, op, at.addr, &mut garbage);
+        }
+        Ok(garbage)
+    }
+
+    fn restore(&mut self, checkpoint: &[u8]) -> Result<(), String> {
+        *self = from_checkpoint(checkpoint)?.0;
+        Ok(())
+    }
+}
