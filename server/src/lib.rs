@@ -14,9 +14,10 @@
 //! - [`store`]: the fixed set of containers and the stable map segment → container; per-segment
 //!   load rates for the auto-scaler.
 //! - [`container`]: one container = segments sharing one Tier-1 log. Its writer thread
-//!   ([`container::writer`]) batches requests into one log record, appends it through the
-//!   [`container::ContainerLog`] seam (today the [`log`] file; later a replicated log), syncs,
-//!   and only then applies it to the state readers see ([`container::state`]) and acknowledges.
+//!   (`container/writer.rs`) batches requests into one log record and commits it through the
+//!   [`container::seam::ContainerLog`] seam (today [`container::seam::SingleCopy`]: a Tier-1
+//!   append + fsync; later a replicated log), and only then applies it to the state readers
+//!   see ([`container::state`], the [`container::seam::ContainerStateMachine`]) and answers.
 //! - [`log`]: the Tier-1 log storage (trait, mmap'd/direct file, memory, conformance suite).
 //! - [`tier2`]: chunk objects in object storage and their read cache.
 

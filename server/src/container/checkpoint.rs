@@ -43,6 +43,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
+pub type ChunkId = (u64, u64);
+
 use bytes::BufMut;
 
 use crate::container::ops::{Cursor, DecodeError, put_str, put_varint};

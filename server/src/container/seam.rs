@@ -25,7 +25,7 @@
 //! Owns: the two traits and [`SingleCopy`], the single-copy log. Calls: `crate::log`. Called
 //! by: `container::writer` (commit), `container::state` and `container::recovery` (apply).
 
-use crate::container::state::ChunkId;
+use crate::container::checkpoint::ChunkId;
 use crate::log::{LogAddress, LogError, LogWriter, Lsn, RecordKind};
 
 /// Where a committed record sits in the container's log.

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 
+pub use crate::container::checkpoint::ChunkId;
 use crate::container::checkpoint::{self, ChunkRef, IndexEntry};
 use crate::container::ops::{self, Op};
 use crate::container::seam::{Committed, ContainerStateMachine};
@@ -45,9 +46,6 @@ pub(super) struct SegmentMeta {
     /// one of `index` and `chunks` (an entry straddling the start offset stays whole).
     pub(super) chunks: Vec<ChunkRef>,
 }
-
-/// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
-pub type ChunkId = (u64, u64);
 
 /// What readers see: only durable state.
 #[derive(Debug, Default, PartialEq, Eq)]
