@@ -210,6 +210,31 @@ impl Controller {
         Ok((info.start_offset, info.length))
     }
 
+    /// Checks that `offset` (strictly between the segment's start and its length) is where an
+    /// event starts, by reading one message there: the store reads only from event boundaries
+    /// and refuses any other offset with BAD_OFFSET. Reads change nothing, so this is safe on
+    /// any store version.
+    async fn check_event_boundary(&self, segment: &str, offset: u64) -> Result<(), MetaError> {
+        let req = seg::ReadRequest { segment: segment.to_owned(), offset, follow: false, max_bytes_per_message: 1 };
+        let first = match self.store(segment)?.read(req).await {
+            // Only the first message matters; dropping the stream ends the read.
+            Ok(stream) => stream.into_inner().message().await.map(|_| ()),
+            Err(s) => Err(s),
+        };
+        match first {
+            Ok(()) => Ok(()),
+            Err(s) => match nadi_proto::errors::from_status(&s).0 {
+                ErrorCode::BadOffset => Err(MetaError::InvalidArgument(format!(
+                    "offset {offset} of segment {segment} is not an event boundary (it falls inside an event); \
+                     truncate at a stream cut (`GetStreamCut`) or at offsets a reader reached"
+                ))),
+                // Before the start: truncating there changes nothing on this segment.
+                ErrorCode::Truncated => Ok(()),
+                _ => Err(store_error(s)),
+            },
+        }
+    }
+
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
         let segments: Vec<String> = self
             .meta
@@ -693,13 +718,19 @@ impl ControllerService for Controller {
                 )
             })
             .await?;
+        // So are offsets inside an event: checked on every segment before any is truncated, so
+        // a refused cut changes nothing (the store would refuse such an offset too, but only
+        // after the cut's earlier segments were truncated).
         for (name, off) in &names_of {
-            let (_, length) = self.segment_bounds(name).await?;
+            let (start, length) = self.segment_bounds(name).await?;
             if *off > length {
                 return Err(MetaError::InvalidArgument(format!(
                     "offset {off} is past the end of segment {name} (length {length})"
                 ))
                 .into());
+            }
+            if *off > start && *off < length {
+                self.check_event_boundary(name, *off).await?;
             }
         }
         self.meta
