@@ -106,6 +106,9 @@ pub struct RaftNode {
     pub raft: Raft<TypeConfig>,
     pub state: state_machine::StateMachine,
     pub channels: network::Channels,
+    /// Injected losses on the forward path (armed from the environment; see
+    /// [`forward::ForwardFaults`]).
+    pub forward_faults: forward::ForwardFaults,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -154,7 +157,7 @@ impl RaftNode {
         // restart: only a node with nothing in its log proposes the membership.
         if raft.is_initialized().await.map_err(|e| internal("reading the Raft state", &e))? {
             tracing::info!(id, "controller group already initialized; rejoining");
-            return Ok(RaftNode { id, raft, state, channels });
+            return Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() });
         }
         match raft.initialize(nodes).await {
             Ok(()) => tracing::info!(id, ?members, "initialized a new controller group"),
@@ -163,12 +166,17 @@ impl RaftNode {
             }
             Err(e) => return Err(internal("initializing the controller group", &e)),
         }
-        Ok(RaftNode { id, raft, state, channels })
+        Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() })
     }
 
     /// The layer that sends client requests to the leader.
     pub fn forward_layer(&self) -> forward::ForwardToLeaderLayer {
-        forward::ForwardToLeaderLayer { id: self.id, raft: self.raft.clone(), channels: self.channels.clone() }
+        forward::ForwardToLeaderLayer {
+            id: self.id,
+            raft: self.raft.clone(),
+            channels: self.channels.clone(),
+            faults: self.forward_faults.clone(),
+        }
     }
 
     /// The gRPC server of the Raft RPCs.
