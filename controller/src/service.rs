@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
-use crate::meta::MetaStore;
+use crate::meta::{MetaStore, RequestKey};
 use crate::raft::network::Channels;
 use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
@@ -452,9 +452,10 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateScopeRequest>,
     ) -> Result<Response<pb::CreateScopeResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
-        self.meta.propose(Command::CreateScope { scope, now_ms: now_ms() }).await?;
+        self.meta.propose_once(key.as_ref(), Command::CreateScope { scope, now_ms: now_ms() }).await?;
         Ok(Response::new(pb::CreateScopeResponse {}))
     }
 
@@ -470,9 +471,10 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteScopeRequest>,
     ) -> Result<Response<pb::DeleteScopeResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
-        self.meta.propose(Command::DeleteScope { scope }).await?;
+        self.meta.propose_once(key.as_ref(), Command::DeleteScope { scope }).await?;
         Ok(Response::new(pb::DeleteScopeResponse {}))
     }
 
@@ -480,13 +482,15 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateStreamRequest>,
     ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
         let config = config_from_pb(req.config)?;
         let cmd =
             Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
-        match self.meta.propose(cmd).await {
+        match self.meta.propose_once(key.as_ref(), cmd).await {
+            // (A retry of a creation already applied is answered "done" and finishes it.)
             Ok(()) => {}
             // A creation interrupted earlier (crash, store down) is finished by a retry.
             Err(MetaError::StreamExists(name)) => {
@@ -539,6 +543,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::SealStreamRequest>,
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
@@ -558,7 +563,7 @@ impl ControllerService for Controller {
         for segment in active {
             self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
-        self.meta.propose(Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
+        self.meta.propose_once(key.as_ref(), Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::SealStreamResponse {}))
     }
 
@@ -566,9 +571,14 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
+        // A retry of a deletion that was applied: the stream is gone, as the first answer said.
+        if self.meta.applied_key(key.as_ref()) {
+            return Ok(Response::new(pb::DeleteStreamResponse {}));
+        }
         let all: Vec<String> = self.meta.read_txns(|st, txns| {
             st.stream(&req.scope, &req.stream).and_then(|m| {
                 if m.state != StreamState::Sealed {
@@ -593,7 +603,7 @@ impl ControllerService for Controller {
                 Err(s) => return Err(store_error(s).into()),
             }
         }
-        self.meta.propose(Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
+        self.meta.propose_once(key.as_ref(), Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::DeleteStreamResponse {}))
     }
 
@@ -700,6 +710,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::TruncateStreamRequest>,
     ) -> Result<Response<pb::TruncateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -733,9 +744,8 @@ impl ControllerService for Controller {
                 self.check_event_boundary(name, *off).await?;
             }
         }
-        self.meta
-            .propose(Command::TruncateStream { scope: req.scope.clone(), stream: req.stream.clone(), cut: cut.clone() })
-            .await?;
+        let cmd = Command::TruncateStream { scope: req.scope.clone(), stream: req.stream.clone(), cut: cut.clone() };
+        self.meta.propose_once(key.as_ref(), cmd).await?;
         let deleted_segments = self.finish_truncation(&req.scope, &req.stream).await?;
         let head = cut.iter().map(|(id, off)| pb::SegmentOffset { segment_id: id.packed(), offset: *off }).collect();
         Ok(Response::new(pb::TruncateStreamResponse { head, deleted_segments }))
@@ -745,6 +755,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::UpdateStreamRequest>,
     ) -> Result<Response<pb::UpdateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let current = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.config.clone())).await?;
@@ -755,9 +766,8 @@ impl ControllerService for Controller {
             retention: given.retention.or(current.retention),
         };
         let config = config_from_pb(Some(merged))?;
-        self.meta
-            .propose(Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config })
-            .await?;
+        let cmd = Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config };
+        self.meta.propose_once(key.as_ref(), cmd).await?;
         Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
     }
 
@@ -765,6 +775,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::ScaleStreamRequest>,
     ) -> Result<Response<pb::ScaleStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let cmd = Command::StartScale {
@@ -777,7 +788,9 @@ impl ControllerService for Controller {
             promoted: vec![],
         };
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
-        match self.meta.propose(cmd.clone()).await {
+        // Keyed: a retry of a scale already decided is answered "done" (and rolls it forward
+        // below) instead of being validated again against the scaled stream.
+        match self.meta.propose_once(key.as_ref(), cmd.clone()).await {
             Ok(()) => {}
             // A scale left pending by an earlier failure (store down), or a transaction commit
             // left merging, is rolled forward first; then this one is validated against the
@@ -785,7 +798,7 @@ impl ControllerService for Controller {
             Err(MetaError::ScaleInProgress(_)) => {
                 self.finish_scale(&req.scope, &req.stream).await?;
                 self.finish_stream_txns(&req.scope, &req.stream).await?;
-                self.meta.propose(cmd).await?;
+                self.meta.propose_once(key.as_ref(), cmd).await?;
             }
             Err(e) => return Err(e.into()),
         }

@@ -44,11 +44,27 @@ pub enum Request {
     Txn(TxnCommand),
     /// A change to reader groups (membership, positions, checkpoints).
     ReaderGroup(ReaderGroupCommand),
+    /// `request` on behalf of a client request with idempotency key `key` (its
+    /// `x-nadi-request-id`): applied at most once per key. A repeated key is answered from
+    /// the replicated reply table ([`state_machine::Replies`]) without applying `request`
+    /// again, so a client retrying after a lost answer does not scale twice or open two
+    /// transactions.
+    Once { key: String, request: Box<Request> },
+}
+
+/// What applying a request produced, beyond "done": the part of the answer a retry must get
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Applied.
+    Done,
+    /// A transaction was opened with this id (a retried begin must learn the same one).
+    TxnBegun { id: String },
 }
 
 /// The outcome of applying one [`Request`]: a refused command leaves the state unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Response(pub Result<(), MetaError>);
+pub struct Response(pub Result<Reply, MetaError>);
 
 openraft::declare_raft_types!(
     /// The Raft types of the controller group.
