@@ -11,6 +11,8 @@ use nadi_proto::controller::v1::controller_service_client::ControllerServiceClie
 use nadi_proto::controller::v1::transaction_service_client::TransactionServiceClient;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
 use parking_lot::Mutex;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, ErrorKind};
@@ -62,6 +64,31 @@ impl StreamSpec {
                 retention: None,
             },
         }
+    }
+}
+
+/// A channel to one controller whose calls carry one logical request's id.
+pub(crate) type ControllerChannel = InterceptedService<Channel, RequestId>;
+
+/// Stamps a controller call with its idempotency key ([`nadi_proto::REQUEST_ID_HEADER`]): a
+/// fresh id per logical request, the same on every retry and failover of it, so a controller
+/// that applied the request before its answer was lost answers the retry from its record
+/// instead of applying it again.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(tonic::metadata::AsciiMetadataValue);
+
+impl RequestId {
+    /// 128 random bits, in hex.
+    fn fresh() -> RequestId {
+        let id = format!("{:032x}", rand::random::<u128>());
+        RequestId(id.parse().expect("hex digits are valid metadata"))
+    }
+}
+
+impl Interceptor for RequestId {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert(nadi_proto::REQUEST_ID_HEADER, self.0.clone());
+        Ok(req)
     }
 }
 
@@ -145,7 +172,7 @@ impl NadiClient {
     /// once.
     pub(crate) async fn controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(ControllerServiceClient<Channel>) -> Fut,
+        F: FnMut(ControllerServiceClient<ControllerChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.any_controller(|channel| {
@@ -162,7 +189,7 @@ impl NadiClient {
     /// [`controller`](Self::controller).
     pub(crate) async fn transactions<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(TransactionServiceClient<Channel>) -> Fut,
+        F: FnMut(TransactionServiceClient<ControllerChannel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.any_controller(|channel| {
@@ -179,28 +206,30 @@ impl NadiClient {
     /// `call` gets a channel to one controller.
     pub(crate) async fn controller_channel<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(ControllerChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.any_controller(call).await
     }
 
     /// The failover loop behind [`controller`](Self::controller): `call` gets a channel to one
-    /// controller node at a time.
+    /// controller node at a time. Every attempt carries the same request id (one per call of
+    /// this function), so the controller applies the request at most once.
     async fn any_controller<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(ControllerChannel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let n = self.inner.controllers.len();
         let deadline = tokio::time::Instant::now() + CONTROLLER_RETRY_FOR;
         let mut pause = Duration::from_millis(100);
         let mut last = None;
+        let id = RequestId::fresh();
         loop {
             let start = self.inner.current.load(Ordering::Relaxed);
             for i in 0..n {
                 let idx = (start + i) % n;
-                match call(self.inner.controllers[idx].clone()).await {
+                match call(InterceptedService::new(self.inner.controllers[idx].clone(), id.clone())).await {
                     Ok(r) => {
                         self.inner.current.store(idx, Ordering::Relaxed);
                         return Ok(r.into_inner());

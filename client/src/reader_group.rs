@@ -32,12 +32,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
-use crate::client::{MAX_MESSAGE, NadiClient};
+use crate::client::{ControllerChannel, MAX_MESSAGE, NadiClient};
 use crate::error::{ClientError, ErrorKind};
 
-fn svc(ch: Channel) -> ReaderGroupServiceClient<Channel> {
+fn svc(ch: ControllerChannel) -> ReaderGroupServiceClient<ControllerChannel> {
     ReaderGroupServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
 }
 

@@ -557,7 +557,10 @@ async fn stream_cut(
 }
 
 /// Truncates a stream at a stream cut: segments wholly before it are deleted, the cut's
-/// segments truncated at their offsets; the cut becomes the head.
+/// segments truncated at their offsets; the cut becomes the head. Every offset must be an event
+/// boundary (an offset from `GET …/cut` or a reader's position): an offset inside an event is
+/// refused with 400 `INVALID_ARGUMENT` before any segment is touched, and so are offsets past a
+/// segment's end.
 #[utoipa::path(post, path = "/v1/scopes/{scope}/streams/{stream}/truncate", params(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")),
     request_body = TruncateBody, responses(

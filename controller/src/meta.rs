@@ -5,6 +5,12 @@
 //! applying it. [`MetaStore::read`] reads the applied state of this node. Client requests reach
 //! this only on the leader, after it confirmed its leadership (see [`crate::raft::forward`]), so
 //! those reads are linearizable.
+//!
+//! The `*_once` proposals carry a client request's idempotency key ([`RequestKey`], from its
+//! `x-nadi-request-id` header): the state machine applies the command at most once per key and
+//! answers a repeated key with the reply it recorded. A workflow keys only its *deciding*
+//! command (e.g. `StartScale`, transaction `Begin`), the one a retry must not repeat; its other
+//! steps are idempotent already and simply run again.
 
 use std::sync::Arc;
 
@@ -14,9 +20,43 @@ use parking_lot::RwLock;
 use crate::MetaError;
 use crate::cluster::{ClusterCommand, ClusterState};
 use crate::raft::state_machine::Applied;
-use crate::raft::{RaftNode, Request};
+use crate::raft::{RaftNode, Reply, Request};
 use crate::reader_group::{ReaderGroupCommand, ReaderGroups};
 use crate::state::{Command, ControllerState};
+
+/// A client request's idempotency key: its `x-nadi-request-id`
+/// ([`nadi_proto::REQUEST_ID_HEADER`]), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKey(String);
+
+impl RequestKey {
+    /// The key of a gRPC request: `None` without the header (older clients) or with an empty
+    /// one; `InvalidArgument` if it is longer than [`nadi_proto::MAX_REQUEST_ID_LEN`] or not
+    /// visible ASCII.
+    pub fn of<T>(req: &tonic::Request<T>) -> Result<Option<RequestKey>, MetaError> {
+        let Some(v) = req.metadata().get(nadi_proto::REQUEST_ID_HEADER) else { return Ok(None) };
+        let bad = || {
+            MetaError::InvalidArgument(format!(
+                "{} must be 1 to {} visible ASCII characters",
+                nadi_proto::REQUEST_ID_HEADER,
+                nadi_proto::MAX_REQUEST_ID_LEN
+            ))
+        };
+        let v = v.to_str().map_err(|_| bad())?;
+        if v.is_empty() {
+            return Ok(None);
+        }
+        if v.len() > nadi_proto::MAX_REQUEST_ID_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad());
+        }
+        Ok(Some(RequestKey(v.to_owned())))
+    }
+
+    /// The key as sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// The metadata of a controller node.
 #[derive(Debug, Clone)]
@@ -69,6 +109,36 @@ impl MetaStore {
         self.write(Request::ReaderGroup(cmd)).await
     }
 
+    /// Applies `cmd` at most once per `key` (without a key: like [`Self::propose`]).
+    pub async fn propose_once(&self, key: Option<&RequestKey>, cmd: Command) -> Result<(), MetaError> {
+        self.write_once(key, Request::Meta(cmd)).await.map(|_| ())
+    }
+
+    /// Applies transaction command `cmd` at most once per `key`; returns the reply recorded
+    /// for the key (for `Begin`, the id of the transaction it opened, which on a retry is not
+    /// the id in `cmd`).
+    pub async fn propose_txn_once(
+        &self,
+        key: Option<&RequestKey>,
+        cmd: crate::txn::TxnCommand,
+    ) -> Result<Reply, MetaError> {
+        self.write_once(key, Request::Txn(cmd)).await
+    }
+
+    /// True if a request with `key` was applied (and is still remembered). On the leader,
+    /// after the forward layer confirmed its leadership, this is linearizable.
+    pub fn applied_key(&self, key: Option<&RequestKey>) -> bool {
+        key.is_some_and(|k| self.applied.read().machine.replies.get(k.as_str()).is_some())
+    }
+
+    async fn write_once(&self, key: Option<&RequestKey>, req: Request) -> Result<Reply, MetaError> {
+        let req = match key {
+            Some(k) => Request::Once { key: k.0.clone(), request: Box::new(req) },
+            None => req,
+        };
+        self.submit(req).await
+    }
+
     /// Runs `f` on this node's applied metadata and reader groups together.
     pub fn read_groups<T>(&self, f: impl FnOnce(&ControllerState, &ReaderGroups) -> T) -> T {
         let a = self.applied.read();
@@ -76,6 +146,10 @@ impl MetaStore {
     }
 
     async fn write(&self, req: Request) -> Result<(), MetaError> {
+        self.submit(req).await.map(|_| ())
+    }
+
+    async fn submit(&self, req: Request) -> Result<Reply, MetaError> {
         match self.node.raft.client_write(req).await {
             Ok(r) => r.data.0,
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(MetaError::Unavailable(format!(

@@ -24,7 +24,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
-use crate::meta::MetaStore;
+use crate::meta::{MetaStore, RequestKey};
 use crate::raft::network::Channels;
 use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
 
@@ -208,6 +208,31 @@ impl Controller {
         let req = seg::GetSegmentInfoRequest { segment: segment.to_owned() };
         let info = self.store(segment)?.get_segment_info(req).await.map_err(store_error)?.into_inner();
         Ok((info.start_offset, info.length))
+    }
+
+    /// Checks that `offset` (strictly between the segment's start and its length) is where an
+    /// event starts, by reading one message there: the store reads only from event boundaries
+    /// and refuses any other offset with BAD_OFFSET. Reads change nothing, so this is safe on
+    /// any store version.
+    async fn check_event_boundary(&self, segment: &str, offset: u64) -> Result<(), MetaError> {
+        let req = seg::ReadRequest { segment: segment.to_owned(), offset, follow: false, max_bytes_per_message: 1 };
+        let first = match self.store(segment)?.read(req).await {
+            // Only the first message matters; dropping the stream ends the read.
+            Ok(stream) => stream.into_inner().message().await.map(|_| ()),
+            Err(s) => Err(s),
+        };
+        match first {
+            Ok(()) => Ok(()),
+            Err(s) => match nadi_proto::errors::from_status(&s).0 {
+                ErrorCode::BadOffset => Err(MetaError::InvalidArgument(format!(
+                    "offset {offset} of segment {segment} is not an event boundary (it falls inside an event); \
+                     truncate at a stream cut (`GetStreamCut`) or at offsets a reader reached"
+                ))),
+                // Before the start: truncating there changes nothing on this segment.
+                ErrorCode::Truncated => Ok(()),
+                _ => Err(store_error(s)),
+            },
+        }
     }
 
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
@@ -427,9 +452,10 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateScopeRequest>,
     ) -> Result<Response<pb::CreateScopeResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
-        self.meta.propose(Command::CreateScope { scope, now_ms: now_ms() }).await?;
+        self.meta.propose_once(key.as_ref(), Command::CreateScope { scope, now_ms: now_ms() }).await?;
         Ok(Response::new(pb::CreateScopeResponse {}))
     }
 
@@ -445,9 +471,10 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteScopeRequest>,
     ) -> Result<Response<pb::DeleteScopeResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
-        self.meta.propose(Command::DeleteScope { scope }).await?;
+        self.meta.propose_once(key.as_ref(), Command::DeleteScope { scope }).await?;
         Ok(Response::new(pb::DeleteScopeResponse {}))
     }
 
@@ -455,13 +482,15 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateStreamRequest>,
     ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
         let config = config_from_pb(req.config)?;
         let cmd =
             Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
-        match self.meta.propose(cmd).await {
+        match self.meta.propose_once(key.as_ref(), cmd).await {
+            // (A retry of a creation already applied is answered "done" and finishes it.)
             Ok(()) => {}
             // A creation interrupted earlier (crash, store down) is finished by a retry.
             Err(MetaError::StreamExists(name)) => {
@@ -514,6 +543,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::SealStreamRequest>,
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
@@ -533,7 +563,7 @@ impl ControllerService for Controller {
         for segment in active {
             self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
-        self.meta.propose(Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
+        self.meta.propose_once(key.as_ref(), Command::StreamSealed { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::SealStreamResponse {}))
     }
 
@@ -541,9 +571,14 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
+        // A retry of a deletion that was applied: the stream is gone, as the first answer said.
+        if self.meta.applied_key(key.as_ref()) {
+            return Ok(Response::new(pb::DeleteStreamResponse {}));
+        }
         let all: Vec<String> = self.meta.read_txns(|st, txns| {
             st.stream(&req.scope, &req.stream).and_then(|m| {
                 if m.state != StreamState::Sealed {
@@ -568,7 +603,7 @@ impl ControllerService for Controller {
                 Err(s) => return Err(store_error(s).into()),
             }
         }
-        self.meta.propose(Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
+        self.meta.propose_once(key.as_ref(), Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::DeleteStreamResponse {}))
     }
 
@@ -675,6 +710,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::TruncateStreamRequest>,
     ) -> Result<Response<pb::TruncateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -693,18 +729,23 @@ impl ControllerService for Controller {
                 )
             })
             .await?;
+        // So are offsets inside an event: checked on every segment before any is truncated, so
+        // a refused cut changes nothing (the store would refuse such an offset too, but only
+        // after the cut's earlier segments were truncated).
         for (name, off) in &names_of {
-            let (_, length) = self.segment_bounds(name).await?;
+            let (start, length) = self.segment_bounds(name).await?;
             if *off > length {
                 return Err(MetaError::InvalidArgument(format!(
                     "offset {off} is past the end of segment {name} (length {length})"
                 ))
                 .into());
             }
+            if *off > start && *off < length {
+                self.check_event_boundary(name, *off).await?;
+            }
         }
-        self.meta
-            .propose(Command::TruncateStream { scope: req.scope.clone(), stream: req.stream.clone(), cut: cut.clone() })
-            .await?;
+        let cmd = Command::TruncateStream { scope: req.scope.clone(), stream: req.stream.clone(), cut: cut.clone() };
+        self.meta.propose_once(key.as_ref(), cmd).await?;
         let deleted_segments = self.finish_truncation(&req.scope, &req.stream).await?;
         let head = cut.iter().map(|(id, off)| pb::SegmentOffset { segment_id: id.packed(), offset: *off }).collect();
         Ok(Response::new(pb::TruncateStreamResponse { head, deleted_segments }))
@@ -714,6 +755,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::UpdateStreamRequest>,
     ) -> Result<Response<pb::UpdateStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let current = self.meta.read(|st| st.stream(&req.scope, &req.stream).map(|m| m.config.clone())).await?;
@@ -724,9 +766,8 @@ impl ControllerService for Controller {
             retention: given.retention.or(current.retention),
         };
         let config = config_from_pb(Some(merged))?;
-        self.meta
-            .propose(Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config })
-            .await?;
+        let cmd = Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config };
+        self.meta.propose_once(key.as_ref(), cmd).await?;
         Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
     }
 
@@ -734,6 +775,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::ScaleStreamRequest>,
     ) -> Result<Response<pb::ScaleStreamResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let cmd = Command::StartScale {
@@ -746,7 +788,9 @@ impl ControllerService for Controller {
             promoted: vec![],
         };
         let _lock = self.locks.lock(&req.scope, &req.stream).await;
-        match self.meta.propose(cmd.clone()).await {
+        // Keyed: a retry of a scale already decided is answered "done" (and rolls it forward
+        // below) instead of being validated again against the scaled stream.
+        match self.meta.propose_once(key.as_ref(), cmd.clone()).await {
             Ok(()) => {}
             // A scale left pending by an earlier failure (store down), or a transaction commit
             // left merging, is rolled forward first; then this one is validated against the
@@ -754,7 +798,7 @@ impl ControllerService for Controller {
             Err(MetaError::ScaleInProgress(_)) => {
                 self.finish_scale(&req.scope, &req.stream).await?;
                 self.finish_stream_txns(&req.scope, &req.stream).await?;
-                self.meta.propose(cmd).await?;
+                self.meta.propose_once(key.as_ref(), cmd).await?;
             }
             Err(e) => return Err(e.into()),
         }

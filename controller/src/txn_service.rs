@@ -29,6 +29,8 @@ use pb::transaction_service_server::{TransactionService, TransactionServiceServe
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
+use crate::meta::RequestKey;
+use crate::raft::Reply;
 use crate::service::{Controller, now_ms, store_error};
 use crate::txn::{AbortReason, DEFAULT_LEASE_MS, TxnCommand, TxnRecord, TxnState};
 
@@ -110,23 +112,33 @@ impl Controller {
         }
     }
 
-    /// Opens a transaction on `scope/stream` and creates its segments.
-    pub async fn begin_txn(&self, scope: &str, stream: &str, lease_ms: u64) -> Result<TxnRecord, MetaError> {
+    /// Opens a transaction on `scope/stream` and creates its segments. With a client's
+    /// idempotency `key`, a retry of a begin that was applied returns the transaction that
+    /// begin opened (creating its segments again is a no-op) instead of opening another.
+    pub async fn begin_txn(
+        &self,
+        key: Option<&RequestKey>,
+        scope: &str,
+        stream: &str,
+        lease_ms: u64,
+    ) -> Result<TxnRecord, MetaError> {
         validate_scope(scope)?;
         validate_stream(stream)?;
         if self.meta.read_cluster(|c| c.containers) == 0 {
             return Err(MetaError::Unavailable("no segment store has registered with the controller yet".into()));
         }
         let lease_ms = if lease_ms == 0 { DEFAULT_LEASE_MS } else { lease_ms };
-        let id = new_txn_id();
         let cmd = TxnCommand::Begin {
-            id: id.clone(),
+            id: new_txn_id(),
             scope: scope.into(),
             stream: stream.into(),
             lease_ms,
             now_ms: now_ms(),
         };
-        self.meta.propose_txn(cmd).await?;
+        let id = match self.meta.propose_txn_once(key, cmd).await? {
+            Reply::TxnBegun { id } => id,
+            other => return Err(MetaError::Internal(format!("a transaction begin was answered {other:?}"))),
+        };
         let t = self.txn(&id)?;
         for s in &t.segments {
             let created = match self.store(&s.name) {
@@ -361,8 +373,9 @@ fn check_id(id: &str) -> Result<(), MetaError> {
 #[tonic::async_trait]
 impl TransactionService for TxnService {
     async fn begin_txn(&self, req: Request<pb::BeginTxnRequest>) -> Result<Response<pb::BeginTxnResponse>, Status> {
+        let key = RequestKey::of(&req)?;
         let req = req.into_inner();
-        let t = self.controller.begin_txn(&req.scope, &req.stream, req.lease_ms).await?;
+        let t = self.controller.begin_txn(key.as_ref(), &req.scope, &req.stream, req.lease_ms).await?;
         Ok(Response::new(pb::BeginTxnResponse { txn: Some(self.controller.txn_info(&t)) }))
     }
 

@@ -19,6 +19,16 @@ pub mod views;
 pub use errors::ErrorCode;
 pub use ids::SegmentId;
 
+/// gRPC metadata key of a controller request's idempotency key: a client sends a fresh value
+/// (at most [`MAX_REQUEST_ID_LEN`] visible ASCII characters) with each logical request and the
+/// same value on every retry of it. The controller applies a mutating request at most once per
+/// key and answers a retry with the outcome it recorded (see `docs/protocol.md`). Requests
+/// without it are applied as they come, as before the key existed.
+pub const REQUEST_ID_HEADER: &str = "x-nadi-request-id";
+
+/// Longest request id accepted, in bytes.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
 /// Generated code of `nadi.controller.v1`.
 pub mod controller {
     /// Version 1 of the controller API.

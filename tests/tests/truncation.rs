@@ -93,3 +93,59 @@ fn truncate_at_a_stream_cut_through_a_scale() {
     write(&s, &after);
     assert_eq!(read_all(&s, "3"), sorted(&after));
 }
+
+/// A cut must fall on event boundaries: an offset inside an event is refused with a typed
+/// INVALID_ARGUMENT before any segment is touched, so a reader from the head never starts in
+/// the middle of an event and a refused cut changes nothing, not even its valid parts. What the
+/// client was told (refused) matches what survives (every event, whole); truncating at real
+/// boundaries keeps working.
+#[test]
+fn truncate_inside_an_event_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(dir.path());
+    let h = s.http_addr.clone();
+    ok(&s.cli(&["scope", "create", "demo"]));
+    ok(&s.cli(&["stream", "create", "demo/t", "--segments", "2"]));
+    // Events of 8 payload bytes ("kN\tev-NN"), 12 bytes framed, over both segments.
+    let text: String = (0..40).map(|i| format!("k{}\tev-{i:02}\n", i % 10)).collect();
+    write(&s, &text);
+    let all = sorted(&text);
+    assert_eq!(read_all(&s, "2"), all);
+    let tail = ok(&s.cli(&["stream", "cut", "demo/t", "--tail"])).trim().to_owned();
+    let tail: Vec<(u64, u64)> = tail
+        .split(',')
+        .map(|p| {
+            let (id, off) = p.split_once(':').unwrap();
+            (id.parse().unwrap(), off.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(tail.len(), 2);
+    let [(a, a_end), (b, b_end)] = [tail[0], tail[1]];
+    assert!(a_end > 0 && b_end > 0 && a_end % 12 == 0 && b_end % 12 == 0, "both segments hold events: {tail:?}");
+
+    // `a` at its tail (a boundary), `b` inside its last event: refused as a whole, by the CLI
+    // and over HTTP, naming the offset that is not an event boundary.
+    let mid = format!("{a}:{a_end},{b}:{}", b_end - 3);
+    fails_with(&s.cli(&["stream", "truncate", "demo/t", "--cut", &mid]), "INVALID_ARGUMENT");
+    fails_with(&s.cli(&["stream", "truncate", "demo/t", "--cut", &mid]), "event boundary");
+    let body = serde_json::json!({ "cut": [
+        { "segment_id": a, "offset": a_end },
+        { "segment_id": b, "offset": b_end - 3 },
+    ] })
+    .to_string();
+    let (status, r) = http(&h, "POST", "/v1/scopes/demo/streams/t/truncate", Some(&body));
+    assert_eq!((status, r["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{r}");
+    assert!(r["message"].as_str().unwrap_or_default().contains("event boundary"), "{r}");
+
+    // Nothing changed: the head is still at 0 everywhere, and a reader from the head reads every
+    // event whole.
+    let head = ok(&s.cli(&["stream", "cut", "demo/t"])).trim().to_owned();
+    assert_eq!(head, format!("{a}:0,{b}:0"));
+    assert_eq!(read_all(&s, "2"), all, "a refused truncation leaves every event readable");
+
+    // At boundaries (`a` at its tail, `b` after its first event) it works.
+    ok(&s.cli(&["stream", "truncate", "demo/t", "--cut", &format!("{a}:{a_end},{b}:12")]));
+    let left = read_all(&s, "2");
+    assert_eq!(left.len(), (b_end / 12 - 1) as usize, "{left:?}");
+    assert!(left.iter().all(|e| all.contains(e)), "{left:?}");
+}

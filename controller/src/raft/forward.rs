@@ -10,8 +10,13 @@
 //! - With no leader known, the answer is UNAVAILABLE (retryable): clients retry or fail over.
 //!
 //! The Raft service itself (`/nadi.raft.v1.RaftService/`) is never forwarded.
+//!
+//! A forwarded request can be applied by the leader and its answer still be lost on the way
+//! back (a timeout, a broken connection): the client then retries a request that already took
+//! effect. [`ForwardFaults`] injects exactly that loss, for tests.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
@@ -25,12 +30,62 @@ use super::{NodeId, TypeConfig};
 
 const FORWARDED: &str = "x-nadi-forwarded";
 
+/// The environment variable that arms [`ForwardFaults`] in a controller process:
+/// `METHOD:N[,METHOD:N…]` drops the leader's answers to the next N forwarded calls of each gRPC
+/// method named (the last part of its path, e.g. `ScaleStream`, `BeginTxn`). Never set in
+/// production.
+pub const DROP_FORWARDED_ANSWERS_ENV: &str = "NADI_FAULT_DROP_FORWARDED_ANSWERS";
+
+/// A fault-injection hook on the forward path, for tests: the leader receives and runs the
+/// request, and the follower throws its answer away and tells the client UNAVAILABLE, as if the
+/// answer had timed out. Clones share the counters; empty (the default) it does nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardFaults(Arc<parking_lot::Mutex<HashMap<String, u32>>>);
+
+impl ForwardFaults {
+    /// Armed from [`DROP_FORWARDED_ANSWERS_ENV`] if it is set (malformed parts are ignored).
+    pub fn from_env() -> ForwardFaults {
+        let faults = ForwardFaults::default();
+        if let Ok(spec) = std::env::var(DROP_FORWARDED_ANSWERS_ENV) {
+            for part in spec.split(',') {
+                if let Some((method, n)) = part.trim().split_once(':')
+                    && let Ok(n) = n.parse()
+                {
+                    faults.drop_next_answers(method, n);
+                }
+            }
+        }
+        faults
+    }
+
+    /// Drops the leader's answers to the next `n` forwarded calls of gRPC method `method`
+    /// (e.g. `ScaleStream`).
+    pub fn drop_next_answers(&self, method: &str, n: u32) {
+        *self.0.lock().entry(method.to_owned()).or_default() += n;
+    }
+
+    /// True if the answer to this call of `path` (`/package.Service/Method`) is to be dropped.
+    fn take(&self, path: &str) -> bool {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        let mut armed = self.0.lock();
+        match armed.get_mut(method) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The layer: wrap the gRPC routes of a controller node.
 #[derive(Clone)]
 pub struct ForwardToLeaderLayer {
     pub id: NodeId,
     pub raft: Raft<TypeConfig>,
     pub channels: Channels,
+    /// Injected losses of the leader's answers (tests only; empty otherwise).
+    pub faults: ForwardFaults,
 }
 
 impl std::fmt::Debug for ForwardToLeaderLayer {
@@ -105,12 +160,19 @@ where
                 Err(e) => return Ok(unavailable(format!("controller leader {leader} at {}: {e}", node.addr))),
             };
             req.headers_mut().insert(FORWARDED, http::HeaderValue::from_static("1"));
+            let path = req.uri().path().to_owned();
             let mut channel = channel;
             let sent = async {
                 use tower::ServiceExt;
                 channel.ready().await?.call(req).await
             };
             match sent.await {
+                // A unary answer's head arrives once the leader's handler has finished: the
+                // request took effect, only its answer is lost.
+                Ok(_) if cfg.faults.take(&path) => {
+                    tracing::warn!(%path, leader, "injected fault: dropping the leader's answer to a forwarded request");
+                    Ok(unavailable(format!("the answer of controller leader {leader} was lost (injected fault)")))
+                }
                 Ok(resp) => Ok(resp),
                 Err(e) => Ok(unavailable(format!("could not reach controller leader {leader} at {}: {e}", node.addr))),
             }

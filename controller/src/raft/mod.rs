@@ -44,11 +44,27 @@ pub enum Request {
     Txn(TxnCommand),
     /// A change to reader groups (membership, positions, checkpoints).
     ReaderGroup(ReaderGroupCommand),
+    /// `request` on behalf of a client request with idempotency key `key` (its
+    /// `x-nadi-request-id`): applied at most once per key. A repeated key is answered from
+    /// the replicated reply table ([`state_machine::Replies`]) without applying `request`
+    /// again, so a client retrying after a lost answer does not scale twice or open two
+    /// transactions.
+    Once { key: String, request: Box<Request> },
+}
+
+/// What applying a request produced, beyond "done": the part of the answer a retry must get
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// Applied.
+    Done,
+    /// A transaction was opened with this id (a retried begin must learn the same one).
+    TxnBegun { id: String },
 }
 
 /// The outcome of applying one [`Request`]: a refused command leaves the state unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Response(pub Result<(), MetaError>);
+pub struct Response(pub Result<Reply, MetaError>);
 
 openraft::declare_raft_types!(
     /// The Raft types of the controller group.
@@ -106,6 +122,9 @@ pub struct RaftNode {
     pub raft: Raft<TypeConfig>,
     pub state: state_machine::StateMachine,
     pub channels: network::Channels,
+    /// Injected losses on the forward path (armed from the environment; see
+    /// [`forward::ForwardFaults`]).
+    pub forward_faults: forward::ForwardFaults,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -154,7 +173,7 @@ impl RaftNode {
         // restart: only a node with nothing in its log proposes the membership.
         if raft.is_initialized().await.map_err(|e| internal("reading the Raft state", &e))? {
             tracing::info!(id, "controller group already initialized; rejoining");
-            return Ok(RaftNode { id, raft, state, channels });
+            return Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() });
         }
         match raft.initialize(nodes).await {
             Ok(()) => tracing::info!(id, ?members, "initialized a new controller group"),
@@ -163,12 +182,17 @@ impl RaftNode {
             }
             Err(e) => return Err(internal("initializing the controller group", &e)),
         }
-        Ok(RaftNode { id, raft, state, channels })
+        Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() })
     }
 
     /// The layer that sends client requests to the leader.
     pub fn forward_layer(&self) -> forward::ForwardToLeaderLayer {
-        forward::ForwardToLeaderLayer { id: self.id, raft: self.raft.clone(), channels: self.channels.clone() }
+        forward::ForwardToLeaderLayer {
+            id: self.id,
+            raft: self.raft.clone(),
+            channels: self.channels.clone(),
+            faults: self.forward_faults.clone(),
+        }
     }
 
     /// The gRPC server of the Raft RPCs.

@@ -6,10 +6,16 @@
 //! (`controller/snapshot.json`, written with temp file + fsync + rename + fsync of the directory)
 //! plus the log entries after it, which openraft re-applies up to the durable committed index.
 //! Snapshots let openraft purge the log, so disk stays bounded.
+//!
+//! Requests carrying a client's idempotency key ([`Request::Once`]) are applied at most once
+//! per key: [`Machine::replies`] remembers the reply to the last [`REPLY_TABLE_CAPACITY`] keys
+//! applied, replicated and in snapshots like everything else, so any leader answers a retry
+//! the same way.
 
 // The error type is openraft's `StorageError`, fixed by its storage traits.
 #![allow(clippy::result_large_err)]
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,12 +27,55 @@ use openraft::{
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::{NodeId, Request, Response, TypeConfig};
+use super::{NodeId, Reply, Request, Response, TypeConfig};
 use crate::MetaError;
 use crate::cluster::ClusterState;
 use crate::reader_group::ReaderGroups;
 use crate::state::{Command, ControllerState};
-use crate::txn::TxnTable;
+use crate::txn::{TxnCommand, TxnTable};
+
+/// How many idempotency keys the reply table remembers. A client retries a request for
+/// seconds (10 s by default); a retry that arrives after this many other keyed requests were
+/// applied is applied again.
+pub const REPLY_TABLE_CAPACITY: usize = 10_000;
+
+/// The replies to the most recently applied keyed requests, oldest first. Bounded by
+/// [`REPLY_TABLE_CAPACITY`]; only requests that were applied are recorded (a refused request
+/// changed nothing, so applying its retry again is harmless and gives the current answer).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Replies {
+    /// Keys in the order they were applied (the oldest is forgotten first).
+    order: VecDeque<String>,
+    /// Key → what applying its request produced.
+    replies: BTreeMap<String, Reply>,
+}
+
+impl Replies {
+    /// The recorded reply to `key`, if it was applied and is still remembered.
+    pub fn get(&self, key: &str) -> Option<&Reply> {
+        self.replies.get(key)
+    }
+
+    /// How many keys are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// True if no key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn record(&mut self, key: String, reply: Reply) {
+        while self.order.len() >= REPLY_TABLE_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.replies.remove(&old);
+            }
+        }
+        self.order.push_back(key.clone());
+        self.replies.insert(key, reply);
+    }
+}
 
 /// Everything the Raft log builds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +90,10 @@ pub struct Machine {
     /// Reader groups (state written before they existed reads as none).
     #[serde(default)]
     pub reader_groups: ReaderGroups,
+    /// Replies to recently applied keyed requests (state written before keys existed reads as
+    /// none).
+    #[serde(default)]
+    pub replies: Replies,
 }
 
 impl Machine {
@@ -50,8 +103,30 @@ impl Machine {
     /// Streams and transactions meet here: a stream with a same-epoch commit in progress is
     /// neither scaled nor sealed until that commit has merged its segments (their parents must
     /// stay open), and deleting a stream forgets its transactions.
-    pub fn apply(&mut self, req: &Request) -> Result<(), MetaError> {
+    pub fn apply(&mut self, req: &Request) -> Result<Reply, MetaError> {
         match req {
+            Request::Once { key, request } => {
+                if let Some(reply) = self.replies.get(key) {
+                    return Ok(reply.clone());
+                }
+                if matches!(**request, Request::Once { .. }) {
+                    return Err(MetaError::InvalidArgument(format!("request {key} nests another keyed request")));
+                }
+                let reply = self.apply(request)?;
+                self.replies.record(key.clone(), reply.clone());
+                Ok(reply)
+            }
+            Request::Txn(cmd @ TxnCommand::Begin { id, .. }) => {
+                self.txns.apply(&mut self.meta, cmd)?;
+                Ok(Reply::TxnBegun { id: id.clone() })
+            }
+            other => self.apply_plain(other).map(|()| Reply::Done),
+        }
+    }
+
+    fn apply_plain(&mut self, req: &Request) -> Result<(), MetaError> {
+        match req {
+            Request::Once { .. } => Err(MetaError::Internal("keyed request applied without its key".into())),
             Request::Meta(cmd) => {
                 match cmd {
                     Command::StartScale { scope, stream, .. } | Command::StreamSealed { scope, stream }
@@ -183,10 +258,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             a.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Blank => Ok(()),
+                EntryPayload::Blank => Ok(Reply::Done),
                 EntryPayload::Membership(m) => {
                     a.last_membership = StoredMembership::new(Some(entry.log_id), m);
-                    Ok(())
+                    Ok(Reply::Done)
                 }
                 // A refused command is a deterministic outcome: every node refuses it alike and
                 // the state stays unchanged; the proposer gets the error.
@@ -229,5 +304,59 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let s: StoredSnapshot = serde_json::from_slice(&bytes).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         let data = serde_json::to_vec(&s.machine).map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(Some(Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn once(key: &str, scope: &str) -> Request {
+        Request::Once {
+            key: key.into(),
+            request: Box::new(Request::Meta(Command::CreateScope { scope: scope.into(), now_ms: 1 })),
+        }
+    }
+
+    #[test]
+    fn a_keyed_request_is_applied_once_and_its_reply_survives_a_snapshot() {
+        let mut m = Machine::default();
+        assert_eq!(m.apply(&once("k1", "a")).unwrap(), Reply::Done);
+        // The same key again: answered from the table, not refused as "scope exists".
+        assert_eq!(m.apply(&once("k1", "a")).unwrap(), Reply::Done);
+        // Another key for the same change is applied (and refused): refusals are not recorded.
+        assert!(matches!(m.apply(&once("k2", "a")), Err(MetaError::ScopeExists(_))));
+        assert!(m.replies.get("k2").is_none());
+        // A begin records the transaction id it opened; a retry learns that id, not its own.
+        m.apply(&once("k3", "s")).unwrap();
+        let begin = |id: &str| Request::Once {
+            key: "k4".into(),
+            request: Box::new(Request::Txn(TxnCommand::Begin {
+                id: id.into(),
+                scope: "s".into(),
+                stream: "t".into(),
+                lease_ms: 10_000,
+                now_ms: 1,
+            })),
+        };
+        let snapshot: Machine = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(snapshot, m, "the reply table is part of the snapshot");
+        let mut m = snapshot;
+        assert_eq!(m.apply(&once("k1", "a")).unwrap(), Reply::Done);
+        // (No stream s/t: the begin is refused, and its key stays free.)
+        assert!(m.apply(&begin("00000000-0000-4000-8000-000000000001")).is_err());
+        assert!(m.replies.get("k4").is_none());
+    }
+
+    #[test]
+    fn the_reply_table_forgets_its_oldest_keys_first() {
+        let mut r = Replies::default();
+        for i in 0..REPLY_TABLE_CAPACITY + 5 {
+            r.record(format!("k{i}"), Reply::Done);
+        }
+        assert_eq!(r.len(), REPLY_TABLE_CAPACITY);
+        assert!(r.get("k4").is_none());
+        assert!(r.get("k5").is_some());
+        assert!(r.get(&format!("k{}", REPLY_TABLE_CAPACITY + 4)).is_some());
     }
 }
