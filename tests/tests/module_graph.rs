@@ -308,3 +308,75 @@ fn the_reader_finds_grouped_and_inline_paths() {
     );
     assert_eq!(lift(&vec!["container".into(), "writer".into()], &vec!["container".into()]), None);
 }
+
+/// Every module a module uses, each named at the level where the two part (`container::writer`
+/// using `crate::log::LogError` calls `log`; using `crate::container::seam::ContainerLog`, it
+/// calls `container::seam`).
+fn calls(krate: &str) -> BTreeMap<Module, BTreeSet<String>> {
+    let src = workspace().join(krate).join("src");
+    let known = modules(&src);
+    let mut out: BTreeMap<Module, BTreeSet<String>> = BTreeMap::new();
+    for (module, file) in &known {
+        let entry = out.entry(module.clone()).or_default();
+        let text = fs::read_to_string(file).expect("read source");
+        for path in paths(&code(&text)) {
+            let Some(target) = resolve(module, &path, &known) else { continue };
+            if let Some((parent, _, to)) = lift(module, &target) {
+                let mut callee = parent;
+                callee.push(to);
+                entry.insert(callee.join("::"));
+            }
+        }
+    }
+    out
+}
+
+/// The module table of docs/architecture.md: (crate, module) → the modules its "calls" column
+/// names (the backquoted words).
+fn documented_modules() -> BTreeMap<(String, String), BTreeSet<String>> {
+    let doc = fs::read_to_string(workspace().join("docs/architecture.md")).expect("read docs/architecture.md");
+    let mut out = BTreeMap::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // | crate | `module` | owns | calls |
+        if cells.len() != 6 || !cells[2].starts_with('`') || !CRATES.contains(&cells[1]) {
+            continue;
+        }
+        let module = cells[2].trim_matches('`').to_owned();
+        let called = cells[4].split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        out.insert((cells[1].to_owned(), module), called);
+    }
+    out
+}
+
+#[test]
+fn architecture_md_names_every_module_and_what_it_calls() {
+    let documented = documented_modules();
+    let mut expected = BTreeMap::new();
+    for krate in CRATES {
+        for (module, called) in calls(krate) {
+            if !module.is_empty() {
+                expected.insert((krate.to_string(), module.join("::")), called);
+            }
+        }
+    }
+    let mut wrong = Vec::new();
+    for ((krate, module), called) in &expected {
+        let calls: Vec<String> = called.iter().map(|c| format!("`{c}`")).collect();
+        let row = format!(
+            "| {krate} | `{module}` | … | {} |",
+            if calls.is_empty() { "—".to_owned() } else { calls.join(", ") }
+        );
+        match documented.get(&(krate.clone(), module.clone())) {
+            None => wrong.push(format!("missing row: {row}")),
+            Some(doc) if doc != called => wrong.push(format!("calls differ, the code says: {row}")),
+            Some(_) => {}
+        }
+    }
+    for key in documented.keys() {
+        if !expected.contains_key(key) {
+            wrong.push(format!("row for a module that does not exist: {} `{}`", key.0, key.1));
+        }
+    }
+    assert!(wrong.is_empty(), "docs/architecture.md's module table does not match the code:\n{}", wrong.join("\n"));
+}
