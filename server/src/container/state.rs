@@ -266,6 +266,25 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
     Ok((durable, written))
 }
 
+impl Durable {
+    /// Encodes this state as a checkpoint record's payload (the state machine's snapshot);
+    /// `next_local` is the next segment id the writer hands out.
+    pub(super) fn encode_checkpoint(&self, next_local: u64, buf: &mut Vec<u8>) {
+        let views = self.segments.iter().map(|(name, s)| checkpoint::SegmentView {
+            local: s.local,
+            name,
+            start_offset: s.start_offset,
+            length: s.length,
+            sealed: s.sealed,
+            writers: &s.writers,
+            attributes: &s.attributes,
+            index: &s.index,
+            chunks: &s.chunks,
+        });
+        checkpoint::encode(buf, next_local, views);
+    }
+}
+
 /// The live state machine: the writer applies each committed group to the durable view.
 impl ContainerStateMachine for Durable {
     fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String> {

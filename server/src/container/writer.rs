@@ -19,7 +19,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::container::checkpoint::{self, SegmentView};
 use crate::container::ops::{self, Op};
 use crate::container::seam::{ContainerLog, ContainerStateMachine};
 use crate::container::state::{Written, WrittenSegment, apply_written};
@@ -339,21 +338,7 @@ impl WriterThread {
     /// written record is durable, so the written and durable states are the same.
     fn write_checkpoint(&mut self) -> Result<Lsn, LogError> {
         let mut buf = Vec::new();
-        {
-            let d = self.shared.durable.read();
-            let views = d.segments.iter().map(|(name, s)| SegmentView {
-                local: s.local,
-                name,
-                start_offset: s.start_offset,
-                length: s.length,
-                sealed: s.sealed,
-                writers: &s.writers,
-                attributes: &s.attributes,
-                index: &s.index,
-                chunks: &s.chunks,
-            });
-            checkpoint::encode(&mut buf, self.written.next_local, views);
-        }
+        self.shared.durable.read().encode_checkpoint(self.written.next_local, &mut buf);
         self.since_checkpoint = 0;
         let keep_from = self.keep_from();
         self.kept_from = [keep_from, self.kept_from[0]];
