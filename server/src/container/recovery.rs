@@ -7,7 +7,7 @@
 //!
 //! Owns: [`Replay`]. Calls: `container::state`. Called by: `Container::open` and the tests.
 
-use crate::container::ops;
+use crate::container::ops::Op;
 use crate::container::seam::{Committed, ContainerStateMachine};
 use crate::container::state::{ChunkId, Durable, Written, apply_durable, apply_written, from_checkpoint};
 use crate::log::{RecordKind, RecoveredRecord, Replayer};
@@ -23,14 +23,13 @@ pub(super) struct Replay {
 
 /// Recovery's state machine: both views follow every committed record.
 impl ContainerStateMachine for Replay {
-    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String> {
-        let ops = ops::decode(payload).map_err(|e| format!("record lsn {} at {}: {e}", at.lsn, at.addr))?;
+    fn apply_ops(&mut self, at: Committed, ops: &[Op<'_>]) -> Vec<ChunkId> {
         let mut garbage = Vec::new();
-        for op in &ops {
+        for op in ops {
             apply_written(&mut self.written, op);
             apply_durable(&mut self.durable, op, at.addr, &mut garbage);
         }
-        Ok(garbage)
+        garbage
     }
 
     fn restore(&mut self, checkpoint: &[u8]) -> Result<(), String> {

@@ -26,6 +26,7 @@
 //! by: `container::writer` (commit), `container::state` and `container::recovery` (apply).
 
 use crate::container::checkpoint::ChunkId;
+use crate::container::ops::{self, Op};
 use crate::log::{LogAddress, LogError, LogWriter, Lsn, RecordKind};
 
 /// Where a committed record sits in the container's log.
@@ -75,10 +76,18 @@ pub trait ContainerLog: Send + 'static {
 /// The live writer and recovery call the same functions, so a running store and one recovered
 /// from its log cannot differ.
 pub trait ContainerStateMachine {
-    /// Applies one committed batch record. Returns the Tier-2 chunks that no segment refers
-    /// to any more (for the storage writer to delete). An error means the payload does not
-    /// decode: nothing of it was applied.
-    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String>;
+    /// Applies the operations of one committed batch record, decoded. Returns the Tier-2
+    /// chunks that no segment refers to any more (for the storage writer to delete).
+    fn apply_ops(&mut self, at: Committed, ops: &[Op<'_>]) -> Vec<ChunkId>;
+
+    /// Applies one committed batch record: decodes it, then [`apply_ops`](Self::apply_ops).
+    /// An error means the payload does not decode: nothing of it was applied. (The live
+    /// writer decodes first and calls `apply_ops` under the state's lock, so readers wait
+    /// only for the apply.)
+    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String> {
+        let ops = ops::decode(payload).map_err(|e| format!("record lsn {} at {}: {e}", at.lsn, at.addr))?;
+        Ok(self.apply_ops(at, &ops))
+    }
 
     /// Replaces the state with the one a checkpoint record holds. An error leaves the state
     /// as it was.

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 pub use crate::container::checkpoint::ChunkId;
 use crate::container::checkpoint::{self, ChunkRef, IndexEntry};
-use crate::container::ops::{self, Op};
+use crate::container::ops::Op;
 use crate::container::seam::{Committed, ContainerStateMachine};
 use crate::log::LogAddress;
 
@@ -287,13 +287,12 @@ impl Durable {
 
 /// The live state machine: the writer applies each committed group to the durable view.
 impl ContainerStateMachine for Durable {
-    fn apply_batch(&mut self, at: Committed, payload: &[u8]) -> Result<Vec<ChunkId>, String> {
-        let ops = ops::decode(payload).map_err(|e| format!("record lsn {} at {}: {e}", at.lsn, at.addr))?;
+    fn apply_ops(&mut self, at: Committed, ops: &[Op<'_>]) -> Vec<ChunkId> {
         let mut garbage = Vec::new();
-        for op in &ops {
+        for op in ops {
             apply_durable(self, op, at.addr, &mut garbage);
         }
-        Ok(garbage)
+        garbage
     }
 
     fn restore(&mut self, checkpoint: &[u8]) -> Result<(), String> {
