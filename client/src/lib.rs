@@ -65,7 +65,10 @@ mod error;
 mod manager;
 mod reader;
 mod reader_group;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 mod txn;
+mod tasks;
 mod writer;
 
 /// The protocol types this crate's signatures use (`StreamConfig`, `SegmentLocation`, …), so
