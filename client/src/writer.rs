@@ -516,9 +516,16 @@ impl EventWriter {
         let res = self.flush().await;
         self.shared.tasks.lock().clear();
         self.shared.routes.write().await.clear();
-        let handles: Vec<_> = self.shared.handles.lock().drain(..).collect();
-        for t in handles {
-            let _ = t.await;
+        // A task re-routing a sealed segment may still start successor tasks while the ones
+        // seen so far end: wait until no task is left, not only for those started before now.
+        loop {
+            let handles: Vec<_> = self.shared.handles.lock().drain(..).collect();
+            if handles.is_empty() {
+                break;
+            }
+            for t in handles {
+                let _ = t.await;
+            }
         }
         res
     }
