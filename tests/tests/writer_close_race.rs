@@ -55,7 +55,8 @@ fn close_racing_a_scale_keeps_per_key_order_and_leaves_no_task() {
             let stream = format!("r{round}");
             client.create_stream("race", &stream, StreamSpec::fixed(2)).await.unwrap();
             // Small batches: many of them in flight when the segments are sealed.
-            let config = WriterConfig { max_batch_bytes: 512, queue_len: 16, max_in_flight: 4, ..WriterConfig::default() };
+            let config =
+                WriterConfig { max_batch_bytes: 512, queue_len: 16, max_in_flight: 4, ..WriterConfig::default() };
             let writer = EventWriter::new(&client, "race", &stream, config).await.unwrap();
             // The first scale lands among the writes, the second one around close().
             let (scaled_tx, mut scaled_rx) = tokio::sync::oneshot::channel();
