@@ -14,7 +14,7 @@ use anyhow::bail;
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use nadi_client::{
-    AckObserver, ClientError, ErrorKind, EventWriter, NadiClient, StreamReader, StreamSpec, WriterConfig,
+    AckObserver, ClientError, ErrorKind, EventWriter, NadiClient, SegmentReader, StreamReader, StreamSpec, WriterConfig,
 };
 use nadi_proto::names::parse_scoped_stream;
 use parking_lot::Mutex;
@@ -278,43 +278,21 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
 /// the tail), all at once, straight from the segment stores' Read streams. Counts the segment
 /// bytes (framed events) and events read.
 async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) -> anyhow::Result<()> {
-    use nadi_proto::segment::v1 as spb;
-    use tokio_stream::StreamExt;
     let head = client.head_segments(scope, stream).await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for loc in head {
         let Some(seg) = loc.segment.clone() else { continue };
-        let mut store = client.segment_store(&loc.endpoint)?;
         let info = client.segment_info(&loc.endpoint, &seg.qualified_name).await?;
+        // What each head segment holds now, without following its tail.
+        let mut reader = SegmentReader::new(client, &loc.endpoint, &seg.qualified_name, info.start_offset)
+            .up_to(info.length)
+            .max_bytes_per_message(1 << 20);
         tasks.push(tokio::spawn(async move {
             let (mut bytes, mut events) = (0u64, 0u64);
-            let (mut offset, end) = (info.start_offset, info.length);
-            while offset < end {
-                let req = spb::ReadRequest {
-                    segment: seg.qualified_name.clone(),
-                    offset,
-                    follow: false,
-                    max_bytes_per_message: 1 << 20,
-                };
-                let mut responses = store.read(req).await?.into_inner();
-                let mut progressed = false;
-                while let Some(resp) = responses.next().await {
-                    let resp = resp?;
-                    if resp.data.is_empty() {
-                        break;
-                    }
-                    events += nadi_proto::framing::events(&resp.data).count() as u64;
-                    bytes += resp.data.len() as u64;
-                    offset = resp.offset + resp.data.len() as u64;
-                    progressed = true;
-                    if offset >= end {
-                        break;
-                    }
-                }
-                if !progressed {
-                    break;
-                }
+            while let Some(chunk) = reader.next_chunk().await? {
+                events += chunk.events.len() as u64;
+                bytes += chunk.bytes;
             }
             Ok::<_, anyhow::Error>((bytes, events))
         }));

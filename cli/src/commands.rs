@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use nadi_client::{
-    EventWriter, NadiClient, ReaderConfig, ReaderGroup, StartFrom, StreamCut, StreamReader, StreamSpec,
-    TransactionalWriter, WriterConfig,
+    EventWriter, NadiClient, ReadLimits, ReadLoopError, ReaderConfig, ReaderGroup, StartFrom, StreamCut, StreamReader,
+    StreamSpec, TransactionalWriter, WriterConfig,
 };
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{parse_scoped_stream, validate_scope};
@@ -470,7 +470,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// `nadi read`: prints one payload per line until `max` events or `idle` without events.
+/// `nadi read`: prints one payload per line until `max` events or `idle` without events, through
+/// the client's read loop (`StreamReader::read_until`).
 pub async fn read(
     client: &NadiClient,
     name: &str,
@@ -482,23 +483,25 @@ pub async fn read(
     let mut reader = StreamReader::new(client, scope, stream, from_start).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut n = 0u64;
-    while max.is_none_or(|m| n < m) {
-        let next = match idle {
-            Some(d) => match tokio::time::timeout(d, reader.next()).await {
-                Ok(ev) => ev,
-                Err(_) => break,
-            },
-            None => reader.next().await,
-        };
-        let Some(ev) = next else { break };
-        let ev = ev?;
-        out.write_all(&ev.payload)?;
-        out.write_all(b"\n")?;
-        n += 1;
-    }
+    reader
+        .read_until(ReadLimits { max, idle }, std::future::pending(), |ev| {
+            out.write_all(&ev.payload)?;
+            out.write_all(b"\n")
+        })
+        .await
+        .map_err(read_error)?;
     out.flush()?;
     Ok(())
+}
+
+/// A read loop's error as the command reports it: a `ClientError` stays one (its code is the
+/// exit status), an output error is itself.
+fn read_error(e: ReadLoopError<std::io::Error>) -> anyhow::Error {
+    match e {
+        ReadLoopError::Read(e) => e.into(),
+        ReadLoopError::Handler(e) => e.into(),
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 /// Splits `SCOPE/GROUP` into its two checked parts.
@@ -695,23 +698,12 @@ pub async fn read_group(
     let g = ReaderGroup::create_or_open(client, scope, group, &[stream], start).await?;
     let mut reader = g.reader(ReaderConfig { reader_id: opts.reader_id, ..Default::default() }).await?;
     let stdout = std::io::stdout();
-    let mut n = 0u64;
-    let result: anyhow::Result<()> = async {
-        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
-        while max.is_none_or(|m| n < m) {
-            let next = async {
-                match idle {
-                    Some(d) => tokio::time::timeout(d, reader.read_next()).await.ok(),
-                    None => Some(reader.read_next().await),
-                }
-            };
-            let next = tokio::select! {
-                next = next => next,
-                _ = &mut ctrl_c => None,
-            };
-            let Some(ev) = next else { break };
-            let Some(ev) = ev? else { break };
-            // Printed and flushed before the next read_next, which may sync past it.
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let result = reader
+        .read_until(ReadLimits { max, idle }, ctrl_c, |ev| {
+            // Printed and flushed before the next read, whose sync may report it as consumed.
             let mut out = stdout.lock();
             if opts.with_position {
                 if let Some(c) = &ev.checkpoint {
@@ -721,12 +713,10 @@ pub async fn read_group(
             }
             out.write_all(&ev.payload)?;
             out.write_all(b"\n")?;
-            out.flush()?;
-            n += 1;
-        }
-        Ok(())
-    }
-    .await;
+            out.flush()
+        })
+        .await
+        .map_err(read_error);
     let closed = reader.close().await;
     result?;
     closed?;

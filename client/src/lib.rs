@@ -6,6 +6,9 @@
 //!   `nadi_proto::routing`) to its segment, batches and pipelines appends, and acknowledges
 //!   only durable events.
 //! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
+//! - [`SegmentReader`]: reads one segment (fetch, decode, position, retry); every reader here
+//!   is built on it. `StreamReader::read_until` and `Reader::read_until` are the one read
+//!   loop (limits, idle timeout, stop signal) that applications and the CLI share.
 //! - [`TransactionalWriter`]: events that become readable all at once on commit, or never;
 //!   resumable by id from another process.
 //! - [`ReaderGroup`] and [`Reader`]: readers that share the segments of streams, follow splits
@@ -63,8 +66,13 @@
 mod client;
 mod error;
 mod manager;
+mod read_loop;
 mod reader;
 mod reader_group;
+mod segment_reader;
+mod tasks;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 mod txn;
 mod writer;
 
@@ -75,7 +83,9 @@ pub use nadi_proto;
 pub use client::{CONTROLLER_RETRY_FOR, NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};
 pub use manager::StreamManager;
+pub use read_loop::{ReadLimits, ReadLoopError, ReadStop, ReadSummary};
 pub use reader::{EventRead, StreamReader};
 pub use reader_group::{EventPosition, GroupEvent, Reader, ReaderConfig, ReaderGroup, StartFrom, StreamCut};
+pub use segment_reader::{SegmentChunk, SegmentEvent, SegmentReader};
 pub use txn::{TransactionalWriter, TxnState, TxnStatus};
 pub use writer::{AckObserver, EventWriter, WriterConfig};

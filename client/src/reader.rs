@@ -11,20 +11,23 @@
 //!
 //! Reader groups (several readers sharing the segments, with checkpoints) are built on the
 //! controller; see the reader-group docs.
+//!
+//! Owns the coordination of segment reads (which segment starts when); each segment is read by
+//! a [`SegmentReader`] (`segment_reader.rs`: fetch, decode, retry). Called by applications and
+//! by the `nadi read` command, through [`StreamReader::next`] or the shared read loop
+//! (`read_loop.rs`: `StreamReader::read_until`).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
 use nadi_proto::controller::v1 as pb_ctl;
-use nadi_proto::framing;
-use nadi_proto::segment::v1 as pb;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
 
 use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
+use crate::segment_reader::SegmentReader;
 
 /// One event as read by a [`StreamReader`].
 ///
@@ -133,8 +136,8 @@ impl StreamReader {
     ///
     /// # Errors
     ///
-    /// `Some(Err(_))` when reading a segment failed for good (a store unreachable for 10
-    /// attempts in a row, damaged data: `Internal`) or the controller refused to name a
+    /// `Some(Err(_))` when reading a segment failed for good (a store unreachable for 20
+    /// attempts in a row, about 9 s; damaged data: `Internal`) or the controller refused to name a
     /// finished segment's successors. The failed segment is not read any further, but
     /// other segments go on: later calls may still return their events, and the reader then
     /// never returns `None`, so stop at the first error.
@@ -209,50 +212,28 @@ async fn coordinate(
     }
 }
 
-/// Reads one segment from `offset` to its end (following its tail until it is sealed).
-/// Returns true once the segment's end was read and every event handed over.
+/// Reads one segment from `offset` to its end (following its tail until it is sealed), through
+/// a [`SegmentReader`]. Returns true once the segment's end was read and every event handed
+/// over.
 async fn read_segment(
     client: NadiClient,
-    mut endpoint: String,
+    endpoint: String,
     segment: String,
-    mut offset: u64,
+    offset: u64,
     tx: mpsc::Sender<Result<EventRead, ClientError>>,
 ) -> bool {
-    let mut attempts = 0u32;
+    let mut r = SegmentReader::new(&client, &endpoint, &segment, offset);
     loop {
-        let result: Result<bool, ClientError> = async {
-            let mut store = client.segment_store(&endpoint)?;
-            let req = pb::ReadRequest { segment: segment.clone(), offset, follow: true, max_bytes_per_message: 0 };
-            let mut responses = store.read(req).await?.into_inner();
-            while let Some(resp) = responses.next().await {
-                let resp = resp?;
-                attempts = 0;
-                for ev in framing::events(&resp.data) {
-                    let (at, payload) =
-                        ev.map_err(|e| ClientError::new(ErrorKind::Internal, format!("{segment}: {e}")))?;
-                    let ev = EventRead { segment: segment.clone(), offset: resp.offset + at as u64, payload };
+        match r.next_chunk().await {
+            Ok(Some(chunk)) => {
+                for ev in chunk.events {
+                    let ev = EventRead { segment: segment.clone(), offset: ev.offset, payload: ev.payload };
                     if tx.send(Ok(ev)).await.is_err() {
-                        return Ok(false);
+                        return false;
                     }
                 }
-                offset = resp.offset + resp.data.len() as u64;
-                if resp.end_of_segment {
-                    return Ok(true);
-                }
             }
-            Err(ClientError::new(ErrorKind::Unavailable, "read stream ended"))
-        }
-        .await;
-        match result {
-            Ok(done) => return done,
-            Err(e) if e.is_retryable() && attempts < 10 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
-                // The store may have restarted at another address.
-                if let Ok(now) = client.segment_endpoint(&segment).await {
-                    endpoint = now;
-                }
-            }
+            Ok(None) => return true,
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return false;

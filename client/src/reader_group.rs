@@ -17,6 +17,11 @@
 //! group is reset; a reader that dies (or is declared offline while still running) loses the
 //! positions it had not synced yet, so the events it handed out after its last sync are handed
 //! out again to the next owner (at least once).
+//!
+//! Owns group membership, assignment and positions; each owned segment is read by a
+//! [`SegmentReader`] (`segment_reader.rs`: fetch, decode, retry). Called by applications and by
+//! `nadi read --group`, through [`Reader::read_next`] or the shared read loop (`read_loop.rs`:
+//! `Reader::read_until`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,15 +31,13 @@ use futures::Stream;
 use nadi_proto::SegmentId;
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
-use nadi_proto::framing;
-use nadi_proto::segment::v1 as seg;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
 
 use crate::client::{ControllerChannel, MAX_MESSAGE, NadiClient};
 use crate::error::{ClientError, ErrorKind};
+use crate::segment_reader::SegmentReader;
 
 fn svc(ch: ControllerChannel) -> ReaderGroupServiceClient<ControllerChannel> {
     ReaderGroupServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
@@ -605,7 +608,8 @@ impl Reader {
     ///
     /// `NotFound` if the group was deleted, or this reader was removed from it (a reset, or
     /// declared offline): join again with [`ReaderGroup::reader`]. `Unavailable` if no
-    /// controller answered a sync, or a segment stayed unreadable for 10 attempts in a row;
+    /// controller answered a sync, or a segment stayed unreadable for 20 attempts in a row
+    /// (about 9 s);
     /// `Internal` for damaged data.
     pub async fn read_next(&mut self) -> Result<Option<GroupEvent>, ClientError> {
         loop {
@@ -784,52 +788,30 @@ impl Reader {
     }
 }
 
-/// Reads one segment from `offset`, following its tail, until its end; retries a dropped
-/// connection (up to 10 times in a row) from the last delivered position.
+/// Reads one segment from `offset`, following its tail, until its end, through a
+/// [`SegmentReader`] (which retries a dropped connection from the last delivered position).
 async fn read_segment(
     client: NadiClient,
-    mut endpoint: String,
+    endpoint: String,
     segment: String,
-    mut offset: u64,
+    offset: u64,
     token: u64,
     tx: mpsc::Sender<(u64, Item)>,
 ) {
-    let mut attempts = 0u32;
+    let mut r = SegmentReader::new(&client, &endpoint, &segment, offset);
     loop {
-        let result: Result<(), ClientError> = async {
-            let mut store = client.segment_store(&endpoint)?;
-            let req = seg::ReadRequest { segment: segment.clone(), offset, follow: true, max_bytes_per_message: 0 };
-            let mut responses = store.read(req).await?.into_inner();
-            while let Some(resp) = responses.next().await {
-                let resp = resp?;
-                attempts = 0;
-                for ev in framing::events(&resp.data) {
-                    let (at, payload) =
-                        ev.map_err(|e| ClientError::new(ErrorKind::Internal, format!("{segment}: {e}")))?;
-                    let start = resp.offset + at as u64;
-                    let next_offset = start + framing::framed_len(payload.len()) as u64;
-                    if tx.send((token, Item::Event { offset: start, next_offset, payload })).await.is_err() {
-                        return Ok(());
+        match r.next_chunk().await {
+            Ok(Some(chunk)) => {
+                for ev in chunk.events {
+                    let item = Item::Event { offset: ev.offset, next_offset: ev.next_offset, payload: ev.payload };
+                    if tx.send((token, item)).await.is_err() {
+                        return;
                     }
-                    offset = next_offset;
-                }
-                if resp.end_of_segment {
-                    let _ = tx.send((token, Item::End { at: offset })).await;
-                    return Ok(());
                 }
             }
-            Err(ClientError::new(ErrorKind::Unavailable, "read stream ended"))
-        }
-        .await;
-        match result {
-            Ok(()) => return,
-            Err(e) if e.is_retryable() && attempts < 10 => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
-                // The store may have restarted at another address.
-                if let Ok(now) = client.segment_endpoint(&segment).await {
-                    endpoint = now;
-                }
+            Ok(None) => {
+                let _ = tx.send((token, Item::End { at: r.position() })).await;
+                return;
             }
             Err(e) => {
                 let e = ClientError { message: format!("reading {segment}: {}", e.message), ..e };

@@ -36,6 +36,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
+use crate::tasks::WriterTaskGuard;
 
 /// Told when events become durable, with the time each was handed to `write` (for latency
 /// measurement, e.g. by `nadi bench`). Called from the writer's tasks; keep it cheap.
@@ -252,7 +253,11 @@ impl Shared {
             waiters: Vec::new(),
             acked: -1,
         };
-        self.handles.lock().push(tokio::spawn(task.run(rx)));
+        let guard = WriterTaskGuard::new();
+        self.handles.lock().push(tokio::spawn(async move {
+            let _alive = guard;
+            task.run(rx).await
+        }));
         tx
     }
 
@@ -511,9 +516,16 @@ impl EventWriter {
         let res = self.flush().await;
         self.shared.tasks.lock().clear();
         self.shared.routes.write().await.clear();
-        let handles: Vec<_> = self.shared.handles.lock().drain(..).collect();
-        for t in handles {
-            let _ = t.await;
+        // A task re-routing a sealed segment may still start successor tasks while the ones
+        // seen so far end: wait until no task is left, not only for those started before now.
+        loop {
+            let handles: Vec<_> = self.shared.handles.lock().drain(..).collect();
+            if handles.is_empty() {
+                break;
+            }
+            for t in handles {
+                let _ = t.await;
+            }
         }
         res
     }
@@ -524,7 +536,9 @@ fn answer_after(
     waits: Vec<oneshot::Receiver<Result<(), ClientError>>>,
     reply: oneshot::Sender<Result<(), ClientError>>,
 ) {
+    let guard = WriterTaskGuard::new();
     tokio::spawn(async move {
+        let _alive = guard;
         let mut result = Ok(());
         for w in waits {
             let r = w.await.unwrap_or_else(|_| Err(ClientError::new(ErrorKind::Internal, "the writer has stopped")));
