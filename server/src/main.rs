@@ -72,13 +72,18 @@ fn main() {
 }
 
 /// The settings of server program `name`: its flags, environment and defaults in `matches`
-/// (clap's first parse) layered with its `--config` file.
+/// (clap's first parse) layered with its `--config` file. With `--print-config` they are
+/// printed and the process exits.
 fn server_settings<S>(name: &'static str, matches: &clap::ArgMatches) -> anyhow::Result<S>
 where
     S: clap::Args + FromArgMatches + serde::Serialize,
 {
     let sub = matches.subcommand_matches(name).expect("the subcommand that was parsed");
     let loaded = settings::load::<S>(name, sub)?;
+    if loaded.config.print_config {
+        print!("{}", loaded.to_toml()?);
+        std::process::exit(0);
+    }
     Ok(loaded.settings)
 }
 

@@ -43,6 +43,10 @@ pub struct ConfigSource {
     /// dashes (`data-dir = "/var/lib/nadi"`). An unknown key is an error.
     #[arg(long, env = "NADI_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Print the merged settings as a TOML config file (each with where its value came from)
+    /// and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// Where a setting's value came from.
