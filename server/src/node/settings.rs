@@ -18,9 +18,10 @@
 //! the rest, so a file value goes through exactly the parser, range check and default a flag
 //! goes through, and no setting is merged by hand.
 //!
-//! Owns: [`ConfigSource`] (the loader's own flags, not settings), [`load`], [`Loaded`] (with
-//! its `--print-config` rendering), [`settings_table`] (the docs table), and the value types
-//! [`Size`], [`Dur`] and [`DurList`]. Calls: clap, toml. Called by: the `nadi` binary's `main`;
+//! Owns: [`ConfigSource`] (the loader's own flags `--config` and `--print-config`, not
+//! settings), [`load`], [`Loaded`] (with its `--print-config` rendering), [`name_env_source`]
+//! (says which `NADI_…` variable a bad value came from), [`settings_table`] (the docs table),
+//! and the value types [`Size`], [`Dur`] and [`DurList`]. Calls: clap, toml. Called by: the `nadi` binary's `main`;
 //! [`super::config`] uses the value types and the tests there check the docs table.
 
 use std::collections::BTreeMap;
