@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use nadi_server::node::config::StandaloneArgs;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use nadi_server::node::config::{ControllerSettings, SegmentStoreSettings, StandaloneSettings};
+use nadi_server::node::settings;
 
 #[derive(Debug, Parser)]
 #[command(name = "nadi", version, about = "Nadi: a durable, elastic, segmented stream store")]
@@ -20,11 +21,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run controller, segment store and admin HTTP in one process.
-    Standalone(StandaloneArgs),
+    Standalone(StandaloneSettings),
     /// Run one controller of a Raft group (3 for a cluster that survives one failure).
-    Controller(nadi_server::node::controller::ControllerArgs),
+    Controller(ControllerSettings),
     /// Run a segment store that registers with the controllers given by --controller.
-    SegmentStore(nadi_server::node::segment_store::SegmentStoreArgs),
+    SegmentStore(SegmentStoreSettings),
     #[command(flatten)]
     Client(nadi_cli::ClientCommand),
 }
@@ -48,7 +49,11 @@ fn keep_freed_memory() {
 
 fn main() {
     keep_freed_memory();
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = Cli::command()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| settings::name_env_source(e, &Cli::command(), &argv).exit());
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = tracing_subscriber::EnvFilter::try_from_env("NADI_LOG").unwrap_or_else(|_| {
         let server = matches!(cli.command, Command::Standalone(_) | Command::Controller(_) | Command::SegmentStore(_));
         let default = if server { "info,openraft=warn" } else { "warn" };
@@ -58,7 +63,7 @@ fn main() {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli)) {
+    if let Err(e) = runtime.block_on(run(cli, &matches)) {
         eprintln!("error: {}", nadi_cli::one_line(&e));
         std::process::exit(1);
     }
@@ -66,13 +71,37 @@ fn main() {
     runtime.shutdown_timeout(Duration::from_millis(100));
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// The settings of server program `name`: its flags, environment and defaults in `matches`
+/// (clap's first parse) layered with its `--config` file. With `--print-config` they are
+/// printed and the process exits.
+fn server_settings<S>(name: &'static str, matches: &clap::ArgMatches) -> anyhow::Result<S>
+where
+    S: clap::Args + FromArgMatches + serde::Serialize,
+{
+    let sub = matches.subcommand_matches(name).expect("the subcommand that was parsed");
+    let loaded = settings::load::<S>(name, sub)?;
+    if loaded.config.print_config {
+        print!("{}", loaded.to_toml()?);
+        std::process::exit(0);
+    }
+    Ok(loaded.settings)
+}
+
+async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    use nadi_server::node::{controller, segment_store, standalone};
     match cli.command {
-        Command::Standalone(args) => nadi_server::node::standalone::run(args.resolve()?).await,
-        Command::Controller(args) => nadi_server::node::controller::run_controller(args).await,
-        Command::SegmentStore(args) => {
+        Command::Standalone(_) => {
+            let s: StandaloneSettings = server_settings("standalone", matches)?;
+            standalone::run(s.resolve()?).await
+        }
+        Command::Controller(_) => {
+            let s: ControllerSettings = server_settings("controller", matches)?;
+            controller::run_controller(s.resolve()?).await
+        }
+        Command::SegmentStore(_) => {
+            let s: SegmentStoreSettings = server_settings("segment-store", matches)?;
             let controllers = nadi_cli::commands::controllers(&cli.controller);
-            nadi_server::node::segment_store::run_segment_store(controllers, args).await
+            segment_store::run_segment_store(controllers, s.resolve()?).await
         }
         Command::Client(command) => nadi_cli::run(&cli.controller, command).await,
     }

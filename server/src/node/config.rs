@@ -1,159 +1,326 @@
-//! Server settings: each is a flag, a `NADI_…` environment variable, or a key in the `--config`
-//! TOML file, resolved flag > env > file > default. Sizes read like `512MiB`.
+//! The settings of the three server programs, each declared once: one struct per program
+//! ([`StandaloneSettings`], [`ControllerSettings`], [`SegmentStoreSettings`]) built from shared
+//! groups ([`NodeSettings`], [`ControlSettings`], [`StoreSettings`], [`TierSettings`]) with
+//! `#[command(flatten)]`/`#[serde(flatten)]`. A field's `#[arg]` is its flag, `NADI_…`
+//! environment variable, default and value parser; its doc comment is its documentation; its
+//! TOML key is the flag's long name. [`super::settings`] layers them (default < `--config`
+//! file < env < flag) and prints them; docs/operations.md's settings table is generated from
+//! these structs (see the test `settings_table_in_the_docs_is_current`).
+//!
+//! To add a setting, add a field here (and regenerate the docs table with
+//! `NADI_UPDATE_DOCS=1 cargo test -p nadi-server settings_table`): flag, env, file key,
+//! `--print-config` and docs follow.
+//!
+//! Values that stand alone are checked by their value parsers (an error names the setting and
+//! where the value came from); checks across settings happen in the `resolve` methods, which
+//! turn the settings into what the nodes run with. Called by: `main` (through
+//! [`super::settings::load`]), [`super::standalone`], [`super::controller`],
+//! [`super::segment_store`].
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use nadi_controller::autoscale::ScalerSettings;
+use serde::Serialize;
 
-/// Flags (and their environment variables) of `nadi standalone`. Everything is optional here so
-/// that a value from the config file can fill in what was not given.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct StandaloneArgs {
-    /// Directory for all state (controller/, tier1/). Default ./nadi-data.
-    #[arg(long, env = "NADI_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Controller gRPC address. Default 127.0.0.1:9090.
-    #[arg(long, env = "NADI_CONTROLLER_LISTEN")]
-    pub controller_listen: Option<SocketAddr>,
-    /// Segment store gRPC address. Default 127.0.0.1:12345.
-    #[arg(long, env = "NADI_SEGMENT_LISTEN")]
-    pub segment_listen: Option<SocketAddr>,
-    /// Admin HTTP address. Default 127.0.0.1:9091.
-    #[arg(long, env = "NADI_HTTP_LISTEN")]
-    pub http_listen: Option<SocketAddr>,
-    /// Segment containers (fixed once the data directory exists). Default 4.
-    #[arg(long, env = "NADI_CONTAINERS")]
-    pub containers: Option<u32>,
-    /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
-    #[arg(long, env = "NADI_LOG_FILE_SIZE")]
-    pub log_file_size: Option<String>,
-    /// A reader-group reader that has not synced for this long is declared offline, e.g. `30s`.
-    /// Default 30s.
-    #[arg(long, env = "NADI_READER_TIMEOUT")]
-    pub reader_timeout: Option<String>,
-    /// How often retention policies are applied, e.g. 30s. Default 30s.
-    #[arg(long, env = "NADI_RETENTION_INTERVAL")]
-    pub retention_interval: Option<String>,
-    /// Bytes of log records between two metadata checkpoints per container, e.g. 64MiB.
-    /// Recovery replays at most about this much log per container. Default 64MiB.
-    #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
-    pub checkpoint_interval: Option<String>,
-    /// Bytes of requests each container accepts before writers wait for the disk, e.g. 64MiB
-    /// (at most 4GiB). Default 64MiB.
-    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
-    pub container_queue_bytes: Option<String>,
+use super::settings::{ConfigSource, Dur, DurList, Size};
+use crate::store::load::LoadSettings;
+
+/// Settings every server program has.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NodeSettings {
+    /// Directory for this process's state: `controller/` (the controller's Raft log and
+    /// snapshot), `tier1/` (the segment store's log) and, by default, `tier2/` (a local
+    /// Tier-2). Relative to the working directory.
+    #[arg(long, env = "NADI_DATA_DIR", value_name = "DIR", default_value = "nadi-data")]
+    pub data_dir: PathBuf,
+    /// How often segment load is measured (segment store) and scaling decided (controller)
+    /// (docs/autoscaling.md). More than 0.
+    #[arg(long, env = "NADI_LOAD_TICK", value_name = "DURATION", default_value = "5s", value_parser = positive)]
+    pub load_tick: Dur,
+}
+
+/// Settings of the controller's work: reader groups, retention and auto-scaling
+/// (docs/autoscaling.md). `nadi standalone` and `nadi controller` take them.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ControlSettings {
+    /// A reader-group reader that has not synced for this long is declared offline by the
+    /// controller leader; its segments go back to the group at its last synced positions.
+    #[arg(long, env = "NADI_READER_TIMEOUT", value_name = "DURATION", default_value = "30s")]
+    pub reader_timeout: Dur,
+    /// How often the controller leader applies retention policies.
+    #[arg(long, env = "NADI_RETENTION_INTERVAL", value_name = "DURATION", default_value = "30s")]
+    pub retention_interval: Dur,
+    /// A segment younger than this is neither split nor merged by load.
+    #[arg(long, env = "NADI_SCALE_COOLDOWN", value_name = "DURATION", default_value = "10m")]
+    pub scale_cooldown: Dur,
+    /// After a scaling request for a segment, none for it for this long.
+    #[arg(long, env = "NADI_SCALE_MUTE", value_name = "DURATION", default_value = "10m")]
+    pub scale_mute: Dur,
+    /// The most active segments auto-scaling lets a stream have. At least 1.
+    #[arg(long, env = "NADI_MAX_SEGMENTS", value_name = "N", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_segments: u32,
+}
+
+/// Settings of a segment store. `nadi standalone` and `nadi segment-store` take them.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StoreSettings {
+    /// Segment containers, 1 to 1024. Fixed per data directory: recorded in `tier1/containers`
+    /// at the first start, a later different value is ignored with a warning. All stores of a
+    /// cluster must use the same.
+    #[arg(long, env = "NADI_CONTAINERS", value_name = "N", default_value = "4",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub containers: u32,
+    /// Size of each Tier-1 log file: at least 20MiB (it must hold the largest append batch),
+    /// below 4GiB. Each container keeps its current log file in memory (written with
+    /// `O_DIRECT`, read from memory), plus up to two previous ones within 512 MiB over all
+    /// containers: `containers × this` + at most 512 MiB once written, 768 MiB for the
+    /// defaults. Many containers want smaller files. A new size applies to log files prepared
+    /// from then on.
+    #[arg(long, env = "NADI_LOG_FILE_SIZE", value_name = "SIZE", default_value = "64MiB", value_parser = log_file_size)]
+    pub log_file_size: Size,
+    /// Log bytes between two metadata checkpoints per container; recovery replays at most
+    /// about this much log per container. At least 1 byte.
+    #[arg(long, env = "NADI_CHECKPOINT_INTERVAL", value_name = "SIZE", default_value = "64MiB", value_parser = nonzero_size)]
+    pub checkpoint_interval: Size,
+    /// Bytes of requests each container accepts before writers wait for the disk
+    /// (backpressure). 1 byte to 4GiB.
+    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES", value_name = "SIZE", default_value = "64MiB", value_parser = queue_bytes)]
+    pub container_queue_bytes: Size,
+    /// The windows segment rates are averaged over, shortest first, none shorter than the load
+    /// tick. A segment splits when its two shortest are above target.
+    #[arg(long, env = "NADI_LOAD_WINDOWS", value_name = "D,D,…", default_value = "2m,5m,10m,20m", value_parser = windows)]
+    pub load_windows: DurList,
     #[command(flatten)]
-    pub scaler: ScalerArgs,
-    /// The windows segment rates are averaged over, shortest first, e.g. `2m,5m,10m,20m`
-    /// (the default). A segment splits when its two shortest are above target.
-    #[arg(long, env = "NADI_LOAD_WINDOWS")]
-    pub load_windows: Option<String>,
-    #[command(flatten)]
-    pub tier: TierArgs,
-    /// A TOML file with any of the settings above (keys like `data-dir`).
-    #[arg(long, env = "NADI_CONFIG")]
-    pub config: Option<PathBuf>,
+    #[serde(flatten)]
+    pub tier: TierSettings,
 }
 
-/// Auto-scaling settings of the controller (docs/autoscaling.md); `nadi standalone` and `nadi
-/// controller` take them.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct ScalerArgs {
-    /// How often segment load is measured (segment store) and scaling decided (controller),
-    /// e.g. `5s`. Default 5s.
-    #[arg(long, env = "NADI_LOAD_TICK")]
-    pub load_tick: Option<String>,
-    /// A segment younger than this is neither split nor merged by load, e.g. `10m` (the
-    /// default).
-    #[arg(long, env = "NADI_SCALE_COOLDOWN")]
-    pub scale_cooldown: Option<String>,
-    /// After a scaling request for a segment, no new one for it for this long. Default 10m.
-    #[arg(long, env = "NADI_SCALE_MUTE")]
-    pub scale_mute: Option<String>,
-    /// The most active segments auto-scaling lets a stream have. Default 1024.
-    #[arg(long, env = "NADI_MAX_SEGMENTS")]
-    pub max_segments: Option<u32>,
-}
-
-impl ScalerArgs {
-    /// Each setting from `self` (flag or env) or else from `file`.
-    pub fn or(self, file: ScalerArgs) -> ScalerArgs {
-        ScalerArgs {
-            load_tick: self.load_tick.or(file.load_tick),
-            scale_cooldown: self.scale_cooldown.or(file.scale_cooldown),
-            scale_mute: self.scale_mute.or(file.scale_mute),
-            max_segments: self.max_segments.or(file.max_segments),
-        }
-    }
-
-    /// The controller's auto-scaler settings.
-    pub fn settings(&self) -> anyhow::Result<nadi_controller::autoscale::ScalerSettings> {
-        let tick = load_settings(self.load_tick.as_deref(), None)?.tick;
-        let mut s = nadi_controller::autoscale::ScalerSettings { tick, ..Default::default() };
-        if let Some(c) = &self.scale_cooldown {
-            s.cooldown = parse_duration(c)?;
-        }
-        if let Some(m) = &self.scale_mute {
-            s.mute = parse_duration(m)?;
-        }
-        if let Some(n) = self.max_segments {
-            if n == 0 {
-                bail!("max segments must be at least 1");
-            }
-            s.max_segments = n;
-        }
-        Ok(s)
-    }
-}
-
-/// A segment store's load measurement settings from `--load-tick` and `--load-windows`.
-pub fn load_settings(tick: Option<&str>, windows: Option<&str>) -> anyhow::Result<crate::store::load::LoadSettings> {
-    let mut l = crate::store::load::LoadSettings::default();
-    if let Some(t) = tick {
-        l.tick = parse_duration(t)?;
-    }
-    if let Some(w) = windows {
-        l.windows = w.split(',').map(parse_duration).collect::<anyhow::Result<_>>()?;
-    }
-    if l.tick.is_zero() {
-        bail!("load tick must be longer than 0");
-    }
-    if l.windows.len() < 2 || l.windows.windows(2).any(|p| p[0] >= p[1]) || l.windows[0] < l.tick {
-        bail!(
-            "load windows must be two or more durations, shortest first, none shorter than the load tick (e.g. 2m,5m,10m,20m)"
-        );
-    }
-    Ok(l)
-}
-
-/// Tiering settings, shared by `nadi standalone` and `nadi segment-store`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct TierArgs {
-    /// Where segment data moves from the Tier-1 log: `file:///dir`, `s3://bucket/prefix`
-    /// (credentials and region from the AWS_* variables), `memory://` (tests only) or `none`.
-    /// Default: file:// under DATA_DIR/tier2.
-    #[arg(long, env = "NADI_TIER2")]
+/// Tiering settings of a segment store (docs/operations.md, "Disk space and Tier-2").
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TierSettings {
+    /// Where segment data moves from the Tier-1 log: `file:///dir` (or a plain path),
+    /// `s3://bucket/prefix` (credentials and region from the AWS_* variables), `memory://`
+    /// (tests only: lost on exit) or `none` (keep everything in Tier-1). Another scheme is
+    /// refused: `unknown Tier-2 backend`. Default: local files under DATA_DIR/tier2.
+    #[arg(long, env = "NADI_TIER2", value_name = "URL")]
     pub tier2: Option<String>,
-    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:9000 (default: AWS, or
-    /// AWS_ENDPOINT_URL).
-    #[arg(long, env = "NADI_TIER2_ENDPOINT")]
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000` (`http://` is allowed
+    /// for it). Default: AWS, or `AWS_ENDPOINT_URL`.
+    #[arg(long, env = "NADI_TIER2_ENDPOINT", value_name = "URL")]
     pub tier2_endpoint: Option<String>,
-    /// Most bytes of Tier-1 log files on disk, e.g. 512MiB (plus one file); appends wait for
-    /// data to move to Tier-2 beyond it. Needs Tier-2 and at least 3 log files per container.
-    /// Default: no limit.
-    #[arg(long, env = "NADI_TIER1_CAPACITY")]
-    pub tier1_capacity: Option<String>,
-    /// A segment's Tier-1 bytes move to Tier-2 as one chunk once this many gathered. Default 32MiB.
-    #[arg(long, env = "NADI_TIER2_CHUNK_SIZE")]
-    pub tier2_chunk_size: Option<String>,
-    /// ... or once the oldest of them is this old. Default 30s.
-    #[arg(long, env = "NADI_TIER2_MAX_AGE")]
-    pub tier2_max_age: Option<String>,
-    /// Bytes of Tier-2 chunks cached for reads (with read-ahead). Default 256MiB.
-    #[arg(long, env = "NADI_TIER2_CACHE_SIZE")]
-    pub tier2_cache_size: Option<String>,
+    /// Most bytes of Tier-1 log files on disk (all containers), plus one file; appends wait for
+    /// data to move to Tier-2 beyond it. Needs a Tier-2 and room for at least 3 log files per
+    /// container. Default: no limit.
+    #[arg(long, env = "NADI_TIER1_CAPACITY", value_name = "SIZE")]
+    pub tier1_capacity: Option<Size>,
+    /// A segment's Tier-1 bytes move to Tier-2 as one chunk once this many gathered (memory:
+    /// each container's storage writer keeps two buffers of this size plus 1 MiB, a local
+    /// Tier-2 about one more each, backed at start-up up to 64 MiB each) ...
+    #[arg(long, env = "NADI_TIER2_CHUNK_SIZE", value_name = "SIZE", default_value = "32MiB", value_parser = nonzero_size)]
+    pub tier2_chunk_size: Size,
+    /// ... or once the oldest of them is this old, or (if at least 1/8 of the chunk size
+    /// gathered) once they are about to leave the log files kept in memory.
+    #[arg(long, env = "NADI_TIER2_MAX_AGE", value_name = "DURATION", default_value = "30s")]
+    pub tier2_max_age: Dur,
+    /// Bytes of Tier-2 chunk data held in memory for reads (with read-ahead of 2 chunks).
+    #[arg(long, env = "NADI_TIER2_CACHE_SIZE", value_name = "SIZE", default_value = "256MiB")]
+    pub tier2_cache_size: Size,
+}
+
+/// `nadi standalone`: controller, segment store and admin HTTP in one process.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StandaloneSettings {
+    /// Controller gRPC address, `IP:port` (port 0: chosen by the OS).
+    #[arg(long, env = "NADI_CONTROLLER_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:9090")]
+    pub controller_listen: SocketAddr,
+    /// Segment store gRPC address, `IP:port`; also the endpoint clients are told to use.
+    #[arg(long, env = "NADI_SEGMENT_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:12345")]
+    pub segment_listen: SocketAddr,
+    /// Admin HTTP address, `IP:port`.
+    #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:9091")]
+    pub http_listen: SocketAddr,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub control: ControlSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// `nadi controller`: one member of the controllers' Raft group.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ControllerSettings {
+    /// This node's id, one of `--peers`. Required.
+    #[arg(long, env = "NADI_ID", value_name = "N")]
+    pub id: Option<u64>,
+    /// gRPC address to listen on (clients, segment stores and the other controllers). Required.
+    #[arg(long, env = "NADI_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Every member of the group, this node included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
+    /// Required; the same on every member.
+    #[arg(long, env = "NADI_PEERS", value_name = "LIST")]
+    pub peers: Option<Peers>,
+    /// Admin HTTP address, `IP:port`. Default: no admin HTTP.
+    #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub control: ControlSettings,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// `nadi segment-store`: a store that registers with the controllers given by the global
+/// `--controller` (`NADI_CONTROLLER`).
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SegmentStoreSettings {
+    /// gRPC address to listen on, `IP:port`.
+    #[arg(long, env = "NADI_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:12345")]
+    pub listen: SocketAddr,
+    /// The URL clients reach this store at. Default: `http://` plus the listen address, which
+    /// must then not be a wildcard address such as 0.0.0.0.
+    #[arg(long, env = "NADI_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub store: StoreSettings,
+    #[command(flatten)]
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// The controllers of a Raft group: id → gRPC URL, written `1=HOST:PORT,2=HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peers(pub BTreeMap<u64, String>);
+
+impl FromStr for Peers {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Peers, String> {
+        parse_peers(s).map(Peers).map_err(|e| e.to_string())
+    }
+}
+
+impl fmt::Display for Peers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<_> = self.0.iter().map(|(id, url)| format!("{id}={url}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl Serialize for Peers {
+    fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Parses `1=HOST:PORT,2=HOST:PORT` into id → gRPC URL.
+pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((id, addr)) = part.split_once('=') else {
+            bail!("peer {part:?} must look like ID=HOST:PORT");
+        };
+        let id: u64 = id.trim().parse().with_context(|| format!("peer id {id:?} is not a number"))?;
+        let addr = addr.trim();
+        let url = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        if url.parse::<http::Uri>().ok().and_then(|u| u.port_u16()).is_none() {
+            bail!("peer {id} address {addr:?} must be HOST:PORT");
+        }
+        if out.insert(id, url).is_some() {
+            bail!("peer id {id} is given twice");
+        }
+    }
+    if out.is_empty() {
+        bail!("--peers lists no controller");
+    }
+    Ok(out)
+}
+
+fn positive(s: &str) -> Result<Dur, String> {
+    let d: Dur = s.parse()?;
+    if d.0.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+fn nonzero_size(s: &str) -> Result<Size, String> {
+    let v: Size = s.parse()?;
+    if v.0 == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(v)
+}
+
+fn log_file_size(s: &str) -> Result<Size, String> {
+    let v: Size = s.parse()?;
+    if v.0 < crate::log::file::MIN_FILE_SIZE {
+        return Err("log file size must be at least 20MiB (it must hold the largest append batch)".into());
+    }
+    if v.0 > crate::log::file::MAX_FILE_SIZE {
+        return Err("log file size must be below 4GiB".into());
+    }
+    Ok(v)
+}
+
+fn queue_bytes(s: &str) -> Result<Size, String> {
+    let v = nonzero_size(s)?;
+    if v.0 > u32::MAX as u64 {
+        return Err("must be at most 4GiB".into());
+    }
+    Ok(v)
+}
+
+fn windows(s: &str) -> Result<DurList, String> {
+    let w: DurList = s.parse()?;
+    if w.0.len() < 2 || w.0.windows(2).any(|p| p[0] >= p[1]) {
+        return Err("must be two or more durations, shortest first (e.g. 2m,5m,10m,20m)".into());
+    }
+    Ok(w)
+}
+
+/// A segment store's settings, resolved: what [`super::segment_store::store_config`] opens.
+#[derive(Debug, Clone)]
+pub struct StoreNodeConfig {
+    pub data_dir: PathBuf,
+    pub containers: u32,
+    pub log_file_size: u64,
+    pub checkpoint_interval: u64,
+    pub container_queue_bytes: u64,
+    /// Segment load measurement.
+    pub load: LoadSettings,
+    pub tier: TierConfig,
 }
 
 /// Resolved tiering settings.
@@ -165,286 +332,170 @@ pub struct TierConfig {
     /// Log files per container at most (0: no limit).
     pub max_files: usize,
     pub chunk_bytes: u64,
-    pub max_age: std::time::Duration,
+    pub max_age: Duration,
     pub cache_bytes: u64,
 }
 
-impl TierArgs {
-    /// Fills what is unset here from `file`.
-    pub fn or(self, file: TierArgs) -> TierArgs {
-        TierArgs {
-            tier2: self.tier2.or(file.tier2),
-            tier2_endpoint: self.tier2_endpoint.or(file.tier2_endpoint),
-            tier1_capacity: self.tier1_capacity.or(file.tier1_capacity),
-            tier2_chunk_size: self.tier2_chunk_size.or(file.tier2_chunk_size),
-            tier2_max_age: self.tier2_max_age.or(file.tier2_max_age),
-            tier2_cache_size: self.tier2_cache_size.or(file.tier2_cache_size),
+/// A controller node's work settings, resolved.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub reader_timeout: Duration,
+    pub retention_interval: Duration,
+    pub scaler: ScalerSettings,
+}
+
+/// Resolved settings of `nadi standalone`.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    pub controller_listen: SocketAddr,
+    pub segment_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub control: ControlConfig,
+    pub store: StoreNodeConfig,
+}
+
+/// Resolved settings of `nadi controller`.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub id: u64,
+    pub listen: SocketAddr,
+    pub peers: BTreeMap<u64, String>,
+    pub http_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub control: ControlConfig,
+}
+
+/// Resolved settings of `nadi segment-store`.
+#[derive(Debug, Clone)]
+pub struct SegmentStoreConfig {
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub store: StoreNodeConfig,
+}
+
+impl ControlSettings {
+    fn resolve(&self, node: &NodeSettings) -> ControlConfig {
+        ControlConfig {
+            reader_timeout: self.reader_timeout.0,
+            retention_interval: self.retention_interval.0,
+            scaler: ScalerSettings {
+                tick: node.load_tick.0,
+                cooldown: self.scale_cooldown.0,
+                mute: self.scale_mute.0,
+                max_segments: self.max_segments,
+            },
         }
     }
+}
 
-    fn resolve(self, data_dir: &Path, containers: u32, log_file_size: u64) -> anyhow::Result<TierConfig> {
+impl StoreSettings {
+    fn resolve(&self, node: &NodeSettings) -> anyhow::Result<StoreNodeConfig> {
+        let load = LoadSettings { tick: node.load_tick.0, windows: self.load_windows.0.clone() };
+        if load.windows[0] < load.tick {
+            bail!("--load-windows {} has a window shorter than --load-tick {}", self.load_windows, node.load_tick);
+        }
+        Ok(StoreNodeConfig {
+            data_dir: node.data_dir.clone(),
+            containers: self.containers,
+            log_file_size: self.log_file_size.0,
+            checkpoint_interval: self.checkpoint_interval.0,
+            container_queue_bytes: self.container_queue_bytes.0,
+            load,
+            tier: self.tier.resolve(node, self.containers, self.log_file_size.0)?,
+        })
+    }
+}
+
+impl TierSettings {
+    fn resolve(&self, node: &NodeSettings, containers: u32, log_file_size: u64) -> anyhow::Result<TierConfig> {
         let url = match self.tier2.as_deref().map(str::trim) {
             Some("none") => None,
             Some(u) if !u.is_empty() => Some(u.to_owned()),
-            _ => Some(data_dir.join("tier2").to_string_lossy().into_owned()),
+            _ => Some(node.data_dir.join("tier2").to_string_lossy().into_owned()),
         };
         let max_files = match self.tier1_capacity {
-            Some(s) => {
-                let cap = parse_size(&s)?;
+            Some(cap) => {
                 if url.is_none() {
                     bail!("--tier1-capacity needs a Tier-2 (--tier2) to move data to");
                 }
-                let files = cap / log_file_size / containers as u64;
+                let files = cap.0 / log_file_size / containers as u64;
                 if files < 3 {
                     bail!(
-                        "--tier1-capacity {s} is too small: it must hold at least 3 log files of {} per container ({containers} containers)",
-                        bytesize::ByteSize(log_file_size)
+                        "--tier1-capacity {cap} is too small: it must hold at least 3 log files of {} per container ({containers} containers)",
+                        Size(log_file_size)
                     );
                 }
                 files as usize
             }
             None => 0,
         };
-        let chunk_bytes = match self.tier2_chunk_size {
-            Some(s) => parse_size(&s)?,
-            None => crate::container::storage_writer::DEFAULT_CHUNK_BYTES,
-        };
-        if chunk_bytes == 0 {
-            bail!("--tier2-chunk-size must be at least 1 byte");
-        }
-        let max_age = match self.tier2_max_age {
-            Some(s) => parse_duration(&s)?,
-            None => crate::container::storage_writer::DEFAULT_MAX_AGE,
-        };
-        let cache_bytes = match self.tier2_cache_size {
-            Some(s) => parse_size(&s)?,
-            None => 256 * 1024 * 1024,
-        };
-        Ok(TierConfig { url, endpoint: self.tier2_endpoint, max_files, chunk_bytes, max_age, cache_bytes })
-    }
-}
-
-/// Parses a duration such as `30s`, `500ms` or `5m`.
-pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
-    humantime::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("{s:?} is not a duration ({e}); use e.g. 30s"))
-}
-
-/// The config file's shape.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    data_dir: Option<PathBuf>,
-    controller_listen: Option<SocketAddr>,
-    segment_listen: Option<SocketAddr>,
-    http_listen: Option<SocketAddr>,
-    containers: Option<u32>,
-    log_file_size: Option<String>,
-    reader_timeout: Option<String>,
-    retention_interval: Option<String>,
-    checkpoint_interval: Option<String>,
-    container_queue_bytes: Option<String>,
-    load_tick: Option<String>,
-    load_windows: Option<String>,
-    scale_cooldown: Option<String>,
-    scale_mute: Option<String>,
-    max_segments: Option<u32>,
-    tier2: Option<String>,
-    tier2_endpoint: Option<String>,
-    tier1_capacity: Option<String>,
-    tier2_chunk_size: Option<String>,
-    tier2_max_age: Option<String>,
-    tier2_cache_size: Option<String>,
-}
-
-/// Resolved settings of `nadi standalone`.
-#[derive(Debug, Clone)]
-pub struct StandaloneConfig {
-    pub data_dir: PathBuf,
-    pub controller_listen: SocketAddr,
-    pub segment_listen: SocketAddr,
-    pub http_listen: SocketAddr,
-    pub containers: u32,
-    pub log_file_size: u64,
-    /// See [`StandaloneArgs::reader_timeout`].
-    pub reader_timeout: std::time::Duration,
-    /// See [`StandaloneArgs::retention_interval`].
-    pub retention_interval: std::time::Duration,
-    pub checkpoint_interval: u64,
-    pub container_queue_bytes: u64,
-    /// Segment load measurement.
-    pub load: crate::store::load::LoadSettings,
-    /// The auto-scaler.
-    pub scaler: nadi_controller::autoscale::ScalerSettings,
-    pub tier: TierConfig,
-}
-
-/// Parses a size such as `512MiB`, `64MiB` or `1048576` (`MB` means 10^6 bytes).
-pub fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let v: bytesize::ByteSize =
-        s.trim().parse().map_err(|e| anyhow::anyhow!("{s:?} is not a size ({e}); use e.g. 64MiB"))?;
-    Ok(v.as_u64())
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
-}
-
-impl StandaloneArgs {
-    /// Resolves flag > env (both already in `self`) > file > default.
-    pub fn resolve(self) -> anyhow::Result<StandaloneConfig> {
-        let file = match &self.config {
-            Some(p) => read_file(p)?,
-            None => FileConfig::default(),
-        };
-        let log_file_size = match self.log_file_size.or(file.log_file_size) {
-            Some(s) => parse_size(&s)?,
-            None => 64 * 1024 * 1024,
-        };
-        if log_file_size < crate::log::file::MIN_FILE_SIZE {
-            bail!("log file size must be at least 20MiB (it must hold the largest append batch)");
-        }
-        if log_file_size > crate::log::file::MAX_FILE_SIZE {
-            bail!("log file size must be below 4GiB");
-        }
-        let checkpoint_interval = match self.checkpoint_interval.or(file.checkpoint_interval) {
-            Some(s) => parse_size(&s)?,
-            None => crate::container::DEFAULT_CHECKPOINT_INTERVAL,
-        };
-        if checkpoint_interval == 0 {
-            bail!("checkpoint interval must be at least 1 byte");
-        }
-        let container_queue_bytes = match self.container_queue_bytes.or(file.container_queue_bytes) {
-            Some(s) => parse_size(&s)?,
-            None => crate::container::DEFAULT_QUEUE_BYTES,
-        };
-        if container_queue_bytes == 0 || container_queue_bytes > u32::MAX as u64 {
-            bail!("container queue bytes must be between 1 byte and 4GiB");
-        }
-        let containers = self.containers.or(file.containers).unwrap_or(4);
-        if containers == 0 || containers > 1024 {
-            bail!("containers must be between 1 and 1024");
-        }
-        let reader_timeout = match self.reader_timeout.or(file.reader_timeout) {
-            Some(s) => parse_duration(&s)?,
-            None => nadi_controller::node::DEFAULT_READER_TIMEOUT,
-        };
-        let scaler = self.scaler.or(ScalerArgs {
-            load_tick: file.load_tick,
-            scale_cooldown: file.scale_cooldown,
-            scale_mute: file.scale_mute,
-            max_segments: file.max_segments,
-        });
-        let load_windows = self.load_windows.or(file.load_windows);
-        let retention_interval = match self.retention_interval.or(file.retention_interval) {
-            Some(s) => parse_duration(&s)?,
-            None => nadi_controller::retention::DEFAULT_RETENTION_EVERY,
-        };
-        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("nadi-data"));
-        let from_file = TierArgs {
-            tier2: file.tier2,
-            tier2_endpoint: file.tier2_endpoint,
-            tier1_capacity: file.tier1_capacity,
-            tier2_chunk_size: file.tier2_chunk_size,
-            tier2_max_age: file.tier2_max_age,
-            tier2_cache_size: file.tier2_cache_size,
-        };
-        let tier = self.tier.or(from_file).resolve(&data_dir, containers, log_file_size)?;
-        Ok(StandaloneConfig {
-            load: load_settings(scaler.load_tick.as_deref(), load_windows.as_deref())?,
-            scaler: scaler.settings()?,
-            reader_timeout,
-            retention_interval,
-            tier,
-            data_dir,
-            controller_listen: self
-                .controller_listen
-                .or(file.controller_listen)
-                .unwrap_or(([127, 0, 0, 1], 9090).into()),
-            segment_listen: self.segment_listen.or(file.segment_listen).unwrap_or(([127, 0, 0, 1], 12345).into()),
-            http_listen: self.http_listen.or(file.http_listen).unwrap_or(([127, 0, 0, 1], 9091).into()),
-            containers,
-            log_file_size,
-            checkpoint_interval,
-            container_queue_bytes,
+        Ok(TierConfig {
+            url,
+            endpoint: self.tier2_endpoint.clone(),
+            max_files,
+            chunk_bytes: self.tier2_chunk_size.0,
+            max_age: self.tier2_max_age.0,
+            cache_bytes: self.tier2_cache_size.0,
         })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flag_beats_file_beats_default() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("nadi.toml");
-        std::fs::write(&file, "data-dir = \"from-file\"\ncontainers = 8\nlog-file-size = \"32MiB\"\n").unwrap();
-        let args = StandaloneArgs { config: Some(file.clone()), containers: Some(2), ..Default::default() };
-        let c = args.resolve().unwrap();
-        assert_eq!(c.data_dir, PathBuf::from("from-file"));
-        assert_eq!(c.containers, 2);
-        assert_eq!(c.log_file_size, 32 * 1024 * 1024);
-        assert_eq!(c.controller_listen.port(), 9090);
-        std::fs::write(&file, "bogus = 1\n").unwrap();
-        assert!(StandaloneArgs { config: Some(file), ..Default::default() }.resolve().is_err());
-    }
-
-    #[test]
-    fn scaling_settings_from_flags_file_and_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("nadi.toml");
-        std::fs::write(&file, "scale-cooldown = \"30s\"\nload-windows = \"1s,2s\"\nmax-segments = 8\n").unwrap();
-        let args = StandaloneArgs {
-            config: Some(file.clone()),
-            scaler: ScalerArgs { load_tick: Some("500ms".into()), ..Default::default() },
-            ..Default::default()
-        };
-        let c = args.resolve().unwrap();
-        assert_eq!(c.load.tick, std::time::Duration::from_millis(500));
-        assert_eq!(c.load.windows, [1, 2].map(std::time::Duration::from_secs));
-        assert_eq!(c.scaler.cooldown, std::time::Duration::from_secs(30));
-        assert_eq!(c.scaler.mute, std::time::Duration::from_secs(600), "default");
-        assert_eq!((c.scaler.tick, c.scaler.max_segments), (std::time::Duration::from_millis(500), 8));
-        for bad in ["2s,1s", "1s", "100ms,2s", "1s,soon"] {
-            let args = StandaloneArgs {
-                scaler: ScalerArgs { load_tick: Some("500ms".into()), ..Default::default() },
-                load_windows: Some(bad.into()),
-                ..Default::default()
-            };
-            assert!(args.resolve().is_err(), "{bad} accepted");
-        }
-        let zero =
-            StandaloneArgs { scaler: ScalerArgs { max_segments: Some(0), ..Default::default() }, ..Default::default() };
-        assert!(zero.resolve().is_err());
-    }
-
-    #[test]
-    fn tiering_settings_come_from_the_file_and_bad_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("nadi.toml");
-        std::fs::write(
-            &file,
-            "tier2 = \"s3://b/p\"\ntier1-capacity = \"1GiB\"\ntier2-chunk-size = \"8MiB\"\ntier2-max-age = \"5s\"\nretention-interval = \"2s\"\n",
-        )
-        .unwrap();
-        let c = StandaloneArgs { config: Some(file.clone()), ..Default::default() }.resolve().unwrap();
-        assert_eq!(c.tier.url.as_deref(), Some("s3://b/p"));
-        assert_eq!(c.tier.max_files, 4, "1 GiB / 4 containers / 64 MiB files");
-        assert_eq!((c.tier.chunk_bytes, c.tier.max_age), (8 << 20, std::time::Duration::from_secs(5)));
-        assert_eq!(c.retention_interval, std::time::Duration::from_secs(2));
-        let tier = TierArgs { tier2: Some("none".into()), ..Default::default() };
-        let c = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap();
-        assert!(c.tier.url.is_none());
-        let tier = TierArgs { tier1_capacity: Some("100MiB".into()), ..Default::default() };
-        let e = StandaloneArgs { tier, ..Default::default() }.resolve().unwrap_err().to_string();
-        assert!(e.contains("too small"), "{e}");
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert!(parse_size("lots").is_err());
+impl StandaloneSettings {
+    /// Checks the settings together and resolves them into what the node runs with.
+    pub fn resolve(&self) -> anyhow::Result<StandaloneConfig> {
+        Ok(StandaloneConfig {
+            controller_listen: self.controller_listen,
+            segment_listen: self.segment_listen,
+            http_listen: self.http_listen,
+            control: self.control.resolve(&self.node),
+            store: self.store.resolve(&self.node)?,
+        })
     }
 }
+
+impl ControllerSettings {
+    /// Checks the settings together and resolves them into what the node runs with.
+    pub fn resolve(&self) -> anyhow::Result<ControllerConfig> {
+        let required =
+            |what: &str| format!("--{what} is required (or NADI_{} or `{what}` in --config)", what.to_uppercase());
+        let id = self.id.with_context(|| required("id"))?;
+        let listen = self.listen.with_context(|| required("listen"))?;
+        let peers = self.peers.clone().with_context(|| required("peers"))?.0;
+        if !peers.contains_key(&id) {
+            bail!("--id {id} is not one of --peers");
+        }
+        Ok(ControllerConfig {
+            id,
+            listen,
+            peers,
+            http_listen: self.http_listen,
+            data_dir: self.node.data_dir.clone(),
+            control: self.control.resolve(&self.node),
+        })
+    }
+}
+
+impl SegmentStoreSettings {
+    /// Checks the settings together and resolves them into what the node runs with.
+    pub fn resolve(&self) -> anyhow::Result<SegmentStoreConfig> {
+        Ok(SegmentStoreConfig {
+            listen: self.listen,
+            advertise: self.advertise.clone(),
+            store: self.store.resolve(&self.node)?,
+        })
+    }
+}
+
+/// Each server program's name and its command line (for the docs table and tests).
+pub fn programs() -> [(&'static str, clap::Command); 3] {
+    use clap::Args as _;
+    [
+        ("standalone", StandaloneSettings::augment_args(clap::Command::new("standalone"))),
+        ("controller", ControllerSettings::augment_args(clap::Command::new("controller"))),
+        ("segment-store", SegmentStoreSettings::augment_args(clap::Command::new("segment-store"))),
+    ]
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

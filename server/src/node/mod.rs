@@ -3,8 +3,9 @@
 //! Owns: [`standalone`] (`nadi standalone`: everything in one process), [`controller`] (`nadi
 //! controller`: one member of the controllers' Raft group), [`segment_store`] (`nadi
 //! segment-store`: a store that registers with the controllers), [`registration`] (the store's
-//! stable id and its heartbeats to the controllers), [`config`] (settings), and here the
-//! listeners and gRPC server settings all of them use.
+//! stable id and its heartbeats to the controllers), [`config`] (every program's settings,
+//! declared once), [`settings`] (how they are layered: default < file < env < flag, and
+//! printed), and here the listeners and gRPC server settings all of them use.
 //! Calls: [`crate::net`] (the services it serves), [`crate::store`] (opens the store), the
 //! `nadi-controller` crate (the controller node). Called by: the binary's `main`.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod controller;
 pub mod registration;
 pub mod segment_store;
+pub mod settings;
 pub mod standalone;
 
 use anyhow::Context;

@@ -1,17 +1,14 @@
 //! `nadi segment-store`: a segment store that registers with the controllers and serves its
-//! containers. `nadi standalone` opens its store with the same [`store_config`].
+//! containers. `nadi standalone` opens its store with the same [`store_config`]. Its settings
+//! are [`super::config::SegmentStoreSettings`].
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
 use nadi_proto::raft::v1 as rpb;
-use serde::Deserialize;
 
-use super::config::{ScalerArgs, StandaloneArgs, StandaloneConfig, TierArgs};
-use super::controller::read_toml;
+use super::config::{SegmentStoreConfig, StoreNodeConfig};
 use super::registration::{heartbeat_every, register, store_id};
 use super::{bind, grpc_server, incoming, shutdown_signal, stopped};
 use crate::container::ContainerOptions;
@@ -20,67 +17,8 @@ use crate::net::service::SegmentService;
 use crate::store::load::StoreLoad;
 use crate::store::{SegmentStore, StoreConfig};
 
-/// Flags of `nadi segment-store` (the controllers come from the global `--controller`).
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SegmentStoreArgs {
-    /// gRPC address to listen on. Default 127.0.0.1:12345.
-    #[arg(long, env = "NADI_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// The URL clients reach this store at. Default: http:// plus the listen address (which
-    /// must then not be a wildcard address such as 0.0.0.0).
-    #[arg(long, env = "NADI_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// Directory for all state (tier1/). Default ./nadi-data.
-    #[arg(long, env = "NADI_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Segment containers (fixed once the data directory exists; all stores of a cluster
-    /// must agree). Default 4.
-    #[arg(long, env = "NADI_CONTAINERS")]
-    pub containers: Option<u32>,
-    /// Size of each Tier-1 log file, e.g. 64MiB (at least 20MiB). Default 64MiB.
-    #[arg(long, env = "NADI_LOG_FILE_SIZE")]
-    pub log_file_size: Option<String>,
-    /// Bytes of log records between two metadata checkpoints per container. Default 64MiB.
-    #[arg(long, env = "NADI_CHECKPOINT_INTERVAL")]
-    pub checkpoint_interval: Option<String>,
-    /// Bytes of requests each container accepts before writers wait for the disk. Default 64MiB.
-    #[arg(long, env = "NADI_CONTAINER_QUEUE_BYTES")]
-    pub container_queue_bytes: Option<String>,
-    /// How often segment load is measured and reported, e.g. `5s` (the default).
-    #[arg(long, env = "NADI_LOAD_TICK")]
-    pub load_tick: Option<String>,
-    /// The windows segment rates are averaged over, shortest first. Default 2m,5m,10m,20m.
-    #[arg(long, env = "NADI_LOAD_WINDOWS")]
-    pub load_windows: Option<String>,
-    #[command(flatten)]
-    pub tier: TierArgs,
-    /// A TOML file with any of the settings above (keys like `data-dir`).
-    #[arg(long, env = "NADI_CONFIG")]
-    pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct SegmentStoreFile {
-    listen: Option<SocketAddr>,
-    advertise: Option<String>,
-    data_dir: Option<PathBuf>,
-    containers: Option<u32>,
-    log_file_size: Option<String>,
-    checkpoint_interval: Option<String>,
-    container_queue_bytes: Option<String>,
-    load_tick: Option<String>,
-    load_windows: Option<String>,
-    tier2: Option<String>,
-    tier2_endpoint: Option<String>,
-    tier1_capacity: Option<String>,
-    tier2_chunk_size: Option<String>,
-    tier2_max_age: Option<String>,
-    tier2_cache_size: Option<String>,
-}
-
 /// The segment store's settings (Tier-1 under DATA_DIR/tier1, Tier-2 as configured).
-pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
+pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
     let tier1 = cfg.data_dir.join("tier1");
     let tier2 = match &cfg.tier.url {
         Some(url) => {
@@ -113,33 +51,12 @@ pub fn store_config(cfg: &StandaloneConfig) -> anyhow::Result<StoreConfig> {
 }
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
-pub async fn run_segment_store(controllers: Vec<String>, args: SegmentStoreArgs) -> anyhow::Result<()> {
-    let file: SegmentStoreFile = read_toml(args.config.as_deref())?;
-    // The store settings are the same as standalone's: resolve (defaults, validation) there.
-    let cfg = StandaloneArgs {
-        data_dir: args.data_dir.or(file.data_dir),
-        segment_listen: args.listen.or(file.listen),
-        containers: args.containers.or(file.containers),
-        log_file_size: args.log_file_size.or(file.log_file_size),
-        checkpoint_interval: args.checkpoint_interval.or(file.checkpoint_interval),
-        container_queue_bytes: args.container_queue_bytes.or(file.container_queue_bytes),
-        scaler: ScalerArgs { load_tick: args.load_tick.or(file.load_tick), ..ScalerArgs::default() },
-        load_windows: args.load_windows.or(file.load_windows),
-        tier: args.tier.or(TierArgs {
-            tier2: file.tier2,
-            tier2_endpoint: file.tier2_endpoint,
-            tier1_capacity: file.tier1_capacity,
-            tier2_chunk_size: file.tier2_chunk_size,
-            tier2_max_age: file.tier2_max_age,
-            tier2_cache_size: file.tier2_cache_size,
-        }),
-        ..StandaloneArgs::default()
-    }
-    .resolve()?;
-    let (listen, data_dir) = (cfg.segment_listen, cfg.data_dir.clone());
+pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
+    let SegmentStoreConfig { listen, advertise, store: cfg } = cfg;
+    let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
-    let advertise = match args.advertise.or(file.advertise) {
+    let advertise = match advertise {
         Some(a) => a,
         None if bound.ip().is_unspecified() => {
             bail!("--listen {bound} is a wildcard address: give --advertise with the URL clients should use")

@@ -27,8 +27,9 @@ use crate::store::load::StoreLoad;
 
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
-    let store_cfg = store_config(&cfg)?;
+    let data_dir = cfg.store.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let store_cfg = store_config(&cfg.store)?;
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
     store.start_tiering();
@@ -42,17 +43,17 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     // The same controller code as a cluster, as a Raft group of one.
     let node = ControllerNode::start(NodeConfig {
         id: 1,
-        dir: cfg.data_dir.join("controller"),
+        dir: data_dir.join("controller"),
         members: BTreeMap::from([(1, format!("http://{ctl_addr}"))]),
         settings: RaftSettings::default(),
         http_address: Some(format!("http://{http_addr}")),
-        reader_timeout: cfg.reader_timeout,
-        scaler: cfg.scaler.clone(),
-        retention_every: cfg.retention_interval,
+        reader_timeout: cfg.control.reader_timeout,
+        scaler: cfg.control.scaler.clone(),
+        retention_every: cfg.control.retention_interval,
     })
     .await?;
 
-    let load = StoreLoad::new(cfg.load.clone());
+    let load = StoreLoad::new(cfg.store.load.clone());
     load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let seg_server = grpc_server()
@@ -66,17 +67,17 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let http_task = tokio::spawn(async move { http_server.await });
 
     // The store registers with its controller like any segment store of a cluster.
-    let tier1 = cfg.data_dir.join("tier1");
+    let tier1 = data_dir.join("tier1");
     let request = HeartbeatRequest {
         store_id: store_id(&tier1)?,
         endpoint: format!("http://{seg_addr}"),
         containers: store.containers().len() as u32,
         ..Default::default()
     };
-    let every = heartbeat_every(&cfg.load);
+    let every = heartbeat_every(&cfg.store.load);
     register(vec![format!("http://{ctl_addr}")], request, load, every, Duration::from_secs(60)).await?;
 
-    tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %cfg.data_dir.display(), "nadi standalone ready");
+    tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
     eprintln!(
         "nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}"
     );
