@@ -30,3 +30,24 @@ impl Drop for WriterTaskGuard {
 pub(crate) fn live_writer_tasks() -> usize {
     WRITER_TASKS.load(Ordering::SeqCst)
 }
+
+/// How many tasks each segment (by qualified name) got over the process's life. A writer
+/// keeps one task per segment, sealed ones included, so each count stays at 1. Kept only
+/// with the `test-hooks` feature: a map that only grows has no place in an application.
+#[cfg(feature = "test-hooks")]
+static STARTED: parking_lot::Mutex<Option<std::collections::HashMap<String, usize>>> = parking_lot::Mutex::new(None);
+
+/// Counts a task started for `segment`.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+pub(crate) fn task_started(segment: &str) {
+    #[cfg(feature = "test-hooks")]
+    {
+        *STARTED.lock().get_or_insert_default().entry(segment.to_owned()).or_default() += 1;
+    }
+}
+
+/// Tasks started for `segment` so far.
+#[cfg(feature = "test-hooks")]
+pub(crate) fn tasks_started(segment: &str) -> usize {
+    STARTED.lock().as_ref().and_then(|m| m.get(segment).copied()).unwrap_or(0)
+}

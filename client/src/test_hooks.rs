@@ -10,3 +10,9 @@
 pub fn live_writer_tasks() -> usize {
     crate::tasks::live_writer_tasks()
 }
+
+/// How many writer tasks were started for `segment` (its qualified name,
+/// `scope/stream/N.#epoch.E`) in this process so far, over every writer.
+pub fn writer_tasks_started(segment: &str) -> usize {
+    crate::tasks::tasks_started(segment)
+}

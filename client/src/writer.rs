@@ -209,6 +209,7 @@ struct Shared {
     routes: tokio::sync::RwLock<Vec<Route>>,
     /// The task of each segment this writer has written to, so that two predecessors of a
     /// merge hand their events to the same successor task (one event numbering per segment).
+    /// Sealed segments' tasks stay until `close()`: idle, one small task and queue each.
     tasks: Mutex<HashMap<u64, mpsc::Sender<Cmd>>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     failure: Mutex<Option<ClientError>>,
@@ -254,6 +255,7 @@ impl Shared {
             acked: -1,
         };
         let guard = WriterTaskGuard::new();
+        crate::tasks::task_started(&task.segment);
         self.handles.lock().push(tokio::spawn(async move {
             let _alive = guard;
             task.run(rx).await
@@ -751,10 +753,11 @@ impl SegmentTask {
         }
         *table = swapped;
         drop(table);
-        shared.tasks.lock().remove(&self.segment_id);
-        // A predecessor still re-routing (it swaps later) may yet send here, and its swap may
-        // even point the table at this task: keep forwarding, in order, until every sender is
-        // gone.
+        // This task stays in the task map: a predecessor of a merge still re-routing (it
+        // swaps later, possibly after this segment was split again) finds it there and sends
+        // here, and its swap may even point the table at this task. Forward, in order, until
+        // every sender is gone (`close()` clears the map). Forgetting this task instead made
+        // that predecessor start a second task for this segment (tests/writer_reroute_once.rs).
         while let Some(cmd) = rx.recv().await {
             forward(cmd, &next, &unkeyed).await?;
         }
