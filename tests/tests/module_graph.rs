@@ -52,6 +52,7 @@ fn modules(src: &Path) -> BTreeMap<Module, PathBuf> {
                     "mod" => {}
                     // Test-only files are not part of the layering.
                     "tests" | "conformance" => continue,
+                    s if s.ends_with("_tests") => continue,
                     _ => m.push(stem.to_owned()),
                 }
                 out.insert(m, path);
