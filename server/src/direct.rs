@@ -6,6 +6,9 @@
 //! reclaims memory the guest frees), so buffered writes cost several times the CPU per byte
 //! of direct ones (docs/performance.md). Direct writes need the buffer address, the file
 //! offset and the length to be multiples of the block size ([`DIRECT_ALIGN`]).
+//!
+//! Owns: aligned buffers and `O_DIRECT` helpers (a leaf). Calls: nothing of this crate. Called by:
+//! `crate::log::file`, `crate::tier2`, the storage writer.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;

@@ -1,4 +1,7 @@
 //! The segment store's error type and its one mapping to gRPC statuses.
+//!
+//! Owns: `StoreError` and its mapping to gRPC status codes (a leaf). Calls: nothing of this crate.
+//! Called by: every room above it.
 
 use std::collections::HashMap;
 

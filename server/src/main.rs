@@ -1,6 +1,9 @@
 //! The `nadi` binary: the server commands (`standalone`, `controller`, `segment-store`, from
 //! this crate's [`nadi_server::node`]) and the client commands (`scope`, `stream`, `write`,
 //! `read`, … from the `nadi-cli` crate). See `nadi --help` and ARCHITECTURE.md.
+//!
+//! Owns: the command line. Calls: `nadi_server::node` (server commands) and `nadi_cli` (client
+//! commands).
 
 use std::time::Duration;
 

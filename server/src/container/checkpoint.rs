@@ -40,6 +40,9 @@
 //! that does not parse, or describes an impossible state (duplicate names or ids, an id not
 //! below `next_local`, a start offset past the length), is a [`DecodeError`] and recovery falls
 //! back to an earlier checkpoint.
+//!
+//! Owns: the checkpoint payload codec. Calls: `crate::log` (addresses), `container::ops`. Called
+//! by: `container::state` (encode, restore).
 
 use std::collections::{HashMap, HashSet};
 

@@ -21,6 +21,9 @@
 //!
 //! `offset` is the segment offset at which `data` (whole framed events) lands. Decoding never
 //! panics: bytes that do not parse are reported as [`DecodeError`].
+//!
+//! Owns: the batch payload codec. Calls: nothing of this crate. Called by: the writer (encode),
+//! `container::state` and recovery (decode).
 
 use bytes::BufMut;
 

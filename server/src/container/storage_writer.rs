@@ -21,6 +21,10 @@
 //!   the sweep at start-up, which runs before any upload.
 //! - Nothing here waits on the writer thread while holding a lock; while Tier-2 is down the
 //!   task retries, Tier-1 keeps taking appends up to its capacity, and then appends wait.
+//!
+//! Owns: the per-container mover task and the container's Tier-2 view. Calls: `crate::tier2`,
+//! `crate::direct`, the container writer (metadata channel). Called by: `crate::store` (starts one
+//! per container).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -5,6 +5,8 @@
 //! way a power cut keeps exactly what was flushed. [`MemLog::recover`] starts from the newest
 //! checkpoint, as the file log does. [`MemLog::hold_syncs`] makes `sync` wait until
 //! [`MemLog::release_syncs`], to stand in for a disk slower than the writers.
+//!
+//! Owns: `MemLog`. Calls: `crate::log` (traits). Called by: tests and the conformance suite.
 
 use std::sync::Arc;
 

@@ -6,6 +6,9 @@
 //! [`MAX_IN_FLIGHT_BYTES`] per stream are queued (and each container bounds the bytes queued on
 //! it, see `ContainerOptions::queue_bytes`), so a fast writer is slowed to the disk's pace
 //! instead of buffered without bound, and one stream cannot take a container's whole queue.
+//!
+//! Owns: the segment-store gRPC service. Calls: `crate::store`, `crate::container`, `crate::error`.
+//! Called by: `crate::node` (serves it).
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! `nadi controller`: one member of the Raft group of controllers, with its optional admin
 //! HTTP API. `nadi standalone` runs the same node as a group of one (and serves it with
 //! [`serve_controller`]). Its settings are [`super::config::ControllerSettings`].
+//!
+//! Owns: running `nadi controller`. Calls: `nadi_controller`, `node::config`. Called by: `main`,
+//! `node::standalone`, `node::segment_store`.
 
 use std::time::Duration;
 

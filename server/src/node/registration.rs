@@ -1,6 +1,9 @@
 //! A segment store's identity and its registration with the controllers: the stable store id
 //! kept in its Tier-1 directory, and the heartbeats that carry its load and tell it which
 //! containers it holds.
+//!
+//! Owns: a store's id, registration and heartbeats. Calls: `crate::store` (load reports). Called
+//! by: `node::segment_store`, `node::standalone`.
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! `nadi segment-store`: a segment store that registers with the controllers and serves its
 //! containers. `nadi standalone` opens its store with the same [`store_config`]. Its settings
 //! are [`super::config::SegmentStoreSettings`].
+//!
+//! Owns: running `nadi segment-store`. Calls: `crate::store`, `crate::net`, `node::config`,
+//! `node::registration`. Called by: `main`, `node::standalone`.
 
 use std::sync::Arc;
 use std::time::Duration;

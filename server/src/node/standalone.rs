@@ -6,6 +6,9 @@
 //! workflows), serve, and register the store with the controller as any segment store does.
 //! "ready" is printed only after that registration. Ctrl-C or SIGTERM stops accepting new work
 //! and exits; everything acknowledged is already durable, so no flush is needed on the way out.
+//!
+//! Owns: running `nadi standalone`. Calls: `node::controller`, `node::segment_store`,
+//! `node::registration`. Called by: `main`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

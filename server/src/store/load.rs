@@ -9,6 +9,8 @@
 //! The store reports every open segment it hosts, not only those with appends: after a restart
 //! a segment nobody writes to starts at zero and, once its longest window has passed
 //! (`measured`), counts as cold, so it still merges. See docs/autoscaling.md.
+//!
+//! Owns: the rate windows (a leaf). Calls: nothing of this crate. Called by: `crate::store`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -27,6 +27,9 @@
 //! and its bytes are never served. An upload that failed may still have landed: uploads are
 //! idempotent (the same name always gets the same bytes, or bytes that extend them), and the
 //! container's durable chunk index, not the listing, decides what is part of a segment.
+//!
+//! Owns: `Tier2` (objects, chunk codec, read cache). Calls: `crate::direct`. Called by:
+//! `crate::container` (reads, storage writer), `crate::node` (opens it).
 
 use std::collections::HashMap;
 use std::path::Path as FsPath;

@@ -32,6 +32,9 @@
 //! splitting them would spread one set of invariants over files. The pointer file
 //! (`pointer.rs`), the mapped files and readers (`mapped.rs`) and the tests (`tests.rs`) are
 //! apart.
+//!
+//! Owns: `FileLog`. Calls: `crate::direct`, this room's `pointer` and `mapped`. Called by:
+//! `container` (opens and recovers its log).
 
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
