@@ -143,13 +143,17 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("nadi_http");
+    /// `extra` registers the metrics of whatever else runs in this process (standalone's
+    /// segment store) on the same `/metrics`.
+    fn new(extra: impl FnOnce(&mut Registry)) -> Metrics {
+        let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
-        registry.register("requests", "Admin HTTP requests by route and status", requests.clone());
-        registry.register("request_duration_seconds", "Admin HTTP request latency by route", latency.clone());
+        let http = registry.sub_registry_with_prefix("nadi_http");
+        http.register("requests", "Admin HTTP requests by route and status", requests.clone());
+        http.register("request_duration_seconds", "Admin HTTP request latency by route", latency.clone());
+        extra(&mut registry);
         Metrics { registry, requests, latency }
     }
 }
@@ -178,6 +182,12 @@ impl AppState {
 
 /// The admin router, calling the controller's gRPC API at `controller_url` (this node's own).
 pub fn router(controller_url: &str) -> Result<Router, MetaError> {
+    router_with_metrics(controller_url, |_| {})
+}
+
+/// Like [`router`]; `extra` registers more metrics on its `/metrics` (standalone adds its
+/// segment store's).
+pub fn router_with_metrics(controller_url: &str, extra: impl FnOnce(&mut Registry)) -> Result<Router, MetaError> {
     let channel = Endpoint::from_shared(controller_url.to_owned())
         .map_err(|e| MetaError::InvalidArgument(format!("controller endpoint {controller_url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
@@ -187,7 +197,7 @@ pub fn router(controller_url: &str) -> Result<Router, MetaError> {
         grpc: ControllerServiceClient::new(channel.clone()),
         txns: TransactionServiceClient::new(channel.clone()),
         groups: ReaderGroupServiceClient::new(channel),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::new(extra)),
     };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
     let group = "/v1/scopes/{scope}/reader-groups/{group}";

@@ -20,11 +20,13 @@
 //!   see ([`container::state`], the [`container::seam::ContainerStateMachine`]) and answers.
 //! - [`log`]: the Tier-1 log storage (trait, mmap'd/direct file, memory, conformance suite).
 //! - [`tier2`]: chunk objects in object storage and their read cache.
+//! - [`metrics`]: the store's Prometheus metrics (a leaf, like `error` and `direct`).
 
 pub mod container;
 mod direct;
 pub mod error;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod store;

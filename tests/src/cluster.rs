@@ -99,6 +99,8 @@ pub struct Cluster {
     pub store: Option<Proc>,
     /// The segment store's port, the same across restarts (as a deployed store's would be).
     pub store_port: u16,
+    /// The segment store's `--http-listen` port (`/metrics`, `/health`, `/ready`).
+    pub store_http_port: u16,
     /// Extra environment of every controller and the segment store (e.g. fault-injection
     /// hooks, auto-scaling timing).
     pub controller_env: Vec<(String, String)>,
@@ -124,6 +126,7 @@ impl Cluster {
             controllers: BTreeMap::new(),
             store: None,
             store_port: free_port(),
+            store_http_port: free_port(),
             controller_env,
             runtime,
         };
@@ -174,9 +177,16 @@ impl Cluster {
             format!("127.0.0.1:{}", self.store_port),
             "--data-dir".into(),
             self.dir.join("store").display().to_string(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{}", self.store_http_port),
         ];
         self.store =
             Some(Proc::start_env(&args, "nadi segment-store ready", Duration::from_secs(60), &self.controller_env));
+    }
+
+    /// `host:port` of the segment store's HTTP listener.
+    pub fn store_http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.store_http_port)
     }
 
     /// `host:port` of controller `id`'s admin HTTP API.

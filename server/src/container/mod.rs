@@ -63,6 +63,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use crate::error::StoreError;
 use crate::log::file::{FileLog, FileLogOptions};
 use crate::log::{Corruption, LogAddress, LogReader, LogWriter, Lsn};
+use crate::metrics::StoreMetrics;
 use crate::tier2::Tier2;
 pub use read::HeldChunk;
 use recovery::Replay;
@@ -98,6 +99,9 @@ pub struct ContainerOptions {
     pub tier2: Option<Arc<Tier2>>,
     /// When the storage writer moves data to Tier-2.
     pub tiering: crate::container::storage_writer::TieringOptions,
+    /// Where the writer thread counts appends and commits (the store's, shared by all its
+    /// containers; by default a set nobody reads).
+    pub metrics: StoreMetrics,
 }
 
 impl Default for ContainerOptions {
@@ -108,6 +112,7 @@ impl Default for ContainerOptions {
             queue_bytes: DEFAULT_QUEUE_BYTES,
             tier2: None,
             tiering: Default::default(),
+            metrics: StoreMetrics::default(),
         }
     }
 }
@@ -171,6 +176,8 @@ struct Shared {
     cached_files: u64,
     /// Tier-2 chunks no segment refers to any more, for the storage writer to delete.
     garbage: Mutex<Vec<ChunkId>>,
+    /// Appends and commits are counted here.
+    metrics: StoreMetrics,
     /// The Tier-1 log file being written (the storage writer moves older files' data first).
     current_file: std::sync::atomic::AtomicU64,
     /// True while appends wait for Tier-1 space (at `--tier1-capacity`): the storage writer
@@ -250,6 +257,7 @@ impl Container {
             tiering: opts.tiering.clone(),
             cached_files: opts.log.cached_files as u64,
             garbage: Mutex::default(),
+            metrics: opts.metrics.clone(),
             current_file: log.current_file().into(),
             stalled: false.into(),
         });

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use nadi_proto::framing::EVENT_HEADER_LEN;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::container::ops::{self, Op};
@@ -277,6 +278,7 @@ impl WriterThread {
         }
         if !payload.is_empty() {
             self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
+            let started = std::time::Instant::now();
             let at = match self.log.commit(payload) {
                 Ok(at) => at,
                 Err(e) => {
@@ -303,6 +305,8 @@ impl WriterThread {
             }
             self.shared.current_file.store(self.log.current_file(), std::sync::atomic::Ordering::Relaxed);
             self.shared.durable_lsn.send_replace(at.lsn);
+            let queued = (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64);
+            self.shared.metrics.committed(self.shared.id, replies.len(), started.elapsed().as_secs_f64(), queued);
         }
         // A requested checkpoint follows the group, so it covers everything queued before it.
         let checkpoint = replies.iter().any(|r| matches!(r, Reply::Checkpoint(_))).then(|| self.write_checkpoint());
@@ -431,6 +435,8 @@ impl WriterThread {
                     let local = s.local;
                     let offset = s.length;
                     ops::encode_append(buf, local, offset, &writer, last_event_number, count, &data);
+                    let payload = data.len() as u64 - count as u64 * EVENT_HEADER_LEN as u64;
+                    self.shared.metrics.appended(&name, count, payload);
                     apply_written(
                         w,
                         &Op::Append {
@@ -482,6 +488,8 @@ impl WriterThread {
                 });
                 let res = res.map(|(local, offset)| {
                     ops::encode_append(buf, local, offset, "", -1, event_count, &data);
+                    let payload = data.len() as u64 - event_count as u64 * EVENT_HEADER_LEN as u64;
+                    self.shared.metrics.appended(&name, event_count, payload);
                     let op = Op::Append {
                         local,
                         offset,

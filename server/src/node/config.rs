@@ -205,6 +205,10 @@ pub struct SegmentStoreSettings {
     /// must then not be a wildcard address such as 0.0.0.0.
     #[arg(long, env = "NADI_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
+    /// HTTP address for `/metrics`, `/health` and `/ready` (ready once registered with the
+    /// controllers), `IP:port`. Default: none.
+    #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeSettings,
@@ -370,6 +374,7 @@ pub struct ControllerConfig {
 pub struct SegmentStoreConfig {
     pub listen: SocketAddr,
     pub advertise: Option<String>,
+    pub http_listen: Option<SocketAddr>,
     pub store: StoreNodeConfig,
 }
 
@@ -481,6 +486,7 @@ impl SegmentStoreSettings {
         Ok(SegmentStoreConfig {
             listen: self.listen,
             advertise: self.advertise.clone(),
+            http_listen: self.http_listen,
             store: self.store.resolve(&self.node)?,
         })
     }

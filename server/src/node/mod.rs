@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod ops_http;
 pub mod registration;
 pub mod segment_store;
 pub mod settings;

@@ -49,13 +49,14 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
                 max_age: cfg.tier.max_age,
                 eager: cfg.tier.max_files > 0,
             },
+            metrics: crate::metrics::StoreMetrics::default(),
         },
     })
 }
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
-    let SegmentStoreConfig { listen, advertise, store: cfg } = cfg;
+    let SegmentStoreConfig { listen, advertise, http_listen, store: cfg } = cfg;
     let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
@@ -68,6 +69,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     };
     let tier1 = data_dir.join("tier1");
     let store_cfg = store_config(&cfg)?;
+    let metrics = store_cfg.container.metrics.clone();
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     store.start_tiering();
     let id = store_id(&tier1)?;
@@ -78,6 +80,16 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
         .serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx));
     let task = tokio::spawn(server);
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let http_task = match http_listen {
+        Some(addr) => {
+            let listener = bind(addr, "segment store HTTP").await?;
+            eprintln!("nadi segment-store: metrics on http://{}/metrics", listener.local_addr()?);
+            let app = super::ops_http::router(&metrics, ready.clone());
+            Some(tokio::spawn(async move { axum::serve(listener, app).await }))
+        }
+        None => None,
+    };
     let request = rpb::HeartbeatRequest {
         store_id: id.clone(),
         endpoint: advertise.clone(),
@@ -86,10 +98,14 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     };
     let every = heartbeat_every(&cfg.load);
     let assigned = register(controllers, request, load, every, Duration::from_secs(60)).await?;
+    ready.store(true, std::sync::atomic::Ordering::Release);
     eprintln!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})");
     shutdown_signal().await;
     eprintln!("nadi segment-store: shutting down");
     let _ = stop_tx.send(true);
+    if let Some(t) = http_task {
+        t.abort();
+    }
     let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     Ok(())
 }

@@ -33,6 +33,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let data_dir = cfg.store.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_cfg = store_config(&cfg.store)?;
+    let metrics = store_cfg.container.metrics.clone();
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
     store.start_tiering();
@@ -65,7 +66,8 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
-    let http_router = nadi_controller::http::router(&format!("http://{ctl_addr}"))?;
+    let http_router =
+        nadi_controller::http::router_with_metrics(&format!("http://{ctl_addr}"), |r| metrics.register(r))?;
     let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });
 

@@ -1,0 +1,78 @@
+//! The segment store's metrics against what clients wrote: 20 000 events of 1 KiB into one
+//! stream, then `/metrics` must count exactly those events and payload bytes for that stream
+//! (and nothing for another), through standalone's admin HTTP API and through a cluster
+//! segment store's own `--http-listen`, whose `/health` and `/ready` answer too.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use nadi_client::{EventWriter, NadiClient, StreamSpec, WriterConfig};
+use nadi_tests::cluster::Cluster;
+use nadi_tests::{Standalone, http_raw};
+
+const EVENTS: u64 = 20_000;
+const SIZE: usize = 1024;
+
+/// Writes `EVENTS` keyed events of `SIZE` bytes into `scope/stream` (4 segments) and flushes.
+fn write(controllers: &[String], scope: &str, stream: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = NadiClient::new(controllers).unwrap();
+        client.create_scope(scope).await.unwrap();
+        client.create_stream(scope, stream, StreamSpec::fixed(4)).await.unwrap();
+        let writer = EventWriter::new(&client, scope, stream, WriterConfig::default()).await.unwrap();
+        let payload = Bytes::from(vec![b'x'; SIZE]);
+        for i in 0..EVENTS {
+            writer.write(Some(format!("k{}", i % 64).as_bytes()), payload.clone()).await.unwrap();
+        }
+        writer.close().await.unwrap();
+    });
+}
+
+/// The samples of `/metrics` at `addr`: `name{labels}` → value.
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    let (status, text) = http_raw(addr, "GET", "/metrics", None);
+    assert_eq!(status, 200, "GET /metrics: {text}");
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF: {text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(k, v)| (k.to_owned(), v.parse().expect("sample value"))))
+        .collect()
+}
+
+fn check(samples: &HashMap<String, f64>, stream: &str) {
+    let events = samples.get(&format!("nadi_stream_appended_events_total{{stream=\"{stream}\"}}"));
+    let bytes = samples.get(&format!("nadi_stream_appended_bytes_total{{stream=\"{stream}\"}}"));
+    assert_eq!(events, Some(&(EVENTS as f64)), "events of {stream}");
+    assert_eq!(bytes, Some(&((EVENTS * SIZE as u64) as f64)), "payload bytes of {stream}");
+    let commits: f64 =
+        samples.iter().filter(|(k, _)| k.starts_with("nadi_container_commits_total{")).map(|(_, v)| v).sum();
+    let groups: f64 =
+        samples.iter().filter(|(k, _)| k.starts_with("nadi_container_commit_seconds_count{")).map(|(_, v)| v).sum();
+    assert!(commits >= 1.0 && commits == groups, "one latency sample per commit: {commits} vs {groups}");
+    assert!(!samples.keys().any(|k| k.contains("stream=\"m/other\"")), "no samples for a stream never written");
+}
+
+#[test]
+fn standalone_metrics_count_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(dir.path());
+    write(std::slice::from_ref(&s.controller_url), "m", "s");
+    check(&scrape(&s.http_addr), "m/s");
+    // The admin API's own metrics are on the same page.
+    assert!(scrape(&s.http_addr).keys().any(|k| k.starts_with("nadi_http_requests_total{")));
+}
+
+#[test]
+fn a_cluster_segment_store_serves_metrics_health_and_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Cluster::start(dir.path(), 3);
+    let store = c.store_http_addr();
+    assert_eq!(http_raw(&store, "GET", "/health", None).0, 200);
+    assert_eq!(http_raw(&store, "GET", "/ready", None).0, 200, "ready once registered");
+    let (status, body) = http_raw(&store, "GET", "/nope", None);
+    assert_eq!(status, 404, "{body}");
+    let urls: Vec<String> = c.controller_urls().split(',').map(str::to_owned).collect();
+    write(&urls, "m", "s");
+    check(&scrape(&store), "m/s");
+}
