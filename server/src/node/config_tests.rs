@@ -180,7 +180,7 @@ fn printed_settings_read_back_as_the_same_settings() {
     let mut controller =
         vec!["--id=3", "--listen=127.0.0.1:4", "--peers=3=h:1,4=http://g:2", "--http-listen=127.0.0.1:5"];
     controller.extend(every_store[..2].iter().chain(&control));
-    let mut store = vec!["--listen=127.0.0.1:6", "--advertise=http://store:6"];
+    let mut store = vec!["--listen=127.0.0.1:6", "--advertise=http://store:6", "--http-listen=127.0.0.1:7"];
     store.extend(every_store);
     let dir = tempfile::tempdir().unwrap();
     fn round_trip<S: Args + FromArgMatches + Serialize>(program: &'static str, args: &[&str], dir: &Path) {
