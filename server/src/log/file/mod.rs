@@ -242,6 +242,21 @@ fn old_life_after(bytes: &[u8], end: usize, last: Lsn) -> bool {
     valid_records(bytes, end).next().is_some_and(|h| h.lsn <= last)
 }
 
+/// True if every byte of `bytes` is zero. Compares page-sized chunks with a page of zeros
+/// (`memcmp`), so that it is fast in an unoptimised build too: recovery checks up to a whole
+/// log file (64 MiB by default) per container on every start, and a byte-by-byte loop over
+/// that takes about 0.2 s per container in a debug build, several times that on a busy machine.
+fn all_zeros(bytes: &[u8]) -> bool {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    let mut chunks = bytes.chunks_exact(ZEROS.len());
+    for chunk in &mut chunks {
+        if chunk != ZEROS {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
 /// Tries to read a valid record at `pos` of `bytes`.
 fn record_at(bytes: &[u8], pos: usize) -> Option<(super::Header, &[u8])> {
     let h = bytes.get(pos..pos + RECORD_HEADER_LEN)?;
@@ -429,8 +444,18 @@ impl FileLog {
         report.last_lsn = last_lsn;
 
         // 2. Anything valid beyond the end of the chain means damage in the middle.
+        //    The end file's bytes after the chain are usually zeros (preallocated, never written
+        //    there). That rules out everything the scans below look for in it (a record starts
+        //    with a non-zero magic), so it is checked first, in one pass that compares whole
+        //    pages: without it every restart scanned each container's end file three times
+        //    (record search, old-life check, zero check), byte by byte.
         let end_file = mapped[end_idx].clone();
-        let later = find_later_record(&mapped[end_idx..], end_pos as usize, last_lsn);
+        let tail_is_zero = all_zeros(&end_file.bytes()[end_pos as usize..]);
+        let later = if tail_is_zero {
+            find_later_record(&mapped[end_idx + 1..], 0, last_lsn)
+        } else {
+            find_later_record(&mapped[end_idx..], end_pos as usize, last_lsn)
+        };
         let mut damaged = None;
         if let Some(next_valid_lsn) = later {
             let c = Corruption { file: end_file.path.clone(), offset: end_pos, after_lsn: last_lsn, next_valid_lsn };
@@ -442,11 +467,12 @@ impl FileLog {
             // 3. A torn tail: zero everything after the chain in the end file, drop later files.
             //    Unless the bytes there are what a recycled file holds past its written
             //    position anyway: records of its earlier life (see `old_life_after`).
-            let tail = &end_file.bytes()[end_pos as usize..];
-            if old_life_after(end_file.bytes(), end_pos as usize, last_lsn) {
+            if tail_is_zero {
+                // Nothing was written after the chain in this file.
+            } else if old_life_after(end_file.bytes(), end_pos as usize, last_lsn) {
                 tracing::debug!(file = %end_file.path.display(), offset = end_pos,
                     "Tier-1 log: the rest of this recycled file holds records of its earlier life; left as it is");
-            } else if tail.iter().any(|&b| b != 0) {
+            } else {
                 tracing::warn!(file = %end_file.path.display(), offset = end_pos,
                     "Tier-1 log: torn tail after the last valid record (a record cut short by a crash, or garbage); zeroing it");
                 write_zeros(&end_file.file, end_pos, end_file.len)

@@ -281,3 +281,16 @@ fn interrupted_file_preparation_is_discarded() {
     assert_eq!(report.torn_tail, None);
     assert!(!dir.path().join("log-00000000000000000002.tmp").exists());
 }
+
+#[test]
+fn all_zeros_looks_at_every_byte_including_a_partial_last_page() {
+    let mut bytes = vec![0u8; 3 * 4096 + 100];
+    assert!(all_zeros(&bytes));
+    assert!(all_zeros(&bytes[..0]));
+    for at in [0, 4095, 4096, 2 * 4096 + 17, 3 * 4096, 3 * 4096 + 99] {
+        bytes[at] = 1;
+        assert!(!all_zeros(&bytes), "a 1 at {at}");
+        assert!(all_zeros(&bytes[at + 1..]), "zeros after {at}");
+        bytes[at] = 0;
+    }
+}
