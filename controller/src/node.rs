@@ -53,6 +53,13 @@ pub struct ControllerNode {
 }
 
 impl ControllerNode {
+    /// Registers this node's Raft metrics (`nadi_raft_*`) on `registry`, for the admin API's
+    /// `/metrics`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let raft = self.meta.node().raft.clone();
+        registry.register_collector(Box::new(crate::raft::prom::RaftCollector::new(raft)));
+    }
+
     /// Opens the node's storage, joins (or forms) the group, and starts its leader duties.
     pub async fn start(cfg: NodeConfig) -> Result<ControllerNode, MetaError> {
         let raft = RaftNode::start(cfg.id, &cfg.dir, &cfg.members, &cfg.settings).await?;

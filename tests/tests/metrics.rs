@@ -1,7 +1,8 @@
 //! The segment store's metrics against what clients wrote: 20 000 events of 1 KiB into one
 //! stream, then `/metrics` must count exactly those events and payload bytes for that stream
 //! (and nothing for another), through standalone's admin HTTP API and through a cluster
-//! segment store's own `--http-listen`, whose `/health` and `/ready` answer too.
+//! segment store's own `--http-listen`, whose `/health` and `/ready` answer too. The
+//! controllers' `nadi_raft_*` gauges agree on one leader.
 
 use std::collections::HashMap;
 
@@ -59,8 +60,10 @@ fn standalone_metrics_count_what_was_written() {
     let s = Standalone::start(dir.path());
     write(std::slice::from_ref(&s.controller_url), "m", "s");
     check(&scrape(&s.http_addr), "m/s");
-    // The admin API's own metrics are on the same page.
-    assert!(scrape(&s.http_addr).keys().any(|k| k.starts_with("nadi_http_requests_total{")));
+    // The admin API's own metrics and the controller's Raft state are on the same page.
+    let m = scrape(&s.http_addr);
+    assert!(m.keys().any(|k| k.starts_with("nadi_http_requests_total{")));
+    assert_eq!(m.get("nadi_raft_is_leader"), Some(&1.0), "standalone's controller leads its group of one");
 }
 
 #[test]
@@ -75,4 +78,22 @@ fn a_cluster_segment_store_serves_metrics_health_and_ready() {
     let urls: Vec<String> = c.controller_urls().split(',').map(str::to_owned).collect();
     write(&urls, "m", "s");
     check(&scrape(&store), "m/s");
+
+    // The controllers' Raft state: one leader, seen by all, every member applied the writes'
+    // metadata (scope, stream, registration).
+    let mut leaders = Vec::new();
+    let mut seen = Vec::new();
+    for id in 1..=3 {
+        let m = scrape(&c.http_addr(id));
+        assert!(m["nadi_raft_term"] >= 1.0, "controller {id} term");
+        assert!(m["nadi_raft_applied_index"] >= 3.0, "controller {id} applied index");
+        assert!(m["nadi_raft_applied_index"] <= m["nadi_raft_last_log_index"], "controller {id}: applied ≤ last log");
+        if m["nadi_raft_is_leader"] == 1.0 {
+            leaders.push(id);
+            assert!(m["nadi_raft_millis_since_quorum_ack"] >= 0.0, "the leader hears from a quorum");
+        }
+        seen.push(m["nadi_raft_leader"]);
+    }
+    assert_eq!(leaders.len(), 1, "exactly one controller reports being leader: {leaders:?}");
+    assert!(seen.iter().all(|&l| l == leaders[0] as f64), "every controller names the same leader: {seen:?}");
 }

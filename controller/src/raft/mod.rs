@@ -12,6 +12,7 @@
 pub mod forward;
 pub mod log_store;
 pub mod network;
+pub mod prom;
 pub mod state_machine;
 
 use std::collections::BTreeMap;

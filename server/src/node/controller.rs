@@ -57,7 +57,8 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
             http_addr = format!(", admin http://{}", l.local_addr()?);
             // The admin HTTP API is a client of this node's own gRPC endpoint (so it is
             // forwarded to the leader like any client request).
-            let router = nadi_controller::http::router(&format!("http://{listen}"))?;
+            let router =
+                nadi_controller::http::router_with_metrics(&format!("http://{listen}"), |r| node.register_metrics(r))?;
             let server = axum::serve(l, router).with_graceful_shutdown(stopped(stop_rx));
             Some(tokio::spawn(async move { server.await }))
         }

@@ -66,8 +66,10 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
-    let http_router =
-        nadi_controller::http::router_with_metrics(&format!("http://{ctl_addr}"), |r| metrics.register(r))?;
+    let http_router = nadi_controller::http::router_with_metrics(&format!("http://{ctl_addr}"), |r| {
+        metrics.register(r);
+        node.register_metrics(r);
+    })?;
     let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
     let http_task = tokio::spawn(async move { http_server.await });
 
