@@ -57,7 +57,11 @@ fn modules(src: &Path) -> BTreeMap<Module, PathBuf> {
             } else if let Some(stem) = name.strip_suffix(".rs") {
                 let mut m = prefix.clone();
                 match stem {
-                    "lib" | "main" if prefix.is_empty() => {}
+                    "lib" if prefix.is_empty() => {}
+                    // A binary beside a library is a crate of its own (its `crate::` is not
+                    // the library's); it would also take the library root's place here.
+                    "main" if prefix.is_empty() && dir.join("lib.rs").exists() => continue,
+                    "main" if prefix.is_empty() => {}
                     "mod" => {}
                     // Test-only files are not part of the layering.
                     "tests" | "conformance" => continue,
