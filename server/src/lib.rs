@@ -4,7 +4,7 @@
 //! test, `tests/tests/module_graph.rs`, fails on an import against it or on a circle):
 //!
 //! ```text
-//!  node ──► net ──► store ──► container ──► log, tier2 ──► (error, direct: leaves)
+//!  node ──► net ──► store ──► container ──► replica ──► log, tier2 ──► (error, direct: leaves)
 //! ```
 //!
 //! - [`node`]: process wiring — `nadi standalone`, `nadi controller`, `nadi segment-store`,
@@ -18,6 +18,8 @@
 //!   [`container::seam::ContainerLog`] seam (today [`container::seam::SingleCopy`]: a Tier-1
 //!   append + fsync; later a replicated log), and only then applies it to the state readers
 //!   see ([`container::state`], the [`container::seam::ContainerStateMachine`]) and answers.
+//! - [`replica`]: a container's consensus group (openraft): its log storage over the Tier-1
+//!   log and its state machine; what makes a container replicated (`docs/replication.md`).
 //! - [`log`]: the Tier-1 log storage (trait, mmap'd/direct file, memory, conformance suite).
 //! - [`tier2`]: chunk objects in object storage and their read cache.
 //! - [`metrics`]: the store's Prometheus metrics (a leaf, like `error` and `direct`).
@@ -29,5 +31,6 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod replica;
 pub mod store;
 pub mod tier2;

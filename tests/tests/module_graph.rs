@@ -20,10 +20,11 @@ const CRATES: &[&str] = &["proto", "controller", "server", "client", "cli"];
 
 /// The segment store's rooms, top to bottom: a room may only use rooms of a lower rank.
 const SERVER_LAYERS: &[(&str, u8)] = &[
-    ("node", 5),
-    ("net", 4),
-    ("store", 3),
-    ("container", 2),
+    ("node", 6),
+    ("net", 5),
+    ("store", 4),
+    ("container", 3),
+    ("replica", 2),
     ("log", 1),
     ("tier2", 1),
     ("error", 0),

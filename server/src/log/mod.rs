@@ -67,6 +67,12 @@ pub enum RecordKind {
     Batch = 1,
     /// A snapshot of container metadata.
     Checkpoint = 2,
+    /// One entry of a replicated container's consensus log (`crate::replica`): an envelope
+    /// naming its term, leader and index, then the body (a batch, or nothing, or a membership).
+    Entry = 3,
+    /// Removes the replicated log's entries from an index on (a follower's conflicting,
+    /// never-committed suffix); the records stay in the file, later ones replace them.
+    Truncate = 4,
 }
 
 impl RecordKind {
@@ -74,6 +80,8 @@ impl RecordKind {
         match v {
             1 => Some(Self::Batch),
             2 => Some(Self::Checkpoint),
+            3 => Some(Self::Entry),
+            4 => Some(Self::Truncate),
             _ => None,
         }
     }
@@ -95,16 +103,24 @@ pub const fn record_len(len: usize) -> usize {
 
 /// Encodes a record header for a payload.
 pub fn encode_header(kind: RecordKind, lsn: Lsn, payload: &[u8]) -> [u8; RECORD_HEADER_LEN] {
+    encode_header_parts(kind, lsn, &[payload])
+}
+
+/// Encodes a record header for a payload made of `parts`, back to back.
+pub fn encode_header_parts(kind: RecordKind, lsn: Lsn, parts: &[&[u8]]) -> [u8; RECORD_HEADER_LEN] {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut h = [0u8; RECORD_HEADER_LEN];
     h[0..4].copy_from_slice(&RECORD_MAGIC);
     h[4] = RECORD_VERSION;
     h[5] = kind as u8;
     // h[6..8]: flags, zero.
-    h[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
     h[12..20].copy_from_slice(&lsn.to_le_bytes());
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[0..20]);
-    crc.update(payload);
+    for p in parts {
+        crc.update(p);
+    }
     h[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
     h
 }
@@ -297,6 +313,12 @@ pub trait LogWriter: Send + 'static {
     /// next [`sync`](Self::sync) may lose it (wholly). Fails only with `RecordTooLarge` or
     /// `NoSpace`, and then writes nothing.
     fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(Lsn, LogAddress), LogError>;
+
+    /// Like [`append`](Self::append), for a payload made of `parts` back to back (an envelope
+    /// and a body), without joining them first.
+    fn append_parts(&mut self, kind: RecordKind, parts: &[&[u8]]) -> Result<(Lsn, LogAddress), LogError> {
+        self.append(kind, &parts.concat())
+    }
 
     /// Makes every written record durable. An error here means the state of the log on disk is
     /// unknown; callers must treat it as fatal (see docs/operations.md, "Failure policy").

@@ -49,7 +49,7 @@ use parking_lot::RwLock;
 
 use super::{
     BadCheckpoint, Corruption, LogAddress, LogError, LogReader, LogWriter, Lsn, RECORD_ALIGN, RECORD_HEADER_LEN,
-    RecordKind, RecoveredRecord, RecoveryReport, Replayer, TornTail, crc_matches, decode_header, encode_header,
+    RecordKind, RecoveredRecord, RecoveryReport, Replayer, TornTail, crc_matches, decode_header, encode_header_parts,
     record_len,
 };
 
@@ -777,19 +777,28 @@ impl LogWriter for FileLog {
     }
 
     fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(Lsn, LogAddress), LogError> {
-        self.reserve(payload.len())?;
+        self.append_parts(kind, &[payload])
+    }
+
+    fn append_parts(&mut self, kind: RecordKind, parts: &[&[u8]]) -> Result<(Lsn, LogAddress), LogError> {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        self.reserve(payload_len)?;
         let lsn = self.written_lsn + 1;
-        let header = encode_header(kind, lsn, payload);
+        let header = encode_header_parts(kind, lsn, parts);
         let pos = self.write_pos;
         // Into the in-memory copy: header, payload and alignment padding. `sync` writes it out.
-        let len = record_len(payload.len());
-        let at = pos as usize;
+        let len = record_len(payload_len);
+        let mut at = pos as usize;
         // SAFETY: at or past the written position, which no reader looks at; the only writer
         // is this thread. (`reserve` made room: the record fits in the file.)
         unsafe {
             self.buf.write(at, &header);
-            self.buf.write(at + RECORD_HEADER_LEN, payload);
-            self.buf.zero(at + RECORD_HEADER_LEN + payload.len(), at + len);
+            at += RECORD_HEADER_LEN;
+            for p in parts {
+                self.buf.write(at, p);
+                at += p.len();
+            }
+            self.buf.zero(at, pos as usize + len);
         }
         self.write_pos += len as u64;
         self.written_lsn = lsn;
