@@ -47,6 +47,7 @@ pub mod checkpoint;
 pub mod ops;
 mod read;
 mod recovery;
+pub mod replicated;
 pub mod seam;
 pub mod state;
 pub mod storage_writer;
@@ -102,6 +103,9 @@ pub struct ContainerOptions {
     /// Where the writer thread counts appends and commits (the store's, shared by all its
     /// containers; by default a set nobody reads).
     pub metrics: StoreMetrics,
+    /// Run the container as a member of its consensus group (`crate::replica`); `None`: a
+    /// single-copy container.
+    pub replication: Option<replicated::ReplicationOptions>,
 }
 
 impl Default for ContainerOptions {
@@ -113,6 +117,7 @@ impl Default for ContainerOptions {
             tier2: None,
             tiering: Default::default(),
             metrics: StoreMetrics::default(),
+            replication: None,
         }
     }
 }
@@ -152,10 +157,12 @@ pub struct ReadChunk {
 #[derive(Debug)]
 struct Shared {
     id: u32,
-    durable: RwLock<Durable>,
+    /// Shared with a replicated container's state machine, which applies to it.
+    durable: Arc<RwLock<Durable>>,
     log: Arc<dyn LogReader>,
-    /// The durable lsn; tail readers wait for it to change.
-    durable_lsn: watch::Sender<Lsn>,
+    /// The durable lsn (a replicated container: the applied entry index); tail readers wait
+    /// for it to change.
+    durable_lsn: Arc<watch::Sender<Lsn>>,
     damage: Option<Corruption>,
     /// Records whose payload starts before this address were not read by recovery (they
     /// precede the checkpoint it started from): their CRCs are checked on first read.
@@ -175,7 +182,7 @@ struct Shared {
     /// Earlier log files the log keeps in memory (see `FileLogOptions::cached_files`).
     cached_files: u64,
     /// Tier-2 chunks no segment refers to any more, for the storage writer to delete.
-    garbage: Mutex<Vec<ChunkId>>,
+    garbage: Arc<Mutex<Vec<ChunkId>>>,
     /// Appends and commits are counted here.
     metrics: StoreMetrics,
     /// The Tier-1 log file being written (the storage writer moves older files' data first).
@@ -183,6 +190,17 @@ struct Shared {
     /// True while appends wait for Tier-1 space (at `--tier1-capacity`): the storage writer
     /// then moves everything in older files to Tier-2 at once.
     stalled: std::sync::atomic::AtomicBool,
+    /// Set once the writer thread has stopped and closed its log.
+    writer_stopped: watch::Sender<bool>,
+}
+
+/// The state a container starts with, shared with whatever applies to it.
+struct Parts {
+    durable: Arc<RwLock<Durable>>,
+    durable_lsn: Arc<watch::Sender<Lsn>>,
+    garbage: Arc<Mutex<Vec<ChunkId>>>,
+    reader: Arc<dyn LogReader>,
+    current_file: u64,
 }
 
 /// A request on its way to the writer thread, holding its share of the queue's byte budget.
@@ -206,9 +224,20 @@ impl Container {
     /// thread. A damaged log opens read-only: data before the damage is served, everything else
     /// fails with a `Corrupt` error naming the file and offset.
     pub fn open(id: u32, dir: &Path, opts: &ContainerOptions) -> Result<Container, StoreError> {
+        if let Some(repl) = &opts.replication {
+            let o = replicated::open(id, dir, opts, repl)?;
+            return Ok(Self::start_with(id, o.log, o.parts, None, o.damage, o.checkpoint, opts));
+        }
         let mut replay = Replay::default();
         let (log, report) = FileLog::recover(dir, opts.log.clone(), &mut replay)
             .map_err(|e| StoreError::Internal(format!("container {id}: {e}")))?;
+        if replay.raft_records {
+            return Err(StoreError::Internal(format!(
+                "container {id}: its Tier-1 log in {} was written by a replicated container \
+                 (--container-log raft); start the store with --container-log raft",
+                dir.display()
+            )));
+        }
         let mut damage = report.corruption.clone();
         if let Some(err) = replay.error.take() {
             tracing::error!(container = id, error = %err, "container log holds a record that does not decode");
@@ -241,13 +270,34 @@ impl Container {
         checkpoint: Option<LogAddress>,
         opts: &ContainerOptions,
     ) -> Container {
+        let parts = Parts {
+            durable: Arc::new(RwLock::new(replay.durable)),
+            durable_lsn: Arc::new(watch::channel(log.durable_lsn()).0),
+            garbage: Arc::default(),
+            reader: log.reader(),
+            current_file: log.current_file(),
+        };
+        let log = Box::new(seam::SingleCopy::new(id, log));
+        Self::start_with(id, log, parts, Some(replay.written), damage, checkpoint, opts)
+    }
+
+    /// Starts a container whose state is `parts` over the commit half `log`; `written` is the
+    /// writer's view, or `None` to take it from the durable state once the log is ready.
+    fn start_with(
+        id: u32,
+        log: Box<dyn seam::ContainerLog>,
+        parts: Parts,
+        written: Option<state::Written>,
+        damage: Option<Corruption>,
+        checkpoint: Option<LogAddress>,
+        opts: &ContainerOptions,
+    ) -> Container {
         let queue_limit = opts.queue_bytes.clamp(1, u32::MAX as u64) as u32;
-        let (lsn_tx, _) = watch::channel(log.durable_lsn());
         let shared = Arc::new(Shared {
             id,
-            durable: RwLock::new(replay.durable),
-            log: log.reader(),
-            durable_lsn: lsn_tx,
+            durable: parts.durable,
+            log: parts.reader,
+            durable_lsn: parts.durable_lsn,
             damage,
             unverified_below: checkpoint.unwrap_or(LogAddress { file: 0, pos: 0 }),
             verified: Mutex::default(),
@@ -256,14 +306,14 @@ impl Container {
             tier2: opts.tier2.clone(),
             tiering: opts.tiering.clone(),
             cached_files: opts.log.cached_files as u64,
-            garbage: Mutex::default(),
+            garbage: parts.garbage,
             metrics: opts.metrics.clone(),
-            current_file: log.current_file().into(),
+            current_file: parts.current_file.into(),
             stalled: false.into(),
+            writer_stopped: watch::channel(false).0,
         });
         let (tx, meta_tx) = if shared.damage.is_none() {
-            let log = Box::new(seam::SingleCopy::new(id, log));
-            let (tx, meta_tx) = WriterThread::spawn(shared.clone(), log, replay.written, opts.checkpoint_interval);
+            let (tx, meta_tx) = WriterThread::spawn(shared.clone(), log, written, opts.checkpoint_interval);
             (Some(tx), Some(meta_tx))
         } else {
             (None, None)
@@ -456,6 +506,15 @@ impl Container {
     pub fn open_segments(&self) -> Vec<String> {
         let d = self.shared.durable.read();
         d.segments.iter().filter(|(_, s)| !s.sealed).map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Drops this handle and waits until the container's writer thread has stopped and closed
+    /// its log (once every other handle is gone too), so that the container may be opened
+    /// again.
+    pub async fn close(self) {
+        let mut stopped = self.shared.writer_stopped.subscribe();
+        drop(self);
+        let _ = stopped.wait_for(|s| *s).await;
     }
 
     /// A receiver that changes whenever more data becomes durable in this container.

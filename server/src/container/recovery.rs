@@ -19,6 +19,9 @@ pub(super) struct Replay {
     pub(super) written: Written,
     /// The first record that did not decode; nothing after it is applied.
     pub(super) error: Option<String>,
+    /// The log holds records of a replicated container (Raft entries): a single-copy
+    /// container must not open it (it would not see their data).
+    pub(super) raft_records: bool,
 }
 
 /// Recovery's state machine: both views follow every committed record.
@@ -27,7 +30,7 @@ impl ContainerStateMachine for Replay {
         let mut garbage = Vec::new();
         for op in ops {
             apply_written(&mut self.written, op);
-            apply_durable(&mut self.durable, op, at.addr, &mut garbage);
+            apply_durable(&mut self.durable, op, at, &mut garbage);
         }
         garbage
     }
@@ -50,12 +53,15 @@ impl Replayer for Replay {
     }
 
     fn record(&mut self, rec: &RecoveredRecord<'_>) {
+        if matches!(rec.kind, RecordKind::Entry | RecordKind::Truncate) {
+            self.raft_records = true;
+        }
         if self.error.is_some() || rec.kind != RecordKind::Batch {
             return;
         }
         // Chunks dropped here were deleted or are found by the storage writer's sweep at
         // start-up.
-        if let Err(e) = self.apply_batch(Committed { lsn: rec.lsn, addr: rec.addr }, rec.payload) {
+        if let Err(e) = self.apply_batch(Committed { lsn: rec.lsn, addr: rec.addr, body: 0 }, rec.payload) {
             self.error = Some(e);
         }
     }

@@ -36,6 +36,9 @@ pub struct Committed {
     pub lsn: Lsn,
     /// Where the record's payload starts in the Tier-1 log (the read index points into it).
     pub addr: LogAddress,
+    /// Where the operations start in the payload: 0 for a batch record, the envelope's length
+    /// for a Raft entry (`crate::replica::log_store::ENVELOPE_LEN`).
+    pub body: u32,
 }
 
 /// The log half: an ordered log of container records that says when a record is committed.
@@ -67,6 +70,18 @@ pub trait ContainerLog: Send + 'static {
 
     /// The log file being written (the storage writer moves data out of older files first).
     fn current_file(&self) -> u64;
+
+    /// True if `commit` returns only after the state machine applied the record (a
+    /// replicated log applies on every replica itself); the writer then does not apply it.
+    fn applies(&self) -> bool {
+        false
+    }
+
+    /// Called by the writer thread before its first group: returns once this log takes
+    /// commits (a replicated log: this replica leads and has applied everything before).
+    fn ready(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// The apply half: the container's state machine, fed committed records in log order.
@@ -129,7 +144,7 @@ impl ContainerLog for SingleCopy {
             tracing::error!(container = self.container, error = %e, "fsync of the Tier-1 log failed; aborting (see docs/operations.md)");
             std::process::abort();
         }
-        Ok(Committed { lsn, addr })
+        Ok(Committed { lsn, addr, body: 0 })
     }
 
     fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {

@@ -27,7 +27,6 @@ pub use crate::container::checkpoint::ChunkId;
 use crate::container::checkpoint::{self, ChunkRef, IndexEntry};
 use crate::container::ops::Op;
 use crate::container::seam::{Committed, ContainerStateMachine};
-use crate::log::LogAddress;
 
 /// Durable per-segment metadata and read index.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -52,6 +51,9 @@ pub(super) struct SegmentMeta {
 pub(super) struct Durable {
     pub(super) segments: HashMap<String, SegmentMeta>,
     pub(super) names: HashMap<u64, String>,
+    /// Above every local id ever handed out (ids are never reused, also not after a delete:
+    /// Tier-2 chunk objects are named by them).
+    pub(super) next_local: u64,
 }
 
 /// The writer's view, including written-but-not-yet-durable operations.
@@ -126,23 +128,20 @@ pub(super) fn apply_written(w: &mut Written, op: &Op<'_>) {
     }
 }
 
-/// Applies one durable operation. `payload_addr` is the address of the record's payload.
-/// Tier-2 chunks that no segment refers to any more are added to `garbage`.
-pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, payload_addr: LogAddress, garbage: &mut Vec<ChunkId>) {
+/// Applies one durable operation of the record `at` (where its payload starts, and its
+/// operations in it). Tier-2 chunks that no segment refers to any more are added to `garbage`.
+pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage: &mut Vec<ChunkId>) {
     match *op {
         Op::Create { local, name } => {
             d.segments.insert(name.to_owned(), SegmentMeta { local, ..Default::default() });
             d.names.insert(local, name.to_owned());
+            d.next_local = d.next_local.max(local + 1);
         }
         Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
             if data_len > 0 {
-                s.index.push(IndexEntry {
-                    offset,
-                    len: data_len as u32,
-                    within: data_pos as u32,
-                    addr: payload_addr.offset(data_pos as u64),
-                });
+                let within = at.body as u64 + data_pos as u64;
+                s.index.push(IndexEntry { offset, len: data_len as u32, within: within as u32, addr: at.addr.offset(within) });
             }
             s.length = offset + data_len as u64;
             if !writer.is_empty() {
@@ -235,6 +234,7 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
     let cp = checkpoint::decode(payload).map_err(|e| e.to_string())?;
     let (mut durable, mut written) = (Durable::default(), Written::default());
     written.next_local = cp.next_local;
+    durable.next_local = cp.next_local;
     for s in cp.segments {
         written.names.insert(s.local, s.name.clone());
         written.segments.insert(
@@ -267,6 +267,27 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
 }
 
 impl Durable {
+    /// The writer's view of this state, for a writer that starts with nothing in flight (a
+    /// replica that just became the leader of its container).
+    pub(super) fn written(&self) -> Written {
+        let segments = self
+            .segments
+            .iter()
+            .map(|(name, s)| {
+                let w = WrittenSegment {
+                    local: s.local,
+                    start_offset: s.start_offset,
+                    length: s.length,
+                    sealed: s.sealed,
+                    writers: s.writers.clone(),
+                    attributes: s.attributes.clone(),
+                };
+                (name.clone(), w)
+            })
+            .collect();
+        Written { segments, names: self.names.clone(), next_local: self.next_local }
+    }
+
     /// Encodes this state as a checkpoint record's payload (the state machine's snapshot);
     /// `next_local` is the next segment id the writer hands out.
     pub(super) fn encode_checkpoint(&self, next_local: u64, buf: &mut Vec<u8>) {
@@ -290,7 +311,7 @@ impl ContainerStateMachine for Durable {
     fn apply_ops(&mut self, at: Committed, ops: &[Op<'_>]) -> Vec<ChunkId> {
         let mut garbage = Vec::new();
         for op in ops {
-            apply_durable(self, op, at.addr, &mut garbage);
+            apply_durable(self, op, at, &mut garbage);
         }
         garbage
     }

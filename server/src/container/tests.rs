@@ -239,7 +239,7 @@ fn file_opts(checkpoint_interval: u64) -> ContainerOptions {
 /// that the last group triggered), then drops the container.
 async fn close(c: Container) {
     let _ = c.writer_state("", "").await;
-    drop(c);
+    c.close().await;
 }
 
 /// Recovers the log in `dir` twice, without starting a container: by full replay, and
@@ -481,5 +481,73 @@ async fn a_damaged_or_torn_checkpoint_falls_back_without_losing_acknowledged_dat
     std::fs::remove_file(path.join("checkpoint")).unwrap();
     let c = Container::open(0, &path, &file_opts(u64::MAX)).unwrap();
     assert_eq!(observe(&c, &NAMES), acknowledged);
+    close(c).await;
+}
+
+fn raft_opts(checkpoint_interval: u64) -> ContainerOptions {
+    ContainerOptions { replication: Some(Default::default()), ..file_opts(checkpoint_interval) }
+}
+
+/// A container run as a one-voter consensus group answers and stores exactly what a
+/// single-copy container does for the same requests, writes only Raft entries (and
+/// checkpoints), and after a restart serves the same state, exactly-once writer state included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_container_keeps_what_a_single_copy_container_keeps() {
+    let (single_dir, raft_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let single = Container::open(0, single_dir.path(), &file_opts(16 << 10)).unwrap();
+    let raft = Container::open(0, raft_dir.path(), &raft_opts(16 << 10)).unwrap();
+    for round in 1..=3 {
+        workload(&single, round).await;
+        workload(&raft, round).await;
+        if round == 2 {
+            single.checkpoint().await.unwrap();
+            raft.checkpoint().await.unwrap();
+        }
+    }
+    let expected = observe(&single, &NAMES);
+    assert_eq!(observe(&raft, &NAMES), expected, "the same requests, the same state");
+    close(single).await;
+    close(raft).await;
+
+    let records = records_in(raft_dir.path());
+    let count = |k: RecordKind| records.iter().filter(|(_, h)| h.kind == k).count();
+    assert_eq!(count(RecordKind::Batch), 0, "a raft container writes entries, not batches");
+    assert!(count(RecordKind::Entry) > 40, "one entry per group: {}", count(RecordKind::Entry));
+    assert!(count(RecordKind::Checkpoint) > 3, "periodic checkpoints: {}", count(RecordKind::Checkpoint));
+
+    let raft = Container::open(0, raft_dir.path(), &raft_opts(16 << 10)).unwrap();
+    assert_eq!(observe(&raft, &NAMES), expected, "after a restart");
+    // Exactly-once state survived: a retry is acknowledged without being stored again.
+    let (last, len) = raft.writer_state("s/a", "w0").await.unwrap();
+    append(&raft, "s/a", "w0", last, &[b"retry"]).await.unwrap();
+    assert_eq!(raft.info("s/a").unwrap().length, len);
+    close(raft).await;
+}
+
+/// A single-copy container's log opens as a raft container (its records are committed and
+/// applied as they are), and a raft container's log is refused by a single-copy container,
+/// with the setting to use, instead of being opened without its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_copy_log_opens_as_raft_and_not_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap();
+    workload(&c, 1).await;
+    let before = observe(&c, &NAMES);
+    close(c).await;
+
+    let c = Container::open(0, dir.path(), &raft_opts(16 << 10)).unwrap();
+    assert_eq!(observe(&c, &NAMES), before, "single-copy data, opened as raft");
+    workload(&c, 2).await;
+    let after = observe(&c, &NAMES);
+    close(c).await;
+    let c = Container::open(0, dir.path(), &raft_opts(16 << 10)).unwrap();
+    assert_eq!(observe(&c, &NAMES), after, "both kinds of records, after a restart");
+    close(c).await;
+
+    let err = Container::open(0, dir.path(), &file_opts(16 << 10)).unwrap_err();
+    assert!(err.to_string().contains("--container-log raft"), "{err}");
+    // Refusing changed nothing: it still opens as raft, with everything.
+    let c = Container::open(0, dir.path(), &raft_opts(16 << 10)).unwrap();
+    assert_eq!(observe(&c, &NAMES), after);
     close(c).await;
 }

@@ -153,16 +153,17 @@ impl WriterThread {
     pub(super) fn spawn(
         shared: Arc<Shared>,
         log: Box<dyn ContainerLog>,
-        written: Written,
+        written: Option<Written>,
         checkpoint_interval: u64,
     ) -> (mpsc::Sender<Queued>, mpsc::Sender<Request>) {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let (meta_tx, meta_rx) = mpsc::channel(64);
         let id = shared.id;
+        let from_durable = written.is_none();
         let writer = WriterThread {
             shared,
             log,
-            written,
+            written: written.unwrap_or_default(),
             rx,
             meta_rx,
             checkpoint_interval: checkpoint_interval.max(1),
@@ -171,12 +172,22 @@ impl WriterThread {
         };
         std::thread::Builder::new()
             .name(format!("nadi-container-{id}"))
-            .spawn(move || writer.run())
+            .spawn(move || writer.run(from_durable))
             .expect("spawn container writer thread");
         (tx, meta_tx)
     }
 
-    fn run(mut self) {
+    fn run(mut self, from_durable: bool) {
+        if let Err(e) = self.log.ready() {
+            tracing::error!(container = self.shared.id, error = %e, "the container's log did not become ready; its writer stops");
+            let WriterThread { shared, log, .. } = self;
+            drop(log);
+            shared.writer_stopped.send_replace(true);
+            return;
+        }
+        if from_durable {
+            self.written = self.shared.durable.read().written();
+        }
         let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
         let mut batch = Vec::new();
         // A request that did not fit into the previous group starts the next one.
@@ -229,6 +240,9 @@ impl WriterThread {
             permits.clear();
         }
         tracing::debug!(container = self.shared.id, "container writer stopped");
+        let WriterThread { shared, log, .. } = self;
+        drop(log);
+        shared.writer_stopped.send_replace(true);
     }
 
     /// Validates, writes, syncs and publishes one group of requests.
@@ -288,23 +302,25 @@ impl WriterThread {
                     std::process::abort();
                 }
             };
-            // Applying what we just encoded through the state machine is deliberate: the
-            // durable state is built by exactly the code recovery runs (decode + apply), so a
-            // live store and a recovered one cannot differ. The codec decodes at ~75 GiB/s
-            // (criterion), far off the hot path's cost.
-            let ops = match ops::decode(payload) {
-                Ok(ops) => ops,
-                Err(e) => {
-                    tracing::error!(container = self.shared.id, error = %e, "a batch just encoded does not decode; aborting");
-                    std::process::abort();
+            if !self.log.applies() {
+                // Applying what we just encoded through the state machine is deliberate: the
+                // durable state is built by exactly the code recovery runs (decode + apply), so
+                // a live store and a recovered one cannot differ. The codec decodes at ~75 GiB/s
+                // (criterion), far off the hot path's cost.
+                let ops = match ops::decode(payload) {
+                    Ok(ops) => ops,
+                    Err(e) => {
+                        tracing::error!(container = self.shared.id, error = %e, "a batch just encoded does not decode; aborting");
+                        std::process::abort();
+                    }
+                };
+                let garbage = self.shared.durable.write().apply_ops(at, &ops);
+                if !garbage.is_empty() {
+                    self.shared.garbage.lock().extend(garbage);
                 }
-            };
-            let garbage = self.shared.durable.write().apply_ops(at, &ops);
-            if !garbage.is_empty() {
-                self.shared.garbage.lock().extend(garbage);
+                self.shared.durable_lsn.send_replace(at.lsn);
             }
             self.shared.current_file.store(self.log.current_file(), std::sync::atomic::Ordering::Relaxed);
-            self.shared.durable_lsn.send_replace(at.lsn);
             let queued = (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64);
             self.shared.metrics.committed(self.shared.id, replies.len(), started.elapsed().as_secs_f64(), queued);
         }

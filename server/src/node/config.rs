@@ -100,6 +100,12 @@ pub struct StoreSettings {
     /// tick. A segment splits when its two shortest are above target.
     #[arg(long, env = "NADI_LOAD_WINDOWS", value_name = "D,D,…", default_value = "2m,5m,10m,20m", value_parser = windows)]
     pub load_windows: DurList,
+    /// How each container commits: `single-copy` (append + fsync on this store's Tier-1 log)
+    /// or `raft` (each container is a consensus group over its Tier-1 log, today of one voter:
+    /// the path replication runs on; docs/replication.md). A log written with `raft` cannot be
+    /// opened with `single-copy` (the store refuses it and says so).
+    #[arg(long, env = "NADI_CONTAINER_LOG", value_name = "MODE", default_value = "single-copy")]
+    pub container_log: ContainerLogMode,
     #[command(flatten)]
     #[serde(flatten)]
     pub tier: TierSettings,
@@ -244,6 +250,39 @@ impl Serialize for Peers {
     }
 }
 
+/// How a segment store's containers commit (`--container-log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerLogMode {
+    SingleCopy,
+    Raft,
+}
+
+impl FromStr for ContainerLogMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "single-copy" => Ok(Self::SingleCopy),
+            "raft" => Ok(Self::Raft),
+            other => Err(format!("unknown container log mode {other:?}: single-copy or raft")),
+        }
+    }
+}
+
+impl fmt::Display for ContainerLogMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::SingleCopy => "single-copy",
+            Self::Raft => "raft",
+        })
+    }
+}
+
+impl Serialize for ContainerLogMode {
+    fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Parses `1=HOST:PORT,2=HOST:PORT` into id → gRPC URL.
 pub fn parse_peers(s: &str) -> anyhow::Result<BTreeMap<u64, String>> {
     let mut out = BTreeMap::new();
@@ -322,6 +361,7 @@ pub struct StoreNodeConfig {
     pub log_file_size: u64,
     pub checkpoint_interval: u64,
     pub container_queue_bytes: u64,
+    pub container_log: ContainerLogMode,
     /// Segment load measurement.
     pub load: LoadSettings,
     pub tier: TierConfig,
@@ -405,6 +445,7 @@ impl StoreSettings {
             log_file_size: self.log_file_size.0,
             checkpoint_interval: self.checkpoint_interval.0,
             container_queue_bytes: self.container_queue_bytes.0,
+            container_log: self.container_log,
             load,
             tier: self.tier.resolve(node, self.containers, self.log_file_size.0)?,
         })

@@ -161,6 +161,7 @@ fn printed_settings_read_back_as_the_same_settings() {
         "--checkpoint-interval=1000",
         "--container-queue-bytes=3MiB",
         "--load-windows=2s,1h 30m",
+        "--container-log=raft",
         "--tier2=s3://bucket/prefix",
         "--tier2-endpoint=http://127.0.0.1:9000",
         "--tier1-capacity=64GiB",

@@ -50,6 +50,10 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
                 eager: cfg.tier.max_files > 0,
             },
             metrics: crate::metrics::StoreMetrics::default(),
+            replication: match cfg.container_log {
+                super::config::ContainerLogMode::SingleCopy => None,
+                super::config::ContainerLogMode::Raft => Some(Default::default()),
+            },
         },
     })
 }

@@ -161,6 +161,8 @@ impl Index {
 struct Shared {
     index: Mutex<Index>,
     reader: Arc<dyn LogReader>,
+    /// The Tier-1 log file being written.
+    current_file: std::sync::atomic::AtomicU64,
 }
 
 impl Debug for Shared {
@@ -202,6 +204,24 @@ enum Job {
     Truncate { index: u64 },
     /// Answered once everything queued before it is durable.
     Barrier(mpsc::SyncSender<()>),
+    /// Makes room for an entry of up to `len` body bytes (`data`: one that holds appends, which
+    /// waits at the Tier-1 capacity).
+    Reserve { len: usize, data: bool, reply: mpsc::SyncSender<Result<(), LogError>> },
+    /// Writes a checkpoint record of the state as of entry `applied`, if no later entry was
+    /// written before it (recovery replays only the records after a checkpoint).
+    Checkpoint { payload: Vec<u8>, applied: Option<u64>, keep_from: u64, reply: mpsc::SyncSender<Result<crate::log::Lsn, CheckpointError>> },
+}
+
+/// Why a checkpoint was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Entries after the checkpoint's were already in the log: it is tried again later.
+    #[error("entries up to {written} are in the log, the checkpoint is of entry {applied:?}; not written")]
+    NotQuiet { applied: Option<u64>, written: u64 },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the replica log thread stopped")]
+    Stopped,
 }
 
 /// A container group's Raft log (and vote). Clones share the log; the Tier-1 log itself is
@@ -213,6 +233,7 @@ pub struct ReplicaLog {
     vote_path: Arc<PathBuf>,
     container: u32,
     thread: LogThread,
+    max_payload: usize,
 }
 
 /// The log thread of a [`ReplicaLog`], to wait for: it stops (and closes the Tier-1 log) once
@@ -329,7 +350,9 @@ impl ReplicaLog {
     /// Starts the log of container `container` over `log`, with the entries `recovery` found,
     /// and its vote in `vote_path`.
     pub fn start(container: u32, log: Box<dyn LogWriter>, recovery: Recovery<'_>, vote_path: &Path) -> Self {
-        let shared = Arc::new(Shared { index: Mutex::new(recovery.index), reader: log.reader() });
+        let current_file = log.current_file().into();
+        let max_payload = log.max_record_payload() - ENVELOPE_LEN;
+        let shared = Arc::new(Shared { index: Mutex::new(recovery.index), reader: log.reader(), current_file });
         let (jobs, rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -337,7 +360,7 @@ impl ReplicaLog {
             .spawn(move || log_thread(container, log, rx, thread_shared))
             .expect("spawn replica log thread");
         let thread = LogThread(Arc::new(Mutex::new(Some(handle))));
-        ReplicaLog { shared, jobs, vote_path: Arc::new(vote_path.to_path_buf()), container, thread }
+        ReplicaLog { shared, jobs, vote_path: Arc::new(vote_path.to_path_buf()), container, thread, max_payload }
     }
 
     /// The log thread, to wait for after the last clone is dropped.
@@ -369,6 +392,39 @@ impl ReplicaLog {
         }
     }
 
+    /// The largest body an entry may have.
+    pub fn max_body(&self) -> usize {
+        self.max_payload
+    }
+
+    /// The Tier-1 log file being written.
+    pub fn current_file(&self) -> u64 {
+        self.shared.current_file.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A reader of the Tier-1 log.
+    pub fn reader(&self) -> Arc<dyn LogReader> {
+        self.shared.reader.clone()
+    }
+
+    /// Makes room for an entry of up to `len` body bytes before it is proposed, so that a full
+    /// disk fails a request before anything changes (see `LogWriter::reserve_data`).
+    pub fn reserve(&self, len: usize, data: bool) -> Result<(), LogError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let stopped = || LogError::io("replica log", std::io::Error::other("the replica log thread stopped"));
+        self.jobs.send(Job::Reserve { len: len + ENVELOPE_LEN, data, reply }).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Writes `payload` (a checkpoint of the state as of entry `applied`) as a checkpoint
+    /// record, keeping log files from `keep_from` on, unless an entry after `applied` is in the
+    /// log already ([`CheckpointError::NotQuiet`]).
+    pub fn checkpoint(&self, payload: Vec<u8>, applied: Option<u64>, keep_from: u64) -> Result<crate::log::Lsn, CheckpointError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.jobs.send(Job::Checkpoint { payload, applied, keep_from, reply }).map_err(|_| CheckpointError::Stopped)?;
+        rx.recv().map_err(|_| CheckpointError::Stopped)?
+    }
+
     fn send(&self, job: Job) -> Result<(), StorageError> {
         self.jobs.send(job).map_err(|_| write_err(&std::io::Error::other("the replica log thread stopped")))
     }
@@ -376,6 +432,9 @@ impl ReplicaLog {
 
 /// The log thread: writes each queued job's records, then one fsync, then the callbacks.
 fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
+    // The index of the last entry record written (a checkpoint may follow only entries it
+    // covers).
+    let mut last_written: Option<u64> = shared.index.lock().held.back().map(|h| h.log_id.index);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
@@ -389,6 +448,7 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                         let env = encode_envelope(&log_id, kind);
                         match log.append_parts(RecordKind::Entry, &[&env, &body]) {
                             Ok((_, addr)) => {
+                                last_written = Some(log_id.index);
                                 let at = addr.offset(ENVELOPE_LEN as u64);
                                 if let Some(h) = shared.index.lock().get_mut(&log_id) {
                                     h.at = Some(at);
@@ -403,6 +463,7 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                     flushed.push((done, failed));
                 }
                 Job::Truncate { index } => {
+                    last_written = last_written.filter(|&w| w < index).or(index.checked_sub(1));
                     if let Err(e) = log.append(RecordKind::Truncate, &index.to_le_bytes()) {
                         // The index already dropped the entries; without the record, a restart
                         // brings back a suffix this node never acknowledged (see the module docs).
@@ -410,8 +471,20 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                     }
                 }
                 Job::Barrier(tx) => barriers.push(tx),
+                Job::Reserve { len, data, reply } => {
+                    let _ = reply.send(if data { log.reserve_data(len) } else { log.reserve(len) });
+                }
+                Job::Checkpoint { payload, applied, keep_from, reply } => {
+                    let result = match last_written {
+                        Some(w) if applied.is_none_or(|a| a < w) => Err(CheckpointError::NotQuiet { applied, written: w }),
+                        // Makes everything before it durable too (its own fsync).
+                        _ => log.checkpoint_keeping(&payload, keep_from).map_err(CheckpointError::from),
+                    };
+                    let _ = reply.send(result);
+                }
             }
         }
+        shared.current_file.store(log.current_file(), std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = log.sync() {
             // After a failed fsync the kernel may have dropped the dirty pages: the log's
             // contents are unknown, and going on could acknowledge lost data.

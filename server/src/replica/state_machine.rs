@@ -4,10 +4,11 @@
 //! Snapshot (and replicated checkpoint) format:
 //!
 //! ```text
-//! | header length u32 LE | header (JSON: last applied log id, membership, snapshot id) | state |
+//! | "NRSM" | header length u32 LE | header (JSON: last applied log id, membership, snapshot id) | state |
 //! ```
 //!
-//! where `state` is what [`Applier::encode`] wrote. The state machine is rebuilt at start-up
+//! where `state` is what [`Applier::encode`] wrote. A checkpoint without the magic was written
+//! before the container was replicated: all of it is the applier's state, as of no entry. The state machine is rebuilt at start-up
 //! from the newest checkpoint in the Tier-1 log, and openraft applies the committed entries
 //! after it again ("persistent snapshot", in openraft's terms).
 //!
@@ -50,23 +51,35 @@ struct Header {
     snapshot_id: String,
 }
 
+/// The first bytes of a snapshot.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"NRSM";
+
 /// Encodes a snapshot of `applier` as of `header`.
 fn encode_snapshot(header: &Header, applier: &dyn Applier) -> Vec<u8> {
-    let json = serde_json::to_vec(header).expect("a snapshot header encodes");
-    let mut out = Vec::with_capacity(4 + json.len());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
+    let mut out = snapshot_prefix(header);
     applier.encode(&mut out);
     out
 }
 
-/// Splits a snapshot into its header and the applier's state.
-fn decode_snapshot(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
-    let len = bytes.get(..4).ok_or("a snapshot shorter than its header length")?;
+/// The magic and header of a snapshot, to which the state is appended.
+fn snapshot_prefix(header: &Header) -> Vec<u8> {
+    let json = serde_json::to_vec(header).expect("a snapshot header encodes");
+    let mut out = Vec::with_capacity(8 + json.len());
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out
+}
+
+/// Splits a snapshot into its header and the applier's state; `None` for a payload without
+/// the magic (a checkpoint from before the container was replicated).
+fn decode_snapshot(bytes: &[u8]) -> Result<Option<(Header, &[u8])>, String> {
+    let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) else { return Ok(None) };
+    let len = rest.get(..4).ok_or("a snapshot shorter than its header length")?;
     let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-    let json = bytes.get(4..4 + len).ok_or("a snapshot shorter than its header")?;
+    let json = rest.get(4..4 + len).ok_or("a snapshot shorter than its header")?;
     let header = serde_json::from_slice(json).map_err(|e| format!("snapshot header: {e}"))?;
-    Ok((header, &bytes[4 + len..]))
+    Ok(Some((header, &rest[4 + len..])))
 }
 
 struct Inner<A> {
@@ -125,21 +138,42 @@ impl<A: Applier> ReplicaState<A> {
     }
 
     /// A checkpoint of the state as of the last applied entry (the payload of a Tier-1
-    /// checkpoint record; [`RecoverInto::checkpoint`] reads it back).
-    pub fn checkpoint(&self) -> Vec<u8> {
+    /// checkpoint record; [`RecoverInto::checkpoint`] reads it back), and that entry's index.
+    pub fn checkpoint(&self) -> (Vec<u8>, Option<u64>) {
         let inner = self.inner.lock();
         let header = Header {
             last_applied: inner.last_applied,
             membership: inner.membership.clone(),
             snapshot_id: String::new(),
         };
-        encode_snapshot(&header, &inner.applier)
+        (encode_snapshot(&header, &inner.applier), inner.last_applied.map(|l| l.index))
+    }
+
+    /// A checkpoint whose state the caller encoded (with nothing applied since), as
+    /// [`checkpoint`](Self::checkpoint) would have; and the index of the last applied entry.
+    pub fn checkpoint_of(&self, state: &[u8]) -> (Vec<u8>, Option<u64>) {
+        let inner = self.inner.lock();
+        let header = Header {
+            last_applied: inner.last_applied,
+            membership: inner.membership.clone(),
+            snapshot_id: String::new(),
+        };
+        let mut out = snapshot_prefix(&header);
+        out.extend_from_slice(state);
+        (out, inner.last_applied.map(|l| l.index))
     }
 }
 
 impl<A: Applier> RecoverInto for ReplicaState<A> {
     fn checkpoint(&mut self, payload: &[u8]) -> Result<Option<LogId>, String> {
-        let (header, state) = decode_snapshot(payload)?;
+        let Some((header, state)) = decode_snapshot(payload)? else {
+            // From before the container was replicated: the state as of no entry.
+            let mut inner = self.inner.lock();
+            inner.applier.restore(payload)?;
+            inner.last_applied = None;
+            inner.membership = StoredMembership::default();
+            return Ok(None);
+        };
         let mut inner = self.inner.lock();
         inner.applier.restore(state)?;
         inner.last_applied = header.last_applied;
@@ -236,7 +270,9 @@ impl<A: Applier> RaftStateMachine<ReplicaConfig> for ReplicaState<A> {
         let snap_err = |e: String| -> StorageError {
             StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e)).into()
         };
-        let (_, state) = decode_snapshot(&bytes).map_err(snap_err)?;
+        let (_, state) = decode_snapshot(&bytes)
+            .and_then(|s| s.ok_or_else(|| "a snapshot without its magic".to_owned()))
+            .map_err(snap_err)?;
         let mut inner = self.inner.lock();
         inner.applier.restore(state).map_err(snap_err)?;
         inner.last_applied = meta.last_log_id;
