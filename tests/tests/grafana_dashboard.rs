@@ -39,8 +39,21 @@ const AGGREGATIONS: &[&str] = &[
 ];
 
 /// PromQL keywords that are not metric names.
-const KEYWORDS: &[&str] =
-    &["by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"];
+const KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+];
 
 /// Keywords followed by a parenthesised list of label names.
 const LABEL_LISTS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
@@ -292,18 +305,25 @@ fn every_dashboard_metric_exists_in_a_live_scrape() {
 fn the_check_finds_metric_names_and_reports_missing_ones() {
     let names = |e: &str| metric_names(e).into_iter().collect::<Vec<_>>();
     assert_eq!(
-        names(r#"histogram_quantile(0.99, sum by (instance, le) (rate(a_seconds_bucket{instance=~"$instance"}[$__rate_interval])))"#),
+        names(
+            r#"histogram_quantile(0.99, sum by (instance, le) (rate(a_seconds_bucket{instance=~"$instance"}[$__rate_interval])))"#
+        ),
         ["a_seconds_bucket"]
     );
     assert_eq!(
-        names(r#"sum(rate(x_total{status=~"5..", q="}by(x)"}[5m])) / sum without (route) (rate(x_total[${__range}])) > bool 0.5"#),
+        names(
+            r#"sum(rate(x_total{status=~"5..", q="}by(x)"}[5m])) / sum without (route) (rate(x_total[${__range}])) > bool 0.5"#
+        ),
         ["x_total"]
     );
     assert_eq!(names("a_log_index - on (instance) group_left () b_index offset 1h"), ["a_log_index", "b_index"]);
     assert_eq!(names("max by (instance) (g) and count(h) or topk(3, k:recorded)"), ["g", "h", "k:recorded"]);
     assert_eq!(names(r#"label_values(m_total{job="x"}, stream)"#), ["m_total"]);
     assert!(names("label_values(stream)").is_empty());
-    assert_eq!(sample_names("# TYPE a counter\na_total{x=\"1\"} 3\nb 1\n# EOF\n"), BTreeSet::from(["a_total".into(), "b".into()]));
+    assert_eq!(
+        sample_names("# TYPE a counter\na_total{x=\"1\"} 3\nb 1\n# EOF\n"),
+        BTreeSet::from(["a_total".into(), "b".into()])
+    );
 
     // The real dashboard against an exposition that lacks one of its names: reported, by
     // panel. And a dashboard naming a metric nobody exposes fails.
