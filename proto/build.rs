@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/nadi/controller/v1/reader_groups.proto",
         "proto/nadi/segment/v1/segment.proto",
         "proto/nadi/raft/v1/raft.proto",
+        "proto/nadi/replica/v1/replica.proto",
     ];
     tonic_prost_build::configure()
         // Payloads and other byte fields are `bytes::Bytes`: zero-copy from the wire to the log.

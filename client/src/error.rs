@@ -130,7 +130,7 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::TxnAborted
         | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
         ErrorCode::InvalidName | ErrorCode::InvalidArgument | ErrorCode::EventTooLarge => ErrorKind::Invalid,
-        ErrorCode::StorageFull | ErrorCode::Unavailable => ErrorKind::Unavailable,
+        ErrorCode::StorageFull | ErrorCode::Unavailable | ErrorCode::NotLeader => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
 }

@@ -78,6 +78,7 @@ codes! {
     CheckpointExists => "ALREADY_EXISTS_CHECKPOINT", AlreadyExists, false;
     CheckpointInProgress => "CHECKPOINT_IN_PROGRESS", FailedPrecondition, true;
     Unavailable => "UNAVAILABLE", Unavailable, true;
+    NotLeader => "NOT_LEADER", Unavailable, true;
     Internal => "INTERNAL", Internal, false;
 }
 

@@ -47,6 +47,16 @@ pub mod segment {
     }
 }
 
+/// Generated code of `nadi.replica.v1`: internal RPCs between segment stores (the Raft groups of
+/// replicated containers). Not a client API.
+pub mod replica {
+    /// Version 1 of the internal replication protocol.
+    pub mod v1 {
+        #![allow(missing_debug_implementations, clippy::all)]
+        tonic::include_proto!("nadi.replica.v1");
+    }
+}
+
 /// Generated code of `nadi.raft.v1`: internal RPCs between controller nodes (Raft) and the
 /// registration of segment stores. Not a client API.
 pub mod raft {

@@ -47,6 +47,11 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the segment store is shutting down")]
     ShuttingDown,
+    /// This replica of a replicated container does not lead its group (any more). A request in
+    /// flight when leadership was lost may or may not have been stored: retry (writers with
+    /// their writer id, so it is stored once).
+    #[error("this segment store does not lead container {container}{}", leader.as_ref().map(|l| format!(" (its leader is at {l})")).unwrap_or_default())]
+    NotLeader { container: u32, leader: Option<String> },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,6 +73,7 @@ impl StoreError {
             StoreError::Corrupt { .. } => ErrorCode::Corrupt,
             StoreError::StorageFull(_) => ErrorCode::StorageFull,
             StoreError::ShuttingDown | StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            StoreError::NotLeader { .. } => ErrorCode::NotLeader,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -96,6 +102,9 @@ impl From<StoreError> for tonic::Status {
             }
             StoreError::EventNumberGap { expected, .. } => {
                 meta.insert("expected_event_number".to_owned(), expected.to_string());
+            }
+            StoreError::NotLeader { leader: Some(leader), .. } => {
+                meta.insert("leader".to_owned(), leader.clone());
             }
             _ => {}
         }

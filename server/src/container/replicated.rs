@@ -32,11 +32,12 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use crate::container::ops;
-use crate::container::seam::{Committed, ContainerLog, ContainerStateMachine};
+use crate::container::seam::{CommitError, Committed, ContainerLog, ContainerStateMachine};
 use crate::container::state::{ChunkId, Durable, from_checkpoint};
 use crate::log::{LogAddress, LogError, Lsn};
 use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Recovery, ReplicaLog};
 use crate::replica::state_machine::{Applier, ReplicaState};
+use crate::replica::network::GrpcNetwork;
 use crate::replica::{Batch, LogId, NodeId, ReplicaConfig};
 
 /// How a replicated container runs.
@@ -44,6 +45,20 @@ use crate::replica::{Batch, LogId, NodeId, ReplicaConfig};
 pub struct ReplicationOptions {
     /// This segment store's id in every group it is a member of.
     pub node_id: NodeId,
+    /// This store's gRPC URL, as other replicas reach it (its address in a group's membership).
+    pub advertise: String,
+    /// How this store's groups talk to other stores; `None`: groups of one, with no network.
+    pub network: Option<ReplicaNetwork>,
+    /// The members (node id → URL) a group that was never started starts with; the member with
+    /// the smallest id starts it. Empty: this store alone.
+    pub bootstrap: std::collections::BTreeMap<NodeId, String>,
+    /// A leader that has not heard from a majority for this long stops taking writes (they
+    /// fail with `NOT_LEADER`), before another replica can have been elected (its lease, which
+    /// is shorter than the election timeout).
+    pub lease: Duration,
+    /// How long a group commit may wait for a majority before its writers are told
+    /// `NOT_LEADER` (outcome unknown; they retry).
+    pub commit_timeout: Duration,
     /// Leader heartbeat interval.
     pub heartbeat: Duration,
     /// A follower that hears no leader for a random time in `[election_min, election_max]`
@@ -56,11 +71,25 @@ impl Default for ReplicationOptions {
     fn default() -> Self {
         ReplicationOptions {
             node_id: 1,
+            advertise: String::new(),
+            network: None,
+            bootstrap: Default::default(),
+            lease: Duration::from_millis(300),
+            commit_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_millis(100),
             election_min: Duration::from_millis(400),
             election_max: Duration::from_millis(800),
         }
     }
+}
+
+/// How a store's groups reach other stores and are reached.
+#[derive(Debug, Clone)]
+pub struct ReplicaNetwork {
+    /// Where incoming replication RPCs find this store's groups.
+    pub groups: Arc<crate::replica::network::Groups>,
+    /// Channels to other stores, shared by all groups.
+    pub channels: crate::replica::network::Channels,
 }
 
 /// The container's state as a group's state machine: applies committed entries to the durable
@@ -157,7 +186,11 @@ impl RaftNetwork<ReplicaConfig> for NoPeer {
 pub(super) struct Replicated {
     id: u32,
     node_id: NodeId,
+    repl: ReplicationOptions,
     raft: Raft<ReplicaConfig>,
+    /// The term this replica last led in with a fresh writer view; `None` while not leading
+    /// (or after a commit whose outcome is unknown).
+    led_term: Option<u64>,
     /// `None` only while dropping.
     log: Option<ReplicaLog>,
     state: Option<ReplicaState<ContainerApplier>>,
@@ -189,9 +222,25 @@ impl ContainerLog for Replicated {
         self.log().reserve(len, data)
     }
 
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, LogError> {
+    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError> {
+        use openraft::error::{ClientWriteError, RaftError};
         let batch = Batch::new(Bytes::copy_from_slice(payload));
-        let resp = self.rt.block_on(self.raft.client_write(batch)).map_err(raft_error)?;
+        let (raft, timeout) = (self.raft.clone(), self.repl.commit_timeout);
+        // The timer is created inside the runtime (this is the writer's own thread).
+        let write = async move { tokio::time::timeout(timeout, raft.client_write(batch)).await };
+        let resp = match self.rt.block_on(write) {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                self.led_term = None;
+                return Err(CommitError::Lost { leader: f.leader_node.map(|n| n.addr) });
+            }
+            Ok(Err(e)) => return Err(CommitError::Log(raft_error(e))),
+            Err(_) => {
+                // No majority within the timeout (cut off?): the entry may still commit later.
+                self.led_term = None;
+                return Err(CommitError::Lost { leader: None });
+            }
+        };
         let body = self.log().address(&resp.log_id).unwrap_or(LogAddress { file: 0, pos: ENVELOPE_LEN as u64 });
         let addr = LogAddress { file: body.file, pos: body.pos - ENVELOPE_LEN as u64 };
         Ok(Committed { lsn: resp.log_id.index, addr, body: ENVELOPE_LEN as u32 })
@@ -216,25 +265,53 @@ impl ContainerLog for Replicated {
 
     fn ready(&mut self) -> Result<(), String> {
         let (raft, node_id) = (self.raft.clone(), self.node_id);
+        let mut members = self.repl.bootstrap.clone();
+        if members.is_empty() {
+            members.insert(node_id, self.repl.advertise.clone());
+        }
         self.rt.block_on(async move {
-            if !raft.is_initialized().await.map_err(|e| e.to_string())? {
-                let members = std::collections::BTreeMap::from([(node_id, BasicNode::default())]);
-                raft.initialize(members).await.map_err(|e| e.to_string())?;
+            if !raft.is_initialized().await.map_err(|e| e.to_string())?
+                && members.keys().next() == Some(&node_id)
+            {
+                let nodes = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect::<std::collections::BTreeMap<_, _>>();
+                match raft.initialize(nodes).await {
+                    Ok(()) => {}
+                    // Another start of this group got there first.
+                    Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
             }
-            // Leading, with every entry of earlier terms applied (a new leader commits a blank
-            // entry of its own term first, which commits everything before it).
-            let m = raft
-                .wait(Some(Duration::from_secs(60)))
-                .metrics(|m| m.state.is_leader() && m.current_leader == Some(node_id), "leading")
-                .await
-                .map_err(|e| e.to_string())?;
-            let last = m.last_log_index;
-            raft.wait(Some(Duration::from_secs(60)))
-                .applied_index_at_least(last, "applied")
-                .await
-                .map_err(|e| e.to_string())?;
             Ok(())
         })
+    }
+
+    fn leading(&mut self) -> Result<bool, Option<String>> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let leader_url = |id: Option<NodeId>| id.and_then(|id| membership.get_node(&id)).map(|n| n.addr.clone());
+        if m.current_leader != Some(self.node_id) || !m.state.is_leader() {
+            self.led_term = None;
+            return Err(leader_url(m.current_leader));
+        }
+        // A leader cut off from the majority stops taking writes within its lease, before
+        // another replica can be elected (the lease is shorter than the election timeout).
+        let alone = membership.voter_ids().count() == 1;
+        if !alone && m.millis_since_quorum_ack.is_none_or(|ms| ms > self.repl.lease.as_millis() as u64) {
+            self.led_term = None;
+            return Err(None);
+        }
+        if self.led_term == Some(m.current_term) {
+            return Ok(false);
+        }
+        // Newly leading: everything before this term's first entry must be applied before the
+        // writer's view is taken from the durable state.
+        let (raft, timeout) = (self.raft.clone(), self.repl.commit_timeout);
+        let wait = async move { raft.wait(Some(timeout)).applied_index_at_least(m.last_log_index, "caught up").await };
+        if self.rt.block_on(wait).is_err() {
+            return Err(None);
+        }
+        self.led_term = Some(m.current_term);
+        Ok(true)
     }
 }
 
@@ -242,6 +319,9 @@ impl Drop for Replicated {
     fn drop(&mut self) {
         // Stop the group, then wait for the log thread to close the Tier-1 log, so that the
         // container can be opened again at once.
+        if let Some(net) = &self.repl.network {
+            net.groups.remove(self.id);
+        }
         if let Err(e) = self.rt.block_on(self.raft.shutdown()) {
             tracing::warn!(container = self.id, error = %e, "stopping the container group");
         }
@@ -313,12 +393,22 @@ pub(super) fn open(
     .map_err(|e| internal(&e))?;
     // `Raft::new` only reads the storage and spawns the group's tasks; run it off this thread,
     // which may be a runtime worker that must not block on the runtime.
+    let config = Arc::new(config);
     let raft = std::thread::scope(|s| {
-        s.spawn(|| rt.block_on(Raft::new(repl.node_id, Arc::new(config), NoPeers, log.clone(), state.clone())))
-            .join()
-            .expect("starting the container group")
+        s.spawn(|| match &repl.network {
+            Some(net) => {
+                let network = GrpcNetwork { container: id, from: repl.node_id, channels: net.channels.clone() };
+                rt.block_on(Raft::new(repl.node_id, config, network, log.clone(), state.clone()))
+            }
+            None => rt.block_on(Raft::new(repl.node_id, config, NoPeers, log.clone(), state.clone())),
+        })
+        .join()
+        .expect("starting the container group")
     })
     .map_err(|e| internal(&e))?;
+    if let Some(net) = &repl.network {
+        net.groups.insert(id, raft.clone());
+    }
     tracing::info!(
         container = id,
         last_lsn = report.last_lsn,
@@ -328,11 +418,31 @@ pub(super) fn open(
     );
     let parts = super::Parts { durable, durable_lsn, garbage, reader, current_file };
     let checkpoint = report.checkpoint.map(|(_, addr)| addr);
-    let mut log = Box::new(Replicated { id, node_id: repl.node_id, raft, log: Some(log), state: Some(state), rt });
-    // Readers must not see less than was acknowledged: the entries after the checkpoint are
-    // applied again before the container serves anything. (With one voter this replica
-    // leads at once; a follower of a larger group will refuse reads instead.)
-    std::thread::scope(|s| s.spawn(|| log.ready()).join().expect("waiting for the container group"))
+    let mut log = Box::new(Replicated {
+        id,
+        node_id: repl.node_id,
+        repl: repl.clone(),
+        raft,
+        led_term: None,
+        log: Some(log),
+        state: Some(state),
+        rt,
+    });
+    std::thread::scope(|s| s.spawn(|| log.ready()).join().expect("starting the container group"))
         .map_err(|e| internal(&e))?;
+    // A group of one: readers must not see less than was acknowledged, so the entries after
+    // the checkpoint are applied again before the container serves anything (this replica
+    // leads at once). A member of a larger group serves once it leads (see `leading`).
+    if repl.bootstrap.len() <= 1 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::thread::scope(|s| s.spawn(|| log.leading()).join().expect("waiting for the container group")).is_err() {
+            if std::time::Instant::now() > deadline {
+                return Err(internal(&"the container's group of one did not elect itself within 60 s"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The writer must take its view afresh, as after any election.
+        log.led_term = None;
+    }
     Ok(Opened { log, parts, damage, checkpoint })
 }

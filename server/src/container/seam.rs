@@ -59,10 +59,13 @@ pub trait ContainerLog: Send + 'static {
     /// storage writer's metadata, which may go past the capacity by one file to free space.
     fn reserve(&mut self, len: usize, data: bool) -> Result<(), LogError>;
 
-    /// Appends one batch record and returns once it is committed. An error means the record
-    /// may or may not be in the log: the caller's written state is then ahead of the log, and
-    /// the container must stop (the writer aborts the process).
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, LogError>;
+    /// Appends one batch record and returns once it is committed. `CommitError::Log` means the
+    /// record may or may not be in the log: the caller's written state is then ahead of the
+    /// log, and the container must stop (the writer aborts the process). `CommitError::Lost`
+    /// (a replicated log) means this replica stopped leading while the record was in flight:
+    /// it may still be committed by the next leader, or never; nothing of it is acknowledged,
+    /// and the writer takes its view afresh once this replica leads again.
+    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError>;
 
     /// Writes a checkpoint record (a snapshot of the state machine) after every committed
     /// record; log files before `keep_from` may then be recycled.
@@ -77,11 +80,30 @@ pub trait ContainerLog: Send + 'static {
         false
     }
 
-    /// Called by the writer thread before its first group: returns once this log takes
-    /// commits (a replicated log: this replica leads and has applied everything before).
+    /// Called by the writer thread before its first group: returns once this log is set up
+    /// (a replicated log whose group it may start: started).
     fn ready(&mut self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Called by the writer thread before each group: whether this log takes commits now.
+    /// `Ok(true)`: yes, and the writer's view must be taken afresh from the durable state
+    /// (this replica just started leading, with every earlier entry applied); `Ok(false)`: yes,
+    /// as before; `Err(leader)`: no, this replica does not lead (the leader's URL if known).
+    fn leading(&mut self) -> Result<bool, Option<String>> {
+        Ok(false)
+    }
+}
+
+/// Why a record was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The log failed: the record may or may not be in it.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// This replica stopped leading while the record was in flight (its outcome is unknown).
+    #[error("leadership was lost while the record was in flight")]
+    Lost { leader: Option<String> },
 }
 
 /// The apply half: the container's state machine, fed committed records in log order.
@@ -136,7 +158,7 @@ impl ContainerLog for SingleCopy {
         if data { self.log.reserve_data(len) } else { self.log.reserve(len) }
     }
 
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, LogError> {
+    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError> {
         let (lsn, addr) = self.log.append(RecordKind::Batch, payload)?;
         if let Err(e) = self.log.sync() {
             // After a failed fsync the kernel may have dropped the dirty pages: the log's

@@ -21,7 +21,7 @@ use nadi_proto::framing::EVENT_HEADER_LEN;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::container::ops::{self, Op};
-use crate::container::seam::{ContainerLog, ContainerStateMachine};
+use crate::container::seam::{CommitError, ContainerLog, ContainerStateMachine};
 use crate::container::state::{Written, WrittenSegment, apply_written};
 use crate::container::{AppendAck, GROUP_COMMIT_BYTES, QUEUE_DEPTH, Queued, Shared};
 use crate::error::StoreError;
@@ -134,6 +134,22 @@ enum Reply {
     Merged(oneshot::Sender<Result<u64, StoreError>>, Result<u64, StoreError>),
     /// Answered with the outcome of the checkpoint written after the group.
     Checkpoint(oneshot::Sender<Result<Lsn, StoreError>>),
+}
+
+impl Reply {
+    /// Answers with `e` instead of the outcome (the group was not committed).
+    fn fail(self, e: StoreError) {
+        match self {
+            Reply::Created(tx, _) => drop(tx.send(Err(e))),
+            Reply::Appended(tx, _) => drop(tx.send(Err(e))),
+            Reply::Sealed(tx, _) => drop(tx.send(Err(e))),
+            Reply::Deleted(tx, _) => drop(tx.send(Err(e))),
+            Reply::WriterState(tx, _) => drop(tx.send(Err(e))),
+            Reply::Done(tx, _) => drop(tx.send(Err(e))),
+            Reply::Merged(tx, _) => drop(tx.send(Err(e))),
+            Reply::Checkpoint(tx) => drop(tx.send(Err(e))),
+        }
+    }
 }
 
 pub(super) fn estimate(req: &Request) -> usize {
@@ -253,6 +269,18 @@ impl WriterThread {
     /// Validates, writes, syncs and publishes one group of requests; `meta` groups (from the
     /// storage writer) never wait for Tier-1 capacity.
     fn commit_group(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize, meta: bool) {
+        // A replica that does not lead its container's group takes nothing; one that just
+        // started leading takes its view afresh from what is applied.
+        match self.log.leading() {
+            Ok(true) => self.written = self.shared.durable.read().written(),
+            Ok(false) => {}
+            Err(leader) => {
+                for req in batch.drain(..) {
+                    fail(req, StoreError::NotLeader { container: self.shared.id, leader: leader.clone() });
+                }
+                return;
+            }
+        }
         // Make room first: a full disk fails the whole group before any state changes. At the
         // Tier-1 capacity, wait (serving the storage writer's metadata) until a file is freed.
         let size = size.min(self.log.max_record_payload());
@@ -295,7 +323,16 @@ impl WriterThread {
             let started = std::time::Instant::now();
             let at = match self.log.commit(payload) {
                 Ok(at) => at,
-                Err(e) => {
+                Err(CommitError::Lost { leader }) => {
+                    // Not acknowledged: the writers retry (with their ids, so nothing is stored
+                    // twice). The view is ahead of what is known committed; `leading` renews it.
+                    tracing::info!(container = self.shared.id, "leadership lost while a group was in flight");
+                    for r in replies {
+                        r.fail(StoreError::NotLeader { container: self.shared.id, leader: leader.clone() });
+                    }
+                    return;
+                }
+                Err(CommitError::Log(e)) => {
                     // `reserve` succeeded, so this cannot happen; if it does, the written state
                     // is ahead of the log and the only safe move is to stop.
                     tracing::error!(container = self.shared.id, error = %e, "log append failed after reserve; aborting");

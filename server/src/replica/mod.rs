@@ -26,6 +26,7 @@
 //! container's log and state machine).
 
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 
 #[cfg(test)]
