@@ -534,3 +534,6 @@ pub fn frame(payloads: &[&[u8]]) -> Bytes {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod replication_tests;
