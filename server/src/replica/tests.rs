@@ -512,3 +512,113 @@ async fn wait_for_progress(acked: &Arc<Mutex<BTreeSet<u64>>>, before: usize, wit
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+// ---- bad input on the replication service ----
+
+/// Garbage and misaddressed replication requests are refused with typed errors and change
+/// nothing; a stale term and an append after entries the replica lacks are refused by openraft
+/// in its reply (a higher vote, a conflict), and change nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_replication_requests_are_refused_and_change_nothing() {
+    use nadi_proto::replica::v1 as pb;
+    use nadi_proto::replica::v1::replica_service_server::ReplicaService;
+    use openraft::raft::AppendEntriesResponse;
+
+    use super::network::{Groups, ReplicaGrpc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let net = Net::default();
+    let r = start(&net, 1, dir.path()).await;
+    r.raft.initialize(BTreeMap::from([(1, BasicNode::default())])).await.unwrap();
+    for n in 0..5 {
+        r.raft.client_write(Batch::new(body(n))).await.unwrap();
+    }
+    let groups = Groups::new(1);
+    groups.insert(0, r.raft.clone());
+    let svc = ReplicaGrpc { groups };
+    let route = |container, to| Some(pb::Route { container, to, from: 2 });
+    let snapshot = || async {
+        let m = r.raft.metrics().borrow().clone();
+        (m.last_log_index, m.last_applied, r.state.with(|a| a.applied.clone()))
+    };
+    let before = snapshot().await;
+    let vote_json = |term: u64| {
+        serde_json::to_vec(&openraft::raft::VoteRequest::<NodeId> { vote: openraft::Vote::new(term, 2), last_log_id: None })
+            .unwrap()
+    };
+
+    // Misaddressed: another store, a container this store does not hold, no route at all.
+    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 7), json: vote_json(9).into() })).await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::FailedPrecondition);
+    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(9, 1), json: vote_json(9).into() })).await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::NotFound);
+    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: None, json: vote_json(9).into() })).await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
+    // Garbage bytes, an unknown entry kind, entries inside the JSON.
+    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 1), json: b"\xff\x00garbage".to_vec().into() })).await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let stale = AppendEntriesRequest::<ReplicaConfig> {
+        vote: openraft::Vote::new_committed(0, 2),
+        prev_log_id: None,
+        entries: vec![],
+        leader_commit: None,
+    };
+    let bad_kind = pb::Entry { term: 0, leader: 2, index: 1, kind: 7, body: Bytes::from_static(b"x") };
+    let e = svc
+        .append_entries(tonic::Request::new(pb::AppendEntriesRequest {
+            route: route(0, 1),
+            json: serde_json::to_vec(&stale).unwrap().into(),
+            entries: vec![bad_kind],
+        }))
+        .await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let with_entries = AppendEntriesRequest::<ReplicaConfig> { entries: vec![normal(0, 1, b"x")], ..stale.clone() };
+    let e = svc
+        .append_entries(tonic::Request::new(pb::AppendEntriesRequest {
+            route: route(0, 1),
+            json: serde_json::to_vec(&with_entries).unwrap().into(),
+            entries: vec![],
+        }))
+        .await;
+    assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
+    assert_eq!(snapshot().await, before, "refused requests changed nothing");
+
+    // A stale term: openraft answers with its higher vote and takes nothing.
+    let entry = pb::Entry { term: 0, leader: 2, index: 1, kind: 1, body: Bytes::from_static(b"attempt-99999999") };
+    let reply = svc
+        .append_entries(tonic::Request::new(pb::AppendEntriesRequest {
+            route: route(0, 1),
+            json: serde_json::to_vec(&stale).unwrap().into(),
+            entries: vec![entry.clone()],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> = serde_json::from_slice(&reply.json).unwrap();
+    assert!(matches!(resp, Ok(AppendEntriesResponse::HigherVote(_))), "{resp:?}");
+    assert_eq!(snapshot().await, before, "a stale term changed nothing");
+
+    // A newer leader asks to append after an entry this replica does not have: a conflict.
+    let ahead = AppendEntriesRequest::<ReplicaConfig> {
+        vote: openraft::Vote::new_committed(50, 2),
+        prev_log_id: Some(log_id(50, 1000)),
+        entries: vec![],
+        leader_commit: Some(log_id(50, 1001)),
+    };
+    let mut far = entry;
+    (far.term, far.index) = (50, 1001);
+    let reply = svc
+        .append_entries(tonic::Request::new(pb::AppendEntriesRequest {
+            route: route(0, 1),
+            json: serde_json::to_vec(&ahead).unwrap().into(),
+            entries: vec![far],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> = serde_json::from_slice(&reply.json).unwrap();
+    assert!(matches!(resp, Ok(AppendEntriesResponse::Conflict)), "{resp:?}");
+    let (last_log, applied, state) = snapshot().await;
+    assert_eq!((last_log, applied, state), before, "no entry was taken, nothing applied");
+    stop(&net, 1, r).await;
+}
