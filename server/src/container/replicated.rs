@@ -35,7 +35,7 @@ use crate::container::ops;
 use crate::container::seam::{CommitError, Committed, ContainerLog, ContainerStateMachine};
 use crate::container::state::{ChunkId, Durable, from_checkpoint};
 use crate::log::{LogAddress, LogError, Lsn};
-use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Recovery, ReplicaLog};
+use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Forget, Recovery, ReplicaLog};
 use crate::replica::state_machine::{Applier, ReplicaState};
 use crate::replica::network::GrpcNetwork;
 use crate::replica::{Batch, LogId, NodeId, ReplicaConfig};
@@ -248,7 +248,9 @@ impl ContainerLog for Replicated {
 
     fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
         let (payload, applied) = self.state.as_ref().expect("the state until dropped").checkpoint_of(snapshot);
-        match self.log().checkpoint(payload, applied, keep_from) {
+        let alone = self.raft.metrics().borrow().membership_config.membership().voter_ids().count() <= 1;
+        let forget = if alone { Forget::Applied } else { Forget::Recycled };
+        match self.log().checkpoint(payload, applied, keep_from, forget) {
             Ok(lsn) => Ok(lsn),
             Err(CheckpointError::Log(e)) => Err(e),
             Err(e) => Err(raft_error(e)),

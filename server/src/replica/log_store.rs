@@ -126,6 +126,18 @@ impl Index {
         self.held.get_mut(pos).filter(|h| h.log_id == *log_id)
     }
 
+    /// Forgets the entries from the front up to `upto` while `may` allows (their state is in
+    /// a checkpoint); they count as purged.
+    fn forget(&mut self, upto: u64, may: impl Fn(&Held) -> bool) {
+        while let Some(h) = self.held.front()
+            && h.log_id.index <= upto
+            && may(h)
+        {
+            self.last_purged = Some(h.log_id);
+            self.held.pop_front();
+        }
+    }
+
     /// Drops the entries at `index` and after.
     fn cut_from(&mut self, index: u64) {
         let keep = match self.held.front() {
@@ -209,7 +221,23 @@ enum Job {
     Reserve { len: usize, data: bool, reply: mpsc::SyncSender<Result<(), LogError>> },
     /// Writes a checkpoint record of the state as of entry `applied`, if no later entry was
     /// written before it (recovery replays only the records after a checkpoint).
-    Checkpoint { payload: Vec<u8>, applied: Option<u64>, keep_from: u64, reply: mpsc::SyncSender<Result<crate::log::Lsn, CheckpointError>> },
+    Checkpoint {
+        payload: Vec<u8>,
+        applied: Option<u64>,
+        keep_from: u64,
+        forget: Forget,
+        reply: mpsc::SyncSender<Result<crate::log::Lsn, CheckpointError>>,
+    },
+}
+
+/// Which entries a written checkpoint lets the log forget (they are in the checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forget {
+    /// Every entry up to the checkpoint's: a group of one, which no follower reads from.
+    Applied,
+    /// Only entries up to the checkpoint's whose records are in log files the Tier-1 log
+    /// recycles now (their bytes are gone). A follower that still needs one needs a snapshot.
+    Recycled,
 }
 
 /// Why a checkpoint was not written.
@@ -419,9 +447,16 @@ impl ReplicaLog {
     /// Writes `payload` (a checkpoint of the state as of entry `applied`) as a checkpoint
     /// record, keeping log files from `keep_from` on, unless an entry after `applied` is in the
     /// log already ([`CheckpointError::NotQuiet`]).
-    pub fn checkpoint(&self, payload: Vec<u8>, applied: Option<u64>, keep_from: u64) -> Result<crate::log::Lsn, CheckpointError> {
+    pub fn checkpoint(
+        &self,
+        payload: Vec<u8>,
+        applied: Option<u64>,
+        keep_from: u64,
+        forget: Forget,
+    ) -> Result<crate::log::Lsn, CheckpointError> {
         let (reply, rx) = mpsc::sync_channel(1);
-        self.jobs.send(Job::Checkpoint { payload, applied, keep_from, reply }).map_err(|_| CheckpointError::Stopped)?;
+        let job = Job::Checkpoint { payload, applied, keep_from, forget, reply };
+        self.jobs.send(job).map_err(|_| CheckpointError::Stopped)?;
         rx.recv().map_err(|_| CheckpointError::Stopped)?
     }
 
@@ -435,6 +470,9 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
     // The index of the last entry record written (a checkpoint may follow only entries it
     // covers).
     let mut last_written: Option<u64> = shared.index.lock().held.back().map(|h| h.log_id.index);
+    // The `keep_from` of the previous checkpoint: the Tier-1 log recycles the files before
+    // the smaller of the two newest.
+    let mut kept_before: u64 = 0;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
@@ -474,12 +512,21 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                 Job::Reserve { len, data, reply } => {
                     let _ = reply.send(if data { log.reserve_data(len) } else { log.reserve(len) });
                 }
-                Job::Checkpoint { payload, applied, keep_from, reply } => {
+                Job::Checkpoint { payload, applied, keep_from, forget, reply } => {
                     let result = match last_written {
                         Some(w) if applied.is_none_or(|a| a < w) => Err(CheckpointError::NotQuiet { applied, written: w }),
                         // Makes everything before it durable too (its own fsync).
                         _ => log.checkpoint_keeping(&payload, keep_from).map_err(CheckpointError::from),
                     };
+                    if result.is_ok()
+                        && let Some(applied) = applied
+                    {
+                        let recycled_before = keep_from.min(kept_before);
+                        shared.index.lock().forget(applied, |h| {
+                            forget == Forget::Applied || h.at.is_some_and(|a| a.file < recycled_before)
+                        });
+                        kept_before = keep_from;
+                    }
                     let _ = reply.send(result);
                 }
             }

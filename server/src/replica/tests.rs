@@ -622,3 +622,30 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     assert_eq!((last_log, applied, state), before, "no entry was taken, nothing applied");
     stop(&net, 1, r).await;
 }
+
+/// A checkpoint lets a group of one forget the entries it covers (memory stays bounded), and
+/// a member of a larger group only those whose log files are recycled; a checkpoint is refused
+/// while a later entry is already in the log, so recovery never misses one.
+#[tokio::test]
+async fn checkpoints_forget_covered_entries_and_wait_for_quiet_points() {
+    use super::log_store::{CheckpointError, Forget};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, state) = open_file(dir.path());
+    append(&mut log, (1..=6).map(|i| normal(1, i, format!("e{i}").as_bytes())).collect()).await;
+    // Entries 1..=6 are in the log; a checkpoint of entry 4 would hide 5 and 6 from recovery.
+    let (payload, _) = state.checkpoint_of(b"[]");
+    match log.checkpoint(payload.clone(), Some(4), 0, Forget::Applied) {
+        Err(CheckpointError::NotQuiet { applied: Some(4), written: 6 }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Of entry 6: taken. A larger group's member forgets nothing (all in the first file)...
+    log.checkpoint(payload.clone(), Some(6), 1, Forget::Recycled).unwrap();
+    assert_eq!(log.try_get_log_entries(0..100).await.unwrap().len(), 6);
+    // ...a group of one forgets everything the checkpoint covers.
+    log.checkpoint(payload, Some(6), 1, Forget::Applied).unwrap();
+    append(&mut log, vec![normal(1, 7, b"e7")]).await;
+    let left = log.try_get_log_entries(0..100).await.unwrap();
+    assert_eq!(indexes_and_terms(&left), vec![(7, 1)]);
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!((st.last_purged_log_id, st.last_log_id), (Some(log_id(1, 6)), Some(log_id(1, 7))));
+}
