@@ -108,6 +108,8 @@ struct Held {
 struct Index {
     held: VecDeque<Held>,
     last_purged: Option<LogId>,
+    /// Entries before this index hold no body in memory any more.
+    bodies_from: u64,
 }
 
 impl Index {
@@ -140,6 +142,7 @@ impl Index {
 
     /// Drops the entries at `index` and after.
     fn cut_from(&mut self, index: u64) {
+        self.bodies_from = self.bodies_from.min(index);
         let keep = match self.held.front() {
             Some(f) => index.saturating_sub(f.log_id.index) as usize,
             None => 0,
@@ -333,7 +336,7 @@ impl Replayer for Recovery<'_> {
     fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool {
         match self.into.checkpoint(rec.payload) {
             Ok(applied) => {
-                self.index = Index { held: VecDeque::new(), last_purged: applied };
+                self.index = Index { held: VecDeque::new(), last_purged: applied, bodies_from: 0 };
                 true
             }
             Err(e) => {
@@ -400,11 +403,19 @@ impl ReplicaLog {
     /// them back from the log).
     pub(crate) fn applied(&self, index: u64) {
         let mut ix = self.shared.index.lock();
-        for h in ix.held.iter_mut().take_while(|h| h.log_id.index <= index) {
-            if h.at.is_some() {
-                h.body = None;
+        // From the first entry that may still hold its body: each entry is visited about once.
+        let from = ix.bodies_from.max(ix.held.front().map_or(0, |h| h.log_id.index));
+        let Some(start) = ix.position(from) else { return };
+        let mut next = from;
+        for h in ix.held.range_mut(start..).take_while(|h| h.log_id.index <= index) {
+            if h.at.is_none() {
+                // Not written yet (cannot be: applied entries are flushed); keep it.
+                break;
             }
+            h.body = None;
+            next = h.log_id.index + 1;
         }
+        ix.bodies_from = next;
     }
 
     /// Where the body of entry `log_id` starts in the Tier-1 log, once it is written.

@@ -365,6 +365,7 @@ async fn one_voter_group_commits_and_recovers() {
     let net = Net::default();
     let r = start(&net, 1, dir.path()).await;
     r.raft.initialize(BTreeMap::from([(1, BasicNode::default())])).await.unwrap();
+    r.raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leading").await.unwrap();
     let mut acked = Vec::new();
     for n in 0..200 {
         let resp = r.raft.client_write(Batch::new(body(n))).await.unwrap();
@@ -488,8 +489,17 @@ async fn three_replicas_lose_no_acknowledged_batch_under_crashes_and_partitions(
         .values()
         .map(|r| r.state.with(|a| a.applied.iter().map(|(_, o)| attempt_of(o)).collect()))
         .collect();
-    for s in &sequences[1..] {
-        assert_eq!(s, &sequences[0], "replicas applied different sequences");
+    for (i, s) in sequences.iter().enumerate().skip(1) {
+        if s != &sequences[0] {
+            let at = s.iter().zip(&sequences[0]).position(|(a, b)| a != b);
+            panic!(
+                "replicas applied different sequences: replica 0 has {}, replica {i} has {}, first difference at {at:?}: {:?} vs {:?}",
+                sequences[0].len(),
+                s.len(),
+                at.map(|p| &sequences[0][p.saturating_sub(2)..(p + 3).min(sequences[0].len())]),
+                at.map(|p| &s[p.saturating_sub(2)..(p + 3).min(s.len())]),
+            );
+        }
     }
     let applied = &sequences[0];
     let unique: BTreeSet<u64> = applied.iter().copied().collect();
@@ -530,6 +540,7 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     let net = Net::default();
     let r = start(&net, 1, dir.path()).await;
     r.raft.initialize(BTreeMap::from([(1, BasicNode::default())])).await.unwrap();
+    r.raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leading").await.unwrap();
     for n in 0..5 {
         r.raft.client_write(Batch::new(body(n))).await.unwrap();
     }
