@@ -479,9 +479,10 @@ async fn three_replicas_lose_no_acknowledged_batch_under_crashes_and_partitions(
     let leader = leader_of(&replicas, Duration::from_secs(10)).await.expect("a leader at the end");
     // A write in the final term commits everything before it.
     let n = *proposed.lock() + 1;
-    replicas[&leader].raft.client_write(Batch::new(body(n))).await.unwrap();
+    let resp = replicas[&leader].raft.client_write(Batch::new(body(n))).await.unwrap();
     acked.lock().insert(n);
-    let last = replicas[&leader].raft.metrics().borrow().last_applied.map(|l| l.index);
+    // The entry's own index (the metrics may not show it applied yet when the write returns).
+    let last = Some(resp.log_id.index);
     for r in replicas.values() {
         r.raft.wait(Some(Duration::from_secs(15))).applied_index_at_least(last, "caught up").await.unwrap();
     }
