@@ -63,13 +63,22 @@ impl RequestKey {
 pub struct MetaStore {
     node: RaftNode,
     applied: Arc<RwLock<Applied>>,
+    /// The store that last reported leading each replicated container, and when: where clients
+    /// of the container are sent (in memory: heartbeats refresh it every few seconds).
+    leaders: Arc<RwLock<std::collections::HashMap<u32, (String, std::time::Instant)>>>,
+    /// When each store that holds replicated containers last heartbeated.
+    replicating: Arc<RwLock<std::collections::BTreeMap<String, std::time::Instant>>>,
 }
+
+/// How long a store's report of leading a container is believed without a fresh one.
+/// (Stores heartbeat every 2 s: a store that died stops being believed soon after.)
+const LEADER_REPORT_TTL: std::time::Duration = std::time::Duration::from_millis(3000);
 
 impl MetaStore {
     /// The metadata kept by `node`.
     pub fn new(node: RaftNode) -> MetaStore {
         let applied = node.state.applied().clone();
-        MetaStore { node, applied }
+        MetaStore { node, applied, leaders: Arc::default(), replicating: Arc::default() }
     }
 
     /// A Raft group of one in `dir` (id 1), waiting until it leads. For embedding and tests; the
@@ -174,6 +183,69 @@ impl MetaStore {
     /// Runs `f` on this node's applied cluster membership.
     pub fn read_cluster<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
         f(&self.applied.read().machine.cluster)
+    }
+
+    /// Records that `store_id` leads exactly `containers` among the replicated containers it
+    /// holds (from its heartbeat).
+    pub fn note_leaders(&self, store_id: &str, containers: &[u32], replicated: bool) {
+        let now = std::time::Instant::now();
+        if replicated {
+            self.replicating.write().insert(store_id.to_owned(), now);
+        }
+        let mut leaders = self.leaders.write();
+        leaders.retain(|c, (s, _)| s != store_id || containers.contains(c));
+        for c in containers {
+            leaders.insert(*c, (store_id.to_owned(), now));
+        }
+    }
+
+    /// The store that leads `container`, as last reported within the last few seconds.
+    pub fn leader_of(&self, container: u32) -> Option<String> {
+        let leaders = self.leaders.read();
+        leaders.get(&container).filter(|(_, at)| at.elapsed() < LEADER_REPORT_TTL).map(|(s, _)| s.clone())
+    }
+
+    /// The endpoint of the store clients of `segment` go to: the store leading its container
+    /// (replicated containers), else the store it is assigned to.
+    pub fn endpoint_for(&self, segment: &str) -> Result<String, MetaError> {
+        let count = self.read_cluster(|c| c.containers);
+        if count == 0 {
+            return self.read_cluster(|c| c.endpoint_for(segment).map(str::to_owned));
+        }
+        self.endpoint_of(nadi_proto::names::container_of(segment, count)).map(|(_, endpoint)| endpoint)
+    }
+
+    /// The store (id, endpoint) clients of `container` go to: the store that last reported
+    /// leading it, else a live store holding replicas if the assigned one stopped
+    /// heartbeating, else the assigned store.
+    pub fn endpoint_of(&self, container: u32) -> Result<(String, String), MetaError> {
+        self.read_cluster(|c| {
+            if let Some(store) = self.leader_of(container)
+                && let Some(rec) = c.stores.get(&store)
+            {
+                return Ok((store, rec.endpoint.clone()));
+            }
+            let assigned = c
+                .assignment
+                .get(&container)
+                .ok_or_else(|| MetaError::Unavailable(format!("container {container} has no segment store")))?;
+            let rec = c.stores.get(assigned).ok_or_else(|| {
+                MetaError::Internal(format!("container {container} is assigned to unknown store {assigned}"))
+            })?;
+            // No leader known (an election, or its report is not in yet): a live store that
+            // holds replicas rather than an assigned store that stopped heartbeating. It
+            // answers NOT_LEADER if it does not lead, and the client asks again.
+            let replicating = self.replicating.read();
+            let live = |id: &String| replicating.get(id).is_some_and(|at| at.elapsed() < LEADER_REPORT_TTL);
+            if replicating.contains_key(assigned)
+                && !live(assigned)
+                && let Some((id, other)) =
+                    replicating.keys().filter(|id| live(id)).find_map(|id| c.stores.get(id).map(|r| (id, r)))
+            {
+                return Ok((id.clone(), other.endpoint.clone()));
+            }
+            Ok((assigned.clone(), rec.endpoint.clone()))
+        })
     }
 
     /// Waits until this node is the leader or `timeout` passes; true if it is the leader.

@@ -155,7 +155,7 @@ impl ReaderGroupSvc {
     /// The segment store's view of a segment: `(start_offset, length)`.
     async fn segment_info(&self, scope: &str, s: &SegRef) -> Result<(u64, u64), MetaError> {
         let name = segment_name(scope, &s.stream, s.id);
-        let endpoint = self.meta.read_cluster(|c| c.endpoint_for(&name).map(str::to_owned))?;
+        let endpoint = self.meta.endpoint_for(&name)?;
         let channel = self
             .channels
             .get(&endpoint)
@@ -367,7 +367,7 @@ impl ReaderGroupService for ReaderGroupSvc {
                     let qualified_name = segment_name(&req.scope, &s.stream, s.id);
                     let endpoint = self
                         .meta
-                        .read_cluster(|c| c.endpoint_for(&qualified_name).map(str::to_owned))
+                        .endpoint_for(&qualified_name)
                         .unwrap_or_default();
                     pb::AssignedSegment { position: Some(position_pb(s, *o)), qualified_name, endpoint }
                 })

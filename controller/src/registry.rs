@@ -84,6 +84,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         }
         self.last_seen.lock().insert(req.store_id.clone(), Instant::now());
         self.loads.update(&req.loads, &req.load_windows_ms);
+        self.meta.note_leaders(&req.store_id, &req.leading_containers, req.replicated);
         let (assigned_containers, containers) =
             self.meta.read_cluster(|c| (c.containers_of(&req.store_id), c.containers));
         Ok(Response::new(pb::HeartbeatResponse { assigned_containers, containers }))

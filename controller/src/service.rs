@@ -79,7 +79,7 @@ impl Controller {
 
     /// A client of the segment store hosting `segment`.
     pub(crate) fn store(&self, segment: &str) -> Result<SegmentStoreClient<Channel>, MetaError> {
-        let endpoint = self.meta.read_cluster(|c| c.endpoint_for(segment).map(str::to_owned))?;
+        let endpoint = self.meta.endpoint_for(segment)?;
         let channel = self
             .channels
             .get(&endpoint)
@@ -103,23 +103,21 @@ impl Controller {
                 http_address: if *id == node.id { self.http_address.clone() } else { String::new() },
             })
             .collect();
-        let (segment_stores, containers) = self.meta.read_cluster(|c| {
+        let (segment_stores, count) = self.meta.read_cluster(|c| {
             let stores = c
                 .stores
                 .iter()
                 .map(|(id, s)| pb::SegmentStoreInfo { endpoint: s.endpoint.clone(), store_id: id.clone() })
                 .collect();
-            let containers = c
-                .assignment
-                .iter()
-                .map(|(container, store)| pb::ContainerAssignment {
-                    container: *container,
-                    endpoint: c.stores.get(store).map(|s| s.endpoint.clone()).unwrap_or_default(),
-                    store_id: store.clone(),
-                })
-                .collect();
-            (stores, containers)
+            (stores, c.containers)
         });
+        // Where clients of each container go: its leader, for a replicated container.
+        let containers = (0..count)
+            .map(|container| {
+                let (store_id, endpoint) = self.meta.endpoint_of(container).unwrap_or_default();
+                pb::ContainerAssignment { container, endpoint, store_id }
+            })
+            .collect();
         pb::GetClusterInfoResponse {
             members,
             leader_id: metrics.current_leader.unwrap_or_default(),
@@ -298,7 +296,7 @@ impl Controller {
     fn location(&self, scope: &str, stream: &str, s: &SegmentRecord) -> pb::SegmentLocation {
         let segment = segment_pb(scope, stream, s);
         let endpoint =
-            self.meta.read_cluster(|c| c.endpoint_for(&segment.qualified_name).map(str::to_owned)).unwrap_or_default();
+            self.meta.endpoint_for(&segment.qualified_name).unwrap_or_default();
         pb::SegmentLocation { segment: Some(segment), endpoint }
     }
 
@@ -315,8 +313,9 @@ impl Controller {
 pub(crate) fn store_error(s: Status) -> MetaError {
     let (code, _) = nadi_proto::errors::from_status(&s);
     match code {
-        // Retryable store conditions stay retryable for the controller's caller.
-        ErrorCode::Unavailable | ErrorCode::StorageFull => {
+        // Retryable store conditions stay retryable for the controller's caller (a replica
+        // that does not lead: the next try goes to the leader its heartbeats report).
+        ErrorCode::Unavailable | ErrorCode::StorageFull | ErrorCode::NotLeader => {
             MetaError::Unavailable(format!("segment store: {}", s.message()))
         }
         _ => MetaError::Internal(format!("segment store: {}", s.message())),

@@ -85,7 +85,7 @@ impl Controller {
                     key_high: s.key_high,
                     endpoint: self
                         .meta
-                        .read_cluster(|c| c.endpoint_for(&s.name).map(str::to_owned))
+                        .endpoint_for(&s.name)
                         .unwrap_or_default(),
                 })
                 .collect()

@@ -192,6 +192,8 @@ struct Shared {
     stalled: std::sync::atomic::AtomicBool,
     /// Set once the writer thread has stopped and closed its log.
     writer_stopped: watch::Sender<bool>,
+    /// A replicated container's group.
+    group: Option<replicated::Group>,
 }
 
 /// The state a container starts with, shared with whatever applies to it.
@@ -201,6 +203,7 @@ struct Parts {
     garbage: Arc<Mutex<Vec<ChunkId>>>,
     reader: Arc<dyn LogReader>,
     current_file: u64,
+    group: Option<replicated::Group>,
 }
 
 /// A request on its way to the writer thread, holding its share of the queue's byte budget.
@@ -276,6 +279,7 @@ impl Container {
             garbage: Arc::default(),
             reader: log.reader(),
             current_file: log.current_file(),
+            group: None,
         };
         let log = Box::new(seam::SingleCopy::new(id, log));
         Self::start_with(id, log, parts, Some(replay.written), damage, checkpoint, opts)
@@ -311,6 +315,7 @@ impl Container {
             current_file: parts.current_file.into(),
             stalled: false.into(),
             writer_stopped: watch::channel(false).0,
+            group: parts.group,
         });
         let (tx, meta_tx) = if shared.damage.is_none() {
             let (tx, meta_tx) = WriterThread::spawn(shared.clone(), log, written, opts.checkpoint_interval);
@@ -484,8 +489,19 @@ impl Container {
         self.call(|reply| Request::WriterState { name: name.to_owned(), writer: writer.to_owned(), reply }).await
     }
 
+    /// Fails with `NotLeader` where this replica of a replicated container does not serve
+    /// reads: it does not lead, or leads but has not applied every entry of earlier terms yet
+    /// (its state could be behind what a reader already read elsewhere).
+    fn serving(&self) -> Result<(), StoreError> {
+        match &self.shared.group {
+            None => Ok(()),
+            Some(g) => g.serving().map_err(|leader| StoreError::NotLeader { container: self.shared.id, leader }),
+        }
+    }
+
     /// Durable information about a segment.
     pub fn info(&self, name: &str) -> Result<SegmentInfo, StoreError> {
+        self.serving()?;
         let d = self.shared.durable.read();
         let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
         let mut writers: Vec<_> = s.writers.iter().map(|(w, n)| (w.clone(), *n)).collect();
@@ -515,6 +531,12 @@ impl Container {
         let mut stopped = self.shared.writer_stopped.subscribe();
         drop(self);
         let _ = stopped.wait_for(|s| *s).await;
+    }
+
+    /// For a replicated container, whether this replica leads its group now (`None`: a
+    /// single-copy container).
+    pub fn leads(&self) -> Option<bool> {
+        self.shared.group.as_ref().map(replicated::Group::leads)
     }
 
     /// A receiver that changes whenever more data becomes durable in this container.

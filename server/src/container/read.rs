@@ -70,6 +70,7 @@ impl Container {
 
     /// Decides where a read is served from, under the durable lock.
     fn plan(&self, name: &str, offset: u64, max_bytes: usize) -> Result<Plan, StoreError> {
+        self.serving()?;
         let d = self.shared.durable.read();
         let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
         if offset < s.start_offset {

@@ -182,6 +182,40 @@ impl RaftNetwork<ReplicaConfig> for NoPeer {
     }
 }
 
+/// A handle to a container's group, for questions about it (who leads).
+#[derive(Clone)]
+pub(super) struct Group {
+    raft: Raft<ReplicaConfig>,
+    node_id: NodeId,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group").field("node_id", &self.node_id).finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// `Ok` if this replica leads and has applied an entry of its own term (so every entry of
+    /// earlier terms too): its state is all that was ever acknowledged. Else the leader's URL,
+    /// if known.
+    pub(super) fn serving(&self) -> Result<(), Option<String>> {
+        let m = self.raft.metrics().borrow().clone();
+        let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+        if m.current_leader == Some(self.node_id) && m.state.is_leader() && own_term_applied {
+            return Ok(());
+        }
+        let membership = m.membership_config.membership();
+        Err(m.current_leader.and_then(|id| membership.get_node(&id)).map(|n| n.addr.clone()))
+    }
+
+    /// Whether this replica leads the group now.
+    pub(super) fn leads(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.node_id) && m.state.is_leader()
+    }
+}
+
 /// The commit half of a replicated container: one Raft entry per group.
 pub(super) struct Replicated {
     id: u32,
@@ -418,7 +452,8 @@ pub(super) fn open(
         torn_tail = report.torn_tail.is_some(),
         "container recovered (replicated)"
     );
-    let parts = super::Parts { durable, durable_lsn, garbage, reader, current_file };
+    let group = Some(Group { raft: raft.clone(), node_id: repl.node_id });
+    let parts = super::Parts { durable, durable_lsn, garbage, reader, current_file, group };
     let checkpoint = report.checkpoint.map(|(_, addr)| addr);
     let mut log = Box::new(Replicated {
         id,

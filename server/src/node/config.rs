@@ -215,6 +215,17 @@ pub struct SegmentStoreSettings {
     /// controllers), `IP:port`. Default: none.
     #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR")]
     pub http_listen: Option<SocketAddr>,
+    /// Replicate every container over these segment stores, this one included:
+    /// `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (their gRPC addresses; the same on every store).
+    /// Each container is then a consensus group with a replica on each (an append is
+    /// acknowledged once a majority has it fsync'd; docs/replication.md). Implies
+    /// `--container-log raft`. Default: no replication. (Static: the controller does not place
+    /// replicas yet.)
+    #[arg(long, env = "NADI_REPLICA_PEERS", value_name = "LIST")]
+    pub replica_peers: Option<Peers>,
+    /// This store's id among `--replica-peers`. Required with them.
+    #[arg(long, env = "NADI_REPLICA_ID", value_name = "N")]
+    pub replica_id: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeSettings,
@@ -415,6 +426,8 @@ pub struct SegmentStoreConfig {
     pub listen: SocketAddr,
     pub advertise: Option<String>,
     pub http_listen: Option<SocketAddr>,
+    /// `--replica-id` and `--replica-peers` (id → gRPC URL), if the containers are replicated.
+    pub replicas: Option<(u64, BTreeMap<u64, String>)>,
     pub store: StoreNodeConfig,
 }
 
@@ -524,11 +537,27 @@ impl ControllerSettings {
 impl SegmentStoreSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<SegmentStoreConfig> {
+        let replicas = match (self.replica_id, &self.replica_peers) {
+            (None, None) => None,
+            (Some(_), None) => bail!("--replica-id needs --replica-peers"),
+            (None, Some(_)) => bail!("--replica-peers needs --replica-id (this store's id among them)"),
+            (Some(id), Some(peers)) => {
+                if !peers.0.contains_key(&id) {
+                    bail!("--replica-id {id} is not one of --replica-peers");
+                }
+                Some((id, peers.0.clone()))
+            }
+        };
+        let mut store = self.store.resolve(&self.node)?;
+        if replicas.is_some() {
+            store.container_log = ContainerLogMode::Raft;
+        }
         Ok(SegmentStoreConfig {
             listen: self.listen,
             advertise: self.advertise.clone(),
             http_listen: self.http_listen,
-            store: self.store.resolve(&self.node)?,
+            replicas,
+            store,
         })
     }
 }

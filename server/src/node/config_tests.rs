@@ -181,7 +181,13 @@ fn printed_settings_read_back_as_the_same_settings() {
     let mut controller =
         vec!["--id=3", "--listen=127.0.0.1:4", "--peers=3=h:1,4=http://g:2", "--http-listen=127.0.0.1:5"];
     controller.extend(every_store[..2].iter().chain(&control));
-    let mut store = vec!["--listen=127.0.0.1:6", "--advertise=http://store:6", "--http-listen=127.0.0.1:7"];
+    let mut store = vec![
+        "--listen=127.0.0.1:6",
+        "--advertise=http://store:6",
+        "--http-listen=127.0.0.1:7",
+        "--replica-peers=1=a:1,2=http://b:2",
+        "--replica-id=2",
+    ];
     store.extend(every_store);
     let dir = tempfile::tempdir().unwrap();
     fn round_trip<S: Args + FromArgMatches + Serialize>(program: &'static str, args: &[&str], dir: &Path) {

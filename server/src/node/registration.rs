@@ -30,6 +30,17 @@ pub fn store_id(dir: &Path) -> anyhow::Result<String> {
     }
 }
 
+/// The replicated containers whose replica on this store leads now (reported with every
+/// heartbeat, so that the controllers send clients there).
+pub type Leading = std::sync::Arc<dyn Fn() -> Vec<u32> + Send + Sync>;
+
+/// The [`Leading`] of `store`'s containers.
+pub fn leading_of(store: std::sync::Arc<crate::store::SegmentStore>) -> Leading {
+    std::sync::Arc::new(move || {
+        store.containers().iter().filter(|c| c.leads() == Some(true)).map(|c| c.id()).collect()
+    })
+}
+
 /// How often a store heartbeats: every 2 s, or every load tick if that is shorter (so the
 /// auto-scaler sees each tick's rates).
 pub fn heartbeat_every(load: &crate::store::load::LoadSettings) -> Duration {
@@ -43,6 +54,7 @@ pub async fn register(
     controllers: Vec<String>,
     request: rpb::HeartbeatRequest,
     load: StoreLoad,
+    leading: Leading,
     every: Duration,
     first_deadline: Duration,
 ) -> anyhow::Result<Vec<u32>> {
@@ -67,6 +79,7 @@ pub async fn register(
             let clients = clients.clone();
             let mut request = request.clone();
             (request.loads, request.load_windows_ms) = load.report();
+            request.leading_containers = leading();
             async move {
                 let mut last = None;
                 for i in 0..clients.len() {

@@ -60,7 +60,7 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
-    let SegmentStoreConfig { listen, advertise, http_listen, store: cfg } = cfg;
+    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg } = cfg;
     let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
@@ -72,7 +72,21 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         None => format!("http://{bound}"),
     };
     let tier1 = data_dir.join("tier1");
-    let store_cfg = store_config(&cfg)?;
+    let mut store_cfg = store_config(&cfg)?;
+    // Replicated containers: their groups are reached through this store's gRPC server.
+    let groups = replicas.as_ref().map(|(id, _)| crate::replica::network::Groups::new(*id));
+    if let (Some((id, peers)), Some(groups)) = (&replicas, &groups) {
+        store_cfg.container.replication = Some(crate::container::replicated::ReplicationOptions {
+            node_id: *id,
+            advertise: peers[id].clone(),
+            network: Some(crate::container::replicated::ReplicaNetwork {
+                groups: groups.clone(),
+                channels: Default::default(),
+            }),
+            bootstrap: peers.clone(),
+            ..Default::default()
+        });
+    }
     let metrics = store_cfg.container.metrics.clone();
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     store.start_tiering();
@@ -82,6 +96,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc_server()
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
+        .add_optional_service(groups.map(crate::replica::network::ReplicaGrpc::service))
         .serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx));
     let task = tokio::spawn(server);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -98,10 +113,12 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         store_id: id.clone(),
         endpoint: advertise.clone(),
         containers: store.containers().len() as u32,
+        replicated: replicas.is_some(),
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.load);
-    let assigned = register(controllers, request, load, every, Duration::from_secs(60)).await?;
+    let leading = super::registration::leading_of(store.clone());
+    let assigned = register(controllers, request, load, leading, every, Duration::from_secs(60)).await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
     eprintln!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})");
     shutdown_signal().await;

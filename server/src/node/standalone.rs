@@ -82,7 +82,8 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.store.load);
-    register(vec![format!("http://{ctl_addr}")], request, load, every, Duration::from_secs(60)).await?;
+    let leading = super::registration::leading_of(store.clone());
+    register(vec![format!("http://{ctl_addr}")], request, load, leading, every, Duration::from_secs(60)).await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
     eprintln!(
