@@ -365,10 +365,7 @@ impl ReaderGroupService for ReaderGroupSvc {
                 .iter()
                 .map(|(s, o)| {
                     let qualified_name = segment_name(&req.scope, &s.stream, s.id);
-                    let endpoint = self
-                        .meta
-                        .endpoint_for(&qualified_name)
-                        .unwrap_or_default();
+                    let endpoint = self.meta.endpoint_for(&qualified_name).unwrap_or_default();
                     pb::AssignedSegment { position: Some(position_pb(s, *o)), qualified_name, endpoint }
                 })
                 .collect();

@@ -295,8 +295,7 @@ impl Controller {
     /// check [`Controller::require_stores`] first).
     fn location(&self, scope: &str, stream: &str, s: &SegmentRecord) -> pb::SegmentLocation {
         let segment = segment_pb(scope, stream, s);
-        let endpoint =
-            self.meta.endpoint_for(&segment.qualified_name).unwrap_or_default();
+        let endpoint = self.meta.endpoint_for(&segment.qualified_name).unwrap_or_default();
         pb::SegmentLocation { segment: Some(segment), endpoint }
     }
 

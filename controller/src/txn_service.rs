@@ -83,10 +83,7 @@ impl Controller {
                     parent_id: s.parent.packed(),
                     key_low: s.key_low,
                     key_high: s.key_high,
-                    endpoint: self
-                        .meta
-                        .endpoint_for(&s.name)
-                        .unwrap_or_default(),
+                    endpoint: self.meta.endpoint_for(&s.name).unwrap_or_default(),
                 })
                 .collect()
         };

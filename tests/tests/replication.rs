@@ -36,30 +36,37 @@ impl Stores {
         self.ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 
+    /// Starts (or restarts) store `id` on its port and data dir.
     fn start(&mut self, id: u64) {
-        let args: Vec<String> = [
-            "--controller",
-            &self.controller,
-            "segment-store",
-            "--listen",
-            &format!("127.0.0.1:{}", self.ports[&id]),
-            "--data-dir",
-            &self.dir.join(format!("store-{id}")).display().to_string(),
-            "--containers",
-            "4",
-            "--tier2",
-            "none",
-            "--replica-peers",
-            &self.peers(),
-            "--replica-id",
-            &id.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let p = Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60));
-        self.procs.insert(id, p);
+        let args = store_args(&self.dir, &self.controller, self.ports[&id], &self.peers(), id);
+        self.procs.insert(id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)));
     }
+}
+
+/// The command line of replica store `id`.
+fn store_args(dir: &Path, controller: &str, port: u16, peers: &str, id: u64) -> Vec<String> {
+    [
+        "--controller",
+        controller,
+        "segment-store",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &dir.join(format!("store-{id}")).display().to_string(),
+        "--containers",
+        "4",
+        // Tier-2 is per store today: a new leader could not read chunks its predecessor moved
+        // (docs/replication.md).
+        "--tier2",
+        "none",
+        "--replica-peers",
+        peers,
+        "--replica-id",
+        &id.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn controller(dir: &Path) -> (Proc, String) {
@@ -92,50 +99,23 @@ fn acknowledged_events_survive_store_kills_with_three_replicas() {
         procs: BTreeMap::new(),
     };
     // The stores come up together: each container's group needs a majority to elect.
-    std::thread::scope(|s| {
-        let peers = stores.peers();
-        let handles: Vec<_> = (1..=3u64)
-            .map(|id| {
-                let (dir, controller, port, peers) = (stores.dir.clone(), url.clone(), stores.ports[&id], peers.clone());
-                s.spawn(move || {
-                    let mut one = Stores { dir, controller, ports: BTreeMap::new(), procs: BTreeMap::new() };
-                    one.ports.insert(id, port);
-                    // `start` builds the peer list from `ports`: use the full list instead.
-                    let args: Vec<String> = [
-                        "--controller",
-                        &one.controller,
-                        "segment-store",
-                        "--listen",
-                        &format!("127.0.0.1:{port}"),
-                        "--data-dir",
-                        &one.dir.join(format!("store-{id}")).display().to_string(),
-                        "--containers",
-                        "4",
-                        // Tier-2 is per store today: a new leader could not read chunks its
-                        // predecessor moved (docs/replication.md).
-                        "--tier2",
-                        "none",
-                        "--replica-peers",
-                        &peers,
-                        "--replica-id",
-                        &id.to_string(),
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                    (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)))
-                })
+    let peers = stores.peers();
+    let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .ports
+            .iter()
+            .map(|(&id, &port)| {
+                let args = store_args(&stores.dir, &url, port, &peers, id);
+                s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
             })
             .collect();
-        for h in handles {
-            let (id, p) = h.join().unwrap();
-            stores.procs.insert(id, p);
-        }
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    stores.procs.extend(started);
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _enter = rt.enter();
-    let client = NadiClient::new(&[url.clone()]).unwrap();
+    let client = NadiClient::new(std::slice::from_ref(&url)).unwrap();
     let (load, live) = rt.block_on(async {
         client.create_scope("demo").await.unwrap();
         client.create_stream("demo", "r", StreamSpec::fixed(8)).await.unwrap();

@@ -16,6 +16,9 @@
 //! container. Calls: `replica`, `container::state`, `container::ops`, `log`. Called by:
 //! `Container::open`.
 
+// The error types are openraft's (`RPCError`, `StorageError`), fixed by its traits.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +39,8 @@ use crate::container::seam::{CommitError, Committed, ContainerLog, ContainerStat
 use crate::container::state::{ChunkId, Durable, from_checkpoint};
 use crate::log::{LogAddress, LogError, Lsn};
 use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Forget, Recovery, ReplicaLog};
-use crate::replica::state_machine::{Applier, ReplicaState};
 use crate::replica::network::GrpcNetwork;
+use crate::replica::state_machine::{Applier, ReplicaState};
 use crate::replica::{Batch, LogId, NodeId, ReplicaConfig};
 
 /// How a replicated container runs.
@@ -306,10 +309,11 @@ impl ContainerLog for Replicated {
             members.insert(node_id, self.repl.advertise.clone());
         }
         self.rt.block_on(async move {
-            if !raft.is_initialized().await.map_err(|e| e.to_string())?
-                && members.keys().next() == Some(&node_id)
-            {
-                let nodes = members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect::<std::collections::BTreeMap<_, _>>();
+            if !raft.is_initialized().await.map_err(|e| e.to_string())? && members.keys().next() == Some(&node_id) {
+                let nodes = members
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode { addr }))
+                    .collect::<std::collections::BTreeMap<_, _>>();
                 match raft.initialize(nodes).await {
                     Ok(()) => {}
                     // Another start of this group got there first.
@@ -390,12 +394,13 @@ pub(super) fn open(
     repl: &ReplicationOptions,
 ) -> Result<Opened, crate::error::StoreError> {
     let internal = |e: &dyn std::fmt::Display| crate::error::StoreError::Internal(format!("container {id}: {e}"));
-    let rt = tokio::runtime::Handle::try_current()
-        .map_err(|_| internal(&"a replicated container needs a Tokio runtime"))?;
+    let rt =
+        tokio::runtime::Handle::try_current().map_err(|_| internal(&"a replicated container needs a Tokio runtime"))?;
     let durable = Arc::new(RwLock::new(Durable::default()));
     let garbage: Arc<Mutex<Vec<ChunkId>>> = Arc::default();
     let durable_lsn = Arc::new(watch::channel(0).0);
-    let applier = ContainerApplier { durable: durable.clone(), garbage: garbage.clone(), durable_lsn: durable_lsn.clone() };
+    let applier =
+        ContainerApplier { durable: durable.clone(), garbage: garbage.clone(), durable_lsn: durable_lsn.clone() };
     let mut state = ReplicaState::new(applier);
     let mut recovery = Recovery::new(&mut state);
     let (file_log, report) =
@@ -472,7 +477,9 @@ pub(super) fn open(
     // leads at once). A member of a larger group serves once it leads (see `leading`).
     if repl.bootstrap.len() <= 1 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::thread::scope(|s| s.spawn(|| log.leading()).join().expect("waiting for the container group")).is_err() {
+        while std::thread::scope(|s| s.spawn(|| log.leading()).join().expect("waiting for the container group"))
+            .is_err()
+        {
             if std::time::Instant::now() > deadline {
                 return Err(internal(&"the container's group of one did not elect itself within 60 s"));
             }

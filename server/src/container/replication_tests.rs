@@ -42,7 +42,13 @@ fn options(id: NodeId, urls: &BTreeMap<NodeId, String>, groups: Arc<Groups>) -> 
 /// stores opened to its earlier server may outlive that server in this one process (its
 /// connection tasks are not aborted with it), and reach the groups through it; while the
 /// store is down, they find none there and fail.
-async fn start(id: NodeId, addr: SocketAddr, dir: &Path, urls: &BTreeMap<NodeId, String>, groups: &Arc<Groups>) -> Store {
+async fn start(
+    id: NodeId,
+    addr: SocketAddr,
+    dir: &Path,
+    urls: &BTreeMap<NodeId, String>,
+    groups: &Arc<Groups>,
+) -> Store {
     let groups = groups.clone();
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let service = ReplicaGrpc::service(groups.clone());
@@ -118,14 +124,15 @@ async fn append_batch(stores: &tokio::sync::Mutex<BTreeMap<NodeId, Store>>, n: i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_keep_every_acknowledged_append_through_leader_crashes() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
         .with_test_writer()
         .try_init();
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     // Fixed ports, chosen free now, so that a restarted store is found where it was.
-    let addrs: BTreeMap<NodeId, SocketAddr> = (1..=3)
-        .map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()))
-        .collect();
+    let addrs: BTreeMap<NodeId, SocketAddr> =
+        (1..=3).map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap())).collect();
     let urls: BTreeMap<NodeId, String> = addrs.iter().map(|(id, a)| (*id, format!("http://{a}"))).collect();
     let groups: BTreeMap<NodeId, Arc<Groups>> = (1..=3).map(|id| (id, Groups::new(id))).collect();
     let mut stores = BTreeMap::new();

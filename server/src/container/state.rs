@@ -141,7 +141,12 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
             if data_len > 0 {
                 let within = at.body as u64 + data_pos as u64;
-                s.index.push(IndexEntry { offset, len: data_len as u32, within: within as u32, addr: at.addr.offset(within) });
+                s.index.push(IndexEntry {
+                    offset,
+                    len: data_len as u32,
+                    within: within as u32,
+                    addr: at.addr.offset(within),
+                });
             }
             s.length = offset + data_len as u64;
             if !writer.is_empty() {

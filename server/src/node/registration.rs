@@ -36,9 +36,7 @@ pub type Leading = std::sync::Arc<dyn Fn() -> Vec<u32> + Send + Sync>;
 
 /// The [`Leading`] of `store`'s containers.
 pub fn leading_of(store: std::sync::Arc<crate::store::SegmentStore>) -> Leading {
-    std::sync::Arc::new(move || {
-        store.containers().iter().filter(|c| c.leads() == Some(true)).map(|c| c.id()).collect()
-    })
+    std::sync::Arc::new(move || store.containers().iter().filter(|c| c.leads() == Some(true)).map(|c| c.id()).collect())
 }
 
 /// How often a store heartbeats: every 2 s, or every load tick if that is shorter (so the

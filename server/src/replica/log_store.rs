@@ -215,13 +215,22 @@ fn write_err<E: std::error::Error + 'static>(e: &E) -> StorageError {
 
 /// Work for the log thread, in the order openraft asked for it.
 enum Job {
-    Append { entries: Vec<(LogId, BodyKind, Bytes)>, done: LogFlushed<ReplicaConfig> },
-    Truncate { index: u64 },
+    Append {
+        entries: Vec<(LogId, BodyKind, Bytes)>,
+        done: LogFlushed<ReplicaConfig>,
+    },
+    Truncate {
+        index: u64,
+    },
     /// Answered once everything queued before it is durable.
     Barrier(mpsc::SyncSender<()>),
     /// Makes room for an entry of up to `len` body bytes (`data`: one that holds appends, which
     /// waits at the Tier-1 capacity).
-    Reserve { len: usize, data: bool, reply: mpsc::SyncSender<Result<(), LogError>> },
+    Reserve {
+        len: usize,
+        data: bool,
+        reply: mpsc::SyncSender<Result<(), LogError>>,
+    },
     /// Writes a checkpoint record of the state as of entry `applied`, if no later entry was
     /// written before it (recovery replays only the records after a checkpoint).
     Checkpoint {
@@ -525,7 +534,9 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                 }
                 Job::Checkpoint { payload, applied, keep_from, forget, reply } => {
                     let result = match last_written {
-                        Some(w) if applied.is_none_or(|a| a < w) => Err(CheckpointError::NotQuiet { applied, written: w }),
+                        Some(w) if applied.is_none_or(|a| a < w) => {
+                            Err(CheckpointError::NotQuiet { applied, written: w })
+                        }
                         // Makes everything before it durable too (its own fsync).
                         _ => log.checkpoint_keeping(&payload, keep_from).map_err(CheckpointError::from),
                     };

@@ -14,6 +14,9 @@
 //! `nadi_proto::replica`. Called by: `container::replicated` (a group's network), `node`
 //! (serves [`ReplicaGrpc`]).
 
+// The error types are openraft's (`RPCError`, `StorageError`), fixed by its traits.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,7 +77,10 @@ impl Groups {
             )));
         }
         self.groups.read().get(&route.container).cloned().ok_or_else(|| {
-            Status::not_found(format!("this segment store (node {}) holds no replica of container {}", self.node_id, route.container))
+            Status::not_found(format!(
+                "this segment store (node {}) holds no replica of container {}",
+                self.node_id, route.container
+            ))
         })
     }
 }

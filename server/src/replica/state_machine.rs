@@ -111,13 +111,8 @@ impl<A> std::fmt::Debug for ReplicaState<A> {
 
 impl<A: Applier> ReplicaState<A> {
     pub fn new(applier: A) -> Self {
-        let inner = Inner {
-            applier,
-            last_applied: None,
-            membership: StoredMembership::default(),
-            current: None,
-            built: 0,
-        };
+        let inner =
+            Inner { applier, last_applied: None, membership: StoredMembership::default(), current: None, built: 0 };
         ReplicaState { inner: Arc::new(Mutex::new(inner)), log: None }
     }
 
@@ -198,8 +193,7 @@ impl<A: Applier> RaftSnapshotBuilder<ReplicaConfig> for ReplicaState<A> {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, inner.built),
             None => format!("none-{}", inner.built),
         };
-        let header =
-            Header { last_applied: inner.last_applied, membership: inner.membership.clone(), snapshot_id };
+        let header = Header { last_applied: inner.last_applied, membership: inner.membership.clone(), snapshot_id };
         let bytes = encode_snapshot(&header, &inner.applier);
         let meta = SnapshotMeta {
             last_log_id: header.last_applied,

@@ -3,6 +3,9 @@
 //! groups in one process (one voter; three voters with crashes and partitions, checked over
 //! what the proposer was told).
 
+// The error types are openraft's (`RPCError`, `StorageError`), fixed by its traits.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -379,7 +382,11 @@ async fn one_voter_group_commits_and_recovers() {
     let r = start(&net, 1, dir.path()).await;
     // No checkpoint was written: the state machine starts empty and openraft applies the
     // committed entries again once the group has a leader.
-    r.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(last.map(|l| l.index), "re-applied").await.unwrap();
+    r.raft
+        .wait(Some(Duration::from_secs(10)))
+        .applied_index_at_least(last.map(|l| l.index), "re-applied")
+        .await
+        .unwrap();
     let again: Vec<(u64, u64)> = r.state.with(|a| a.applied.iter().map(|(i, o)| (*i, attempt_of(o))).collect());
     assert_eq!(again, acked);
     stop(&net, 1, r).await;
@@ -486,10 +493,8 @@ async fn three_replicas_lose_no_acknowledged_batch_under_crashes_and_partitions(
     for r in replicas.values() {
         r.raft.wait(Some(Duration::from_secs(15))).applied_index_at_least(last, "caught up").await.unwrap();
     }
-    let sequences: Vec<Vec<u64>> = replicas
-        .values()
-        .map(|r| r.state.with(|a| a.applied.iter().map(|(_, o)| attempt_of(o)).collect()))
-        .collect();
+    let sequences: Vec<Vec<u64>> =
+        replicas.values().map(|r| r.state.with(|a| a.applied.iter().map(|(_, o)| attempt_of(o)).collect())).collect();
     for (i, s) in sequences.iter().enumerate().skip(1) {
         if s != &sequences[0] {
             let at = s.iter().zip(&sequences[0]).position(|(a, b)| a != b);
@@ -555,8 +560,11 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     };
     let before = snapshot().await;
     let vote_json = |term: u64| {
-        serde_json::to_vec(&openraft::raft::VoteRequest::<NodeId> { vote: openraft::Vote::new(term, 2), last_log_id: None })
-            .unwrap()
+        serde_json::to_vec(&openraft::raft::VoteRequest::<NodeId> {
+            vote: openraft::Vote::new(term, 2),
+            last_log_id: None,
+        })
+        .unwrap()
     };
 
     // Misaddressed: another store, a container this store does not hold, no route at all.
@@ -567,7 +575,9 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: None, json: vote_json(9).into() })).await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
     // Garbage bytes, an unknown entry kind, entries inside the JSON.
-    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 1), json: b"\xff\x00garbage".to_vec().into() })).await;
+    let e = svc
+        .vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 1), json: b"\xff\x00garbage".to_vec().into() }))
+        .await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
     let stale = AppendEntriesRequest::<ReplicaConfig> {
         vote: openraft::Vote::new_committed(0, 2),
