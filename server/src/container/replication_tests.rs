@@ -176,7 +176,7 @@ async fn three_replicas_keep_every_acknowledged_append_through_leader_crashes() 
     let stores = stores.lock().await;
     for (id, s) in stores.iter() {
         loop {
-            let got = read_all(&s.container);
+            let got = read_all(&s.container.observer());
             if got == expected {
                 break;
             }

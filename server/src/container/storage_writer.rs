@@ -310,7 +310,7 @@ impl Container {
     /// A handle without the append channel: the writer thread stops when every other handle
     /// is dropped, even while the storage writer runs.
     pub(crate) fn for_storage_writer(&self) -> Container {
-        Container { shared: self.shared.clone(), tx: None, meta_tx: self.meta_tx.clone() }
+        Container { shared: self.shared.clone(), tx: None, meta_tx: self.meta_tx.clone(), observer: false }
     }
 
     /// True once the writer thread has stopped (or never ran: a damaged container).

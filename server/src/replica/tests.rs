@@ -547,9 +547,12 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     let r = start(&net, 1, dir.path()).await;
     r.raft.initialize(BTreeMap::from([(1, BasicNode::default())])).await.unwrap();
     r.raft.wait(Some(Duration::from_secs(10))).state(openraft::ServerState::Leader, "leading").await.unwrap();
+    let mut last = 0;
     for n in 0..5 {
-        r.raft.client_write(Batch::new(body(n))).await.unwrap();
+        last = r.raft.client_write(Batch::new(body(n))).await.unwrap().log_id.index;
     }
+    // The metrics may lag the writes' answers: compare only once they show all of them.
+    r.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(last), "applied").await.unwrap();
     let groups = Groups::new(1);
     groups.insert(0, r.raft.clone());
     let svc = ReplicaGrpc { groups };
