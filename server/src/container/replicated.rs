@@ -77,11 +77,16 @@ impl Default for ReplicationOptions {
             advertise: String::new(),
             network: None,
             bootstrap: Default::default(),
-            lease: Duration::from_millis(300),
+            // openraft gives an AppendEntries one heartbeat interval to complete: entries of
+            // up to 4 MiB (a group commit) to a follower that fsyncs on a shared disk need
+            // more than 100 ms under load.
+            heartbeat: Duration::from_millis(250),
+            election_min: Duration::from_millis(1000),
+            election_max: Duration::from_millis(2000),
+            // Shorter than the election timeout: a cut-off leader stops before a successor
+            // can be elected.
+            lease: Duration::from_millis(800),
             commit_timeout: Duration::from_secs(10),
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(400),
-            election_max: Duration::from_millis(800),
         }
     }
 }
@@ -428,6 +433,9 @@ pub(super) fn open(
         // Snapshots do not carry segment data yet, so none is taken and no entry is purged
         // (docs/replication.md); the Tier-1 log recycles its files by its own checkpoints.
         snapshot_policy: openraft::SnapshotPolicy::Never,
+        // Entries are group commits of up to 4 MiB: at most 8 per AppendEntries (32 MiB), so
+        // one completes within a heartbeat interval even for a follower far behind.
+        max_payload_entries: 8,
         ..Default::default()
     }
     .validate()
