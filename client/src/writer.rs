@@ -129,8 +129,9 @@ pub struct WriterConfig {
     /// Must be at least 1: [`EventWriter::new`] panics on 0.
     pub queue_len: usize,
     /// Reconnect attempts after a connection is lost (or re-routing a sealed segment fails
-    /// with a retryable error), with a growing backoff, before the segment's task fails for
-    /// good. The count restarts after each acknowledgement. Default 10.
+    /// with a retryable error, or the store no longer leads the segment's container), with a
+    /// backoff growing from 100 ms to at most 1 s, before the segment's task fails for good
+    /// (about 17 s with the default). The count restarts after each acknowledgement. Default 20.
     pub max_reconnects: u32,
     /// Optional observer of acknowledgement latency. Default `None`.
     pub observer: Option<std::sync::Arc<dyn AckObserver>>,
@@ -166,7 +167,7 @@ impl Default for WriterConfig {
             max_batch_bytes: 1024 * 1024,
             max_in_flight: 16,
             queue_len: 8192,
-            max_reconnects: 10,
+            max_reconnects: 20,
             observer: None,
             replay: false,
         }
@@ -613,13 +614,15 @@ impl SegmentTask {
                     Err(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {
                         attempts += 1;
                         tracing::warn!(segment = %self.segment, error = %e, "re-routing a sealed segment failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50 * (1 << attempts.min(6)))).await;
+                        tokio::time::sleep(Duration::from_millis((50 * (1u64 << attempts.min(6))).min(1000))).await;
                     }
                     Err(e) => return self.fail(e, rx).await,
                 },
                 End::Failed(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {
                     attempts += 1;
-                    let backoff = Duration::from_millis(50 * (1 << attempts.min(6)));
+                    // Capped at 1 s: a replicated container's new leader is known to the
+                    // controller within a few seconds, and the writer should find it soon after.
+                    let backoff = Duration::from_millis((50 * (1u64 << attempts.min(6))).min(1000));
                     tracing::warn!(segment = %self.segment, error = %e, attempt = attempts, "append stream lost; reconnecting");
                     tokio::time::sleep(backoff).await;
                     self.relocate().await;

@@ -1,14 +1,16 @@
-//! Replicated containers across segment-store processes: three stores replicate every
-//! container (`--replica-peers`), a keyed writer with a stable writer id and a tail-following
-//! reader run, and stores are SIGKILLed and restarted one after another. The checker compares
+//! Replicated containers across processes: three controllers, three segment stores that
+//! replicate every container (`--replica-peers`), a keyed writer with a stable writer id and a
+//! tail-following reader. Ten times, the store leading the most containers is SIGKILLed (a
+//! probe writer measures the time until every container takes writes again) and restarted;
+//! then every store and controller is SIGKILLed at once and started again. The checker compares
 //! what the writer was told with what a read from the head returns: every acknowledged event
-//! exactly once, each key in order, nothing that was never written.
+//! exactly once, each key in order, nothing that was never written. About two minutes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nadi_client::{NadiClient, StreamReader, StreamSpec};
+use nadi_client::{NadiClient, StreamReader, StreamSpec, WriterConfig};
 use nadi_tests::cluster::{Proc, free_port};
 use nadi_tests::load::{KeyedLoad, check_stream, keys};
 use nadi_tests::{check_per_key_order, parse_keyed_event};
@@ -69,29 +71,71 @@ fn store_args(dir: &Path, controller: &str, port: u16, peers: &str, id: u64) -> 
     .collect()
 }
 
-fn controller(dir: &Path) -> (Proc, String) {
-    let port = free_port();
+/// Starts (or restarts) controller `id` of the group on `ports`.
+fn controller(dir: &Path, ports: &BTreeMap<u64, u16>, id: u64) -> Proc {
+    let peers = ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let args: Vec<String> = [
         "controller",
         "--id",
-        "1",
+        &id.to_string(),
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", ports[&id]),
         "--peers",
-        &format!("1=127.0.0.1:{port}"),
+        &peers,
         "--data-dir",
-        &dir.join("controller").display().to_string(),
+        &dir.join(format!("controller-{id}")).display().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    (Proc::start(&args, "nadi controller 1 ready", Duration::from_secs(30)), format!("http://127.0.0.1:{port}"))
+    Proc::start(&args, &format!("nadi controller {id} ready"), Duration::from_secs(30))
 }
 
+/// The replica id of the store that leads the most containers, as the controllers see it.
+async fn busiest_leader(client: &NadiClient, ports: &BTreeMap<u64, u16>) -> u64 {
+    let info = client.cluster_info().await.unwrap();
+    let mut led: BTreeMap<u64, usize> = BTreeMap::new();
+    for c in &info.containers {
+        if let Some((id, _)) = ports.iter().find(|(_, p)| c.endpoint == format!("http://127.0.0.1:{p}")) {
+            *led.entry(*id).or_default() += 1;
+        }
+    }
+    led.into_iter().max_by_key(|(id, n)| (*n, std::cmp::Reverse(*id))).map(|(id, _)| id).unwrap_or(1)
+}
+
+/// Writes one event per key of `keys` to `writer` and waits until all are acknowledged, again
+/// and again until a round succeeds; returns how long that took. The keys cover every segment
+/// of the probe stream, so a success means every container takes writes again.
+async fn writes_resume(writer: &nadi_client::EventWriter, keys: &[String], started: Instant) -> Duration {
+    loop {
+        for k in keys {
+            writer.write(Some(k.as_bytes()), bytes::Bytes::from_static(b"probe")).await.unwrap();
+        }
+        if tokio::time::timeout(Duration::from_secs(20), writer.flush()).await.is_ok_and(|r| r.is_ok()) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "writes did not resume within 60 s");
+    }
+}
+
+/// Acceptance 1 and 3 of issue 17 across processes: 3 controllers, 3 replicated stores, 10 rounds
+/// of SIGKILLing the store that leads the most containers (and restarting it after a while),
+/// then every store and controller at once; the checker runs over what the writer was told.
 #[test]
 fn acknowledged_events_survive_store_kills_with_three_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let (_controller, url) = controller(dir.path());
+    let controller_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
+    let mut controllers: BTreeMap<u64, Proc> = BTreeMap::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=3)
+            .map(|id| {
+                let (dir, ports) = (dir.path(), &controller_ports);
+                s.spawn(move || (id, controller(dir, ports, id)))
+            })
+            .collect();
+        controllers.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    });
+    let url = controller_ports.values().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let mut stores = Stores {
         dir: dir.path().to_owned(),
         controller: url.clone(),
@@ -115,10 +159,13 @@ fn acknowledged_events_survive_store_kills_with_three_replicas() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _enter = rt.enter();
-    let client = NadiClient::new(std::slice::from_ref(&url)).unwrap();
-    let (load, live) = rt.block_on(async {
+    let urls: Vec<String> = url.split(',').map(str::to_owned).collect();
+    let client = NadiClient::new(&urls).unwrap();
+    let probe_keys = keys(64);
+    let (load, live, probe) = rt.block_on(async {
         client.create_scope("demo").await.unwrap();
         client.create_stream("demo", "r", StreamSpec::fixed(8)).await.unwrap();
+        client.create_stream("demo", "probe", StreamSpec::fixed(8)).await.unwrap();
         let load = KeyedLoad::start(&client, "demo", "r", keys(64), 300.0);
         let reader_client = client.clone();
         let live = tokio::spawn(async move {
@@ -130,23 +177,72 @@ fn acknowledged_events_survive_store_kills_with_three_replicas() {
             }
             out
         });
+        let config = WriterConfig { writer_id: Some("probe".into()), ..WriterConfig::default() };
+        let probe = nadi_client::EventWriter::new(&client, "demo", "probe", config).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        (load, live)
+        (load, live, probe)
     });
-    for victim in [1u64, 2, 3] {
+    let mut resumed = Vec::new();
+    for round in 1..=10 {
+        let victim = rt.block_on(busiest_leader(&client, &stores.ports));
         let killed = Instant::now();
         stores.procs.remove(&victim).unwrap().kill9();
-        // The load keeps writing through the other two (its writes would fail the test
-        // otherwise); then the store comes back and catches up.
-        rt.block_on(tokio::time::sleep(Duration::from_secs(5)));
+        // Writes go on through the other two: time until every container takes them again.
+        let took = rt.block_on(writes_resume(&probe, &probe_keys, killed));
+        resumed.push((round, victim, took));
+        assert!(took < Duration::from_secs(15), "round {round}: writes resumed {took:?} after killing store {victim}");
+        rt.block_on(tokio::time::sleep(Duration::from_secs(2)));
         stores.start(victim);
-        eprintln!("store {victim}: killed, back after {:?}", killed.elapsed());
         rt.block_on(tokio::time::sleep(Duration::from_secs(2)));
     }
+    eprintln!("(round, store killed, time from the kill until every container took writes again): {resumed:?}");
     let expected = rt.block_on(load.stop());
+    rt.block_on(probe.close()).unwrap();
     let total: u64 = expected.values().sum();
-    assert!(total > 3000, "the writer kept writing through the kills ({total} events)");
+    assert!(total > 6000, "the writer kept writing through the kills ({total} events)");
     let live = rt.block_on(live).unwrap();
     check_per_key_order(&live, &expected, "tail reader through the kills");
+    rt.block_on(check_stream(&client, "demo", "r", &expected));
+
+    // Everything at once: every store and every controller SIGKILLed, then started again.
+    for (_, p) in std::mem::take(&mut stores.procs) {
+        p.kill9();
+    }
+    for (_, p) in std::mem::take(&mut controllers) {
+        p.kill9();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=3)
+            .map(|id| {
+                let (dir, ports) = (dir.path(), &controller_ports);
+                s.spawn(move || (id, controller(dir, ports, id)))
+            })
+            .collect();
+        controllers.extend(handles.into_iter().map(|h| h.join().unwrap()));
+    });
+    let peers = stores.peers();
+    let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .ports
+            .iter()
+            .map(|(&id, &port)| {
+                let args = store_args(&stores.dir, &url, port, &peers, id);
+                s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    stores.procs.extend(started);
+    // Once every container has a leader the controllers know of (a probe write to every
+    // segment is acknowledged), everything acknowledged before the crash is there.
+    let restarted = Instant::now();
+    let took = rt.block_on(async {
+        let config = WriterConfig { writer_id: Some("probe-2".into()), ..WriterConfig::default() };
+        let probe = nadi_client::EventWriter::new(&client, "demo", "probe", config).await.unwrap();
+        let took = writes_resume(&probe, &probe_keys, restarted).await;
+        probe.close().await.unwrap();
+        took
+    });
+    eprintln!("after the whole-cluster crash, writes resumed {took:?} after the stores were up");
     rt.block_on(check_stream(&client, "demo", "r", &expected));
 }
