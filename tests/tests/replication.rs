@@ -38,6 +38,23 @@ impl Stores {
         self.ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 
+    /// Starts every store at once (a group needs a majority to elect).
+    fn start_all(&mut self) {
+        let peers = self.peers();
+        let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .ports
+                .iter()
+                .map(|(&id, &port)| {
+                    let args = store_args(&self.dir, &self.controller, port, &peers, id);
+                    s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        self.procs.extend(started);
+    }
+
     /// Starts (or restarts) store `id` on its port and data dir.
     fn start(&mut self, id: u64) {
         let args = store_args(&self.dir, &self.controller, self.ports[&id], &self.peers(), id);
@@ -91,6 +108,14 @@ fn controller(dir: &Path, ports: &BTreeMap<u64, u16>, id: u64) -> Proc {
     Proc::start(&args, &format!("nadi controller {id} ready"), Duration::from_secs(30))
 }
 
+/// Starts the three controllers at once (a new group needs a majority).
+fn start_controllers(dir: &Path, ports: &BTreeMap<u64, u16>) -> BTreeMap<u64, Proc> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ports.keys().map(|&id| s.spawn(move || (id, controller(dir, ports, id)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 /// The replica id of the store that leads the most containers, as the controllers see it.
 async fn busiest_leader(client: &NadiClient, ports: &BTreeMap<u64, u16>) -> u64 {
     let info = client.cluster_info().await.unwrap();
@@ -125,16 +150,7 @@ async fn writes_resume(writer: &nadi_client::EventWriter, keys: &[String], start
 fn acknowledged_events_survive_store_kills_with_three_replicas() {
     let dir = tempfile::tempdir().unwrap();
     let controller_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
-    let mut controllers: BTreeMap<u64, Proc> = BTreeMap::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..=3)
-            .map(|id| {
-                let (dir, ports) = (dir.path(), &controller_ports);
-                s.spawn(move || (id, controller(dir, ports, id)))
-            })
-            .collect();
-        controllers.extend(handles.into_iter().map(|h| h.join().unwrap()));
-    });
+    let mut controllers = start_controllers(dir.path(), &controller_ports);
     let url = controller_ports.values().map(|p| format!("http://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let mut stores = Stores {
         dir: dir.path().to_owned(),
@@ -143,19 +159,7 @@ fn acknowledged_events_survive_store_kills_with_three_replicas() {
         procs: BTreeMap::new(),
     };
     // The stores come up together: each container's group needs a majority to elect.
-    let peers = stores.peers();
-    let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
-        let handles: Vec<_> = stores
-            .ports
-            .iter()
-            .map(|(&id, &port)| {
-                let args = store_args(&stores.dir, &url, port, &peers, id);
-                s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    stores.procs.extend(started);
+    stores.start_all();
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _enter = rt.enter();
@@ -211,28 +215,8 @@ fn acknowledged_events_survive_store_kills_with_three_replicas() {
     for (_, p) in std::mem::take(&mut controllers) {
         p.kill9();
     }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (1..=3)
-            .map(|id| {
-                let (dir, ports) = (dir.path(), &controller_ports);
-                s.spawn(move || (id, controller(dir, ports, id)))
-            })
-            .collect();
-        controllers.extend(handles.into_iter().map(|h| h.join().unwrap()));
-    });
-    let peers = stores.peers();
-    let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
-        let handles: Vec<_> = stores
-            .ports
-            .iter()
-            .map(|(&id, &port)| {
-                let args = store_args(&stores.dir, &url, port, &peers, id);
-                s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    stores.procs.extend(started);
+    controllers.extend(start_controllers(dir.path(), &controller_ports));
+    stores.start_all();
     // Once every container has a leader the controllers know of (a probe write to every
     // segment is acknowledged), everything acknowledged before the crash is there.
     let restarted = Instant::now();

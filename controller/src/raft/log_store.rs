@@ -93,7 +93,7 @@ impl LogStore {
 }
 
 /// Converts any range of log indexes to an inclusive `(first, last)`, or `None` if empty.
-fn inclusive<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
+pub fn inclusive<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
     let first = match range.start_bound() {
         Bound::Included(&x) => x,
         Bound::Excluded(&x) => x.checked_add(1)?,

@@ -237,22 +237,8 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
 /// Builds both views from a checkpoint record's payload.
 pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), String> {
     let cp = checkpoint::decode(payload).map_err(|e| e.to_string())?;
-    let (mut durable, mut written) = (Durable::default(), Written::default());
-    written.next_local = cp.next_local;
-    durable.next_local = cp.next_local;
+    let mut durable = Durable { next_local: cp.next_local, ..Default::default() };
     for s in cp.segments {
-        written.names.insert(s.local, s.name.clone());
-        written.segments.insert(
-            s.name.clone(),
-            WrittenSegment {
-                local: s.local,
-                start_offset: s.start_offset,
-                length: s.length,
-                sealed: s.sealed,
-                writers: s.writers.clone(),
-                attributes: s.attributes.clone(),
-            },
-        );
         durable.names.insert(s.local, s.name.clone());
         durable.segments.insert(
             s.name,
@@ -268,6 +254,8 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
             },
         );
     }
+    // Nothing is in flight at a checkpoint: the writer's view is the durable state.
+    let written = durable.written();
     Ok((durable, written))
 }
 

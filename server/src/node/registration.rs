@@ -70,6 +70,7 @@ pub async fn register(
     if clients.is_empty() {
         bail!("no controller URL given (--controller)");
     }
+    let watched = leading.clone();
     let beat = {
         let clients = clients.clone();
         let request = request.clone();
@@ -108,10 +109,30 @@ pub async fn register(
             Err(s) => bail!("the controller refused this segment store: {}", s.message()),
         }
     };
+    // A change in which containers this store leads is reported at once, not at the next
+    // beat: clients of a container whose leader moved here find it sooner.
+    let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    {
+        let changed = changed.clone();
+        tokio::spawn(async move {
+            let mut last = watched();
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = watched();
+                if now != last {
+                    last = now;
+                    changed.notify_one();
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         let mut preferred = preferred;
         loop {
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = changed.notified() => {}
+            }
             match beat(preferred).await {
                 Ok((idx, _)) => preferred = idx,
                 Err(s) => tracing::warn!(error = %s.message(), "heartbeat to the controllers failed; retrying"),

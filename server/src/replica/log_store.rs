@@ -36,12 +36,13 @@
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io::Write;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use bytes::Bytes;
+use nadi_controller::raft::log_store::inclusive;
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, Membership, StorageIOError, Vote};
 use parking_lot::Mutex;
@@ -575,21 +576,6 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
 
 fn log_io_error(e: LogError) -> std::io::Error {
     std::io::Error::other(e.to_string())
-}
-
-/// Converts any range of log indexes to an inclusive `(first, last)`, or `None` if empty.
-fn inclusive<RB: RangeBounds<u64>>(range: &RB) -> Option<(u64, u64)> {
-    let first = match range.start_bound() {
-        Bound::Included(&x) => x,
-        Bound::Excluded(&x) => x.checked_add(1)?,
-        Bound::Unbounded => 0,
-    };
-    let last = match range.end_bound() {
-        Bound::Included(&x) => x,
-        Bound::Excluded(&x) => x.checked_sub(1)?,
-        Bound::Unbounded => u64::MAX,
-    };
-    (first <= last).then_some((first, last))
 }
 
 impl RaftLogReader<ReplicaConfig> for ReplicaLog {

@@ -30,10 +30,10 @@ use openraft::raft::{
     VoteResponse,
 };
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, Raft};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::{Batch, LogId, NodeId, ReplicaConfig};
@@ -170,26 +170,9 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
     }
 }
 
-/// Lazily connected channels to other stores, by address; shared by all groups of a store.
-#[derive(Debug, Clone, Default)]
-pub struct Channels {
-    inner: Arc<Mutex<HashMap<String, Channel>>>,
-}
-
-impl Channels {
-    fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
-        let mut map = self.inner.lock();
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let channel = Endpoint::from_shared(addr.to_owned())?
-            .connect_timeout(std::time::Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        map.insert(addr.to_owned(), channel.clone());
-        Ok(channel)
-    }
-}
+/// Lazily connected channels to other stores, by address; shared by all groups of a store
+/// (the controller's kind, reused).
+pub use nadi_controller::raft::network::Channels;
 
 /// The network of one container's group: clients to the other replicas, at the addresses the
 /// group's membership gives them (`BasicNode::addr`, the stores' gRPC URLs).
