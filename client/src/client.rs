@@ -498,6 +498,35 @@ impl NadiClient {
         Ok(store.get_segment_info(req).await?.into_inner())
     }
 
+    /// Like [`segment_info`](Self::segment_info), but a retryable failure (the store cannot be
+    /// reached, or no longer leads the segment's replicated container) is retried for about
+    /// 10 s, asking the controller before each retry where the segment is served now.
+    ///
+    /// # Errors
+    ///
+    /// As [`segment_info`](Self::segment_info): the last error once the retries are used up,
+    /// at once for one that is not retryable.
+    pub async fn segment_info_following(
+        &self,
+        endpoint: &str,
+        segment: &str,
+    ) -> Result<nadi_proto::segment::v1::SegmentInfo, ClientError> {
+        let mut endpoint = endpoint.to_owned();
+        let mut attempt = 0u32;
+        loop {
+            match self.segment_info(&endpoint, segment).await {
+                Err(e) if e.is_retryable() && attempt < 15 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis((50u64 << attempt.min(5)).min(1000))).await;
+                    if let Ok(now) = self.segment_endpoint(segment).await {
+                        endpoint = now;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Deletes an empty scope.
     ///
     /// # Errors

@@ -121,7 +121,7 @@ impl StreamReader {
         let mut start = Vec::new();
         for loc in first {
             let seg = segment_of(&loc)?;
-            let info = client.segment_info(&loc.endpoint, &seg.qualified_name).await?;
+            let info = client.segment_info_following(&loc.endpoint, &seg.qualified_name).await?;
             let offset = if from_start { info.start_offset } else { info.length };
             start.push((loc, offset));
         }
