@@ -203,6 +203,20 @@ impl std::fmt::Debug for Group {
     }
 }
 
+/// A group's metrics, as openraft publishes them.
+type Metrics = openraft::RaftMetrics<NodeId, BasicNode>;
+
+/// Whether replica `id` leads, by `m`.
+fn leads(m: &Metrics, id: NodeId) -> bool {
+    m.current_leader == Some(id) && m.state.is_leader()
+}
+
+/// The URL of the replica that leads, by `m`, if known.
+fn leader_url(m: &Metrics) -> Option<String> {
+    let membership = m.membership_config.membership();
+    m.current_leader.and_then(|id| membership.get_node(&id)).map(|n| n.addr.clone())
+}
+
 impl Group {
     /// `Ok` if this replica leads and has applied an entry of its own term (so every entry of
     /// earlier terms too): its state is all that was ever acknowledged. Else the leader's URL,
@@ -210,17 +224,15 @@ impl Group {
     pub(super) fn serving(&self) -> Result<(), Option<String>> {
         let m = self.raft.metrics().borrow().clone();
         let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
-        if m.current_leader == Some(self.node_id) && m.state.is_leader() && own_term_applied {
+        if leads(&m, self.node_id) && own_term_applied {
             return Ok(());
         }
-        let membership = m.membership_config.membership();
-        Err(m.current_leader.and_then(|id| membership.get_node(&id)).map(|n| n.addr.clone()))
+        Err(leader_url(&m))
     }
 
     /// Whether this replica leads the group now.
     pub(super) fn leads(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
-        m.current_leader == Some(self.node_id) && m.state.is_leader()
+        leads(&self.raft.metrics().borrow(), self.node_id)
     }
 }
 
@@ -233,6 +245,8 @@ pub(super) struct Replicated {
     /// The term this replica last led in with a fresh writer view; `None` while not leading
     /// (or after a commit whose outcome is unknown).
     led_term: Option<u64>,
+    /// The group was started (`ready` done): opening does it, the writer's call then returns.
+    started: bool,
     /// `None` only while dropping.
     log: Option<ReplicaLog>,
     state: Option<ReplicaState<ContainerApplier>>,
@@ -308,6 +322,9 @@ impl ContainerLog for Replicated {
     }
 
     fn ready(&mut self) -> Result<(), String> {
+        if self.started {
+            return Ok(());
+        }
         let (raft, node_id) = (self.raft.clone(), self.node_id);
         let mut members = self.repl.bootstrap.clone();
         if members.is_empty() {
@@ -327,20 +344,20 @@ impl ContainerLog for Replicated {
                 }
             }
             Ok(())
-        })
+        })?;
+        self.started = true;
+        Ok(())
     }
 
     fn leading(&mut self) -> Result<bool, Option<String>> {
         let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
-        let leader_url = |id: Option<NodeId>| id.and_then(|id| membership.get_node(&id)).map(|n| n.addr.clone());
-        if m.current_leader != Some(self.node_id) || !m.state.is_leader() {
+        if !leads(&m, self.node_id) {
             self.led_term = None;
-            return Err(leader_url(m.current_leader));
+            return Err(leader_url(&m));
         }
         // A leader cut off from the majority stops taking writes within its lease, before
         // another replica can be elected (the lease is shorter than the election timeout).
-        let alone = membership.voter_ids().count() == 1;
+        let alone = m.membership_config.membership().voter_ids().count() == 1;
         if !alone && m.millis_since_quorum_ack.is_none_or(|ms| ms > self.repl.lease.as_millis() as u64) {
             self.led_term = None;
             return Err(None);
@@ -474,6 +491,7 @@ pub(super) fn open(
         repl: repl.clone(),
         raft,
         led_term: None,
+        started: false,
         log: Some(log),
         state: Some(state),
         rt,
