@@ -251,7 +251,32 @@ pub async fn cluster_info(client: &NadiClient, as_json: bool) -> anyhow::Result<
     }
     for s in &c.segment_stores {
         let n = c.containers.iter().filter(|a| a.endpoint == s.endpoint).count();
-        println!("segment store {} owns {n} containers", s.endpoint);
+        let replicas = c.containers.iter().filter(|a| a.replicas.contains(&s.store_id)).count();
+        if c.replication_factor > 0 {
+            println!("segment store {} ({}) leads {n} containers, holds {replicas} replicas", s.endpoint, s.store_id);
+        } else {
+            println!("segment store {} owns {n} containers", s.endpoint);
+        }
+    }
+    if c.replication_factor > 0 {
+        println!("replication factor {}", c.replication_factor);
+        for a in &c.containers {
+            let lag: Vec<String> = a
+                .lag
+                .iter()
+                .map(|l| format!("{} {} entries/{} B", l.store_id, l.entries_behind, l.bytes_behind))
+                .collect();
+            println!(
+                "container {} leader {} term {} replicas [{}] voters [{}]{} lag [{}]",
+                a.container,
+                if a.term > 0 { a.store_id.as_str() } else { "-" },
+                a.term,
+                a.replicas.join(", "),
+                a.voters.join(", "),
+                if a.changing { " (changing)" } else { "" },
+                lag.join(", ")
+            );
+        }
     }
     Ok(())
 }

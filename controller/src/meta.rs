@@ -68,6 +68,8 @@ pub struct MetaStore {
     leaders: Arc<RwLock<std::collections::HashMap<u32, (String, std::time::Instant)>>>,
     /// When each store that holds replicated containers last heartbeated.
     replicating: Arc<RwLock<std::collections::BTreeMap<String, std::time::Instant>>>,
+    /// The latest report of each led container's group (term, voters, lag), from its leader.
+    groups: Arc<RwLock<std::collections::HashMap<u32, (nadi_proto::raft::v1::LedGroup, std::time::Instant)>>>,
 }
 
 /// How long a store's report of leading a container is believed without a fresh one.
@@ -78,7 +80,7 @@ impl MetaStore {
     /// The metadata kept by `node`.
     pub fn new(node: RaftNode) -> MetaStore {
         let applied = node.state.applied().clone();
-        MetaStore { node, applied, leaders: Arc::default(), replicating: Arc::default() }
+        MetaStore { node, applied, leaders: Arc::default(), replicating: Arc::default(), groups: Arc::default() }
     }
 
     /// A Raft group of one in `dir` (id 1), waiting until it leads. For embedding and tests; the
@@ -199,6 +201,21 @@ impl MetaStore {
         }
     }
 
+    /// Records the groups a leading store reported (see [`Self::group_of`]).
+    pub fn note_groups(&self, groups: &[nadi_proto::raft::v1::LedGroup]) {
+        let now = std::time::Instant::now();
+        let mut map = self.groups.write();
+        for g in groups {
+            map.insert(g.container, (g.clone(), now));
+        }
+    }
+
+    /// `container`'s group as its leader last reported it within the last few seconds.
+    pub fn group_of(&self, container: u32) -> Option<nadi_proto::raft::v1::LedGroup> {
+        let map = self.groups.read();
+        map.get(&container).filter(|(_, at)| at.elapsed() < LEADER_REPORT_TTL).map(|(g, _)| g.clone())
+    }
+
     /// The store that leads `container`, as last reported within the last few seconds.
     pub fn leader_of(&self, container: u32) -> Option<String> {
         let leaders = self.leaders.read();
@@ -225,6 +242,16 @@ impl MetaStore {
             {
                 return Ok((store, rec.endpoint.clone()));
             }
+            let replicating = self.replicating.read();
+            let live = |id: &String| replicating.get(id).is_some_and(|at| at.elapsed() < LEADER_REPORT_TTL);
+            if let Some(members) = c.replicas.get(&container) {
+                // Placed replicas and no leader known: a live member answers NOT_LEADER with
+                // the leader's address if it knows it, and the client asks again.
+                let id = members.iter().find(|m| live(m)).or(members.first());
+                if let Some((id, rec)) = id.and_then(|id| c.stores.get(id).map(|r| (id, r))) {
+                    return Ok((id.clone(), rec.endpoint.clone()));
+                }
+            }
             let assigned = c
                 .assignment
                 .get(&container)
@@ -235,8 +262,6 @@ impl MetaStore {
             // No leader known (an election, or its report is not in yet): a live store that
             // holds replicas rather than an assigned store that stopped heartbeating. It
             // answers NOT_LEADER if it does not lead, and the client asks again.
-            let replicating = self.replicating.read();
-            let live = |id: &String| replicating.get(id).is_some_and(|at| at.elapsed() < LEADER_REPORT_TTL);
             if replicating.contains_key(assigned)
                 && !live(assigned)
                 && let Some((id, other)) =

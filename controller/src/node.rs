@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub scaler: ScalerSettings,
     /// How often the leader applies retention policies (see [`crate::retention`]).
     pub retention_every: Duration,
+    /// Replica placement of placed segment stores (see [`crate::registry::Placement`]).
+    pub placement: crate::registry::Placement,
 }
 
 /// Default of [`NodeConfig::reader_timeout`].
@@ -66,7 +68,7 @@ impl ControllerNode {
         let meta = MetaStore::new(raft);
         let controller = Controller::new(meta.clone()).with_http_address(cfg.http_address.unwrap_or_default());
         let loads = LoadBoard::default();
-        let registry = Registry::new(meta.clone(), loads.clone());
+        let registry = Registry::new(meta.clone(), loads.clone()).with_placement(cfg.placement);
         let reader_groups = ReaderGroupSvc::new(meta.clone());
         let node = ControllerNode { meta, controller, registry, reader_groups };
         tokio::spawn(node.clone().leader_duties());

@@ -6,10 +6,15 @@
 //! proposed. When each store was last heard from, and the segment loads it reported (for the
 //! auto-scaler), are kept in memory on the node that answered (the leader, since requests are
 //! forwarded there).
+//!
+//! Placed stores (a `replica_id`): every heartbeat the leader also works out the replica sets
+//! it wants ([`ClusterState::placement`](crate::cluster::ClusterState::placement)) from the
+//! stores heard from within `--store-timeout`, proposes them if they changed, and answers each
+//! store with the sets that include it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nadi_proto::raft::v1 as pb;
 use parking_lot::Mutex;
@@ -20,18 +25,96 @@ use crate::autoscale::LoadBoard;
 use crate::cluster::ClusterCommand;
 use crate::meta::MetaStore;
 
+/// How the controllers place the replicas of placed stores.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Replicas per container (`--replication-factor`). The leader applies its own setting:
+    /// change it on every controller (a rolling restart).
+    pub replication_factor: u32,
+    /// A store not heard from for this long has its replicas moved to other stores, where a
+    /// store is free to take them (`--store-timeout`).
+    pub store_timeout: Duration,
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement { replication_factor: 1, store_timeout: Duration::from_secs(60) }
+    }
+}
+
 /// The registry service of one controller node.
 #[derive(Debug, Clone)]
 pub struct Registry {
     meta: MetaStore,
     last_seen: Arc<Mutex<BTreeMap<String, Instant>>>,
+    /// When this node last worked out a placement: after a gap (it was not the leader), the
+    /// stores' `last_seen` are stale and restart from now.
+    last_placed: Arc<Mutex<Option<Instant>>>,
     loads: LoadBoard,
+    placement: Placement,
 }
 
 impl Registry {
     /// A registry over `meta` that keeps the stores' load reports on `loads`.
     pub fn new(meta: MetaStore, loads: LoadBoard) -> Registry {
-        Registry { meta, last_seen: Arc::default(), loads }
+        Registry {
+            meta,
+            last_seen: Arc::default(),
+            last_placed: Arc::default(),
+            loads,
+            placement: Placement::default(),
+        }
+    }
+
+    /// With `placement` instead of the default.
+    pub fn with_placement(mut self, placement: Placement) -> Registry {
+        self.placement = placement;
+        self
+    }
+
+    /// The placed stores heard from within the store timeout (all of them, for a store timeout
+    /// after this node started placing).
+    fn usable_stores(&self) -> BTreeSet<String> {
+        let now = Instant::now();
+        let mut last_placed = self.last_placed.lock();
+        let mut seen = self.last_seen.lock();
+        let fresh_start = last_placed.is_none_or(|t| now.duration_since(t) > Duration::from_secs(5));
+        *last_placed = Some(now);
+        self.meta.read_cluster(|c| {
+            c.stores
+                .iter()
+                .filter(|(_, s)| s.replica_id.is_some())
+                .filter(|(id, _)| {
+                    let at = seen.entry((*id).clone()).or_insert(now);
+                    if fresh_start {
+                        *at = (*at).max(now);
+                    }
+                    now.duration_since(*at) < self.placement.store_timeout
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
+    /// Brings the replicated placement up to date (leader only: heartbeats are forwarded to
+    /// it): the replication factor, containers whose group started, and the replica sets.
+    async fn place(&self, req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
+        let factor = ClusterCommand::SetReplicationFactor { factor: self.placement.replication_factor };
+        if !self.meta.read_cluster(|c| c.is_noop(&factor)) {
+            tracing::info!(factor = self.placement.replication_factor, "replication factor");
+            self.meta.propose_cluster(factor).await?;
+        }
+        let started = ClusterCommand::Started { containers: req.leading_containers.clone() };
+        if !self.meta.read_cluster(|c| c.is_noop(&started)) {
+            self.meta.propose_cluster(started).await?;
+        }
+        let usable = self.usable_stores();
+        let replicas = self.meta.read_cluster(|c| c.placement(&usable));
+        if !replicas.is_empty() {
+            tracing::info!(?replicas, "placing container replicas");
+            self.meta.propose_cluster(ClusterCommand::Place { replicas }).await?;
+        }
+        Ok(())
     }
 
     /// Seconds since each store was last heard from by this node.
@@ -77,6 +160,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
             endpoint: req.endpoint.clone(),
             containers: req.containers,
             now_ms,
+            replica_id: (req.replica_id != 0).then_some(req.replica_id),
         };
         if !self.meta.read_cluster(|c| c.is_noop(&cmd)) {
             tracing::info!(store = %req.store_id, endpoint = %req.endpoint, containers = req.containers, "segment store registers");
@@ -85,8 +169,32 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         self.last_seen.lock().insert(req.store_id.clone(), Instant::now());
         self.loads.update(&req.loads, &req.load_windows_ms);
         self.meta.note_leaders(&req.store_id, &req.leading_containers, req.replicated);
-        let (assigned_containers, containers) =
-            self.meta.read_cluster(|c| (c.containers_of(&req.store_id), c.containers));
-        Ok(Response::new(pb::HeartbeatResponse { assigned_containers, containers }))
+        self.meta.note_groups(&req.led_groups);
+        if req.replica_id != 0 {
+            self.place(&req).await?;
+        }
+        let response = self.meta.read_cluster(|c| {
+            let member = |id: &String| {
+                c.stores
+                    .get(id)
+                    .and_then(|s| s.replica_id.map(|rid| pb::ReplicaMember { id: rid, endpoint: s.endpoint.clone() }))
+            };
+            let replicas = c
+                .replicas
+                .iter()
+                .filter(|(_, m)| m.contains(&req.store_id))
+                .map(|(container, m)| pb::ContainerReplicas {
+                    container: *container,
+                    members: m.iter().filter_map(member).collect(),
+                    start: !c.started.contains(container),
+                })
+                .collect();
+            pb::HeartbeatResponse {
+                assigned_containers: c.containers_of(&req.store_id),
+                containers: c.containers,
+                replicas,
+            }
+        });
+        Ok(Response::new(response))
     }
 }

@@ -103,6 +103,12 @@ impl Controller {
                 http_address: if *id == node.id { self.http_address.clone() } else { String::new() },
             })
             .collect();
+        let (replicas, replication_factor, by_replica_id) = self.meta.read_cluster(|c| {
+            let ids: std::collections::HashMap<u64, String> =
+                c.stores.iter().filter_map(|(id, s)| s.replica_id.map(|r| (r, id.clone()))).collect();
+            (c.replicas.clone(), c.replication_factor, ids)
+        });
+        let store_of = |rid: &u64| by_replica_id.get(rid).cloned().unwrap_or_else(|| format!("replica-{rid}"));
         let (segment_stores, count) = self.meta.read_cluster(|c| {
             let stores = c
                 .stores
@@ -115,7 +121,28 @@ impl Controller {
         let containers = (0..count)
             .map(|container| {
                 let (store_id, endpoint) = self.meta.endpoint_of(container).unwrap_or_default();
-                pb::ContainerAssignment { container, endpoint, store_id }
+                let replicas = replicas.get(&container).cloned().unwrap_or_default();
+                let group = self.meta.group_of(container).unwrap_or_default();
+                let lag = group
+                    .followers
+                    .iter()
+                    .map(|f| pb::ReplicaLag {
+                        store_id: store_of(&f.id),
+                        entries_behind: f.entries_behind,
+                        bytes_behind: f.bytes_behind,
+                    })
+                    .collect();
+                let voters = group.voters.iter().map(store_of).collect();
+                pb::ContainerAssignment {
+                    container,
+                    endpoint,
+                    store_id,
+                    replicas,
+                    term: group.term,
+                    voters,
+                    lag,
+                    changing: group.changing,
+                }
             })
             .collect();
         pb::GetClusterInfoResponse {
@@ -123,6 +150,7 @@ impl Controller {
             leader_id: metrics.current_leader.unwrap_or_default(),
             segment_stores,
             containers,
+            replication_factor,
         }
     }
 

@@ -471,13 +471,41 @@ pub struct MemberView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StoreView {
     pub endpoint: String,
+    #[serde(default)]
+    pub store_id: String,
 }
 
-/// Which store owns a container.
+/// How far one replica is behind its container's leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LagView {
+    pub store_id: String,
+    pub entries_behind: u64,
+    pub bytes_behind: u64,
+}
+
+/// Which store serves a container and, for replicated containers placed by the controllers,
+/// where its replicas are meant to be and its group as its leader reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContainerView {
     pub container: u32,
+    /// The store clients go to (the leader, for a replicated container).
     pub endpoint: String,
+    #[serde(default)]
+    pub store_id: String,
+    /// Placed replicas (store ids), the preferred leader first.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// The leader's term (0: none reported).
+    #[serde(default)]
+    pub term: u64,
+    /// The group's voters (store ids), as its leader reports them.
+    #[serde(default)]
+    pub voters: Vec<String>,
+    #[serde(default)]
+    pub lag: Vec<LagView>,
+    /// A change of the voters to `voters` is under way.
+    #[serde(default)]
+    pub changing: bool,
 }
 
 /// The cluster: controller members, leader, segment stores and container assignment.
@@ -488,6 +516,9 @@ pub struct ClusterView {
     pub leader_id: u64,
     pub segment_stores: Vec<StoreView>,
     pub containers: Vec<ContainerView>,
+    /// Replicas per container of placed stores (0: no placed store yet).
+    #[serde(default)]
+    pub replication_factor: u32,
 }
 
 impl From<&pb::GetClusterInfoResponse> for ClusterView {
@@ -503,12 +534,34 @@ impl From<&pb::GetClusterInfoResponse> for ClusterView {
                 })
                 .collect(),
             leader_id: c.leader_id,
-            segment_stores: c.segment_stores.iter().map(|s| StoreView { endpoint: s.endpoint.clone() }).collect(),
+            segment_stores: c
+                .segment_stores
+                .iter()
+                .map(|s| StoreView { endpoint: s.endpoint.clone(), store_id: s.store_id.clone() })
+                .collect(),
             containers: c
                 .containers
                 .iter()
-                .map(|a| ContainerView { container: a.container, endpoint: a.endpoint.clone() })
+                .map(|a| ContainerView {
+                    container: a.container,
+                    endpoint: a.endpoint.clone(),
+                    store_id: a.store_id.clone(),
+                    replicas: a.replicas.clone(),
+                    term: a.term,
+                    voters: a.voters.clone(),
+                    lag: a
+                        .lag
+                        .iter()
+                        .map(|l| LagView {
+                            store_id: l.store_id.clone(),
+                            entries_behind: l.entries_behind,
+                            bytes_behind: l.bytes_behind,
+                        })
+                        .collect(),
+                    changing: a.changing,
+                })
                 .collect(),
+            replication_factor: c.replication_factor,
         }
     }
 }

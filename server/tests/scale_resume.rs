@@ -32,8 +32,13 @@ async fn resume_rolls_a_pending_scale_forward() {
     );
 
     let meta = MetaStore::open_single_node(&dir.path().join("controller")).await.unwrap();
-    let register =
-        ClusterCommand::RegisterStore { store_id: "s1".into(), endpoint: url.clone(), containers: 2, now_ms: 0 };
+    let register = ClusterCommand::RegisterStore {
+        store_id: "s1".into(),
+        endpoint: url.clone(),
+        containers: 2,
+        now_ms: 0,
+        replica_id: None,
+    };
     meta.propose_cluster(register).await.unwrap();
     let controller = Controller::new(meta.clone());
     controller.create_scope(tonic::Request::new(cpb::CreateScopeRequest { scope: "s".into() })).await.unwrap();

@@ -550,6 +550,19 @@ impl Container {
         self.shared.group.as_ref().map(replicated::Group::leads)
     }
 
+    /// For a replicated container whose replica here leads: its group as it sees it.
+    pub fn group_view(&self) -> Option<replicated::GroupView> {
+        self.shared.group.as_ref().and_then(replicated::Group::view)
+    }
+
+    /// Carries out the controllers' placement of this container's replicas (see
+    /// `replicated::Group::place`); nothing for a single-copy container.
+    pub fn place(&self, members: Vec<(crate::replica::NodeId, String)>, start: bool) {
+        if let Some(g) = &self.shared.group {
+            g.place(members, start);
+        }
+    }
+
     /// A receiver that changes whenever more data becomes durable in this container.
     pub fn subscribe(&self) -> watch::Receiver<Lsn> {
         self.shared.durable_lsn.subscribe()

@@ -53,8 +53,11 @@ pub struct ReplicationOptions {
     /// How this store's groups talk to other stores; `None`: groups of one, with no network.
     pub network: Option<ReplicaNetwork>,
     /// The members (node id → URL) a group that was never started starts with; the member with
-    /// the smallest id starts it. Empty: this store alone.
+    /// the smallest id starts it. Empty: this store alone (unless `placed`).
     pub bootstrap: std::collections::BTreeMap<NodeId, String>,
+    /// The controllers place this store's replicas: a group starts, and changes its members,
+    /// only when told ([`Group::place`]); `bootstrap` is not used.
+    pub placed: bool,
     /// A leader that has not heard from a majority for this long stops taking writes (they
     /// fail with `NOT_LEADER`), before another replica can have been elected (its lease, which
     /// is shorter than the election timeout).
@@ -77,6 +80,7 @@ impl Default for ReplicationOptions {
             advertise: String::new(),
             network: None,
             bootstrap: Default::default(),
+            placed: false,
             // openraft gives an AppendEntries one heartbeat interval to complete: entries of
             // up to 4 MiB (a group commit) to a follower that fsyncs on a shared disk need
             // more than 100 ms under load.
@@ -190,11 +194,25 @@ impl RaftNetwork<ReplicaConfig> for NoPeer {
     }
 }
 
-/// A handle to a container's group, for questions about it (who leads).
+/// A handle to a container's group, for questions about it (who leads) and for placing it.
 #[derive(Clone)]
 pub(super) struct Group {
     raft: Raft<ReplicaConfig>,
     node_id: NodeId,
+    /// A placement is being carried out (one at a time).
+    placing: Arc<std::sync::atomic::AtomicBool>,
+    sizes: crate::replica::log_store::EntrySizes,
+}
+
+/// A group as its leader sees it (reported to the controllers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub term: u64,
+    pub voters: Vec<NodeId>,
+    /// Each other member: (id, entries behind, body bytes behind).
+    pub followers: Vec<(NodeId, u64, u64)>,
+    /// A membership change to `voters` is under way.
+    pub changing: bool,
 }
 
 impl std::fmt::Debug for Group {
@@ -234,6 +252,95 @@ impl Group {
     pub(super) fn leads(&self) -> bool {
         leads(&self.raft.metrics().borrow(), self.node_id)
     }
+
+    /// The group as this replica sees it, if it leads.
+    pub(super) fn view(&self) -> Option<GroupView> {
+        let m = self.raft.metrics().borrow().clone();
+        if !leads(&m, self.node_id) {
+            return None;
+        }
+        let last = m.last_log_index.unwrap_or(0);
+        let followers = m
+            .replication
+            .iter()
+            .flatten()
+            .filter(|(id, _)| **id != self.node_id)
+            .map(|(id, matched)| {
+                let at = matched.map(|l| l.index);
+                (*id, last.saturating_sub(at.unwrap_or(0)), self.sizes.bytes_after(at))
+            })
+            .collect();
+        let joint = m.membership_config.membership().get_joint_config();
+        let voters = joint.last().map(|c| c.iter().copied().collect()).unwrap_or_default();
+        Some(GroupView { term: m.current_term, voters, followers, changing: joint.len() > 1 })
+    }
+
+    /// Carries out the controllers' placement of this container's replicas (`members`, the
+    /// preferred leader first), in the background, one placement at a time:
+    /// - `start` (the group was never started) and this replica is the first member: it starts
+    ///   the group with `members` as its voters;
+    /// - this replica leads and the voters differ from `members`: each new member is added as
+    ///   a learner and caught up from this replica's log, then the voters become `members`
+    ///   (joint consensus: a majority of the old and of the new set commit the change).
+    ///
+    /// A replica that does not lead does nothing: the leader places.
+    pub(super) fn place(&self, members: Vec<(NodeId, String)>, start: bool) {
+        use std::sync::atomic::Ordering;
+        if members.is_empty() || self.placing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (raft, me, placing) = (self.raft.clone(), self.node_id, self.placing.clone());
+        tokio::spawn(async move {
+            if let Err(e) = place(&raft, me, members, start).await {
+                tracing::warn!(error = %e, "placing a container's replicas; retried at the next heartbeat");
+            }
+            placing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// How long a new replica may take to catch up before a placement gives up (and is retried).
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn place(
+    raft: &Raft<ReplicaConfig>,
+    me: NodeId,
+    members: Vec<(NodeId, String)>,
+    start: bool,
+) -> Result<(), String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    if start && members[0].0 == me && !raft.is_initialized().await.map_err(|e| e.to_string())? {
+        let nodes: BTreeMap<_, _> = members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        tracing::info!(?nodes, "starting a container group");
+        return match raft.initialize(nodes).await {
+            Ok(()) | Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    let m = raft.metrics().borrow().clone();
+    if !leads(&m, me) {
+        return Ok(());
+    }
+    let membership = m.membership_config.membership().clone();
+    let desired: BTreeSet<NodeId> = members.iter().map(|(id, _)| *id).collect();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    // A joint configuration is being committed: wait for it.
+    if membership.get_joint_config().len() > 1 || voters == desired {
+        return Ok(());
+    }
+    for (id, addr) in &members {
+        if membership.get_node(id).is_none() {
+            tracing::info!(replica = id, addr, "adding a replica; catching it up");
+            let add = raft.add_learner(*id, BasicNode { addr: addr.clone() }, true);
+            match tokio::time::timeout(CATCH_UP_TIMEOUT, add).await {
+                Ok(r) => r.map_err(|e| format!("adding replica {id}: {e}"))?,
+                Err(_) => return Err(format!("replica {id} did not catch up within {CATCH_UP_TIMEOUT:?}")),
+            };
+        }
+    }
+    tracing::info!(from = ?voters, to = ?desired, "changing a container group's replicas");
+    raft.change_membership(desired, false).await.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The commit half of a replicated container: one Raft entry per group.
@@ -304,7 +411,10 @@ impl ContainerLog for Replicated {
 
     fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
         let (payload, applied) = self.state.as_ref().expect("the state until dropped").checkpoint_of(snapshot);
-        let alone = self.raft.metrics().borrow().membership_config.membership().voter_ids().count() <= 1;
+        // A group that may gain members (it has a network) keeps every entry whose log file is
+        // still there: a new replica catches up from the log (snapshots carry no segment data).
+        let alone = self.repl.network.is_none()
+            && self.raft.metrics().borrow().membership_config.membership().voter_ids().count() <= 1;
         let forget = if alone { Forget::Applied } else { Forget::Recycled };
         match self.log().checkpoint(payload, applied, keep_from, forget) {
             Ok(lsn) => Ok(lsn),
@@ -322,7 +432,8 @@ impl ContainerLog for Replicated {
     }
 
     fn ready(&mut self) -> Result<(), String> {
-        if self.started {
+        if self.started || self.repl.placed {
+            self.started = true;
             return Ok(());
         }
         let (raft, node_id) = (self.raft.clone(), self.node_id);
@@ -482,7 +593,8 @@ pub(super) fn open(
         torn_tail = report.torn_tail.is_some(),
         "container recovered (replicated)"
     );
-    let group = Some(Group { raft: raft.clone(), node_id: repl.node_id });
+    let group =
+        Some(Group { raft: raft.clone(), node_id: repl.node_id, placing: Default::default(), sizes: log.sizes() });
     let parts = super::Parts { durable, durable_lsn, garbage, reader, current_file, group };
     let checkpoint = report.checkpoint.map(|(_, addr)| addr);
     let mut log = Box::new(Replicated {
@@ -501,7 +613,7 @@ pub(super) fn open(
     // A group of one: readers must not see less than was acknowledged, so the entries after
     // the checkpoint are applied again before the container serves anything (this replica
     // leads at once). A member of a larger group serves once it leads (see `leading`).
-    if repl.bootstrap.len() <= 1 {
+    if !repl.placed && repl.bootstrap.len() <= 1 {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::thread::scope(|s| s.spawn(|| log.leading()).join().expect("waiting for the container group"))
             .is_err()

@@ -28,6 +28,7 @@ fn options(id: NodeId, urls: &BTreeMap<NodeId, String>, groups: Arc<Groups>) -> 
             advertise: urls[&id].clone(),
             network: Some(ReplicaNetwork { groups, channels: Channels::default() }),
             bootstrap: urls.clone(),
+            placed: false,
             heartbeat: Duration::from_millis(50),
             election_min: Duration::from_millis(300),
             election_max: Duration::from_millis(600),

@@ -68,6 +68,17 @@ pub struct ControlSettings {
     #[arg(long, env = "NADI_MAX_SEGMENTS", value_name = "N", default_value = "1024",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_segments: u32,
+    /// Replicas of every container on distinct segment stores, for stores whose replicas the
+    /// controllers place (`--container-log raft` without `--replica-peers`; docs/replication.md).
+    /// 3 is recommended for a cluster: it survives the loss of one store. The controller leader
+    /// applies its own value: change it on every controller.
+    #[arg(long, env = "NADI_REPLICATION_FACTOR", value_name = "N", default_value = "1",
+          value_parser = clap::value_parser!(u32).range(1..=nadi_controller::cluster::MAX_REPLICATION_FACTOR as i64))]
+    pub replication_factor: u32,
+    /// A segment store not heard from for this long has its replicas moved to other stores
+    /// (where one is free to take them); it rejoins as a new replica if it comes back later.
+    #[arg(long, env = "NADI_STORE_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = positive)]
+    pub store_timeout: Dur,
 }
 
 /// Settings of a segment store. `nadi standalone` and `nadi segment-store` take them.
@@ -101,9 +112,10 @@ pub struct StoreSettings {
     #[arg(long, env = "NADI_LOAD_WINDOWS", value_name = "D,D,…", default_value = "2m,5m,10m,20m", value_parser = windows)]
     pub load_windows: DurList,
     /// How each container commits: `single-copy` (append + fsync on this store's Tier-1 log)
-    /// or `raft` (each container is a consensus group over its Tier-1 log, today of one voter:
-    /// the path replication runs on; docs/replication.md). A log written with `raft` cannot be
-    /// opened with `single-copy` (the store refuses it and says so).
+    /// or `raft` (each container is a consensus group over its Tier-1 log; docs/replication.md).
+    /// A `nadi segment-store` with `raft` and no `--replica-peers` has its replicas placed by
+    /// the controllers (`--replication-factor`). A log written with `raft` cannot be opened
+    /// with `single-copy` (the store refuses it and says so).
     #[arg(long, env = "NADI_CONTAINER_LOG", value_name = "MODE", default_value = "single-copy")]
     pub container_log: ContainerLogMode,
     #[command(flatten)]
@@ -219,8 +231,8 @@ pub struct SegmentStoreSettings {
     /// `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT` (their gRPC addresses; the same on every store).
     /// Each container is then a consensus group with a replica on each (an append is
     /// acknowledged once a majority has it fsync'd; docs/replication.md). Implies
-    /// `--container-log raft`. Default: no replication. (Static: the controller does not place
-    /// replicas yet.)
+    /// `--container-log raft`. Default: no static peers (with `--container-log raft`, the
+    /// controllers place replicas).
     #[arg(long, env = "NADI_REPLICA_PEERS", value_name = "LIST")]
     pub replica_peers: Option<Peers>,
     /// This store's id among `--replica-peers`. Required with them.
@@ -397,6 +409,7 @@ pub struct ControlConfig {
     pub reader_timeout: Duration,
     pub retention_interval: Duration,
     pub scaler: ScalerSettings,
+    pub placement: nadi_controller::registry::Placement,
 }
 
 /// Resolved settings of `nadi standalone`.
@@ -441,6 +454,10 @@ impl ControlSettings {
                 cooldown: self.scale_cooldown.0,
                 mute: self.scale_mute.0,
                 max_segments: self.max_segments,
+            },
+            placement: nadi_controller::registry::Placement {
+                replication_factor: self.replication_factor,
+                store_timeout: self.store_timeout.0,
             },
         }
     }

@@ -175,6 +175,8 @@ fn printed_settings_read_back_as_the_same_settings() {
         "--scale-cooldown=3s",
         "--scale-mute=4s",
         "--max-segments=9",
+        "--replication-factor=3",
+        "--store-timeout=7s",
     ];
     let mut standalone = vec!["--controller-listen=0.0.0.0:1", "--segment-listen=[::1]:2", "--http-listen=127.0.0.2:3"];
     standalone.extend(every_store.iter().chain(&control));

@@ -47,6 +47,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         reader_timeout: control.reader_timeout,
         scaler: control.scaler,
         retention_every: control.retention_interval,
+        placement: control.placement,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

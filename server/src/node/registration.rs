@@ -30,14 +30,44 @@ pub fn store_id(dir: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// The replicated containers whose replica on this store leads now (reported with every
-/// heartbeat, so that the controllers send clients there).
-pub type Leading = std::sync::Arc<dyn Fn() -> Vec<u32> + Send + Sync>;
+/// The replicated containers whose replica on this store leads now, with their groups as it
+/// sees them (reported with every heartbeat, so that the controllers send clients there).
+pub type Leading = std::sync::Arc<dyn Fn() -> Vec<rpb::LedGroup> + Send + Sync>;
 
 /// The [`Leading`] of `store`'s containers.
 pub fn leading_of(store: std::sync::Arc<crate::store::SegmentStore>) -> Leading {
-    std::sync::Arc::new(move || store.containers().iter().filter(|c| c.leads() == Some(true)).map(|c| c.id()).collect())
+    std::sync::Arc::new(move || {
+        store
+            .containers()
+            .iter()
+            .filter_map(|c| {
+                let v = c.group_view()?;
+                let followers = v
+                    .followers
+                    .iter()
+                    .map(|&(id, entries_behind, bytes_behind)| rpb::FollowerLag { id, entries_behind, bytes_behind })
+                    .collect();
+                Some(rpb::LedGroup {
+                    container: c.id(),
+                    term: v.term,
+                    voters: v.voters,
+                    followers,
+                    changing: v.changing,
+                })
+            })
+            .collect()
+    })
 }
+
+/// What of a [`Leading`] report makes a heartbeat worth sending at once: which containers lead,
+/// in which term, with which voters (not the lag, which changes all the time).
+fn leadership(groups: &[rpb::LedGroup]) -> Vec<(u32, u64, Vec<u64>, bool)> {
+    groups.iter().map(|g| (g.container, g.term, g.voters.clone(), g.changing)).collect()
+}
+
+/// What a store does with each heartbeat's answer (the controllers' placement of its
+/// replicas).
+pub type Placing = std::sync::Arc<dyn Fn(&rpb::HeartbeatResponse) + Send + Sync>;
 
 /// How often a store heartbeats: every 2 s, or every load tick if that is shorter (so the
 /// auto-scaler sees each tick's rates).
@@ -53,6 +83,7 @@ pub async fn register(
     request: rpb::HeartbeatRequest,
     load: StoreLoad,
     leading: Leading,
+    placing: Placing,
     every: Duration,
     first_deadline: Duration,
 ) -> anyhow::Result<Vec<u32>> {
@@ -78,7 +109,8 @@ pub async fn register(
             let clients = clients.clone();
             let mut request = request.clone();
             (request.loads, request.load_windows_ms) = load.report();
-            request.leading_containers = leading();
+            request.led_groups = leading();
+            request.leading_containers = request.led_groups.iter().map(|g| g.container).collect();
             async move {
                 let mut last = None;
                 for i in 0..clients.len() {
@@ -98,6 +130,7 @@ pub async fn register(
         match beat(preferred).await {
             Ok((idx, r)) => {
                 preferred = idx;
+                placing(&r);
                 break r.assigned_containers;
             }
             Err(s) if nadi_proto::errors::from_status(&s).0.is_retryable() || s.code() == tonic::Code::Unavailable => {
@@ -115,10 +148,10 @@ pub async fn register(
     {
         let changed = changed.clone();
         tokio::spawn(async move {
-            let mut last = watched();
+            let mut last = leadership(&watched());
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let now = watched();
+                let now = leadership(&watched());
                 if now != last {
                     last = now;
                     changed.notify_one();
@@ -134,7 +167,10 @@ pub async fn register(
                 _ = changed.notified() => {}
             }
             match beat(preferred).await {
-                Ok((idx, _)) => preferred = idx,
+                Ok((idx, r)) => {
+                    preferred = idx;
+                    placing(&r);
+                }
                 Err(s) => tracing::warn!(error = %s.message(), "heartbeat to the controllers failed; retrying"),
             }
         }

@@ -87,6 +87,23 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             ..Default::default()
         });
     }
+    // `raft` without static peers: the controllers place this store's replicas.
+    let placed = replicas.is_none() && cfg.container_log == super::config::ContainerLogMode::Raft;
+    let replica_id = placed.then(|| replica_id_of(&store_id(&tier1)?)).transpose()?;
+    let placed_groups = replica_id.map(crate::replica::network::Groups::new);
+    if let (Some(id), Some(groups)) = (replica_id, &placed_groups) {
+        store_cfg.container.replication = Some(crate::container::replicated::ReplicationOptions {
+            node_id: id,
+            advertise: advertise.clone(),
+            network: Some(crate::container::replicated::ReplicaNetwork {
+                groups: groups.clone(),
+                channels: Default::default(),
+            }),
+            placed: true,
+            ..Default::default()
+        });
+    }
+    let groups = groups.or(placed_groups);
     let metrics = store_cfg.container.metrics.clone();
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     store.start_tiering();
@@ -113,12 +130,14 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         store_id: id.clone(),
         endpoint: advertise.clone(),
         containers: store.containers().len() as u32,
-        replicated: replicas.is_some(),
+        replicated: replicas.is_some() || placed,
+        replica_id: replica_id.unwrap_or(0),
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.load);
     let leading = super::registration::leading_of(store.clone());
-    let assigned = register(controllers, request, load, leading, every, Duration::from_secs(60)).await?;
+    let placing = placing_of(store.clone());
+    let assigned = register(controllers, request, load, leading, placing, every, Duration::from_secs(60)).await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
     eprintln!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})");
     shutdown_signal().await;
@@ -129,4 +148,30 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     }
     let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
     Ok(())
+}
+
+/// This store's id in its containers' groups when the controllers place them: the random
+/// number in its store id (a wiped data dir gets a new store id, hence a new replica id: it
+/// rejoins as a new, empty replica, never with a vote it has forgotten).
+pub fn replica_id_of(store_id: &str) -> anyhow::Result<u64> {
+    let id = store_id
+        .strip_prefix("store-")
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .filter(|&id| id != 0)
+        .ok_or_else(|| anyhow::anyhow!("store id {store_id:?} has no replica id (store-<16 hex digits>)"))?;
+    Ok(id)
+}
+
+/// What a store does with the controllers' placement in each heartbeat answer.
+fn placing_of(store: Arc<SegmentStore>) -> super::registration::Placing {
+    Arc::new(move |r: &rpb::HeartbeatResponse| {
+        for placed in &r.replicas {
+            let Some(container) = store.containers().get(placed.container as usize) else {
+                tracing::warn!(container = placed.container, "placed a container this store does not have");
+                continue;
+            };
+            let members = placed.members.iter().map(|m| (m.id, m.endpoint.clone())).collect();
+            container.place(members, placed.start);
+        }
+    })
 }

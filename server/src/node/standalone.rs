@@ -54,6 +54,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         reader_timeout: cfg.control.reader_timeout,
         scaler: cfg.control.scaler.clone(),
         retention_every: cfg.control.retention_interval,
+        placement: cfg.control.placement,
     })
     .await?;
 
@@ -83,7 +84,16 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     };
     let every = heartbeat_every(&cfg.store.load);
     let leading = super::registration::leading_of(store.clone());
-    register(vec![format!("http://{ctl_addr}")], request, load, leading, every, Duration::from_secs(60)).await?;
+    register(
+        vec![format!("http://{ctl_addr}")],
+        request,
+        load,
+        leading,
+        std::sync::Arc::new(|_| {}),
+        every,
+        Duration::from_secs(60),
+    )
+    .await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
     eprintln!(

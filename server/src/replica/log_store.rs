@@ -309,6 +309,22 @@ impl Debug for ReplicaLog {
     }
 }
 
+/// Measures a [`ReplicaLog`]'s entries (for replication lag) without keeping it open.
+#[derive(Clone, Debug)]
+pub struct EntrySizes(std::sync::Weak<Shared>);
+
+impl EntrySizes {
+    /// Body bytes of the entries held after index `after` (all of them for `None`); 0 once the
+    /// log is closed. Entries already forgotten count nothing.
+    pub fn bytes_after(&self, after: Option<u64>) -> u64 {
+        let Some(shared) = self.0.upgrade() else { return 0 };
+        let ix = shared.index.lock();
+        let from = after.map_or(0, |a| a + 1);
+        let start = ix.held.front().map_or(0, |h| from.saturating_sub(h.log_id.index) as usize);
+        ix.held.range(start.min(ix.held.len())..).map(|h| h.len as u64).sum()
+    }
+}
+
 /// Receives a checkpoint found by recovery, and records written before the container was
 /// replicated (implemented by the state machine).
 pub trait RecoverInto {
@@ -402,6 +418,11 @@ impl ReplicaLog {
             .expect("spawn replica log thread");
         let thread = LogThread(Arc::new(Mutex::new(Some(handle))));
         ReplicaLog { shared, jobs, vote_path: Arc::new(vote_path.to_path_buf()), container, thread, max_payload }
+    }
+
+    /// A handle that measures entries without keeping the log open.
+    pub fn sizes(&self) -> EntrySizes {
+        EntrySizes(Arc::downgrade(&self.shared))
     }
 
     /// The log thread, to wait for after the last clone is dropped.
