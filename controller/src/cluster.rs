@@ -157,8 +157,9 @@ impl ClusterState {
     /// The replica sets the controllers want now, given the stores that heard from the
     /// controllers within `--store-timeout` (`usable`); only the containers whose set changes.
     ///
-    /// - Every container gets `replication_factor` replicas on distinct usable stores (fewer if
-    ///   there are fewer stores), each added to the store holding fewest replicas.
+    /// - Every container gets `replication_factor` replicas on distinct usable stores, each
+    ///   added to the store holding fewest replicas. A container never placed waits until
+    ///   that many stores are usable; a running one keeps fewer if fewer are left.
     /// - A store past its timeout is replaced only if a usable store can take its place (a
     ///   smaller replica set would not make the container more available).
     /// - A factor lowered drops the members holding most replicas (never the first).
@@ -191,7 +192,12 @@ impl ClusterState {
         let least = |load: &BTreeMap<&String, usize>, not_in: &[String]| -> Option<String> {
             load.iter().filter(|(s, _)| !not_in.contains(s)).min_by_key(|(s, n)| (**n, **s)).map(|(s, _)| (*s).clone())
         };
-        for members in sets.values_mut() {
+        for (c, members) in sets.iter_mut() {
+            // A container's first replica set waits for `rf` usable stores: no acknowledged
+            // write ever has fewer copies than asked for.
+            if members.is_empty() && !self.started.contains(c) && candidates.len() < rf {
+                continue;
+            }
             // Replace members past their timeout while a usable store is free.
             let gone: Vec<String> = members.iter().filter(|m| !usable.contains(*m)).cloned().collect();
             for g in gone {
@@ -367,10 +373,12 @@ mod tests {
     #[test]
     fn a_store_past_its_timeout_is_replaced_only_by_a_free_one() {
         let mut st = ClusterState::default();
-        for (i, s) in ["a", "b", "c"].iter().enumerate() {
-            st.apply(&placed(s, i as u64 + 1, 4)).unwrap();
-        }
         st.apply(&ClusterCommand::SetReplicationFactor { factor: 3 }).unwrap();
+        st.apply(&placed("a", 1, 4)).unwrap();
+        st.apply(&placed("b", 2, 4)).unwrap();
+        // Fewer stores than the factor: nothing starts with fewer copies.
+        assert!(st.placement(&usable(&["a", "b"])).is_empty());
+        st.apply(&placed("c", 3, 4)).unwrap();
         settle(&mut st, &usable(&["a", "b", "c"]));
         // c is gone and nothing can replace it: the sets stay as they are (c is no longer
         // anyone's preferred leader).

@@ -111,6 +111,30 @@ async fn voters_become(client: &NadiClient, want: &[&str], limit: Duration) -> D
     }
 }
 
+/// Waits (at most `limit`) until every container's leader is the preferred replica its
+/// placement names (the first), and those leaders are on `stores` different stores; returns how
+/// long that took.
+async fn leaders_spread(client: &NadiClient, stores: usize, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let info = client.cluster_info().await.ok();
+        let spread = info.as_ref().is_some_and(|i| {
+            let preferred = i.containers.iter().all(|c| c.term > 0 && c.replicas.first() == Some(&c.store_id));
+            let leaders: std::collections::BTreeSet<&str> = i.containers.iter().map(|c| c.store_id.as_str()).collect();
+            preferred && leaders.len() == stores
+        });
+        if spread {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "leaders did not spread within {limit:?}: {:#?}",
+            info.map(|i| i.containers)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Writes one event per key to `writer` until a whole round is acknowledged; the time since
 /// `started`. The keys cover every segment, so every container takes writes again.
 async fn writes_resume(writer: &nadi_client::EventWriter, keys: &[String], started: Instant) -> Duration {
@@ -164,10 +188,13 @@ fn replicas_grow_onto_new_stores_and_a_wiped_store_rejoins_as_a_new_replica() {
     ctl.kill9();
     ctl = controller(dir.path(), ctl_port, 3);
     let grew = rt.block_on(voters_become(&client, &[&a, &b, &c], Duration::from_secs(90)));
+    let spread = rt.block_on(leaders_spread(&client, 3, Duration::from_secs(60)));
     let info = rt.block_on(client.cluster_info()).unwrap();
     assert_eq!(info.replication_factor, 3);
-    let leaders: std::collections::BTreeSet<&str> = info.containers.iter().map(|c| c.store_id.as_str()).collect();
-    eprintln!("RF 1 → 3: every group had three voters {grew:?} after the controller restarted; leaders on {leaders:?}");
+    eprintln!(
+        "RF 1 → 3: every group had three voters {grew:?} after the controller restarted; leaders on all three \
+         stores {spread:?} later"
+    );
 
     // The store that held everything alone is killed: the new replicas have it all.
     let killed = Instant::now();
@@ -176,6 +203,9 @@ fn replicas_grow_onto_new_stores_and_a_wiped_store_rejoins_as_a_new_replica() {
     eprintln!("store a killed: every container took writes again after {took:?}");
     assert!(took < Duration::from_secs(15), "writes resumed {took:?} after store a was killed");
     procs.insert("a", store(dir.path(), &url, "a", ports["a"]));
+    // Back, a catches up and its preferred containers are handed back to it.
+    let back = rt.block_on(leaders_spread(&client, 3, Duration::from_secs(60)));
+    eprintln!("store a restarted: the preferred leaders lead again after {back:?}");
 
     // Disk loss: b stops, its data dir is deleted, it comes back as a new store.
     procs.remove("b").unwrap().kill9();

@@ -1,5 +1,5 @@
-//! Replicated containers across processes: three controllers, three segment stores that
-//! replicate every container (`--replica-peers`), a keyed writer with a stable writer id and a
+//! Replicated containers across processes: three controllers with `--replication-factor 3`,
+//! three segment stores whose replicas they place (`--container-log raft`), a keyed writer with a stable writer id and a
 //! tail-following reader. Ten times, the store leading the most containers is SIGKILLed (a
 //! probe writer measures the time until every container takes writes again) and restarted;
 //! then every store and controller is SIGKILLed at once and started again. The checker compares
@@ -34,19 +34,14 @@ struct Stores {
 }
 
 impl Stores {
-    fn peers(&self) -> String {
-        self.ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
-    }
-
     /// Starts every store at once (a group needs a majority to elect).
     fn start_all(&mut self) {
-        let peers = self.peers();
         let started: Vec<(u64, Proc)> = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .ports
                 .iter()
                 .map(|(&id, &port)| {
-                    let args = store_args(&self.dir, &self.controller, port, &peers, id);
+                    let args = store_args(&self.dir, &self.controller, port, id);
                     s.spawn(move || (id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60))))
                 })
                 .collect();
@@ -57,13 +52,13 @@ impl Stores {
 
     /// Starts (or restarts) store `id` on its port and data dir.
     fn start(&mut self, id: u64) {
-        let args = store_args(&self.dir, &self.controller, self.ports[&id], &self.peers(), id);
+        let args = store_args(&self.dir, &self.controller, self.ports[&id], id);
         self.procs.insert(id, Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)));
     }
 }
 
-/// The command line of replica store `id`.
-fn store_args(dir: &Path, controller: &str, port: u16, peers: &str, id: u64) -> Vec<String> {
+/// The command line of store `id` (the controllers place its replicas).
+fn store_args(dir: &Path, controller: &str, port: u16, id: u64) -> Vec<String> {
     [
         "--controller",
         controller,
@@ -78,10 +73,8 @@ fn store_args(dir: &Path, controller: &str, port: u16, peers: &str, id: u64) -> 
         // (docs/replication.md).
         "--tier2",
         "none",
-        "--replica-peers",
-        peers,
-        "--replica-id",
-        &id.to_string(),
+        "--container-log",
+        "raft",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -101,6 +94,8 @@ fn controller(dir: &Path, ports: &BTreeMap<u64, u16>, id: u64) -> Proc {
         &peers,
         "--data-dir",
         &dir.join(format!("controller-{id}")).display().to_string(),
+        "--replication-factor",
+        "3",
     ]
     .iter()
     .map(|s| s.to_string())

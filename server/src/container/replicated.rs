@@ -39,7 +39,7 @@ use crate::container::seam::{CommitError, Committed, ContainerLog, ContainerStat
 use crate::container::state::{ChunkId, Durable, from_checkpoint};
 use crate::log::{LogAddress, LogError, Lsn};
 use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Forget, Recovery, ReplicaLog};
-use crate::replica::network::GrpcNetwork;
+use crate::replica::network::{GrpcNetwork, ask_to_elect};
 use crate::replica::state_machine::{Applier, ReplicaState};
 use crate::replica::{Batch, LogId, NodeId, ReplicaConfig};
 
@@ -202,6 +202,19 @@ pub(super) struct Group {
     /// A placement is being carried out (one at a time).
     placing: Arc<std::sync::atomic::AtomicBool>,
     sizes: crate::replica::log_store::EntrySizes,
+    /// Shared with the writer's [`Replicated`]: set while handing leadership over, when this
+    /// replica takes no writes.
+    handing_over: Arc<std::sync::atomic::AtomicBool>,
+    channels: Option<crate::replica::network::Channels>,
+    container: u32,
+    /// The term this replica was first seen leading in, and when; the last hand-over attempt.
+    led: Arc<Mutex<Led>>,
+}
+
+#[derive(Debug, Default)]
+struct Led {
+    since: Option<(u64, std::time::Instant)>,
+    last_handover: Option<std::time::Instant>,
 }
 
 /// A group as its leader sees it (reported to the controllers).
@@ -289,46 +302,125 @@ impl Group {
         if members.is_empty() || self.placing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (raft, me, placing) = (self.raft.clone(), self.node_id, self.placing.clone());
+        let (group, placing) = (self.clone(), self.placing.clone());
         tokio::spawn(async move {
-            if let Err(e) = place(&raft, me, members, start).await {
-                tracing::warn!(error = %e, "placing a container's replicas; retried at the next heartbeat");
+            if let Err(e) = group.place_now(members, start).await {
+                tracing::warn!(container = group.container, error = %e, "placing a container's replicas; retried at the next heartbeat");
             }
             placing.store(false, Ordering::Release);
         });
     }
+
+    async fn place_now(&self, members: Vec<(NodeId, String)>, start: bool) -> Result<(), String> {
+        let me = self.node_id;
+        let settled = place(&self.raft, me, &members, start).await?;
+        let m = self.raft.metrics().borrow().clone();
+        let led_for = {
+            let mut led = self.led.lock();
+            if !leads(&m, me) {
+                led.since = None;
+                return Ok(());
+            }
+            let now = std::time::Instant::now();
+            let (term, since) = *led.since.get_or_insert((m.current_term, now));
+            if term != m.current_term {
+                led.since = Some((m.current_term, now));
+            }
+            if led.last_handover.is_some_and(|t| t.elapsed() < HANDOVER_RETRY) {
+                return Ok(());
+            }
+            now.duration_since(since)
+        };
+        let (preferred, addr) = members[0].clone();
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        // The successor needs a majority: its own vote and this leader's (the others still
+        // hold their lease from this leader's heartbeats and refuse it). So hand over only in
+        // groups of up to three, and only once this leader's own lease has run out (it then
+        // grants a vote to a replica whose log is as long as its own).
+        if !settled
+            || preferred == me
+            || !voters.contains(&preferred)
+            || voters.len() > 3
+            || led_for < self.lease_gone()
+        {
+            return Ok(());
+        }
+        self.led.lock().last_handover = Some(std::time::Instant::now());
+        self.hand_over(preferred, &addr).await
+    }
+
+    /// How long after its election a leader grants another replica's vote (openraft's leader
+    /// lease: the maximum election timeout), with a margin.
+    fn lease_gone(&self) -> Duration {
+        Duration::from_millis(self.raft.config().election_timeout_max) + Duration::from_millis(500)
+    }
+
+    /// Hands leadership to `to`: stops taking writes, waits until `to` holds every entry,
+    /// asks it to elect itself, and waits for it to lead. Writes resume here if it fails.
+    async fn hand_over(&self, to: NodeId, addr: &str) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        let Some(channels) = &self.channels else { return Ok(()) };
+        tracing::info!(container = self.container, to, "handing leadership to the preferred replica");
+        self.handing_over.store(true, Ordering::Release);
+        let result = async {
+            let caught_up = |m: &Metrics| {
+                let matched = m.replication.as_ref().and_then(|r| r.get(&to).copied().flatten()).map(|l| l.index);
+                matched.is_some() && matched == m.last_log_index
+            };
+            self.raft
+                .wait(Some(Duration::from_secs(2)))
+                .metrics(caught_up, "the successor holds every entry")
+                .await
+                .map_err(|e| format!("replica {to} did not catch up: {e}"))?;
+            ask_to_elect(channels, addr, self.container, to, self.node_id).await?;
+            self.raft
+                .wait(Some(Duration::from_secs(3)))
+                .metrics(|m| m.current_leader == Some(to), "the successor leads")
+                .await
+                .map_err(|e| format!("replica {to} was not elected: {e}"))?;
+            Ok(())
+        }
+        .await;
+        self.handing_over.store(false, Ordering::Release);
+        result
+    }
 }
+
+/// After a hand-over attempt, the next one waits this long.
+const HANDOVER_RETRY: Duration = Duration::from_secs(20);
 
 /// How long a new replica may take to catch up before a placement gives up (and is retried).
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Starts the group or changes its voters toward `members`; true if the voters are `members`
+/// already (nothing to change).
 async fn place(
     raft: &Raft<ReplicaConfig>,
     me: NodeId,
-    members: Vec<(NodeId, String)>,
+    members: &[(NodeId, String)],
     start: bool,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     use std::collections::{BTreeMap, BTreeSet};
     if start && members[0].0 == me && !raft.is_initialized().await.map_err(|e| e.to_string())? {
         let nodes: BTreeMap<_, _> = members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
         tracing::info!(?nodes, "starting a container group");
         return match raft.initialize(nodes).await {
-            Ok(()) | Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Ok(()) | Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
             Err(e) => Err(e.to_string()),
         };
     }
     let m = raft.metrics().borrow().clone();
     if !leads(&m, me) {
-        return Ok(());
+        return Ok(false);
     }
     let membership = m.membership_config.membership().clone();
     let desired: BTreeSet<NodeId> = members.iter().map(|(id, _)| *id).collect();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     // A joint configuration is being committed: wait for it.
     if membership.get_joint_config().len() > 1 || voters == desired {
-        return Ok(());
+        return Ok(voters == desired);
     }
-    for (id, addr) in &members {
+    for (id, addr) in members {
         if membership.get_node(id).is_none() {
             tracing::info!(replica = id, addr, "adding a replica; catching it up");
             let add = raft.add_learner(*id, BasicNode { addr: addr.clone() }, true);
@@ -340,7 +432,7 @@ async fn place(
     }
     tracing::info!(from = ?voters, to = ?desired, "changing a container group's replicas");
     raft.change_membership(desired, false).await.map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(false)
 }
 
 /// The commit half of a replicated container: one Raft entry per group.
@@ -354,6 +446,8 @@ pub(super) struct Replicated {
     led_term: Option<u64>,
     /// The group was started (`ready` done): opening does it, the writer's call then returns.
     started: bool,
+    /// Set while this replica hands its leadership over ([`Group::hand_over`]).
+    handing_over: Arc<std::sync::atomic::AtomicBool>,
     /// `None` only while dropping.
     log: Option<ReplicaLog>,
     state: Option<ReplicaState<ContainerApplier>>,
@@ -462,7 +556,7 @@ impl ContainerLog for Replicated {
 
     fn leading(&mut self) -> Result<bool, Option<String>> {
         let m = self.raft.metrics().borrow().clone();
-        if !leads(&m, self.node_id) {
+        if !leads(&m, self.node_id) || self.handing_over.load(std::sync::atomic::Ordering::Acquire) {
             self.led_term = None;
             return Err(leader_url(&m));
         }
@@ -593,8 +687,17 @@ pub(super) fn open(
         torn_tail = report.torn_tail.is_some(),
         "container recovered (replicated)"
     );
-    let group =
-        Some(Group { raft: raft.clone(), node_id: repl.node_id, placing: Default::default(), sizes: log.sizes() });
+    let handing_over: Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let group = Some(Group {
+        raft: raft.clone(),
+        node_id: repl.node_id,
+        placing: Default::default(),
+        sizes: log.sizes(),
+        handing_over: handing_over.clone(),
+        channels: repl.network.as_ref().map(|n| n.channels.clone()),
+        container: id,
+        led: Default::default(),
+    });
     let parts = super::Parts { durable, durable_lsn, garbage, reader, current_file, group };
     let checkpoint = report.checkpoint.map(|(_, addr)| addr);
     let mut log = Box::new(Replicated {
@@ -604,6 +707,7 @@ pub(super) fn open(
         raft,
         led_term: None,
         started: false,
+        handing_over,
         log: Some(log),
         state: Some(state),
         rt,

@@ -168,6 +168,28 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
         let rpc: InstallSnapshotRequest<ReplicaConfig> = decode(&req.json)?;
         reply(&raft.install_snapshot(rpc).await)
     }
+
+    async fn elect(&self, request: Request<pb::ElectRequest>) -> Result<tonic::Response<pb::ElectReply>, Status> {
+        let req = request.into_inner();
+        let raft = self.groups.route(req.route.as_ref())?;
+        raft.trigger().elect().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(tonic::Response::new(pb::ElectReply {}))
+    }
+}
+
+/// Asks replica `to` of `container`'s group, at `addr`, to start an election at once (a leader
+/// handing over to it).
+pub async fn ask_to_elect(
+    channels: &Channels,
+    addr: &str,
+    container: u32,
+    to: NodeId,
+    from: NodeId,
+) -> Result<(), String> {
+    let channel = channels.get(addr).map_err(|e| e.to_string())?;
+    let route = Some(pb::Route { container, to, from });
+    ReplicaServiceClient::new(channel).elect(pb::ElectRequest { route }).await.map_err(|s| s.message().to_owned())?;
+    Ok(())
 }
 
 /// Lazily connected channels to other stores, by address; shared by all groups of a store
