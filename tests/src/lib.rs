@@ -9,6 +9,7 @@
 //! `cargo build -p nadi-server` first, or plain `cargo test --workspace`.
 
 pub mod cluster;
+pub mod docker;
 pub mod load;
 
 use std::io::{BufRead, BufReader, Write};

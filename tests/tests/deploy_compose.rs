@@ -14,88 +14,21 @@
 //! if its inputs changed, so a second run starts in seconds. Each run is its own compose project
 //! on its own /24 (`NADI_NET`), removed with its volumes at the end, also on failure.
 //!
-//! The stores replicate every container (`--replica-peers`): the test kills the store that
+//! The controllers place three replicas of every container (`--replication-factor 3`): the test kills the store that
 //! leads the most containers, and while it is down a batch written must be acknowledged and a
 //! read from the start must return every acknowledged event (without restarting it). It then
 //! restarts the store and reads everything once more.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use nadi_tests::nadi_bin;
+use nadi_tests::docker::{repo_root, run_bounded, run_ok, skip_or_fail, succeeds, test_image};
 
 /// Events written, in batches of `BATCH` (one `nadi write` each), over `KEYS` keys.
 const EVENTS: u64 = 2_000;
 const BATCH: u64 = 250;
 const KEYS: u64 = 16;
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
-}
-
-/// Runs `cmd` with `input` on stdin; `None` if it did not finish within `timeout` (it is killed).
-fn run_bounded(cmd: &mut Command, input: &[u8], timeout: Duration) -> Option<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out_pipe.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err_pipe.read_to_end(&mut v);
-        v
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for a child") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = feeder.join();
-    let stdout = out_reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    status.map(|status| Output { status, stdout, stderr })
-}
-
-/// Like [`run_bounded`], failing the test on a timeout or a non-zero exit; returns stdout.
-fn run_ok(cmd: &mut Command, input: &[u8], timeout: Duration) -> String {
-    let what = format!("{cmd:?}");
-    let out = run_bounded(cmd, input, timeout).unwrap_or_else(|| panic!("{what} did not finish in {timeout:?}"));
-    assert!(
-        out.status.success(),
-        "{what} failed with {}:\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn succeeds(program: &str, args: &[&str]) -> bool {
-    run_bounded(Command::new(program).args(args), b"", Duration::from_secs(30)).is_some_and(|o| o.status.success())
-}
 
 /// A compose project of `deploy/compose`, taken down with its volumes when dropped.
 struct Compose {
@@ -234,11 +167,6 @@ fn check(read: &str, acked: &BTreeSet<u64>) {
     );
 }
 
-fn skip_or_fail(why: &str) {
-    assert!(std::env::var_os("CI").is_none() || why.starts_with("docker not"), "under CI: {why}");
-    eprintln!("skipped: {why}");
-}
-
 #[test]
 fn compose_cluster_keeps_every_acknowledged_event_when_a_store_is_killed() {
     let started = Instant::now();
@@ -251,15 +179,7 @@ fn compose_cluster_keeps_every_acknowledged_event_when_a_store_is_killed() {
     }
 
     // The image: the binary under test on the locally made base.
-    let image = match std::env::var("NADI_TEST_IMAGE") {
-        Ok(image) => image,
-        Err(_) => {
-            let mut cmd = Command::new(repo_root().join("deploy/docker/build-image.sh"));
-            cmd.env("NADI_BIN", nadi_bin()).env("NADI_IMAGE", "nadi:test");
-            run_ok(&mut cmd, b"", Duration::from_secs(600));
-            "nadi:test".to_owned()
-        }
-    };
+    let image = test_image();
     lap(&format!("image {image} ready"));
 
     // A project of its own on a /24 nobody uses (another one is tried if the pool overlaps).

@@ -483,17 +483,38 @@ impl ContainerLog for Replicated {
         use openraft::error::{ClientWriteError, RaftError};
         let batch = Batch::new(Bytes::copy_from_slice(payload));
         let (raft, timeout) = (self.raft.clone(), self.repl.commit_timeout);
+        // A leader cut off from its majority cannot commit: once it has heard from none for
+        // an election timeout (another replica may lead by then), the writers waiting on this
+        // commit are told at once instead of after the whole commit timeout.
+        let cut_off = self.repl.election_max.as_millis() as u64;
+        let alone = self.repl.network.is_none();
+        let watch = self.raft.clone();
+        let lost_majority = async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let since = watch.metrics().borrow().millis_since_quorum_ack;
+                if !alone && since.is_none_or(|ms| ms > cut_off) {
+                    return;
+                }
+            }
+        };
         // The timer is created inside the runtime (this is the writer's own thread).
-        let write = async move { tokio::time::timeout(timeout, raft.client_write(batch)).await };
+        let write = async move {
+            tokio::select! {
+                r = tokio::time::timeout(timeout, raft.client_write(batch)) => r.ok(),
+                _ = lost_majority => None,
+            }
+        };
         let resp = match self.rt.block_on(write) {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Some(Ok(resp)) => resp,
+            Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 self.led_term = None;
                 return Err(CommitError::Lost { leader: f.leader_node.map(|n| n.addr) });
             }
-            Ok(Err(e)) => return Err(CommitError::Log(raft_error(e))),
-            Err(_) => {
-                // No majority within the timeout (cut off?): the entry may still commit later.
+            Some(Err(e)) => return Err(CommitError::Log(raft_error(e))),
+            None => {
+                // No majority within the timeout, or none heard from (cut off?): the entry
+                // may still commit later.
                 self.led_term = None;
                 return Err(CommitError::Lost { leader: None });
             }
