@@ -130,8 +130,8 @@ pub struct WriterConfig {
     pub queue_len: usize,
     /// Reconnect attempts after a connection is lost (or re-routing a sealed segment fails
     /// with a retryable error, or the store no longer leads the segment's container), with a
-    /// backoff growing from 100 ms to at most 1 s, before the segment's task fails for good
-    /// (about 17 s with the default). The count restarts after each acknowledgement. Default 20.
+    /// backoff growing from 100 ms to at most 500 ms, before the segment's task fails for good
+    /// (about 18 s with the default). The count restarts after each acknowledgement. Default 40.
     pub max_reconnects: u32,
     /// Optional observer of acknowledgement latency. Default `None`.
     pub observer: Option<std::sync::Arc<dyn AckObserver>>,
@@ -167,7 +167,7 @@ impl Default for WriterConfig {
             max_batch_bytes: 1024 * 1024,
             max_in_flight: 16,
             queue_len: 8192,
-            max_reconnects: 20,
+            max_reconnects: 40,
             observer: None,
             replay: false,
         }
@@ -620,9 +620,9 @@ impl SegmentTask {
                 },
                 End::Failed(e) if e.is_retryable() && attempts < self.shared.config.max_reconnects => {
                     attempts += 1;
-                    // Capped at 1 s: a replicated container's new leader is known to the
+                    // Capped at 500 ms: a replicated container's new leader is known to the
                     // controller within a few seconds, and the writer should find it soon after.
-                    let backoff = Duration::from_millis((50 * (1u64 << attempts.min(6))).min(1000));
+                    let backoff = Duration::from_millis((50 * (1u64 << attempts.min(6))).min(500));
                     tracing::warn!(segment = %self.segment, error = %e, attempt = attempts, "append stream lost; reconnecting");
                     tokio::time::sleep(backoff).await;
                     self.relocate().await;
