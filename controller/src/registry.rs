@@ -146,6 +146,14 @@ fn validate(req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
             req.endpoint
         )));
     }
+    if let Some(c) =
+        req.leading_containers.iter().chain(req.led_groups.iter().map(|g| &g.container)).find(|c| **c >= req.containers)
+    {
+        return Err(MetaError::InvalidArgument(format!(
+            "segment store {} reports leading container {c}, but it has {} containers",
+            req.store_id, req.containers
+        )));
+    }
     Ok(())
 }
 
@@ -168,6 +176,23 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         }
         self.last_seen.lock().insert(req.store_id.clone(), Instant::now());
         self.loads.update(&req.loads, &req.load_windows_ms);
+        let mut req = req;
+        if req.replica_id != 0 {
+            // A placed store leads only containers placed on it (a leader being removed from a
+            // set leads until the change commits, and is not sent clients meanwhile).
+            let (leading, groups, stray) = self.meta.read_cluster(|c| {
+                let placed_here =
+                    |container: &u32| c.replicas.get(container).is_some_and(|m| m.contains(&req.store_id));
+                let stray: Vec<u32> = req.leading_containers.iter().copied().filter(|x| !placed_here(x)).collect();
+                let leading = req.leading_containers.iter().copied().filter(|x| placed_here(x)).collect::<Vec<_>>();
+                let groups = req.led_groups.iter().filter(|g| placed_here(&g.container)).cloned().collect::<Vec<_>>();
+                (leading, groups, stray)
+            });
+            if !stray.is_empty() {
+                tracing::warn!(store = %req.store_id, containers = ?stray, "a store reports leading containers not placed on it; not sending clients there");
+            }
+            (req.leading_containers, req.led_groups) = (leading, groups);
+        }
         self.meta.note_leaders(&req.store_id, &req.leading_containers, req.replicated);
         self.meta.note_groups(&req.led_groups);
         if req.replica_id != 0 {
@@ -196,5 +221,77 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
             }
         });
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use nadi_proto::raft::v1::segment_store_registry_server::SegmentStoreRegistry;
+
+    use super::*;
+    use crate::raft::{RaftNode, RaftSettings};
+
+    async fn registry(dir: &std::path::Path, replication_factor: u32) -> Registry {
+        let members = BTreeMap::from([(1, "http://127.0.0.1:1".to_owned())]);
+        let node = RaftNode::start(1, dir, &members, &RaftSettings::default()).await.unwrap();
+        let meta = MetaStore::new(node);
+        assert!(meta.wait_for_leadership(Duration::from_secs(10)).await);
+        Registry::new(meta, LoadBoard::default())
+            .with_placement(Placement { replication_factor, store_timeout: Duration::from_secs(60) })
+    }
+
+    fn beat(store: &str, replica_id: u64, leading: &[u32]) -> pb::HeartbeatRequest {
+        pb::HeartbeatRequest {
+            store_id: store.into(),
+            endpoint: format!("http://{store}:1"),
+            containers: 2,
+            replicated: true,
+            replica_id,
+            leading_containers: leading.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Issue 17, acceptance 7 (the registration part): a placed store is told the replica sets
+    /// that include it, a report of leading a container it does not have is refused, and one
+    /// of leading a container not placed on it does not send clients there.
+    #[tokio::test]
+    async fn placed_stores_get_their_replica_sets_and_cannot_claim_other_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), 2).await;
+        // One store: fewer than the factor, so nothing is placed yet.
+        let a = r.heartbeat(Request::new(beat("a", 11, &[]))).await.unwrap().into_inner();
+        assert!(a.replicas.is_empty() && a.assigned_containers.is_empty());
+        let b = r.heartbeat(Request::new(beat("b", 12, &[]))).await.unwrap().into_inner();
+        assert_eq!(b.replicas.len(), 2, "both containers on both stores: {b:?}");
+        for c in &b.replicas {
+            let ids: Vec<u64> = c.members.iter().map(|m| m.id).collect();
+            assert!(ids.contains(&11) && ids.contains(&12) && c.start, "{c:?}");
+        }
+        // A third store receives one replica (2 + 2 + 0 is not even) and may not claim to lead
+        // a container not placed on it.
+        let c = r.heartbeat(Request::new(beat("c", 13, &[]))).await.unwrap().into_inner();
+        assert_eq!(c.replicas.len(), 1, "{c:?}");
+        let theirs = if c.replicas[0].container == 0 { 1 } else { 0 };
+        let before = r.meta.read_cluster(|c| c.clone());
+        r.heartbeat(Request::new(beat("c", 13, &[theirs]))).await.unwrap();
+        assert_eq!(r.meta.leader_of(theirs), None, "a stray claim sends no client to c");
+        let err = r.heartbeat(Request::new(beat("c", 13, &[7]))).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert_eq!(r.meta.read_cluster(|c| c.clone()), before, "nothing changed");
+        // A real leader's claim is recorded, and starts the container for good.
+        let leader = before.replicas[&theirs][0].clone();
+        let rid = before.stores[&leader].replica_id.unwrap();
+        r.heartbeat(Request::new(beat(&leader, rid, &[theirs]))).await.unwrap();
+        assert_eq!(r.meta.leader_of(theirs), Some(leader.clone()));
+        assert!(r.meta.read_cluster(|c| c.started.contains(&theirs)));
+        let again = r.heartbeat(Request::new(beat(&leader, rid, &[theirs]))).await.unwrap().into_inner();
+        assert!(again.replicas.iter().any(|c| c.container == theirs && !c.start), "{again:?}");
+        // A single-copy store cannot join a placed cluster.
+        let err = r.heartbeat(Request::new(beat("d", 0, &[]))).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     }
 }
