@@ -42,6 +42,9 @@ pub struct NodeConfig {
     pub placement: crate::registry::Placement,
 }
 
+/// How often the leader measures reader groups' lag (`nadi_reader_group_lag_bytes`).
+pub const LAG_EVERY: Duration = Duration::from_secs(2);
+
 /// Default of [`NodeConfig::reader_timeout`].
 pub const DEFAULT_READER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,6 +63,7 @@ impl ControllerNode {
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         let raft = self.meta.node().raft.clone();
         registry.register_collector(Box::new(crate::raft::prom::RaftCollector::new(raft)));
+        self.reader_groups.lag_gauges().register(registry);
     }
 
     /// Opens the node's storage, joins (or forms) the group, and starts its leader duties.
@@ -75,6 +79,7 @@ impl ControllerNode {
         tokio::spawn(node.clone().txn_sweeper());
         tokio::spawn(node.clone().autoscaler(loads, cfg.scaler));
         tokio::spawn(node.reader_groups.clone().liveness_duty(cfg.reader_timeout));
+        tokio::spawn(node.reader_groups.clone().lag_duty(LAG_EVERY));
         tokio::spawn(node.clone().retention_duty(cfg.retention_every));
         Ok(node)
     }

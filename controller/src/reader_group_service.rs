@@ -76,6 +76,48 @@ pub struct ReaderGroupSvc {
     meta: MetaStore,
     channels: Channels,
     liveness: Arc<Liveness>,
+    lag: LagGauges,
+}
+
+/// Label of a reader group's gauges: `scope/group`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, prometheus_client::encoding::EncodeLabelSet)]
+pub struct GroupLabel {
+    group: String,
+}
+
+/// How far each reader group is behind its streams' tails, as the leader last measured it
+/// (`nadi_reader_group_*`; absent on followers).
+#[derive(Debug, Clone, Default)]
+pub struct LagGauges {
+    /// Bytes between the group's positions and its segments' lengths.
+    bytes: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
+    /// Segments with bytes the group has not read yet.
+    segments: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
+    /// Readers in the group.
+    readers: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
+}
+
+impl LagGauges {
+    /// Registers the gauges on `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "nadi_reader_group_lag_bytes",
+            "Bytes a reader group has not read yet: its segments' lengths minus its positions (leader only)",
+            self.bytes.clone(),
+        );
+        registry.register(
+            "nadi_reader_group_lag_segments",
+            "Segments with bytes a reader group has not read yet (leader only)",
+            self.segments.clone(),
+        );
+        registry.register("nadi_reader_group_readers", "Readers in a reader group (leader only)", self.readers.clone());
+    }
+
+    fn clear(&self) {
+        self.bytes.clear();
+        self.segments.clear();
+        self.readers.clear();
+    }
 }
 
 fn names(scope: &str, group: &str) -> Result<(), MetaError> {
@@ -144,7 +186,57 @@ fn checkpoint_info(g: &GroupState, name: &str) -> Option<pb::CheckpointInfo> {
 impl ReaderGroupSvc {
     /// The service over `meta`.
     pub fn new(meta: MetaStore) -> ReaderGroupSvc {
-        ReaderGroupSvc { meta, channels: Channels::default(), liveness: Arc::default() }
+        ReaderGroupSvc { meta, channels: Channels::default(), liveness: Arc::default(), lag: LagGauges::default() }
+    }
+
+    /// The reader-group lag gauges ([`Self::lag_duty`] keeps them current on the leader).
+    pub fn lag_gauges(&self) -> LagGauges {
+        self.lag.clone()
+    }
+
+    /// Runs while this node is up: whenever it leads, measures every reader group's lag every
+    /// `every` (asking the stores for its segments' lengths); a follower shows none.
+    pub async fn lag_duty(self, every: Duration) {
+        let id = self.meta.node().id;
+        let metrics = self.meta.node().raft.metrics();
+        let mut shown: Vec<GroupLabel> = Vec::new();
+        loop {
+            tokio::time::sleep(every).await;
+            if metrics.borrow().current_leader != Some(id) {
+                self.lag.clear();
+                shown.clear();
+                continue;
+            }
+            let groups: Vec<(String, String, GroupState)> = self.meta.read_groups(|_, rg| {
+                rg.scopes
+                    .iter()
+                    .flat_map(|(scope, groups)| {
+                        groups.iter().map(move |(name, g)| (scope.clone(), name.clone(), g.clone()))
+                    })
+                    .collect()
+            });
+            let mut seen = Vec::new();
+            for (scope, name, g) in groups {
+                let lengths = self.lengths(&scope, &g).await;
+                let behind: Vec<u64> = g
+                    .frontier()
+                    .iter()
+                    .filter_map(|(seg, at)| lengths.get(seg).map(|len| len.saturating_sub(*at)))
+                    .collect();
+                let label = GroupLabel { group: format!("{scope}/{name}") };
+                self.lag.bytes.get_or_create(&label).set(behind.iter().sum::<u64>() as i64);
+                self.lag.segments.get_or_create(&label).set(behind.iter().filter(|b| **b > 0).count() as i64);
+                self.lag.readers.get_or_create(&label).set(g.readers.len() as i64);
+                seen.push(label);
+            }
+            // Groups deleted since the last pass.
+            for label in shown.iter().filter(|l| !seen.contains(l)) {
+                self.lag.bytes.remove(label);
+                self.lag.segments.remove(label);
+                self.lag.readers.remove(label);
+            }
+            shown = seen;
+        }
     }
 
     /// The gRPC server of this service.

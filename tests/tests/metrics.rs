@@ -2,7 +2,8 @@
 //! stream, then `/metrics` must count exactly those events and payload bytes for that stream
 //! (and nothing for another), through standalone's admin HTTP API and through a cluster
 //! segment store's own `--http-listen`, whose `/health` and `/ready` answer too. The
-//! controllers' `nadi_raft_*` gauges agree on one leader.
+//! controllers' `nadi_raft_*` gauges agree on one leader. A reader group over the stream shows
+//! every written byte as lag on the controller's `/metrics`, and none once its reader drained it.
 
 use std::collections::HashMap;
 
@@ -64,6 +65,67 @@ fn standalone_metrics_count_what_was_written() {
     let m = scrape(&s.http_addr);
     assert!(m.keys().any(|k| k.starts_with("nadi_http_requests_total{")));
     assert_eq!(m.get("nadi_raft_is_leader"), Some(&1.0), "standalone's controller leads its group of one");
+    reader_group_lag_drains(&s.controller_url, &s.http_addr);
+}
+
+/// Waits (at most 20 s) until the sample `name` at `addr` is `want`.
+fn wait_for_sample(addr: &str, name: &str, want: f64) {
+    let started = std::time::Instant::now();
+    loop {
+        let got = scrape(addr).get(name).copied();
+        if got == Some(want) {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{name} is {got:?}, not {want}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Issue 18, acceptance 1 (lag): a reader group over `m/s` (written by [`write`]) lags by every
+/// byte of it (4 bytes of framing per event) until its reader has read every event, then by 0.
+fn reader_group_lag_drains(controller: &str, http_addr: &str) {
+    let controller = controller.to_owned();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let _enter = rt.enter();
+    let client = NadiClient::new(&[controller]).unwrap();
+    let group = rt.block_on(async {
+        nadi_client::ReaderGroup::create(&client, "m", "g", &["s"], nadi_client::StartFrom::Head).await.unwrap()
+    });
+    let lag = "nadi_reader_group_lag_bytes{group=\"m/g\"}";
+    wait_for_sample(http_addr, lag, (EVENTS * (SIZE as u64 + 4)) as f64);
+    rt.block_on(async {
+        let config =
+            nadi_client::ReaderConfig { sync_interval: std::time::Duration::from_millis(200), ..Default::default() };
+        let mut reader = group.reader(config).await.unwrap();
+        let (mut n, started) = (0, std::time::Instant::now());
+        while n < EVENTS {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "read {n} of {EVENTS} events in 60 s");
+            let ev = tokio::time::timeout(std::time::Duration::from_secs(30), reader.read_next()).await;
+            if let Ok(Ok(Some(_))) = ev {
+                n += 1;
+            }
+        }
+        // The reader syncs its positions from inside `read_next` (which waits at the tail);
+        // the gauge follows.
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(Ok(Some(ev))) =
+                tokio::time::timeout(std::time::Duration::from_millis(300), reader.read_next()).await
+            {
+                panic!("an event nobody wrote: {ev:?}");
+            }
+            let got = scrape(http_addr).get(lag).copied();
+            if got == Some(0.0) {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{lag} is {got:?} after the reader drained the stream"
+            );
+        }
+        assert_eq!(scrape(http_addr).get("nadi_reader_group_readers{group=\"m/g\"}"), Some(&1.0));
+        drop(reader);
+    });
 }
 
 #[test]
@@ -96,4 +158,11 @@ fn a_cluster_segment_store_serves_metrics_health_and_ready() {
     }
     assert_eq!(leaders.len(), 1, "exactly one controller reports being leader: {leaders:?}");
     assert!(seen.iter().all(|&l| l == leaders[0] as f64), "every controller names the same leader: {seen:?}");
+    // Reader-group lag is measured by the leader.
+    reader_group_lag_drains(&urls[0], &c.http_addr(leaders[0]));
+    let follower = (1..=3).find(|id| *id != leaders[0]).unwrap();
+    assert!(
+        !scrape(&c.http_addr(follower)).keys().any(|k| k.starts_with("nadi_reader_group_lag_bytes")),
+        "a follower shows no lag of its own"
+    );
 }
