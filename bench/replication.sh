@@ -3,11 +3,13 @@
 # (issue 17, acceptance 6; docs/performance.md):
 #
 #   bench/replication.sh [ROUNDS] [NADI] [OLD_NADI]
+#   RF3=0 bench/replication.sh 3 NADI OTHER_NADI     # standalone against standalone only
 #
 # - RF 1: `nadi standalone` (single-copy containers, the default);
 # - RF 3: one controller with --replication-factor 3 and three `nadi segment-store
 #   --container-log raft` processes (replicas placed by the controller), all on this machine;
-# - with OLD_NADI, also `nadi standalone` of that binary (RF 1 against an older build).
+# - with OLD_NADI, also `nadi standalone` of that binary (RF 1 against an older build, or a
+#   build without the `metrics` feature).
 #
 # Each run: `nadi bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate max
 # --duration 10`. Prints one line per run: round, what, load average, the bench's JSON, and the
@@ -79,11 +81,14 @@ rf3() {
     procs+=($!); pids+=("$!")
   done
   for i in 1 2 3; do wait_for "$dir/s$i.log" "nadi segment-store ready"; done
-  # Every container's group has its three voters.
+  # Every container's group has its three voters and is led by its preferred replica (the
+  # hand-overs after placement are over).
   for _ in $(seq 300); do
-    n=$("$NADI" --controller "http://127.0.0.1:$cp" cluster info --json 2>/dev/null \
-      | python3 -c 'import json,sys; c=json.load(sys.stdin)["containers"]; print(sum(1 for x in c if len(x["voters"])==3 and not x["changing"]))' || echo 0)
-    [ "$n" -gt 0 ] && [ "$n" = "$("$NADI" --controller "http://127.0.0.1:$cp" cluster info --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["containers"]))')" ] && break
+    "$NADI" --controller "http://127.0.0.1:$cp" cluster info --json 2>/dev/null | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["containers"]
+ok = c and all(len(x["voters"]) == 3 and not x["changing"] and x["replicas"] and x["store_id"] == x["replicas"][0] for x in c)
+sys.exit(0 if ok else 1)' && break
     sleep 0.2
   done
   echo "rf3 $(cut -d' ' -f1-3 /proc/loadavg) $(run_bench "http://127.0.0.1:$cp" "${procs[@]}")"
@@ -94,6 +99,6 @@ rf3() {
 for r in $(seq "$ROUNDS"); do
   echo "== round $r"
   standalone "$NADI" rf1
-  rf3
+  if [ "${RF3:-1}" != 0 ]; then rf3; fi
   if [ -n "$OLD" ]; then standalone "$OLD" old-rf1; fi
 done

@@ -12,7 +12,8 @@
 //! | `nadi_container_group_requests` | histogram | `container` | requests in one group commit |
 //! | `nadi_container_queued_bytes` | gauge | `container` | bytes of requests accepted and not yet answered |
 //!
-//! Counting happens once per request or group on the writer thread, never per event. Per
+//! Counting happens once per request or group on the writer thread, never per event. Built
+//! without the `metrics` feature (on by default), the recording calls do nothing. Per
 //! segment labels are left out on purpose (cardinality); per stream is what operators ask for.
 //!
 //! Owns: the metric families. Calls: nothing of this crate (a leaf). Called by: `container`
@@ -97,6 +98,9 @@ impl StoreMetrics {
     /// `events` events of `payload_bytes` bytes were stored in `segment` (a qualified segment
     /// name `scope/stream/N.#epoch.E`; other names count under themselves).
     pub fn appended(&self, segment: &str, events: u32, payload_bytes: u64) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         let stream = match segment.rsplit_once('/') {
             Some((stream, _)) => stream,
             None => segment,
@@ -108,6 +112,9 @@ impl StoreMetrics {
 
     /// One group commit of `requests` requests took `seconds`; `queued` bytes wait now.
     pub fn committed(&self, container: u32, requests: usize, seconds: f64, queued: u64) {
+        if !cfg!(feature = "metrics") {
+            return;
+        }
         let label = ContainerLabel { container };
         self.commits.get_or_create(&label).inc();
         self.commit_seconds.get_or_create(&label).observe(seconds);
@@ -128,6 +135,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "metrics")]
     fn appends_count_by_stream_and_commits_by_container() {
         let m = StoreMetrics::default();
         let mut registry = Registry::default();

@@ -76,3 +76,19 @@ pub async fn check_stream(client: &NadiClient, scope: &str, stream: &str, expect
     assert!(tokio::time::timeout(Duration::from_millis(300), r.next()).await.is_err(), "an event nobody wrote");
     check_per_key_order(&out, expected, stream);
 }
+
+/// Writes one event per key of `keys` to `writer` and waits until all are acknowledged, again
+/// and again until a round succeeds (failing the test after 60 s); returns the time since
+/// `started`. With keys covering every segment of the writer's stream, a success means every
+/// container takes writes again (after a store was killed or cut off).
+pub async fn writes_resume(writer: &EventWriter, keys: &[String], started: Instant) -> Duration {
+    loop {
+        for k in keys {
+            writer.write(Some(k.as_bytes()), Bytes::from_static(b"probe")).await.unwrap();
+        }
+        if tokio::time::timeout(Duration::from_secs(20), writer.flush()).await.is_ok_and(|r| r.is_ok()) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "writes did not resume within 60 s");
+    }
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nadi_client::{NadiClient, StreamSpec, WriterConfig};
 use nadi_tests::cluster::{Proc, free_port};
-use nadi_tests::load::{KeyedLoad, check_stream, keys};
+use nadi_tests::load::{KeyedLoad, check_stream, keys, writes_resume};
 
 /// The stores by name; their logs are printed if the test fails.
 struct Stores(BTreeMap<&'static str, Proc>);
@@ -132,20 +132,6 @@ async fn leaders_spread(client: &NadiClient, stores: usize, limit: Duration) -> 
             info.map(|i| i.containers)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Writes one event per key to `writer` until a whole round is acknowledged; the time since
-/// `started`. The keys cover every segment, so every container takes writes again.
-async fn writes_resume(writer: &nadi_client::EventWriter, keys: &[String], started: Instant) -> Duration {
-    loop {
-        for k in keys {
-            writer.write(Some(k.as_bytes()), bytes::Bytes::from_static(b"probe")).await.unwrap();
-        }
-        if tokio::time::timeout(Duration::from_secs(20), writer.flush()).await.is_ok_and(|r| r.is_ok()) {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "writes did not resume within 60 s");
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nadi_client::{NadiClient, StreamReader, StreamSpec, WriterConfig};
 use nadi_tests::cluster::{Proc, free_port};
-use nadi_tests::load::{KeyedLoad, check_stream, keys};
+use nadi_tests::load::{KeyedLoad, check_stream, keys, writes_resume};
 use nadi_tests::{check_per_key_order, parse_keyed_event};
 
 /// Prints every store's log if the test fails.
@@ -121,21 +121,6 @@ async fn busiest_leader(client: &NadiClient, ports: &BTreeMap<u64, u16>) -> u64 
         }
     }
     led.into_iter().max_by_key(|(id, n)| (*n, std::cmp::Reverse(*id))).map(|(id, _)| id).unwrap_or(1)
-}
-
-/// Writes one event per key of `keys` to `writer` and waits until all are acknowledged, again
-/// and again until a round succeeds; returns how long that took. The keys cover every segment
-/// of the probe stream, so a success means every container takes writes again.
-async fn writes_resume(writer: &nadi_client::EventWriter, keys: &[String], started: Instant) -> Duration {
-    loop {
-        for k in keys {
-            writer.write(Some(k.as_bytes()), bytes::Bytes::from_static(b"probe")).await.unwrap();
-        }
-        if tokio::time::timeout(Duration::from_secs(20), writer.flush()).await.is_ok_and(|r| r.is_ok()) {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "writes did not resume within 60 s");
-    }
 }
 
 /// Acceptance 1 and 3 of issue 17 across processes: 3 controllers, 3 replicated stores, 10 rounds
