@@ -146,7 +146,16 @@ fn a_cluster_segment_store_serves_metrics_health_and_ready() {
     let mut leaders = Vec::new();
     let mut seen = Vec::new();
     for id in 1..=3 {
-        let m = scrape(&c.http_addr(id));
+        // A follower applies what the leader committed once the next message tells it the
+        // commit index: within a heartbeat or so.
+        let started = std::time::Instant::now();
+        let m = loop {
+            let m = scrape(&c.http_addr(id));
+            if m["nadi_raft_applied_index"] >= 3.0 || started.elapsed() > std::time::Duration::from_secs(10) {
+                break m;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
         assert!(m["nadi_raft_term"] >= 1.0, "controller {id} term");
         assert!(m["nadi_raft_applied_index"] >= 3.0, "controller {id} applied index");
         assert!(m["nadi_raft_applied_index"] <= m["nadi_raft_last_log_index"], "controller {id}: applied ≤ last log");
