@@ -487,13 +487,14 @@ impl ContainerLog for Replicated {
         // an election timeout (another replica may lead by then), the writers waiting on this
         // commit are told at once instead of after the whole commit timeout.
         let cut_off = self.repl.election_max.as_millis() as u64;
-        let alone = self.repl.network.is_none();
         let watch = self.raft.clone();
         let lost_majority = async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let since = watch.metrics().borrow().millis_since_quorum_ack;
-                if !alone && since.is_none_or(|ms| ms > cut_off) {
+                let m = watch.metrics().borrow().clone();
+                // A group of one voter is its own majority.
+                let alone = m.membership_config.membership().voter_ids().count() <= 1;
+                if !alone && m.millis_since_quorum_ack.is_none_or(|ms| ms > cut_off) {
                     return;
                 }
             }
