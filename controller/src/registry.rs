@@ -180,13 +180,13 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         if req.replica_id != 0 {
             // A placed store leads only containers placed on it (a leader being removed from a
             // set leads until the change commits, and is not sent clients meanwhile).
-            let (leading, groups, stray) = self.meta.read_cluster(|c| {
+            let (leading, stray, groups) = self.meta.read_cluster(|c| {
                 let placed_here =
                     |container: &u32| c.replicas.get(container).is_some_and(|m| m.contains(&req.store_id));
-                let stray: Vec<u32> = req.leading_containers.iter().copied().filter(|x| !placed_here(x)).collect();
-                let leading = req.leading_containers.iter().copied().filter(|x| placed_here(x)).collect::<Vec<_>>();
-                let groups = req.led_groups.iter().filter(|g| placed_here(&g.container)).cloned().collect::<Vec<_>>();
-                (leading, groups, stray)
+                let (leading, stray): (Vec<u32>, Vec<u32>) =
+                    req.leading_containers.iter().partition(|x| placed_here(x));
+                let groups: Vec<_> = req.led_groups.iter().filter(|g| placed_here(&g.container)).cloned().collect();
+                (leading, stray, groups)
             });
             if !stray.is_empty() {
                 tracing::warn!(store = %req.store_id, containers = ?stray, "a store reports leading containers not placed on it; not sending clients there");
@@ -226,19 +226,12 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::time::Duration;
-
     use nadi_proto::raft::v1::segment_store_registry_server::SegmentStoreRegistry;
 
     use super::*;
-    use crate::raft::{RaftNode, RaftSettings};
 
     async fn registry(dir: &std::path::Path, replication_factor: u32) -> Registry {
-        let members = BTreeMap::from([(1, "http://127.0.0.1:1".to_owned())]);
-        let node = RaftNode::start(1, dir, &members, &RaftSettings::default()).await.unwrap();
-        let meta = MetaStore::new(node);
-        assert!(meta.wait_for_leadership(Duration::from_secs(10)).await);
+        let meta = MetaStore::open_single_node(dir).await.unwrap();
         Registry::new(meta, LoadBoard::default())
             .with_placement(Placement { replication_factor, store_timeout: Duration::from_secs(60) })
     }

@@ -550,9 +550,10 @@ impl Container {
         self.shared.group.as_ref().map(replicated::Group::leads)
     }
 
-    /// For a replicated container whose replica here leads: its group as it sees it.
-    pub fn group_view(&self) -> Option<replicated::GroupView> {
-        self.shared.group.as_ref().and_then(replicated::Group::view)
+    /// For a replicated container whose replica here leads: its group as it sees it (the
+    /// followers' lag only `with_lag`).
+    pub fn group_view(&self, with_lag: bool) -> Option<replicated::GroupView> {
+        self.shared.group.as_ref().and_then(|g| g.view(with_lag))
     }
 
     /// Carries out the controllers' placement of this container's replicas (see

@@ -242,6 +242,13 @@ fn leads(m: &Metrics, id: NodeId) -> bool {
     m.current_leader == Some(id) && m.state.is_leader()
 }
 
+/// Whether a leader, by `m`, has heard from a majority within `limit` (a group of one voter
+/// is its own majority).
+fn heard_from_majority(m: &Metrics, limit: Duration) -> bool {
+    let alone = m.membership_config.membership().voter_ids().count() <= 1;
+    alone || m.millis_since_quorum_ack.is_some_and(|ms| ms <= limit.as_millis() as u64)
+}
+
 /// The URL of the replica that leads, by `m`, if known.
 fn leader_url(m: &Metrics) -> Option<String> {
     let membership = m.membership_config.membership();
@@ -266,8 +273,9 @@ impl Group {
         leads(&self.raft.metrics().borrow(), self.node_id)
     }
 
-    /// The group as this replica sees it, if it leads.
-    pub(super) fn view(&self) -> Option<GroupView> {
+    /// The group as this replica sees it, if it leads; the followers' lag only `with_lag`
+    /// (measuring bytes walks the entries they lack).
+    pub(super) fn view(&self, with_lag: bool) -> Option<GroupView> {
         let m = self.raft.metrics().borrow().clone();
         if !leads(&m, self.node_id) {
             return None;
@@ -277,7 +285,7 @@ impl Group {
             .replication
             .iter()
             .flatten()
-            .filter(|(id, _)| **id != self.node_id)
+            .filter(|(id, _)| with_lag && **id != self.node_id)
             .map(|(id, matched)| {
                 let at = matched.map(|l| l.index);
                 (*id, last.saturating_sub(at.unwrap_or(0)), self.sizes.bytes_after(at))
@@ -486,15 +494,11 @@ impl ContainerLog for Replicated {
         // A leader cut off from its majority cannot commit: once it has heard from none for
         // an election timeout (another replica may lead by then), the writers waiting on this
         // commit are told at once instead of after the whole commit timeout.
-        let cut_off = self.repl.election_max.as_millis() as u64;
-        let watch = self.raft.clone();
+        let (watch, cut_off) = (self.raft.clone(), self.repl.election_max);
         let lost_majority = async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let m = watch.metrics().borrow().clone();
-                // A group of one voter is its own majority.
-                let alone = m.membership_config.membership().voter_ids().count() <= 1;
-                if !alone && m.millis_since_quorum_ack.is_none_or(|ms| ms > cut_off) {
+                if !heard_from_majority(&watch.metrics().borrow(), cut_off) {
                     return;
                 }
             }
@@ -527,11 +531,10 @@ impl ContainerLog for Replicated {
 
     fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
         let (payload, applied) = self.state.as_ref().expect("the state until dropped").checkpoint_of(snapshot);
-        // A group that may gain members (it has a network) keeps every entry whose log file is
-        // still there: a new replica catches up from the log (snapshots carry no segment data).
-        let alone = self.repl.network.is_none()
-            && self.raft.metrics().borrow().membership_config.membership().voter_ids().count() <= 1;
-        let forget = if alone { Forget::Applied } else { Forget::Recycled };
+        // A group without a network is one voter forever and forgets what a checkpoint holds;
+        // one with a network may gain members, so it keeps every entry whose log file is still
+        // there: a new replica catches up from the log (snapshots carry no segment data).
+        let forget = if self.repl.network.is_none() { Forget::Applied } else { Forget::Recycled };
         match self.log().checkpoint(payload, applied, keep_from, forget) {
             Ok(lsn) => Ok(lsn),
             Err(CheckpointError::Log(e)) => Err(e),
@@ -584,8 +587,7 @@ impl ContainerLog for Replicated {
         }
         // A leader cut off from the majority stops taking writes within its lease, before
         // another replica can be elected (the lease is shorter than the election timeout).
-        let alone = m.membership_config.membership().voter_ids().count() == 1;
-        if !alone && m.millis_since_quorum_ack.is_none_or(|ms| ms > self.repl.lease.as_millis() as u64) {
+        if !heard_from_majority(&m, self.repl.lease) {
             self.led_term = None;
             return Err(None);
         }

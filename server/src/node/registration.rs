@@ -31,17 +31,18 @@ pub fn store_id(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// The replicated containers whose replica on this store leads now, with their groups as it
-/// sees them (reported with every heartbeat, so that the controllers send clients there).
-pub type Leading = std::sync::Arc<dyn Fn() -> Vec<rpb::LedGroup> + Send + Sync>;
+/// sees them (reported with every heartbeat, so that the controllers send clients there); the
+/// followers' lag only when asked (`true`: for a heartbeat, not for the watch between them).
+pub type Leading = std::sync::Arc<dyn Fn(bool) -> Vec<rpb::LedGroup> + Send + Sync>;
 
 /// The [`Leading`] of `store`'s containers.
 pub fn leading_of(store: std::sync::Arc<crate::store::SegmentStore>) -> Leading {
-    std::sync::Arc::new(move || {
+    std::sync::Arc::new(move |with_lag| {
         store
             .containers()
             .iter()
             .filter_map(|c| {
-                let v = c.group_view()?;
+                let v = c.group_view(with_lag)?;
                 let followers = v
                     .followers
                     .iter()
@@ -109,7 +110,7 @@ pub async fn register(
             let clients = clients.clone();
             let mut request = request.clone();
             (request.loads, request.load_windows_ms) = load.report();
-            request.led_groups = leading();
+            request.led_groups = leading(true);
             request.leading_containers = request.led_groups.iter().map(|g| g.container).collect();
             async move {
                 let mut last = None;
@@ -148,10 +149,10 @@ pub async fn register(
     {
         let changed = changed.clone();
         tokio::spawn(async move {
-            let mut last = leadership(&watched());
+            let mut last = leadership(&watched(false));
             loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let now = leadership(&watched());
+                let now = leadership(&watched(false));
                 if now != last {
                     last = now;
                     changed.notify_one();
