@@ -10,21 +10,22 @@
 //! Layout (integers little-endian; `str` = u16 length + UTF-8; `var` = unsigned LEB128):
 //!
 //! ```text
-//! version:u8 (=1)  next_local:u64  segment_count:u32
+//! version:u8 (=3)  next_local:u64  segment_count:u32
 //! per segment, ascending local id:
 //!   local:u64 name:str start_offset:u64 length:u64 flags:u8 (bit 0: sealed)
 //!   writer_count:u32     { writer:str last_event_number:i64 }      ascending writer id
 //!   attribute_count:u32  { key:str value:u64 }                      ascending key
 //!   entry_count:u32      { gap:var len:var file_delta:var record_pos:var within:var }
-//!   chunk_count:u32      { gap:var len:var obj_local:var obj_offset:var skip:var }   (version 2)
+//!   chunk_count:u32      { gap:var len:var obj_local:var obj_offset:var skip:var tag:var }
+//!                        (version 2: no tag, 0; version 1: no chunks)
 //! ```
 //!
 //! Chunk references (version 2) say which segment bytes are in Tier-2: `len` bytes at segment
 //! offset `prev_end + gap`, read from the chunk object that segment incarnation `obj_local`
 //! wrote at its offset `obj_offset`, starting `skip` bytes into the chunk's data. (A merge
 //! moves the source's references into the target unchanged but for the offset, so `obj_local`
-//! is usually, but not always, the segment's own id.) Version 1 payloads (no chunks) still
-//! decode.
+//! is usually, but not always, the segment's own id.) `tag` tells uploads of the same bytes
+//! apart (see [`ChunkId`]). Version 1 and 2 payloads still decode.
 //!
 //! Read-index entries are stored in segment-offset order. `gap` is the entry's offset minus
 //! the end of the previous entry (of the first: minus 0), so the usual contiguous index costs
@@ -46,8 +47,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// A Tier-2 chunk object of a container: (segment incarnation that wrote it, its offset).
-pub type ChunkId = (u64, u64);
+/// A Tier-2 chunk object of a container: the segment incarnation that wrote it, at which of
+/// its offsets, and the upload's tag (0 for a single-copy container; a replicated container's
+/// leader picks a random one per upload, so that a deposed leader's late upload can never
+/// overwrite the chunk its successor recorded for the same bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId {
+    pub local: u64,
+    pub offset: u64,
+    pub tag: u64,
+}
 
 use bytes::BufMut;
 
@@ -55,7 +64,7 @@ use crate::container::ops::{Cursor, DecodeError, put_str, put_varint};
 use crate::log::LogAddress;
 
 /// Payload format version.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// One contiguous run of segment bytes inside the log: a read-index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +85,8 @@ pub(crate) struct ChunkRef {
     /// Segment offset of the first byte served from this chunk.
     pub offset: u64,
     pub len: u64,
-    /// The chunk object: written by segment incarnation `obj_local` at its offset `obj_offset`.
-    pub obj_local: u64,
-    pub obj_offset: u64,
+    /// The chunk object.
+    pub obj: ChunkId,
     /// Bytes of the chunk's data before the first byte served.
     pub skip: u64,
 }
@@ -176,9 +184,10 @@ pub(crate) fn encode<'a>(buf: &mut Vec<u8>, next_local: u64, segments: impl Iter
         for c in s.chunks {
             put_varint(buf, c.offset.wrapping_sub(prev_end));
             put_varint(buf, c.len);
-            put_varint(buf, c.obj_local);
-            put_varint(buf, c.obj_offset);
+            put_varint(buf, c.obj.local);
+            put_varint(buf, c.obj.offset);
             put_varint(buf, c.skip);
+            put_varint(buf, c.obj.tag);
             prev_end = c.offset.wrapping_add(c.len);
         }
     }
@@ -192,7 +201,7 @@ fn u32_of(v: u64, at: usize, what: &'static str) -> Result<u32, DecodeError> {
 pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
     let mut c = Cursor::new(payload);
     let version = c.u8("checkpoint version")?;
-    if version != VERSION && version != 1 {
+    if !(1..=VERSION).contains(&version) {
         return Err(DecodeError { at: 0, what: "unknown checkpoint version" });
     }
     let next_local = c.u64("next local id")?;
@@ -252,7 +261,9 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
                 let obj_local = c.varint("chunk object id")?;
                 let obj_offset = c.varint("chunk object offset")?;
                 let skip = c.varint("chunk skip")?;
-                chunks.push(ChunkRef { offset, len, obj_local, obj_offset, skip });
+                let tag = if version >= 3 { c.varint("chunk tag")? } else { 0 };
+                let obj = ChunkId { local: obj_local, offset: obj_offset, tag };
+                chunks.push(ChunkRef { offset, len, obj, skip });
                 prev_end = offset.wrapping_add(len);
             }
         }
@@ -294,8 +305,8 @@ mod tests {
                         entry(5, 1, 1, 0, 7),
                     ],
                     chunks: vec![
-                        ChunkRef { offset: 0, len: 100, obj_local: 3, obj_offset: 0, skip: 0 },
-                        ChunkRef { offset: 5000, len: 7, obj_local: 2, obj_offset: 90, skip: 3 },
+                        ChunkRef { offset: 0, len: 100, obj: ChunkId { local: 3, offset: 0, tag: 0 }, skip: 0 },
+                        ChunkRef { offset: 5000, len: 7, obj: ChunkId { local: 2, offset: 90, tag: 77 }, skip: 3 },
                     ],
                 },
                 SegmentState { local: 8, name: "x".into(), ..Default::default() },

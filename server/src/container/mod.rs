@@ -322,6 +322,11 @@ impl Container {
         });
         let (tx, meta_tx) = if shared.damage.is_none() {
             let (tx, meta_tx) = WriterThread::spawn(shared.clone(), log, written, opts.checkpoint_interval);
+            if opts.replication.as_ref().is_some_and(|r| r.network.is_some())
+                && let Ok(rt) = tokio::runtime::Handle::try_current()
+            {
+                rt.spawn(upkeep(meta_tx.clone()));
+            }
             (Some(tx), Some(meta_tx))
         } else {
             (None, None)
@@ -567,6 +572,21 @@ impl Container {
     /// A receiver that changes whenever more data becomes durable in this container.
     pub fn subscribe(&self) -> watch::Receiver<Lsn> {
         self.shared.durable_lsn.subscribe()
+    }
+}
+
+/// How often a replicated container's log is kept up (see `ContainerLog::maintain`).
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Asks the writer thread of a replicated container for upkeep every [`UPKEEP_EVERY`], until it
+/// stops.
+async fn upkeep(meta: mpsc::Sender<Request>) {
+    loop {
+        tokio::time::sleep(UPKEEP_EVERY).await;
+        match meta.try_send(Request::Maintain) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
     }
 }
 

@@ -13,11 +13,12 @@
 //! 6 Merge     target:u64 source:u64
 //! 7 Attribute local:u64 key:str value:u64
 //! 8 Tiered    local:u64 offset:u64 len:u64
+//! 9 Tiered    local:u64 offset:u64 len:u64 tag:u64   (a tagged upload)
 //! ```
 //!
 //! `Tiered` records that the segment's bytes `[offset, offset + len)` are in the Tier-2 chunk
-//! object written by this segment at `offset` (see `crate::tier2`); they are no longer read
-//! from the log.
+//! object written by this segment at `offset` with `tag` (0 for the untagged form; see
+//! `container::checkpoint::ChunkId` and `crate::tier2`); they are no longer read from the log.
 //!
 //! `offset` is the segment offset at which `data` (whole framed events) lands. Decoding never
 //! panics: bytes that do not parse are reported as [`DecodeError`].
@@ -67,11 +68,12 @@ pub enum Op<'a> {
         value: u64,
     },
     /// The segment's bytes `[offset, offset + len)` are durably in Tier-2, in the chunk this
-    /// segment wrote at `offset`.
+    /// segment wrote at `offset`, upload `tag`.
     Tiered {
         local: u64,
         offset: u64,
         len: u64,
+        tag: u64,
     },
 }
 
@@ -91,6 +93,7 @@ const TRUNCATE: u8 = 5;
 const MERGE: u8 = 6;
 const ATTRIBUTE: u8 = 7;
 const TIERED: u8 = 8;
+const TIERED_TAGGED: u8 = 9;
 
 pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.put_u16_le(s.len() as u16);
@@ -154,11 +157,14 @@ pub fn encode_attribute(buf: &mut Vec<u8>, local: u64, key: &str, value: u64) {
     buf.put_u64_le(value);
 }
 
-pub fn encode_tiered(buf: &mut Vec<u8>, local: u64, offset: u64, len: u64) {
-    buf.put_u8(TIERED);
+pub fn encode_tiered(buf: &mut Vec<u8>, local: u64, offset: u64, len: u64, tag: u64) {
+    buf.put_u8(if tag == 0 { TIERED } else { TIERED_TAGGED });
     buf.put_u64_le(local);
     buf.put_u64_le(offset);
     buf.put_u64_le(len);
+    if tag != 0 {
+        buf.put_u64_le(tag);
+    }
 }
 
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
@@ -253,7 +259,13 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
             ATTRIBUTE => {
                 Op::Attribute { local: c.u64("local id")?, key: c.str("attribute key")?, value: c.u64("value")? }
             }
-            TIERED => Op::Tiered { local: c.u64("local id")?, offset: c.u64("offset")?, len: c.u64("length")? },
+            TIERED => Op::Tiered { local: c.u64("local id")?, offset: c.u64("offset")?, len: c.u64("length")?, tag: 0 },
+            TIERED_TAGGED => Op::Tiered {
+                local: c.u64("local id")?,
+                offset: c.u64("offset")?,
+                len: c.u64("length")?,
+                tag: c.u64("tag")?,
+            },
             _ => return Err(DecodeError { at: tag_at, what: "unknown operation tag" }),
         };
         ops.push(op);

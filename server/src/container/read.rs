@@ -161,10 +161,10 @@ impl Container {
             return Err(StoreError::Internal(format!("segment {name}: data is in Tier-2, which is not configured")));
         };
         for n in &next {
-            t2.prefetch(t2.chunk_key(id, n.obj_local, n.obj_offset), n.skip + n.len);
+            t2.prefetch(t2.chunk_key(id, n.obj), n.skip + n.len);
         }
-        let key = t2.chunk_key(id, chunk.obj_local, chunk.obj_offset);
-        let chunk_id = (chunk.obj_local, chunk.obj_offset);
+        let key = t2.chunk_key(id, chunk.obj);
+        let chunk_id = chunk.obj;
         let (data, boundary) = match held {
             Some(h) if h.id == chunk_id => (h.data.clone(), h.next),
             _ => {

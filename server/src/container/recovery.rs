@@ -53,7 +53,7 @@ impl Replayer for Replay {
     }
 
     fn record(&mut self, rec: &RecoveredRecord<'_>) {
-        if matches!(rec.kind, RecordKind::Entry | RecordKind::Truncate) {
+        if matches!(rec.kind, RecordKind::Entry | RecordKind::Truncate | RecordKind::Data) {
             self.raft_records = true;
         }
         if self.error.is_some() || rec.kind != RecordKind::Batch {

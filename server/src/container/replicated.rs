@@ -36,7 +36,7 @@ use tokio::sync::watch;
 
 use crate::container::ops;
 use crate::container::seam::{CommitError, Committed, ContainerLog, ContainerStateMachine};
-use crate::container::state::{ChunkId, Durable, from_checkpoint};
+use crate::container::state::{ChunkId, Durable, from_checkpoint, from_decoded};
 use crate::log::{LogAddress, LogError, Lsn};
 use crate::replica::log_store::{CheckpointError, ENVELOPE_LEN, Forget, Recovery, ReplicaLog};
 use crate::replica::network::{GrpcNetwork, ask_to_elect};
@@ -138,13 +138,41 @@ impl Applier for ContainerApplier {
 
     fn encode(&self, out: &mut Vec<u8>) {
         let d = self.durable.read();
-        d.encode_checkpoint(d.next_local, out);
+        // `encode_checkpoint` clears its buffer; the trait appends.
+        let mut state = Vec::new();
+        d.encode_checkpoint(d.next_local, &mut state);
+        out.extend_from_slice(&state);
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), String> {
         let (durable, _) = from_checkpoint(state)?;
         *self.durable.write() = durable;
         Ok(())
+    }
+
+    fn residue(state: &[u8]) -> Result<Vec<(LogAddress, usize)>, String> {
+        let cp = crate::container::checkpoint::decode(state).map_err(|e| e.to_string())?;
+        Ok(cp.segments.iter().flat_map(|s| s.index.iter().map(|e| (e.addr, e.len as usize))).collect())
+    }
+
+    fn restore_with(&mut self, state: &[u8], placed: &[(LogAddress, u32)]) -> Result<(), String> {
+        let mut cp = crate::container::checkpoint::decode(state).map_err(|e| e.to_string())?;
+        let entries = cp.segments.iter_mut().flat_map(|s| s.index.iter_mut());
+        let mut n = 0;
+        for (e, &(addr, within)) in entries.zip(placed) {
+            (e.addr, e.within) = (addr, within);
+            n += 1;
+        }
+        let total: usize = cp.segments.iter().map(|s| s.index.len()).sum();
+        if n != placed.len() || n != total {
+            return Err(format!("the state refers to {total} Tier-1 pieces, {} were placed", placed.len()));
+        }
+        *self.durable.write() = from_decoded(cp).0;
+        Ok(())
+    }
+
+    fn oldest_file(&self) -> Option<u64> {
+        self.durable.read().segments.values().flat_map(|s| s.index.iter()).map(|e| e.addr.file).min()
     }
 }
 
@@ -266,6 +294,13 @@ impl Group {
             return Ok(());
         }
         Err(leader_url(&m))
+    }
+
+    /// The term this replica serves in (see [`serving`](Self::serving)), if it serves.
+    pub(super) fn serving_term(&self) -> Option<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        let own_term_applied = m.last_applied.is_some_and(|l| l.leader_id.term == m.current_term);
+        (leads(&m, self.node_id) && own_term_applied).then_some(m.current_term)
     }
 
     /// Whether this replica leads the group now.
@@ -460,11 +495,58 @@ pub(super) struct Replicated {
     log: Option<ReplicaLog>,
     state: Option<ReplicaState<ContainerApplier>>,
     rt: tokio::runtime::Handle,
+    /// A leader holds back purging entries a follower has not received yet (so that it
+    /// catches up from the log, not a snapshot) while they span at most this many log files.
+    hold_files: u64,
+    /// Upkeep (see `maintain`): the last checkpoint's (current file, kept-from file, applied
+    /// index), and when a snapshot was last asked for.
+    upkeep: Upkeep,
 }
+
+#[derive(Debug, Default)]
+struct Upkeep {
+    checkpoint: Option<(u64, u64, Option<u64>)>,
+    snapshot_asked: Option<std::time::Instant>,
+}
+
+/// The shortest time between two snapshots asked for by upkeep.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(5);
 
 impl Replicated {
     fn log(&self) -> &ReplicaLog {
         self.log.as_ref().expect("the log until dropped")
+    }
+
+    fn replica_state(&self) -> &ReplicaState<ContainerApplier> {
+        self.state.as_ref().expect("the state until dropped")
+    }
+
+    /// The oldest log file that must stay: the state's (`keep_from`), the first entry still
+    /// held, the newest snapshot's Tier-1 bytes (a follower may be sent it).
+    fn keep_from(&self, keep_from: u64) -> u64 {
+        let snapshot = self.replica_state().snapshot().and_then(|(_, f)| f);
+        [Some(keep_from), self.log().first_held_file(), snapshot].into_iter().flatten().min().unwrap_or(keep_from)
+    }
+
+    /// Up to which entry this replica may purge its log: what it applied, but a leader keeps
+    /// what a follower still lacks, unless that spans more than `hold_files` files (the
+    /// follower then gets a snapshot).
+    fn purge_limit(&self, applied: u64) -> u64 {
+        let m = self.raft.metrics().borrow().clone();
+        let Some(replication) = m.replication.as_ref().filter(|_| leads(&m, self.node_id)) else { return applied };
+        let behind = replication
+            .iter()
+            .filter(|(id, _)| **id != self.node_id)
+            .map(|(_, matched)| matched.map_or(0, |l| l.index))
+            .min();
+        match behind {
+            Some(b) if b < applied => match self.log().file_after(b) {
+                Some(f) if self.log().current_file().saturating_sub(f) <= self.hold_files => b,
+                // Too far behind, or it needs entries purged already: a snapshot.
+                _ => applied,
+            },
+            _ => applied,
+        }
     }
 }
 
@@ -530,15 +612,69 @@ impl ContainerLog for Replicated {
     }
 
     fn checkpoint(&mut self, snapshot: &[u8], keep_from: u64) -> Result<Lsn, LogError> {
-        let (payload, applied) = self.state.as_ref().expect("the state until dropped").checkpoint_of(snapshot);
+        let (payload, applied) = self.replica_state().checkpoint_of(snapshot);
         // A group without a network is one voter forever and forgets what a checkpoint holds;
-        // one with a network may gain members, so it keeps every entry whose log file is still
-        // there: a new replica catches up from the log (snapshots carry no segment data).
-        let forget = if self.repl.network.is_none() { Forget::Applied } else { Forget::Recycled };
-        match self.log().checkpoint(payload, applied, keep_from, forget) {
+        // one with a network forgets entries only when openraft purges them (see `maintain`).
+        let forget = if self.repl.network.is_none() { Forget::Applied } else { Forget::Nothing };
+        let keep_from = self.keep_from(keep_from);
+        let result = match self.log().checkpoint(payload, applied, keep_from, forget) {
             Ok(lsn) => Ok(lsn),
             Err(CheckpointError::Log(e)) => Err(e),
             Err(e) => Err(raft_error(e)),
+        };
+        if result.is_ok() {
+            self.upkeep.checkpoint = Some((self.log().current_file(), keep_from, applied));
+        }
+        result
+    }
+
+    /// A group with a network (one without checkpoints on its writer thread's commits only):
+    /// - entries whose files the state no longer needs are purged once a snapshot covers them
+    ///   (a snapshot is asked for at most every [`SNAPSHOT_EVERY`]), so the files can go;
+    /// - a checkpoint is written when the log moved to another file or more files could be
+    ///   recycled since the last one (a follower's writer thread writes none otherwise), so
+    ///   that recovery replays a bounded log and Tier-1 space is reclaimed on every replica.
+    fn maintain(&mut self, keep_from: u64) {
+        if self.repl.network.is_none() {
+            return;
+        }
+        let state = self.replica_state().clone();
+        let applied = state.last_applied().map(|l| l.index);
+        let keep = self.keep_from(keep_from);
+        let first_held = self.log().first_held_file();
+        let snapshot = state.snapshot();
+        let pinned = snapshot.and_then(|(_, f)| f).is_some_and(|f| f < keep_from);
+        if let Some(applied) = applied
+            && (first_held.is_some_and(|f| f < keep_from) || pinned)
+        {
+            let covered = snapshot.and_then(|(l, _)| l).map(|l| l.index);
+            let asked_long_ago = self.upkeep.snapshot_asked.is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY);
+            if covered.is_none_or(|c| c < applied) && asked_long_ago {
+                self.upkeep.snapshot_asked = Some(std::time::Instant::now());
+                let raft = self.raft.clone();
+                if let Err(e) = self.rt.block_on(async move { raft.trigger().snapshot().await }) {
+                    tracing::debug!(container = self.id, error = %e, "asking for a snapshot");
+                }
+            }
+            if let Some(covered) = covered {
+                let upto = covered.min(self.purge_limit(applied));
+                let raft = self.raft.clone();
+                if let Err(e) = self.rt.block_on(async move { raft.trigger().purge_log(upto).await }) {
+                    tracing::debug!(container = self.id, error = %e, "asking to purge the log");
+                }
+            }
+        }
+        let current = self.log().current_file();
+        let due = match self.upkeep.checkpoint {
+            None => applied.is_some(),
+            Some((file, kept, at)) => at != applied && (file != current || keep > kept),
+        };
+        if due {
+            let (payload, applied) = state.checkpoint();
+            match self.log().checkpoint(payload, applied, keep, Forget::Nothing) {
+                Ok(_) => self.upkeep.checkpoint = Some((current, keep, applied)),
+                Err(e) => tracing::warn!(container = self.id, error = %e, "cannot write a checkpoint"),
+            }
         }
     }
 
@@ -577,6 +713,10 @@ impl ContainerLog for Replicated {
         })?;
         self.started = true;
         Ok(())
+    }
+
+    fn term(&self) -> Option<u64> {
+        self.led_term
     }
 
     fn leading(&mut self) -> Result<bool, Option<String>> {
@@ -656,6 +796,15 @@ pub(super) fn open(
     let mut recovery = Recovery::new(&mut state);
     let (file_log, report) =
         crate::log::file::FileLog::recover(dir, opts.log.clone(), &mut recovery).map_err(|e| internal(&e))?;
+    // Chunks of a replicated container are tagged and live in the folder its replicas share;
+    // untagged ones were moved by a single-copy container into its store's own folder.
+    if durable.read().segments.values().any(|s| s.chunks.iter().any(|c| c.obj.tag == 0)) {
+        return Err(internal(
+            &"its state refers to Tier-2 chunks moved while it was a single-copy container (in its store's \
+              own Tier-2 folder); a container with data in Tier-2 cannot become replicated (start the store \
+              with --container-log single-copy)",
+        ));
+    }
     let mut damage = report.corruption.clone();
     if let Some(err) = recovery.error.take() {
         tracing::error!(container = id, error = %err, "container log holds a record that does not fit");
@@ -676,9 +825,13 @@ pub(super) fn open(
         heartbeat_interval: repl.heartbeat.as_millis() as u64,
         election_timeout_min: repl.election_min.as_millis() as u64,
         election_timeout_max: repl.election_max.as_millis() as u64,
-        // Snapshots do not carry segment data yet, so none is taken and no entry is purged
-        // (docs/replication.md); the Tier-1 log recycles its files by its own checkpoints.
+        // Snapshots are asked for, and entries purged, by the container's upkeep
+        // (`Replicated::maintain`), when Tier-1 files could be recycled; never on their own.
         snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        // A snapshot carries the Tier-1 bytes not yet in Tier-2 (up to the Tier-1 capacity),
+        // sent in chunks of 3 MiB; installing the last writes them and a checkpoint.
+        install_snapshot_timeout: 30_000,
         // Entries are group commits of up to 4 MiB: at most 8 per AppendEntries (32 MiB), so
         // one completes within a heartbeat interval even for a follower far behind.
         max_payload_entries: 8,
@@ -735,6 +888,8 @@ pub(super) fn open(
         log: Some(log),
         state: Some(state),
         rt,
+        hold_files: if opts.log.max_files > 0 { (opts.log.max_files as u64 / 2).max(1) } else { 16 },
+        upkeep: Upkeep::default(),
     });
     std::thread::scope(|s| s.spawn(|| log.ready()).join().expect("starting the container group"))
         .map_err(|e| internal(&e))?;

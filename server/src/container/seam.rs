@@ -93,6 +93,18 @@ pub trait ContainerLog: Send + 'static {
     fn leading(&mut self) -> Result<bool, Option<String>> {
         Ok(false)
     }
+
+    /// Periodic upkeep (a replicated log): `keep_from` is the oldest Tier-1 file the durable
+    /// state refers to. Nothing by default.
+    fn maintain(&mut self, keep_from: u64) {
+        let _ = keep_from;
+    }
+
+    /// The term this replica leads in, as of the last [`leading`](Self::leading) that
+    /// returned `Ok` (`None`: a single-copy log, which has no terms).
+    fn term(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Why a record was not committed.

@@ -162,7 +162,7 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
             if let Some(name) = d.names.remove(&local)
                 && let Some(s) = d.segments.remove(&name)
             {
-                garbage.extend(s.chunks.iter().map(|c| (c.obj_local, c.obj_offset)));
+                garbage.extend(s.chunks.iter().map(|c| c.obj));
             }
         }
         Op::Truncate { local, start_offset } => {
@@ -174,20 +174,20 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
                 s.chunks.retain(|c| {
                     let keep = c.end() > start_offset;
                     if !keep {
-                        garbage.push((c.obj_local, c.obj_offset));
+                        garbage.push(c.obj);
                     }
                     keep
                 });
             }
         }
-        Op::Tiered { local, offset, len } => {
+        Op::Tiered { local, offset, len, tag } => {
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
             let end = offset + len;
             // The entries of [offset, end) leave the Tier-1 index: reads now go to Tier-2.
             s.index.retain(|e| e.offset < offset || e.offset + e.len as u64 > end);
-            let chunk = ChunkRef { offset, len, obj_local: local, obj_offset: offset, skip: 0 };
+            let chunk = ChunkRef { offset, len, obj: ChunkId { local, offset, tag }, skip: 0 };
             if chunk.end() <= s.start_offset {
-                garbage.push((local, offset));
+                garbage.push(chunk.obj);
             } else {
                 let at = s.chunks.partition_point(|c| c.offset < offset);
                 s.chunks.insert(at, chunk);
@@ -212,15 +212,14 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
             }
             for c in src.chunks {
                 if c.end() <= src.start_offset {
-                    garbage.push((c.obj_local, c.obj_offset));
+                    garbage.push(c.obj);
                     continue;
                 }
                 let skip = src.start_offset.saturating_sub(c.offset);
                 t.chunks.push(ChunkRef {
                     offset: t.length + (c.offset + skip - src.start_offset),
                     len: c.len - skip,
-                    obj_local: c.obj_local,
-                    obj_offset: c.obj_offset,
+                    obj: c.obj,
                     skip: c.skip + skip,
                 });
             }
@@ -237,6 +236,11 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
 /// Builds both views from a checkpoint record's payload.
 pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), String> {
     let cp = checkpoint::decode(payload).map_err(|e| e.to_string())?;
+    Ok(from_decoded(cp))
+}
+
+/// Builds both views from a decoded checkpoint.
+pub(super) fn from_decoded(cp: checkpoint::Checkpoint) -> (Durable, Written) {
     let mut durable = Durable { next_local: cp.next_local, ..Default::default() };
     for s in cp.segments {
         durable.names.insert(s.local, s.name.clone());
@@ -256,7 +260,7 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
     }
     // Nothing is in flight at a checkpoint: the writer's view is the durable state.
     let written = durable.written();
-    Ok((durable, written))
+    (durable, written)
 }
 
 impl Durable {

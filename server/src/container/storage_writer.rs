@@ -22,6 +22,21 @@
 //! - Nothing here waits on the writer thread while holding a lock; while Tier-2 is down the
 //!   task retries, Tier-1 keeps taking appends up to its capacity, and then appends wait.
 //!
+//! A replicated container (docs/replication.md) runs this task on every replica, but only the
+//! replica that serves (leads, and has applied an entry of its term) moves or deletes anything;
+//! the `Tiered` operation goes through the group's log, so every replica drops the same Tier-1
+//! bytes from its index and refers to the same chunk, in a Tier-2 all replicas share. Fencing a
+//! deposed leader:
+//! - every upload has its own key: its tag is the uploader's term (high 32 bits) and a random
+//!   number, so a late upload of a deposed leader never overwrites a chunk its successor
+//!   recorded for the same bytes (it lands as an object nobody refers to);
+//! - the writer thread records a `Tiered` only while it leads in the tag's term;
+//! - a leader sweeps once it serves (before its first upload) and every [`SWEEP_EVERY`]: it
+//!   deletes the chunks nobody refers to *from earlier terms only*. By then every entry that
+//!   can ever commit from an earlier term is applied here (Raft: it is in this leader's log,
+//!   before its own first entry, which is applied), so such a chunk can never be referred to;
+//!   a chunk of this or a later term may still be recorded and is left alone.
+//!
 //! Owns: the per-container mover task and the container's Tier-2 view. Calls: `crate::tier2`,
 //! `crate::direct`, the container writer (metadata channel). Called by: `crate::store` (starts one
 //! per container).
@@ -77,6 +92,19 @@ const PREFAULT_MAX: u64 = 64 << 20;
 const TICK: Duration = Duration::from_millis(200);
 /// The shortest time between two looks for work while appends keep waking the task.
 const PASS: Duration = Duration::from_millis(50);
+/// How often the leader of a replicated container sweeps chunks nobody refers to (late
+/// uploads of deposed leaders; chunks deleted while this replica followed).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// The tag of an upload by the leader of `term` (never 0: 0 is an untagged, single-copy chunk).
+fn new_tag(term: u64) -> u64 {
+    (term.min(u32::MAX as u64) << 32) | (rand::random::<u32>() as u64 | 1)
+}
+
+/// The term an upload's tag was made in (0 for an untagged chunk).
+pub(crate) fn tag_term(tag: u64) -> u64 {
+    tag >> 32
+}
 
 /// Starts the storage writer of a container (nothing happens without Tier-2).
 pub fn spawn(container: &Container, opts: TieringOptions) -> Option<tokio::task::JoinHandle<()>> {
@@ -99,26 +127,6 @@ async fn run(c: Container, opts: TieringOptions) {
         return;
     }
     let id = c.id();
-    // 1. Sweep, before any upload: chunks that no segment refers to (uploaded but not
-    //    recorded before a crash, or not deleted after their segment went).
-    let mut delays = backoff();
-    loop {
-        match sweep(&c).await {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::info!(container = id, chunks = n, "Tier-2: deleted chunks no segment refers to");
-                }
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(container = id, error = %e, "Tier-2 sweep failed; retrying");
-                if c.storage_writer_stopped() {
-                    return;
-                }
-                tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
-            }
-        }
-    }
     // Reused for every chunk: fresh memory is slow to touch on these machines. Backed now,
     // before the first moves: in a new store every segment's first chunk moves at about the
     // same time, and touching these buffers then, under load, raised the p99 of appends in
@@ -140,14 +148,45 @@ async fn run(c: Container, opts: TieringOptions) {
     };
     // When each run (segment incarnation, offset) was first seen in Tier-1.
     let mut first_seen: HashMap<(u64, u64), Instant> = HashMap::new();
+    // The term of a replicated container's leadership the last sweep was done in (`Some(0)`
+    // for a single-copy container), and when.
+    let mut swept: Option<(u64, Instant)> = None;
     let mut changes = c.subscribe();
     loop {
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(TICK) => {}
-        }
         if c.storage_writer_stopped() {
             return;
+        }
+        // Single-copy: term 0 (always serves). Replicated: only the serving leader works.
+        let Some(term) = c.mover_term() else {
+            // Another replica deletes: what this one's applies found unreferenced is for it to
+            // find by its sweep, should this one lead later.
+            c.take_garbage();
+            swept = None;
+            first_seen.clear();
+            tokio::time::sleep(TICK).await;
+            continue;
+        };
+        // 1. Sweep, before any upload: chunks that no segment refers to (uploaded but not
+        //    recorded before a crash, or not deleted after their segment went, or uploaded by
+        //    a deposed leader).
+        let due = match swept {
+            Some((t, at)) => t != term || (term > 0 && at.elapsed() >= SWEEP_EVERY),
+            None => true,
+        };
+        if due {
+            match sweep(&c, term).await {
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(container = id, chunks = n, "Tier-2: deleted chunks no segment refers to");
+                    }
+                    swept = Some((term, Instant::now()));
+                }
+                Err(e) => {
+                    tracing::warn!(container = id, error = %e, "Tier-2 sweep failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
         }
         delete_garbage(&c).await;
         let (current, stalled) = c.tier1_state();
@@ -168,9 +207,13 @@ async fn run(c: Container, opts: TieringOptions) {
             if !due {
                 continue;
             }
-            match move_run(&c, &run, &mut buffers).await {
+            match move_run(&c, &run, term, &mut buffers).await {
                 Ok(()) => {}
                 Err(StoreError::ShuttingDown) => return,
+                Err(e @ StoreError::NotLeader { .. }) => {
+                    tracing::debug!(container = id, error = %e, "no longer leading: moves stop");
+                    break;
+                }
                 Err(e) => tracing::debug!(container = id, segment = run.name, error = %e, "run not moved to Tier-2"),
             }
         }
@@ -178,6 +221,10 @@ async fn run(c: Container, opts: TieringOptions) {
         // appends wait for Tier-1 space.
         if !c.tier1_state().1 {
             tokio::time::sleep(PASS).await;
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(TICK) => {}
         }
     }
 }
@@ -191,8 +238,9 @@ struct Buffers {
     chunk: bytes::BytesMut,
 }
 
-/// Uploads one run (retrying until it lands) and records it.
-async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Result<(), StoreError> {
+/// Uploads one run (retrying until it lands) and records it; `term` is the leader's (0 for a
+/// single-copy container, whose chunks are untagged).
+async fn move_run(c: &Container, run: &Candidate, term: u64, buffers: &mut Buffers) -> Result<(), StoreError> {
     let t2 = c.tier2().expect("storage writer runs with Tier-2").clone();
     let id = c.id();
     // Copying tens of MiB and checksumming them would hold up a runtime thread (and the
@@ -210,7 +258,8 @@ async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Resu
     };
     *buffers = returned;
     let mut object = object?;
-    let key = t2.chunk_key(id, run.local, run.offset);
+    let chunk = ChunkId { local: run.local, offset: run.offset, tag: if term == 0 { 0 } else { new_tag(term) } };
+    let key = t2.chunk_key(id, chunk);
     let mut delays = backoff();
     let mut failures = 0u32;
     loop {
@@ -233,6 +282,11 @@ async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Resu
                 if c.storage_writer_stopped() {
                     return Err(StoreError::ShuttingDown);
                 }
+                if c.mover_term() != Some(term) {
+                    // Deposed meanwhile: the upload may have landed, as an object nobody will
+                    // refer to (its tag is of this term); a later leader's sweep deletes it.
+                    return Err(StoreError::NotLeader { container: id, leader: None });
+                }
                 tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
             }
         }
@@ -240,12 +294,15 @@ async fn move_run(c: &Container, run: &Candidate, buffers: &mut Buffers) -> Resu
     if failures > 0 {
         tracing::info!(container = id, key = %key, failures, "Tier-2 upload succeeded after retries");
     }
-    match c.tiered(run).await {
+    match c.tiered(run, chunk.tag).await {
         Ok(()) => Ok(()),
-        Err(e @ StoreError::ShuttingDown) => Err(e),
+        // The outcome is unknown (the entry may still commit): the chunk stays; if nothing
+        // refers to it, the sweep of a later term deletes it.
+        Err(e @ (StoreError::ShuttingDown | StoreError::NotLeader { .. })) => Err(e),
         Err(e) => {
-            // The segment went (or was truncated past the run) meanwhile: the chunk is garbage.
-            c.return_garbage(vec![(run.local, run.offset)]);
+            // Refused before it was logged: the segment went (or was truncated past the run)
+            // meanwhile, so the chunk is garbage.
+            c.return_garbage(vec![chunk]);
             Err(e)
         }
     }
@@ -256,11 +313,11 @@ async fn delete_garbage(c: &Container) {
     let Some(t2) = c.tier2() else { return };
     let garbage = c.take_garbage();
     let mut failed = Vec::new();
-    for (local, offset) in garbage {
-        let key = t2.chunk_key(c.id(), local, offset);
+    for chunk in garbage {
+        let key = t2.chunk_key(c.id(), chunk);
         if let Err(e) = t2.delete(&key).await {
             tracing::debug!(key = %key, error = %e, "Tier-2 delete failed; will retry");
-            failed.push((local, offset));
+            failed.push(chunk);
         }
     }
     if !failed.is_empty() {
@@ -268,14 +325,18 @@ async fn delete_garbage(c: &Container) {
     }
 }
 
-/// Deletes every chunk of this container that the durable state does not refer to.
-async fn sweep(c: &Container) -> Result<usize, crate::tier2::Tier2Error> {
+/// Deletes every chunk of this container that the durable state does not refer to, but for
+/// those uploaded in `term` or later (a replicated container's leader's; see the module docs).
+async fn sweep(c: &Container, term: u64) -> Result<usize, crate::tier2::Tier2Error> {
     let t2 = c.tier2().expect("storage writer runs with Tier-2");
     let referenced = c.chunk_ids();
     let mut n = 0;
     for (key, _) in t2.list(c.id()).await? {
-        let known = t2.parse_key(c.id(), &key).is_some_and(|id| referenced.contains(&id));
-        if !known {
+        let keep = match t2.parse_key(c.id(), &key) {
+            Some(id) => referenced.contains(&id) || (term > 0 && tag_term(id.tag) >= term),
+            None => false,
+        };
+        if !keep {
             t2.delete(&key).await?;
             n += 1;
         }
@@ -368,11 +429,11 @@ impl Container {
         self.shared.log.read_once(&pieces, buf).map_err(|e| StoreError::Internal(e.to_string()))
     }
 
-    /// Records, durably, that a run is in Tier-2 (its chunk uploaded).
-    pub(crate) async fn tiered(&self, c: &Candidate) -> Result<(), StoreError> {
+    /// Records, durably, that a run is in Tier-2 (its chunk, upload `tag`, uploaded).
+    pub(crate) async fn tiered(&self, c: &Candidate, tag: u64) -> Result<(), StoreError> {
         let Some(tx) = &self.meta_tx else { return Err(self.damaged()) };
         let (reply, rx) = oneshot::channel();
-        let req = Request::Tiered { name: c.name.clone(), local: c.local, offset: c.offset, len: c.len, reply };
+        let req = Request::Tiered { name: c.name.clone(), local: c.local, offset: c.offset, len: c.len, tag, reply };
         tx.send(req).await.map_err(|_| StoreError::ShuttingDown)?;
         rx.await.map_err(|_| StoreError::ShuttingDown)?
     }
@@ -390,7 +451,16 @@ impl Container {
     /// Every chunk the durable state refers to.
     pub(crate) fn chunk_ids(&self) -> HashSet<ChunkId> {
         let d = self.shared.durable.read();
-        d.segments.values().flat_map(|s| s.chunks.iter().map(|c| (c.obj_local, c.obj_offset))).collect()
+        d.segments.values().flat_map(|s| s.chunks.iter().map(|c| c.obj)).collect()
+    }
+
+    /// The term the storage writer may move data in: `Some(0)` for a single-copy container;
+    /// for a replicated one, the term this replica serves in, if it serves.
+    pub(crate) fn mover_term(&self) -> Option<u64> {
+        match &self.shared.group {
+            None => Some(0),
+            Some(g) => g.serving_term(),
+        }
     }
 
     /// The Tier-1 log file being written, and whether appends wait for Tier-1 space.

@@ -87,14 +87,21 @@ pub(super) enum Request {
         reply: oneshot::Sender<Result<Lsn, StoreError>>,
     },
     /// Records that `[offset, offset + len)` of segment incarnation `local` is in the Tier-2
-    /// chunk it wrote at `offset` (sent by the storage writer, on the metadata channel).
+    /// chunk it wrote at `offset` with `tag` (sent by the storage writer, on the metadata
+    /// channel). A replicated container's tag names the term it was uploaded in: refused
+    /// unless this replica still leads in that term.
     Tiered {
         name: String,
         local: u64,
         offset: u64,
         len: u64,
+        tag: u64,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Periodic upkeep of a replicated container's log (sent on the metadata channel): let
+    /// the group purge entries the state no longer needs and write checkpoints, so that
+    /// Tier-1 files are recycled on followers too (see `ContainerLog::maintain`).
+    Maintain,
     /// A barrier: answered once everything queued before it is durable.
     WriterState {
         name: String,
@@ -427,6 +434,15 @@ impl WriterThread {
         while let Ok(m) = self.meta_rx.try_recv() {
             batch.push(m);
         }
+        let before = batch.len();
+        batch.retain(|r| !matches!(r, Request::Maintain));
+        if batch.len() < before {
+            let keep_from = self.keep_from();
+            self.log.maintain(keep_from);
+        }
+        if batch.is_empty() {
+            return;
+        }
         let size: usize = batch.iter().map(estimate).sum();
         self.commit_group(&mut batch, payload, size, true);
         for _ in 0..2 {
@@ -619,10 +635,17 @@ impl WriterThread {
                 Reply::Done(reply, res)
             }
             Request::Checkpoint { reply } => Reply::Checkpoint(reply),
-            Request::Tiered { name, local, offset, len, reply } => {
+            Request::Maintain => unreachable!("commit_meta takes upkeep requests out of a group"),
+            Request::Tiered { name, local, offset, len, tag, reply } => {
+                let term = self.log.term();
                 let res = live(w, &name).and_then(|s| {
                     if s.local != local {
                         return Err(StoreError::SegmentReplaced(name.clone()));
+                    }
+                    if let Some(term) = term
+                        && crate::container::storage_writer::tag_term(tag) != term
+                    {
+                        return Err(StoreError::NotLeader { container: self.shared.id, leader: None });
                     }
                     // The bytes must still be a run of whole Tier-1 entries (a truncation or
                     // merge since the upload may have moved them).
@@ -648,7 +671,7 @@ impl WriterThread {
                     Ok(())
                 });
                 if res.is_ok() {
-                    ops::encode_tiered(buf, local, offset, len);
+                    ops::encode_tiered(buf, local, offset, len, tag);
                 }
                 Reply::Done(reply, res)
             }
@@ -677,6 +700,7 @@ fn fail(req: Request, e: StoreError) {
         Request::Merge { reply, .. } => drop(reply.send(Err(e))),
         Request::UpdateAttribute { reply, .. } => drop(reply.send(Err(e))),
         Request::Checkpoint { reply } => drop(reply.send(Err(e))),
+        Request::Maintain => {}
         Request::Tiered { reply, .. } => drop(reply.send(Err(e))),
     }
 }

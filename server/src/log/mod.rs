@@ -73,6 +73,9 @@ pub enum RecordKind {
     /// Removes the replicated log's entries from an index on (a follower's conflicting,
     /// never-committed suffix); the records stay in the file, later ones replace them.
     Truncate = 4,
+    /// Segment bytes a replica of a replicated container received in a snapshot (what its
+    /// leader had not moved to Tier-2 yet); read through the read index only, never replayed.
+    Data = 5,
 }
 
 impl RecordKind {
@@ -82,6 +85,7 @@ impl RecordKind {
             2 => Some(Self::Checkpoint),
             3 => Some(Self::Entry),
             4 => Some(Self::Truncate),
+            5 => Some(Self::Data),
             _ => None,
         }
     }

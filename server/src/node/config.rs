@@ -569,15 +569,13 @@ impl SegmentStoreSettings {
         if replicas.is_some() {
             store.container_log = ContainerLogMode::Raft;
         }
-        // Replicated containers keep their data in Tier-1 for now: Tier-2 objects are named per
-        // store, so a new leader could not read what an earlier one moved (docs/replication.md).
+        // Replicated containers move data only to a Tier-2 every replica reads (a bucket, or a
+        // file system all stores mount): there is no default, since a store's own local
+        // directory would not be one (docs/replication.md).
         if store.container_log == ContainerLogMode::Raft {
             match self.store.tier.tier2.as_deref().map(str::trim) {
                 None | Some("none") => store.tier.url = None,
-                Some(url) => bail!(
-                    "--tier2 {url}: a segment store with replicated containers (--container-log raft or \
-                     --replica-peers) keeps its data in Tier-1 for now; use --tier2 none (docs/replication.md)"
-                ),
+                Some(_) => {}
             }
         }
         Ok(SegmentStoreConfig {

@@ -26,8 +26,13 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
     let tier2 = match &cfg.tier.url {
         Some(url) => {
             let backend = crate::tier2::open_url(url, cfg.tier.endpoint.as_deref())?;
-            let id = store_id(&tier1)?;
-            Some(Arc::new(crate::tier2::Tier2::new(backend, &id, cfg.tier.cache_bytes)))
+            // Single-copy: each store's objects under its own id. Replicated: one folder the
+            // replicas of a container share (whichever leads moves its data there).
+            let folder = match cfg.container_log {
+                super::config::ContainerLogMode::SingleCopy => store_id(&tier1)?,
+                super::config::ContainerLogMode::Raft => crate::tier2::REPLICATED_FOLDER.to_owned(),
+            };
+            Some(Arc::new(crate::tier2::Tier2::new(backend, &folder, cfg.tier.cache_bytes)))
         }
         None => None,
     };

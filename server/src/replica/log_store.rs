@@ -21,8 +21,14 @@
 //!   the file. Recovery applies both in file order, so it rebuilds exactly this index. A crash
 //!   before the truncation is durable brings the old suffix back, as if the truncation had not
 //!   happened: the node had not acknowledged anything that relied on it.
-//! - `purge(i)` forgets entries `..=i` (the state machine's checkpoint holds them); the Tier-1
-//!   log recycles its files by its own rules (data must reach Tier-2 first).
+//! - `purge(i)` forgets entries `..=i` (openraft calls it once a snapshot covers them); the
+//!   Tier-1 log recycles a file only when no entry still held and no segment byte the state
+//!   refers to is in it (the container computes `keep_from`, see `container::replicated`).
+//! - A checkpoint record may follow entries that are not applied yet (a follower appends
+//!   ahead of what it applies): it then carries their ids and addresses (the *pending*
+//!   entries, [`PENDING_MAGIC`]), and recovery starts its index with them, so it never misses
+//!   one. Snapshot data a follower installs goes into `Data` records (read through the read
+//!   index only).
 //! - The vote is a JSON file beside the log, replaced atomically (write, fsync, rename, fsync
 //!   the directory) before `save_vote` returns.
 //!
@@ -89,6 +95,58 @@ fn decode_envelope(p: &[u8]) -> Option<(LogId, BodyKind)> {
         return None;
     }
     Some((LogId::new(CommittedLeaderId::new(term, node), index), kind))
+}
+
+/// The first bytes of a checkpoint payload that names pending entries:
+///
+/// ```text
+/// | "NRPE" | count u32 LE | count × (envelope 32 B | file u64 | pos u64 | len u32) | checkpoint |
+/// ```
+///
+/// Each pending entry is one written (not necessarily applied) after the checkpoint's own
+/// entry and before the checkpoint record, with its body's address; `checkpoint` is the
+/// state machine's payload as the caller gave it.
+pub const PENDING_MAGIC: &[u8; 4] = b"NRPE";
+const PENDING_LEN: usize = ENVELOPE_LEN + 20;
+
+/// `payload` wrapped with the entries of `ix` after `applied` that are written (none: as is).
+fn with_pending(ix: &Index, applied: Option<u64>, payload: Vec<u8>) -> Vec<u8> {
+    let from = applied.map_or(0, |a| a + 1);
+    let pending: Vec<&Held> =
+        ix.held.iter().filter(|h| h.log_id.index >= from).take_while(|h| h.at.is_some()).collect();
+    if pending.is_empty() {
+        return payload;
+    }
+    let mut out = Vec::with_capacity(8 + pending.len() * PENDING_LEN + payload.len());
+    out.extend_from_slice(PENDING_MAGIC);
+    out.extend_from_slice(&(pending.len() as u32).to_le_bytes());
+    for h in pending {
+        let at = h.at.expect("written");
+        out.extend_from_slice(&encode_envelope(&h.log_id, h.kind));
+        out.extend_from_slice(&at.file.to_le_bytes());
+        out.extend_from_slice(&at.pos.to_le_bytes());
+        out.extend_from_slice(&(h.len as u32).to_le_bytes());
+    }
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Splits a checkpoint payload into its pending entries and the state machine's payload.
+fn split_pending(payload: &[u8]) -> Result<(Vec<Held>, &[u8]), String> {
+    let Some(rest) = payload.strip_prefix(PENDING_MAGIC) else { return Ok((Vec::new(), payload)) };
+    let count = rest.get(..4).ok_or("pending entries: no count")?;
+    let count = u32::from_le_bytes(count.try_into().expect("4 bytes")) as usize;
+    let table = rest.get(4..4 + count.checked_mul(PENDING_LEN).ok_or("pending entries: count")?);
+    let table = table.ok_or("pending entries: shorter than their count")?;
+    let mut held = Vec::with_capacity(count);
+    for e in table.chunks_exact(PENDING_LEN) {
+        let (log_id, kind) = decode_envelope(&e[..ENVELOPE_LEN]).ok_or("pending entries: a bad envelope")?;
+        let word = |at: usize| u64::from_le_bytes(e[at..at + 8].try_into().expect("8 bytes"));
+        let (file, pos) = (word(ENVELOPE_LEN), word(ENVELOPE_LEN + 8));
+        let len = u32::from_le_bytes(e[ENVELOPE_LEN + 16..PENDING_LEN].try_into().expect("4 bytes")) as usize;
+        held.push(Held { log_id, kind, at: Some(LogAddress { file, pos }), len, body: None });
+    }
+    Ok((held, &rest[4 + table.len()..]))
 }
 
 /// An entry the log holds.
@@ -225,6 +283,12 @@ enum Job {
     },
     /// Answered once everything queued before it is durable.
     Barrier(mpsc::SyncSender<()>),
+    /// Writes each payload as a `Data` record (segment bytes from a snapshot) and answers
+    /// with their payload addresses; durable with the next checkpoint.
+    Data {
+        payloads: Vec<Vec<u8>>,
+        reply: mpsc::SyncSender<Result<Vec<LogAddress>, LogError>>,
+    },
     /// Makes room for an entry of up to `len` body bytes (`data`: one that holds appends, which
     /// waits at the Tier-1 capacity).
     Reserve {
@@ -232,8 +296,8 @@ enum Job {
         data: bool,
         reply: mpsc::SyncSender<Result<(), LogError>>,
     },
-    /// Writes a checkpoint record of the state as of entry `applied`, if no later entry was
-    /// written before it (recovery replays only the records after a checkpoint).
+    /// Writes a checkpoint record of the state as of entry `applied`, naming the later entries
+    /// already written (recovery replays only the records after a checkpoint).
     Checkpoint {
         payload: Vec<u8>,
         applied: Option<u64>,
@@ -248,17 +312,14 @@ enum Job {
 pub enum Forget {
     /// Every entry up to the checkpoint's: a group of one, which no follower reads from.
     Applied,
-    /// Only entries up to the checkpoint's whose records are in log files the Tier-1 log
-    /// recycles now (their bytes are gone). A follower that still needs one needs a snapshot.
-    Recycled,
+    /// None: a group that may have followers forgets entries only when openraft purges them
+    /// (a snapshot covers them; a follower that needs one gets the snapshot).
+    Nothing,
 }
 
 /// Why a checkpoint was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Entries after the checkpoint's were already in the log: it is tried again later.
-    #[error("entries up to {written} are in the log, the checkpoint is of entry {applied:?}; not written")]
-    NotQuiet { applied: Option<u64>, written: u64 },
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("the replica log thread stopped")]
@@ -360,9 +421,26 @@ impl<'a> Recovery<'a> {
 
 impl Replayer for Recovery<'_> {
     fn checkpoint(&mut self, rec: &RecoveredRecord<'_>) -> bool {
-        match self.into.checkpoint(rec.payload) {
+        let (pending, payload) = match split_pending(rec.payload) {
+            Ok(split) => split,
+            Err(e) => {
+                tracing::warn!(lsn = rec.lsn, at = %rec.addr, error = %e, "checkpoint does not decode");
+                return false;
+            }
+        };
+        match self.into.checkpoint(payload) {
             Ok(applied) => {
-                self.index = Index { held: VecDeque::new(), last_purged: applied, bodies_from: 0 };
+                let mut index = Index { held: VecDeque::new(), last_purged: applied, bodies_from: 0 };
+                // The entries written before the checkpoint record but not covered by it.
+                for h in pending {
+                    if applied.is_some_and(|a| h.log_id.index <= a.index) {
+                        continue;
+                    }
+                    if index.push(h).is_err() {
+                        break;
+                    }
+                }
+                self.index = index;
                 true
             }
             Err(e) => {
@@ -395,7 +473,7 @@ impl Replayer for Recovery<'_> {
                 None => Err("a truncate record without an index".to_owned()),
             },
             RecordKind::Batch => self.into.legacy_batch(rec),
-            RecordKind::Checkpoint => Ok(()),
+            RecordKind::Checkpoint | RecordKind::Data => Ok(()),
         };
         if let Err(e) = result {
             self.error = Some(format!("record lsn {} at {}: {e}", rec.lsn, rec.addr));
@@ -487,8 +565,9 @@ impl ReplicaLog {
     }
 
     /// Writes `payload` (a checkpoint of the state as of entry `applied`) as a checkpoint
-    /// record, keeping log files from `keep_from` on, unless an entry after `applied` is in the
-    /// log already ([`CheckpointError::NotQuiet`]).
+    /// record, keeping log files from `keep_from` on (the caller includes
+    /// [`first_held_file`](Self::first_held_file)), with the entries after `applied` already in
+    /// the log named in it.
     pub fn checkpoint(
         &self,
         payload: Vec<u8>,
@@ -502,6 +581,28 @@ impl ReplicaLog {
         rx.recv().map_err(|_| CheckpointError::Stopped)?
     }
 
+    /// Writes `payloads` as `Data` records (segment bytes a snapshot brought) and returns
+    /// where each payload starts. They are durable once a later checkpoint is.
+    pub fn write_data(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<LogAddress>, LogError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        let stopped = || LogError::io("replica log", std::io::Error::other("the replica log thread stopped"));
+        self.jobs.send(Job::Data { payloads, reply }).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
+    }
+
+    /// The log file of the first entry held (not purged), if any: files from it on must stay.
+    pub fn first_held_file(&self) -> Option<u64> {
+        let ix = self.shared.index.lock();
+        ix.held.iter().find_map(|h| h.at).map(|a| a.file)
+    }
+
+    /// The log file the entry after `index` is in, if it is held and written.
+    pub fn file_after(&self, index: u64) -> Option<u64> {
+        let ix = self.shared.index.lock();
+        let pos = ix.position(index + 1)?;
+        ix.held.get(pos).and_then(|h| h.at).map(|a| a.file)
+    }
+
     fn send(&self, job: Job) -> Result<(), StorageError> {
         self.jobs.send(job).map_err(|_| write_err(&std::io::Error::other("the replica log thread stopped")))
     }
@@ -509,12 +610,6 @@ impl ReplicaLog {
 
 /// The log thread: writes each queued job's records, then one fsync, then the callbacks.
 fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Job>, shared: Arc<Shared>) {
-    // The index of the last entry record written (a checkpoint may follow only entries it
-    // covers).
-    let mut last_written: Option<u64> = shared.index.lock().held.back().map(|h| h.log_id.index);
-    // The `keep_from` of the previous checkpoint: the Tier-1 log recycles the files before
-    // the smaller of the two newest.
-    let mut kept_before: u64 = 0;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
@@ -528,7 +623,6 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                         let env = encode_envelope(&log_id, kind);
                         match log.append_parts(RecordKind::Entry, &[&env, &body]) {
                             Ok((_, addr)) => {
-                                last_written = Some(log_id.index);
                                 let at = addr.offset(ENVELOPE_LEN as u64);
                                 if let Some(h) = shared.index.lock().get_mut(&log_id) {
                                     h.at = Some(at);
@@ -543,7 +637,6 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                     flushed.push((done, failed));
                 }
                 Job::Truncate { index } => {
-                    last_written = last_written.filter(|&w| w < index).or(index.checked_sub(1));
                     if let Err(e) = log.append(RecordKind::Truncate, &index.to_le_bytes()) {
                         // The index already dropped the entries; without the record, a restart
                         // brings back a suffix this node never acknowledged (see the module docs).
@@ -555,23 +648,33 @@ fn log_thread(container: u32, mut log: Box<dyn LogWriter>, rx: mpsc::Receiver<Jo
                     let _ = reply.send(if data { log.reserve_data(len) } else { log.reserve(len) });
                 }
                 Job::Checkpoint { payload, applied, keep_from, forget, reply } => {
-                    let result = match last_written {
-                        Some(w) if applied.is_none_or(|a| a < w) => {
-                            Err(CheckpointError::NotQuiet { applied, written: w })
-                        }
-                        // Makes everything before it durable too (its own fsync).
-                        _ => log.checkpoint_keeping(&payload, keep_from).map_err(CheckpointError::from),
-                    };
+                    let payload = with_pending(&shared.index.lock(), applied, payload);
+                    // Makes everything before it durable too (its own fsync).
+                    let result = log.checkpoint_keeping(&payload, keep_from).map_err(CheckpointError::from);
                     if result.is_ok()
                         && let Some(applied) = applied
+                        && forget == Forget::Applied
                     {
-                        let recycled_before = keep_from.min(kept_before);
-                        shared.index.lock().forget(applied, |h| {
-                            forget == Forget::Applied || h.at.is_some_and(|a| a.file < recycled_before)
-                        });
-                        kept_before = keep_from;
+                        shared.index.lock().forget(applied, |_| true);
                     }
                     let _ = reply.send(result);
+                }
+                Job::Data { payloads, reply } => {
+                    let mut out = Vec::with_capacity(payloads.len());
+                    let mut failed = None;
+                    for p in &payloads {
+                        match log.append(RecordKind::Data, p) {
+                            Ok((_, addr)) => out.push(addr),
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    let _ = reply.send(match failed {
+                        None => Ok(out),
+                        Some(e) => Err(e),
+                    });
                 }
             }
         }

@@ -165,7 +165,10 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
     ) -> Result<tonic::Response<pb::ReplicaReply>, Status> {
         let req = request.into_inner();
         let raft = self.groups.route(req.route.as_ref())?;
-        let rpc: InstallSnapshotRequest<ReplicaConfig> = decode(&req.json)?;
+        let mut rpc: InstallSnapshotRequest<ReplicaConfig> = decode(&req.json)?;
+        if rpc.data.is_empty() {
+            rpc.data = req.data.to_vec();
+        }
         reply(&raft.install_snapshot(rpc).await)
     }
 
@@ -276,10 +279,12 @@ impl RaftNetwork<ReplicaConfig> for GrpcClient {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<ReplicaConfig>,
+        mut rpc: InstallSnapshotRequest<ReplicaConfig>,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, Rpc<InstallSnapshotError>> {
-        let mut request = Request::new(pb::ReplicaRequest { route: Some(self.route), json: Self::json(&rpc)? });
+        // The chunk's bytes go raw, not as a JSON array of numbers.
+        let data = std::mem::take(&mut rpc.data).into();
+        let mut request = Request::new(pb::ReplicaRequest { route: Some(self.route), json: Self::json(&rpc)?, data });
         request.set_timeout(option.hard_ttl());
         let result = self.client()?.install_snapshot(request).await;
         self.finish(result)
@@ -290,7 +295,11 @@ impl RaftNetwork<ReplicaConfig> for GrpcClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, Rpc<openraft::error::Infallible>> {
-        let mut request = Request::new(pb::ReplicaRequest { route: Some(self.route), json: Self::json(&rpc)? });
+        let mut request = Request::new(pb::ReplicaRequest {
+            route: Some(self.route),
+            json: Self::json(&rpc)?,
+            data: Default::default(),
+        });
         request.set_timeout(option.hard_ttl());
         let result = self.client()?.vote(request).await;
         self.finish(result)

@@ -7,7 +7,11 @@
 //! | "NRSM" | header length u32 LE | header (JSON: last applied log id, membership, snapshot id) | state |
 //! ```
 //!
-//! where `state` is what [`Applier::encode`] wrote. A checkpoint without the magic was written
+//! where `state` is what [`Applier::encode`] wrote. A snapshot sent to a follower also carries,
+//! after the state, the bytes of every Tier-1 read-index entry the state refers to, in the
+//! order [`Applier::residue`] lists them (`state_len` in the header says where the state ends):
+//! what the leader had not moved to Tier-2 yet, which the follower writes into `Data` records
+//! of its own log ([`Applier::restore_with`]). A checkpoint without the magic was written
 //! before the container was replicated: all of it is the applier's state, as of no entry. The state machine is rebuilt at start-up
 //! from the newest checkpoint in the Tier-1 log, and openraft applies the committed entries
 //! after it again ("persistent snapshot", in openraft's terms).
@@ -41,6 +45,27 @@ pub trait Applier: Send + 'static {
     fn encode(&self, out: &mut Vec<u8>);
     /// Replaces the whole state with an encoded one; an error leaves it as it was.
     fn restore(&mut self, state: &[u8]) -> Result<(), String>;
+    /// The Tier-1 log bytes an encoded state refers to (its read index), in a fixed order.
+    fn residue(state: &[u8]) -> Result<Vec<(LogAddress, usize)>, String>
+    where
+        Self: Sized,
+    {
+        let _ = state;
+        Ok(Vec::new())
+    }
+    /// Like [`restore`](Self::restore), but the bytes of the `i`-th piece [`residue`](Self::residue)
+    /// lists are now at `placed[i]`: (the payload address of the record holding them, how far
+    /// into it they start).
+    fn restore_with(&mut self, state: &[u8], placed: &[(LogAddress, u32)]) -> Result<(), String> {
+        if !placed.is_empty() {
+            return Err("this state machine keeps no Tier-1 bytes".into());
+        }
+        self.restore(state)
+    }
+    /// The oldest Tier-1 log file the state refers to, if any.
+    fn oldest_file(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The JSON header of a snapshot.
@@ -49,6 +74,10 @@ struct Header {
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
     snapshot_id: String,
+    /// Bytes of the state; the Tier-1 bytes it refers to follow. `None`: all of the rest is
+    /// state (a checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state_len: Option<u64>,
 }
 
 /// The first bytes of a snapshot.
@@ -57,7 +86,10 @@ const SNAPSHOT_MAGIC: &[u8; 4] = b"NRSM";
 /// Encodes a snapshot of `applier` as of `header`.
 fn encode_snapshot(header: &Header, applier: &dyn Applier) -> Vec<u8> {
     let mut out = snapshot_prefix(header);
-    applier.encode(&mut out);
+    // Into a buffer of its own: an applier's encoder may start by clearing it.
+    let mut state = Vec::new();
+    applier.encode(&mut state);
+    out.extend_from_slice(&state);
     out
 }
 
@@ -71,23 +103,63 @@ fn snapshot_prefix(header: &Header) -> Vec<u8> {
     out
 }
 
-/// Splits a snapshot into its header and the applier's state; `None` for a payload without
-/// the magic (a checkpoint from before the container was replicated).
-fn decode_snapshot(bytes: &[u8]) -> Result<Option<(Header, &[u8])>, String> {
+/// A snapshot's header, the applier's state, and the Tier-1 bytes after it.
+type Decoded<'a> = (Header, &'a [u8], &'a [u8]);
+
+/// Splits a snapshot into its header, the applier's state and the Tier-1 bytes after it;
+/// `None` for a payload without the magic (a checkpoint from before the container was
+/// replicated).
+fn decode_snapshot(bytes: &[u8]) -> Result<Option<Decoded<'_>>, String> {
     let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) else { return Ok(None) };
     let len = rest.get(..4).ok_or("a snapshot shorter than its header length")?;
     let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
     let json = rest.get(4..4 + len).ok_or("a snapshot shorter than its header")?;
-    let header = serde_json::from_slice(json).map_err(|e| format!("snapshot header: {e}"))?;
-    Ok(Some((header, &rest[4 + len..])))
+    let header: Header = serde_json::from_slice(json).map_err(|e| format!("snapshot header: {e}"))?;
+    let body = &rest[4 + len..];
+    let (state, data) = match header.state_len {
+        None => (body, &body[body.len()..]),
+        Some(n) => {
+            let n = usize::try_from(n).ok().filter(|&n| n <= body.len()).ok_or("a snapshot shorter than its state")?;
+            body.split_at(n)
+        }
+    };
+    Ok(Some((header, state, data)))
+}
+
+/// Packs `pieces` (lengths, in order) into `Data` record payloads of at most `max` bytes each
+/// (a piece is never split; one larger than `max` gets a record of its own) and says, for each
+/// piece, which record holds it and where in it.
+fn pack(pieces: &[usize], max: usize) -> (Vec<usize>, Vec<(usize, u32)>) {
+    let (mut records, mut at) = (Vec::new(), Vec::with_capacity(pieces.len()));
+    for &len in pieces {
+        let n = records.len();
+        match records.last_mut() {
+            Some(size) if *size + len <= max => {
+                at.push((n - 1, *size as u32));
+                *size += len;
+            }
+            _ => {
+                at.push((records.len(), 0));
+                records.push(len);
+            }
+        }
+    }
+    (records, at)
+}
+
+struct Current {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    bytes: Vec<u8>,
+    oldest_file: Option<u64>,
 }
 
 struct Inner<A> {
     applier: A,
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, BasicNode>,
-    /// The newest snapshot built or installed, with its bytes.
-    current: Option<(SnapshotMeta<NodeId, BasicNode>, Vec<u8>)>,
+    /// The newest snapshot built or installed: its header and state, without the Tier-1 bytes
+    /// (read when it is sent), and the oldest log file those are in (kept until a newer one).
+    current: Option<Current>,
     built: u64,
 }
 
@@ -132,6 +204,12 @@ impl<A: Applier> ReplicaState<A> {
         self.inner.lock().last_applied
     }
 
+    /// The entry the newest snapshot was taken at, and the oldest Tier-1 file it needs (to be
+    /// kept while it is the newest: a follower may be sent it).
+    pub fn snapshot(&self) -> Option<(Option<LogId>, Option<u64>)> {
+        self.inner.lock().current.as_ref().map(|c| (c.meta.last_log_id, c.oldest_file))
+    }
+
     /// A checkpoint of the state as of the last applied entry (the payload of a Tier-1
     /// checkpoint record; [`RecoverInto::checkpoint`] reads it back), and that entry's index.
     pub fn checkpoint(&self) -> (Vec<u8>, Option<u64>) {
@@ -140,6 +218,7 @@ impl<A: Applier> ReplicaState<A> {
             last_applied: inner.last_applied,
             membership: inner.membership.clone(),
             snapshot_id: String::new(),
+            state_len: None,
         };
         (encode_snapshot(&header, &inner.applier), inner.last_applied.map(|l| l.index))
     }
@@ -152,6 +231,7 @@ impl<A: Applier> ReplicaState<A> {
             last_applied: inner.last_applied,
             membership: inner.membership.clone(),
             snapshot_id: String::new(),
+            state_len: None,
         };
         let mut out = snapshot_prefix(&header);
         out.extend_from_slice(state);
@@ -161,7 +241,7 @@ impl<A: Applier> ReplicaState<A> {
 
 impl<A: Applier> RecoverInto for ReplicaState<A> {
     fn checkpoint(&mut self, payload: &[u8]) -> Result<Option<LogId>, String> {
-        let Some((header, state)) = decode_snapshot(payload)? else {
+        let Some((header, state, _)) = decode_snapshot(payload)? else {
             // From before the container was replicated: the state as of no entry.
             let mut inner = self.inner.lock();
             inner.applier.restore(payload)?;
@@ -186,6 +266,8 @@ fn sm_err(log_id: LogId, e: impl std::fmt::Display) -> StorageError {
 }
 
 impl<A: Applier> RaftSnapshotBuilder<ReplicaConfig> for ReplicaState<A> {
+    /// Cheap: the state's encoding (like a checkpoint). Its Tier-1 bytes are read only when a
+    /// follower is sent it ([`get_current_snapshot`](RaftStateMachine::get_current_snapshot)).
     async fn build_snapshot(&mut self) -> Result<Snapshot<ReplicaConfig>, StorageError> {
         let mut inner = self.inner.lock();
         inner.built += 1;
@@ -193,15 +275,47 @@ impl<A: Applier> RaftSnapshotBuilder<ReplicaConfig> for ReplicaState<A> {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, inner.built),
             None => format!("none-{}", inner.built),
         };
-        let header = Header { last_applied: inner.last_applied, membership: inner.membership.clone(), snapshot_id };
+        let header = Header {
+            last_applied: inner.last_applied,
+            membership: inner.membership.clone(),
+            snapshot_id,
+            state_len: None,
+        };
         let bytes = encode_snapshot(&header, &inner.applier);
         let meta = SnapshotMeta {
             last_log_id: header.last_applied,
             last_membership: header.membership,
             snapshot_id: header.snapshot_id,
         };
-        inner.current = Some((meta.clone(), bytes.clone()));
+        let oldest_file = inner.applier.oldest_file();
+        inner.current = Some(Current { meta: meta.clone(), bytes: bytes.clone(), oldest_file });
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    }
+}
+
+fn snap_err(meta: &SnapshotMeta<NodeId, BasicNode>, e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e.to_string())).into()
+}
+
+impl<A: Applier> ReplicaState<A> {
+    /// The newest snapshot with the Tier-1 bytes its state refers to, read from this
+    /// replica's log (kept while the snapshot is the newest: see [`snapshot`](Self::snapshot)).
+    fn materialize(&self, current: &Current) -> Result<Vec<u8>, String> {
+        let Some((mut header, state, _)) = decode_snapshot(&current.bytes)? else {
+            return Err("a snapshot without its magic".into());
+        };
+        let pieces = A::residue(state)?;
+        if pieces.is_empty() {
+            return Ok(current.bytes.clone());
+        }
+        let log = self.log.as_ref().ok_or("no log to read the snapshot's Tier-1 bytes from")?;
+        let mut data = Vec::with_capacity(pieces.iter().map(|p| p.1).sum());
+        log.reader().read_once(&pieces, &mut data).map_err(|e| e.to_string())?;
+        header.state_len = Some(state.len() as u64);
+        let mut out = snapshot_prefix(&header);
+        out.extend_from_slice(state);
+        out.extend_from_slice(&data);
+        Ok(out)
     }
 }
 
@@ -261,25 +375,90 @@ impl<A: Applier> RaftStateMachine<ReplicaConfig> for ReplicaState<A> {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
-        let snap_err = |e: String| -> StorageError {
-            StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(e)).into()
-        };
-        let (_, state) = decode_snapshot(&bytes)
+        let (_, state, data) = decode_snapshot(&bytes)
             .and_then(|s| s.ok_or_else(|| "a snapshot without its magic".to_owned()))
-            .map_err(snap_err)?;
-        let mut inner = self.inner.lock();
-        inner.applier.restore(state).map_err(snap_err)?;
-        inner.last_applied = meta.last_log_id;
-        inner.membership = meta.last_membership.clone();
-        inner.current = Some((meta.clone(), bytes));
+            .map_err(|e| snap_err(meta, e))?;
+        // The leader's Tier-1 bytes go into `Data` records of this replica's log; the state's
+        // read index is pointed at them.
+        let pieces = A::residue(state).map_err(|e| snap_err(meta, e))?;
+        let lens: Vec<usize> = pieces.iter().map(|p| p.1).collect();
+        if lens.iter().sum::<usize>() != data.len() {
+            return Err(snap_err(
+                meta,
+                format!(
+                    "the snapshot carries {} Tier-1 bytes, its state refers to {}",
+                    data.len(),
+                    lens.iter().sum::<usize>()
+                ),
+            ));
+        }
+        let mut placed = Vec::new();
+        if !pieces.is_empty() {
+            let log = self.log.clone().ok_or_else(|| snap_err(meta, "no log to write the snapshot's bytes to"))?;
+            let (records, at) = pack(&lens, log.max_body());
+            let mut payloads = Vec::with_capacity(records.len());
+            let mut rest = data;
+            for size in records {
+                let (head, tail) = rest.split_at(size);
+                payloads.push(head.to_vec());
+                rest = tail;
+            }
+            let addrs = tokio::task::spawn_blocking(move || log.write_data(payloads))
+                .await
+                .map_err(|e| snap_err(meta, e))?
+                .map_err(|e| snap_err(meta, e))?;
+            placed = at.into_iter().map(|(r, within)| (addrs[r].offset(within as u64), within)).collect();
+        }
+        let (checkpoint, applied) = {
+            let mut inner = self.inner.lock();
+            inner.applier.restore_with(state, &placed).map_err(|e| snap_err(meta, e))?;
+            inner.last_applied = meta.last_log_id;
+            inner.membership = meta.last_membership.clone();
+            let header = Header {
+                last_applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                snapshot_id: meta.snapshot_id.clone(),
+                state_len: None,
+            };
+            // Kept as this replica's own: its read index now points into this log.
+            let own = encode_snapshot(&header, &inner.applier);
+            let oldest_file = inner.applier.oldest_file();
+            inner.current = Some(Current { meta: meta.clone(), bytes: own.clone(), oldest_file });
+            (own, meta.last_log_id.map(|l| l.index))
+        };
+        // A checkpoint at once, so that a restart starts from the installed state (the
+        // entries it replaces are purged by openraft next).
+        if let Some(log) = self.log.clone() {
+            let keep_from =
+                placed.iter().map(|p| p.0.file).chain(log.first_held_file()).min().unwrap_or(log.current_file());
+            tokio::task::spawn_blocking(move || {
+                log.checkpoint(checkpoint, applied, keep_from, super::log_store::Forget::Nothing)
+            })
+            .await
+            .map_err(|e| snap_err(meta, e))?
+            .map_err(|e| snap_err(meta, e))?;
+        }
+        if let (Some(log), Some(a)) = (&self.log, applied) {
+            log.applied(a);
+        }
+        tracing::info!(snapshot = %meta.snapshot_id, tier1_bytes = data.len(), "installed a snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<ReplicaConfig>>, StorageError> {
-        let inner = self.inner.lock();
-        Ok(inner
-            .current
-            .as_ref()
-            .map(|(meta, bytes)| Snapshot { meta: meta.clone(), snapshot: Box::new(Cursor::new(bytes.clone())) }))
+        let current = {
+            let inner = self.inner.lock();
+            match &inner.current {
+                None => return Ok(None),
+                Some(c) => Current { meta: c.meta.clone(), bytes: c.bytes.clone(), oldest_file: c.oldest_file },
+            }
+        };
+        let this = self.clone();
+        let meta = current.meta.clone();
+        let bytes = tokio::task::spawn_blocking(move || this.materialize(&current))
+            .await
+            .map_err(|e| snap_err(&meta, e))?
+            .map_err(|e| snap_err(&meta, e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) }))
     }
 }

@@ -571,15 +571,37 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     };
 
     // Misaddressed: another store, a container this store does not hold, no route at all.
-    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 7), json: vote_json(9).into() })).await;
+    let e = svc
+        .vote(tonic::Request::new(pb::ReplicaRequest {
+            route: route(0, 7),
+            json: vote_json(9).into(),
+            data: Default::default(),
+        }))
+        .await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::FailedPrecondition);
-    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: route(9, 1), json: vote_json(9).into() })).await;
+    let e = svc
+        .vote(tonic::Request::new(pb::ReplicaRequest {
+            route: route(9, 1),
+            json: vote_json(9).into(),
+            data: Default::default(),
+        }))
+        .await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::NotFound);
-    let e = svc.vote(tonic::Request::new(pb::ReplicaRequest { route: None, json: vote_json(9).into() })).await;
+    let e = svc
+        .vote(tonic::Request::new(pb::ReplicaRequest {
+            route: None,
+            json: vote_json(9).into(),
+            data: Default::default(),
+        }))
+        .await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
     // Garbage bytes, an unknown entry kind, entries inside the JSON.
     let e = svc
-        .vote(tonic::Request::new(pb::ReplicaRequest { route: route(0, 1), json: b"\xff\x00garbage".to_vec().into() }))
+        .vote(tonic::Request::new(pb::ReplicaRequest {
+            route: route(0, 1),
+            json: b"\xff\x00garbage".to_vec().into(),
+            data: Default::default(),
+        }))
         .await;
     assert_eq!(e.unwrap_err().code(), tonic::Code::InvalidArgument);
     let stale = AppendEntriesRequest::<ReplicaConfig> {
@@ -648,29 +670,45 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     stop(&net, 1, r).await;
 }
 
-/// A checkpoint lets a group of one forget the entries it covers (memory stays bounded), and
-/// a member of a larger group only those whose log files are recycled; a checkpoint is refused
-/// while a later entry is already in the log, so recovery never misses one.
-#[tokio::test]
-async fn checkpoints_forget_covered_entries_and_wait_for_quiet_points() {
-    use super::log_store::{CheckpointError, Forget};
+/// A checkpoint may follow entries it does not cover (a follower appends ahead of what it
+/// applies): it names them, and recovery from it still finds every one, bodies included; a group
+/// of one forgets what a checkpoint covers, a larger group's member nothing (openraft purges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_names_the_entries_written_before_it_that_it_does_not_cover() {
+    use super::log_store::Forget;
+    use openraft::storage::RaftStateMachine;
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, state) = open_file(dir.path());
-    append(&mut log, (1..=6).map(|i| normal(1, i, format!("e{i}").as_bytes())).collect()).await;
-    // Entries 1..=6 are in the log; a checkpoint of entry 4 would hide 5 and 6 from recovery.
-    let (payload, _) = state.checkpoint_of(b"[]");
-    match log.checkpoint(payload.clone(), Some(4), 0, Forget::Applied) {
-        Err(CheckpointError::NotQuiet { applied: Some(4), written: 6 }) => {}
-        other => panic!("{other:?}"),
+    {
+        let (mut log, mut state) = open_file(dir.path());
+        let entries: Vec<_> = (1..=6).map(|i| normal(1, i, format!("e{i}").as_bytes())).collect();
+        append(&mut log, entries.clone()).await;
+        // Entries 1..=4 applied, 5 and 6 only written: a checkpoint of entry 4.
+        state.apply(entries.into_iter().take(4)).await.unwrap();
+        let (payload, applied) = state.checkpoint();
+        assert_eq!(applied, Some(4));
+        log.checkpoint(payload.clone(), applied, 0, Forget::Nothing).unwrap();
+        assert_eq!(log.try_get_log_entries(0..100).await.unwrap().len(), 6, "a larger group forgets nothing");
+        append(&mut log, vec![normal(1, 7, b"e7")]).await;
+        log.barrier();
+        let thread = log.thread();
+        drop((log, state));
+        assert!(thread.stopped_within(Duration::from_secs(10)));
     }
-    // Of entry 6: taken. A larger group's member forgets nothing (all in the first file)...
-    log.checkpoint(payload.clone(), Some(6), 1, Forget::Recycled).unwrap();
-    assert_eq!(log.try_get_log_entries(0..100).await.unwrap().len(), 6);
-    // ...a group of one forgets everything the checkpoint covers.
+    let (mut log, state) = open_file(dir.path());
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!((st.last_purged_log_id, st.last_log_id), (Some(log_id(1, 4)), Some(log_id(1, 7))));
+    let held = log.try_get_log_entries(0..100).await.unwrap();
+    assert_eq!(indexes_and_terms(&held), vec![(5, 1), (6, 1), (7, 1)], "5 and 6 came from the checkpoint, 7 after it");
+    for e in &held {
+        match &e.payload {
+            EntryPayload::Normal(b) => assert_eq!(&b.ops[..], format!("e{}", e.log_id.index).as_bytes()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(state.with(|r| r.applied.iter().map(|(i, _)| *i).collect::<Vec<_>>()), vec![1, 2, 3, 4]);
+    // A group of one forgets what its checkpoint covers.
+    let (payload, _) = state.checkpoint();
     log.checkpoint(payload, Some(6), 1, Forget::Applied).unwrap();
-    append(&mut log, vec![normal(1, 7, b"e7")]).await;
     let left = log.try_get_log_entries(0..100).await.unwrap();
     assert_eq!(indexes_and_terms(&left), vec![(7, 1)]);
-    let st = log.get_log_state().await.unwrap();
-    assert_eq!((st.last_purged_log_id, st.last_log_id), (Some(log_id(1, 6)), Some(log_id(1, 7))));
 }

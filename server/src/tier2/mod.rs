@@ -42,6 +42,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
+use crate::container::ChunkId;
 pub use crate::direct::Urgency;
 use crate::direct::{BufferPool, align_up, create_direct, read_direct, with_idle_io};
 
@@ -299,6 +300,11 @@ pub fn decode_chunk(key: &str, obj: Bytes) -> Result<(ChunkHeader, Bytes), Tier2
     Ok((ChunkHeader { name: name.to_owned(), offset, len }, obj.slice(data_at..)))
 }
 
+/// The folder under a Tier-2 root where replicated containers keep their chunks (all replicas
+/// of a container, on any store, read and write `replicated/container-N`); a single-copy
+/// store's folder is its store id.
+pub const REPLICATED_FOLDER: &str = "replicated";
+
 /// The Tier-2 store of one segment store: the object store, where this store's objects live,
 /// and the read cache.
 #[derive(Debug)]
@@ -335,18 +341,28 @@ impl Tier2 {
         self.base.clone().join(format!("container-{container}"))
     }
 
-    /// The key of a chunk: written by segment incarnation `local` at segment offset `offset`.
-    pub fn chunk_key(&self, container: u32, local: u64, offset: u64) -> Path {
-        self.container_dir(container).join(format!("{local:020}")).join(format!("{offset:020}.chunk"))
+    /// The key of a chunk: written by segment incarnation `id.local` at segment offset
+    /// `id.offset`, and for a tagged upload its tag (`{offset}-{tag}.chunk`).
+    pub fn chunk_key(&self, container: u32, id: ChunkId) -> Path {
+        let file = match id.tag {
+            0 => format!("{:020}.chunk", id.offset),
+            tag => format!("{:020}-{tag:016x}.chunk", id.offset),
+        };
+        self.container_dir(container).join(format!("{:020}", id.local)).join(file)
     }
 
-    /// Parses a chunk key of `container` back into (local, offset).
-    pub fn parse_key(&self, container: u32, key: &Path) -> Option<(u64, u64)> {
+    /// Parses a chunk key of `container` back into its chunk id.
+    pub fn parse_key(&self, container: u32, key: &Path) -> Option<ChunkId> {
         let dir = self.container_dir(container);
         let mut rest = key.prefix_match(&dir)?;
         let local = rest.next()?.as_ref().parse().ok()?;
-        let offset = rest.next()?.as_ref().strip_suffix(".chunk")?.parse().ok()?;
-        rest.next().is_none().then_some((local, offset))
+        let file = rest.next()?;
+        let name = file.as_ref().strip_suffix(".chunk")?;
+        let (offset, tag) = match name.split_once('-') {
+            None => (name.parse().ok()?, 0),
+            Some((offset, tag)) => (offset.parse().ok()?, u64::from_str_radix(tag, 16).ok().filter(|&t| t != 0)?),
+        };
+        rest.next().is_none().then_some(ChunkId { local, offset, tag })
     }
 
     /// Uploads a chunk once (the caller retries); when it returns Ok the chunk is durable. May
@@ -573,6 +589,30 @@ impl ChunkCache {
 mod tests {
     use super::*;
 
+    fn id(local: u64, offset: u64) -> ChunkId {
+        ChunkId { local, offset, tag: 0 }
+    }
+
+    #[test]
+    fn tagged_keys_parse_back_and_differ_from_untagged_ones() {
+        let t2 = Tier2::new(open_url("memory://", None).unwrap(), "replicated", 0);
+        let tagged = ChunkId { local: 7, offset: 4096, tag: 0xdead_beef_0000_0001 };
+        let (a, b) = (t2.chunk_key(3, tagged), t2.chunk_key(3, id(7, 4096)));
+        assert_ne!(a, b);
+        assert_eq!(t2.parse_key(3, &a), Some(tagged));
+        assert_eq!(t2.parse_key(3, &b), Some(id(7, 4096)));
+        assert_eq!(t2.parse_key(4, &a), None, "another container's key");
+        for bad in [
+            "00000000000000000007/x.chunk",
+            "00000000000000000007/00000000000000004096-0.chunk",
+            "00000000000000000007/00000000000000004096-zz.chunk",
+            "00000000000000000007/00000000000000004096.chunk/x",
+        ] {
+            let key = t2.container_dir(3).join(bad);
+            assert_eq!(t2.parse_key(3, &key), None, "{bad}");
+        }
+    }
+
     #[test]
     fn chunks_round_trip_and_damage_is_detected_anywhere() {
         let obj = encode_chunk("s/str/0", 4096, b"hello chunk");
@@ -605,19 +645,20 @@ mod tests {
     async fn keys_list_in_offset_order_and_the_cache_stays_bounded() {
         let t2 = Tier2::new(open_url("memory://", None).unwrap(), "store-1", 3000);
         for off in [0u64, 1000, 2000, 3000] {
-            let key = t2.chunk_key(0, 7, off);
-            assert_eq!(t2.parse_key(0, &key), Some((7, off)));
+            let key = t2.chunk_key(0, id(7, off));
+            assert_eq!(t2.parse_key(0, &key), Some(id(7, off)));
             t2.put(&key, encode_chunk("s/a/0", off, &vec![1u8; 1000]), Urgency::Urgent).await.unwrap();
         }
-        let keys: Vec<_> = t2.list(0).await.unwrap().into_iter().map(|(k, _)| t2.parse_key(0, &k).unwrap().1).collect();
+        let keys: Vec<_> =
+            t2.list(0).await.unwrap().into_iter().map(|(k, _)| t2.parse_key(0, &k).unwrap().offset).collect();
         assert_eq!(keys, vec![0, 1000, 2000, 3000]);
         for off in [0u64, 1000, 2000, 3000] {
-            assert_eq!(t2.get(&t2.chunk_key(0, 7, off)).await.unwrap().len(), 1000);
+            assert_eq!(t2.get(&t2.chunk_key(0, id(7, off))).await.unwrap().len(), 1000);
             assert!(t2.cached_bytes() <= 3000);
         }
-        assert!(matches!(t2.get(&t2.chunk_key(0, 7, 5000)).await, Err(Tier2Error::Missing { .. })));
-        t2.delete(&t2.chunk_key(0, 7, 0)).await.unwrap();
-        t2.delete(&t2.chunk_key(0, 7, 0)).await.unwrap();
+        assert!(matches!(t2.get(&t2.chunk_key(0, id(7, 5000))).await, Err(Tier2Error::Missing { .. })));
+        t2.delete(&t2.chunk_key(0, id(7, 0))).await.unwrap();
+        t2.delete(&t2.chunk_key(0, id(7, 0))).await.unwrap();
         assert_eq!(t2.list(0).await.unwrap().len(), 3);
     }
 
@@ -630,7 +671,7 @@ mod tests {
         let sizes = [1usize, 4095, 4096, 4097, (1 << 20) + 13, 3 * (1 << 20) - 7];
         for (i, &n) in sizes.iter().enumerate() {
             let data: Vec<u8> = (0..n).map(|b| (b * 7 + i) as u8).collect();
-            let key = t2.chunk_key(0, 3, i as u64);
+            let key = t2.chunk_key(0, id(3, i as u64));
             let object = encode_chunk("s/a/0", i as u64, &data);
             t2.put(&key, object.clone(), Urgency::Background).await.unwrap();
             // The object store sees exactly the object (listing and its own reads).
@@ -644,7 +685,7 @@ mod tests {
         let leftovers = walk(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")).count();
         assert_eq!(leftovers, 0);
         // A damaged file is refused, never served (fresh cache: a new Tier2 on the same dir).
-        let key = t2.chunk_key(0, 3, 4);
+        let key = t2.chunk_key(0, id(3, 4));
         let path = local_path(&t2.local_dir.clone().unwrap(), &key);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[100_000] ^= 0x20;
