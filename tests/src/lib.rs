@@ -328,3 +328,21 @@ pub fn parse_keyed_event(p: &[u8]) -> (String, u64) {
     let (k, n) = s.split_once(':').expect("key:seq");
     (k.to_owned(), n.parse().expect("sequence number"))
 }
+
+/// Tier-2 chunk objects under a local Tier-2 root (`file://` URL of that folder), counted.
+pub fn tier2_chunks(root: &Path) -> usize {
+    fn walk(dir: &Path, n: &mut usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, n);
+            } else if p.extension().is_some_and(|x| x == "chunk") {
+                *n += 1;
+            }
+        }
+    }
+    let mut n = 0;
+    walk(root, &mut n);
+    n
+}

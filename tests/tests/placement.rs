@@ -45,9 +45,13 @@ fn store(dir: &Path, controller: &str, name: &str, port: u16) -> Proc {
         "4",
         "--container-log",
         "raft",
-        // Tier-2 is per store today (docs/replication.md).
+        // One Tier-2 all stores share (a wiped store reads what others moved).
         "--tier2",
-        "none",
+        &format!("file://{}", dir.join("tier2").display()),
+        "--tier2-max-age",
+        "1s",
+        "--tier2-chunk-size",
+        "1MiB",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -214,5 +218,7 @@ fn replicas_grow_onto_new_stores_and_a_wiped_store_rejoins_as_a_new_replica() {
     let total: u64 = expected.values().sum();
     assert!(total > 3000, "the writer kept writing through the changes ({total} events)");
     rt.block_on(check_stream(&client, "demo", "e", &expected));
+    let chunks = nadi_tests::tier2_chunks(&dir.path().join("tier2"));
+    assert!(chunks > 0, "data moved to the shared Tier-2 ({chunks} chunks)");
     drop(ctl);
 }

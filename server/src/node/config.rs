@@ -130,7 +130,9 @@ pub struct TierSettings {
     /// Where segment data moves from the Tier-1 log: `file:///dir` (or a plain path),
     /// `s3://bucket/prefix` (credentials and region from the AWS_* variables), `memory://`
     /// (tests only: lost on exit) or `none` (keep everything in Tier-1). Another scheme is
-    /// refused: `unknown Tier-2 backend`. Default: local files under DATA_DIR/tier2.
+    /// refused: `unknown Tier-2 backend`. Default: local files under DATA_DIR/tier2; for a
+    /// replicated `nadi segment-store` (`--container-log raft`), none: its Tier-2 must be one
+    /// every store reaches (S3 or a shared mount; docs/replication.md).
     #[arg(long, env = "NADI_TIER2", value_name = "URL")]
     pub tier2: Option<String>,
     /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000` (`http://` is allowed
