@@ -66,6 +66,37 @@ fn standalone_metrics_count_what_was_written() {
     assert!(m.keys().any(|k| k.starts_with("nadi_http_requests_total{")));
     assert_eq!(m.get("nadi_raft_is_leader"), Some(&1.0), "standalone's controller leads its group of one");
     reader_group_lag_drains(&s.controller_url, &s.http_addr);
+    store_gauges_add_up(&s.http_addr);
+}
+
+/// The store's own gauges and counters after [`write`] and a reader that read it all: every
+/// stored byte (4 bytes of framing per event) is in Tier-1 or Tier-2, readers were served at
+/// least all of it, and each commit had its fsync.
+fn store_gauges_add_up(http_addr: &str) {
+    let stored = (EVENTS * (SIZE as u64 + 4)) as f64;
+    let sum = |m: &HashMap<String, f64>, prefix: &str| -> f64 {
+        m.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+    };
+    let started = std::time::Instant::now();
+    let m = loop {
+        // Sampled every 2 s.
+        let m = scrape(http_addr);
+        let tiers = sum(&m, "nadi_container_tier1_bytes{") + sum(&m, "nadi_container_tier2_bytes{");
+        if tiers == stored {
+            break m;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "bytes by tier add up to {tiers}, not {stored}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let read = sum(&m, "nadi_read_bytes_total{");
+    assert!(read >= stored, "readers were served {read} bytes of {stored}");
+    let commits = sum(&m, "nadi_container_commits_total{");
+    let fsyncs = m["nadi_log_fsync_seconds_count"];
+    assert!(fsyncs >= commits, "{fsyncs} fsyncs for {commits} commits");
+    assert_eq!(m.get("nadi_store_tier1_capacity_bytes"), Some(&0.0), "no --tier1-capacity");
 }
 
 /// Waits (at most 20 s) until the sample `name` at `addr` is `want`.

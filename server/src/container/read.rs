@@ -141,6 +141,7 @@ impl Container {
         }
         let data = self.cut_events(name, Bytes::from(buf), first.offset, offset, max_bytes, length)?;
         let end = offset + data.len() as u64;
+        self.shared.metrics.read(1, data.len());
         Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
     }
 
@@ -193,6 +194,7 @@ impl Container {
         if let Some(h) = held {
             h.next = end;
         }
+        self.shared.metrics.read(2, data.len());
         Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
     }
 

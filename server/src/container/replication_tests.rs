@@ -119,23 +119,36 @@ async fn append_batch(stores: &tokio::sync::Mutex<BTreeMap<NodeId, Store>>, n: i
     }
 }
 
-/// Three replicas; the leader's store crashes and comes back, round after round, while a writer
-/// appends. Every acknowledged batch is stored exactly once, in order, on every replica, and
-/// writes resume on another replica within seconds of each crash.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_keep_every_acknowledged_append_through_leader_crashes() {
+/// Three stores' data directories, fixed addresses (chosen free now, so that a restarted store
+/// is found where it was), URLs and group tables; logs to the test output at `RUST_LOG`.
+struct Three {
+    dirs: Vec<tempfile::TempDir>,
+    addrs: BTreeMap<NodeId, SocketAddr>,
+    urls: BTreeMap<NodeId, String>,
+    groups: BTreeMap<NodeId, Arc<Groups>>,
+}
+
+fn three() -> Three {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
         ))
         .with_test_writer()
         .try_init();
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    // Fixed ports, chosen free now, so that a restarted store is found where it was.
+    let dirs = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: BTreeMap<NodeId, SocketAddr> =
         (1..=3).map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap())).collect();
-    let urls: BTreeMap<NodeId, String> = addrs.iter().map(|(id, a)| (*id, format!("http://{a}"))).collect();
-    let groups: BTreeMap<NodeId, Arc<Groups>> = (1..=3).map(|id| (id, Groups::new(id))).collect();
+    let urls = addrs.iter().map(|(id, a)| (*id, format!("http://{a}"))).collect();
+    let groups = (1..=3).map(|id| (id, Groups::new(id))).collect();
+    Three { dirs, addrs, urls, groups }
+}
+
+/// Three replicas; the leader's store crashes and comes back, round after round, while a writer
+/// appends. Every acknowledged batch is stored exactly once, in order, on every replica, and
+/// writes resume on another replica within seconds of each crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keep_every_acknowledged_append_through_leader_crashes() {
+    let Three { dirs, addrs, urls, groups } = three();
     let mut stores = BTreeMap::new();
     for id in 1..=3 {
         stores.insert(id, start(id, addrs[&id], dirs[id as usize - 1].path(), &urls, &groups[&id]).await);
@@ -240,19 +253,9 @@ async fn read_everything(c: &Container) -> Result<Vec<Vec<u8>>, StoreError> {
 /// bytes, neither changes what is read nor survives the next leader's sweep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tier2_moves_are_replicated_and_a_lagging_replica_catches_up_from_a_snapshot() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        ))
-        .with_test_writer()
-        .try_init();
     use crate::container::storage_writer::{self, TieringOptions};
     use crate::tier2::{REPLICATED_FOLDER, Tier2, Urgency, encode_chunk, open_url};
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let addrs: BTreeMap<NodeId, SocketAddr> =
-        (1..=3).map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap())).collect();
-    let urls: BTreeMap<NodeId, String> = addrs.iter().map(|(id, a)| (*id, format!("http://{a}"))).collect();
-    let groups: BTreeMap<NodeId, Arc<Groups>> = (1..=3).map(|id| (id, Groups::new(id))).collect();
+    let Three { dirs, addrs, urls, groups } = three();
     let t2 = Arc::new(Tier2::new(open_url("memory://", None).unwrap(), REPLICATED_FOLDER, 64 << 20));
     let tiering = TieringOptions { chunk_bytes: 2 << 20, max_age: Duration::from_millis(200), eager: true };
     const MAX_FILES: usize = 3;

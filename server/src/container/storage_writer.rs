@@ -243,6 +243,7 @@ struct Buffers {
 async fn move_run(c: &Container, run: &Candidate, term: u64, buffers: &mut Buffers) -> Result<(), StoreError> {
     let t2 = c.tier2().expect("storage writer runs with Tier-2").clone();
     let id = c.id();
+    let started = Instant::now();
     // Copying tens of MiB and checksumming them would hold up a runtime thread (and the
     // appends it serves) for milliseconds: done on a blocking thread.
     let (object, returned) = {
@@ -295,7 +296,10 @@ async fn move_run(c: &Container, run: &Candidate, term: u64, buffers: &mut Buffe
         tracing::info!(container = id, key = %key, failures, "Tier-2 upload succeeded after retries");
     }
     match c.tiered(run, chunk.tag).await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            c.shared.metrics.moved(id, run.len, started.elapsed().as_secs_f64());
+            Ok(())
+        }
         // The outcome is unknown (the entry may still commit): the chunk stays; if nothing
         // refers to it, the sweep of a later term deletes it.
         Err(e @ (StoreError::ShuttingDown | StoreError::NotLeader { .. })) => Err(e),

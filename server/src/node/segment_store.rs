@@ -110,8 +110,10 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     }
     let groups = groups.or(placed_groups);
     let metrics = store_cfg.container.metrics.clone();
+    let capacity = store_cfg.tier1_capacity();
     let store = Arc::new(tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??);
     store.start_tiering();
+    store.start_metrics(metrics.clone(), capacity, Duration::from_secs(2));
     let id = store_id(&tier1)?;
     let load = StoreLoad::new(cfg.load.clone());
     load.spawn_ticker(store.clone());

@@ -34,9 +34,11 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_cfg = store_config(&cfg.store)?;
     let metrics = store_cfg.container.metrics.clone();
+    let capacity = store_cfg.tier1_capacity();
     let store = tokio::task::spawn_blocking(move || SegmentStore::open(&store_cfg)).await??;
     let store = Arc::new(store);
     store.start_tiering();
+    store.start_metrics(metrics.clone(), capacity, std::time::Duration::from_secs(2));
 
     let seg_listener = bind(cfg.segment_listen, "segment store").await?;
     let ctl_listener = bind(cfg.controller_listen, "controller").await?;

@@ -27,6 +27,13 @@ pub struct StoreConfig {
     pub container: ContainerOptions,
 }
 
+impl StoreConfig {
+    /// Bytes of Tier-1 log files the store may keep (all containers; 0: no limit).
+    pub fn tier1_capacity(&self) -> u64 {
+        self.container.log.max_files as u64 * self.container.log.file_size * self.containers as u64
+    }
+}
+
 /// The containers of one segment store process.
 #[derive(Debug)]
 pub struct SegmentStore {
@@ -69,6 +76,35 @@ impl SegmentStore {
                 crate::container::storage_writer::spawn(c, opts);
             }
         }
+    }
+
+    /// Samples what the store's gauges show (bytes by tier, roles, follower lag, Tier-2 cache
+    /// counts) into `metrics` every `every`, while the store is open. Needs a tokio runtime.
+    pub fn start_metrics(
+        &self,
+        metrics: crate::metrics::StoreMetrics,
+        tier1_capacity: u64,
+        every: std::time::Duration,
+    ) {
+        let handles: Vec<Container> = self.containers.iter().map(Container::for_storage_writer).collect();
+        tokio::spawn(async move {
+            let mut seen = (0, 0);
+            loop {
+                if handles.iter().all(Container::storage_writer_stopped) {
+                    return;
+                }
+                for c in &handles {
+                    let role = c.leads().map(|_| match c.group_view(true) {
+                        Some(v) => crate::metrics::ContainerRole { term: Some(v.term), followers: v.followers.clone() },
+                        None => crate::metrics::ContainerRole::default(),
+                    });
+                    metrics.sample(c.id(), c.tier_bytes(), role);
+                }
+                let cache = handles.first().and_then(|c| c.tier2()).map(|t| t.cache_counts());
+                metrics.sample_store(tier1_capacity, cache, &mut seen);
+                tokio::time::sleep(every).await;
+            }
+        });
     }
 
     /// All containers.

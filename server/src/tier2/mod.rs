@@ -319,6 +319,9 @@ pub struct Tier2 {
     buffers: Arc<BufferPool>,
     /// Aligned buffers for reading local chunk files with `O_DIRECT` (back when evicted).
     read_buffers: Arc<BufferPool>,
+    /// Chunk reads ([`get`](Self::get)) and, of those, fetches (not served by the cache).
+    gets: std::sync::atomic::AtomicU64,
+    fetches: std::sync::atomic::AtomicU64,
 }
 
 impl Tier2 {
@@ -333,7 +336,15 @@ impl Tier2 {
             cache: ChunkCache::new(cache_bytes),
             buffers: BufferPool::new(KEEP_BUFFERS, MIN_BUFFER),
             read_buffers: BufferPool::new(READ_BUFFERS_KEPT, MIN_BUFFER),
+            gets: 0.into(),
+            fetches: 0.into(),
         }
+    }
+
+    /// Chunk reads so far, and how many of them were fetched (the rest: cache hits).
+    pub fn cache_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.gets.load(Relaxed), self.fetches.load(Relaxed))
     }
 
     /// The folder of one container's chunks.
@@ -423,9 +434,11 @@ impl Tier2 {
     /// Fetches and checks a chunk's data, through the cache (concurrent fetches of one chunk
     /// share one request). A fetch that fails is not cached.
     pub async fn get(&self, key: &Path) -> Result<Bytes, Tier2Error> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let cell = self.cache.cell(key.as_ref());
         let data = cell
             .get_or_try_init(|| async {
+                self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Some(root) = &self.local_dir {
                     let (path, pool) = (local_path(root, key), self.read_buffers.clone());
                     let failed = |detail: String| Tier2Error::Unavailable { op: "read", key: key.to_string(), detail };

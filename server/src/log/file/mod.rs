@@ -807,12 +807,19 @@ impl LogWriter for FileLog {
 
     fn sync(&mut self) -> Result<(), std::io::Error> {
         self.write_out();
+        let started = std::time::Instant::now();
+        let mut synced = false;
         for f in self.unflushed.drain(..) {
             f.file.sync_data()?;
+            synced = true;
         }
         if self.write_pos > self.flushed_pos {
             self.current.file.sync_data()?;
             self.flushed_pos = self.write_pos;
+            synced = true;
+        }
+        if synced {
+            crate::metrics::fsync_observed(started.elapsed().as_secs_f64());
         }
         self.durable_lsn = self.written_lsn;
         Ok(())
