@@ -3,8 +3,10 @@
 //! crate and the shared protocol types of `nadi-proto`.
 //!
 //! Owns: the clap definitions of the client commands ([`ClientCommand`]) and their
-//! implementations ([`commands`], [`bench`]). Called by: the `nadi` binary of `nadi-server`,
-//! which adds its server commands beside these; nothing here depends on the server.
+//! implementations ([`commands`], [`bench`], [`stats`] for `stream stats` and `reader-group
+//! stats`), and the progress line of `write` and `read` ([`progress`]). Called by: the `nadi`
+//! binary of `nadi-server`, which adds its server commands beside these; nothing here depends
+//! on the server.
 //!
 //! Each command prints a short result on stdout and, on failure, one line `error: …` on stderr
 //! with a non-zero exit code ([`one_line`]).

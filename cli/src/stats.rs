@@ -261,7 +261,7 @@ fn stream_stats(
 pub async fn stream(client: &NadiClient, name: &str, opts: StatsOptions) -> anyhow::Result<()> {
     let (scope, stream) = nadi_proto::names::parse_scoped_stream(name)?;
     let mut prev: Option<Previous> = None;
-    let first_wait = opts.watch.unwrap_or(opts.interval);
+    let every = opts.watch.unwrap_or(opts.interval);
     let mut screen = Screen::new(opts.json);
     let mut printed = 0u64;
     let mut next = tokio::time::Instant::now();
@@ -281,7 +281,7 @@ pub async fn stream(client: &NadiClient, name: &str, opts: StatsOptions) -> anyh
             }
         }
         prev = Some((at, raw.iter().map(|r| (r.seg.id, (r.info.length, writer_events(&r.info)))).collect()));
-        next += first_wait;
+        next += every;
         if !sleep_or_interrupted(next).await {
             return Ok(());
         }
