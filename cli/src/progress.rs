@@ -62,7 +62,7 @@ impl Progress {
     pub fn add(&mut self, bytes: usize) {
         self.events += 1;
         self.bytes += bytes as u64;
-        if self.live && self.events % 64 == 0 {
+        if self.live && self.events.is_multiple_of(64) {
             self.maybe_draw();
         }
     }
