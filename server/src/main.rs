@@ -78,32 +78,40 @@ fn main() {
     // when the program's own setting was left at its default.
     let global_format =
         (matches.value_source("log_format") == Some(clap::parser::ValueSource::CommandLine)).then_some(cli.log_format);
-    let (prepared, format) = match cli.command {
+    // A server's format and OTLP endpoint (`None` for client commands).
+    let (prepared, server) = match cli.command {
         Command::Standalone(_) => {
             let s: StandaloneSettings = server_settings("standalone", &matches).unwrap_or_else(|e| fail(e));
-            let f = server_format(s.node.log_format, global_format);
-            (Prepared::Standalone(Box::new(s)), Some(f))
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::Standalone(Box::new(s)), Some(node))
         }
         Command::Controller(_) => {
             let s: ControllerSettings = server_settings("controller", &matches).unwrap_or_else(|e| fail(e));
-            let f = server_format(s.node.log_format, global_format);
-            (Prepared::Controller(Box::new(s)), Some(f))
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::Controller(Box::new(s)), Some(node))
         }
         Command::SegmentStore(_) => {
             let s: SegmentStoreSettings = server_settings("segment-store", &matches).unwrap_or_else(|e| fail(e));
-            let f = server_format(s.node.log_format, global_format);
-            (Prepared::SegmentStore(Box::new(s)), Some(f))
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::SegmentStore(Box::new(s)), Some(node))
         }
         Command::Client(c) => (Prepared::Client(c), None),
     };
-    match format {
-        Some(f) => logging::init(f, "info,openraft=warn"),
-        None => logging::init(cli.log_format, "warn"),
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let otlp = {
+        // The OTLP exporter's channel is made on this runtime.
+        let _entered = runtime.enter();
+        match &server {
+            Some((format, otlp)) => logging::init(*format, "info,openraft=warn", otlp.as_deref()),
+            None => logging::init(cli.log_format, "warn", None),
+        }
+        .unwrap_or_else(|e| fail(e))
+    };
     if let Err(e) = runtime.block_on(run(&cli.controller, prepared)) {
+        drop(otlp);
         fail(e);
     }
+    drop(otlp);
     // Do not wait for background tasks (tail readers) on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
 }

@@ -49,6 +49,12 @@ pub struct NodeSettings {
     /// fields and its spans). Which events: the `NADI_LOG` filter (default `info,openraft=warn`).
     #[arg(long, env = "NADI_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Also export the tracing spans of nadi's crates (`debug` and up: the control-plane calls)
+    /// to this OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`. Only in a
+    /// `nadi` built with the `otlp` cargo feature (off by default); elsewhere giving it is an
+    /// error. Default: no export.
+    #[arg(long, env = "NADI_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Settings of the controller's work: reader groups, retention and auto-scaling
