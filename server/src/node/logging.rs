@@ -55,32 +55,47 @@ pub fn banner(line: &str) {
 /// exported over OTLP/gRPC (batched, on a background thread) to that collector; the returned
 /// guard flushes them when dropped. Without the `otlp` cargo feature, asking for it is an error.
 pub fn init(format: LogFormat, default_filter: &str, otlp: Option<&str>) -> anyhow::Result<Option<OtlpGuard>> {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-
     let _ = FORMAT.set(format);
     let filter = EnvFilter::try_from_env("NADI_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
     // A span that closes logs one line with its time (`time.busy`, `time.idle`), at the span's
     // own level: the control-plane calls' latencies, visible once their targets are at debug.
     let close = tracing_subscriber::fmt::format::FmtSpan::CLOSE;
+    if let Some(endpoint) = otlp {
+        return with_otlp(format, filter, close, endpoint).map(Some);
+    }
+    // Without export: one global filter, so that a disabled callsite (every debug span by
+    // default) is never asked again and the level hint keeps `trace!`/`debug!` out early.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_span_events(close);
+    match format {
+        // Colours only on a terminal: logs redirected to files stay plain text.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))?;
+    Ok(None)
+}
+
+/// The log layer (filtered by `filter`) beside the OTLP layer (nadi's crates from `debug`).
+fn with_otlp(
+    format: LogFormat,
+    filter: EnvFilter,
+    close: tracing_subscriber::fmt::format::FmtSpan,
+    endpoint: &str,
+) -> anyhow::Result<OtlpGuard> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_span_events(close);
     let fmt = match format {
-        // Colours only on a terminal: logs redirected to files stay plain text.
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).with_filter(filter).boxed(),
         LogFormat::Json => {
             fmt.json().flatten_event(true).with_current_span(true).with_span_list(true).with_filter(filter).boxed()
         }
     };
-    let mut layers: Vec<BoxedLayer> = vec![fmt];
-    let guard = match otlp {
-        None => None,
-        Some(endpoint) => {
-            let (layer, guard) = otlp_layer(endpoint)?;
-            layers.push(layer);
-            Some(guard)
-        }
-    };
+    let (otel, guard) = otlp_layer(endpoint)?;
+    let layers: Vec<BoxedLayer> = vec![fmt, otel];
     tracing_subscriber::registry().with(layers).try_init()?;
     Ok(guard)
 }
