@@ -3,9 +3,9 @@
 //! reader-group stats --json` shows every byte as lag until a reader drains the group, unknown
 //! names fail with a typed error, `--watch` without a terminal prints one sample per interval
 //! and no escape codes; `nadi write` prints nothing extra when stderr is not a terminal and a
-//! progress line and summary when it is (driven through a pty by `script`); `--log-format
-//! json` makes every log line of a server and of a client a JSON object, with the
-//! control-plane spans named in them.
+//! progress line and summary when it is, and `stats --watch` redraws in place there (both
+//! driven through a pty by `script`); `--log-format json` makes every log line of a server and
+//! of a client a JSON object, with the control-plane spans named in them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -151,6 +151,16 @@ fn write_shows_progress_and_a_summary_on_a_terminal() {
     assert!(text.contains("\r\x1b[2Kwrote 64 events, "), "a progress line: {text:?}");
     assert!(text.contains(&format!("wrote {EVENTS} events, {} bytes in ", EVENTS * SIZE)), "a summary line: {text:?}");
     assert!(text.contains(&format!("wrote {EVENTS} events to tty/s")), "{text:?}");
+
+    // `stream stats --watch` on a terminal redraws its table in place: up over its 3 lines
+    // (summary, header, one segment), clear, draw again.
+    let cmd =
+        format!("{} --controller {} stream stats tty/s --watch 0.1 --count 2", nadi_bin().display(), s.controller_url);
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("\x1b[3A\r\x1b[J").count(), 1, "one redraw of the table: {text:?}");
+    assert_eq!(text.matches("SEGMENT").count(), 2, "{text:?}");
 }
 
 /// Every line of `text` parses as a JSON object with a level and a message; returns them.
