@@ -78,7 +78,7 @@ pub struct SegmentStats {
     pub bytes_per_sec: Option<f64>,
     /// Writer events appended per second between the last two samples (`null` on the first).
     pub events_per_sec: Option<f64>,
-    /// The segment store that served these figures.
+    /// The segment store serving the segment's container when the sample began.
     pub endpoint: String,
 }
 
@@ -157,7 +157,7 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// What one store said about one segment, with when it was asked.
+/// What the store serving one segment said about it.
 struct Raw {
     seg: pb::Segment,
     endpoint: String,
@@ -165,7 +165,9 @@ struct Raw {
 }
 
 /// Asks the controller for every segment of `scope/stream` and each segment's store for its
-/// figures. Segments the store no longer has (truncated away, merged) are left out.
+/// figures. Segments the store no longer has (truncated away, merged) are left out. A store
+/// that cannot answer now (restarting, leadership moving) is asked again where the controller
+/// says the segment is served, for about 10 s, before the sample fails.
 async fn sample_stream(client: &NadiClient, scope: &str, stream: &str) -> anyhow::Result<(pb::StreamInfo, Vec<Raw>)> {
     let info = client.stream_info(scope, stream).await?;
     let history = client.stream_history(scope, stream).await?;
@@ -186,7 +188,7 @@ async fn sample_stream(client: &NadiClient, scope: &str, stream: &str) -> anyhow
         else {
             anyhow::bail!("no segment store serves segment {} now (container {container})", seg.qualified_name);
         };
-        match client.segment_info(endpoint, &seg.qualified_name).await {
+        match client.segment_info_following(endpoint, &seg.qualified_name).await {
             Ok(i) => out.push(Raw { seg, endpoint: endpoint.clone(), info: i }),
             Err(ClientError { kind: ErrorKind::NotFound, .. }) => {}
             Err(e) => return Err(e.into()),
