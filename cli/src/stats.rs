@@ -509,3 +509,75 @@ impl Screen {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nadi_proto::segment::v1::{SegmentInfo, WriterState};
+
+    use super::*;
+
+    fn raw(id: u64, start: u64, length: u64, writers: &[i64], sealed: bool) -> Raw {
+        Raw {
+            seg: pb::Segment { id, qualified_name: format!("a/b/{id}.#epoch.0"), key_high: 1.0, ..Default::default() },
+            endpoint: "http://store".into(),
+            info: SegmentInfo {
+                start_offset: start,
+                length,
+                sealed,
+                writers: writers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| WriterState { writer_id: format!("w{i}"), last_event_number: *n })
+                    .collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn rates_are_the_difference_of_two_samples_over_the_time_between() {
+        let info = pb::StreamInfo { state: pb::StreamState::Active as i32, ..Default::default() };
+        let t0 = Instant::now();
+        let prev: Previous = (t0, HashMap::from([(0, (1_000, 10))]));
+        // Segment 0 grew by 2,000 bytes and 20 events in 2 s; segment 1 is new; 2 is sealed.
+        let now = [raw(0, 100, 3_000, &[9, 19], false), raw(1, 0, 400, &[3], false), raw(2, 0, 0, &[-1], true)];
+        let s = stream_stats("a", "b", &info, &now, t0 + Duration::from_secs(2), Some(&prev));
+        let seg = &s.segments[0];
+        assert_eq!((seg.head_offset, seg.length, seg.size_bytes, seg.writer_events), (100, 3_000, 2_900, 30));
+        assert_eq!((seg.bytes_per_sec, seg.events_per_sec), (Some(1_000.0), Some(10.0)));
+        assert_eq!((s.segments[1].bytes_per_sec, s.segments[1].events_per_sec), (Some(200.0), Some(2.0)));
+        assert_eq!((s.segments[2].state, s.segments[2].writer_events), ("sealed", 0));
+        assert_eq!((s.total.segments, s.total.open_segments, s.total.length), (3, 2, 3_400));
+        assert_eq!((s.total.bytes_per_sec, s.total.events_per_sec), (Some(1_200.0), Some(12.0)));
+        assert_eq!(s.state, "active");
+        // Without a previous sample there are no rates.
+        let first = stream_stats("a", "b", &info, &now, t0, None);
+        assert_eq!((first.total.bytes_per_sec, first.interval_secs), (None, None));
+        assert!(stream_table(&first).lines().count() == 5);
+    }
+
+    #[test]
+    fn group_lag_is_tail_minus_position_and_unknown_tails_are_counted_apart() {
+        let progress = |segment_id, offset, length: Option<u64>| pb::SegmentProgress {
+            position: Some(pb::SegmentPosition { stream: "s".into(), segment_id, offset }),
+            segment_length: length,
+        };
+        let g = pb::ReaderGroupInfo {
+            scope: "a".into(),
+            group: "g".into(),
+            readers: vec![pb::ReaderInfo {
+                reader_id: "r1".into(),
+                segments: vec![progress(0, 10, Some(110)), progress(1, 5, None)],
+                joined_at_ms: 0,
+            }],
+            unassigned: vec![progress(2, 0, Some(7))],
+            ..Default::default()
+        };
+        let s = group_stats(&g);
+        assert_eq!(s.readers[0].lag_bytes, 100);
+        assert_eq!(s.readers[0].segments[1].lag_bytes, None);
+        assert_eq!((s.lag_bytes, s.unknown_lag_segments), (107, 1));
+        let table = group_table(&s);
+        assert!(table.contains("lag 107 B (107 bytes), 1 segments of unknown length"), "{table}");
+    }
+}
