@@ -23,6 +23,8 @@ use nadi_proto::views::{
 };
 use tokio::io::AsyncBufReadExt;
 
+use crate::progress::Progress;
+
 /// An argument refused before any request is sent, with the stable code a server would give.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -339,12 +341,14 @@ pub async fn write(
         let config = WriterConfig { writer_id, replay, ..Default::default() };
         let writer = EventWriter::new(client, scope, stream, config).await?;
         let mut sink = Sink::Stream(writer);
-        let (count, result) = write_lines(&mut sink, &keys).await;
+        let mut progress = Progress::new("wrote");
+        let (count, result) = write_lines(&mut sink, &keys, &mut progress).await;
         let Sink::Stream(writer) = sink else { unreachable!("built as a stream sink") };
         // Whatever was queued is flushed either way, so the count below is the truth.
         let flushed = writer.close().await;
         return match (result, flushed) {
             (Ok(()), Ok(())) => {
+                progress.finish();
                 println!("wrote {count} events to {scope}/{stream}");
                 Ok(())
             }
@@ -362,7 +366,8 @@ pub async fn write(
     let txn = TransactionalWriter::begin(client, scope, stream, lease).await?;
     let id = txn.txn_id().to_owned();
     let mut sink = Sink::Txn(txn);
-    let (count, result) = write_lines(&mut sink, &keys).await;
+    let mut progress = Progress::new("wrote");
+    let (count, result) = write_lines(&mut sink, &keys, &mut progress).await;
     let Sink::Txn(mut txn) = sink else { unreachable!("built as a transaction sink") };
     if let Err(e) = result {
         let aborted = txn.abort().await;
@@ -370,6 +375,7 @@ pub async fn write(
         return Err(e.context(format!("transaction {id} {what} after {count} events; none of them will be readable")));
     }
     txn.commit().await.with_context(|| format!("committing transaction {id} of {count} events"))?;
+    progress.finish();
     println!("wrote {count} events to {scope}/{stream} in transaction {id} (committed)");
     Ok(())
 }
@@ -379,17 +385,19 @@ pub async fn write(
 pub async fn txn_write(client: &NadiClient, id: &str, keys: KeyMode) -> anyhow::Result<()> {
     nadi_proto::names::validate_txn_id(id).map_err(ArgError::from)?;
     let mut sink = Sink::Txn(TransactionalWriter::resume(client, id).await?);
-    let (count, result) = write_lines(&mut sink, &keys).await;
+    let mut progress = Progress::new("wrote");
+    let (count, result) = write_lines(&mut sink, &keys, &mut progress).await;
     let Sink::Txn(txn) = sink else { unreachable!("built as a transaction sink") };
     let flushed = txn.flush().await;
     result?;
     flushed.with_context(|| format!("{count} events were sent but not all are acknowledged"))?;
+    progress.finish();
     println!("wrote {count} events to transaction {id} (not committed)");
     Ok(())
 }
 
 /// Reads stdin lines into `sink`; returns how many were handed over and how reading ended.
-async fn write_lines(sink: &mut Sink, keys: &KeyMode) -> (u64, anyhow::Result<()>) {
+async fn write_lines(sink: &mut Sink, keys: &KeyMode, progress: &mut Progress) -> (u64, anyhow::Result<()>) {
     let mut stdin = tokio::io::BufReader::with_capacity(1 << 20, tokio::io::stdin());
     let mut line = Vec::new();
     let mut count = 0u64;
@@ -416,6 +424,7 @@ async fn write_lines(sink: &mut Sink, keys: &KeyMode) -> (u64, anyhow::Result<()
             };
             sink.write(key, Bytes::copy_from_slice(&line)).await?;
             count += 1;
+            progress.add(line.len());
         }
         Ok(())
     }
@@ -508,14 +517,17 @@ pub async fn read(
     let mut reader = StreamReader::new(client, scope, stream, from_start).await?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut progress = Progress::reading();
     reader
         .read_until(ReadLimits { max, idle }, std::future::pending(), |ev| {
+            progress.add(ev.payload.len());
             out.write_all(&ev.payload)?;
             out.write_all(b"\n")
         })
         .await
         .map_err(read_error)?;
     out.flush()?;
+    progress.finish();
     Ok(())
 }
 
@@ -530,7 +542,7 @@ fn read_error(e: ReadLoopError<std::io::Error>) -> anyhow::Error {
 }
 
 /// Splits `SCOPE/GROUP` into its two checked parts.
-fn group_names(name: &str) -> Result<(&str, &str), ArgError> {
+pub(crate) fn group_names(name: &str) -> Result<(&str, &str), ArgError> {
     let (scope, group) =
         name.split_once('/').ok_or_else(|| ArgError::InvalidName(format!("{name:?} is not SCOPE/GROUP")))?;
     validate_scope(scope)?;
@@ -726,8 +738,10 @@ pub async fn read_group(
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    let mut progress = Progress::reading();
     let result = reader
         .read_until(ReadLimits { max, idle }, ctrl_c, |ev| {
+            progress.add(ev.payload.len());
             // Printed and flushed before the next read, whose sync may report it as consumed.
             let mut out = stdout.lock();
             if opts.with_position {
@@ -745,5 +759,6 @@ pub async fn read_group(
     let closed = reader.close().await;
     result?;
     closed?;
+    progress.finish();
     Ok(())
 }

@@ -3,14 +3,18 @@
 //! crate and the shared protocol types of `nadi-proto`.
 //!
 //! Owns: the clap definitions of the client commands ([`ClientCommand`]) and their
-//! implementations ([`commands`], [`bench`]). Called by: the `nadi` binary of `nadi-server`,
-//! which adds its server commands beside these; nothing here depends on the server.
+//! implementations ([`commands`], [`bench`], [`stats`] for `stream stats` and `reader-group
+//! stats`), and the progress line of `write` and `read` ([`progress`]). Called by: the `nadi`
+//! binary of `nadi-server`, which adds its server commands beside these; nothing here depends
+//! on the server.
 //!
 //! Each command prints a short result on stdout and, on failure, one line `error: …` on stderr
 //! with a non-zero exit code ([`one_line`]).
 
 pub mod bench;
 pub mod commands;
+pub mod progress;
+pub mod stats;
 
 use std::time::Duration;
 
@@ -89,6 +93,33 @@ pub enum ClientCommand {
     },
 }
 
+/// The flags of `stream stats` and `reader-group stats`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatsArgs {
+    /// Sample again every SECS seconds (default 2) until Ctrl-C; on a terminal the table is
+    /// redrawn in place. Give the name first: `stats SCOPE/NAME --watch 5`.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<f64>,
+    /// With --watch: stop after N samples.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+    /// One JSON object per sample, on one line, instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl StatsArgs {
+    fn options(&self, interval: Duration) -> anyhow::Result<stats::StatsOptions> {
+        let watch = seconds(self.watch, "--watch")?;
+        if watch.is_some_and(|w| w.is_zero()) {
+            anyhow::bail!(commands::ArgError::Invalid(nadi_proto::views::InvalidInput(
+                "--watch must be more than 0 seconds".into()
+            )));
+        }
+        Ok(stats::StatsOptions { json: self.json, watch, count: self.count, interval })
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GroupCmd {
     /// Create a reader group over one or more streams of a scope.
@@ -116,6 +147,14 @@ pub enum GroupCmd {
         group: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Per reader: its segments, positions and lag in bytes (tail minus position); and the
+    /// segments no reader owns.
+    Stats {
+        /// SCOPE/GROUP
+        group: String,
+        #[command(flatten)]
+        args: StatsArgs,
     },
     /// Delete a reader group.
     Delete {
@@ -322,6 +361,17 @@ pub enum StreamCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Per segment: key range, state, head offset, length and size in bytes, writer events,
+    /// and append rates (events/s, bytes/s) from two samples.
+    Stats {
+        /// SCOPE/STREAM
+        stream: String,
+        /// Seconds between the two samples of a single (not watched) run.
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        interval: f64,
+        #[command(flatten)]
+        args: StatsArgs,
+    },
     /// Seal a stream: no more writes.
     Seal { stream: String },
     /// Delete a sealed stream and its data.
@@ -379,6 +429,10 @@ pub async fn run(controller: &str, command: ClientCommand) -> anyhow::Result<()>
                 }
                 StreamCmd::List { scope, json } => commands::stream_list(&c, &scope, json).await,
                 StreamCmd::Info { stream, json } => commands::stream_info(&c, &stream, json).await,
+                StreamCmd::Stats { stream, interval, args } => {
+                    let interval = seconds(Some(interval), "--interval")?.unwrap_or_default();
+                    stats::stream(&c, &stream, args.options(interval)?).await
+                }
                 StreamCmd::Seal { stream } => commands::stream_seal(&c, &stream).await,
                 StreamCmd::Delete { stream } => commands::stream_delete(&c, &stream).await,
             }
@@ -417,6 +471,7 @@ pub async fn run(controller: &str, command: ClientCommand) -> anyhow::Result<()>
                 }
                 GroupCmd::List { scope, json } => commands::group_list(&c, &scope, json).await,
                 GroupCmd::Info { group, json } => commands::group_info(&c, &group, json).await,
+                GroupCmd::Stats { group, args } => stats::group(&c, &group, args.options(Duration::ZERO)?).await,
                 GroupCmd::Delete { group } => commands::group_delete(&c, &group).await,
                 GroupCmd::Checkpoint { group, name, wait, json } => {
                     let wait = seconds(wait, "--wait")?;

@@ -278,6 +278,7 @@ impl NadiClient {
     ///
     /// `AlreadyExists` if it exists, `Invalid` for a bad name, `Unavailable` if no
     /// controller answered within the retry period.
+    #[tracing::instrument(level = "debug", name = "client.create_scope", skip_all, fields(scope = %scope))]
     pub async fn create_scope(&self, scope: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move { c.create_scope(pb::CreateScopeRequest { scope: scope.to_owned() }).await })
             .await
@@ -301,6 +302,7 @@ impl NadiClient {
     /// `NotFound` if the scope does not exist, `AlreadyExists` if the stream does,
     /// `Invalid` for a bad name or policy, `Unavailable` if no controller (or no segment
     /// store) could serve it.
+    #[tracing::instrument(level = "debug", name = "client.create_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn create_stream(
         &self,
         scope: &str,
@@ -356,6 +358,7 @@ impl NadiClient {
     ///
     /// `NotFound` if the stream does not exist, `Conflict` while a scale is in progress,
     /// `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.seal_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn seal_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move {
             c.seal_stream(pb::SealStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
@@ -370,6 +373,7 @@ impl NadiClient {
     ///
     /// `NotFound` if it does not exist, `Conflict` if it is not sealed, `Unavailable` if
     /// no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.delete_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn delete_stream(&self, scope: &str, stream: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move {
             c.delete_stream(pb::DeleteStreamRequest { scope: scope.to_owned(), stream: stream.to_owned() }).await
@@ -449,6 +453,7 @@ impl NadiClient {
     }
 
     /// Truncates a stream at a stream cut; see `StreamManager::truncate`.
+    #[tracing::instrument(level = "debug", name = "client.truncate_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn truncate_stream(
         &self,
         scope: &str,
@@ -533,6 +538,7 @@ impl NadiClient {
     ///
     /// `NotFound` if it does not exist, `Conflict` if it still has streams, `Unavailable`
     /// if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.delete_scope", skip_all, fields(scope = %scope))]
     pub async fn delete_scope(&self, scope: &str) -> Result<(), ClientError> {
         self.controller(|mut c| async move { c.delete_scope(pb::DeleteScopeRequest { scope: scope.to_owned() }).await })
             .await
@@ -546,6 +552,7 @@ impl NadiClient {
     ///
     /// `NotFound` if the stream does not exist, `Invalid` for a bad policy,
     /// `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.update_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn update_stream(
         &self,
         scope: &str,
@@ -574,6 +581,7 @@ impl NadiClient {
     /// `NotFound` if the stream or a segment does not exist, `Invalid` if the new ranges
     /// do not cover the sealed ones, `Conflict` if another scale is in progress, `Sealed` if the
     /// stream is sealed, `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.scale_stream", skip_all, fields(scope = %req.scope, stream = %req.stream))]
     pub async fn scale_stream(&self, req: pb::ScaleStreamRequest) -> Result<pb::StreamInfo, ClientError> {
         let resp = self
             .controller(|mut c| {

@@ -159,6 +159,7 @@ impl ReaderGroup {
     /// `AlreadyExists` if the group exists, `NotFound` if the scope or a stream does not,
     /// `Invalid` for a bad name, no streams, a stream named twice or a bad stream cut,
     /// `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.create", skip_all, fields(scope = %scope, group = %name))]
     pub async fn create(
         client: &NadiClient,
         scope: &str,
@@ -256,6 +257,7 @@ impl ReaderGroup {
     /// # Errors
     ///
     /// `NotFound` if the group does not exist, `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.delete", skip_all, fields(scope = %self.scope, group = %self.name))]
     pub async fn delete(self) -> Result<(), ClientError> {
         let req = pb::DeleteReaderGroupRequest { scope: self.scope.clone(), group: self.name.clone() };
         self.client
@@ -276,6 +278,7 @@ impl ReaderGroup {
     /// `Conflict` if another checkpoint is still pending, `AlreadyExists` if a checkpoint of
     /// this name exists, `NotFound` if the group does not exist, `Invalid` for a bad name,
     /// `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.initiate_checkpoint", skip_all, fields(scope = %self.scope, group = %self.name, checkpoint = %name))]
     pub async fn initiate_checkpoint(&self, name: &str) -> Result<pb::CheckpointInfo, ClientError> {
         let req = pb::InitiateCheckpointRequest {
             scope: self.scope.clone(),
@@ -347,6 +350,7 @@ impl ReaderGroup {
     ///
     /// `NotFound` if the group does not exist or has no completed checkpoint `name` (a
     /// pending one counts as missing), `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.reset_to_checkpoint", skip_all, fields(scope = %self.scope, group = %self.name, checkpoint = %name))]
     pub async fn reset_to_checkpoint(&self, name: &str) -> Result<pb::ReaderGroupInfo, ClientError> {
         self.reset(name.to_owned(), vec![]).await
     }
@@ -357,6 +361,7 @@ impl ReaderGroup {
     ///
     /// `Invalid` for a cut the group cannot start from (see [`StreamCut`]), `NotFound` if
     /// the group does not exist, `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.reset_to_cut", skip_all, fields(scope = %self.scope, group = %self.name))]
     pub async fn reset_to_cut(&self, cut: &StreamCut) -> Result<pb::ReaderGroupInfo, ClientError> {
         self.reset(String::new(), cut.to_pb()).await
     }
@@ -386,6 +391,7 @@ impl ReaderGroup {
     ///
     /// `NotFound` if the group or reader does not exist, `Unavailable` if no controller
     /// answered.
+    #[tracing::instrument(level = "debug", name = "client.reader_group.reader_offline", skip_all, fields(scope = %self.scope, group = %self.name, reader = %reader_id))]
     pub async fn reader_offline(&self, reader_id: &str) -> Result<(), ClientError> {
         let req = pb::ReaderOfflineRequest {
             scope: self.scope.clone(),

@@ -139,6 +139,7 @@ impl NadiClient {
     /// `NotFound` if the stream does not exist, `Sealed` if it is sealed, `Invalid` if
     /// `lease` is outside 100 ms ..= 1 day, `Unavailable` if no controller (or segment store)
     /// could serve it.
+    #[tracing::instrument(level = "debug", name = "client.begin_txn", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn begin_txn(&self, scope: &str, stream: &str, lease: Duration) -> Result<pb::TxnInfo, ClientError> {
         let lease_ms = lease.as_millis().min(u64::MAX as u128) as u64;
         let req = pb::BeginTxnRequest { scope: scope.to_owned(), stream: stream.to_owned(), lease_ms };
@@ -210,6 +211,7 @@ impl NadiClient {
     /// `NotFound` for an unknown id, `Conflict` (`TXN_ABORTED`) if it was aborted or its
     /// lease ran out, `Unavailable` if no controller answered within the retry period (the
     /// commit may or may not have been decided: call again or ask [`txn_status`](Self::txn_status)).
+    #[tracing::instrument(level = "debug", name = "client.commit_txn", skip_all, fields(txn = %txn_id))]
     pub async fn commit_txn(&self, txn_id: &str) -> Result<TxnStatus, ClientError> {
         let req = pb::CommitTxnRequest { txn_id: txn_id.to_owned() };
         TxnStatus::from_pb(&txn_of(
@@ -229,6 +231,7 @@ impl NadiClient {
     ///
     /// `NotFound` for an unknown id, `Conflict` (`TXN_NOT_OPEN`) if it is committing or
     /// committed, `Unavailable` if no controller answered.
+    #[tracing::instrument(level = "debug", name = "client.abort_txn", skip_all, fields(txn = %txn_id))]
     pub async fn abort_txn(&self, txn_id: &str) -> Result<TxnStatus, ClientError> {
         let req = pb::AbortTxnRequest { txn_id: txn_id.to_owned() };
         TxnStatus::from_pb(&txn_of(

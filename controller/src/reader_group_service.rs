@@ -345,6 +345,7 @@ impl ReaderGroupSvc {
 
 #[tonic::async_trait]
 impl ReaderGroupService for ReaderGroupSvc {
+    #[tracing::instrument(level = "debug", name = "controller.create_reader_group", skip_all, fields(scope = %req.get_ref().scope, group = %req.get_ref().group))]
     async fn create_reader_group(
         &self,
         req: Request<pb::CreateReaderGroupRequest>,
@@ -418,6 +419,7 @@ impl ReaderGroupService for ReaderGroupSvc {
         Ok(Response::new(pb::ListReaderGroupsResponse { groups }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.delete_reader_group", skip_all, fields(scope = %req.get_ref().scope, group = %req.get_ref().group))]
     async fn delete_reader_group(
         &self,
         req: Request<pb::DeleteReaderGroupRequest>,
@@ -487,6 +489,7 @@ impl ReaderGroupService for ReaderGroupSvc {
         Ok(Response::new(pb::ReaderLeaveResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.reader_offline", skip_all, fields(scope = %req.get_ref().scope, group = %req.get_ref().group, reader = %req.get_ref().reader_id))]
     async fn reader_offline(
         &self,
         req: Request<pb::ReaderOfflineRequest>,
@@ -498,6 +501,7 @@ impl ReaderGroupService for ReaderGroupSvc {
         Ok(Response::new(pb::ReaderOfflineResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.initiate_checkpoint", skip_all, fields(scope = %req.get_ref().scope, group = %req.get_ref().group, checkpoint = %req.get_ref().checkpoint))]
     async fn initiate_checkpoint(
         &self,
         req: Request<pb::InitiateCheckpointRequest>,
@@ -529,6 +533,7 @@ impl ReaderGroupService for ReaderGroupSvc {
         Ok(Response::new(pb::GetCheckpointResponse { checkpoint: Some(checkpoint) }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.reset_reader_group", skip_all, fields(scope = %req.get_ref().scope, group = %req.get_ref().group))]
     async fn reset_reader_group(
         &self,
         req: Request<pb::ResetReaderGroupRequest>,

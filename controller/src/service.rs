@@ -474,6 +474,7 @@ fn names(scope: &str, stream: &str) -> Result<(), MetaError> {
 
 #[tonic::async_trait]
 impl ControllerService for Controller {
+    #[tracing::instrument(level = "debug", name = "controller.create_scope", skip_all, fields(scope = %req.get_ref().scope))]
     async fn create_scope(
         &self,
         req: Request<pb::CreateScopeRequest>,
@@ -493,6 +494,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::ListScopesResponse { scopes }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.delete_scope", skip_all, fields(scope = %req.get_ref().scope))]
     async fn delete_scope(
         &self,
         req: Request<pb::DeleteScopeRequest>,
@@ -504,6 +506,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::DeleteScopeResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.create_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn create_stream(
         &self,
         req: Request<pb::CreateStreamRequest>,
@@ -565,6 +568,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::GetStreamResponse { stream: Some(info) }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.seal_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn seal_stream(
         &self,
         req: Request<pb::SealStreamRequest>,
@@ -593,6 +597,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::SealStreamResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.delete_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn delete_stream(
         &self,
         req: Request<pb::DeleteStreamRequest>,
@@ -732,6 +737,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::GetStreamCutResponse { cut }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.truncate_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn truncate_stream(
         &self,
         req: Request<pb::TruncateStreamRequest>,
@@ -777,6 +783,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::TruncateStreamResponse { head, deleted_segments }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.update_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn update_stream(
         &self,
         req: Request<pb::UpdateStreamRequest>,
@@ -797,6 +804,7 @@ impl ControllerService for Controller {
         Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.scale_stream", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn scale_stream(
         &self,
         req: Request<pb::ScaleStreamRequest>,

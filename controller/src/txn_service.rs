@@ -369,6 +369,7 @@ fn check_id(id: &str) -> Result<(), MetaError> {
 
 #[tonic::async_trait]
 impl TransactionService for TxnService {
+    #[tracing::instrument(level = "debug", name = "controller.begin_txn", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn begin_txn(&self, req: Request<pb::BeginTxnRequest>) -> Result<Response<pb::BeginTxnResponse>, Status> {
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
@@ -393,6 +394,7 @@ impl TransactionService for TxnService {
         Ok(Response::new(pb::PingTxnResponse { txn: Some(self.controller.txn_info(&t)) }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.commit_txn", skip_all, fields(txn = %req.get_ref().txn_id))]
     async fn commit_txn(&self, req: Request<pb::CommitTxnRequest>) -> Result<Response<pb::CommitTxnResponse>, Status> {
         let id = req.into_inner().txn_id;
         check_id(&id)?;
@@ -400,6 +402,7 @@ impl TransactionService for TxnService {
         Ok(Response::new(pb::CommitTxnResponse { txn: Some(self.controller.txn_info(&t)) }))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.abort_txn", skip_all, fields(txn = %req.get_ref().txn_id))]
     async fn abort_txn(&self, req: Request<pb::AbortTxnRequest>) -> Result<Response<pb::AbortTxnResponse>, Status> {
         let id = req.into_inner().txn_id;
         check_id(&id)?;

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use nadi_server::node::config::{ControllerSettings, SegmentStoreSettings, StandaloneSettings};
-use nadi_server::node::settings;
+use nadi_server::node::config::{ControllerSettings, LogFormat, SegmentStoreSettings, StandaloneSettings};
+use nadi_server::node::{logging, settings};
 
 #[derive(Debug, Parser)]
 #[command(name = "nadi", version, about = "Nadi: a durable, elastic, segmented stream store")]
@@ -17,6 +17,10 @@ struct Cli {
     /// Controller URL(s), comma-separated; client commands fail over between them.
     #[arg(long, global = true, env = "NADI_CONTROLLER", default_value = "http://127.0.0.1:9090")]
     controller: String,
+    /// Log lines on stderr as `text` or `json` (one object per line). The server programs take
+    /// it as a setting (`--log-format`, `NADI_LOG_FORMAT` or `log-format` in --config).
+    #[arg(long, global = true, env = "NADI_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +54,14 @@ fn keep_freed_memory() {
     }
 }
 
+/// A parsed command, with a server program's settings layered (flags, env, `--config`).
+enum Prepared {
+    Standalone(Box<StandaloneSettings>),
+    Controller(Box<ControllerSettings>),
+    SegmentStore(Box<SegmentStoreSettings>),
+    Client(nadi_cli::ClientCommand),
+}
+
 fn main() {
     keep_freed_memory();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -57,21 +69,57 @@ fn main() {
         .try_get_matches_from(&argv)
         .unwrap_or_else(|e| settings::name_env_source(e, &Cli::command(), &argv).exit());
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let filter = tracing_subscriber::EnvFilter::try_from_env("NADI_LOG").unwrap_or_else(|_| {
-        let server = matches!(cli.command, Command::Standalone(_) | Command::Controller(_) | Command::SegmentStore(_));
-        let default = if server { "info,openraft=warn" } else { "warn" };
-        tracing_subscriber::EnvFilter::new(default)
-    });
-    // Colours only on a terminal: logs redirected to files stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli, &matches)) {
+    let fail = |e: anyhow::Error| -> ! {
         eprintln!("error: {}", nadi_cli::one_line(&e));
         std::process::exit(1);
+    };
+    // Server settings are layered before logging starts: `log-format` is one of them. A
+    // `nadi --log-format json standalone` (the global flag before the program's name) counts
+    // when the program's own setting was left at its default.
+    let global_format =
+        (matches.value_source("log_format") == Some(clap::parser::ValueSource::CommandLine)).then_some(cli.log_format);
+    // A server's format and OTLP endpoint (`None` for client commands).
+    let (prepared, server) = match cli.command {
+        Command::Standalone(_) => {
+            let s: StandaloneSettings = server_settings("standalone", &matches).unwrap_or_else(|e| fail(e));
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::Standalone(Box::new(s)), Some(node))
+        }
+        Command::Controller(_) => {
+            let s: ControllerSettings = server_settings("controller", &matches).unwrap_or_else(|e| fail(e));
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::Controller(Box::new(s)), Some(node))
+        }
+        Command::SegmentStore(_) => {
+            let s: SegmentStoreSettings = server_settings("segment-store", &matches).unwrap_or_else(|e| fail(e));
+            let node = (server_format(s.node.log_format, global_format), s.node.otlp_endpoint.clone());
+            (Prepared::SegmentStore(Box::new(s)), Some(node))
+        }
+        Command::Client(c) => (Prepared::Client(c), None),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let otlp = {
+        // The OTLP exporter's channel is made on this runtime.
+        let _entered = runtime.enter();
+        match &server {
+            Some((format, otlp)) => logging::init(*format, "info,openraft=warn", otlp.as_deref()),
+            None => logging::init(cli.log_format, "warn", None),
+        }
+        .unwrap_or_else(|e| fail(e))
+    };
+    if let Err(e) = runtime.block_on(run(&cli.controller, prepared)) {
+        drop(otlp);
+        fail(e);
     }
+    drop(otlp);
     // Do not wait for background tasks (tail readers) on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// A server's log format: its own setting, unless that is the default and the global flag
+/// was given before the program's name.
+fn server_format(own: LogFormat, global: Option<LogFormat>) -> LogFormat {
+    if own == LogFormat::default() { global.unwrap_or(own) } else { own }
 }
 
 /// The settings of server program `name`: its flags, environment and defaults in `matches`
@@ -90,22 +138,15 @@ where
     Ok(loaded.settings)
 }
 
-async fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+async fn run(controller: &str, command: Prepared) -> anyhow::Result<()> {
     use nadi_server::node::{controller, segment_store, standalone};
-    match cli.command {
-        Command::Standalone(_) => {
-            let s: StandaloneSettings = server_settings("standalone", matches)?;
-            standalone::run(s.resolve()?).await
-        }
-        Command::Controller(_) => {
-            let s: ControllerSettings = server_settings("controller", matches)?;
-            controller::run_controller(s.resolve()?).await
-        }
-        Command::SegmentStore(_) => {
-            let s: SegmentStoreSettings = server_settings("segment-store", matches)?;
-            let controllers = nadi_cli::commands::controllers(&cli.controller);
+    match command {
+        Prepared::Standalone(s) => standalone::run(s.resolve()?).await,
+        Prepared::Controller(s) => controller::run_controller(s.resolve()?).await,
+        Prepared::SegmentStore(s) => {
+            let controllers = nadi_cli::commands::controllers(controller);
             segment_store::run_segment_store(controllers, s.resolve()?).await
         }
-        Command::Client(command) => nadi_cli::run(&cli.controller, command).await,
+        Prepared::Client(command) => nadi_cli::run(controller, command).await,
     }
 }

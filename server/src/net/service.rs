@@ -93,6 +93,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 #[tonic::async_trait]
 impl SegmentStoreApi for SegmentService {
+    #[tracing::instrument(level = "debug", name = "store.create_segment", skip_all, fields(segment = %req.get_ref().segment))]
     async fn create_segment(
         &self,
         req: Request<pb::CreateSegmentRequest>,
@@ -264,6 +265,7 @@ impl SegmentStoreApi for SegmentService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.seal_segment", skip_all, fields(segment = %req.get_ref().segment))]
     async fn seal_segment(
         &self,
         req: Request<pb::SealSegmentRequest>,
@@ -296,6 +298,7 @@ impl SegmentStoreApi for SegmentService {
         Ok(Response::new(pb::ConditionalAppendResponse { segment_length: ack.segment_length }))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.truncate_segment", skip_all, fields(segment = %req.get_ref().segment, offset = req.get_ref().offset))]
     async fn truncate_segment(
         &self,
         req: Request<pb::TruncateSegmentRequest>,
@@ -306,6 +309,7 @@ impl SegmentStoreApi for SegmentService {
         Ok(Response::new(pb::TruncateSegmentResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.merge_segments", skip_all, fields(target = %req.get_ref().target, source = %req.get_ref().source))]
     async fn merge_segments(
         &self,
         req: Request<pb::MergeSegmentsRequest>,
@@ -338,6 +342,7 @@ impl SegmentStoreApi for SegmentService {
         Ok(Response::new(pb::UpdateAttributeResponse {}))
     }
 
+    #[tracing::instrument(level = "debug", name = "store.delete_segment", skip_all, fields(segment = %req.get_ref().segment))]
     async fn delete_segment(
         &self,
         req: Request<pb::DeleteSegmentRequest>,

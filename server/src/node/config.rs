@@ -44,6 +44,17 @@ pub struct NodeSettings {
     /// (docs/autoscaling.md). More than 0.
     #[arg(long, env = "NADI_LOAD_TICK", value_name = "DURATION", default_value = "5s", value_parser = positive)]
     pub load_tick: Dur,
+    /// How this process logs on stderr: `text` (one human-readable line per event) or `json`
+    /// (one JSON object per line, with `timestamp`, `level`, `message`, `target`, the event's
+    /// fields and its spans). Which events: the `NADI_LOG` filter (default `info,openraft=warn`).
+    #[arg(long, env = "NADI_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Also export the tracing spans of nadi's crates (`debug` and up: the control-plane calls)
+    /// to this OpenTelemetry collector over OTLP/gRPC, e.g. `http://127.0.0.1:4317`. Only in a
+    /// `nadi` built with the `otlp` cargo feature (off by default); elsewhere giving it is an
+    /// error. Default: no export.
+    #[arg(long, env = "NADI_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Settings of the controller's work: reader groups, retention and auto-scaling
@@ -270,6 +281,43 @@ impl fmt::Display for Peers {
 }
 
 impl Serialize for Peers {
+    fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How a process logs (`--log-format`): the same setting for the server programs and, as a
+/// global flag, for the client commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `tracing_subscriber`'s plain text lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format {other:?}: text or json")),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+impl Serialize for LogFormat {
     fn serialize<Z: serde::Serializer>(&self, s: Z) -> Result<Z::Ok, Z::Error> {
         s.collect_str(self)
     }

@@ -168,6 +168,8 @@ fn printed_settings_read_back_as_the_same_settings() {
     let every_store = [
         "--data-dir=/var/lib/nadi x",
         "--load-tick=1s",
+        "--log-format=json",
+        "--otlp-endpoint=http://127.0.0.1:4317",
         "--containers=7",
         "--log-file-size=1GiB",
         "--checkpoint-interval=1000",
@@ -194,7 +196,7 @@ fn printed_settings_read_back_as_the_same_settings() {
     standalone.extend(every_store.iter().chain(&control));
     let mut controller =
         vec!["--id=3", "--listen=127.0.0.1:4", "--peers=3=h:1,4=http://g:2", "--http-listen=127.0.0.1:5"];
-    controller.extend(every_store[..2].iter().chain(&control));
+    controller.extend(every_store[..4].iter().chain(&control));
     let mut store = vec![
         "--listen=127.0.0.1:6",
         "--advertise=http://store:6",

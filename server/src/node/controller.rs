@@ -65,9 +65,12 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
-    eprintln!("nadi controller {id} ready: grpc http://{listen}{http_addr}, data {}", data_dir.display());
+    super::logging::banner(&format!(
+        "nadi controller {id} ready: grpc http://{listen}{http_addr}, data {}",
+        data_dir.display()
+    ));
     shutdown_signal().await;
-    eprintln!("nadi controller {id}: shutting down");
+    super::logging::banner(&format!("nadi controller {id}: shutting down"));
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = grpc.await;

@@ -5,12 +5,13 @@
 //! segment-store`: a store that registers with the controllers), [`registration`] (the store's
 //! stable id and its heartbeats to the controllers), [`config`] (every program's settings,
 //! declared once), [`settings`] (how they are layered: default < file < env < flag, and
-//! printed), and here the listeners and gRPC server settings all of them use.
+//! printed), [`logging`] (text or JSON logs on stderr), and here the listeners and gRPC server settings all of them use.
 //! Calls: [`crate::net`] (the services it serves), [`crate::store`] (opens the store), the
 //! `nadi-controller` crate (the controller node). Called by: the binary's `main`.
 
 pub mod config;
 pub mod controller;
+pub mod logging;
 pub mod ops_http;
 pub mod registration;
 pub mod segment_store;

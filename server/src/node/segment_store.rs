@@ -127,7 +127,10 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let http_task = match http_listen {
         Some(addr) => {
             let listener = bind(addr, "segment store HTTP").await?;
-            eprintln!("nadi segment-store: metrics on http://{}/metrics", listener.local_addr()?);
+            super::logging::banner(&format!(
+                "nadi segment-store: metrics on http://{}/metrics",
+                listener.local_addr()?
+            ));
             let app = super::ops_http::router(&metrics, ready.clone());
             Some(tokio::spawn(async move { axum::serve(listener, app).await }))
         }
@@ -146,9 +149,9 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let placing = placing_of(store.clone());
     let assigned = register(controllers, request, load, leading, placing, every, Duration::from_secs(60)).await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
-    eprintln!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})");
+    super::logging::banner(&format!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})"));
     shutdown_signal().await;
-    eprintln!("nadi segment-store: shutting down");
+    super::logging::banner("nadi segment-store: shutting down");
     let _ = stop_tx.send(true);
     if let Some(t) = http_task {
         t.abort();

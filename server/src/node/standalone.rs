@@ -98,12 +98,12 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     .await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
-    eprintln!(
+    super::logging::banner(&format!(
         "nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}"
-    );
+    ));
 
     shutdown_signal().await;
-    eprintln!("nadi standalone: shutting down");
+    super::logging::banner("nadi standalone: shutting down");
     let _ = stop_tx.send(true);
     // Open tail reads would keep a graceful shutdown waiting forever: give it a few seconds.
     let all = async {
