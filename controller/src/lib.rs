@@ -29,6 +29,7 @@ pub mod service;
 pub mod state;
 pub mod txn;
 pub mod txn_service;
+pub mod workflow;
 /// The JSON views and text forms of the API live in `nadi-proto`, shared with the CLI.
 pub use nadi_proto::views;
 

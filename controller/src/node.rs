@@ -64,6 +64,7 @@ impl ControllerNode {
         let raft = self.meta.node().raft.clone();
         registry.register_collector(Box::new(crate::raft::prom::RaftCollector::new(raft)));
         self.reader_groups.lag_gauges().register(registry);
+        crate::workflow::register(registry);
     }
 
     /// Opens the node's storage, joins (or forms) the group, and starts its leader duties.

@@ -205,6 +205,7 @@ impl Controller {
             })
             .await?;
         let Some((ids, cut, delete)) = work else { return Ok(0) };
+        let timer = crate::workflow::Timer::start("truncate");
         for (segment, offset) in &cut {
             let req = seg::TruncateSegmentRequest { segment: segment.clone(), offset: *offset };
             if let Err(s) = self.store(segment)?.truncate_segment(req).await {
@@ -226,6 +227,7 @@ impl Controller {
             }
         }
         self.meta.propose(Command::TruncationDone { scope: scope.into(), stream: stream.into(), cut: ids }).await?;
+        timer.ok();
         Ok(delete.len() as u32)
     }
 
@@ -299,20 +301,23 @@ impl Controller {
         else {
             return Ok(());
         };
+        let timer = crate::workflow::Timer::start("scale");
         for segment in successors {
             self.store(&segment)?.create_segment(seg::CreateSegmentRequest { segment }).await.map_err(store_error)?;
         }
         for segment in sealed {
             self.store(&segment)?.seal_segment(seg::SealSegmentRequest { segment }).await.map_err(store_error)?;
         }
-        self.meta
+        let done = self
+            .meta
             .propose(Command::CompleteScale {
                 scope: scope.into(),
                 stream: stream.into(),
                 epoch: pending.epoch,
                 now_ms: now_ms(),
             })
-            .await
+            .await;
+        timer.finish(done)
     }
 
     async fn info(&self, scope: &str, stream: &str) -> Result<pb::StreamInfo, MetaError> {

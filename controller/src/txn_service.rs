@@ -159,6 +159,11 @@ impl Controller {
 
     /// Commits transaction `id` (see the module docs); returns it committed.
     pub async fn commit_txn(&self, id: &str) -> Result<TxnRecord, MetaError> {
+        let timer = crate::workflow::Timer::start("txn_commit");
+        timer.finish(self.commit_txn_now(id).await)
+    }
+
+    async fn commit_txn_now(&self, id: &str) -> Result<TxnRecord, MetaError> {
         let t = self.txn(id)?;
         let _lock = self.locks.lock(&t.scope, &t.stream).await;
         let t = self.txn(id)?;
@@ -207,10 +212,11 @@ impl Controller {
 
     /// Aborts transaction `id`; returns it aborted.
     pub async fn abort_txn(&self, id: &str, reason: AbortReason) -> Result<TxnRecord, MetaError> {
+        let timer = crate::workflow::Timer::start("txn_abort");
         let t = self.txn(id)?;
         let _lock = self.locks.lock(&t.scope, &t.stream).await;
         self.meta.propose_txn(TxnCommand::StartAbort { id: id.into(), reason, now_ms: now_ms() }).await?;
-        self.finish_txn(id).await
+        timer.finish(self.finish_txn(id).await)
     }
 
     /// Finishes a decided commit or abort of `id` (idempotent); returns the transaction as it

@@ -11,6 +11,7 @@
 //! | `nadi_container_commit_seconds` | histogram | `container` | time of one commit (append + fsync) |
 //! | `nadi_container_group_requests` | histogram | `container` | requests in one group commit |
 //! | `nadi_container_queued_bytes` | gauge | `container` | bytes of requests accepted and not yet answered |
+//! | `nadi_open_streams` | gauge | `kind` (`append`, `read`) | append (writer) and read streams open now |
 //! | `nadi_log_fsync_seconds` | histogram | — | one fsync of a Tier-1 log (every container's) |
 //! | `nadi_read_bytes` | counter | `tier` (`1`, `2`) | bytes served to readers, by where they were read from |
 //! | `nadi_tier2_moved_bytes` | counter | `container` | segment bytes moved to Tier-2 |
@@ -51,6 +52,11 @@ struct ContainerLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TierLabel {
     tier: u8,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +108,7 @@ pub struct StoreMetrics {
     group_requests: HistogramFamily,
     queued_bytes: Family<ContainerLabel, Gauge>,
     read_bytes: Family<TierLabel, Counter>,
+    open_streams: Family<KindLabel, Gauge>,
     moved_bytes: Family<ContainerLabel, Counter>,
     move_seconds: HistogramFamily,
     cache_requests: Family<ResultLabel, Counter>,
@@ -139,6 +146,7 @@ impl Default for StoreMetrics {
             group_requests: Family::new_with_constructor(requests),
             queued_bytes: Family::default(),
             read_bytes: Family::default(),
+            open_streams: Family::default(),
             moved_bytes: Family::default(),
             move_seconds: Family::new_with_constructor(moves),
             cache_requests: Family::default(),
@@ -179,6 +187,7 @@ impl StoreMetrics {
         );
         r.register("log_fsync_seconds", "Time of one fsync of a Tier-1 log", SharedHistogram(fsync_seconds()));
         r.register("read_bytes", "Bytes served to readers, by the tier read from", self.read_bytes.clone());
+        r.register("open_streams", "Append (writer) and read streams open now", self.open_streams.clone());
         r.register("tier2_moved_bytes", "Segment bytes moved to Tier-2", self.moved_bytes.clone());
         r.register(
             "tier2_move_seconds",
@@ -209,6 +218,15 @@ impl StoreMetrics {
             "Body bytes of the entries a follower lacks, where this replica leads",
             self.lag_bytes.clone(),
         );
+    }
+
+    /// Counts one open stream of `kind` (`append`, `read`) until the guard is dropped.
+    pub fn stream_opened(&self, kind: &'static str) -> OpenStream {
+        let gauge = self.open_streams.get_or_create_owned(&KindLabel { kind });
+        if cfg!(feature = "metrics") {
+            gauge.inc();
+        }
+        OpenStream(gauge)
     }
 
     /// `bytes` were served to a reader from Tier-`tier` (1 or 2).
@@ -303,6 +321,18 @@ impl StoreMetrics {
     }
 }
 
+/// An open append or read stream, counted in `nadi_open_streams` while held.
+#[derive(Debug)]
+pub struct OpenStream(Gauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        if cfg!(feature = "metrics") {
+            self.0.dec();
+        }
+    }
+}
+
 /// A replicated container's role, as [`StoreMetrics::sample`] records it.
 #[derive(Debug, Default)]
 pub struct ContainerRole {
@@ -378,5 +408,15 @@ mod tests {
         assert!(text.contains(r#"nadi_tier2_cache_requests_total{result="hit"} 8"#), "{text}");
         assert!(text.contains(r#"nadi_tier2_cache_requests_total{result="miss"} 4"#), "{text}");
         assert!(text.contains("nadi_store_tier1_capacity_bytes 1073741824"), "{text}");
+        // Open streams count while their guards live.
+        let (a, b, r) = (m.stream_opened("append"), m.stream_opened("append"), m.stream_opened("read"));
+        let text = encode(&registry).unwrap();
+        assert!(text.contains(r#"nadi_open_streams{kind="append"} 2"#), "{text}");
+        assert!(text.contains(r#"nadi_open_streams{kind="read"} 1"#), "{text}");
+        drop((a, r));
+        let text = encode(&registry).unwrap();
+        assert!(text.contains(r#"nadi_open_streams{kind="append"} 1"#), "{text}");
+        assert!(text.contains(r#"nadi_open_streams{kind="read"} 0"#), "{text}");
+        drop(b);
     }
 }

@@ -346,6 +346,11 @@ impl Container {
         self.shared.id
     }
 
+    /// The store's metrics this container counts into.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.shared.metrics
+    }
+
     fn damaged(&self) -> StoreError {
         let detail = match &self.shared.damage {
             Some(c) => format!("its Tier-1 log is damaged ({c}); only data before the damage is served"),

@@ -149,7 +149,9 @@ impl SegmentStoreApi for SegmentService {
             pb::append_response::Kind::SetupAck(pb::SetupAck { last_event_number: last, segment_length: length });
         let _ = tx.send(Ok(pb::AppendResponse { kind: Some(setup_ack) })).await;
         let load = self.load.clone();
+        let open = container.metrics().stream_opened("append");
         tokio::spawn(async move {
+            let _open = open;
             let (segment, writer) = (setup.segment, setup.writer_id);
             let mut pending = FuturesOrdered::new();
             // Bytes of the batches in `pending`.
@@ -222,7 +224,9 @@ impl SegmentStoreApi for SegmentService {
         changes.borrow_and_update();
         let first = container.read_any(&req.segment, req.offset, max).await?;
         let (tx, rx) = mpsc::channel::<Result<pb::ReadResponse, Status>>(4);
+        let open = container.metrics().stream_opened("read");
         tokio::spawn(async move {
+            let _open = open;
             // The Tier-2 chunk this reader is in (see `Container::read_holding`).
             let mut held = None;
             let mut chunk = first;
