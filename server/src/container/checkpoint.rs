@@ -47,16 +47,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-/// A Tier-2 chunk object of a container: the segment incarnation that wrote it, at which of
-/// its offsets, and the upload's tag (0 for a single-copy container; a replicated container's
-/// leader picks a random one per upload, so that a deposed leader's late upload can never
-/// overwrite the chunk its successor recorded for the same bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChunkId {
-    pub local: u64,
-    pub offset: u64,
-    pub tag: u64,
-}
+pub use crate::tier2::ChunkId;
 
 use bytes::BufMut;
 

@@ -59,7 +59,7 @@ use crate::direct::prefault;
 use crate::error::StoreError;
 use crate::log::LogAddress;
 use crate::tier2::Tier2;
-use crate::tier2::{Urgency, encode_chunk_into};
+use crate::tier2::{Urgency, encode_chunk_into, new_tag, tag_term};
 
 /// Default size at which a segment's Tier-1 bytes are moved to Tier-2 as one chunk.
 pub const DEFAULT_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
@@ -95,16 +95,6 @@ const PASS: Duration = Duration::from_millis(50);
 /// How often the leader of a replicated container sweeps chunks nobody refers to (late
 /// uploads of deposed leaders; chunks deleted while this replica followed).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
-
-/// The tag of an upload by the leader of `term` (never 0: 0 is an untagged, single-copy chunk).
-fn new_tag(term: u64) -> u64 {
-    (term.min(u32::MAX as u64) << 32) | (rand::random::<u32>() as u64 | 1)
-}
-
-/// The term an upload's tag was made in (0 for an untagged chunk).
-pub(crate) fn tag_term(tag: u64) -> u64 {
-    tag >> 32
-}
 
 /// Starts the storage writer of a container (nothing happens without Tier-2).
 pub fn spawn(container: &Container, opts: TieringOptions) -> Option<tokio::task::JoinHandle<()>> {

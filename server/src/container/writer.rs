@@ -643,7 +643,7 @@ impl WriterThread {
                         return Err(StoreError::SegmentReplaced(name.clone()));
                     }
                     if let Some(term) = term
-                        && crate::container::storage_writer::tag_term(tag) != term
+                        && crate::tier2::tag_term(tag) != term
                     {
                         return Err(StoreError::NotLeader { container: self.shared.id, leader: None });
                     }

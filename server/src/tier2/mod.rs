@@ -42,7 +42,6 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
-use crate::container::ChunkId;
 pub use crate::direct::Urgency;
 use crate::direct::{BufferPool, align_up, create_direct, read_direct, with_idle_io};
 
@@ -298,6 +297,28 @@ pub fn decode_chunk(key: &str, obj: Bytes) -> Result<(ChunkHeader, Bytes), Tier2
     }
     let name = std::str::from_utf8(&obj[FIXED_HEADER..data_at]).map_err(|_| corrupt("segment name is not UTF-8"))?;
     Ok((ChunkHeader { name: name.to_owned(), offset, len }, obj.slice(data_at..)))
+}
+
+/// A Tier-2 chunk object of a container: the segment incarnation that wrote it, at which of
+/// its offsets, and the upload's tag (0 for a single-copy container; a replicated container's
+/// leader makes one per upload with [`new_tag`], so that a deposed leader's late upload can
+/// never overwrite the chunk its successor recorded for the same bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkId {
+    pub local: u64,
+    pub offset: u64,
+    pub tag: u64,
+}
+
+/// The tag of an upload by the leader of `term` (never 0: 0 is an untagged, single-copy chunk):
+/// the term in the high 32 bits, a random odd number in the low ones.
+pub fn new_tag(term: u64) -> u64 {
+    (term.min(u32::MAX as u64) << 32) | (rand::random::<u32>() as u64 | 1)
+}
+
+/// The term an upload's tag was made in (0 for an untagged chunk).
+pub fn tag_term(tag: u64) -> u64 {
+    tag >> 32
 }
 
 /// The folder under a Tier-2 root where replicated containers keep their chunks (all replicas
