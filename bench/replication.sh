@@ -65,6 +65,8 @@ standalone() {
   ctl=$(grep -o 'controller http://[0-9.:]*' "$dir.log" | head -1 | cut -d' ' -f2)
   echo "$name $(cut -d' ' -f1-3 /proc/loadavg) $(run_bench "$ctl" "$pid")"
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  # A run writes about 7 GB: kept until the end, four rounds filled this disk.
+  rm -rf "$dir" "$dir.log"
 }
 
 rf3() {
