@@ -74,6 +74,9 @@ pub struct SegmentStats {
     pub size_bytes: u64,
     /// Events appended by writers (sum over the writers of their event count on this segment).
     pub writer_events: u64,
+    /// Of its bytes, how many are in the store's Tier-1 log and how many in Tier-2.
+    pub tier1_bytes: u64,
+    pub tier2_bytes: u64,
     /// Bytes appended per second between the last two samples (`null` on the first).
     pub bytes_per_sec: Option<f64>,
     /// Writer events appended per second between the last two samples (`null` on the first).
@@ -109,6 +112,8 @@ pub struct StreamTotals {
     pub length: u64,
     pub size_bytes: u64,
     pub writer_events: u64,
+    pub tier1_bytes: u64,
+    pub tier2_bytes: u64,
     pub bytes_per_sec: Option<f64>,
     pub events_per_sec: Option<f64>,
 }
@@ -231,6 +236,8 @@ fn stream_stats(
             length: r.info.length,
             size_bytes: r.info.length.saturating_sub(r.info.start_offset),
             writer_events: events,
+            tier1_bytes: r.info.tier1_bytes,
+            tier2_bytes: r.info.tier2_bytes,
             // A segment first seen now grew from nothing since the last sample.
             bytes_per_sec: rate(r.info.length, before.map_or(0, |b| b.0)),
             events_per_sec: rate(events, before.map_or(0, |b| b.1)),
@@ -244,6 +251,8 @@ fn stream_stats(
         length: segments.iter().map(|s| s.length).sum(),
         size_bytes: segments.iter().map(|s| s.size_bytes).sum(),
         writer_events: segments.iter().map(|s| s.writer_events).sum(),
+        tier1_bytes: segments.iter().map(|s| s.tier1_bytes).sum(),
+        tier2_bytes: segments.iter().map(|s| s.tier2_bytes).sum(),
         bytes_per_sec: sum_rate(|s| s.bytes_per_sec),
         events_per_sec: sum_rate(|s| s.events_per_sec),
     };
@@ -353,9 +362,12 @@ fn stream_table(s: &StreamStats) -> String {
         rate_text(t.bytes_per_sec, true),
     );
     let mut rows = vec![
-        ["SEGMENT", "ID", "KEYS", "STATE", "HEAD", "LENGTH", "SIZE", "EVENTS", "EVENTS/S", "BYTES/S"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "SEGMENT", "ID", "KEYS", "STATE", "HEAD", "LENGTH", "SIZE", "TIER-1", "TIER-2", "EVENTS", "EVENTS/S",
+            "BYTES/S",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
     for g in &s.segments {
         rows.push(vec![
@@ -366,6 +378,8 @@ fn stream_table(s: &StreamStats) -> String {
             g.head_offset.to_string(),
             g.length.to_string(),
             human_bytes(g.size_bytes as f64),
+            human_bytes(g.tier1_bytes as f64),
+            human_bytes(g.tier2_bytes as f64),
             g.writer_events.to_string(),
             rate_text(g.events_per_sec, false),
             rate_text(g.bytes_per_sec, true),

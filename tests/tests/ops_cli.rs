@@ -72,6 +72,11 @@ fn stats_count_what_was_written_and_group_lag_drains() {
     assert_eq!(v["total"]["length"].as_u64(), Some(EVENTS * FRAMED));
     assert_eq!(v["total"]["writer_events"].as_u64(), Some(EVENTS));
     assert!(segs.iter().all(|g| g["state"] == "open" && g["head_offset"] == 0), "{v}");
+    // Each segment's bytes are in Tier-1 or Tier-2, never both, never neither.
+    for g in segs {
+        let tiers = g["tier1_bytes"].as_u64().unwrap() + g["tier2_bytes"].as_u64().unwrap();
+        assert_eq!(Some(tiers), g["size_bytes"].as_u64(), "{g}");
+    }
     // Nothing was written between the two samples.
     assert_eq!(v["total"]["bytes_per_sec"].as_f64(), Some(0.0), "{v}");
     let mut ranges: Vec<(f64, f64)> =

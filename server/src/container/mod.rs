@@ -140,6 +140,9 @@ pub struct SegmentInfo {
     pub sealed: bool,
     pub writers: Vec<(String, i64)>,
     pub attributes: Vec<(String, u64)>,
+    /// Bytes of the segment's Tier-1 read-index entries and of its Tier-2 chunk references.
+    pub tier1_bytes: u64,
+    pub tier2_bytes: u64,
 }
 
 /// A chunk of a segment returned by a read.
@@ -530,6 +533,8 @@ impl Container {
         let mut attributes: Vec<_> = s.attributes.iter().map(|(k, v)| (k.clone(), *v)).collect();
         attributes.sort();
         Ok(SegmentInfo {
+            tier1_bytes: s.index.iter().map(|e| e.len as u64).sum(),
+            tier2_bytes: s.chunks.iter().map(|c| c.len).sum(),
             attributes,
             name: name.to_owned(),
             start_offset: s.start_offset,

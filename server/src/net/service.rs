@@ -122,6 +122,8 @@ impl SegmentStoreApi for SegmentService {
                 .map(|(writer_id, last_event_number)| pb::WriterState { writer_id, last_event_number })
                 .collect(),
             attributes: info.attributes.into_iter().map(|(key, value)| pb::Attribute { key, value }).collect(),
+            tier1_bytes: info.tier1_bytes,
+            tier2_bytes: info.tier2_bytes,
         }))
     }
 
