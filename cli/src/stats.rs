@@ -390,13 +390,13 @@ fn stream_table(s: &StreamStats) -> String {
 }
 
 fn group_segment(p: &pb::SegmentProgress) -> GroupSegmentStats {
-    let pos = p.position.clone().unwrap_or_default();
+    let v = nadi_proto::views::SegmentPositionView::from(p);
     GroupSegmentStats {
-        stream: pos.stream,
-        segment_id: pos.segment_id,
-        position: pos.offset,
-        tail: p.segment_length,
-        lag_bytes: p.segment_length.map(|l| l.saturating_sub(pos.offset)),
+        stream: v.stream,
+        segment_id: v.segment_id,
+        position: v.offset,
+        tail: v.length,
+        lag_bytes: v.lag,
     }
 }
 

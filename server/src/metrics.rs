@@ -83,19 +83,6 @@ pub fn fsync_observed(seconds: f64) {
     }
 }
 
-/// A [`Histogram`] to register that shares the process-wide one's data.
-#[derive(Debug)]
-struct SharedHistogram(&'static Histogram);
-
-impl prometheus_client::encoding::EncodeMetric for SharedHistogram {
-    fn encode(&self, encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
-        self.0.encode(encoder)
-    }
-    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
-        prometheus_client::metrics::MetricType::Histogram
-    }
-}
-
 type HistogramFamily = Family<ContainerLabel, Histogram, fn() -> Histogram>;
 
 /// The metrics of one segment store.
@@ -185,7 +172,7 @@ impl StoreMetrics {
             "Bytes of requests accepted and not yet answered",
             self.queued_bytes.clone(),
         );
-        r.register("log_fsync_seconds", "Time of one fsync of a Tier-1 log", SharedHistogram(fsync_seconds()));
+        r.register("log_fsync_seconds", "Time of one fsync of a Tier-1 log", fsync_seconds().clone());
         r.register("read_bytes", "Bytes served to readers, by the tier read from", self.read_bytes.clone());
         r.register("open_streams", "Append (writer) and read streams open now", self.open_streams.clone());
         r.register("tier2_moved_bytes", "Segment bytes moved to Tier-2", self.moved_bytes.clone());
