@@ -55,6 +55,60 @@ pub struct NodeSettings {
     /// error. Default: no export.
     #[arg(long, env = "NADI_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecuritySettings,
+}
+
+/// TLS, authentication and permissions (docs/security.md). Every server program takes them;
+/// all nodes of a cluster should be given the same.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SecuritySettings {
+    /// PEM certificate chain this process presents on every listener (and, calling another
+    /// node, as its client certificate). With `--tls-key`; turns TLS on. Reloaded when the
+    /// file changes. Default: no TLS.
+    #[arg(long, env = "NADI_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "NADI_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs this process trusts: the servers it calls, and the client
+    /// certificates of other nodes. Default: the certificate's own issuer is not trusted, so
+    /// give it whenever `--tls-cert` is given.
+    #[arg(long, env = "NADI_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Whether calls must carry a valid bearer token: `none` (no authentication, every caller
+    /// may do everything: the default, for a store on loopback) or `required` (a call without
+    /// a valid token is refused as Unauthenticated / 401, and each call is checked against the
+    /// caller's permissions).
+    #[arg(long, env = "NADI_AUTH", value_name = "MODE", default_value = "none")]
+    pub auth: nadi_security::auth::AuthMode,
+    /// A TOML file of hashed tokens and the principal each one names (`nadi auth hash` makes
+    /// an entry). Re-read when it changes. Default: none.
+    #[arg(long, env = "NADI_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The key JWTs are verified against: a PEM public key (RS256, ES256, EdDSA) or a file
+    /// whose bytes are the HS256 secret. A JWT's `sub` is its principal; `exp` is required.
+    /// Default: JWTs are not accepted.
+    #[arg(long, env = "NADI_JWT_KEY", value_name = "FILE")]
+    pub jwt_key: Option<PathBuf>,
+    /// The `iss` a JWT must carry. Default: not checked.
+    #[arg(long, env = "NADI_JWT_ISSUER", value_name = "NAME")]
+    pub jwt_issuer: Option<String>,
+    /// Principals that may do everything (they grant the others their permissions), comma
+    /// separated. Default: none.
+    #[arg(long, env = "NADI_SUPERUSERS", value_name = "LIST", default_value = "")]
+    pub superusers: String,
+    /// Whether `/metrics` needs a token (with read on the cluster) when `--auth required`.
+    /// `/health` and `/ready` never do.
+    #[arg(long, env = "NADI_METRICS_AUTH", value_name = "BOOL", default_value = "false", action = clap::ArgAction::Set)]
+    pub metrics_auth: bool,
+    /// A file holding the bearer token this process presents to other nodes (controllers,
+    /// segment stores) when they require one; its principal must be a superuser. Not needed
+    /// between nodes that present TLS client certificates. Default: none.
+    #[arg(long, env = "NADI_NODE_TOKEN_FILE", value_name = "FILE")]
+    pub node_token_file: Option<PathBuf>,
 }
 
 /// Settings of the controller's work: reader groups, retention and auto-scaling

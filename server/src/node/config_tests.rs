@@ -170,6 +170,16 @@ fn printed_settings_read_back_as_the_same_settings() {
         "--load-tick=1s",
         "--log-format=json",
         "--otlp-endpoint=http://127.0.0.1:4317",
+        "--tls-cert=/etc/nadi/node.pem",
+        "--tls-key=/etc/nadi/node.key",
+        "--tls-ca=/etc/nadi/ca.pem",
+        "--auth=required",
+        "--token-file=/etc/nadi/tokens.toml",
+        "--jwt-key=/etc/nadi/jwt.pem",
+        "--jwt-issuer=issuer",
+        "--superusers=admin,ops",
+        "--metrics-auth=true",
+        "--node-token-file=/etc/nadi/node-token",
         "--containers=7",
         "--log-file-size=1GiB",
         "--checkpoint-interval=1000",
@@ -196,7 +206,7 @@ fn printed_settings_read_back_as_the_same_settings() {
     standalone.extend(every_store.iter().chain(&control));
     let mut controller =
         vec!["--id=3", "--listen=127.0.0.1:4", "--peers=3=h:1,4=http://g:2", "--http-listen=127.0.0.1:5"];
-    controller.extend(every_store[..4].iter().chain(&control));
+    controller.extend(every_store[..14].iter().chain(&control));
     let mut store = vec![
         "--listen=127.0.0.1:6",
         "--advertise=http://store:6",
