@@ -1,5 +1,7 @@
 //! Client channels: a tonic channel that carries the caller's bearer token on every request
-//! and, for `https://` URLs, speaks TLS trusting the configured CA.
+//! and, for `https://` URLs, speaks TLS trusting the configured CA (the system's roots when
+//! none is configured) and, when the [`ClientTls`] holds a certificate and key (a node calling
+//! another node), presenting that certificate. `http://` URLs stay plaintext.
 //!
 //! Every gRPC client in Nadi (the client library, the CLI, the admin HTTP API calling its
 //! controller, a controller calling another, a segment store calling the controllers or its
@@ -55,10 +57,14 @@ impl ClientSecurity {
             .tcp_nodelay(true)
             .initial_stream_window_size(8 * 1024 * 1024)
             .initial_connection_window_size(32 * 1024 * 1024);
-        if url.starts_with("https://") {
-            return Err(ChannelError::Tls { url: url.to_owned(), reason: "TLS is not built yet".into() });
+        if !url.starts_with("https://") {
+            return Ok(ep);
         }
-        Ok(ep)
+        // https: trust the CA of `tls` (the system's roots without one) and present its
+        // certificate when it has one (a node calling another node).
+        let tls = self.tls.clone().unwrap_or_default();
+        let config = tls.tonic_config().map_err(|e| ChannelError::Tls { url: url.to_owned(), reason: e.to_string() })?;
+        ep.tls_config(config).map_err(|e| ChannelError::Tls { url: url.to_owned(), reason: e.to_string() })
     }
 
     /// A lazily connected channel to `url` carrying the token.
