@@ -63,7 +63,8 @@ impl ClientSecurity {
         // https: trust the CA of `tls` (the system's roots without one) and present its
         // certificate when it has one (a node calling another node).
         let tls = self.tls.clone().unwrap_or_default();
-        let config = tls.tonic_config().map_err(|e| ChannelError::Tls { url: url.to_owned(), reason: e.to_string() })?;
+        let config =
+            tls.tonic_config().map_err(|e| ChannelError::Tls { url: url.to_owned(), reason: e.to_string() })?;
         ep.tls_config(config).map_err(|e| ChannelError::Tls { url: url.to_owned(), reason: e.to_string() })
     }
 

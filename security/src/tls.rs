@@ -142,7 +142,9 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         what: "key",
         path: path.to_owned(),
         reason: match e {
-            rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key (-----BEGIN PRIVATE KEY-----) in it".into(),
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no PEM private key (-----BEGIN PRIVATE KEY-----) in it".into()
+            }
             e => format!("not PEM ({e})"),
         },
     })
@@ -304,10 +306,8 @@ impl ClientTls {
         match (&self.files.cert, &self.files.key) {
             (Some(cert), Some(key)) => {
                 load_identity(cert, key)?;
-                config = config.identity(tonic::transport::Identity::from_pem(
-                    read("certificate", cert)?,
-                    read("key", key)?,
-                ));
+                config = config
+                    .identity(tonic::transport::Identity::from_pem(read("certificate", cert)?, read("key", key)?));
             }
             (Some(_), None) => return Err(TlsError::CertWithoutKey),
             (None, Some(_)) => return Err(TlsError::KeyWithoutCert),

@@ -209,10 +209,11 @@ async fn a_stalled_handshake_does_not_hold_up_other_clients() {
         idle.push(s);
     }
     let started = Instant::now();
-    let (_, who) = tokio::time::timeout(Duration::from_secs(5), client_roundtrip(addr, files.ca.as_deref().unwrap(), None))
-        .await
-        .expect("a good client was held up by stalled handshakes")
-        .unwrap();
+    let (_, who) =
+        tokio::time::timeout(Duration::from_secs(5), client_roundtrip(addr, files.ca.as_deref().unwrap(), None))
+            .await
+            .expect("a good client was held up by stalled handshakes")
+            .unwrap();
     assert_eq!(who, b"-");
     assert!(started.elapsed() < Duration::from_secs(5));
     // A plaintext client gets its connection closed, not a hang.

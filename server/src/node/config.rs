@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use nadi_controller::autoscale::ScalerSettings;
+use nadi_security::tls::{TlsFiles, node_url};
 use serde::Serialize;
 
 use super::settings::{ConfigSource, Dur, DurList, Size};
@@ -109,6 +110,13 @@ pub struct SecuritySettings {
     /// between nodes that present TLS client certificates. Default: none.
     #[arg(long, env = "NADI_NODE_TOKEN_FILE", value_name = "FILE")]
     pub node_token_file: Option<PathBuf>,
+}
+
+impl SecuritySettings {
+    /// The TLS files (`--tls-cert`, `--tls-key`, `--tls-ca`).
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone(), ca: self.tls_ca.clone() }
+    }
 }
 
 /// Settings of the controller's work: reader groups, retention and auto-scaling
@@ -261,7 +269,7 @@ pub struct ControllerSettings {
     #[arg(long, env = "NADI_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Every member of the group, this node included: `1=HOST:PORT,2=HOST:PORT,3=HOST:PORT`.
-    /// Required; the same on every member.
+    /// Required; the same on every member. Called over TLS (`https://`) when `--tls-cert` is given.
     #[arg(long, env = "NADI_PEERS", value_name = "LIST")]
     pub peers: Option<Peers>,
     /// Admin HTTP address, `IP:port`. Default: no admin HTTP.
@@ -286,8 +294,8 @@ pub struct SegmentStoreSettings {
     /// gRPC address to listen on, `IP:port`.
     #[arg(long, env = "NADI_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:12345")]
     pub listen: SocketAddr,
-    /// The URL clients reach this store at. Default: `http://` plus the listen address, which
-    /// must then not be a wildcard address such as 0.0.0.0.
+    /// The URL clients reach this store at. Default: `http://` (`https://` with `--tls-cert`)
+    /// plus the listen address, which must then not be a wildcard address such as 0.0.0.0.
     #[arg(long, env = "NADI_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
     /// HTTP address for `/metrics`, `/health` and `/ready` (ready once registered with the
@@ -524,6 +532,8 @@ pub struct StandaloneConfig {
     pub http_listen: SocketAddr,
     pub control: ControlConfig,
     pub store: StoreNodeConfig,
+    /// TLS on every listener when it has a certificate and key.
+    pub tls: TlsFiles,
 }
 
 /// Resolved settings of `nadi controller`.
@@ -535,6 +545,8 @@ pub struct ControllerConfig {
     pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub control: ControlConfig,
+    /// TLS on every listener, and towards the other controllers, when it has a certificate and key.
+    pub tls: TlsFiles,
 }
 
 /// Resolved settings of `nadi segment-store`.
@@ -546,6 +558,9 @@ pub struct SegmentStoreConfig {
     /// `--replica-id` and `--replica-peers` (id → gRPC URL), if the containers are replicated.
     pub replicas: Option<(u64, BTreeMap<u64, String>)>,
     pub store: StoreNodeConfig,
+    /// TLS on every listener, and towards the controllers and replicas, when it has a
+    /// certificate and key.
+    pub tls: TlsFiles,
 }
 
 impl ControlSettings {
@@ -623,12 +638,15 @@ impl TierSettings {
 impl StandaloneSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<StandaloneConfig> {
+        let tls = self.node.security.tls_files();
+        tls.check_server()?;
         Ok(StandaloneConfig {
             controller_listen: self.controller_listen,
             segment_listen: self.segment_listen,
             http_listen: self.http_listen,
             control: self.control.resolve(&self.node),
             store: self.store.resolve(&self.node)?,
+            tls,
         })
     }
 }
@@ -644,6 +662,10 @@ impl ControllerSettings {
         if !peers.contains_key(&id) {
             bail!("--id {id} is not one of --peers");
         }
+        let tls = self.node.security.tls_files();
+        tls.check_server()?;
+        // With TLS on, the other controllers are called over TLS.
+        let peers = peers.into_iter().map(|(id, url)| (id, node_url(&url, tls.serves_tls()))).collect();
         Ok(ControllerConfig {
             id,
             listen,
@@ -651,6 +673,7 @@ impl ControllerSettings {
             http_listen: self.http_listen,
             data_dir: self.node.data_dir.clone(),
             control: self.control.resolve(&self.node),
+            tls,
         })
     }
 }
@@ -658,6 +681,14 @@ impl ControllerSettings {
 impl SegmentStoreSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<SegmentStoreConfig> {
+        let tls = self.node.security.tls_files();
+        tls.check_server()?;
+        if let Some(a) = &self.advertise
+            && tls.serves_tls()
+            && !a.starts_with("https://")
+        {
+            bail!("--advertise {a} must be an https:// URL: this store serves TLS (--tls-cert)");
+        }
         let replicas = match (self.replica_id, &self.replica_peers) {
             (None, None) => None,
             (Some(_), None) => bail!("--replica-id needs --replica-peers"),
@@ -666,7 +697,8 @@ impl SegmentStoreSettings {
                 if !peers.0.contains_key(&id) {
                     bail!("--replica-id {id} is not one of --replica-peers");
                 }
-                Some((id, peers.0.clone()))
+                let peers = peers.0.iter().map(|(id, url)| (*id, node_url(url, tls.serves_tls()))).collect();
+                Some((id, peers))
             }
         };
         let mut store = self.store.resolve(&self.node)?;
@@ -688,6 +720,7 @@ impl SegmentStoreSettings {
             http_listen: self.http_listen,
             replicas,
             store,
+            tls,
         })
     }
 }

@@ -5,35 +5,59 @@
 //! Owns: running `nadi controller`. Calls: `nadi_controller`, `node::config`. Called by: `main`,
 //! `node::standalone`, `node::segment_store`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use nadi_controller::node::{ControllerNode, NodeConfig};
 use nadi_controller::raft::RaftSettings;
+use nadi_security::listen::ConnInfo;
+use nadi_security::tls::ServerTls;
 use tokio::net::TcpListener;
 
 use super::config::ControllerConfig;
-use super::{bind, grpc_server, incoming, shutdown_signal, stopped};
+use super::{bind, grpc_server, http_incoming, incoming, scheme, server_tls, shutdown_signal, stopped};
 
-/// Serves a controller node's gRPC services on `listener` until `stop` fires.
+/// Serves a controller node's gRPC services on `listener` (TLS with `tls`) until `stop` fires.
 pub fn serve_controller(
     node: &ControllerNode,
     listener: TcpListener,
+    tls: Option<&Arc<ServerTls>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
-    let server = grpc_server()
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let server = grpc_server(tls)
         .layer(node.forward_layer())
         .add_routes(node.grpc_routes())
-        .serve_with_incoming_shutdown(incoming(listener), stop);
-    tokio::spawn(server)
+        .serve_with_incoming_shutdown(incoming(listener, tls)?, stop);
+    Ok(tokio::spawn(server))
+}
+
+/// Serves the admin HTTP API `router` on `listener` (TLS with `tls`) until `stop` fires.
+pub fn serve_admin_http(
+    router: axum::Router,
+    listener: TcpListener,
+    tls: Option<&Arc<ServerTls>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let server = axum::serve(http_incoming(listener, tls)?, router.into_make_service_with_connect_info::<ConnInfo>())
+        .with_graceful_shutdown(stop);
+    Ok(tokio::spawn(async move { server.await }))
 }
 
 /// Runs `nadi controller` until Ctrl-C / SIGTERM.
 pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
-    let ControllerConfig { id, listen, peers, http_listen, data_dir, control } = cfg;
+    let ControllerConfig { id, listen, peers, http_listen, data_dir, control, tls } = cfg;
+    let tls = server_tls(&tls)?;
+    let scheme = scheme(tls.as_ref());
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
         Some(a) => Some(bind(a, "admin HTTP API").await?),
         None => None,
+    };
+    // The admin HTTP API is a client of this node's own gRPC endpoint. Over TLS it calls the
+    // URL the other members use, the name its certificate is made out to.
+    let own_url = match &tls {
+        Some(_) => peers.get(&id).cloned().unwrap_or_else(|| format!("https://{listen}")),
+        None => format!("http://{listen}"),
     };
     let node = ControllerNode::start(NodeConfig {
         id,
@@ -41,7 +65,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         members: peers,
         settings: RaftSettings::default(),
         http_address: match &http_listener {
-            Some(l) => Some(format!("http://{}", l.local_addr()?)),
+            Some(l) => Some(format!("{scheme}://{}", l.local_addr()?)),
             None => None,
         },
         reader_timeout: control.reader_timeout,
@@ -51,22 +75,20 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let grpc = serve_controller(&node, listener, stopped(stop_rx.clone()));
+    let grpc = serve_controller(&node, listener, tls.as_ref(), stopped(stop_rx.clone()))?;
     let mut http_addr = String::new();
     let http = match http_listener {
         Some(l) => {
-            http_addr = format!(", admin http://{}", l.local_addr()?);
-            // The admin HTTP API is a client of this node's own gRPC endpoint (so it is
-            // forwarded to the leader like any client request).
-            let router =
-                nadi_controller::http::router_with_metrics(&format!("http://{listen}"), |r| node.register_metrics(r))?;
-            let server = axum::serve(l, router).with_graceful_shutdown(stopped(stop_rx));
-            Some(tokio::spawn(async move { server.await }))
+            http_addr = format!(", admin {scheme}://{}", l.local_addr()?);
+            // Through its own gRPC endpoint, the admin HTTP API's requests are forwarded to the
+            // leader like any client's.
+            let router = nadi_controller::http::router_with_metrics(&own_url, |r| node.register_metrics(r))?;
+            Some(serve_admin_http(router, l, tls.as_ref(), stopped(stop_rx))?)
         }
         None => None,
     };
     super::logging::banner(&format!(
-        "nadi controller {id} ready: grpc http://{listen}{http_addr}, data {}",
+        "nadi controller {id} ready: grpc {scheme}://{listen}{http_addr}, data {}",
         data_dir.display()
     ));
     shutdown_signal().await;

@@ -5,7 +5,9 @@
 //! segment-store`: a store that registers with the controllers), [`registration`] (the store's
 //! stable id and its heartbeats to the controllers), [`config`] (every program's settings,
 //! declared once), [`settings`] (how they are layered: default < file < env < flag, and
-//! printed), [`logging`] (text or JSON logs on stderr), and here the listeners and gRPC server settings all of them use.
+//! printed), [`logging`] (text or JSON logs on stderr), and here the listeners (plain or TLS:
+//! `--tls-cert`, `--tls-key`, `--tls-ca` turn TLS on for every listener of the process) and
+//! the gRPC server settings all of them use.
 //! Calls: [`crate::net`] (the services it serves), [`crate::store`] (opens the store), the
 //! `nadi-controller` crate (the controller node). Called by: the binary's `main`.
 
@@ -18,7 +20,11 @@ pub mod segment_store;
 pub mod settings;
 pub mod standalone;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use nadi_security::listen::{Listener, NodeOnlyLayer};
+use nadi_security::tls::{Alpn, ServerTls, TlsFiles};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tower::layer::util::{Identity, Stack};
@@ -29,22 +35,53 @@ pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpL
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for the {what} on {addr}"))
 }
 
-/// Accepted connections of `listener` with Nagle's algorithm off. (`Server::tcp_nodelay`
-/// applies only to listeners tonic binds itself; without this, a small acknowledgement that
-/// follows another one waits for the client's delayed TCP ACK, up to 40 ms, whenever the
-/// client has nothing more to send, e.g. for the last events before a flush.)
-pub fn incoming(listener: TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+/// The TLS every listener of this process serves (None: plaintext), loaded from `files` and
+/// watched for changes once a second. A file that is missing, not PEM, or a key that does not
+/// match the certificate stops the start with an error naming it.
+pub fn server_tls(files: &TlsFiles) -> anyhow::Result<Option<Arc<ServerTls>>> {
+    if !files.serves_tls() {
+        files.check_server()?;
+        return Ok(None);
+    }
+    let tls = ServerTls::load(files)?;
+    tls.watch(std::time::Duration::from_secs(1));
+    Ok(Some(tls))
 }
 
+/// `https` when this process serves TLS, else `http`: the scheme of every URL it gives out
+/// (its ready line, the endpoints it advertises, the URLs it calls other nodes at).
+pub fn scheme(tls: Option<&Arc<ServerTls>>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
+}
+
+/// Accepted gRPC connections of `listener`, TLS when `tls` is set (handshakes off the accept
+/// loop), with Nagle's algorithm off. (`Server::tcp_nodelay` applies only to listeners tonic
+/// binds itself; without it, a small acknowledgement that follows another one waits for the
+/// client's delayed TCP ACK, up to 40 ms, whenever the client has nothing more to send, e.g.
+/// for the last events before a flush.)
+pub fn incoming(listener: TcpListener, tls: Option<&Arc<ServerTls>>) -> anyhow::Result<Listener> {
+    Ok(Listener::new(listener, tls.map(|t| (t.clone(), Alpn::Grpc)))?)
+}
+
+/// Accepted HTTP/1.1 connections of `listener` (admin and ops HTTP), TLS when `tls` is set.
+/// Serve a router on it with `into_make_service_with_connect_info::<ConnInfo>()`.
+pub fn http_incoming(listener: TcpListener, tls: Option<&Arc<ServerTls>>) -> anyhow::Result<Listener> {
+    Ok(Listener::new(listener, tls.map(|t| (t.clone(), Alpn::Http)))?)
+}
+
+/// The gRPC server type of [`grpc_server`].
+pub type GrpcServer = Server<Stack<TypedDecodeErrorsLayer, Stack<NodeOnlyLayer, Identity>>>;
+
 /// A gRPC server builder with the transport tuned for large batches (see MACHINE-LIMITS), whose
-/// malformed-request errors are typed (see [`crate::net::wire`]).
-pub fn grpc_server() -> Server<Stack<TypedDecodeErrorsLayer, Identity>> {
+/// malformed-request errors are typed (see [`crate::net::wire`]). With `tls`, calls to the
+/// node-only services (Raft, registration, replication) need a verified client certificate.
+pub fn grpc_server(tls: Option<&Arc<ServerTls>>) -> GrpcServer {
     Server::builder()
         .tcp_nodelay(true)
         .max_frame_size(Some(1024 * 1024 - 1))
         .initial_stream_window_size(Some(8 * 1024 * 1024))
         .initial_connection_window_size(Some(32 * 1024 * 1024))
+        .layer(NodeOnlyLayer::new(tls.is_some()))
         .layer(TypedDecodeErrorsLayer)
 }
 

@@ -13,7 +13,7 @@ use nadi_proto::raft::v1 as rpb;
 
 use super::config::{SegmentStoreConfig, StoreNodeConfig};
 use super::registration::{heartbeat_every, register, store_id};
-use super::{bind, grpc_server, incoming, shutdown_signal, stopped};
+use super::{bind, grpc_server, http_incoming, incoming, scheme, server_tls, shutdown_signal, stopped};
 use crate::container::ContainerOptions;
 use crate::log::file::FileLogOptions;
 use crate::net::service::SegmentService;
@@ -65,7 +65,11 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
-    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg } = cfg;
+    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg, tls } = cfg;
+    let tls = server_tls(&tls)?;
+    let scheme = scheme(tls.as_ref());
+    // With TLS on, the controllers are called over TLS too.
+    let controllers: Vec<String> = controllers.iter().map(|c| nadi_security::tls::node_url(c, tls.is_some())).collect();
     let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
@@ -74,7 +78,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         None if bound.ip().is_unspecified() => {
             bail!("--listen {bound} is a wildcard address: give --advertise with the URL clients should use")
         }
-        None => format!("http://{bound}"),
+        None => format!("{scheme}://{bound}"),
     };
     let tier1 = data_dir.join("tier1");
     let mut store_cfg = store_config(&cfg)?;
@@ -118,20 +122,22 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let load = StoreLoad::new(cfg.load.clone());
     load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = grpc_server()
+    let server = grpc_server(tls.as_ref())
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
         .add_optional_service(groups.map(crate::replica::network::ReplicaGrpc::service))
-        .serve_with_incoming_shutdown(incoming(listener), stopped(stop_rx));
+        .serve_with_incoming_shutdown(incoming(listener, tls.as_ref())?, stopped(stop_rx));
     let task = tokio::spawn(server);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let http_task = match http_listen {
         Some(addr) => {
             let listener = bind(addr, "segment store HTTP").await?;
             super::logging::banner(&format!(
-                "nadi segment-store: metrics on http://{}/metrics",
+                "nadi segment-store: metrics on {scheme}://{}/metrics",
                 listener.local_addr()?
             ));
-            let app = super::ops_http::router(&metrics, ready.clone());
+            let app = super::ops_http::router(&metrics, ready.clone())
+                .into_make_service_with_connect_info::<nadi_security::listen::ConnInfo>();
+            let listener = http_incoming(listener, tls.as_ref())?;
             Some(tokio::spawn(async move { axum::serve(listener, app).await }))
         }
         None => None,

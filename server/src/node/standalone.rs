@@ -19,10 +19,10 @@ use nadi_controller::node::{ControllerNode, NodeConfig};
 use nadi_controller::raft::RaftSettings;
 use nadi_proto::raft::v1::HeartbeatRequest;
 
-use super::controller::serve_controller;
+use super::controller::{serve_admin_http, serve_controller};
 use super::registration::{heartbeat_every, register, store_id};
 use super::segment_store::store_config;
-use super::{bind, grpc_server, incoming, shutdown_signal, stopped};
+use super::{bind, grpc_server, incoming, scheme, server_tls, shutdown_signal, stopped};
 use crate::net::service::SegmentService;
 use crate::node::config::StandaloneConfig;
 use crate::store::SegmentStore;
@@ -30,6 +30,9 @@ use crate::store::load::StoreLoad;
 
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
+    // TLS files are checked before the store is opened: a wrong file fails fast.
+    let tls = server_tls(&cfg.tls)?;
+    let scheme = scheme(tls.as_ref());
     let data_dir = cfg.store.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_cfg = store_config(&cfg.store)?;
@@ -46,13 +49,19 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_addr = seg_listener.local_addr()?;
     let ctl_addr = ctl_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    // What this process calls itself at (its admin HTTP API and its store call its controller):
+    // loopback when it listens on a wildcard address.
+    let own = |a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() { std::net::SocketAddr::from(([127, 0, 0, 1], a.port())) } else { a }
+    };
+    let ctl_url = format!("{scheme}://{}", own(ctl_addr));
     // The same controller code as a cluster, as a Raft group of one.
     let node = ControllerNode::start(NodeConfig {
         id: 1,
         dir: data_dir.join("controller"),
-        members: BTreeMap::from([(1, format!("http://{ctl_addr}"))]),
+        members: BTreeMap::from([(1, ctl_url.clone())]),
         settings: RaftSettings::default(),
-        http_address: Some(format!("http://{http_addr}")),
+        http_address: Some(format!("{scheme}://{http_addr}")),
         reader_timeout: cfg.control.reader_timeout,
         scaler: cfg.control.scaler.clone(),
         retention_every: cfg.control.retention_interval,
@@ -63,31 +72,30 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let load = StoreLoad::new(cfg.store.load.clone());
     load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let seg_server = grpc_server()
+    let seg_server = grpc_server(tls.as_ref())
         .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
-        .serve_with_incoming_shutdown(incoming(seg_listener), stopped(stop_rx.clone()));
+        .serve_with_incoming_shutdown(incoming(seg_listener, tls.as_ref())?, stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
-    let ctl_task = serve_controller(&node, ctl_listener, stopped(stop_rx.clone()));
+    let ctl_task = serve_controller(&node, ctl_listener, tls.as_ref(), stopped(stop_rx.clone()))?;
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
-    let http_router = nadi_controller::http::router_with_metrics(&format!("http://{ctl_addr}"), |r| {
+    let http_router = nadi_controller::http::router_with_metrics(&ctl_url, |r| {
         metrics.register(r);
         node.register_metrics(r);
     })?;
-    let http_server = axum::serve(http_listener, http_router).with_graceful_shutdown(stopped(stop_rx.clone()));
-    let http_task = tokio::spawn(async move { http_server.await });
+    let http_task = serve_admin_http(http_router, http_listener, tls.as_ref(), stopped(stop_rx.clone()))?;
 
     // The store registers with its controller like any segment store of a cluster.
     let tier1 = data_dir.join("tier1");
     let request = HeartbeatRequest {
         store_id: store_id(&tier1)?,
-        endpoint: format!("http://{seg_addr}"),
+        endpoint: format!("{scheme}://{seg_addr}"),
         containers: store.containers().len() as u32,
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.store.load);
     let leading = super::registration::leading_of(store.clone());
     register(
-        vec![format!("http://{ctl_addr}")],
+        vec![ctl_url.clone()],
         request,
         load,
         leading,
@@ -99,7 +107,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
     super::logging::banner(&format!(
-        "nadi standalone ready: controller http://{ctl_addr}, segment store http://{seg_addr}, admin http://{http_addr}"
+        "nadi standalone ready: controller {scheme}://{ctl_addr}, segment store {scheme}://{seg_addr}, admin {scheme}://{http_addr}"
     ));
 
     shutdown_signal().await;
