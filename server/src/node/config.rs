@@ -67,16 +67,18 @@ pub struct NodeSettings {
 #[serde(rename_all = "kebab-case")]
 pub struct SecuritySettings {
     /// PEM certificate chain this process presents on every listener (and, calling another
-    /// node, as its client certificate). With `--tls-key`; turns TLS on. Reloaded when the
-    /// file changes. Default: no TLS.
+    /// node, as its client certificate). With `--tls-key` and `--tls-ca`; turns TLS on for
+    /// every listener, and `https://` for the URLs between nodes. Checked every second and
+    /// reloaded when it changes (new connections get the new certificate; a file that does not
+    /// load is logged and the previous certificate kept). Default: no TLS.
     #[arg(long, env = "NADI_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key of `--tls-cert`.
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1); reloaded with it.
     #[arg(long, env = "NADI_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// PEM bundle of the CAs this process trusts: the servers it calls, and the client
-    /// certificates of other nodes. Default: the certificate's own issuer is not trusted, so
-    /// give it whenever `--tls-cert` is given.
+    /// certificates of other nodes (the node-only services, Raft and replication, refuse a
+    /// connection without one). Required with `--tls-cert`.
     #[arg(long, env = "NADI_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// Whether calls must carry a valid bearer token: `none` (no authentication, every caller
