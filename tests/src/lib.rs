@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod docker;
 pub mod load;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -103,10 +104,11 @@ impl Standalone {
                 panic!("nadi standalone did not become ready; its log:\n{}", log.lock().unwrap());
             }
         };
-        // "nadi standalone ready: controller URL, segment store URL, admin URL"
+        // "nadi standalone ready: controller URL, segment store URL, admin URL" (https:// URLs
+        // with TLS)
         let urls: Vec<String> = line
             .split_whitespace()
-            .filter(|w| w.starts_with("http://"))
+            .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
             .map(|w| w.trim_end_matches(',').to_owned())
             .collect();
         assert_eq!(urls.len(), 3, "unexpected ready line: {line}");
@@ -115,7 +117,7 @@ impl Standalone {
             data_dir: data_dir.to_owned(),
             controller_url: urls[0].clone(),
             segment_url: urls[1].clone(),
-            http_addr: urls[2].trim_start_matches("http://").to_owned(),
+            http_addr: urls[2].split_once("://").map_or(urls[2].as_str(), |(_, a)| a).to_owned(),
             log,
         }
     }
