@@ -41,6 +41,11 @@ pub enum ErrorKind {
     /// Also what a gRPC status without Nadi error details maps to when its code is
     /// `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` or `UNKNOWN`.
     Unavailable,
+    /// The call carried no token, or one that is unknown, malformed or expired: give a valid
+    /// token (`ClientSecurity::token`, `--token`, `NADI_TOKEN`).
+    Unauthenticated,
+    /// The caller's principal lacks the permission: ask an admin for a grant (`nadi acl`).
+    PermissionDenied,
     /// A bug or damaged data: report it.
     Internal,
 }
@@ -131,6 +136,8 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
         ErrorCode::InvalidName | ErrorCode::InvalidArgument | ErrorCode::EventTooLarge => ErrorKind::Invalid,
         ErrorCode::StorageFull | ErrorCode::Unavailable | ErrorCode::NotLeader => ErrorKind::Unavailable,
+        ErrorCode::Unauthenticated => ErrorKind::Unauthenticated,
+        ErrorCode::PermissionDenied => ErrorKind::PermissionDenied,
         _ => ErrorKind::Internal,
     }
 }

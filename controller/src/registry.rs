@@ -160,6 +160,7 @@ fn validate(req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
 #[tonic::async_trait]
 impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        crate::access::require_superuser(&self.meta, &req, "register a segment store")?;
         let req = req.into_inner();
         validate(&req)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -198,7 +199,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         if req.replica_id != 0 {
             self.place(&req).await?;
         }
-        let response = self.meta.read_cluster(|c| {
+        let mut response = self.meta.read_cluster(|c| {
             let member = |id: &String| {
                 c.stores
                     .get(id)
@@ -218,7 +219,16 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
                 assigned_containers: c.containers_of(&req.store_id),
                 containers: c.containers,
                 replicas,
+                acl_version: 0,
+                acl: Default::default(),
             }
+        });
+        // The grants go to a store whose copy is not current (segment stores check appends
+        // and reads against them).
+        (response.acl_version, response.acl) = self.meta.read_acl(|acl| {
+            let json =
+                if acl.version() != req.acl_version { serde_json::to_vec(acl).unwrap_or_default() } else { Vec::new() };
+            (acl.version(), json.into())
         });
         Ok(Response::new(response))
     }

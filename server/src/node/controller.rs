@@ -21,6 +21,7 @@ pub fn serve_controller(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<Result<(), tonic::transport::Error>> {
     let server = grpc_server()
+        .layer(node.auth_layer())
         .layer(node.forward_layer())
         .add_routes(node.grpc_routes())
         .serve_with_incoming_shutdown(incoming(listener), stop);
@@ -29,7 +30,8 @@ pub fn serve_controller(
 
 /// Runs `nadi controller` until Ctrl-C / SIGTERM.
 pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
-    let ControllerConfig { id, listen, peers, http_listen, data_dir, control } = cfg;
+    let ControllerConfig { id, listen, peers, http_listen, data_dir, control, security } = cfg;
+    let auth = super::authenticator(&security)?;
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
         Some(a) => Some(bind(a, "admin HTTP API").await?),
@@ -39,7 +41,11 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         id,
         dir: data_dir.join("controller"),
         members: peers,
-        settings: RaftSettings::default(),
+        settings: RaftSettings {
+            client: security.client.clone(),
+            auth_required: security.auth.mode == nadi_security::auth::AuthMode::Required,
+            ..RaftSettings::default()
+        },
         http_address: match &http_listener {
             Some(l) => Some(format!("http://{}", l.local_addr()?)),
             None => None,
@@ -48,6 +54,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         scaler: control.scaler,
         retention_every: control.retention_interval,
         placement: control.placement,
+        auth,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -55,18 +62,29 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
     let mut http_addr = String::new();
     let http = match http_listener {
         Some(l) => {
-            http_addr = format!(", admin http://{}", l.local_addr()?);
+            http_addr = format!(", admin {}://{}", security.scheme(), l.local_addr()?);
             // The admin HTTP API is a client of this node's own gRPC endpoint (so it is
             // forwarded to the leader like any client request).
-            let router =
-                nadi_controller::http::router_with_metrics(&format!("http://{listen}"), |r| node.register_metrics(r))?;
+            let http_security = nadi_controller::http::HttpSecurity {
+                client: security.client.clone(),
+                metrics_auth: security.metrics_auth,
+            };
+            let router = nadi_controller::http::router_with_metrics(
+                &format!("{}://{listen}", security.scheme()),
+                &http_security,
+                |r| node.register_metrics(r),
+            )?;
             let server = axum::serve(l, router).with_graceful_shutdown(stopped(stop_rx));
             Some(tokio::spawn(async move { server.await }))
         }
         None => None,
     };
+    let mut addrs = vec![listen];
+    addrs.extend(http_listen);
+    let notice = super::security_notice(&security, &addrs);
     super::logging::banner(&format!(
-        "nadi controller {id} ready: grpc http://{listen}{http_addr}, data {}",
+        "nadi controller {id} ready: grpc {}://{listen}{http_addr}, data {} ({notice})",
+        security.scheme(),
         data_dir.display()
     ));
     shutdown_signal().await;
