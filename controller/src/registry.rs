@@ -55,6 +55,14 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The grants' version, and the grants as JSON if a store holding `known` needs them.
+    fn grants_for(&self, known: u64) -> (u64, bytes::Bytes) {
+        self.meta.read_acl(|acl| {
+            let json = if acl.version() != known { serde_json::to_vec(acl).unwrap_or_default() } else { Vec::new() };
+            (acl.version(), json.into())
+        })
+    }
+
     /// A registry over `meta` that keeps the stores' load reports on `loads`.
     pub fn new(meta: MetaStore, loads: LoadBoard) -> Registry {
         Registry {
@@ -225,12 +233,14 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         });
         // The grants go to a store whose copy is not current (segment stores check appends
         // and reads against them).
-        (response.acl_version, response.acl) = self.meta.read_acl(|acl| {
-            let json =
-                if acl.version() != req.acl_version { serde_json::to_vec(acl).unwrap_or_default() } else { Vec::new() };
-            (acl.version(), json.into())
-        });
+        (response.acl_version, response.acl) = self.grants_for(req.acl_version);
         Ok(Response::new(response))
+    }
+
+    async fn get_grants(&self, req: Request<pb::GetGrantsRequest>) -> Result<Response<pb::GetGrantsResponse>, Status> {
+        crate::access::require_superuser(&self.meta, &req, "read the grants")?;
+        let (acl_version, acl) = self.grants_for(req.get_ref().acl_version);
+        Ok(Response::new(pb::GetGrantsResponse { acl_version, acl }))
     }
 }
 

@@ -12,6 +12,9 @@
 //! feeds it the grants from the heartbeats).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
 
 use nadi_security::acl::{Acl, Permission, Resource};
 use nadi_security::auth::{AuthMode, Authenticator, Identity};
@@ -20,11 +23,28 @@ use tonic::{Request, Status};
 
 use crate::error::StoreError;
 
+/// Asks the controllers for the grants when the copy held (this version) may be stale:
+/// `Some((version, json))` (json empty when unchanged), or `None` if no controller answered.
+pub type Refresh = Arc<dyn Fn(u64) -> BoxFuture<'static, Option<(u64, bytes::Bytes)>> + Send + Sync>;
+
+/// Refreshing the grants on a refusal happens at most this often (a caller that keeps being
+/// refused must not turn every call into a call to the controllers).
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_millis(250);
+
 /// This store's authentication and its copy of the grants.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Access {
     auth: Arc<Authenticator>,
     acl: Arc<RwLock<Acl>>,
+    refresh: Arc<RwLock<Option<Refresh>>>,
+    /// When the grants were last fetched on a refusal (one fetch at a time).
+    refreshed: Arc<tokio::sync::Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access").field("auth", &self.auth).field("acl_version", &self.acl_version()).finish()
+    }
 }
 
 impl Default for Access {
@@ -36,7 +56,26 @@ impl Default for Access {
 
 impl Access {
     pub fn new(auth: Arc<Authenticator>) -> Access {
-        Access { auth, acl: Arc::default() }
+        Access { auth, acl: Arc::default(), refresh: Arc::default(), refreshed: Arc::default() }
+    }
+
+    /// How to fetch the grants when a call is about to be refused (a grant made a moment ago
+    /// must count at once, not after the next heartbeat).
+    pub fn set_refresh(&self, refresh: Refresh) {
+        *self.refresh.write() = Some(refresh);
+    }
+
+    /// Fetches the grants if no fetch happened in the last [`REFRESH_AT_MOST_EVERY`].
+    async fn refresh_now(&self) {
+        let Some(refresh) = self.refresh.read().clone() else { return };
+        let mut last = self.refreshed.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_AT_MOST_EVERY) {
+            return;
+        }
+        if let Some((version, json)) = refresh(self.acl_version()).await {
+            self.update(version, &json);
+        }
+        *last = Some(Instant::now());
     }
 
     /// The version of the grants this store holds (sent with each heartbeat).
@@ -74,14 +113,18 @@ impl Access {
         self.acl.read().allows(who, resource, needed)
     }
 
-    /// The caller of `req` may do `needed` to `segment`'s stream.
-    pub fn require_on_segment<T>(&self, req: &Request<T>, segment: &str, needed: Permission) -> Result<(), Status> {
-        let who = self.caller(req)?;
+    /// `who` may do `needed` to `segment`'s stream. Before refusing, the grants are fetched
+    /// from the controllers once (they may have changed since the last heartbeat).
+    pub async fn require_on_segment(&self, who: &Identity, segment: &str, needed: Permission) -> Result<(), Status> {
         if who.superuser {
             return Ok(());
         }
         let stream = stream_of(segment)?;
-        if self.allows(&who, &stream, needed) {
+        if self.allows(who, &stream, needed) {
+            return Ok(());
+        }
+        self.refresh_now().await;
+        if self.allows(who, &stream, needed) {
             Ok(())
         } else {
             Err(StoreError::PermissionDenied(format!("{} lacks {needed} on {stream}", who.principal)).into())

@@ -119,7 +119,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::GetSegmentInfoRequest>,
     ) -> Result<Response<pb::SegmentInfo>, Status> {
-        self.access.require_on_segment(&req, &req.get_ref().segment, Permission::Read)?;
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Read).await?;
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let info = self.store.container(&name).info(&name)?;
@@ -155,9 +155,7 @@ impl SegmentStoreApi for SegmentService {
         };
         check_segment(&setup.segment)?;
         // The whole append stream writes to the segment named in its setup.
-        let mut setup_req = Request::new(());
-        setup_req.extensions_mut().insert(who);
-        self.access.require_on_segment(&setup_req, &setup.segment, Permission::Write)?;
+        self.access.require_on_segment(&who, &setup.segment, Permission::Write).await?;
         if setup.writer_id.is_empty() || setup.writer_id.len() > MAX_WRITER_ID_LEN {
             return Err(StoreError::InvalidArgument(format!("writer id must be 1..={MAX_WRITER_ID_LEN} bytes")).into());
         }
@@ -230,7 +228,7 @@ impl SegmentStoreApi for SegmentService {
     type ReadStream = BoxStream<pb::ReadResponse>;
 
     async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
-        self.access.require_on_segment(&req, &req.get_ref().segment, Permission::Read)?;
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Read).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         let container = self.store.container(&req.segment).clone();
@@ -305,7 +303,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::ConditionalAppendRequest>,
     ) -> Result<Response<pb::ConditionalAppendResponse>, Status> {
-        self.access.require_on_segment(&req, &req.get_ref().segment, Permission::Write)?;
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Write).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         let batch = pb::AppendBatch {
@@ -361,7 +359,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::UpdateAttributeRequest>,
     ) -> Result<Response<pb::UpdateAttributeResponse>, Status> {
-        self.access.require_on_segment(&req, &req.get_ref().segment, Permission::Write)?;
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Write).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         if req.key.is_empty() || req.key.len() > 256 {

@@ -104,6 +104,22 @@ pub async fn register(
     if clients.is_empty() {
         bail!("no controller URL given (--controller)");
     }
+    {
+        // A call about to be refused first asks the controllers for the current grants.
+        let clients: Vec<SegmentStoreRegistryClient<_>> = clients.clone();
+        access.set_refresh(std::sync::Arc::new(move |known| {
+            let clients = clients.clone();
+            Box::pin(async move {
+                for mut c in clients {
+                    if let Ok(r) = c.get_grants(rpb::GetGrantsRequest { acl_version: known }).await {
+                        let r = r.into_inner();
+                        return Some((r.acl_version, r.acl));
+                    }
+                }
+                None
+            })
+        }));
+    }
     let watched = leading.clone();
     let beat = {
         let clients = clients.clone();
