@@ -39,6 +39,12 @@ pub enum ClientCommand {
     /// Manage reader groups (readers join with `nadi read --group`).
     #[command(subcommand)]
     ReaderGroup(GroupCmd),
+    /// Grant, revoke and list permissions (docs/security.md).
+    #[command(subcommand)]
+    Acl(AclCmd),
+    /// Make tokens for a token file; ask who the controller takes you for.
+    #[command(subcommand)]
+    Auth(AuthCmd),
     /// Write each stdin line as one event; exits 0 only when every event is durable.
     Write {
         /// SCOPE/STREAM
@@ -276,6 +282,40 @@ pub enum ClusterCmd {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AclCmd {
+    /// Give PRINCIPAL a permission on a resource (needs admin on the resource).
+    Grant {
+        principal: String,
+        /// `read`, `write` or `admin` (each includes the ones before it).
+        permission: String,
+        /// `prn::/` (the cluster), `prn::/scope:S`, `prn::/scope:S/stream:T` or
+        /// `prn::/scope:S/reader-group:G`.
+        resource: String,
+    },
+    /// Take a grant back.
+    Revoke { principal: String, permission: String, resource: String },
+    /// The grants you may see (all of them for an admin of the cluster).
+    List {
+        /// Only this principal's.
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCmd {
+    /// Make a new random token for PRINCIPAL: prints the token, then the `[[token]]` entry to
+    /// append to the servers' --token-file (which holds only its hash). Needs no server.
+    Token { principal: String },
+    /// Print the `[[token]]` entry for an existing token read from stdin.
+    Hash { principal: String },
+    /// Who the controller takes this client's token for.
+    Whoami,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StreamCmd {
     /// Create a stream.
     Create {
@@ -402,14 +442,65 @@ fn key_mode(key: Option<String>, key_sep: Option<String>) -> KeyMode {
     }
 }
 
-/// Runs one client command against the controllers at `controller` (comma-separated URLs).
-pub async fn run(controller: &str, command: ClientCommand) -> anyhow::Result<()> {
-    let client = || NadiClient::new(&controllers(controller));
+/// Runs one client command against the controllers at `controller` (comma-separated URLs),
+/// presenting `security`'s token and trusting its CA.
+pub async fn run(
+    controller: &str,
+    security: nadi_client::ClientSecurity,
+    command: ClientCommand,
+) -> anyhow::Result<()> {
+    let client = || NadiClient::with_security(&controllers(controller), security.clone());
     match command {
         ClientCommand::Scope(ScopeCmd::Create { scope }) => commands::scope_create(&client()?, &scope).await,
         ClientCommand::Scope(ScopeCmd::List { json }) => commands::scope_list(&client()?, json).await,
         ClientCommand::Scope(ScopeCmd::Delete { scope }) => commands::scope_delete(&client()?, &scope).await,
         ClientCommand::Cluster(ClusterCmd::Info { json }) => commands::cluster_info(&client()?, json).await,
+        ClientCommand::Acl(AclCmd::Grant { principal, permission, resource }) => {
+            let added = client()?.grant_permission(&principal, &permission, &resource).await?;
+            println!("{} {principal} {permission} on {resource}", if added { "granted" } else { "already granted:" });
+            Ok(())
+        }
+        ClientCommand::Acl(AclCmd::Revoke { principal, permission, resource }) => {
+            let removed = client()?.revoke_permission(&principal, &permission, &resource).await?;
+            println!("{} {principal} {permission} on {resource}", if removed { "revoked" } else { "no such grant:" });
+            Ok(())
+        }
+        ClientCommand::Acl(AclCmd::List { principal, json }) => {
+            let grants = client()?.list_permissions(principal.as_deref()).await?;
+            if json {
+                let rows: Vec<_> = grants
+                    .iter()
+                    .map(|g| serde_json::json!({"principal": g.principal, "permission": g.permission, "resource": g.resource}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for g in grants {
+                    println!("{}\t{}\t{}", g.principal, g.permission, g.resource);
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Auth(AuthCmd::Token { principal }) => {
+            let (token, entry) = nadi_security::auth::new_token(&principal).map_err(anyhow::Error::msg)?;
+            println!("{token}");
+            eprintln!("# add to the servers' --token-file (it holds only the hash):");
+            eprint!("{}", nadi_security::auth::entry_toml(&entry));
+            Ok(())
+        }
+        ClientCommand::Auth(AuthCmd::Hash { principal }) => {
+            let mut token = String::new();
+            std::io::stdin().read_line(&mut token)?;
+            let entry = nadi_security::auth::hash_token(&principal, token.trim()).map_err(anyhow::Error::msg)?;
+            print!("{}", nadi_security::auth::entry_toml(&entry));
+            Ok(())
+        }
+        ClientCommand::Auth(AuthCmd::Whoami) => {
+            let me = client()?.who_am_i().await?;
+            let role = if me.superuser { " (superuser)" } else { "" };
+            let mode = if me.auth_required { "tokens required" } else { "no authentication" };
+            println!("{}{role}; the controller: {mode}", me.principal);
+            Ok(())
+        }
         ClientCommand::Stream(cmd) => {
             let c = client()?;
             match cmd {

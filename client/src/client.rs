@@ -10,10 +10,10 @@ use nadi_proto::controller::v1 as pb;
 use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
 use nadi_proto::controller::v1::transaction_service_client::TransactionServiceClient;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
+use nadi_security::channel::{Channel, ClientSecurity};
 use parking_lot::Mutex;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, ErrorKind};
 
@@ -94,6 +94,8 @@ impl Interceptor for RequestId {
 
 #[derive(Debug)]
 struct Inner {
+    /// The token and TLS trust every channel of this client uses.
+    security: ClientSecurity,
     controllers: Vec<Channel>,
     urls: Vec<String>,
     current: AtomicUsize,
@@ -130,13 +132,8 @@ pub struct NadiClient {
     inner: Arc<Inner>,
 }
 
-pub(crate) fn endpoint(url: &str) -> Result<Endpoint, ClientError> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|e| ClientError::new(ErrorKind::Invalid, format!("bad URL {url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .initial_stream_window_size(8 * 1024 * 1024)
-        .initial_connection_window_size(32 * 1024 * 1024))
+fn channel(security: &ClientSecurity, url: &str) -> Result<Channel, ClientError> {
+    security.channel(url).map_err(|e| ClientError::new(ErrorKind::Invalid, e.to_string()))
 }
 
 impl NadiClient {
@@ -152,12 +149,28 @@ impl NadiClient {
     ///
     /// Outside a Tokio runtime (the lazy channels start a background task).
     pub fn new(urls: &[String]) -> Result<NadiClient, ClientError> {
+        NadiClient::with_security(urls, ClientSecurity::default())
+    }
+
+    /// A client like [`new`](NadiClient::new) whose calls carry `security`'s bearer token and
+    /// which trusts its CA for `https://` URLs (docs/security.md).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if `urls` is empty, a URL cannot be parsed, the token is not visible ASCII,
+    /// or the TLS files cannot be read.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the lazy channels start a background task).
+    pub fn with_security(urls: &[String], security: ClientSecurity) -> Result<NadiClient, ClientError> {
         if urls.is_empty() {
             return Err(ClientError::new(ErrorKind::Invalid, "no controller URL given"));
         }
-        let controllers = urls.iter().map(|u| Ok(endpoint(u)?.connect_lazy())).collect::<Result<_, ClientError>>()?;
+        let controllers = urls.iter().map(|u| channel(&security, u)).collect::<Result<_, ClientError>>()?;
         Ok(NadiClient {
             inner: Arc::new(Inner {
+                security,
                 controllers,
                 urls: urls.to_vec(),
                 current: AtomicUsize::new(0),
@@ -261,7 +274,7 @@ impl NadiClient {
             match stores.get(url) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = endpoint(url)?.connect_lazy();
+                    let c = channel(&self.inner.security, url)?;
                     stores.insert(url.to_owned(), c.clone());
                     c
                 }
@@ -612,6 +625,84 @@ impl NadiClient {
     /// `Unavailable` if no controller answered.
     pub async fn cluster_info(&self) -> Result<pb::GetClusterInfoResponse, ClientError> {
         self.controller(|mut c| async move { c.get_cluster_info(pb::GetClusterInfoRequest {}).await }).await
+    }
+
+    /// Gives `principal` `permission` (`read`, `write`, `admin`) on `resource` (`prn::/`,
+    /// `prn::/scope:S`, `prn::/scope:S/stream:T`, `prn::/scope:S/reader-group:G`); true if
+    /// it was not granted before.
+    ///
+    /// # Errors
+    ///
+    /// `PermissionDenied` without admin on `resource`; `Invalid` for a malformed principal,
+    /// resource or permission.
+    pub async fn grant_permission(
+        &self,
+        principal: &str,
+        permission: &str,
+        resource: &str,
+    ) -> Result<bool, ClientError> {
+        let grant = pb::PermissionGrant {
+            principal: principal.to_owned(),
+            resource: resource.to_owned(),
+            permission: permission.to_owned(),
+        };
+        let r = self
+            .controller(|mut c| {
+                let grant = grant.clone();
+                async move { c.grant_permission(pb::GrantPermissionRequest { grant: Some(grant) }).await }
+            })
+            .await?;
+        Ok(r.added)
+    }
+
+    /// Takes a grant back; true if it existed.
+    ///
+    /// # Errors
+    ///
+    /// As [`grant_permission`](NadiClient::grant_permission).
+    pub async fn revoke_permission(
+        &self,
+        principal: &str,
+        permission: &str,
+        resource: &str,
+    ) -> Result<bool, ClientError> {
+        let grant = pb::PermissionGrant {
+            principal: principal.to_owned(),
+            resource: resource.to_owned(),
+            permission: permission.to_owned(),
+        };
+        let r = self
+            .controller(|mut c| {
+                let grant = grant.clone();
+                async move { c.revoke_permission(pb::RevokePermissionRequest { grant: Some(grant) }).await }
+            })
+            .await?;
+        Ok(r.removed)
+    }
+
+    /// The grants the caller may see (of `principal` only, if given).
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` if no controller answered.
+    pub async fn list_permissions(&self, principal: Option<&str>) -> Result<Vec<pb::PermissionGrant>, ClientError> {
+        let principal = principal.unwrap_or_default().to_owned();
+        let r = self
+            .controller(|mut c| {
+                let principal = principal.clone();
+                async move { c.list_permissions(pb::ListPermissionsRequest { principal }).await }
+            })
+            .await?;
+        Ok(r.grants)
+    }
+
+    /// Who the controller takes this client for.
+    ///
+    /// # Errors
+    ///
+    /// `Unauthenticated` if the token is missing or not valid.
+    pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, ClientError> {
+        self.controller(|mut c| async move { c.who_am_i(pb::WhoAmIRequest {}).await }).await
     }
 
     /// The endpoint of the segment store serving the segment named `segment` now (from the

@@ -41,6 +41,11 @@ pub enum ErrorKind {
     /// Also what a gRPC status without Nadi error details maps to when its code is
     /// `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `CANCELLED` or `UNKNOWN`.
     Unavailable,
+    /// The call carried no token, or one that is unknown, malformed or expired: give a valid
+    /// token (`ClientSecurity::token`, `--token`, `NADI_TOKEN`).
+    Unauthenticated,
+    /// The caller's principal lacks the permission: ask an admin for a grant (`nadi acl`).
+    PermissionDenied,
     /// A bug or damaged data: report it.
     Internal,
 }
@@ -131,6 +136,8 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
         ErrorCode::InvalidName | ErrorCode::InvalidArgument | ErrorCode::EventTooLarge => ErrorKind::Invalid,
         ErrorCode::StorageFull | ErrorCode::Unavailable | ErrorCode::NotLeader => ErrorKind::Unavailable,
+        ErrorCode::Unauthenticated => ErrorKind::Unauthenticated,
+        ErrorCode::PermissionDenied => ErrorKind::PermissionDenied,
         _ => ErrorKind::Internal,
     }
 }
@@ -140,8 +147,22 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
         let (code, _) = from_status(&s);
-        let message = if s.message().is_empty() { format!("{:?}", s.code()) } else { s.message().to_owned() };
+        let mut message = if s.message().is_empty() { format!("{:?}", s.code()) } else { s.message().to_owned() };
+        message.push_str(tls_hint(&message));
         ClientError { kind: kind_of(code), code: Some(code), message }
+    }
+}
+
+/// What to check when a connection failed the way TLS mistakes make it fail: a server
+/// certificate the client's CA did not sign, or a plaintext client talking to a TLS port (its
+/// HTTP/2 preface is not a TLS handshake, and the server answers with bytes HTTP/2 cannot read).
+fn tls_hint(message: &str) -> &'static str {
+    if message.contains("invalid peer certificate") {
+        " (the server's certificate is not signed by a CA this client trusts: check --tls-ca / NADI_TLS_CA)"
+    } else if message.contains("h2 protocol error") {
+        " (if the server serves TLS, use an https:// URL)"
+    } else {
+        ""
     }
 }
 

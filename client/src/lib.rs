@@ -79,6 +79,9 @@ mod writer;
 /// The protocol types this crate's signatures use (`StreamConfig`, `SegmentLocation`, …), so
 /// applications need no separate dependency on `nadi-proto`.
 pub use nadi_proto;
+/// TLS trust and bearer tokens for [`NadiClient::with_security`].
+pub use nadi_security::channel::{Channel, ClientSecurity};
+pub use nadi_security::tls::{ClientTls, TlsFiles};
 
 pub use client::{CONTROLLER_RETRY_FOR, NadiClient, StreamSpec};
 pub use error::{ClientError, ErrorKind};

@@ -52,6 +52,10 @@ pub enum MetaError {
     CheckpointExists(String),
     #[error("checkpoint {0} is in progress; retry when it has completed")]
     CheckpointInProgress(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -95,6 +99,8 @@ impl MetaError {
             MetaError::CheckpointNotFound(_) => ErrorCode::CheckpointNotFound,
             MetaError::CheckpointExists(_) => ErrorCode::CheckpointExists,
             MetaError::CheckpointInProgress(_) => ErrorCode::CheckpointInProgress,
+            MetaError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            MetaError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,
             MetaError::Internal(_) => ErrorCode::Internal,
         }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -26,13 +27,13 @@ use nadi_proto::ErrorCode;
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::controller::v1::controller_service_client::ControllerServiceClient;
 use nadi_proto::controller::v1::transaction_service_client::TransactionServiceClient;
+use nadi_security::channel::{Channel, ClientSecurity};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::MetaError;
@@ -76,6 +77,8 @@ pub fn http_status(code: ErrorCode) -> StatusCode {
         Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
         Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::Unavailable | Code::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -160,44 +163,81 @@ impl Metrics {
 
 #[derive(Debug, Clone)]
 struct AppState {
-    grpc: ControllerServiceClient<Channel>,
-    txns: TransactionServiceClient<Channel>,
-    groups: ReaderGroupServiceClient<Channel>,
+    /// The channel to this node's controller gRPC endpoint, carrying the HTTP caller's
+    /// `authorization` header (see [`Caller`]): the controller authenticates and authorizes
+    /// the call exactly as it would a gRPC client's.
+    channel: Channel,
+    /// The same channel with this node's own token, for `/ready`.
+    node: Channel,
     metrics: Arc<Metrics>,
+    /// `/metrics` needs a token with read on the cluster.
+    metrics_auth: bool,
 }
 
 impl AppState {
     fn grpc(&self) -> ControllerServiceClient<Channel> {
-        self.grpc.clone()
+        ControllerServiceClient::new(self.channel.clone())
     }
 
     fn txns(&self) -> TransactionServiceClient<Channel> {
-        self.txns.clone()
+        TransactionServiceClient::new(self.channel.clone())
     }
 
     fn groups(&self) -> ReaderGroupServiceClient<Channel> {
-        self.groups.clone()
+        ReaderGroupServiceClient::new(self.channel.clone())
+    }
+}
+
+/// The state of one request, whose calls to the controller carry the request's own
+/// `authorization` header (and none when it has none, never the node's).
+struct Caller(AppState);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Self::Rejection> {
+        let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
+        let mut s = state.clone();
+        s.channel = state.channel.with_authorization(authorization);
+        Ok(Caller(s))
     }
 }
 
 /// The admin router, calling the controller's gRPC API at `controller_url` (this node's own).
 pub fn router(controller_url: &str) -> Result<Router, MetaError> {
-    router_with_metrics(controller_url, |_| {})
+    router_with_metrics(controller_url, &HttpSecurity::default(), |_| {})
+}
+
+/// How the admin API reaches its controller and guards `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct HttpSecurity {
+    /// This node's client security: its TLS trust for an `https://` controller URL, and its
+    /// token (used only for `/ready`; requests carry their callers' own).
+    pub client: ClientSecurity,
+    /// `/metrics` needs a token with read on the cluster.
+    pub metrics_auth: bool,
 }
 
 /// Like [`router`]; `extra` registers more metrics on its `/metrics` (standalone adds its
 /// segment store's).
-pub fn router_with_metrics(controller_url: &str, extra: impl FnOnce(&mut Registry)) -> Result<Router, MetaError> {
-    let channel = Endpoint::from_shared(controller_url.to_owned())
-        .map_err(|e| MetaError::InvalidArgument(format!("controller endpoint {controller_url:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .connect_lazy();
+pub fn router_with_metrics(
+    controller_url: &str,
+    security: &HttpSecurity,
+    extra: impl FnOnce(&mut Registry),
+) -> Result<Router, MetaError> {
+    let endpoint = security
+        .client
+        .endpoint(controller_url)
+        .map_err(|e| MetaError::InvalidArgument(format!("controller endpoint {controller_url:?}: {e}")))?;
+    let node = security
+        .client
+        .wrap(endpoint.timeout(Duration::from_secs(60)).connect_lazy())
+        .map_err(|e| MetaError::InvalidArgument(e.to_string()))?;
     let state = AppState {
-        grpc: ControllerServiceClient::new(channel.clone()),
-        txns: TransactionServiceClient::new(channel.clone()),
-        groups: ReaderGroupServiceClient::new(channel),
+        channel: node.with_authorization(None),
+        node,
         metrics: Arc::new(Metrics::new(extra)),
+        metrics_auth: security.metrics_auth,
     };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
     let group = "/v1/scopes/{scope}/reader-groups/{group}";
@@ -330,7 +370,8 @@ async fn health() -> Json<HealthView> {
 /// The controller answers (and there is a leader).
 #[utoipa::path(get, path = "/ready", responses((status = 200, body = ReadyView), (status = 503, body = ErrorBody)))]
 async fn ready(State(s): State<AppState>) -> ApiResult<Json<ReadyView>> {
-    let c = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
+    let c =
+        ControllerServiceClient::new(s.node.clone()).get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
     if c.leader_id == 0 {
         return Err(ApiError::new(ErrorCode::Unavailable, "the controller has no leader"));
     }
@@ -339,7 +380,13 @@ async fn ready(State(s): State<AppState>) -> ApiResult<Json<ReadyView>> {
 
 /// Prometheus metrics (OpenMetrics text).
 #[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(Caller(s): Caller) -> Response {
+    if s.metrics_auth {
+        // Reading the cluster's description needs read on the cluster, as metrics do.
+        if let Err(status) = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await {
+            return ApiError::from(status).into_response();
+        }
+    }
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &s.metrics.registry) {
         return ApiError::new(ErrorCode::Internal, format!("encoding metrics: {e}")).into_response();
@@ -349,7 +396,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// Lists the scopes.
 #[utoipa::path(get, path = "/v1/scopes", responses((status = 200, body = ScopeListView), (status = 503, body = ErrorBody)))]
-async fn list_scopes(State(s): State<AppState>) -> ApiResult<Json<ScopeListView>> {
+async fn list_scopes(Caller(s): Caller) -> ApiResult<Json<ScopeListView>> {
     let r = s.grpc().list_scopes(pb::ListScopesRequest {}).await?.into_inner();
     Ok(Json(ScopeListView { scopes: r.scopes }))
 }
@@ -358,7 +405,7 @@ async fn list_scopes(State(s): State<AppState>) -> ApiResult<Json<ScopeListView>
 #[utoipa::path(post, path = "/v1/scopes", request_body = ScopeView, responses(
     (status = 201, body = ScopeView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_scope(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     body: Result<Json<ScopeView>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ScopeView>)> {
     let Json(body) = body?;
@@ -369,7 +416,7 @@ async fn create_scope(
 /// Deletes an empty scope.
 #[utoipa::path(delete, path = "/v1/scopes/{scope}", params(("scope" = String, Path, description = "Scope name")), responses(
     (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn delete_scope(State(s): State<AppState>, path: Result<Path<String>, PathRejection>) -> ApiResult<StatusCode> {
+async fn delete_scope(Caller(s): Caller, path: Result<Path<String>, PathRejection>) -> ApiResult<StatusCode> {
     let Path(scope) = path?;
     s.grpc().delete_scope(pb::DeleteScopeRequest { scope }).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -378,10 +425,7 @@ async fn delete_scope(State(s): State<AppState>, path: Result<Path<String>, Path
 /// Lists the streams of a scope.
 #[utoipa::path(get, path = "/v1/scopes/{scope}/streams", params(("scope" = String, Path, description = "Scope name")), responses(
     (status = 200, body = StreamListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn list_streams(
-    State(s): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<StreamListView>> {
+async fn list_streams(Caller(s): Caller, path: Result<Path<String>, PathRejection>) -> ApiResult<Json<StreamListView>> {
     let Path(scope) = path?;
     let r = s.grpc().list_streams(pb::ListStreamsRequest { scope: scope.clone() }).await?.into_inner();
     Ok(Json(StreamListView { scope, streams: r.streams }))
@@ -406,7 +450,7 @@ pub struct CreateStreamBody {
     request_body = CreateStreamBody, responses(
     (status = 201, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<CreateStreamBody>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<StreamView>)> {
@@ -437,7 +481,7 @@ async fn info(s: &AppState, scope: &str, stream: &str) -> ApiResult<pb::StreamIn
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<StreamView>> {
     let Path((scope, stream)) = path?;
@@ -460,7 +504,7 @@ pub struct UpdateStreamBody {
     request_body = UpdateStreamBody, responses(
     (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<UpdateStreamBody>, JsonRejection>,
 ) -> ApiResult<Json<StreamView>> {
@@ -477,7 +521,7 @@ async fn update_stream(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<StatusCode> {
     let Path((scope, stream)) = path?;
@@ -490,7 +534,7 @@ async fn delete_stream(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn seal_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<StreamView>> {
     let Path((scope, stream)) = path?;
@@ -505,7 +549,7 @@ async fn seal_stream(
     request_body = ScaleBody, responses(
     (status = 200, body = StreamView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn scale_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<ScaleBody>, JsonRejection>,
 ) -> ApiResult<Json<StreamView>> {
@@ -522,7 +566,7 @@ async fn scale_stream(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, body = ActiveSegmentsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn active_segments(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<ActiveSegmentsView>> {
     let Path((scope, stream)) = path?;
@@ -548,7 +592,7 @@ struct CutQuery {
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"), CutQuery), responses(
     (status = 200, body = StreamCutView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn stream_cut(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<CutQuery>, QueryRejection>,
 ) -> ApiResult<Json<StreamCutView>> {
@@ -576,7 +620,7 @@ async fn stream_cut(
     request_body = TruncateBody, responses(
     (status = 200, body = TruncatedView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn truncate_stream(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<TruncateBody>, JsonRejection>,
 ) -> ApiResult<Json<TruncatedView>> {
@@ -598,7 +642,7 @@ async fn truncate_stream(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, body = HistoryView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn history(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<HistoryView>> {
     let Path((scope, stream)) = path?;
@@ -615,10 +659,7 @@ async fn history(
 #[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/history.svg", params(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, content_type = "image/svg+xml", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn history_svg(
-    State(s): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> ApiResult<Response> {
+async fn history_svg(Caller(s): Caller, path: Result<Path<(String, String)>, PathRejection>) -> ApiResult<Response> {
     let Path((scope, stream)) = path?;
     let r = s
         .grpc()
@@ -635,7 +676,7 @@ async fn history_svg(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name")), responses(
     (status = 200, body = TxnListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_txns(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<TxnListView>> {
     let Path((scope, stream)) = path?;
@@ -650,7 +691,7 @@ async fn list_txns(
     ("txn" = String, Path, description = "Transaction id")), responses(
     (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_txn(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> ApiResult<Json<TxnView>> {
     let Path((scope, stream, txn)) = path?;
@@ -684,7 +725,7 @@ async fn txn_of(s: &AppState, scope: &str, stream: &str, txn: &str) -> ApiResult
     ("txn" = String, Path, description = "Transaction id")), responses(
     (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn commit_txn(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> ApiResult<Json<TxnView>> {
     let Path((scope, stream, txn)) = path?;
@@ -705,7 +746,7 @@ fn txn_view(t: Option<pb::TxnInfo>) -> ApiResult<Json<TxnView>> {
     ("txn" = String, Path, description = "Transaction id")), responses(
     (status = 200, body = TxnView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn abort_txn(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> ApiResult<Json<TxnView>> {
     let Path((scope, stream, txn)) = path?;
@@ -716,7 +757,7 @@ async fn abort_txn(
 
 /// Controller members, leader, segment stores and container assignment.
 #[utoipa::path(get, path = "/v1/cluster", responses((status = 200, body = ClusterView), (status = 503, body = ErrorBody)))]
-async fn cluster(State(s): State<AppState>) -> ApiResult<Json<ClusterView>> {
+async fn cluster(Caller(s): Caller) -> ApiResult<Json<ClusterView>> {
     let r = s.grpc().get_cluster_info(pb::GetClusterInfoRequest {}).await?.into_inner();
     Ok(Json(ClusterView::from(&r)))
 }
@@ -725,7 +766,7 @@ async fn cluster(State(s): State<AppState>) -> ApiResult<Json<ClusterView>> {
 #[utoipa::path(get, path = "/v1/scopes/{scope}/reader-groups", params(("scope" = String, Path, description = "Scope name")), responses(
     (status = 200, body = ReaderGroupListView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn list_groups(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<ReaderGroupListView>> {
     let Path(scope) = path?;
@@ -764,7 +805,7 @@ fn group_view(g: Option<pb::ReaderGroupInfo>) -> ApiResult<ReaderGroupView> {
     request_body = CreateReaderGroupBody, responses(
     (status = 201, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_group(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<CreateReaderGroupBody>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ReaderGroupView>)> {
@@ -789,7 +830,7 @@ async fn create_group(
     ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")), responses(
     (status = 200, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_group(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> ApiResult<Json<ReaderGroupView>> {
     let Path((scope, group)) = path?;
@@ -801,10 +842,7 @@ async fn get_group(
 #[utoipa::path(delete, path = "/v1/scopes/{scope}/reader-groups/{group}", params(
     ("scope" = String, Path, description = "Scope name"), ("group" = String, Path, description = "Reader group name")), responses(
     (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn delete_group(
-    State(s): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> ApiResult<StatusCode> {
+async fn delete_group(Caller(s): Caller, path: Result<Path<(String, String)>, PathRejection>) -> ApiResult<StatusCode> {
     let Path((scope, group)) = path?;
     s.groups().delete_reader_group(pb::DeleteReaderGroupRequest { scope, group }).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -830,7 +868,7 @@ fn checkpoint_view(c: Option<pb::CheckpointInfo>) -> ApiResult<CheckpointView> {
     request_body = CheckpointBody, responses(
     (status = 201, body = CheckpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn create_checkpoint(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<CheckpointBody>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<CheckpointView>)> {
@@ -850,7 +888,7 @@ async fn create_checkpoint(
     ("checkpoint" = String, Path, description = "Checkpoint name")), responses(
     (status = 200, body = CheckpointView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn get_checkpoint(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> ApiResult<Json<CheckpointView>> {
     let Path((scope, group, checkpoint)) = path?;
@@ -874,7 +912,7 @@ pub struct ResetBody {
     request_body = ResetBody, responses(
     (status = 200, body = ReaderGroupView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn reset_group(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Json<ResetBody>, JsonRejection>,
 ) -> ApiResult<Json<ReaderGroupView>> {
@@ -901,7 +939,7 @@ async fn reset_group(
     ("reader" = String, Path, description = "Reader id")), responses(
     (status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn reader_offline(
-    State(s): State<AppState>,
+    Caller(s): Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> ApiResult<StatusCode> {
     let Path((scope, group, reader_id)) = path?;

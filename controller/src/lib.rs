@@ -12,6 +12,7 @@
 //! - [`http`]: the admin HTTP API (axum).
 //! - [`retention`]: the leader truncates streams by their time or size retention policy.
 
+pub mod access;
 pub mod autoscale;
 pub mod cluster;
 pub mod error;

@@ -70,6 +70,9 @@ pub struct MetaStore {
     replicating: Arc<RwLock<std::collections::BTreeMap<String, std::time::Instant>>>,
     /// The latest report of each led container's group (term, voters, lag), from its leader.
     groups: Arc<RwLock<std::collections::HashMap<u32, (nadi_proto::raft::v1::LedGroup, std::time::Instant)>>>,
+    /// Whether this node requires tokens (`--auth required`): a request that reaches a service
+    /// without an identity from the auth layer is then refused rather than let through.
+    auth_required: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a store's report of leading a container is believed without a fresh one.
@@ -80,7 +83,24 @@ impl MetaStore {
     /// The metadata kept by `node`.
     pub fn new(node: RaftNode) -> MetaStore {
         let applied = node.state.applied().clone();
-        MetaStore { node, applied, leaders: Arc::default(), replicating: Arc::default(), groups: Arc::default() }
+        MetaStore {
+            node,
+            applied,
+            leaders: Arc::default(),
+            replicating: Arc::default(),
+            groups: Arc::default(),
+            auth_required: Arc::default(),
+        }
+    }
+
+    /// Records whether this node requires tokens (set once, at start).
+    pub fn set_auth_required(&self, required: bool) {
+        self.auth_required.store(required, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this node requires tokens.
+    pub fn auth_required(&self) -> bool {
+        self.auth_required.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// A Raft group of one in `dir` (id 1), waiting until it leads. For embedding and tests; the
@@ -180,6 +200,16 @@ impl MetaStore {
     pub fn read_txns<T>(&self, f: impl FnOnce(&ControllerState, &crate::txn::TxnTable) -> T) -> T {
         let a = self.applied.read();
         f(&a.machine.meta, &a.machine.txns)
+    }
+
+    /// Applies a change to the grants through the Raft log.
+    pub async fn propose_acl(&self, cmd: crate::raft::AclCommand) -> Result<(), MetaError> {
+        self.write(Request::Acl(cmd)).await
+    }
+
+    /// Runs `f` on this node's applied grants.
+    pub fn read_acl<T>(&self, f: impl FnOnce(&nadi_security::acl::Acl) -> T) -> T {
+        f(&self.applied.read().machine.acl)
     }
 
     /// Runs `f` on this node's applied cluster membership.

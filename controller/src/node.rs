@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub retention_every: Duration,
     /// Replica placement of placed segment stores (see [`crate::registry::Placement`]).
     pub placement: crate::registry::Placement,
+    /// Who callers are (`--auth`, tokens); the services check their permissions.
+    pub auth: std::sync::Arc<nadi_security::auth::Authenticator>,
 }
 
 /// How often the leader measures reader groups' lag (`nadi_reader_group_lag_bytes`).
@@ -55,6 +57,7 @@ pub struct ControllerNode {
     pub controller: Controller,
     pub registry: Registry,
     pub reader_groups: ReaderGroupSvc,
+    pub auth: std::sync::Arc<nadi_security::auth::Authenticator>,
 }
 
 impl ControllerNode {
@@ -71,11 +74,12 @@ impl ControllerNode {
     pub async fn start(cfg: NodeConfig) -> Result<ControllerNode, MetaError> {
         let raft = RaftNode::start(cfg.id, &cfg.dir, &cfg.members, &cfg.settings).await?;
         let meta = MetaStore::new(raft);
+        meta.set_auth_required(cfg.auth.mode() == nadi_security::auth::AuthMode::Required);
         let controller = Controller::new(meta.clone()).with_http_address(cfg.http_address.unwrap_or_default());
         let loads = LoadBoard::default();
         let registry = Registry::new(meta.clone(), loads.clone()).with_placement(cfg.placement);
         let reader_groups = ReaderGroupSvc::new(meta.clone());
-        let node = ControllerNode { meta, controller, registry, reader_groups };
+        let node = ControllerNode { meta, controller, registry, reader_groups, auth: cfg.auth };
         tokio::spawn(node.clone().leader_duties());
         tokio::spawn(node.clone().txn_sweeper());
         tokio::spawn(node.clone().autoscaler(loads, cfg.scaler));
@@ -99,6 +103,12 @@ impl ControllerNode {
     }
 
     /// The layer that sends client requests to the leader (wrap [`Self::grpc_routes`] in it).
+    /// The layer that authenticates every call (put it outside [`Self::forward_layer`], so a
+    /// follower refuses a bad token before forwarding anything).
+    pub fn auth_layer(&self) -> nadi_security::auth::AuthLayer {
+        nadi_security::auth::AuthLayer::new(self.auth.clone())
+    }
+
     pub fn forward_layer(&self) -> crate::raft::forward::ForwardToLeaderLayer {
         self.meta.node().forward_layer()
     }

@@ -11,6 +11,7 @@
 //! starts every reader's clock afresh when it takes over, so a leader change never declares a
 //! reader dead early; it can only delay the verdict by one timeout.
 
+use nadi_security::acl::{Permission, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -186,7 +187,8 @@ fn checkpoint_info(g: &GroupState, name: &str) -> Option<pb::CheckpointInfo> {
 impl ReaderGroupSvc {
     /// The service over `meta`.
     pub fn new(meta: MetaStore) -> ReaderGroupSvc {
-        ReaderGroupSvc { meta, channels: Channels::default(), liveness: Arc::default(), lag: LagGauges::default() }
+        let channels = meta.node().channels.clone();
+        ReaderGroupSvc { meta, channels, liveness: Arc::default(), lag: LagGauges::default() }
     }
 
     /// The reader-group lag gauges ([`Self::lag_duty`] keeps them current on the leader).
@@ -350,6 +352,15 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::CreateReaderGroupRequest>,
     ) -> Result<Response<pb::CreateReaderGroupResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
+        for s in &req.get_ref().streams {
+            crate::access::require(&self.meta, &req, &Resource::stream(&req.get_ref().scope, s), Permission::Read)?;
+        }
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         for s in &req.streams {
@@ -401,6 +412,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::GetReaderGroupRequest>,
     ) -> Result<Response<pb::GetReaderGroupResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         Ok(Response::new(pb::GetReaderGroupResponse { group: Some(self.info(&req.scope, &req.group).await?) }))
@@ -410,12 +427,19 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::ListReaderGroupsRequest>,
     ) -> Result<Response<pb::ListReaderGroupsResponse>, Status> {
+        let who = crate::access::caller(&self.meta, &req)?;
         let scope = req.into_inner().scope;
+        if !self.meta.read_acl(|acl| acl.sees_scope(&who, &scope)) {
+            return Err(crate::access::denied(&who, &Resource::scope(&scope), Permission::Read).into());
+        }
         validate_scope(&scope).map_err(MetaError::from)?;
-        let groups = self.meta.read_groups(|meta, rg| {
+        let groups: Vec<String> = self.meta.read_groups(|meta, rg| {
             meta.scope(&scope)?;
             Ok::<_, MetaError>(rg.scopes.get(&scope).map(|g| g.keys().cloned().collect()).unwrap_or_default())
         })?;
+        let groups = self.meta.read_acl(|acl| {
+            groups.into_iter().filter(|g| acl.sees(&who, &Resource::reader_group(&scope, g))).collect()
+        });
         Ok(Response::new(pb::ListReaderGroupsResponse { groups }))
     }
 
@@ -424,6 +448,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::DeleteReaderGroupRequest>,
     ) -> Result<Response<pb::DeleteReaderGroupResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Admin,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         self.meta.propose_reader_group(ReaderGroupCommand::Delete { scope: req.scope, group: req.group }).await?;
@@ -434,6 +464,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::ReaderSyncRequest>,
     ) -> Result<Response<pb::ReaderSyncResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         validate_named("reader", &req.reader_id).map_err(MetaError::from)?;
@@ -477,6 +513,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::ReaderLeaveRequest>,
     ) -> Result<Response<pb::ReaderLeaveResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         let cmd = ReaderGroupCommand::Leave {
@@ -494,6 +536,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::ReaderOfflineRequest>,
     ) -> Result<Response<pb::ReaderOfflineResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         let cmd = ReaderGroupCommand::Offline { scope: req.scope, group: req.group, reader: req.reader_id };
@@ -506,6 +554,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::InitiateCheckpointRequest>,
     ) -> Result<Response<pb::InitiateCheckpointResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         let cmd = ReaderGroupCommand::InitiateCheckpoint {
@@ -523,6 +577,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         validate_named("checkpoint", &req.checkpoint).map_err(MetaError::from)?;
@@ -538,6 +598,12 @@ impl ReaderGroupService for ReaderGroupSvc {
         &self,
         req: Request<pb::ResetReaderGroupRequest>,
     ) -> Result<Response<pb::ResetReaderGroupResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::reader_group(&req.get_ref().scope, &req.get_ref().group),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.group)?;
         let target = if req.checkpoint.is_empty() {

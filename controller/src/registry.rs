@@ -55,6 +55,14 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The grants' version, and the grants as JSON if a store holding `known` needs them.
+    fn grants_for(&self, known: u64) -> (u64, bytes::Bytes) {
+        self.meta.read_acl(|acl| {
+            let json = if acl.version() != known { serde_json::to_vec(acl).unwrap_or_default() } else { Vec::new() };
+            (acl.version(), json.into())
+        })
+    }
+
     /// A registry over `meta` that keeps the stores' load reports on `loads`.
     pub fn new(meta: MetaStore, loads: LoadBoard) -> Registry {
         Registry {
@@ -160,6 +168,7 @@ fn validate(req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
 #[tonic::async_trait]
 impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        crate::access::require_superuser(&self.meta, &req, "register a segment store")?;
         let req = req.into_inner();
         validate(&req)?;
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -198,7 +207,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         if req.replica_id != 0 {
             self.place(&req).await?;
         }
-        let response = self.meta.read_cluster(|c| {
+        let mut response = self.meta.read_cluster(|c| {
             let member = |id: &String| {
                 c.stores
                     .get(id)
@@ -218,9 +227,20 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
                 assigned_containers: c.containers_of(&req.store_id),
                 containers: c.containers,
                 replicas,
+                acl_version: 0,
+                acl: Default::default(),
             }
         });
+        // The grants go to a store whose copy is not current (segment stores check appends
+        // and reads against them).
+        (response.acl_version, response.acl) = self.grants_for(req.acl_version);
         Ok(Response::new(response))
+    }
+
+    async fn get_grants(&self, req: Request<pb::GetGrantsRequest>) -> Result<Response<pb::GetGrantsResponse>, Status> {
+        crate::access::require_superuser(&self.meta, &req, "read the grants")?;
+        let (acl_version, acl) = self.grants_for(req.get_ref().acl_version);
+        Ok(Response::new(pb::GetGrantsResponse { acl_version, acl }))
     }
 }
 

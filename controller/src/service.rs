@@ -10,6 +10,7 @@
 //!   (idempotent) → make the new epoch current (`CompleteScale`). A scale found pending at
 //!   start-up is rolled forward by [`Controller::resume`]; so is one found by a seal.
 
+use nadi_security::acl::{Permission, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +20,8 @@ use nadi_proto::names::{segment_name, validate_scope, validate_stream};
 use nadi_proto::segment::v1 as seg;
 use nadi_proto::segment::v1::segment_store_client::SegmentStoreClient;
 use nadi_proto::{ErrorCode, SegmentId};
+use nadi_security::channel::Channel;
 use pb::controller_service_server::ControllerService;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::MetaError;
@@ -68,7 +69,8 @@ pub struct Controller {
 impl Controller {
     /// A controller over `meta`; segments go to the stores registered in its cluster state.
     pub fn new(meta: MetaStore) -> Controller {
-        Controller { meta, channels: Channels::default(), http_address: String::new(), locks: StreamLocks::default() }
+        let channels = meta.node().channels.clone();
+        Controller { meta, channels, http_address: String::new(), locks: StreamLocks::default() }
     }
 
     /// Sets the admin HTTP address `GetClusterInfo` reports for this node.
@@ -341,6 +343,28 @@ impl Controller {
     }
 }
 
+/// A grant from the wire, checked.
+fn grant_from_pb(g: Option<&pb::PermissionGrant>) -> Result<nadi_security::acl::Grant, MetaError> {
+    let g = g.ok_or_else(|| MetaError::InvalidArgument("the request carries no grant".into()))?;
+    let bad = |e: nadi_security::acl::AclError| MetaError::InvalidArgument(e.to_string());
+    nadi_security::acl::check_principal(&g.principal).map_err(bad)?;
+    let resource: Resource = g.resource.parse().map_err(bad)?;
+    match &resource {
+        Resource::Cluster => {}
+        Resource::Scope(s) => validate_scope(s)?,
+        Resource::Stream { scope, stream } => names(scope, stream)?,
+        Resource::ReaderGroup { scope, group } => {
+            validate_scope(scope)?;
+            nadi_proto::names::validate_named("reader group", group)?;
+        }
+    }
+    Ok(nadi_security::acl::Grant {
+        principal: g.principal.clone(),
+        resource,
+        permission: g.permission.parse().map_err(bad)?,
+    })
+}
+
 /// Maps a segment store failure to a controller error.
 pub(crate) fn store_error(s: Status) -> MetaError {
     let (code, _) = nadi_proto::errors::from_status(&s);
@@ -349,6 +373,12 @@ pub(crate) fn store_error(s: Status) -> MetaError {
         // that does not lead: the next try goes to the leader its heartbeats report).
         ErrorCode::Unavailable | ErrorCode::StorageFull | ErrorCode::NotLeader => {
             MetaError::Unavailable(format!("segment store: {}", s.message()))
+        }
+        // The store refused this controller's own credentials: a set-up error an operator
+        // must see as such (docs/security.md: nodes present a superuser token or a TLS
+        // client certificate).
+        ErrorCode::Unauthenticated | ErrorCode::PermissionDenied => {
+            MetaError::Unavailable(format!("segment store refused the controller's credentials: {}", s.message()))
         }
         _ => MetaError::Internal(format!("segment store: {}", s.message())),
     }
@@ -484,6 +514,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateScopeRequest>,
     ) -> Result<Response<pb::CreateScopeResponse>, Status> {
+        crate::access::require(&self.meta, &req, &Resource::Cluster, Permission::Admin)?;
         let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
@@ -493,9 +524,12 @@ impl ControllerService for Controller {
 
     async fn list_scopes(
         &self,
-        _req: Request<pb::ListScopesRequest>,
+        req: Request<pb::ListScopesRequest>,
     ) -> Result<Response<pb::ListScopesResponse>, Status> {
-        let scopes = self.meta.read(|st| st.scopes.keys().cloned().collect()).await;
+        let who = crate::access::caller(&self.meta, &req)?;
+        let scopes: Vec<String> = self.meta.read(|st| st.scopes.keys().cloned().collect()).await;
+        // A caller sees the scopes it holds a grant in (or on the cluster).
+        let scopes = self.meta.read_acl(|acl| scopes.into_iter().filter(|s| acl.sees_scope(&who, s)).collect());
         Ok(Response::new(pb::ListScopesResponse { scopes }))
     }
 
@@ -504,6 +538,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteScopeRequest>,
     ) -> Result<Response<pb::DeleteScopeResponse>, Status> {
+        crate::access::require(&self.meta, &req, &Resource::scope(&req.get_ref().scope), Permission::Admin)?;
         let key = RequestKey::of(&req)?;
         let scope = req.into_inner().scope;
         validate_scope(&scope).map_err(MetaError::from)?;
@@ -516,6 +551,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::CreateStreamRequest>,
     ) -> Result<Response<pb::CreateStreamResponse>, Status> {
+        crate::access::require(&self.meta, &req, &Resource::scope(&req.get_ref().scope), Permission::Write)?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -550,9 +586,13 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::ListStreamsRequest>,
     ) -> Result<Response<pb::ListStreamsResponse>, Status> {
+        let who = crate::access::caller(&self.meta, &req)?;
         let scope = req.into_inner().scope;
+        if !self.meta.read_acl(|acl| acl.sees_scope(&who, &scope)) {
+            return Err(crate::access::denied(&who, &Resource::scope(&scope), Permission::Read).into());
+        }
         validate_scope(&scope).map_err(MetaError::from)?;
-        let streams = self
+        let streams: Vec<String> = self
             .meta
             .read(|st| {
                 st.scope(&scope).map(|s| {
@@ -560,10 +600,20 @@ impl ControllerService for Controller {
                 })
             })
             .await?;
+        // Within a scope it holds only some grants in, a caller sees those streams.
+        let streams = self
+            .meta
+            .read_acl(|acl| streams.into_iter().filter(|t| acl.sees(&who, &Resource::stream(&scope, t))).collect());
         Ok(Response::new(pb::ListStreamsResponse { streams }))
     }
 
     async fn get_stream(&self, req: Request<pb::GetStreamRequest>) -> Result<Response<pb::GetStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let info = self
@@ -578,6 +628,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::SealStreamRequest>,
     ) -> Result<Response<pb::SealStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Admin,
+        )?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -607,6 +663,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::DeleteStreamRequest>,
     ) -> Result<Response<pb::DeleteStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Admin,
+        )?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -647,6 +709,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GetActiveSegmentsRequest>,
     ) -> Result<Response<pb::GetActiveSegmentsResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -670,6 +738,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GetSuccessorsRequest>,
     ) -> Result<Response<pb::GetSuccessorsResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -700,6 +774,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GetHeadSegmentsRequest>,
     ) -> Result<Response<pb::GetHeadSegmentsResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -719,6 +799,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GetStreamCutRequest>,
     ) -> Result<Response<pb::GetStreamCutResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
@@ -747,6 +833,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::TruncateStreamRequest>,
     ) -> Result<Response<pb::TruncateStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Admin,
+        )?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -793,6 +885,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::UpdateStreamRequest>,
     ) -> Result<Response<pb::UpdateStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Admin,
+        )?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -814,6 +912,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::ScaleStreamRequest>,
     ) -> Result<Response<pb::ScaleStreamResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Admin,
+        )?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
@@ -849,6 +953,12 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GetStreamHistoryRequest>,
     ) -> Result<Response<pb::GetStreamHistoryResponse>, Status> {
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         let resp = self
@@ -862,6 +972,64 @@ impl ControllerService for Controller {
         &self,
         _req: Request<pb::GetClusterInfoRequest>,
     ) -> Result<Response<pb::GetClusterInfoResponse>, Status> {
+        crate::access::require(&self.meta, &_req, &Resource::Cluster, Permission::Read)?;
         Ok(Response::new(self.cluster_info()))
+    }
+
+    async fn grant_permission(
+        &self,
+        req: Request<pb::GrantPermissionRequest>,
+    ) -> Result<Response<pb::GrantPermissionResponse>, Status> {
+        let grant = grant_from_pb(req.get_ref().grant.as_ref())?;
+        crate::access::require(&self.meta, &req, &grant.resource, Permission::Admin)?;
+        let added = !self.meta.read_acl(|acl| acl.grants().any(|g| g == &grant));
+        if added {
+            tracing::info!(%grant, "granting");
+            self.meta.propose_acl(crate::raft::AclCommand::Grant(grant)).await?;
+        }
+        Ok(Response::new(pb::GrantPermissionResponse { added }))
+    }
+
+    async fn revoke_permission(
+        &self,
+        req: Request<pb::RevokePermissionRequest>,
+    ) -> Result<Response<pb::RevokePermissionResponse>, Status> {
+        let grant = grant_from_pb(req.get_ref().grant.as_ref())?;
+        crate::access::require(&self.meta, &req, &grant.resource, Permission::Admin)?;
+        let removed = self.meta.read_acl(|acl| acl.grants().any(|g| g == &grant));
+        if removed {
+            tracing::info!(%grant, "revoking");
+            self.meta.propose_acl(crate::raft::AclCommand::Revoke(grant)).await?;
+        }
+        Ok(Response::new(pb::RevokePermissionResponse { removed }))
+    }
+
+    async fn list_permissions(
+        &self,
+        req: Request<pb::ListPermissionsRequest>,
+    ) -> Result<Response<pb::ListPermissionsResponse>, Status> {
+        let who = crate::access::caller(&self.meta, &req)?;
+        let only = &req.get_ref().principal;
+        let grants = self.meta.read_acl(|acl| {
+            acl.grants()
+                .filter(|g| only.is_empty() || &g.principal == only)
+                .filter(|g| g.principal == who.principal || acl.allows(&who, &g.resource, Permission::Admin))
+                .map(|g| pb::PermissionGrant {
+                    principal: g.principal.clone(),
+                    resource: g.resource.to_string(),
+                    permission: g.permission.to_string(),
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListPermissionsResponse { grants }))
+    }
+
+    async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let who = crate::access::caller(&self.meta, &req)?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            principal: who.principal,
+            superuser: who.superuser,
+            auth_required: self.meta.auth_required(),
+        }))
     }
 }

@@ -19,6 +19,7 @@
 //! runs [`Controller::sweep_txns`] periodically: it aborts open transactions whose lease ran out
 //! and finishes commits and aborts that were interrupted.
 
+use nadi_security::acl::{Permission, Resource};
 use std::time::Duration;
 
 use nadi_proto::ErrorCode;
@@ -373,10 +374,23 @@ fn check_id(id: &str) -> Result<(), MetaError> {
     Ok(validate_txn_id(id)?)
 }
 
+impl TxnService {
+    /// The caller of `req` may do `needed` to transaction `id`'s stream. An unknown id is
+    /// NotFound for anyone (ids are random: knowing one is no leak).
+    fn require_on_txn<T>(&self, req: &Request<T>, id: &str, needed: Permission) -> Result<(), Status> {
+        check_id(id)?;
+        let t = self.controller.txn(id)?;
+        crate::access::require(&self.controller.meta, req, &Resource::stream(&t.scope, &t.stream), needed)?;
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl TransactionService for TxnService {
     #[tracing::instrument(level = "debug", name = "controller.begin_txn", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn begin_txn(&self, req: Request<pb::BeginTxnRequest>) -> Result<Response<pb::BeginTxnResponse>, Status> {
+        let stream = Resource::stream(&req.get_ref().scope, &req.get_ref().stream);
+        crate::access::require(&self.controller.meta, &req, &stream, Permission::Write)?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
         let t = self.controller.begin_txn(key.as_ref(), &req.scope, &req.stream, req.lease_ms).await?;
@@ -384,6 +398,7 @@ impl TransactionService for TxnService {
     }
 
     async fn get_txn(&self, req: Request<pb::GetTxnRequest>) -> Result<Response<pb::GetTxnResponse>, Status> {
+        self.require_on_txn(&req, &req.get_ref().txn_id, Permission::Read)?;
         let id = req.into_inner().txn_id;
         check_id(&id)?;
         let t = self.controller.txn(&id)?;
@@ -391,6 +406,7 @@ impl TransactionService for TxnService {
     }
 
     async fn ping_txn(&self, req: Request<pb::PingTxnRequest>) -> Result<Response<pb::PingTxnResponse>, Status> {
+        self.require_on_txn(&req, &req.get_ref().txn_id, Permission::Write)?;
         let req = req.into_inner();
         check_id(&req.txn_id)?;
         let lease_ms = (req.lease_ms != 0).then_some(req.lease_ms);
@@ -402,6 +418,7 @@ impl TransactionService for TxnService {
 
     #[tracing::instrument(level = "debug", name = "controller.commit_txn", skip_all, fields(txn = %req.get_ref().txn_id))]
     async fn commit_txn(&self, req: Request<pb::CommitTxnRequest>) -> Result<Response<pb::CommitTxnResponse>, Status> {
+        self.require_on_txn(&req, &req.get_ref().txn_id, Permission::Write)?;
         let id = req.into_inner().txn_id;
         check_id(&id)?;
         let t = self.controller.commit_txn(&id).await?;
@@ -410,6 +427,7 @@ impl TransactionService for TxnService {
 
     #[tracing::instrument(level = "debug", name = "controller.abort_txn", skip_all, fields(txn = %req.get_ref().txn_id))]
     async fn abort_txn(&self, req: Request<pb::AbortTxnRequest>) -> Result<Response<pb::AbortTxnResponse>, Status> {
+        self.require_on_txn(&req, &req.get_ref().txn_id, Permission::Write)?;
         let id = req.into_inner().txn_id;
         check_id(&id)?;
         let t = self.controller.abort_txn(&id, AbortReason::Client).await?;
@@ -417,6 +435,8 @@ impl TransactionService for TxnService {
     }
 
     async fn list_txns(&self, req: Request<pb::ListTxnsRequest>) -> Result<Response<pb::ListTxnsResponse>, Status> {
+        let stream = Resource::stream(&req.get_ref().scope, &req.get_ref().stream);
+        crate::access::require(&self.controller.meta, &req, &stream, Permission::Read)?;
         let req = req.into_inner();
         validate_scope(&req.scope).map_err(MetaError::from)?;
         validate_stream(&req.stream).map_err(MetaError::from)?;

@@ -77,6 +77,8 @@ codes! {
     CheckpointNotFound => "NOT_FOUND_CHECKPOINT", NotFound, false;
     CheckpointExists => "ALREADY_EXISTS_CHECKPOINT", AlreadyExists, false;
     CheckpointInProgress => "CHECKPOINT_IN_PROGRESS", FailedPrecondition, true;
+    Unauthenticated => "UNAUTHENTICATED", Unauthenticated, false;
+    PermissionDenied => "PERMISSION_DENIED", PermissionDenied, false;
     Unavailable => "UNAVAILABLE", Unavailable, true;
     NotLeader => "NOT_LEADER", Unavailable, true;
     Internal => "INTERNAL", Internal, false;
@@ -101,6 +103,8 @@ pub fn from_status(status: &Status) -> (ErrorCode, HashMap<String, String>) {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => ErrorCode::Unavailable,
         Code::ResourceExhausted => ErrorCode::StorageFull,
         Code::InvalidArgument => ErrorCode::InvalidArgument,
+        Code::Unauthenticated => ErrorCode::Unauthenticated,
+        Code::PermissionDenied => ErrorCode::PermissionDenied,
         _ => ErrorCode::Internal,
     };
     (code, HashMap::new())

@@ -92,6 +92,12 @@ impl Channel {
     pub fn plain(inner: tonic::transport::Channel) -> Channel {
         Channel { inner, authorization: None }
     }
+
+    /// This channel carrying `authorization` instead of its own (the admin HTTP API passes
+    /// on its caller's header; `None` sends none).
+    pub fn with_authorization(&self, authorization: Option<HeaderValue>) -> Channel {
+        Channel { inner: self.inner.clone(), authorization }
+    }
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for Channel {

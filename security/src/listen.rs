@@ -4,7 +4,8 @@
 //!
 //! Owns: [`Listener`] (a stream of accepted [`Conn`]s for tonic's `serve_with_incoming*`, and
 //! an `axum::serve::Listener`), [`ConnInfo`] (remote address and, over TLS, the verified client
-//! certificate's [`PeerIdentity`]), [`NodeOnlyLayer`]. Calls: [`crate::tls`]. Called by: the
+//! certificate's [`PeerIdentity`]), [`NodeOnlyLayer`]. Calls: [`crate::tls`], [`crate::auth`]
+//! (the extension it reads). Called by: the
 //! server programs for every listener (controller and segment store gRPC, admin and ops HTTP).
 //!
 //! Invariants:
@@ -30,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::auth::VerifiedClientCertificate;
 use crate::tls::{Alpn, PeerIdentity, ServerTls};
 
 /// How long a client has to complete its TLS handshake.
@@ -239,9 +241,13 @@ impl AsyncWrite for Conn {
 /// registration with them (`nadi.raft.v1`), and the stores' replication (`nadi.replica.v1`).
 pub const NODE_ONLY_PREFIXES: &[&str] = &["/nadi.raft.v1.", "/nadi.replica.v1."];
 
-/// Refuses, as Unauthenticated, a call to a node-only service (`prefixes`) whose connection did
-/// not present a verified client certificate. Applied only where the listener serves TLS (a
-/// plaintext cluster has no certificates to ask for); a no-op when `enabled` is false.
+/// Over TLS, tells the services who the connection proved to be, and keeps node-only services
+/// for nodes: a request whose connection presented a verified client certificate carries
+/// [`VerifiedClientCertificate`] (which [`crate::auth::AuthLayer`], inside this layer, takes for
+/// a node), and a call to a node-only service (`prefixes`) whose connection did not present one
+/// is refused as Unauthenticated. Applied only where the listener serves TLS (a plaintext
+/// cluster has no certificates to ask for); a no-op when `enabled` is false. Must be outside
+/// the auth layer.
 #[derive(Debug, Clone)]
 pub struct NodeOnlyLayer {
     enabled: bool,
@@ -282,16 +288,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if self.layer.enabled && self.layer.prefixes.iter().any(|p| req.uri().path().starts_with(p)) {
-            let info = req.extensions().get::<ConnInfo>();
-            if info.and_then(|i| i.peer.as_ref()).is_none() {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !self.layer.enabled {
+            return futures::future::Either::Right(self.inner.call(req));
+        }
+        let peer = req.extensions().get::<ConnInfo>().and_then(|i| i.peer.clone());
+        match peer {
+            Some(peer) => {
+                req.extensions_mut().insert(VerifiedClientCertificate { subject: peer.subject.clone() });
+            }
+            None if self.layer.prefixes.iter().any(|p| req.uri().path().starts_with(p)) => {
                 let status = tonic::Status::unauthenticated(format!(
                     "{} is for Nadi nodes only: the connection must present a client certificate signed by the cluster's CA (the node's --tls-cert)",
                     req.uri().path()
                 ));
                 return futures::future::Either::Left(std::future::ready(Ok(status.into_http())));
             }
+            None => {}
         }
         futures::future::Either::Right(self.inner.call(req))
     }

@@ -260,8 +260,13 @@ async fn new_connections_see_a_replaced_certificate() {
 #[tokio::test]
 async fn node_only_services_need_a_client_certificate() {
     use tower::{Layer, Service, ServiceExt};
-    let ok = tower::service_fn(|_req: http::Request<()>| async {
-        Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+    // Answers with the subject the layer handed on, in a header.
+    let ok = tower::service_fn(|req: http::Request<()>| async move {
+        let mut resp = http::Response::new(tonic::body::Body::empty());
+        if let Some(c) = req.extensions().get::<crate::auth::VerifiedClientCertificate>() {
+            resp.headers_mut().insert("x-subject", c.subject.parse().unwrap());
+        }
+        Ok::<_, std::convert::Infallible>(resp)
     });
     let call = |enabled: bool, path: &str, peer: Option<PeerIdentity>| {
         let mut svc = NodeOnlyLayer::new(enabled).layer(ok);
@@ -273,14 +278,22 @@ async fn node_only_services_need_a_client_certificate() {
         });
         async move {
             let resp = svc.ready().await.unwrap().call(req).await.unwrap();
-            resp.headers().get("grpc-status").map(|v| v.to_str().unwrap().to_owned())
+            let header = |h: &str| resp.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
+            header("grpc-status").or_else(|| header("x-subject"))
         }
     };
     let node = PeerIdentity { subject: "CN=node".into(), common_name: Some("node".into()) };
     let unauthenticated = Some(format!("{}", tonic::Code::Unauthenticated as i32));
     assert_eq!(call(true, "/nadi.raft.v1.RaftService/Vote", None).await, unauthenticated);
     assert_eq!(call(true, "/nadi.replica.v1.ReplicaService/AppendEntries", None).await, unauthenticated);
-    assert_eq!(call(true, "/nadi.raft.v1.RaftService/Vote", Some(node.clone())).await, None);
+    // A node passes, and the services (the auth layer) learn its subject.
+    assert_eq!(call(true, "/nadi.raft.v1.RaftService/Vote", Some(node.clone())).await.as_deref(), Some("CN=node"));
+    assert_eq!(
+        call(true, "/nadi.controller.v1.ControllerService/ListScopes", Some(node.clone())).await.as_deref(),
+        Some("CN=node")
+    );
     assert_eq!(call(true, "/nadi.controller.v1.ControllerService/ListScopes", None).await, None);
+    // Without TLS the layer does nothing.
     assert_eq!(call(false, "/nadi.raft.v1.RaftService/Vote", None).await, None);
+    assert_eq!(call(false, "/nadi.raft.v1.RaftService/Vote", Some(node)).await, None);
 }

@@ -52,6 +52,10 @@ pub enum StoreError {
     /// their writer id, so it is stored once).
     #[error("this segment store does not lead container {container}{}", leader.as_ref().map(|l| format!(" (its leader is at {l})")).unwrap_or_default())]
     NotLeader { container: u32, leader: Option<String> },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -74,6 +78,8 @@ impl StoreError {
             StoreError::StorageFull(_) => ErrorCode::StorageFull,
             StoreError::ShuttingDown | StoreError::Unavailable(_) => ErrorCode::Unavailable,
             StoreError::NotLeader { .. } => ErrorCode::NotLeader,
+            StoreError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            StoreError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             StoreError::Internal(_) => ErrorCode::Internal,
         }
     }

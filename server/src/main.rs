@@ -21,6 +21,14 @@ struct Cli {
     /// it as a setting (`--log-format`, `NADI_LOG_FORMAT` or `log-format` in --config).
     #[arg(long, global = true, env = "NADI_LOG_FORMAT", value_name = "FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Client commands: the bearer token to present (docs/security.md). Servers take
+    /// `--node-token-file` instead.
+    #[arg(long, global = true, env = "NADI_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Client commands: a PEM bundle of the CAs to trust for `https://` controller and segment
+    /// store URLs. The server programs take it as a setting.
+    #[arg(long, global = true, env = "NADI_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,13 +115,26 @@ fn main() {
         }
         .unwrap_or_else(|e| fail(e))
     };
-    if let Err(e) = runtime.block_on(run(&cli.controller, prepared)) {
+    if let Err(e) = runtime.block_on(run(&cli.controller, client_security(cli.token, cli.tls_ca), prepared)) {
         drop(otlp);
         fail(e);
     }
     drop(otlp);
     // Do not wait for background tasks (tail readers) on the way out.
     runtime.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// What client commands present and trust: `--token` and `--tls-ca`.
+fn client_security(
+    token: Option<String>,
+    tls_ca: Option<std::path::PathBuf>,
+) -> nadi_security::channel::ClientSecurity {
+    nadi_security::channel::ClientSecurity {
+        token,
+        tls: tls_ca.map(|ca| nadi_security::tls::ClientTls {
+            files: nadi_security::tls::TlsFiles { ca: Some(ca), ..Default::default() },
+        }),
+    }
 }
 
 /// A server's log format: its own setting, unless that is the default and the global flag
@@ -138,7 +159,11 @@ where
     Ok(loaded.settings)
 }
 
-async fn run(controller: &str, command: Prepared) -> anyhow::Result<()> {
+async fn run(
+    controller: &str,
+    security: nadi_security::channel::ClientSecurity,
+    command: Prepared,
+) -> anyhow::Result<()> {
     use nadi_server::node::{controller, segment_store, standalone};
     match command {
         Prepared::Standalone(s) => standalone::run(s.resolve()?).await,
@@ -147,6 +172,6 @@ async fn run(controller: &str, command: Prepared) -> anyhow::Result<()> {
             let controllers = nadi_cli::commands::controllers(controller);
             segment_store::run_segment_store(controllers, s.resolve()?).await
         }
-        Prepared::Client(command) => nadi_cli::run(controller, command).await,
+        Prepared::Client(command) => nadi_cli::run(controller, security, command).await,
     }
 }

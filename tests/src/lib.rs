@@ -268,10 +268,24 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, s
 
 /// Like [`http`] with an explicit content type, returning the raw body text.
 pub fn http_raw(addr: &str, method: &str, path: &str, body: Option<(&str, &str)>) -> (u16, String) {
+    http_with(addr, method, path, body, &[])
+}
+
+/// Like [`http_raw`] with extra request headers (e.g. `("Authorization", "Bearer …")`).
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use std::io::Read;
     let mut conn = std::net::TcpStream::connect(addr).expect("connect to the admin HTTP API");
     conn.set_read_timeout(Some(Duration::from_secs(60))).expect("set timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
     if let Some((content_type, b)) = body {
         req.push_str(&format!("Content-Type: {content_type}\r\nContent-Length: {}\r\n", b.len()));
     }

@@ -74,21 +74,21 @@ impl Pki {
     }
 }
 
-fn client_config(ca: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+fn client_config(ca: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let roots = nadi_security::tls::load_roots(ca).expect("CA bundle");
     let mut config = rustls::ClientConfig::builder_with_provider(nadi_security::tls::provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(config)
 }
 
 async fn connect(
     addr: &str,
     ca: &Path,
-    alpn: &[u8],
+    alpn: &[&[u8]],
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("server name");
@@ -100,11 +100,11 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     rt.block_on(f)
 }
 
-/// The common name of the certificate the server at `addr` (`host:port`) presents to a new
-/// connection trusting `ca`, or the handshake's error (at most 10 s).
+/// The common name of the certificate the server at `addr` (`host:port`, gRPC or HTTP)
+/// presents to a new connection trusting `ca`, or the handshake's error (at most 10 s).
 pub fn server_cn(addr: &str, ca: &Path) -> Result<String, String> {
     block_on(async {
-        let tls = tokio::time::timeout(Duration::from_secs(10), connect(addr, ca, b"h2"))
+        let tls = tokio::time::timeout(Duration::from_secs(10), connect(addr, ca, &[b"h2", b"http/1.1"]))
             .await
             .map_err(|_| "TLS handshake timed out".to_owned())??;
         let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).ok_or("no server certificate")?;
@@ -117,7 +117,7 @@ pub fn server_cn(addr: &str, ca: &Path) -> Result<String, String> {
 pub fn https_get(addr: &str, ca: &Path, path: &str) -> Result<(u16, String), String> {
     block_on(async {
         let io = async {
-            let mut tls = connect(addr, ca, b"http/1.1").await?;
+            let mut tls = connect(addr, ca, &[b"http/1.1"]).await?;
             let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
             let mut resp = Vec::new();

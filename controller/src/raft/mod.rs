@@ -45,12 +45,23 @@ pub enum Request {
     Txn(TxnCommand),
     /// A change to reader groups (membership, positions, checkpoints).
     ReaderGroup(ReaderGroupCommand),
+    /// A change to the grants (docs/security.md).
+    Acl(AclCommand),
     /// `request` on behalf of a client request with idempotency key `key` (its
     /// `x-nadi-request-id`): applied at most once per key. A repeated key is answered from
     /// the replicated reply table ([`state_machine::Replies`]) without applying `request`
     /// again, so a client retrying after a lost answer does not scale twice or open two
     /// transactions.
     Once { key: String, request: Box<Request> },
+}
+
+/// A change to the grants of principals on resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclCommand {
+    /// Gives the grant (applying it again changes nothing).
+    Grant(nadi_security::acl::Grant),
+    /// Takes the grant back (revoking one that is not there changes nothing).
+    Revoke(nadi_security::acl::Grant),
 }
 
 /// What applying a request produced, beyond "done": the part of the answer a retry must get
@@ -79,9 +90,14 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-/// Timing and retention settings of the Raft group.
+/// Timing and retention settings of the Raft group, and how this node calls the others.
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
+    /// What this node presents to the other controllers (and to segment stores, through the
+    /// same channels): its node token, its TLS client certificate.
+    pub client: nadi_security::channel::ClientSecurity,
+    /// Whether Raft RPCs must come from a superuser (a node): `--auth required`.
+    pub auth_required: bool,
     /// Leader heartbeat interval.
     pub heartbeat: Duration,
     /// A follower that hears no leader for a random time in `[election_min, election_max]`
@@ -95,6 +111,8 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
+            client: Default::default(),
+            auth_required: false,
             heartbeat: Duration::from_millis(150),
             election_min: Duration::from_millis(600),
             election_max: Duration::from_millis(1200),
@@ -123,6 +141,8 @@ pub struct RaftNode {
     pub raft: Raft<TypeConfig>,
     pub state: state_machine::StateMachine,
     pub channels: network::Channels,
+    /// Whether Raft RPCs must come from a superuser (a node).
+    pub auth_required: bool,
     /// Injected losses on the forward path (armed from the environment; see
     /// [`forward::ForwardFaults`]).
     pub forward_faults: forward::ForwardFaults,
@@ -163,7 +183,7 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| MetaError::InvalidArgument(format!("Raft settings: {e}")))?;
-        let network = network::NetworkFactory::default();
+        let network = network::NetworkFactory { channels: network::Channels::new(settings.client.clone()) };
         let channels = network.channels.clone();
         let raft = Raft::new(id, Arc::new(config), network, log, state.clone())
             .await
@@ -174,7 +194,14 @@ impl RaftNode {
         // restart: only a node with nothing in its log proposes the membership.
         if raft.is_initialized().await.map_err(|e| internal("reading the Raft state", &e))? {
             tracing::info!(id, "controller group already initialized; rejoining");
-            return Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() });
+            return Ok(RaftNode {
+                id,
+                raft,
+                state,
+                channels,
+                auth_required: settings.auth_required,
+                forward_faults: forward::ForwardFaults::from_env(),
+            });
         }
         match raft.initialize(nodes).await {
             Ok(()) => tracing::info!(id, ?members, "initialized a new controller group"),
@@ -183,7 +210,14 @@ impl RaftNode {
             }
             Err(e) => return Err(internal("initializing the controller group", &e)),
         }
-        Ok(RaftNode { id, raft, state, channels, forward_faults: forward::ForwardFaults::from_env() })
+        Ok(RaftNode {
+            id,
+            raft,
+            state,
+            channels,
+            auth_required: settings.auth_required,
+            forward_faults: forward::ForwardFaults::from_env(),
+        })
     }
 
     /// The layer that sends client requests to the leader.
@@ -201,6 +235,7 @@ impl RaftNode {
         nadi_proto::raft::v1::raft_service_server::RaftServiceServer::new(network::RaftGrpc {
             raft: self.raft.clone(),
             state: self.state.clone(),
+            auth_required: self.auth_required,
         })
         .max_decoding_message_size(64 * 1024 * 1024)
     }

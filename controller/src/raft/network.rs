@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use nadi_proto::raft::v1 as pb;
 use nadi_proto::raft::v1::raft_service_client::RaftServiceClient;
+use nadi_security::channel::{Channel, ClientSecurity};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -16,29 +17,39 @@ use openraft::{BasicNode, Raft};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::{NodeId, TypeConfig};
 
 /// Lazily connected channels to other nodes, by address. Shared by Raft replication and by the
-/// forwarding of client requests to the leader.
+/// forwarding of client requests to the leader. Every channel presents this node's
+/// credentials (its token, its TLS client certificate).
 #[derive(Debug, Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    security: ClientSecurity,
 }
 
 impl Channels {
-    /// A channel to `addr` (`http://host:port`).
-    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+    /// Channels that present `security`.
+    pub fn new(security: ClientSecurity) -> Channels {
+        Channels { inner: Arc::default(), security }
+    }
+
+    /// What these channels present.
+    pub fn security(&self) -> &ClientSecurity {
+        &self.security
+    }
+
+    /// A channel to `addr` (`http://host:port` or `https://host:port`).
+    pub fn get(&self, addr: &str) -> Result<Channel, nadi_security::channel::ChannelError> {
         let mut map = self.inner.lock();
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(addr.to_owned())?
-            .connect_timeout(std::time::Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.security.wrap(
+            self.security.endpoint(addr)?.connect_timeout(std::time::Duration::from_millis(500)).connect_lazy(),
+        )?;
         map.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -131,6 +142,25 @@ impl RaftNetwork<TypeConfig> for NetworkClient {
 pub struct RaftGrpc {
     pub raft: Raft<TypeConfig>,
     pub state: super::state_machine::StateMachine,
+    /// Refuse callers that are not superusers (nodes): `--auth required`.
+    pub auth_required: bool,
+}
+
+impl RaftGrpc {
+    /// Only other controllers (a node certificate or a superuser token) take part in the
+    /// group's Raft.
+    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let id = request.extensions().get::<nadi_security::auth::Identity>();
+        match id {
+            Some(id) if id.superuser => Ok(()),
+            None if !self.auth_required => Ok(()),
+            Some(id) => Err(Status::permission_denied(format!(
+                "{} may not take part in the controllers' Raft group: only nodes and superusers may",
+                id.principal
+            ))),
+            None => Err(Status::unauthenticated("Raft calls need a node's credentials")),
+        }
+    }
 }
 
 impl std::fmt::Debug for RaftGrpc {
@@ -154,11 +184,13 @@ impl pb::raft_service_server::RaftService for RaftGrpc {
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<tonic::Response<pb::RaftMessage>, Status> {
+        self.check(&request)?;
         let req: AppendEntriesRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.raft.append_entries(req).await)
     }
 
     async fn vote(&self, request: Request<pb::RaftMessage>) -> Result<tonic::Response<pb::RaftMessage>, Status> {
+        self.check(&request)?;
         let req: VoteRequest<NodeId> = decode(request.get_ref())?;
         encode(&self.raft.vote(req).await)
     }
@@ -167,6 +199,7 @@ impl pb::raft_service_server::RaftService for RaftGrpc {
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<tonic::Response<pb::RaftMessage>, Status> {
+        self.check(&request)?;
         let req: InstallSnapshotRequest<TypeConfig> = decode(request.get_ref())?;
         encode(&self.raft.install_snapshot(req).await)
     }
@@ -175,6 +208,7 @@ impl pb::raft_service_server::RaftService for RaftGrpc {
         &self,
         _request: Request<pb::NodeStatusRequest>,
     ) -> Result<tonic::Response<pb::NodeStatusResponse>, Status> {
+        self.check(&_request)?;
         let m = self.raft.metrics().borrow().clone();
         let (last_applied, state_digest) = {
             let a = self.state.applied().read();

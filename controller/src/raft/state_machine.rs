@@ -94,6 +94,9 @@ pub struct Machine {
     /// none).
     #[serde(default)]
     pub replies: Replies,
+    /// Grants of principals on resources (state written before they existed reads as none).
+    #[serde(default)]
+    pub acl: nadi_security::acl::Acl,
 }
 
 impl Machine {
@@ -140,9 +143,17 @@ impl Machine {
                 }
                 self.meta.apply(cmd)?;
                 match cmd {
-                    Command::DeleteStream { scope, stream } => self.txns.remove_stream(scope, stream),
+                    // A deleted stream or scope takes its grants along: a new one of the same
+                    // name starts with none.
+                    Command::DeleteStream { scope, stream } => {
+                        self.txns.remove_stream(scope, stream);
+                        self.acl.forget(&nadi_security::acl::Resource::stream(scope, stream));
+                    }
                     // A deleted scope takes its reader groups with it.
-                    Command::DeleteScope { scope } => self.reader_groups.remove_scope(scope),
+                    Command::DeleteScope { scope } => {
+                        self.reader_groups.remove_scope(scope);
+                        self.acl.forget(&nadi_security::acl::Resource::scope(scope));
+                    }
                     _ => {}
                 }
                 Ok(())
@@ -150,6 +161,14 @@ impl Machine {
             Request::Cluster(cmd) => self.cluster.apply(cmd),
             Request::Txn(cmd) => self.txns.apply(&mut self.meta, cmd),
             Request::ReaderGroup(cmd) => self.reader_groups.apply(&self.meta, cmd),
+            Request::Acl(super::AclCommand::Grant(g)) => {
+                self.acl.grant(g.clone());
+                Ok(())
+            }
+            Request::Acl(super::AclCommand::Revoke(g)) => {
+                self.acl.revoke(g);
+                Ok(())
+            }
         }
     }
 }

@@ -5,5 +5,6 @@
 //! Calls: [`crate::store`] (which container holds a segment) and [`crate::container`] (its API).
 //! Called by: [`crate::node`], which binds the listeners and serves these.
 
+pub mod access;
 pub mod service;
 pub mod wire;

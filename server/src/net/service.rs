@@ -17,11 +17,13 @@ use futures::stream::FuturesOrdered;
 use futures::{Stream, StreamExt};
 use nadi_proto::framing::{self, FramingError, MAX_EVENT_SIZE};
 use nadi_proto::segment::v1 as pb;
+use nadi_security::acl::Permission;
 use pb::segment_store_server::SegmentStore as SegmentStoreApi;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::access::Access;
 use crate::container::MAX_BATCH_BYTES;
 use crate::error::StoreError;
 use crate::store::SegmentStore;
@@ -44,11 +46,19 @@ pub const MAX_SEGMENT_NAME_LEN: usize = 512;
 pub struct SegmentService {
     store: Arc<SegmentStore>,
     load: StoreLoad,
+    /// Who may append, read and manage segments.
+    access: Access,
 }
 
 impl SegmentService {
     pub fn new(store: Arc<SegmentStore>) -> Self {
-        Self { store, load: StoreLoad::default() }
+        Self { store, load: StoreLoad::default(), access: Access::default() }
+    }
+
+    /// Checks each call against `access` (default: open).
+    pub fn with_access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
     }
 
     /// Counts acknowledged appends on `load` (for the auto-scaler).
@@ -98,6 +108,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::CreateSegmentRequest>,
     ) -> Result<Response<pb::CreateSegmentResponse>, Status> {
+        self.access.require_superuser(&req, "create segments")?;
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let created = self.store.container(&name).create(&name).await?;
@@ -108,6 +119,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::GetSegmentInfoRequest>,
     ) -> Result<Response<pb::SegmentInfo>, Status> {
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Read).await?;
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let info = self.store.container(&name).info(&name)?;
@@ -130,6 +142,7 @@ impl SegmentStoreApi for SegmentService {
     type AppendStream = BoxStream<pb::AppendResponse>;
 
     async fn append(&self, req: Request<Streaming<pb::AppendRequest>>) -> Result<Response<Self::AppendStream>, Status> {
+        let who = self.access.caller(&req)?;
         let mut inbound = req.into_inner();
         let setup = match inbound.message().await? {
             Some(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(s)) }) => s,
@@ -141,6 +154,8 @@ impl SegmentStoreApi for SegmentService {
             }
         };
         check_segment(&setup.segment)?;
+        // The whole append stream writes to the segment named in its setup.
+        self.access.require_on_segment(&who, &setup.segment, Permission::Write).await?;
         if setup.writer_id.is_empty() || setup.writer_id.len() > MAX_WRITER_ID_LEN {
             return Err(StoreError::InvalidArgument(format!("writer id must be 1..={MAX_WRITER_ID_LEN} bytes")).into());
         }
@@ -213,6 +228,7 @@ impl SegmentStoreApi for SegmentService {
     type ReadStream = BoxStream<pb::ReadResponse>;
 
     async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Read).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         let container = self.store.container(&req.segment).clone();
@@ -276,6 +292,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::SealSegmentRequest>,
     ) -> Result<Response<pb::SealSegmentResponse>, Status> {
+        self.access.require_superuser(&req, "seal segments")?;
         let name = req.into_inner().segment;
         check_segment(&name)?;
         let length = self.store.container(&name).seal(&name).await?;
@@ -286,6 +303,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::ConditionalAppendRequest>,
     ) -> Result<Response<pb::ConditionalAppendResponse>, Status> {
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Write).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         let batch = pb::AppendBatch {
@@ -309,6 +327,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::TruncateSegmentRequest>,
     ) -> Result<Response<pb::TruncateSegmentResponse>, Status> {
+        self.access.require_superuser(&req, "truncate segments")?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         self.store.container(&req.segment).truncate(&req.segment, req.offset).await?;
@@ -320,6 +339,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::MergeSegmentsRequest>,
     ) -> Result<Response<pb::MergeSegmentsResponse>, Status> {
+        self.access.require_superuser(&req, "merge segments")?;
         let req = req.into_inner();
         check_segment(&req.target)?;
         check_segment(&req.source)?;
@@ -339,6 +359,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::UpdateAttributeRequest>,
     ) -> Result<Response<pb::UpdateAttributeResponse>, Status> {
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Write).await?;
         let req = req.into_inner();
         check_segment(&req.segment)?;
         if req.key.is_empty() || req.key.len() > 256 {
@@ -353,6 +374,7 @@ impl SegmentStoreApi for SegmentService {
         &self,
         req: Request<pb::DeleteSegmentRequest>,
     ) -> Result<Response<pb::DeleteSegmentResponse>, Status> {
+        self.access.require_superuser(&req, "delete segments")?;
         let name = req.into_inner().segment;
         check_segment(&name)?;
         self.store.container(&name).delete(&name).await?;

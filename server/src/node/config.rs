@@ -534,8 +534,8 @@ pub struct StandaloneConfig {
     pub http_listen: SocketAddr,
     pub control: ControlConfig,
     pub store: StoreNodeConfig,
-    /// TLS on every listener when it has a certificate and key.
-    pub tls: TlsFiles,
+    /// TLS, authentication and what this node presents to other nodes.
+    pub security: SecurityConfig,
 }
 
 /// Resolved settings of `nadi controller`.
@@ -547,8 +547,8 @@ pub struct ControllerConfig {
     pub http_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub control: ControlConfig,
-    /// TLS on every listener, and towards the other controllers, when it has a certificate and key.
-    pub tls: TlsFiles,
+    /// TLS, authentication and what this node presents to other nodes.
+    pub security: SecurityConfig,
 }
 
 /// Resolved settings of `nadi segment-store`.
@@ -560,9 +560,8 @@ pub struct SegmentStoreConfig {
     /// `--replica-id` and `--replica-peers` (id → gRPC URL), if the containers are replicated.
     pub replicas: Option<(u64, BTreeMap<u64, String>)>,
     pub store: StoreNodeConfig,
-    /// TLS on every listener, and towards the controllers and replicas, when it has a
-    /// certificate and key.
-    pub tls: TlsFiles,
+    /// TLS, authentication and what this node presents to other nodes.
+    pub security: SecurityConfig,
 }
 
 impl ControlSettings {
@@ -581,6 +580,75 @@ impl ControlSettings {
                 store_timeout: self.store_timeout.0,
             },
         }
+    }
+}
+
+/// A node's security settings, resolved (docs/security.md).
+#[derive(Debug, Clone, Default)]
+pub struct SecurityConfig {
+    /// The TLS files; `cert` and `key` are both set (TLS on the listeners) or both unset.
+    pub tls: nadi_security::tls::TlsFiles,
+    /// How callers are authenticated.
+    pub auth: nadi_security::auth::AuthConfig,
+    /// Whether `/metrics` needs a token (with `--auth required`).
+    pub metrics_auth: bool,
+    /// What this node presents when it calls other nodes: its node token and its TLS
+    /// certificate as a client certificate, and the CA it trusts.
+    pub client: nadi_security::channel::ClientSecurity,
+}
+
+impl SecurityConfig {
+    /// Whether the listeners speak TLS.
+    pub fn tls_on(&self) -> bool {
+        self.tls.cert.is_some()
+    }
+
+    /// The scheme of this node's URLs: `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_on() { "https" } else { "http" }
+    }
+}
+
+impl SecuritySettings {
+    fn resolve(&self) -> anyhow::Result<SecurityConfig> {
+        use nadi_security::auth::{AuthConfig, AuthMode};
+        let tls = self.tls_files();
+        // A certificate needs its key and a CA, a key its certificate (the files themselves
+        // are loaded, and checked, when the listeners start).
+        tls.check_server()?;
+        let token = match &self.node_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --node-token-file {}", path.display()))?;
+                let token = text.trim().to_owned();
+                if token.is_empty() {
+                    bail!("--node-token-file {} is empty", path.display());
+                }
+                Some(token)
+            }
+            None => None,
+        };
+        let superusers: Vec<String> =
+            self.superusers.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        if self.auth == AuthMode::None && (self.token_file.is_some() || self.jwt_key.is_some()) {
+            tracing::warn!("--token-file / --jwt-key given but --auth is none: tokens are not checked");
+        }
+        let client = nadi_security::channel::ClientSecurity {
+            token,
+            tls: (tls.cert.is_some() || tls.ca.is_some()).then(|| nadi_security::tls::ClientTls { files: tls.clone() }),
+        };
+        Ok(SecurityConfig {
+            tls,
+            auth: AuthConfig {
+                mode: self.auth,
+                token_file: self.token_file.clone(),
+                jwt_key: self.jwt_key.clone(),
+                jwt_issuer: self.jwt_issuer.clone(),
+                superusers,
+            },
+            metrics_auth: self.metrics_auth,
+            client,
+        })
     }
 }
 
@@ -640,15 +708,13 @@ impl TierSettings {
 impl StandaloneSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<StandaloneConfig> {
-        let tls = self.node.security.tls_files();
-        tls.check_server()?;
         Ok(StandaloneConfig {
             controller_listen: self.controller_listen,
             segment_listen: self.segment_listen,
             http_listen: self.http_listen,
             control: self.control.resolve(&self.node),
             store: self.store.resolve(&self.node)?,
-            tls,
+            security: self.node.security.resolve()?,
         })
     }
 }
@@ -665,7 +731,6 @@ impl ControllerSettings {
             bail!("--id {id} is not one of --peers");
         }
         let tls = self.node.security.tls_files();
-        tls.check_server()?;
         // With TLS on, the other controllers are called over TLS.
         let peers = peers.into_iter().map(|(id, url)| (id, node_url(&url, tls.serves_tls()))).collect();
         Ok(ControllerConfig {
@@ -675,7 +740,7 @@ impl ControllerSettings {
             http_listen: self.http_listen,
             data_dir: self.node.data_dir.clone(),
             control: self.control.resolve(&self.node),
-            tls,
+            security: self.node.security.resolve()?,
         })
     }
 }
@@ -684,7 +749,6 @@ impl SegmentStoreSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<SegmentStoreConfig> {
         let tls = self.node.security.tls_files();
-        tls.check_server()?;
         if let Some(a) = &self.advertise
             && tls.serves_tls()
             && !a.starts_with("https://")
@@ -722,7 +786,7 @@ impl SegmentStoreSettings {
             http_listen: self.http_listen,
             replicas,
             store,
-            tls,
+            security: self.node.security.resolve()?,
         })
     }
 }

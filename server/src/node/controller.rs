@@ -25,6 +25,7 @@ pub fn serve_controller(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
     let server = grpc_server(tls)
+        .layer(node.auth_layer())
         .layer(node.forward_layer())
         .add_routes(node.grpc_routes())
         .serve_with_incoming_shutdown(incoming(listener, tls)?, stop);
@@ -45,9 +46,10 @@ pub fn serve_admin_http(
 
 /// Runs `nadi controller` until Ctrl-C / SIGTERM.
 pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
-    let ControllerConfig { id, listen, peers, http_listen, data_dir, control, tls } = cfg;
-    let tls = server_tls(&tls)?;
+    let ControllerConfig { id, listen, peers, http_listen, data_dir, control, security } = cfg;
+    let tls = server_tls(&security.tls)?;
     let scheme = scheme(tls.as_ref());
+    let auth = super::authenticator(&security)?;
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
         Some(a) => Some(bind(a, "admin HTTP API").await?),
@@ -63,7 +65,11 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         id,
         dir: data_dir.join("controller"),
         members: peers,
-        settings: RaftSettings::default(),
+        settings: RaftSettings {
+            client: security.client.clone(),
+            auth_required: security.auth.mode == nadi_security::auth::AuthMode::Required,
+            ..RaftSettings::default()
+        },
         http_address: match &http_listener {
             Some(l) => Some(format!("{scheme}://{}", l.local_addr()?)),
             None => None,
@@ -72,6 +78,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         scaler: control.scaler,
         retention_every: control.retention_interval,
         placement: control.placement,
+        auth,
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -82,13 +89,21 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
             http_addr = format!(", admin {scheme}://{}", l.local_addr()?);
             // Through its own gRPC endpoint, the admin HTTP API's requests are forwarded to the
             // leader like any client's.
-            let router = nadi_controller::http::router_with_metrics(&own_url, |r| node.register_metrics(r))?;
+            let http_security = nadi_controller::http::HttpSecurity {
+                client: security.client.clone(),
+                metrics_auth: security.metrics_auth,
+            };
+            let router =
+                nadi_controller::http::router_with_metrics(&own_url, &http_security, |r| node.register_metrics(r))?;
             Some(serve_admin_http(router, l, tls.as_ref(), stopped(stop_rx))?)
         }
         None => None,
     };
+    let mut addrs = vec![listen];
+    addrs.extend(http_listen);
+    let notice = super::security_notice(&security, &addrs);
     super::logging::banner(&format!(
-        "nadi controller {id} ready: grpc {scheme}://{listen}{http_addr}, data {}",
+        "nadi controller {id} ready: grpc {scheme}://{listen}{http_addr}, data {} ({notice})",
         data_dir.display()
     ));
     shutdown_signal().await;

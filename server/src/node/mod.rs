@@ -85,6 +85,35 @@ pub fn grpc_server(tls: Option<&Arc<ServerTls>>) -> GrpcServer {
         .layer(TypedDecodeErrorsLayer)
 }
 
+/// This node's authenticator (reads the token file and the JWT key).
+pub fn authenticator(
+    sec: &config::SecurityConfig,
+) -> anyhow::Result<std::sync::Arc<nadi_security::auth::Authenticator>> {
+    Ok(std::sync::Arc::new(nadi_security::auth::Authenticator::new(&sec.auth)?))
+}
+
+/// Warns when a listener is reachable beyond this machine without TLS or without
+/// authentication, and says what a loopback-only node is: open.
+pub fn security_notice(sec: &config::SecurityConfig, addrs: &[std::net::SocketAddr]) -> String {
+    use nadi_security::auth::AuthMode;
+    let open_to_network = addrs.iter().any(|a| !a.ip().is_loopback());
+    let auth_on = sec.auth.mode == AuthMode::Required;
+    if open_to_network && (!sec.tls_on() || !auth_on) {
+        let missing = match (sec.tls_on(), auth_on) {
+            (false, false) => "without TLS and without authentication",
+            (false, true) => "without TLS (tokens cross the network in clear text)",
+            _ => "without authentication (anyone who reaches it may do everything)",
+        };
+        tracing::warn!("listening beyond loopback {missing}: see docs/security.md");
+    }
+    match (sec.tls_on(), auth_on) {
+        (false, false) => "open: no TLS, no authentication".into(),
+        (true, false) => "TLS, no authentication".into(),
+        (false, true) => "authentication required, no TLS".into(),
+        (true, true) => "TLS, authentication required".into(),
+    }
+}
+
 /// Resolves when `rx` says stop.
 pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;

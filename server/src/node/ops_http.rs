@@ -23,13 +23,17 @@ use crate::metrics::{StoreMetrics, encode};
 struct OpsState {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
+    /// When set, `/metrics` needs a token with read on the cluster (`--metrics-auth true`).
+    guard: Option<crate::net::access::Access>,
 }
 
-/// The router; `ready` turns true once the store registered.
-pub fn router(metrics: &StoreMetrics, ready: Arc<AtomicBool>) -> Router {
+/// The router; `ready` turns true once the store registered. With `guard`, `/metrics` answers
+/// only callers whose token has read on the cluster (401 without a valid token, 403 without
+/// the permission).
+pub fn router(metrics: &StoreMetrics, ready: Arc<AtomicBool>, guard: Option<crate::net::access::Access>) -> Router {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let state = OpsState { registry: Arc::new(registry), ready };
+    let state = OpsState { registry: Arc::new(registry), ready, guard };
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/health", get(|| async { "ok\n" }))
@@ -38,7 +42,18 @@ pub fn router(metrics: &StoreMetrics, ready: Arc<AtomicBool>) -> Router {
         .with_state(state)
 }
 
-async fn metrics_text(State(s): State<OpsState>) -> Response {
+async fn metrics_text(State(s): State<OpsState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(guard) = &s.guard {
+        use nadi_security::acl::{Permission, Resource};
+        match guard.authenticator().authenticate(headers.get(header::AUTHORIZATION)).await {
+            Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
+            Ok(who) if !guard.allows(&who, &Resource::Cluster, Permission::Read) => {
+                let text = format!("{} lacks read on {}\n", who.principal, Resource::Cluster);
+                return (StatusCode::FORBIDDEN, text).into_response();
+            }
+            Ok(_) => {}
+        }
+    }
     match encode(&s.registry) {
         Ok(text) => ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
             .into_response(),

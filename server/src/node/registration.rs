@@ -79,8 +79,11 @@ pub fn heartbeat_every(load: &crate::store::load::LoadSettings) -> Duration {
 /// Registers the store with the controllers, then keeps heartbeating every `every`, failing
 /// over between `controllers`; every heartbeat carries the latest rates of `load`. Returns after
 /// the first successful registration; the heartbeats go on in the background.
+#[allow(clippy::too_many_arguments)]
 pub async fn register(
     controllers: Vec<String>,
+    security: &nadi_security::channel::ClientSecurity,
+    access: &crate::net::access::Access,
     request: rpb::HeartbeatRequest,
     load: StoreLoad,
     leading: Leading,
@@ -91,24 +94,41 @@ pub async fn register(
     let clients: Vec<_> = controllers
         .iter()
         .map(|url| {
-            let ch = tonic::transport::Endpoint::from_shared(url.clone())
-                .with_context(|| format!("controller URL {url:?}"))?
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(5))
-                .connect_lazy();
+            let endpoint = security.endpoint(url).with_context(|| format!("controller URL {url:?}"))?;
+            let ch = security.wrap(
+                endpoint.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(5)).connect_lazy(),
+            )?;
             Ok(SegmentStoreRegistryClient::new(ch))
         })
         .collect::<anyhow::Result<_>>()?;
     if clients.is_empty() {
         bail!("no controller URL given (--controller)");
     }
+    {
+        // A call about to be refused first asks the controllers for the current grants.
+        let clients: Vec<SegmentStoreRegistryClient<_>> = clients.clone();
+        access.set_refresh(std::sync::Arc::new(move |known| {
+            let clients = clients.clone();
+            Box::pin(async move {
+                for mut c in clients {
+                    if let Ok(r) = c.get_grants(rpb::GetGrantsRequest { acl_version: known }).await {
+                        let r = r.into_inner();
+                        return Some((r.acl_version, r.acl));
+                    }
+                }
+                None
+            })
+        }));
+    }
     let watched = leading.clone();
     let beat = {
         let clients = clients.clone();
+        let access = access.clone();
         let request = request.clone();
         move |start: usize| {
             let clients = clients.clone();
             let mut request = request.clone();
+            request.acl_version = access.acl_version();
             (request.loads, request.load_windows_ms) = load.report();
             request.led_groups = leading(true);
             request.leading_containers = request.led_groups.iter().map(|g| g.container).collect();
@@ -131,6 +151,7 @@ pub async fn register(
         match beat(preferred).await {
             Ok((idx, r)) => {
                 preferred = idx;
+                access.update(r.acl_version, &r.acl);
                 placing(&r);
                 break r.assigned_containers;
             }
@@ -160,6 +181,7 @@ pub async fn register(
             }
         });
     }
+    let access = access.clone();
     tokio::spawn(async move {
         let mut preferred = preferred;
         loop {
@@ -170,6 +192,7 @@ pub async fn register(
             match beat(preferred).await {
                 Ok((idx, r)) => {
                     preferred = idx;
+                    access.update(r.acl_version, &r.acl);
                     placing(&r);
                 }
                 Err(s) => tracing::warn!(error = %s.message(), "heartbeat to the controllers failed; retrying"),

@@ -65,11 +65,14 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
-    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg, tls } = cfg;
-    let tls = server_tls(&tls)?;
+    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg, security } = cfg;
+    let tls = server_tls(&security.tls)?;
     let scheme = scheme(tls.as_ref());
     // With TLS on, the controllers are called over TLS too.
     let controllers: Vec<String> = controllers.iter().map(|c| nadi_security::tls::node_url(c, tls.is_some())).collect();
+    let auth = super::authenticator(&security)?;
+    let auth_required = auth.mode() == nadi_security::auth::AuthMode::Required;
+    let access = crate::net::access::Access::new(auth.clone());
     let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
@@ -90,7 +93,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             advertise: peers[id].clone(),
             network: Some(crate::container::replicated::ReplicaNetwork {
                 groups: groups.clone(),
-                channels: Default::default(),
+                channels: crate::replica::network::Channels::new(security.client.clone()),
             }),
             bootstrap: peers.clone(),
             ..Default::default()
@@ -106,7 +109,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             advertise: advertise.clone(),
             network: Some(crate::container::replicated::ReplicaNetwork {
                 groups: groups.clone(),
-                channels: Default::default(),
+                channels: crate::replica::network::Channels::new(security.client.clone()),
             }),
             placed: true,
             ..Default::default()
@@ -123,8 +126,11 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = grpc_server(tls.as_ref())
-        .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
-        .add_optional_service(groups.map(crate::replica::network::ReplicaGrpc::service))
+        .layer(nadi_security::auth::AuthLayer::new(auth.clone()))
+        .add_service(
+            SegmentService::new(store.clone()).with_load(load.clone()).with_access(access.clone()).into_server(),
+        )
+        .add_optional_service(groups.map(|g| crate::replica::network::ReplicaGrpc::service_with(g, auth_required)))
         .serve_with_incoming_shutdown(incoming(listener, tls.as_ref())?, stopped(stop_rx));
     let task = tokio::spawn(server);
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -135,7 +141,8 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
                 "nadi segment-store: metrics on {scheme}://{}/metrics",
                 listener.local_addr()?
             ));
-            let app = super::ops_http::router(&metrics, ready.clone())
+            let guard = (auth_required && security.metrics_auth).then(|| access.clone());
+            let app = super::ops_http::router(&metrics, ready.clone(), guard)
                 .into_make_service_with_connect_info::<nadi_security::listen::ConnInfo>();
             let listener = http_incoming(listener, tls.as_ref())?;
             Some(tokio::spawn(async move { axum::serve(listener, app).await }))
@@ -153,9 +160,25 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let every = heartbeat_every(&cfg.load);
     let leading = super::registration::leading_of(store.clone());
     let placing = placing_of(store.clone());
-    let assigned = register(controllers, request, load, leading, placing, every, Duration::from_secs(60)).await?;
+    let assigned = register(
+        controllers,
+        &security.client,
+        &access,
+        request,
+        load,
+        leading,
+        placing,
+        every,
+        Duration::from_secs(60),
+    )
+    .await?;
     ready.store(true, std::sync::atomic::Ordering::Release);
-    super::logging::banner(&format!("nadi segment-store ready: {advertise} (store {id}, containers {assigned:?})"));
+    let mut addrs = vec![bound];
+    addrs.extend(http_listen);
+    let notice = super::security_notice(&security, &addrs);
+    super::logging::banner(&format!(
+        "nadi segment-store ready: {advertise} (store {id}, containers {assigned:?}; {notice})"
+    ));
     shutdown_signal().await;
     super::logging::banner("nadi segment-store: shutting down");
     let _ = stop_tx.send(true);

@@ -31,9 +31,17 @@ use crate::store::load::StoreLoad;
 /// Runs until Ctrl-C / SIGTERM.
 pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     // TLS files are checked before the store is opened: a wrong file fails fast.
-    let tls = server_tls(&cfg.tls)?;
+    let tls = server_tls(&cfg.security.tls)?;
     let scheme = scheme(tls.as_ref());
     let data_dir = cfg.store.data_dir.clone();
+    let mut security = cfg.security.clone();
+    // The store and the admin API call this process's controller: with tokens required they
+    // present a random token only this process knows (a node's), unless given one.
+    let own_token = format!("nadi_self_{:032x}", rand::random::<u128>());
+    let auth = std::sync::Arc::new(nadi_security::auth::Authenticator::new(&security.auth)?.with_own_token(&own_token));
+    if security.client.token.is_none() {
+        security.client.token = Some(own_token);
+    }
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let store_cfg = store_config(&cfg.store)?;
     let metrics = store_cfg.container.metrics.clone();
@@ -60,25 +68,36 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         id: 1,
         dir: data_dir.join("controller"),
         members: BTreeMap::from([(1, ctl_url.clone())]),
-        settings: RaftSettings::default(),
+        settings: RaftSettings {
+            client: security.client.clone(),
+            auth_required: security.auth.mode == nadi_security::auth::AuthMode::Required,
+            ..RaftSettings::default()
+        },
         http_address: Some(format!("{scheme}://{http_addr}")),
         reader_timeout: cfg.control.reader_timeout,
         scaler: cfg.control.scaler.clone(),
         retention_every: cfg.control.retention_interval,
         placement: cfg.control.placement,
+        auth: auth.clone(),
     })
     .await?;
 
     let load = StoreLoad::new(cfg.store.load.clone());
     load.spawn_ticker(store.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let access = crate::net::access::Access::new(auth.clone());
     let seg_server = grpc_server(tls.as_ref())
-        .add_service(SegmentService::new(store.clone()).with_load(load.clone()).into_server())
+        .layer(nadi_security::auth::AuthLayer::new(auth.clone()))
+        .add_service(
+            SegmentService::new(store.clone()).with_load(load.clone()).with_access(access.clone()).into_server(),
+        )
         .serve_with_incoming_shutdown(incoming(seg_listener, tls.as_ref())?, stopped(stop_rx.clone()));
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, tls.as_ref(), stopped(stop_rx.clone()))?;
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
-    let http_router = nadi_controller::http::router_with_metrics(&ctl_url, |r| {
+    let http_security =
+        nadi_controller::http::HttpSecurity { client: security.client.clone(), metrics_auth: security.metrics_auth };
+    let http_router = nadi_controller::http::router_with_metrics(&ctl_url, &http_security, |r| {
         metrics.register(r);
         node.register_metrics(r);
     })?;
@@ -96,6 +115,8 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let leading = super::registration::leading_of(store.clone());
     register(
         vec![ctl_url.clone()],
+        &security.client,
+        &access,
         request,
         load,
         leading,
@@ -106,8 +127,9 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     .await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
+    let notice = super::security_notice(&security, &[ctl_addr, seg_addr, http_addr]);
     super::logging::banner(&format!(
-        "nadi standalone ready: controller {scheme}://{ctl_addr}, segment store {scheme}://{seg_addr}, admin {scheme}://{http_addr}"
+        "nadi standalone ready: controller {scheme}://{ctl_addr}, segment store {scheme}://{seg_addr}, admin {scheme}://{http_addr} ({notice})"
     ));
 
     shutdown_signal().await;

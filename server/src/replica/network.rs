@@ -23,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use nadi_proto::replica::v1 as pb;
 use nadi_proto::replica::v1::replica_service_client::ReplicaServiceClient;
+use nadi_security::channel::Channel;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -33,7 +34,6 @@ use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, Raft};
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::{Batch, LogId, NodeId, ReplicaConfig};
@@ -89,12 +89,24 @@ impl Groups {
 #[derive(Debug, Clone)]
 pub struct ReplicaGrpc {
     pub groups: Arc<Groups>,
+    /// Refuse callers that are not superusers (other stores): `--auth required`.
+    pub auth_required: bool,
 }
 
 impl ReplicaGrpc {
-    /// The tonic service (large messages: an append carries up to a few batches of 16 MiB).
+    /// The tonic service (large messages: an append carries up to a few batches of 16 MiB),
+    /// open to any caller the server's auth layer let through.
     pub fn service(groups: Arc<Groups>) -> pb::replica_service_server::ReplicaServiceServer<ReplicaGrpc> {
-        pb::replica_service_server::ReplicaServiceServer::new(ReplicaGrpc { groups })
+        Self::service_with(groups, false)
+    }
+
+    /// The tonic service; with `auth_required`, only nodes (a TLS client certificate of the
+    /// cluster's CA, or a superuser token) may call it.
+    pub fn service_with(
+        groups: Arc<Groups>,
+        auth_required: bool,
+    ) -> pb::replica_service_server::ReplicaServiceServer<ReplicaGrpc> {
+        pb::replica_service_server::ReplicaServiceServer::new(ReplicaGrpc { groups, auth_required })
             .max_decoding_message_size(256 * 1024 * 1024)
             .max_encoding_message_size(256 * 1024 * 1024)
     }
@@ -136,12 +148,28 @@ fn entry_from_wire(e: pb::Entry) -> Result<Entry<ReplicaConfig>, Status> {
     Ok(Entry { log_id, payload })
 }
 
+impl ReplicaGrpc {
+    /// Only other segment stores take part in a container's replication.
+    fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        match request.extensions().get::<nadi_security::auth::Identity>() {
+            Some(id) if id.superuser => Ok(()),
+            None if !self.auth_required => Ok(()),
+            Some(id) => Err(Status::permission_denied(format!(
+                "{} may not take part in replication: only nodes and superusers may",
+                id.principal
+            ))),
+            None => Err(Status::unauthenticated("replication calls need a node's credentials")),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
     async fn append_entries(
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<tonic::Response<pb::ReplicaReply>, Status> {
+        self.check(&request)?;
         let req = request.into_inner();
         let raft = self.groups.route(req.route.as_ref())?;
         let mut rpc: AppendEntriesRequest<ReplicaConfig> = decode(&req.json)?;
@@ -153,6 +181,7 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
     }
 
     async fn vote(&self, request: Request<pb::ReplicaRequest>) -> Result<tonic::Response<pb::ReplicaReply>, Status> {
+        self.check(&request)?;
         let req = request.into_inner();
         let raft = self.groups.route(req.route.as_ref())?;
         let rpc: VoteRequest<NodeId> = decode(&req.json)?;
@@ -163,6 +192,7 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
         &self,
         request: Request<pb::ReplicaRequest>,
     ) -> Result<tonic::Response<pb::ReplicaReply>, Status> {
+        self.check(&request)?;
         let req = request.into_inner();
         let raft = self.groups.route(req.route.as_ref())?;
         let mut rpc: InstallSnapshotRequest<ReplicaConfig> = decode(&req.json)?;
@@ -173,6 +203,7 @@ impl pb::replica_service_server::ReplicaService for ReplicaGrpc {
     }
 
     async fn elect(&self, request: Request<pb::ElectRequest>) -> Result<tonic::Response<pb::ElectReply>, Status> {
+        self.check(&request)?;
         let req = request.into_inner();
         let raft = self.groups.route(req.route.as_ref())?;
         raft.trigger().elect().await.map_err(|e| Status::unavailable(e.to_string()))?;

@@ -555,7 +555,7 @@ async fn bad_replication_requests_are_refused_and_change_nothing() {
     r.raft.wait(Some(Duration::from_secs(10))).applied_index_at_least(Some(last), "applied").await.unwrap();
     let groups = Groups::new(1);
     groups.insert(0, r.raft.clone());
-    let svc = ReplicaGrpc { groups };
+    let svc = ReplicaGrpc { groups, auth_required: false };
     let route = |container, to| Some(pb::Route { container, to, from: 2 });
     let snapshot = || async {
         let m = r.raft.metrics().borrow().clone();
