@@ -174,7 +174,7 @@ fn clients_trusting_the_ca_work_and_others_fail_cleanly() {
     eprintln!("plaintext CLI failed after {:?}: {}", started.elapsed(), stderr(&out).trim());
     assert!(stderr(&out).contains("use an https:// URL"), "stderr: {}", stderr(&out));
     let plain = rt.block_on(async {
-        let client = NadiClient::new(&[plain_url.clone()]).unwrap();
+        let client = NadiClient::new(std::slice::from_ref(&plain_url)).unwrap();
         tokio::time::timeout(Duration::from_secs(30), client.list_scopes()).await
     });
     assert!(matches!(plain, Ok(Err(_))), "a plaintext Rust client did not fail cleanly: {plain:?}");
