@@ -328,8 +328,34 @@ impl Drop for Logs<'_> {
 
 #[test]
 fn a_cluster_of_three_controllers_and_three_replicated_stores_runs_over_tls() {
+    tls_cluster(false);
+}
+
+/// With `--auth required` and no node tokens, the nodes authenticate to each other by their
+/// certificates alone; the client by its token.
+#[test]
+fn a_cluster_over_tls_with_auth_required_authenticates_nodes_by_certificate() {
+    tls_cluster(true);
+}
+
+/// 3 controllers (`--replication-factor 3`) and 3 stores placed by them, TLS on every node
+/// (and `--auth required` with `auth`): a keyed writer for 5 s, then every acknowledged event
+/// read back; the node-only services refuse a connection without a node certificate.
+fn tls_cluster(auth: bool) {
     let dir = tempfile::tempdir().unwrap();
     let pki = Pki::new(dir.path(), "cluster");
+    // The only token: a superuser's, for the test's client. Nodes have none.
+    let (admin_token, auth_args) = if auth {
+        let (token, entry) = nadi_security::auth::new_token("admin").unwrap();
+        let file = dir.path().join("tokens.toml");
+        std::fs::write(&file, nadi_security::auth::entry_toml(&entry)).unwrap();
+        let args = ["--auth", "required", "--token-file", &file.display().to_string(), "--superusers", "admin"]
+            .map(str::to_owned)
+            .to_vec();
+        (Some(token), args)
+    } else {
+        (None, Vec::new())
+    };
     let ctl_ports: BTreeMap<u64, u16> = (1..=3).map(|id| (id, free_port())).collect();
     // Bare HOST:PORT peers: the nodes call them over TLS because TLS is on.
     let peers = ctl_ports.iter().map(|(id, p)| format!("{id}=127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
@@ -357,6 +383,7 @@ fn a_cluster_of_three_controllers_and_three_replicated_stores_runs_over_tls() {
                 .map(|s| s.to_string())
                 .collect();
                 args.extend(pki.server_args(&pki.issue(&format!("controller-{id}"))));
+                args.extend(auth_args.iter().cloned());
                 let ready = format!("nadi controller {id} ready");
                 s.spawn(move || (format!("controller-{id}"), Proc::start(&args, &ready, Duration::from_secs(30))))
             })
@@ -393,6 +420,7 @@ fn a_cluster_of_three_controllers_and_three_replicated_stores_runs_over_tls() {
                 .map(|s| s.to_string())
                 .collect();
                 args.extend(pki.server_args(&pki.issue(&format!("store-{id}"))));
+                args.extend(auth_args.iter().cloned());
                 s.spawn(move || {
                     (format!("store-{id}"), Proc::start(&args, "nadi segment-store ready", Duration::from_secs(60)))
                 })
@@ -405,7 +433,8 @@ fn a_cluster_of_three_controllers_and_three_replicated_stores_runs_over_tls() {
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _enter = rt.enter();
-    let client = NadiClient::with_security(&urls, security(&pki.ca, None)).unwrap();
+    let client =
+        NadiClient::with_security(&urls, ClientSecurity { token: admin_token, ..security(&pki.ca, None) }).unwrap();
     rt.block_on(async {
         // Every store registered with its https:// endpoint, and every container has three
         // replicas placed.
