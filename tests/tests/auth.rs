@@ -227,19 +227,30 @@ fn tokens_and_permissions_decide_every_call_and_refused_calls_change_nothing() {
     let info = nadi_tests::json_out(&as_(&s, admin, &["stream", "info", "a/s1", "--json"]));
     assert_eq!(info["state"], "active", "a/s1 was not sealed: {info}");
 
-    // Revoking takes effect: the writer's next write is refused (at once by the controllers;
-    // the segment store's copy of the grants follows within a heartbeat).
-    ok(&as_(&s, admin, &["acl", "revoke", "writer", "write", "prn::/scope:a/stream:s1"]));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = as_stdin(&s, writer, &["write", "a/s1"], &lines(1, "late"));
-        if !out.status.success() {
-            assert_eq!(cli_code(&out), "PERMISSION_DENIED");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the revoked writer could still write after 15 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    // Revoking takes effect on an append stream that is already open: the writer's next
+    // batch after the store learns of the revocation (a heartbeat, ~2 s) is refused.
+    rt.block_on(async {
+        let security = ClientSecurity { token: Some(tokens.writer.clone()), tls: None };
+        let client = NadiClient::with_security(std::slice::from_ref(&s.controller_url), security).unwrap();
+        let w = nadi_client::EventWriter::new(&client, "a", "s1", Default::default()).await.unwrap();
+        w.write(None, bytes::Bytes::from_static(b"open-stream")).await.unwrap();
+        w.flush().await.expect("the writer may write before the revocation");
+        let out = as_(&s, admin, &["acl", "revoke", "writer", "write", "prn::/scope:a/stream:s1"]);
+        ok(&out);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let refused = loop {
+            let r = match w.write(None, bytes::Bytes::from_static(b"late")).await {
+                Ok(()) => w.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "the revoked writer could still write after 15 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(refused.kind, nadi_client::ErrorKind::PermissionDenied, "{refused}");
+    });
     s.stop();
 }
 
