@@ -317,9 +317,12 @@ async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) ->
     Ok(())
 }
 
+/// Creating the scope or stream is skipped when it exists, or when the caller may not create
+/// it (a principal with write on an existing stream only): the next call says whether the
+/// stream is there and usable.
 fn ignore_exists(r: Result<(), ClientError>) -> Result<(), ClientError> {
     match r {
-        Err(e) if e.kind == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind == ErrorKind::AlreadyExists || e.kind == ErrorKind::PermissionDenied => Ok(()),
         other => other,
     }
 }

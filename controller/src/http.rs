@@ -172,6 +172,8 @@ struct AppState {
     metrics: Arc<Metrics>,
     /// `/metrics` needs a token with read on the cluster.
     metrics_auth: bool,
+    /// Checks tokens before anything else (with `--auth required`).
+    auth: Option<Arc<nadi_security::auth::Authenticator>>,
 }
 
 impl AppState {
@@ -216,6 +218,9 @@ pub struct HttpSecurity {
     pub client: ClientSecurity,
     /// `/metrics` needs a token with read on the cluster.
     pub metrics_auth: bool,
+    /// This node's authenticator: with `--auth required`, requests without a valid token are
+    /// refused (401) before their bodies are read.
+    pub auth: Option<Arc<nadi_security::auth::Authenticator>>,
 }
 
 /// Like [`router`]; `extra` registers more metrics on its `/metrics` (standalone adds its
@@ -238,6 +243,7 @@ pub fn router_with_metrics(
         node,
         metrics: Arc::new(Metrics::new(extra)),
         metrics_auth: security.metrics_auth,
+        auth: security.auth.clone().filter(|a| a.mode() == nadi_security::auth::AuthMode::Required),
     };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
     let group = "/v1/scopes/{scope}/reader-groups/{group}";
@@ -269,8 +275,24 @@ pub fn router_with_metrics(
         .route(&format!("{group}/readers/{{reader}}/offline"), post(reader_offline))
         .route("/v1/cluster", get(cluster))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state))
+}
+
+/// With `--auth required`, a request to anything but the probes and `/metrics` needs a valid
+/// token before anything else is looked at (so a malformed body without a token is a 401, not
+/// a 400). What the caller may do is then decided by the controller, to which the request's
+/// token is passed on.
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(auth) = &state.auth else { return next.run(req).await };
+    if OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match auth.authenticate(req.headers().get(header::AUTHORIZATION)).await {
+        Ok(_) => next.run(req).await,
+        Err(e) => ApiError::new(ErrorCode::Unauthenticated, e.to_string()).into_response(),
+    }
 }
 
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -335,9 +357,50 @@ async fn not_found() -> ApiError {
         reset_group,
         reader_offline,
         cluster
-    )
+    ),
+    modifiers(&Secured)
 )]
 pub struct ApiDoc;
+
+/// Says in the API description what `--auth required` does: every operation but the probes
+/// (`/health`, `/ready`) and `/metrics` takes a bearer token, and may answer 401 (no valid
+/// token) or 403 (no permission) with the usual error body.
+struct Secured;
+
+/// Paths that never need a token (`/metrics` needs one only with `--metrics-auth true`; the API
+/// description is public).
+const OPEN_PATHS: &[&str] = &["/health", "/ready", "/metrics", "/openapi.json"];
+
+impl utoipa::Modify for Secured {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in api.paths.paths.iter_mut() {
+            if OPEN_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            let ops = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for op in ops.into_iter().flatten() {
+                op.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+                op.responses
+                    .responses
+                    .insert("401".into(), error("No valid bearer token (with `--auth required`).").into());
+                op.responses.responses.insert("403".into(), error("The caller lacks the permission.").into());
+            }
+        }
+    }
+}
 
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())

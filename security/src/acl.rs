@@ -169,10 +169,7 @@ pub enum AclError {
 
 /// Checks a principal name: what a token file, a JWT `sub` or a grant may name.
 pub fn check_principal(name: &str) -> Result<(), AclError> {
-    if name.is_empty() || name.len() > 256 || !name.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(AclError::BadPrincipal(name.to_owned()));
-    }
-    Ok(())
+    crate::auth::check_principal(name).map_err(|_| AclError::BadPrincipal(name.to_owned()))
 }
 
 /// Every grant of a cluster. Part of the controller's replicated state.

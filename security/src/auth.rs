@@ -164,9 +164,18 @@ struct TokenFileToml {
     token: Vec<TokenEntry>,
 }
 
+/// Checks a principal name: what a token file, a JWT `sub`, a superuser or a grant may name
+/// (1 to 256 visible ASCII characters, no spaces).
+pub fn check_principal(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 256 || !name.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(format!("a principal name must be 1 to 256 visible characters without spaces, not {name:?}"));
+    }
+    Ok(())
+}
+
 /// A new random token for `principal` and its token-file entry.
 pub fn new_token(principal: &str) -> Result<(String, TokenEntry), String> {
-    crate::acl::check_principal(principal).map_err(|e| e.to_string())?;
+    check_principal(principal)?;
     let secret: [u8; 32] = rand::random();
     let token = format!("nadi_{}", hex(&secret));
     let entry = hash_token(principal, &token)?;
@@ -175,7 +184,7 @@ pub fn new_token(principal: &str) -> Result<(String, TokenEntry), String> {
 
 /// The token-file entry naming `principal` for an existing `token`.
 pub fn hash_token(principal: &str, token: &str) -> Result<TokenEntry, String> {
-    crate::acl::check_principal(principal).map_err(|e| e.to_string())?;
+    check_principal(principal)?;
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
     let hash = Argon2::default().hash_password(token.as_bytes(), &salt).map_err(|e| e.to_string())?.to_string();
@@ -213,8 +222,8 @@ impl TokenFile {
         let parsed: TokenFileToml = toml::from_str(&text)
             .map_err(|e| AuthSetupError::TokenFile { path: path.to_owned(), reason: e.to_string() })?;
         for e in &parsed.token {
-            crate::acl::check_principal(&e.principal)
-                .map_err(|err| AuthSetupError::TokenFile { path: path.to_owned(), reason: err.to_string() })?;
+            check_principal(&e.principal)
+                .map_err(|reason| AuthSetupError::TokenFile { path: path.to_owned(), reason })?;
             PasswordHash::new(&e.hash).map_err(|err| AuthSetupError::TokenFile {
                 path: path.to_owned(),
                 reason: format!("the hash of {:?} is not a PHC string: {err}", e.principal),
@@ -249,10 +258,15 @@ impl TokenFile {
     }
 }
 
-/// Verifies JWTs against one key.
+/// Verifies JWTs against one key, re-read when its file changes (checked at most once a
+/// second), so a key is rotated without a restart.
 struct Jwt {
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
+    path: PathBuf,
+    issuer: Option<String>,
+    modified: Option<SystemTime>,
+    checked: Instant,
 }
 
 impl fmt::Debug for Jwt {
@@ -270,6 +284,7 @@ struct Claims {
 impl Jwt {
     fn load(path: &Path, issuer: Option<&str>) -> Result<Jwt, AuthSetupError> {
         use jsonwebtoken::{Algorithm, DecodingKey};
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
         let bytes = std::fs::read(path).map_err(|source| AuthSetupError::Read { path: path.to_owned(), source })?;
         let bad = |reason: String| AuthSetupError::JwtKey { path: path.to_owned(), reason };
         let (key, algorithms) = if bytes.starts_with(b"-----BEGIN") {
@@ -298,7 +313,38 @@ impl Jwt {
         if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
         }
-        Ok(Jwt { key, validation })
+        Ok(Jwt {
+            key,
+            validation,
+            path: path.to_owned(),
+            issuer: issuer.map(str::to_owned),
+            modified,
+            checked: Instant::now(),
+        })
+    }
+
+    /// Re-reads the key if its file changed; true if it did. A bad new key keeps the old one.
+    fn refresh(&mut self) -> bool {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return false;
+        }
+        self.checked = Instant::now();
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified == self.modified {
+            return false;
+        }
+        match Jwt::load(&self.path, self.issuer.as_deref()) {
+            Ok(new) => {
+                tracing::info!(path = %self.path.display(), "JWT key re-read");
+                *self = new;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the JWT key changed but cannot be used; keeping the key read before");
+                self.modified = modified;
+                false
+            }
+        }
     }
 
     fn verify(&self, token: &str) -> Result<(String, u64), AuthError> {
@@ -329,7 +375,7 @@ const CACHE_ENTRIES: usize = 10_000;
 pub struct Authenticator {
     mode: AuthMode,
     tokens: Option<Mutex<TokenFile>>,
-    jwt: Option<Jwt>,
+    jwt: Option<Mutex<Jwt>>,
     superusers: Vec<String>,
     /// The SHA-256 of a token this process made for its own parts (standalone's store calling
     /// its controller): it names a node.
@@ -349,12 +395,12 @@ impl Authenticator {
     /// be given.
     pub fn new(cfg: &AuthConfig) -> Result<Authenticator, AuthSetupError> {
         let tokens = cfg.token_file.as_deref().map(TokenFile::load).transpose()?.map(Mutex::new);
-        let jwt = cfg.jwt_key.as_deref().map(|p| Jwt::load(p, cfg.jwt_issuer.as_deref())).transpose()?;
+        let jwt = cfg.jwt_key.as_deref().map(|p| Jwt::load(p, cfg.jwt_issuer.as_deref())).transpose()?.map(Mutex::new);
         if cfg.mode == AuthMode::Required && tokens.is_none() && jwt.is_none() {
             return Err(AuthSetupError::NoSource);
         }
         for s in &cfg.superusers {
-            crate::acl::check_principal(s).map_err(|_| AuthSetupError::BadSuperuser(s.clone()))?;
+            check_principal(s).map_err(|_| AuthSetupError::BadSuperuser(s.clone()))?;
         }
         Ok(Authenticator {
             mode: cfg.mode,
@@ -392,9 +438,9 @@ impl Authenticator {
         if self.own_token == Some(key) {
             return Ok(Identity::node("self"));
         }
-        if let Some(tokens) = &self.tokens
-            && tokens.lock().refresh()
-        {
+        let tokens_changed = self.tokens.as_ref().is_some_and(|t| t.lock().refresh());
+        let key_changed = self.jwt.as_ref().is_some_and(|j| j.lock().refresh());
+        if tokens_changed || key_changed {
             self.cache.lock().clear();
         }
         if let Some(c) = self.cache.lock().get(&key)
@@ -422,10 +468,11 @@ impl Authenticator {
             let Some(jwt) = &self.jwt else {
                 return (Err(AuthError::Invalid("this server does not accept JWTs".into())), CACHE_FAILED_FOR);
             };
-            match jwt.verify(token) {
+            let verified = jwt.lock().verify(token);
+            match verified {
                 Ok((sub, exp)) => {
                     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-                    if let Err(e) = crate::acl::check_principal(&sub) {
+                    if let Err(e) = check_principal(&sub) {
                         return (Err(AuthError::Invalid(format!("sub: {e}"))), CACHE_FAILED_FOR);
                     }
                     return (Ok(self.identity(sub)), CACHE_OK_FOR.min(Duration::from_secs(exp.saturating_sub(now))));
@@ -622,6 +669,16 @@ mod tests {
         assert!(matches!(auth.authenticate(Some(&header(&forged))).await, Err(AuthError::Invalid(_))));
         let other_issuer = sign(serde_json::json!({"sub": "carol", "exp": now + 600, "iss": "else"}), secret);
         assert!(matches!(auth.authenticate(Some(&header(&other_issuer))).await, Err(AuthError::Invalid(_))));
+        // Rotation: a new key file takes over without a restart; the old key's tokens stop.
+        let new_secret = b"fedcba9876543210fedcba9876543210";
+        std::thread::sleep(Duration::from_millis(1100));
+        let key = dir.path().join("jwt.key");
+        std::fs::write(&key, new_secret).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&key).unwrap().set_modified(later).unwrap();
+        assert!(matches!(auth.authenticate(Some(&header(&ok))).await, Err(AuthError::Invalid(_))));
+        let fresh = sign(serde_json::json!({"sub": "dave", "exp": now + 600, "iss": "nadi-test"}), new_secret);
+        assert_eq!(auth.authenticate(Some(&header(&fresh))).await.unwrap().principal, "dave");
     }
 
     #[test]

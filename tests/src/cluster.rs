@@ -225,9 +225,16 @@ impl Cluster {
         crate::run_cli(&self.controller_urls(), args, input)
     }
 
-    /// Controller `id`'s own view (None if it does not answer).
+    /// Controller `id`'s own view (None if it does not answer). Asked with the nodes' token
+    /// when the cluster has one (`NADI_NODE_TOKEN_FILE` in its environment).
     pub fn status(&self, id: u64) -> Option<rpb::NodeStatusResponse> {
         let url = format!("http://127.0.0.1:{}", self.ports[&id]);
+        let token = self
+            .controller_env
+            .iter()
+            .find(|(k, _)| k == "NADI_NODE_TOKEN_FILE")
+            .and_then(|(_, path)| std::fs::read_to_string(path).ok())
+            .map(|t| t.trim().to_owned());
         self.runtime.block_on(async {
             let ch = tonic::transport::Endpoint::from_shared(url)
                 .ok()?
@@ -236,7 +243,11 @@ impl Cluster {
                 .connect()
                 .await
                 .ok()?;
-            RaftServiceClient::new(ch).node_status(rpb::NodeStatusRequest {}).await.ok().map(|r| r.into_inner())
+            let mut req = tonic::Request::new(rpb::NodeStatusRequest {});
+            if let Some(t) = token {
+                req.metadata_mut().insert("authorization", format!("Bearer {t}").parse().ok()?);
+            }
+            RaftServiceClient::new(ch).node_status(req).await.ok().map(|r| r.into_inner())
         })
     }
 

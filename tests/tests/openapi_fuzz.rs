@@ -29,18 +29,14 @@ fn schemathesis() -> PathBuf {
     );
 }
 
-#[test]
-fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
+/// Runs schemathesis against the admin API of `s` with `extra` arguments (e.g. a header),
+/// bounded in time, and asserts it passed.
+fn run_schemathesis(s: &Standalone, dir: &std::path::Path, extra: &[&str]) {
     let bin = schemathesis();
-    let dir = tempfile::tempdir().unwrap();
-    let s = Standalone::start(dir.path());
-    // Some data so that the generated requests also reach existing scopes and streams.
-    ok(&s.cli(&["scope", "create", "demo"]));
-    ok(&s.cli(&["stream", "create", "demo/orders", "--segments", "2"]));
     let url = format!("http://{}/openapi.json", s.http_addr);
     let mut child = Command::new(&bin)
         // schemathesis keeps a cache in `.schemathesis/` of its working directory.
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["run", &url])
         .args([
             "--checks",
@@ -53,6 +49,7 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
             "1",
             "--no-color",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -79,4 +76,73 @@ fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
         s.log.lock().unwrap()
     );
     assert!(stdout.contains("passed"), "schemathesis ran no test:\n{stdout}");
+}
+
+#[test]
+fn schemathesis_finds_no_server_errors_and_no_schema_violations() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(&dir.path().join("data"));
+    // Some data so that the generated requests also reach existing scopes and streams.
+    ok(&s.cli(&["scope", "create", "demo"]));
+    ok(&s.cli(&["stream", "create", "demo/orders", "--segments", "2"]));
+    run_schemathesis(&s, dir.path(), &[]);
+}
+
+/// With `--auth required`: schemathesis, carrying a superuser's token, finds nothing wrong;
+/// and every documented operation but the probes and `/metrics` answers 401 to a request
+/// without a token (or with a wrong one), and changes nothing.
+#[test]
+fn with_auth_every_operation_needs_a_token_and_schemathesis_passes_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (token, entry) = nadi_security::auth::new_token("admin").unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(&tokens, nadi_security::auth::entry_toml(&entry)).unwrap();
+    let s = Standalone::start_with(
+        &dir.path().join("data"),
+        &["--auth", "required", "--token-file", tokens.to_str().unwrap(), "--superusers", "admin"],
+    );
+    let admin = |args: &[&str]| {
+        let mut all = vec!["--token", token.as_str()];
+        all.extend_from_slice(args);
+        nadi_tests::run_cli(&s.controller_url, &all, b"")
+    };
+    ok(&admin(&["scope", "create", "demo"]));
+    ok(&admin(&["stream", "create", "demo/orders", "--segments", "2"]));
+    let (status, spec) = nadi_tests::http_with(&s.http_addr, "GET", "/openapi.json", None, &[]);
+    assert_eq!(status, 200);
+    let spec: serde_json::Value = serde_json::from_str(&spec).unwrap();
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        let concrete = path
+            .replace("{scope}", "demo")
+            .replace("{stream}", "orders")
+            .replace("{group}", "g")
+            .replace("{txn}", "00000000000000000000000000000000")
+            .replace("{checkpoint}", "c")
+            .replace("{reader}", "r");
+        assert!(!concrete.contains('{'), "a path parameter this test does not fill: {path}");
+        for method in item.as_object().unwrap().keys() {
+            let open = ["/health", "/ready", "/metrics"].contains(&path.as_str());
+            for auth in [None, Some("Bearer nadi_not_a_token")] {
+                let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+                let body = (method != "get" && method != "delete").then_some(("application/json", "{}"));
+                let (status, text) =
+                    nadi_tests::http_with(&s.http_addr, &method.to_uppercase(), &concrete, body, &headers);
+                if open {
+                    assert_ne!(status, 401, "{method} {path} is open: {text}");
+                } else {
+                    assert_eq!(status, 401, "{method} {path} without a valid token: {text}");
+                    let documented = &item[method]["responses"]["401"];
+                    assert!(documented.is_object(), "{method} {path} documents its 401");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "the spec lists the whole API ({checked} requests)");
+    // Nothing those requests tried changed anything.
+    assert_eq!(ok(&admin(&["scope", "list"])).trim(), "demo");
+    assert_eq!(ok(&admin(&["stream", "list", "demo"])).trim(), "orders");
+    let bearer = format!("Authorization: Bearer {token}");
+    run_schemathesis(&s, dir.path(), &["--header", &bearer]);
 }

@@ -167,6 +167,10 @@ impl SegmentStoreApi for SegmentService {
         let _ = tx.send(Ok(pb::AppendResponse { kind: Some(setup_ack) })).await;
         let load = self.load.clone();
         let open = container.metrics().stream_opened("append");
+        let access = self.access.clone();
+        // The grants this stream's permission was last checked against: a change of them (a
+        // revocation) is checked again before the next batch.
+        let mut checked = access.acl_version();
         tokio::spawn(async move {
             let _open = open;
             let (segment, writer) = (setup.segment, setup.writer_id);
@@ -191,6 +195,13 @@ impl SegmentStoreApi for SegmentService {
                         if let Err(e) = check_batch(&batch) {
                             let _ = tx.send(Err(e.into())).await;
                             return;
+                        }
+                        if access.acl_version() != checked {
+                            checked = access.acl_version();
+                            if let Err(e) = access.require_on_segment(&who, &segment, Permission::Write).await {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
                         }
                         let (len, events) = (batch.data.len(), batch.event_count);
                         match container.append(&segment, &writer, batch.last_event_number, batch.event_count, batch.data).await {

@@ -78,7 +78,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
         scaler: control.scaler,
         retention_every: control.retention_interval,
         placement: control.placement,
-        auth,
+        auth: auth.clone(),
     })
     .await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -92,6 +92,7 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
             let http_security = nadi_controller::http::HttpSecurity {
                 client: security.client.clone(),
                 metrics_auth: security.metrics_auth,
+                auth: Some(auth.clone()),
             };
             let router =
                 nadi_controller::http::router_with_metrics(&own_url, &http_security, |r| node.register_metrics(r))?;

@@ -95,8 +95,11 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_task = tokio::spawn(seg_server);
     let ctl_task = serve_controller(&node, ctl_listener, tls.as_ref(), stopped(stop_rx.clone()))?;
     // The admin HTTP API is a client of this node's own controller gRPC endpoint.
-    let http_security =
-        nadi_controller::http::HttpSecurity { client: security.client.clone(), metrics_auth: security.metrics_auth };
+    let http_security = nadi_controller::http::HttpSecurity {
+        client: security.client.clone(),
+        metrics_auth: security.metrics_auth,
+        auth: Some(auth.clone()),
+    };
     let http_router = nadi_controller::http::router_with_metrics(&ctl_url, &http_security, |r| {
         metrics.register(r);
         node.register_metrics(r);
