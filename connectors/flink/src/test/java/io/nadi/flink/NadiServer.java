@@ -11,7 +11,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
@@ -20,18 +22,29 @@ import java.util.stream.Stream;
  * data directory, killed and deleted on {@link #close()}. The binary comes from the system
  * property {@code nadi.bin} (set by build.sh), else {@code NADI_BIN}, else
  * {@code target/debug/nadi} above the working directory.
+ *
+ * <p>{@link #startWithAuth} starts it with {@code --auth required --token-file F --superusers
+ * admin}, the token file holding tokens made with {@code nadi auth token} for {@code admin}
+ * and the principals asked for; {@link #token} hands them out, and {@link #cli} runs as
+ * {@code admin}.
  */
 public final class NadiServer implements AutoCloseable {
+    /** The superuser of a server started with {@link #startWithAuth}. */
+    public static final String ADMIN = "admin";
+
     private final Process process;
     private final Path dataDir;
     private final String controller;
     private final String binary;
+    /** Principal to token; empty without auth. */
+    private final Map<String, String> tokens;
 
-    private NadiServer(Process process, Path dataDir, String controller, String binary) {
+    private NadiServer(Process process, Path dataDir, String controller, String binary, Map<String, String> tokens) {
         this.process = process;
         this.dataDir = dataDir;
         this.controller = controller;
         this.binary = binary;
+        this.tokens = tokens;
     }
 
     public static String binary() {
@@ -45,18 +58,72 @@ public final class NadiServer implements AutoCloseable {
         return bin;
     }
 
+    /** An open server (no authentication). */
     public static NadiServer start() throws IOException, InterruptedException {
-        String bin = binary();
+        return start(Files.createTempDirectory("nadi-flink-it"), List.of(), Map.of());
+    }
+
+    /**
+     * A server that requires a token on every call: {@code admin} is its superuser, and each of
+     * {@code principals} has a token but no grant yet (give them with {@code cli("acl", "grant", ...)}).
+     */
+    public static NadiServer startWithAuth(String... principals) throws IOException, InterruptedException {
         Path dir = Files.createTempDirectory("nadi-flink-it");
+        Path tokenFile = dir.resolve("tokens.toml");
+        Map<String, String> tokens = new LinkedHashMap<>();
+        List<String> all = new ArrayList<>(List.of(ADMIN));
+        all.addAll(Arrays.asList(principals));
+        for (String p : all) {
+            tokens.put(p, newToken(binary(), dir, p, tokenFile));
+        }
+        return start(dir, List.of("--auth", "required", "--token-file", tokenFile.toString(), "--superusers", ADMIN),
+                tokens);
+    }
+
+    /** {@code nadi auth token P}: the token from stdout; its entry (stderr) appended to the token file. */
+    private static String newToken(String bin, Path dir, String principal, Path tokenFile)
+            throws IOException, InterruptedException {
+        Path out = Files.createTempFile(dir, "token", ".out");
+        Process p = new ProcessBuilder(bin, "auth", "token", principal).redirectOutput(out.toFile())
+                .redirectError(ProcessBuilder.Redirect.appendTo(tokenFile.toFile())).start();
+        if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+            p.destroyForcibly();
+            throw new IOException("nadi auth token " + principal + " failed");
+        }
+        String token = Files.readString(out, StandardCharsets.UTF_8).strip();
+        Files.delete(out);
+        return token;
+    }
+
+    private static NadiServer start(Path dir, List<String> extraArgs, Map<String, String> tokens)
+            throws IOException, InterruptedException {
+        String bin = binary();
         int[] ports = freePorts(3);
         String controller = "http://127.0.0.1:" + ports[0];
-        ProcessBuilder pb = new ProcessBuilder(bin, "standalone", "--data-dir", dir.resolve("data").toString(),
+        List<String> cmd = new ArrayList<>(List.of(bin, "standalone", "--data-dir", dir.resolve("data").toString(),
                 "--controller-listen", "127.0.0.1:" + ports[0], "--segment-listen", "127.0.0.1:" + ports[1],
-                "--http-listen", "127.0.0.1:" + ports[2], "--log-file-size", "20MiB");
+                "--http-listen", "127.0.0.1:" + ports[2], "--log-file-size", "20MiB"));
+        cmd.addAll(extraArgs);
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().remove("NADI_TOKEN");
         pb.redirectErrorStream(true).redirectOutput(dir.resolve("nadi.log").toFile());
-        NadiServer server = new NadiServer(pb.start(), dir, controller, bin);
+        NadiServer server = new NadiServer(pb.start(), dir, controller, bin, Map.copyOf(tokens));
         server.awaitReady();
         return server;
+    }
+
+    /** The token of {@code principal} (a server from {@link #startWithAuth}). */
+    public String token(String principal) {
+        String t = tokens.get(principal);
+        if (t == null) {
+            throw new IllegalArgumentException("no token for " + principal + " (started with " + tokens.keySet() + ")");
+        }
+        return t;
+    }
+
+    /** A client of this server; as {@code admin} if it requires a token. */
+    public NadiClient adminClient() {
+        return new NadiClient(controller, tokens.get(ADMIN));
     }
 
     private static int[] freePorts(int n) throws IOException {
@@ -79,7 +146,7 @@ public final class NadiServer implements AutoCloseable {
     /** Waits (at most 30 s) until the controller answers a request. */
     private void awaitReady() throws InterruptedException, IOException {
         long deadline = System.currentTimeMillis() + 30_000;
-        try (NadiClient c = new NadiClient(controller)) {
+        try (NadiClient c = adminClient()) {
             while (true) {
                 if (!process.isAlive()) {
                     throw new IOException("nadi standalone exited early: " + log());
@@ -107,7 +174,10 @@ public final class NadiServer implements AutoCloseable {
         return Files.readString(dataDir.resolve("nadi.log"), StandardCharsets.UTF_8);
     }
 
-    /** Runs a client command of the real CLI against this server; returns stdout, fails on exit != 0. */
+    /**
+     * Runs a client command of the real CLI against this server (as {@code admin} if it requires
+     * a token, given in {@code NADI_TOKEN}); returns stdout, fails on exit != 0.
+     */
     public String cli(String... args) throws IOException, InterruptedException {
         return cli(null, args);
     }
@@ -121,7 +191,12 @@ public final class NadiServer implements AutoCloseable {
         cmd.add(controller);
         Path out = Files.createTempFile(dataDir, "cli", ".out");
         Path err = Files.createTempFile(dataDir, "cli", ".err");
-        Process p = new ProcessBuilder(cmd).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+        ProcessBuilder pb = new ProcessBuilder(cmd).redirectOutput(out.toFile()).redirectError(err.toFile());
+        pb.environment().remove("NADI_TOKEN");
+        if (tokens.containsKey(ADMIN)) {
+            pb.environment().put("NADI_TOKEN", tokens.get(ADMIN));
+        }
+        Process p = pb.start();
         if (stdin != null) {
             p.getOutputStream().write(stdin);
         }

@@ -1,6 +1,13 @@
 package io.nadi.flink.client;
 
+import io.grpc.CallOptions;
+import io.grpc.Channel;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ForwardingClientCall;
 import io.grpc.ManagedChannel;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.netty.NettyChannelBuilder;
 import io.nadi.proto.controller.v1.AbortTxnRequest;
 import io.nadi.proto.controller.v1.BeginTxnRequest;
@@ -46,7 +53,14 @@ import java.util.function.Supplier;
  *
  * <p>Controller calls are retried for up to {@link #RETRY_FOR_MS} while the answer is retryable
  * ({@code UNAVAILABLE}: a leader election, a store restarting), like the Rust client does.
- * Every failure is a {@link NadiException} with the server's stable reason.
+ * Every failure is a {@link NadiException} with the server's stable reason; a refused token or
+ * a missing permission is a {@link NadiAuthException}, never retried.
+ *
+ * <p>Security ({@link ClientSecurity}, {@code docs/security.md}): with a token, every call on
+ * every channel (controller and segment stores alike) carries {@code authorization: Bearer
+ * <token>}, added by one {@link ClientInterceptor}. The token is never logged and never part of
+ * a message. Channels are plaintext: {@code https://} URLs are refused (see
+ * {@link ClientSecurity} for why).
  */
 public final class NadiClient implements AutoCloseable {
     /** How long controller calls are retried while the answer is retryable. */
@@ -54,13 +68,33 @@ public final class NadiClient implements AutoCloseable {
     /** Largest gRPC message accepted (the protocol allows 16 MiB + 64 KiB). */
     static final int MAX_MESSAGE = 17 * 1024 * 1024;
 
+    private static final Metadata.Key<String> AUTHORIZATION =
+            Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
+
     private final String controller;
+    private final ClientSecurity security;
     private final EventLoopGroup loop;
     private final Map<String, ManagedChannel> channels = new ConcurrentHashMap<>();
 
-    /** A client of the controller at {@code controllerUrl} (e.g. {@code http://127.0.0.1:9090}). */
+    /** A client of the controller at {@code controllerUrl} (e.g. {@code http://127.0.0.1:9090}), without a token. */
     public NadiClient(String controllerUrl) {
+        this(controllerUrl, ClientSecurity.none());
+    }
+
+    /**
+     * A client presenting {@code token} (null: none) on every call, for servers started with
+     * {@code --auth required}.
+     *
+     * @throws IllegalArgumentException if the token is empty or not printable ASCII
+     */
+    public NadiClient(String controllerUrl, String token) {
+        this(controllerUrl, ClientSecurity.none().withToken(token));
+    }
+
+    /** A client with the given {@link ClientSecurity} (null: none). */
+    public NadiClient(String controllerUrl, ClientSecurity security) {
         this.controller = controllerUrl;
+        this.security = security == null ? ClientSecurity.none() : security;
         this.loop = new NioEventLoopGroup(1, new DefaultThreadFactory("nadi-grpc", true));
     }
 
@@ -69,21 +103,63 @@ public final class NadiClient implements AutoCloseable {
         return controller;
     }
 
+    /** What this client's channels present (its token, if any). */
+    public ClientSecurity security() {
+        return security;
+    }
+
     ManagedChannel channel(String endpoint) {
         return channels.computeIfAbsent(endpoint, e -> {
             URI uri = URI.create(e.contains("://") ? e : "http://" + e);
+            if ("https".equals(uri.getScheme())) {
+                throw new IllegalArgumentException("TLS is not supported by the Flink connector (Debian's netty"
+                        + " cannot negotiate ALPN with the JDK's TLS): cannot call " + e);
+            }
             if (uri.getHost() == null || uri.getPort() < 0) {
                 throw new IllegalArgumentException("not a gRPC endpoint (want http://HOST:PORT): " + e);
             }
-            return NettyChannelBuilder.forAddress(new InetSocketAddress(uri.getHost(), uri.getPort()))
+            NettyChannelBuilder b = NettyChannelBuilder.forAddress(new InetSocketAddress(uri.getHost(), uri.getPort()))
                     .usePlaintext()
                     .eventLoopGroup(loop)
                     .channelType(NioSocketChannel.class)
                     .directExecutor()
                     .maxInboundMessageSize(MAX_MESSAGE)
-                    .flowControlWindow(8 * 1024 * 1024)
-                    .build();
+                    .flowControlWindow(8 * 1024 * 1024);
+            if (security.hasToken()) {
+                b.intercept(new BearerToken(security.token()));
+            }
+            return b.build();
         });
+    }
+
+    /**
+     * Adds {@code authorization: Bearer <token>} to every call that does not carry one already.
+     * Holds the token; its {@code toString} does not show it.
+     */
+    private static final class BearerToken implements ClientInterceptor {
+        private final String header;
+
+        BearerToken(String token) {
+            this.header = "Bearer " + token;
+        }
+
+        @Override
+        public <Q, R> ClientCall<Q, R> interceptCall(MethodDescriptor<Q, R> method, CallOptions options, Channel next) {
+            return new ForwardingClientCall.SimpleForwardingClientCall<Q, R>(next.newCall(method, options)) {
+                @Override
+                public void start(Listener<R> listener, Metadata headers) {
+                    if (!headers.containsKey(AUTHORIZATION)) {
+                        headers.put(AUTHORIZATION, header);
+                    }
+                    super.start(listener, headers);
+                }
+            };
+        }
+
+        @Override
+        public String toString() {
+            return "BearerToken(<hidden>)";
+        }
     }
 
     private ControllerServiceGrpc.ControllerServiceBlockingStub ctl() {

@@ -16,7 +16,10 @@ import java.util.Map;
  * {@code docs/protocol.md}). Branch on {@link #reason()}, never on the message. A status
  * without a Nadi {@code ErrorInfo} (transport failures) is mapped by its gRPC code as the
  * protocol says: {@code UNAVAILABLE}, {@code DEADLINE_EXCEEDED}, {@code CANCELLED} and
- * {@code UNKNOWN} become {@code UNAVAILABLE}.
+ * {@code UNKNOWN} become {@code UNAVAILABLE}; {@code UNAUTHENTICATED} and
+ * {@code PERMISSION_DENIED} keep their names (a server refuses a call without a valid token
+ * before any Nadi code runs, so that status carries no {@code ErrorInfo}) and are thrown as
+ * {@link NadiAuthException}.
  */
 public class NadiException extends IOException {
     private static final long serialVersionUID = 1L;
@@ -71,7 +74,7 @@ public class NadiException extends IOException {
                     Map<String, String> meta = new HashMap<>();
                     String[] reasonAndDomain = parseErrorInfo(any.getValue(), meta);
                     if (reasonAndDomain != null && "nadi".equals(reasonAndDomain[1])) {
-                        return new NadiException(reasonAndDomain[0], what + ": " + desc, meta, t);
+                        return of(reasonAndDomain[0], what + ": " + desc, meta, t);
                     }
                 }
             }
@@ -90,10 +93,23 @@ public class NadiException extends IOException {
             case INVALID_ARGUMENT:
                 reason = "INVALID_ARGUMENT";
                 break;
+            case UNAUTHENTICATED:
+                reason = "UNAUTHENTICATED";
+                break;
+            case PERMISSION_DENIED:
+                reason = "PERMISSION_DENIED";
+                break;
             default:
                 reason = "INTERNAL";
         }
-        return new NadiException(reason, what + ": " + desc, Map.of(), t);
+        return of(reason, what + ": " + desc, Map.of(), t);
+    }
+
+    private static NadiException of(String reason, String message, Map<String, String> meta, Throwable cause) {
+        if (NadiAuthException.isAuthReason(reason)) {
+            return new NadiAuthException(reason, message, meta);
+        }
+        return new NadiException(reason, message, meta, cause);
     }
 
     /**

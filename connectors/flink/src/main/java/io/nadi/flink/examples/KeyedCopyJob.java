@@ -20,6 +20,11 @@ import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
  *     --controller http://127.0.0.1:9090 --input demo/orders --output demo/orders-copy [--bounded]
  * </pre>
  *
+ * With servers that require a token ({@code --auth required}), the token is taken from
+ * {@code NADI_TOKEN} in the environment of {@code flink run}, as the {@code nadi} CLI does (a
+ * {@code --token} argument would show in process listings); its principal needs read on the
+ * input and write on the output.
+ *
  * With {@code --bounded} it copies what the input holds when the job starts, then ends;
  * otherwise it follows the input (and its scaling) until cancelled.
  */
@@ -40,12 +45,17 @@ public final class KeyedCopyJob {
         String controller = opts.getOrDefault("controller", "http://127.0.0.1:9090");
         String input = require(opts, "input");
         String output = require(opts, "output");
+        String token = System.getenv("NADI_TOKEN"); // read here, in `flink run`: the job graph carries it
+        if (token != null && token.isBlank()) {
+            token = null;
+        }
 
         StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
         env.enableCheckpointing(Long.parseLong(opts.getOrDefault("checkpoint-ms", "1000")));
 
         NadiSource.Builder<String> source = NadiSource.<String>builder()
                 .controller(controller)
+                .token(token)
                 .stream(input)
                 .deserializer(new SimpleStringSchema());
         if (opts.containsKey("bounded")) {
@@ -53,6 +63,7 @@ public final class KeyedCopyJob {
         }
         NadiSink<String> sink = NadiSink.<String>builder()
                 .controller(controller)
+                .token(token)
                 .stream(output)
                 .serializer(NadiSerializationSchema.of(new SimpleStringSchema(), KeyedCopyJob::keyOf))
                 .deliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)

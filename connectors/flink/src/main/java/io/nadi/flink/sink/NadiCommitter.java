@@ -1,5 +1,6 @@
 package io.nadi.flink.sink;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
 import io.nadi.flink.client.NadiException;
 import java.util.Collection;
@@ -19,8 +20,8 @@ final class NadiCommitter implements org.apache.flink.api.connector.sink2.Commit
     private final NadiClient client;
     private final long leaseMs;
 
-    NadiCommitter(String controller, long leaseMs) {
-        this.client = new NadiClient(controller);
+    NadiCommitter(String controller, ClientSecurity security, long leaseMs) {
+        this.client = new NadiClient(controller, security);
         this.leaseMs = leaseMs;
     }
 

@@ -1,5 +1,6 @@
 package io.nadi.flink.sink;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import io.nadi.flink.internal.ConnectionBuilder;
 import java.io.IOException;
@@ -43,6 +44,8 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
     public static final Duration DEFAULT_LEASE = Duration.ofMinutes(10);
 
     private final String controller;
+    /** The token; shipped to the task managers with the sink, never printed. */
+    private final ClientSecurity security;
     private final StreamId stream;
     private final NadiSerializationSchema<T> schema;
     private final DeliveryGuarantee guarantee;
@@ -51,6 +54,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
 
     private NadiSink(Builder<T> b) {
         this.controller = b.requireController();
+        this.security = b.security();
         this.stream = b.requireStream();
         this.schema = Objects.requireNonNull(b.schema, "serialization schema is required");
         this.guarantee = b.guarantee;
@@ -78,7 +82,8 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         } catch (Exception e) {
             throw new IOException("cannot open the serialization schema", e);
         }
-        return new NadiSinkWriter<>(controller, stream, schema, guarantee, leaseMs, maxBufferedBytes, openAtCheckpoint);
+        return new NadiSinkWriter<>(controller, security, stream, schema, guarantee, leaseMs, maxBufferedBytes,
+                openAtCheckpoint);
     }
 
     @Override
@@ -88,12 +93,17 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
 
     @Override
     public Committer<NadiCommittable> createCommitter(CommitterInitContext context) {
-        return new NadiCommitter(controller, leaseMs);
+        return new NadiCommitter(controller, security, leaseMs);
     }
 
     @Override
     public SimpleVersionedSerializer<NadiCommittable> getCommittableSerializer() {
         return NadiCommittable.Serializer.INSTANCE;
+    }
+
+    @Override
+    public String toString() {
+        return "NadiSink{controller=" + controller + ", stream=" + stream + ", " + security + ", " + guarantee + "}";
     }
 
     /** Builds a {@link NadiSink}. */

@@ -1,5 +1,6 @@
 package io.nadi.flink.sink;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
 import io.nadi.flink.client.NadiException;
 import io.nadi.flink.client.RoutedWriter;
@@ -47,9 +48,10 @@ final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable
     private RoutedWriter txnWriter;
     private long lastPing;
 
-    NadiSinkWriter(String controller, StreamId stream, NadiSerializationSchema<T> schema, DeliveryGuarantee guarantee,
-            long leaseMs, long maxBufferedBytes, Collection<NadiCommittable> openAtCheckpoint) throws IOException {
-        this.client = new NadiClient(controller);
+    NadiSinkWriter(String controller, ClientSecurity security, StreamId stream, NadiSerializationSchema<T> schema,
+            DeliveryGuarantee guarantee, long leaseMs, long maxBufferedBytes,
+            Collection<NadiCommittable> openAtCheckpoint) throws IOException {
+        this.client = new NadiClient(controller, security);
         this.stream = stream;
         this.schema = schema;
         this.guarantee = guarantee;

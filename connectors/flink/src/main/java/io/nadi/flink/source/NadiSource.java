@@ -1,5 +1,6 @@
 package io.nadi.flink.source;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import io.nadi.flink.internal.ConnectionBuilder;
 import java.util.Objects;
@@ -26,6 +27,7 @@ import org.apache.flink.util.UserCodeClassLoader;
  * <pre>{@code
  * NadiSource<String> source = NadiSource.<String>builder()
  *         .controller("http://127.0.0.1:9090")
+ *         .token(System.getenv("NADI_TOKEN")) // optional: with --auth required (read on the stream)
  *         .stream("demo/orders")
  *         .deserializer(new SimpleStringSchema())
  *         .boundedAtTail()            // optional: stop at the stream's tail as of the job's start
@@ -41,6 +43,8 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     private static final long serialVersionUID = 1L;
 
     private final String controller;
+    /** The token; shipped to the task managers with the source, never printed. */
+    private final ClientSecurity security;
     private final StreamId stream;
     private final NadiDeserializationSchema<T> deserializer;
     private final boolean fromStart;
@@ -48,6 +52,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
 
     private NadiSource(Builder<T> b) {
         this.controller = b.requireController();
+        this.security = b.security();
         this.stream = b.requireStream();
         this.deserializer = Objects.requireNonNull(b.deserializer, "deserializer is required");
         this.fromStart = b.fromStart;
@@ -76,18 +81,25 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
                 return ctx.getUserCodeClassLoader();
             }
         });
-        return new NadiSourceReader<>(controller, deserializer, ctx);
+        return new NadiSourceReader<>(controller, security, deserializer, ctx);
     }
 
     @Override
     public SplitEnumerator<NadiSplit, NadiEnumeratorState> createEnumerator(SplitEnumeratorContext<NadiSplit> ctx) {
-        return new NadiSplitEnumerator(ctx, controller, stream, fromStart, bounded, NadiEnumeratorState.empty());
+        return new NadiSplitEnumerator(ctx, controller, security, stream, fromStart, bounded,
+                NadiEnumeratorState.empty());
     }
 
     @Override
     public SplitEnumerator<NadiSplit, NadiEnumeratorState> restoreEnumerator(SplitEnumeratorContext<NadiSplit> ctx,
             NadiEnumeratorState state) {
-        return new NadiSplitEnumerator(ctx, controller, stream, fromStart, bounded, state);
+        return new NadiSplitEnumerator(ctx, controller, security, stream, fromStart, bounded, state);
+    }
+
+    @Override
+    public String toString() {
+        return "NadiSource{controller=" + controller + ", stream=" + stream + ", " + security
+                + ", bounded=" + bounded + "}";
     }
 
     @Override

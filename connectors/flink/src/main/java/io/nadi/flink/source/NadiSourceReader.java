@@ -1,5 +1,6 @@
 package io.nadi.flink.source;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
 import java.util.ArrayList;
 import java.util.HashSet;
@@ -38,14 +39,15 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
     /** The split reader's queue, for releases. */
     private final LinkedBlockingQueue<Object> queue;
 
-    NadiSourceReader(String controller, NadiDeserializationSchema<T> deserializer, SourceReaderContext context) {
-        this(controller, new Emitter<>(deserializer), new LinkedBlockingQueue<>(), context);
+    NadiSourceReader(String controller, ClientSecurity security, NadiDeserializationSchema<T> deserializer,
+            SourceReaderContext context) {
+        this(controller, security, new Emitter<>(deserializer), new LinkedBlockingQueue<>(), context);
     }
 
-    private NadiSourceReader(String controller, Emitter<T> emitter, LinkedBlockingQueue<Object> queue,
-            SourceReaderContext context) {
-        super(() -> new NadiSplitReader(new NadiClient(controller), queue), emitter, context.getConfiguration(),
-                context);
+    private NadiSourceReader(String controller, ClientSecurity security, Emitter<T> emitter,
+            LinkedBlockingQueue<Object> queue, SourceReaderContext context) {
+        super(() -> new NadiSplitReader(new NadiClient(controller, security), queue), emitter,
+                context.getConfiguration(), context);
         this.queue = queue;
         emitter.onDrained = this::drained;
     }

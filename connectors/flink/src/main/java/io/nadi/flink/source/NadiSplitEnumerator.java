@@ -1,5 +1,6 @@
 package io.nadi.flink.source;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
 import io.nadi.flink.client.NadiException;
 import io.nadi.flink.client.StreamId;
@@ -89,10 +90,10 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         }
     }
 
-    NadiSplitEnumerator(SplitEnumeratorContext<NadiSplit> context, String controller, StreamId stream,
-            boolean fromStart, boolean bounded, NadiEnumeratorState state) {
+    NadiSplitEnumerator(SplitEnumeratorContext<NadiSplit> context, String controller, ClientSecurity security,
+            StreamId stream, boolean fromStart, boolean bounded, NadiEnumeratorState state) {
         this.context = context;
-        this.client = new NadiClient(controller);
+        this.client = new NadiClient(controller, security);
         this.stream = stream;
         this.fromStart = fromStart;
         this.bounded = bounded;

@@ -1,5 +1,6 @@
 package io.nadi.flink.table;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import java.time.Duration;
 import java.util.List;
@@ -34,12 +35,18 @@ import org.apache.flink.table.types.DataType;
  * WITH ('connector' = 'nadi', 'controller' = 'http://127.0.0.1:9090', 'stream' = 'demo/orders',
  *       'format' = 'json', 'sink.routing-key.field' = 'customer');
  * </pre>
+ *
+ * With {@code --auth required} servers, {@code 'token'} is the bearer token (its principal
+ * needs read on a scanned stream, write on a written one). Flink hides the values of options
+ * whose key contains "token" wherever it prints table options.
  */
 public final class NadiDynamicTableFactory implements DynamicTableSourceFactory, DynamicTableSinkFactory {
     public static final String IDENTIFIER = "nadi";
 
     public static final ConfigOption<String> CONTROLLER = ConfigOptions.key("controller").stringType().noDefaultValue()
             .withDescription("The controller's gRPC URL, e.g. http://127.0.0.1:9090.");
+    public static final ConfigOption<String> TOKEN = ConfigOptions.key("token").stringType().noDefaultValue()
+            .withDescription("Bearer token presented on every call (servers with --auth required); none by default.");
     public static final ConfigOption<String> STREAM = ConfigOptions.key("stream").stringType().noDefaultValue()
             .withDescription("The stream, 'scope/stream'.");
     public static final ConfigOption<String> STARTUP_MODE = ConfigOptions.key("scan.startup.mode").stringType()
@@ -66,7 +73,7 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return Set.of(STARTUP_MODE, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
+        return Set.of(TOKEN, STARTUP_MODE, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
     }
 
     @Override
@@ -81,8 +88,8 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
             throw new ValidationException("'scan.startup.mode' must be 'earliest' or 'latest', got '" + mode + "'");
         }
         DataType physical = context.getPhysicalRowDataType();
-        return new NadiTableSource(o.get(CONTROLLER), stream(o), format, physical, mode.equals("earliest"),
-                o.get(BOUNDED));
+        return new NadiTableSource(o.get(CONTROLLER), security(o), stream(o), format, physical,
+                mode.equals("earliest"), o.get(BOUNDED));
     }
 
     @Override
@@ -114,7 +121,16 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
                         + "' (columns: " + names + ")");
             }
         }
-        return new NadiTableSink(o.get(CONTROLLER), stream(o), format, physical, guarantee, o.get(LEASE), keyIndex);
+        return new NadiTableSink(o.get(CONTROLLER), security(o), stream(o), format, physical, guarantee, o.get(LEASE),
+                keyIndex);
+    }
+
+    private static ClientSecurity security(ReadableConfig o) {
+        try {
+            return ClientSecurity.none().withToken(o.getOptional(TOKEN).orElse(null));
+        } catch (IllegalArgumentException e) {
+            throw new ValidationException("option 'token': " + e.getMessage(), e); // the message holds no token
+        }
     }
 
     private static StreamId stream(ReadableConfig o) {

@@ -1,5 +1,6 @@
 package io.nadi.flink.table;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import io.nadi.flink.sink.NadiSerializationSchema;
 import io.nadi.flink.sink.NadiSink;
@@ -18,6 +19,7 @@ import org.apache.flink.table.types.logical.LogicalType;
 /** The sink side of a {@code 'connector' = 'nadi'} table: a {@link NadiSink} of rows. */
 final class NadiTableSink implements DynamicTableSink {
     private final String controller;
+    private final ClientSecurity security;
     private final StreamId stream;
     private final EncodingFormat<SerializationSchema<RowData>> format;
     private final DataType physical;
@@ -26,9 +28,11 @@ final class NadiTableSink implements DynamicTableSink {
     /** Column of the routing key, -1 for none. */
     private final int keyIndex;
 
-    NadiTableSink(String controller, StreamId stream, EncodingFormat<SerializationSchema<RowData>> format,
-            DataType physical, DeliveryGuarantee guarantee, Duration lease, int keyIndex) {
+    NadiTableSink(String controller, ClientSecurity security, StreamId stream,
+            EncodingFormat<SerializationSchema<RowData>> format, DataType physical, DeliveryGuarantee guarantee,
+            Duration lease, int keyIndex) {
         this.controller = controller;
+        this.security = security;
         this.stream = stream;
         this.format = format;
         this.physical = physical;
@@ -56,6 +60,7 @@ final class NadiTableSink implements DynamicTableSink {
         }
         return SinkV2Provider.of(NadiSink.<RowData>builder()
                 .controller(controller)
+                .security(security)
                 .stream(stream.toString())
                 .serializer(NadiSerializationSchema.of(rows, keys))
                 .deliveryGuarantee(guarantee)
@@ -65,7 +70,7 @@ final class NadiTableSink implements DynamicTableSink {
 
     @Override
     public DynamicTableSink copy() {
-        return new NadiTableSink(controller, stream, format, physical, guarantee, lease, keyIndex);
+        return new NadiTableSink(controller, security, stream, format, physical, guarantee, lease, keyIndex);
     }
 
     @Override

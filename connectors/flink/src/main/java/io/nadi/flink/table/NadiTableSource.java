@@ -1,5 +1,6 @@
 package io.nadi.flink.table;
 
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import io.nadi.flink.source.NadiSource;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
@@ -23,6 +24,7 @@ import org.apache.flink.table.types.DataType;
  */
 final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDown {
     private final String controller;
+    private final ClientSecurity security;
     private final StreamId stream;
     private final DecodingFormat<DeserializationSchema<RowData>> format;
     private final DataType physical;
@@ -30,9 +32,11 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
     private final boolean bounded;
     private WatermarkStrategy<RowData> watermarks = WatermarkStrategy.noWatermarks();
 
-    NadiTableSource(String controller, StreamId stream, DecodingFormat<DeserializationSchema<RowData>> format,
-            DataType physical, boolean fromStart, boolean bounded) {
+    NadiTableSource(String controller, ClientSecurity security, StreamId stream,
+            DecodingFormat<DeserializationSchema<RowData>> format, DataType physical, boolean fromStart,
+            boolean bounded) {
         this.controller = controller;
+        this.security = security;
         this.stream = stream;
         this.format = format;
         this.physical = physical;
@@ -49,7 +53,7 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
     public ScanRuntimeProvider getScanRuntimeProvider(ScanContext context) {
         DeserializationSchema<RowData> rows = format.createRuntimeDecoder(context, physical);
         NadiSource.Builder<RowData> b = NadiSource.<RowData>builder()
-                .controller(controller).stream(stream.toString()).deserializer(rows);
+                .controller(controller).security(security).stream(stream.toString()).deserializer(rows);
         if (!fromStart) {
             b.fromLatest();
         }
@@ -81,7 +85,7 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
 
     @Override
     public DynamicTableSource copy() {
-        NadiTableSource copy = new NadiTableSource(controller, stream, format, physical, fromStart, bounded);
+        NadiTableSource copy = new NadiTableSource(controller, security, stream, format, physical, fromStart, bounded);
         copy.watermarks = watermarks;
         return copy;
     }

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.nadi.flink.NadiServer;
+import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
 import io.nadi.flink.client.NadiException;
 import io.nadi.flink.client.RoutedWriter;
@@ -93,7 +94,7 @@ class SinkTransactionsITCase {
             TxnInfo aborted = txnWithEvents(client, 3);
             client.abortTxn(aborted.getTxnId());
 
-            try (NadiCommitter committer = new NadiCommitter(server.controller(), 60_000)) {
+            try (NadiCommitter committer = new NadiCommitter(server.controller(), ClientSecurity.none(), 60_000)) {
                 Request first = new Request(committed.getTxnId());
                 Request again = new Request(committed.getTxnId());
                 committer.commit(List.of(first));
@@ -110,8 +111,9 @@ class SinkTransactionsITCase {
 
             // A writer restored from a checkpoint whose state names `open`: it aborts it.
             NadiSerializationSchema<String> schema = NadiSerializationSchema.of(new SimpleStringSchema(), null);
-            new NadiSinkWriter<>(server.controller(), StreamId.parse("it/s"), schema, DeliveryGuarantee.EXACTLY_ONCE,
-                    60_000, 1 << 20, List.of(new NadiCommittable(open.getTxnId(), "it/s"))).close();
+            new NadiSinkWriter<>(server.controller(), ClientSecurity.none(), StreamId.parse("it/s"), schema,
+                    DeliveryGuarantee.EXACTLY_ONCE, 60_000, 1 << 20, List.of(new NadiCommittable(open.getTxnId(), "it/s")))
+                    .close();
             assertEquals(TxnState.TXN_STATE_ABORTED, client.getTxn(open.getTxnId()).getState());
 
             List<String> lines = server.cli("read", "it/s", "--from-start", "--idle-timeout", "1").lines().toList();
@@ -126,7 +128,8 @@ class SinkTransactionsITCase {
             client.createStream("it", "s", 1);
             NadiSerializationSchema<String> schema = NadiSerializationSchema.of(new SimpleStringSchema(), null);
             NadiException e = assertThrows(NadiException.class, () -> new NadiSinkWriter<>(server.controller(),
-                    StreamId.parse("it/missing"), schema, DeliveryGuarantee.AT_LEAST_ONCE, 60_000, 1 << 20, List.of()));
+                    ClientSecurity.none(), StreamId.parse("it/missing"), schema, DeliveryGuarantee.AT_LEAST_ONCE, 60_000,
+                    1 << 20, List.of()));
             assertEquals("NOT_FOUND_STREAM", e.reason());
             assertTrue(e.getMessage().contains("it/missing"), e.getMessage());
         }
