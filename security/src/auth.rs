@@ -517,7 +517,13 @@ fn bearer(header: Option<&http::HeaderValue>) -> Result<&str, AuthError> {
 
 /// The status a refused call gets.
 pub fn unauthenticated(e: &AuthError) -> tonic::Status {
-    tonic::Status::unauthenticated(e.to_string())
+    typed(nadi_proto::errors::ErrorCode::Unauthenticated, e.to_string())
+}
+
+/// A status with Nadi's error details (`UNAUTHENTICATED`, `PERMISSION_DENIED`), so every
+/// client reads the reason the same way, whichever layer refused the call.
+pub fn typed(code: nadi_proto::errors::ErrorCode, message: String) -> tonic::Status {
+    nadi_proto::errors::to_status(code, message, Default::default())
 }
 
 /// A tower layer for a gRPC server: authenticates every call (by its bearer token, else its

@@ -298,10 +298,13 @@ where
                 req.extensions_mut().insert(VerifiedClientCertificate { subject: peer.subject.clone() });
             }
             None if self.layer.prefixes.iter().any(|p| req.uri().path().starts_with(p)) => {
-                let status = tonic::Status::unauthenticated(format!(
-                    "{} is for Nadi nodes only: the connection must present a client certificate signed by the cluster's CA (the node's --tls-cert)",
-                    req.uri().path()
-                ));
+                let status = crate::auth::typed(
+                    nadi_proto::errors::ErrorCode::Unauthenticated,
+                    format!(
+                        "{} is for Nadi nodes only: the connection must present a client certificate signed by the cluster's CA (the node's --tls-cert)",
+                        req.uri().path()
+                    ),
+                );
                 return futures::future::Either::Left(std::future::ready(Ok(status.into_http())));
             }
             None => {}

@@ -154,11 +154,17 @@ impl RaftGrpc {
         match id {
             Some(id) if id.superuser => Ok(()),
             None if !self.auth_required => Ok(()),
-            Some(id) => Err(Status::permission_denied(format!(
-                "{} may not take part in the controllers' Raft group: only nodes and superusers may",
-                id.principal
-            ))),
-            None => Err(Status::unauthenticated("Raft calls need a node's credentials")),
+            Some(id) => Err(nadi_security::auth::typed(
+                nadi_proto::errors::ErrorCode::PermissionDenied,
+                format!(
+                    "{} may not take part in the controllers' Raft group: only nodes and superusers may",
+                    id.principal
+                ),
+            )),
+            None => Err(nadi_security::auth::typed(
+                nadi_proto::errors::ErrorCode::Unauthenticated,
+                "Raft calls need a node's credentials".into(),
+            )),
         }
     }
 }

@@ -154,11 +154,14 @@ impl ReplicaGrpc {
         match request.extensions().get::<nadi_security::auth::Identity>() {
             Some(id) if id.superuser => Ok(()),
             None if !self.auth_required => Ok(()),
-            Some(id) => Err(Status::permission_denied(format!(
-                "{} may not take part in replication: only nodes and superusers may",
-                id.principal
-            ))),
-            None => Err(Status::unauthenticated("replication calls need a node's credentials")),
+            Some(id) => Err(nadi_security::auth::typed(
+                nadi_proto::errors::ErrorCode::PermissionDenied,
+                format!("{} may not take part in replication: only nodes and superusers may", id.principal),
+            )),
+            None => Err(nadi_security::auth::typed(
+                nadi_proto::errors::ErrorCode::Unauthenticated,
+                "replication calls need a node's credentials".into(),
+            )),
         }
     }
 }
