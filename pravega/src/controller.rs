@@ -1,0 +1,1 @@
+//! Pravega's controller API over Nadi's controller (to be built).

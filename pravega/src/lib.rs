@@ -1,0 +1,11 @@
+//! A Pravega-compatible front end (issue 20; docs/pravega-compat.md): an unmodified Pravega
+//! client (the Python `pravega` package, built on pravega-client-rust) points its controller
+//! URI at Nadi and keeps working, on the same data as Nadi's own clients.
+//!
+//! Owns: [`wire`] (the segment-store wire protocol's framing and commands, `WireCommands`) and
+//! [`controller`] (Pravega's `Controller.proto` service mapped onto Nadi's controller). The
+//! segment-store side that serves the wire protocol lives in the segment store
+//! (`nadi-server`), which owns the data. Calls: `nadi-proto`. Called by: `nadi-server`.
+
+pub mod controller;
+pub mod wire;

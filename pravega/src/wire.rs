@@ -1,0 +1,1 @@
+//! Pravega's segment-store wire protocol (to be built).
