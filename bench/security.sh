@@ -3,6 +3,7 @@
 # (issue 19, acceptance 4; docs/performance.md):
 #
 #   bench/security.sh [ROUNDS] [NADI]
+#   RATE=300000 bench/security.sh 2    # at a fixed rate (events/s): latency without queueing
 #
 # - off: `nadi standalone` as it starts by default (no TLS, no authentication);
 # - on:  `nadi standalone --tls-cert/--tls-key/--tls-ca --auth required --token-file` with a
@@ -15,7 +16,8 @@
 set -euo pipefail
 ROUNDS=${1:-3}
 NADI=${2:-target/release/nadi}
-BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate max --duration 10)
+RATE=${RATE:-max}
+BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate "$RATE" --duration 10)
 work=$(mktemp -d)
 pids=()
 cleanup() {
