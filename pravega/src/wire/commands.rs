@@ -5,7 +5,8 @@
 //!
 //! Invariants:
 //! - a struct's fields are declared in wire order; the `command!` macro derives encoding,
-//!   decoding from that one declaration, so the two cannot drift apart;
+//!   decoding (and, in tests, a proptest strategy) from that one declaration, so the three
+//!   cannot drift apart;
 //! - `decode(type_code, payload)` reads the fields in order and ignores trailing bytes (as the
 //!   client does); an unknown type code is [`WireError::UnknownCommand`], a short or invalid
 //!   field is [`WireError::Malformed`] carrying the request id if it was read before the bad
@@ -142,6 +143,13 @@ macro_rules! command {
                 let _ = known_request_id;
                 Ok($name { $( $field, )+ })
             }
+
+            /// A proptest strategy over every value of this command.
+            #[cfg(test)]
+            pub(crate) fn arb() -> impl proptest::strategy::Strategy<Value = Self> {
+                use proptest::strategy::Strategy as _;
+                ( $( <$ty as super::arb::Arb>::arb(), )+ ).prop_map(|( $( $field, )+ )| $name { $( $field, )+ })
+            }
         }
     };
 }
@@ -198,6 +206,16 @@ macro_rules! command_enum {
             /// Whether `type_code` is one this enum decodes.
             pub fn is_known(type_code: i32) -> bool {
                 matches!(type_code, $( $variant::TYPE_CODE )|+)
+            }
+
+            /// A proptest strategy over every command of this enum.
+            #[cfg(test)]
+            pub(crate) fn arb() -> proptest::strategy::BoxedStrategy<Self> {
+                use proptest::strategy::Strategy as _;
+                proptest::strategy::Union::new(vec![
+                    $( $variant::arb().prop_map($enum::$variant).boxed(), )+
+                ])
+                .boxed()
             }
         }
     };
@@ -379,6 +397,11 @@ impl KeepAlive {
 
     fn get_fields(_r: &mut Reader<'_>) -> Result<Self, WireError> {
         Ok(KeepAlive)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn arb() -> impl proptest::strategy::Strategy<Value = Self> {
+        proptest::strategy::Just(KeepAlive)
     }
 }
 

@@ -52,6 +52,10 @@ pub mod event;
 mod frame;
 
 #[cfg(test)]
+mod arb;
+#[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 pub use commands::*;
