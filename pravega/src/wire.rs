@@ -1,1 +1,0 @@
-//! Pravega's segment-store wire protocol (to be built).
