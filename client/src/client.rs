@@ -96,6 +96,9 @@ impl Interceptor for RequestId {
 struct Inner {
     /// The token and TLS trust every channel of this client uses.
     security: ClientSecurity,
+    /// Set for a client made by [`NadiClient::as_caller`]: the `authorization` header its
+    /// calls carry instead of `security`'s token (`Some(None)`: none at all).
+    authorization: Option<Option<http::HeaderValue>>,
     controllers: Vec<Channel>,
     urls: Vec<String>,
     current: AtomicUsize,
@@ -171,12 +174,32 @@ impl NadiClient {
         Ok(NadiClient {
             inner: Arc::new(Inner {
                 security,
+                authorization: None,
                 controllers,
                 urls: urls.to_vec(),
                 current: AtomicUsize::new(0),
                 stores: Mutex::default(),
             }),
         })
+    }
+
+    /// This client acting for another caller: its calls carry `authorization` (that caller's
+    /// `authorization` header; `None`: no header at all) instead of this client's token, so
+    /// the controllers and stores check the caller's permissions, not this client's. For
+    /// front ends that serve other protocols over Nadi (the Pravega controller API) and pass
+    /// their callers' tokens on. Cheap: the connections are shared with this client.
+    pub fn as_caller(&self, authorization: Option<http::HeaderValue>) -> NadiClient {
+        let controllers = self.inner.controllers.iter().map(|c| c.with_authorization(authorization.clone())).collect();
+        NadiClient {
+            inner: Arc::new(Inner {
+                security: self.inner.security.clone(),
+                authorization: Some(authorization),
+                controllers,
+                urls: self.inner.urls.clone(),
+                current: AtomicUsize::new(self.inner.current.load(Ordering::Relaxed)),
+                stores: Mutex::default(),
+            }),
+        }
     }
 
     /// Calls the controller, moving to the next URL when one is unavailable. Rounds over all
@@ -274,7 +297,10 @@ impl NadiClient {
             match stores.get(url) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = channel(&self.inner.security, url)?;
+                    let mut c = channel(&self.inner.security, url)?;
+                    if let Some(authorization) = &self.inner.authorization {
+                        c = c.with_authorization(authorization.clone());
+                    }
                     stores.insert(url.to_owned(), c.clone());
                     c
                 }

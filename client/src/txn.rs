@@ -141,8 +141,42 @@ impl NadiClient {
     /// could serve it.
     #[tracing::instrument(level = "debug", name = "client.begin_txn", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn begin_txn(&self, scope: &str, stream: &str, lease: Duration) -> Result<pb::TxnInfo, ClientError> {
+        self.begin(scope, stream, lease, None).await
+    }
+
+    /// Like [`begin_txn`](Self::begin_txn), giving the transaction the id `txn_id` (1..=64
+    /// characters of `[0-9a-f-]`) instead of a random one: for front ends whose transaction ids
+    /// carry meaning (the Pravega front end). `None` is `begin_txn`.
+    ///
+    /// # Errors
+    ///
+    /// As [`begin_txn`](Self::begin_txn); also `Invalid` if `txn_id` breaks the id rules or is
+    /// taken by another transaction.
+    #[tracing::instrument(level = "debug", name = "client.begin_txn", skip_all, fields(scope = %scope, stream = %stream))]
+    pub async fn begin_txn_with_id(
+        &self,
+        scope: &str,
+        stream: &str,
+        lease: Duration,
+        txn_id: Option<&str>,
+    ) -> Result<pb::TxnInfo, ClientError> {
+        self.begin(scope, stream, lease, txn_id).await
+    }
+
+    async fn begin(
+        &self,
+        scope: &str,
+        stream: &str,
+        lease: Duration,
+        txn_id: Option<&str>,
+    ) -> Result<pb::TxnInfo, ClientError> {
         let lease_ms = lease.as_millis().min(u64::MAX as u128) as u64;
-        let req = pb::BeginTxnRequest { scope: scope.to_owned(), stream: stream.to_owned(), lease_ms };
+        let req = pb::BeginTxnRequest {
+            scope: scope.to_owned(),
+            stream: stream.to_owned(),
+            lease_ms,
+            txn_id: txn_id.unwrap_or_default().to_owned(),
+        };
         txn_of(
             self.transactions(|mut c| {
                 let req = req.clone();

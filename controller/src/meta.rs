@@ -70,6 +70,10 @@ pub struct MetaStore {
     replicating: Arc<RwLock<std::collections::BTreeMap<String, std::time::Instant>>>,
     /// The latest report of each led container's group (term, voters, lag), from its leader.
     groups: Arc<RwLock<std::collections::HashMap<u32, (nadi_proto::raft::v1::LedGroup, std::time::Instant)>>>,
+    /// Each store's Pravega segment endpoint (`HOST:PORT`) as its latest heartbeat reported it:
+    /// where the Pravega front end sends Pravega clients (in memory, like `leaders`; a new leader
+    /// learns them from the next heartbeats, within seconds).
+    pravega_endpoints: Arc<RwLock<std::collections::BTreeMap<String, String>>>,
     /// Whether this node requires tokens (`--auth required`): a request that reaches a service
     /// without an identity from the auth layer is then refused rather than let through.
     auth_required: Arc<std::sync::atomic::AtomicBool>,
@@ -89,6 +93,7 @@ impl MetaStore {
             leaders: Arc::default(),
             replicating: Arc::default(),
             groups: Arc::default(),
+            pravega_endpoints: Arc::default(),
             auth_required: Arc::default(),
         }
     }
@@ -229,6 +234,21 @@ impl MetaStore {
         for c in containers {
             leaders.insert(*c, (store_id.to_owned(), now));
         }
+    }
+
+    /// Records the Pravega segment endpoint `store_id` reported (empty: it serves none).
+    pub fn note_pravega_endpoint(&self, store_id: &str, endpoint: &str) {
+        let mut map = self.pravega_endpoints.write();
+        if endpoint.is_empty() {
+            map.remove(store_id);
+        } else if map.get(store_id).is_none_or(|e| e != endpoint) {
+            map.insert(store_id.to_owned(), endpoint.to_owned());
+        }
+    }
+
+    /// The Pravega segment endpoint `store_id` last reported to this node, if any.
+    pub fn pravega_endpoint_of(&self, store_id: &str) -> Option<String> {
+        self.pravega_endpoints.read().get(store_id).cloned()
     }
 
     /// Records the groups a leading store reported (see [`Self::group_of`]).

@@ -154,6 +154,12 @@ fn validate(req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
             req.endpoint
         )));
     }
+    if !req.pravega_endpoint.is_empty() && !is_host_port(&req.pravega_endpoint) {
+        return Err(MetaError::InvalidArgument(format!(
+            "segment store Pravega endpoint {:?} must be HOST:PORT",
+            req.pravega_endpoint
+        )));
+    }
     if let Some(c) =
         req.leading_containers.iter().chain(req.led_groups.iter().map(|g| &g.container)).find(|c| **c >= req.containers)
     {
@@ -163,6 +169,17 @@ fn validate(req: &pb::HeartbeatRequest) -> Result<(), MetaError> {
         )));
     }
     Ok(())
+}
+
+/// `HOST:PORT` with a non-empty host and a port (an IPv6 host in brackets).
+fn is_host_port(s: &str) -> bool {
+    s.len() <= 256
+        && s.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && !host.contains('/')
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok()
+        })
 }
 
 #[tonic::async_trait]
@@ -204,6 +221,7 @@ impl pb::segment_store_registry_server::SegmentStoreRegistry for Registry {
         }
         self.meta.note_leaders(&req.store_id, &req.leading_containers, req.replicated);
         self.meta.note_groups(&req.led_groups);
+        self.meta.note_pravega_endpoint(&req.store_id, &req.pravega_endpoint);
         if req.replica_id != 0 {
             self.place(&req).await?;
         }
@@ -266,6 +284,34 @@ mod tests {
             leading_containers: leading.to_vec(),
             ..Default::default()
         }
+    }
+
+    /// Issue 20: a store's Pravega segment endpoint is checked, kept in memory and forgotten
+    /// when the store stops reporting one.
+    #[tokio::test]
+    async fn pravega_endpoints_are_checked_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = registry(dir.path(), 1).await;
+        let mut b = pb::HeartbeatRequest {
+            store_id: "s1".into(),
+            endpoint: "http://s1:1".into(),
+            containers: 2,
+            ..Default::default()
+        };
+        for bad in ["s1", "s1:", ":9", "s1:99999", "http://s1:9", "a b:9"] {
+            b.pravega_endpoint = bad.into();
+            let err = r.heartbeat(Request::new(b.clone())).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{bad:?}: {err:?}");
+        }
+        assert_eq!(r.meta.pravega_endpoint_of("s1"), None);
+        for good in ["s1:9", "[::1]:9", "10.0.0.1:65535"] {
+            b.pravega_endpoint = good.into();
+            r.heartbeat(Request::new(b.clone())).await.unwrap();
+            assert_eq!(r.meta.pravega_endpoint_of("s1").as_deref(), Some(good));
+        }
+        b.pravega_endpoint = String::new();
+        r.heartbeat(Request::new(b)).await.unwrap();
+        assert_eq!(r.meta.pravega_endpoint_of("s1"), None);
     }
 
     /// Issue 17, acceptance 7 (the registration part): a placed store is told the replica sets

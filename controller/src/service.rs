@@ -115,7 +115,11 @@ impl Controller {
             let stores = c
                 .stores
                 .iter()
-                .map(|(id, s)| pb::SegmentStoreInfo { endpoint: s.endpoint.clone(), store_id: id.clone() })
+                .map(|(id, s)| pb::SegmentStoreInfo {
+                    endpoint: s.endpoint.clone(),
+                    store_id: id.clone(),
+                    pravega_endpoint: self.meta.pravega_endpoint_of(id).unwrap_or_default(),
+                })
                 .collect();
             (stores, c.containers)
         });

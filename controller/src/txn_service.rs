@@ -113,21 +113,27 @@ impl Controller {
     /// Opens a transaction on `scope/stream` and creates its segments. With a client's
     /// idempotency `key`, a retry of a begin that was applied returns the transaction that
     /// begin opened (creating its segments again is a no-op) instead of opening another.
+    /// `proposed` is the caller's id for it (checked against the id rules; the state machine
+    /// refuses one that is taken); `None` makes a random one.
     pub async fn begin_txn(
         &self,
         key: Option<&RequestKey>,
         scope: &str,
         stream: &str,
         lease_ms: u64,
+        proposed: Option<&str>,
     ) -> Result<TxnRecord, MetaError> {
         validate_scope(scope)?;
         validate_stream(stream)?;
+        if let Some(id) = proposed {
+            validate_txn_id(id)?;
+        }
         if self.meta.read_cluster(|c| c.containers) == 0 {
             return Err(MetaError::Unavailable("no segment store has registered with the controller yet".into()));
         }
         let lease_ms = if lease_ms == 0 { DEFAULT_LEASE_MS } else { lease_ms };
         let cmd = TxnCommand::Begin {
-            id: new_txn_id(),
+            id: proposed.map_or_else(new_txn_id, str::to_owned),
             scope: scope.into(),
             stream: stream.into(),
             lease_ms,
@@ -393,7 +399,8 @@ impl TransactionService for TxnService {
         crate::access::require(&self.controller.meta, &req, &stream, Permission::Write)?;
         let key = RequestKey::of(&req)?;
         let req = req.into_inner();
-        let t = self.controller.begin_txn(key.as_ref(), &req.scope, &req.stream, req.lease_ms).await?;
+        let proposed = (!req.txn_id.is_empty()).then_some(req.txn_id.as_str());
+        let t = self.controller.begin_txn(key.as_ref(), &req.scope, &req.stream, req.lease_ms, proposed).await?;
         Ok(Response::new(pb::BeginTxnResponse { txn: Some(self.controller.txn_info(&t)) }))
     }
 
