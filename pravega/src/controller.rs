@@ -1,1 +1,0 @@
-//! Pravega's controller API over Nadi's controller (to be built).
