@@ -69,6 +69,21 @@ impl PravegaController {
         PravegaController { nadi, routes: Arc::default() }
     }
 
+    /// The front end over the controllers at `controller_urls` (a node passes its own gRPC
+    /// URL, as its admin HTTP API does), calling them with `security` (the node's credentials,
+    /// used only where no caller's are: `getURI`). Connects lazily.
+    ///
+    /// # Errors
+    ///
+    /// As [`NadiClient::with_security`]: a URL that does not parse, a token that is not
+    /// visible ASCII, TLS files that cannot be read.
+    pub fn connect(
+        controller_urls: &[String],
+        security: nadi_client::ClientSecurity,
+    ) -> Result<PravegaController, nadi_client::ClientError> {
+        Ok(PravegaController::new(NadiClient::with_security(controller_urls, security)?))
+    }
+
     /// The tonic service, ready to be served.
     pub fn into_server(self) -> ControllerServiceServer<PravegaController> {
         ControllerServiceServer::new(self)

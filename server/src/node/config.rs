@@ -233,6 +233,23 @@ pub struct TierSettings {
     pub tier2_cache_size: Size,
 }
 
+/// The Pravega segment-store wire protocol of a segment store (docs/pravega-compat.md).
+/// `nadi standalone` and `nadi segment-store` take them.
+#[derive(Debug, Clone, clap::Args, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PravegaSegmentSettings {
+    /// Serve Pravega's segment-store wire protocol (for unmodified Pravega clients) on this
+    /// address, `IP:port` (docs/pravega-compat.md says what is served today). The store
+    /// reports where it is reached to the controllers, whose Pravega controller API (`getURI`)
+    /// sends Pravega clients there. Default: off.
+    #[arg(long, env = "NADI_PRAVEGA_SEGMENT_LISTEN", value_name = "ADDR")]
+    pub pravega_segment_listen: Option<SocketAddr>,
+    /// Where Pravega clients reach `--pravega-segment-listen`, `HOST:PORT`. Default: the
+    /// listen address, which must then not be a wildcard address such as 0.0.0.0.
+    #[arg(long, env = "NADI_PRAVEGA_SEGMENT_ADVERTISE", value_name = "HOST:PORT")]
+    pub pravega_segment_advertise: Option<String>,
+}
+
 /// `nadi standalone`: controller, segment store and admin HTTP in one process.
 #[derive(Debug, Clone, clap::Args, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -246,6 +263,14 @@ pub struct StandaloneSettings {
     /// Admin HTTP address, `IP:port`.
     #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:9091")]
     pub http_listen: SocketAddr,
+    /// Serve Pravega's controller gRPC API on this address, `IP:port`, for unmodified Pravega
+    /// clients (controller URI `tcp://HOST:PORT`, `tls://` with TLS; docs/pravega-compat.md).
+    /// Needs `--pravega-segment-listen` too. Default: off.
+    #[arg(long, env = "NADI_PRAVEGA_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub pravega_controller_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pravega: PravegaSegmentSettings,
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeSettings,
@@ -277,6 +302,12 @@ pub struct ControllerSettings {
     /// Admin HTTP address, `IP:port`. Default: no admin HTTP.
     #[arg(long, env = "NADI_HTTP_LISTEN", value_name = "ADDR")]
     pub http_listen: Option<SocketAddr>,
+    /// Serve Pravega's controller gRPC API on this address, `IP:port`, for unmodified Pravega
+    /// clients (controller URI `tcp://HOST:PORT`, `tls://` with TLS; docs/pravega-compat.md).
+    /// It sends clients to the segment stores started with `--pravega-segment-listen`.
+    /// Default: off.
+    #[arg(long, env = "NADI_PRAVEGA_CONTROLLER_LISTEN", value_name = "ADDR")]
+    pub pravega_controller_listen: Option<SocketAddr>,
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeSettings,
@@ -315,6 +346,9 @@ pub struct SegmentStoreSettings {
     /// This store's id among `--replica-peers`. Required with them.
     #[arg(long, env = "NADI_REPLICA_ID", value_name = "N")]
     pub replica_id: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub pravega: PravegaSegmentSettings,
     #[command(flatten)]
     #[serde(flatten)]
     pub node: NodeSettings,
@@ -526,12 +560,37 @@ pub struct ControlConfig {
     pub placement: nadi_controller::registry::Placement,
 }
 
+/// Resolved Pravega segment-store wire settings (`--pravega-segment-listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PravegaSegmentConfig {
+    pub listen: SocketAddr,
+    /// `HOST:PORT` given with `--pravega-segment-advertise`; `None`: the bound address.
+    pub advertise: Option<String>,
+}
+
+impl PravegaSegmentConfig {
+    /// Where Pravega clients reach the listener once it is bound to `bound`.
+    pub fn advertised(&self, bound: SocketAddr) -> anyhow::Result<String> {
+        match &self.advertise {
+            Some(a) => Ok(a.clone()),
+            None if bound.ip().is_unspecified() => bail!(
+                "--pravega-segment-listen {bound} is a wildcard address: give --pravega-segment-advertise with the HOST:PORT Pravega clients should use"
+            ),
+            None => Ok(bound.to_string()),
+        }
+    }
+}
+
 /// Resolved settings of `nadi standalone`.
 #[derive(Debug, Clone)]
 pub struct StandaloneConfig {
     pub controller_listen: SocketAddr,
     pub segment_listen: SocketAddr,
     pub http_listen: SocketAddr,
+    /// Pravega's controller API (`--pravega-controller-listen`), if served.
+    pub pravega_controller_listen: Option<SocketAddr>,
+    /// Pravega's segment-store wire protocol (`--pravega-segment-listen`), if served.
+    pub pravega_segment: Option<PravegaSegmentConfig>,
     pub control: ControlConfig,
     pub store: StoreNodeConfig,
     /// TLS, authentication and what this node presents to other nodes.
@@ -545,6 +604,8 @@ pub struct ControllerConfig {
     pub listen: SocketAddr,
     pub peers: BTreeMap<u64, String>,
     pub http_listen: Option<SocketAddr>,
+    /// Pravega's controller API (`--pravega-controller-listen`), if served.
+    pub pravega_controller_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub control: ControlConfig,
     /// TLS, authentication and what this node presents to other nodes.
@@ -559,6 +620,8 @@ pub struct SegmentStoreConfig {
     pub http_listen: Option<SocketAddr>,
     /// `--replica-id` and `--replica-peers` (id → gRPC URL), if the containers are replicated.
     pub replicas: Option<(u64, BTreeMap<u64, String>)>,
+    /// Pravega's segment-store wire protocol (`--pravega-segment-listen`), if served.
+    pub pravega_segment: Option<PravegaSegmentConfig>,
     pub store: StoreNodeConfig,
     /// TLS, authentication and what this node presents to other nodes.
     pub security: SecurityConfig,
@@ -705,13 +768,46 @@ impl TierSettings {
     }
 }
 
+impl PravegaSegmentSettings {
+    fn resolve(&self) -> anyhow::Result<Option<PravegaSegmentConfig>> {
+        let Some(listen) = self.pravega_segment_listen else {
+            if let Some(a) = &self.pravega_segment_advertise {
+                bail!("--pravega-segment-advertise {a} needs --pravega-segment-listen");
+            }
+            return Ok(None);
+        };
+        if let Some(a) = &self.pravega_segment_advertise {
+            let ok = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && !host.contains(char::is_whitespace)
+                    && port.parse::<u16>().is_ok()
+            });
+            if !ok {
+                bail!("--pravega-segment-advertise {a:?} must be HOST:PORT (no scheme)");
+            }
+        }
+        Ok(Some(PravegaSegmentConfig { listen, advertise: self.pravega_segment_advertise.clone() }))
+    }
+}
+
 impl StandaloneSettings {
     /// Checks the settings together and resolves them into what the node runs with.
     pub fn resolve(&self) -> anyhow::Result<StandaloneConfig> {
+        let pravega_segment = self.pravega.resolve()?;
+        if let Some(a) = self.pravega_controller_listen
+            && pravega_segment.is_none()
+        {
+            bail!(
+                "--pravega-controller-listen {a} needs --pravega-segment-listen too: Pravega clients ask the controller where segments are served"
+            );
+        }
         Ok(StandaloneConfig {
             controller_listen: self.controller_listen,
             segment_listen: self.segment_listen,
             http_listen: self.http_listen,
+            pravega_controller_listen: self.pravega_controller_listen,
+            pravega_segment,
             control: self.control.resolve(&self.node),
             store: self.store.resolve(&self.node)?,
             security: self.node.security.resolve()?,
@@ -738,6 +834,7 @@ impl ControllerSettings {
             listen,
             peers,
             http_listen: self.http_listen,
+            pravega_controller_listen: self.pravega_controller_listen,
             data_dir: self.node.data_dir.clone(),
             control: self.control.resolve(&self.node),
             security: self.node.security.resolve()?,
@@ -785,6 +882,7 @@ impl SegmentStoreSettings {
             advertise: self.advertise.clone(),
             http_listen: self.http_listen,
             replicas,
+            pravega_segment: self.pravega.resolve()?,
             store,
             security: self.node.security.resolve()?,
         })

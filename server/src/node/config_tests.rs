@@ -150,6 +150,48 @@ fn settings_that_do_not_fit_together_are_refused() {
 }
 
 #[test]
+fn the_pravega_front_end_is_off_by_default_and_its_settings_are_checked() {
+    let c = standalone(&[]).unwrap();
+    assert_eq!((c.pravega_controller_listen, c.pravega_segment), (None, None));
+    let c =
+        standalone(&["--pravega-controller-listen", "127.0.0.1:9", "--pravega-segment-listen", "127.0.0.1:8"]).unwrap();
+    assert_eq!(c.pravega_controller_listen, Some(([127, 0, 0, 1], 9).into()));
+    let segments = c.pravega_segment.unwrap();
+    assert_eq!(segments.advertised(([127, 0, 0, 1], 8).into()).unwrap(), "127.0.0.1:8");
+    let wildcard = PravegaSegmentConfig { listen: ([0, 0, 0, 0], 8).into(), advertise: None };
+    let e = wildcard.advertised(([0, 0, 0, 0], 8).into()).unwrap_err().to_string();
+    assert!(e.contains("--pravega-segment-advertise"), "{e}");
+    let c = standalone(&["--pravega-segment-listen", "0.0.0.0:8", "--pravega-segment-advertise", "[::1]:8"]).unwrap();
+    assert_eq!(c.pravega_segment.unwrap().advertised(([0, 0, 0, 0], 8).into()).unwrap(), "[::1]:8");
+    for (args, why) in [
+        (&["--pravega-controller-listen", "127.0.0.1:9"][..], "needs --pravega-segment-listen too"),
+        (&["--pravega-segment-advertise", "h:1"], "needs --pravega-segment-listen"),
+        (&["--pravega-segment-listen", "127.0.0.1:8", "--pravega-segment-advertise", "tcp://h:1"], "HOST:PORT"),
+        (&["--pravega-segment-listen", "127.0.0.1:8", "--pravega-segment-advertise", "h"], "HOST:PORT"),
+    ] {
+        let e = standalone(args).unwrap_err().to_string();
+        assert!(e.contains(why), "{args:?}: {e}");
+    }
+    // A cluster's controllers learn the segment endpoints from the stores' heartbeats.
+    let controller = |args: &[&str]| load_args::<ControllerSettings>("controller", args).unwrap().settings.resolve();
+    let c = controller(&[
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:1",
+        "--peers",
+        "1=h:1",
+        "--pravega-controller-listen",
+        "127.0.0.1:2",
+    ])
+    .unwrap();
+    assert_eq!(c.pravega_controller_listen, Some(([127, 0, 0, 1], 2).into()));
+    let store = |args: &[&str]| load_args::<SegmentStoreSettings>("segment-store", args).unwrap().settings.resolve();
+    let c = store(&["--pravega-segment-listen", "127.0.0.1:3"]).unwrap();
+    assert_eq!(c.pravega_segment.map(|p| p.listen), Some(([127, 0, 0, 1], 3).into()));
+}
+
+#[test]
 fn peers_parse_and_bad_ones_are_refused() {
     let p = parse_peers("1=127.0.0.1:9001, 2=localhost:9002,3=http://h:9003").unwrap();
     assert_eq!(p[&1], "http://127.0.0.1:9001");
@@ -202,10 +244,22 @@ fn printed_settings_read_back_as_the_same_settings() {
         "--replication-factor=3",
         "--store-timeout=7s",
     ];
-    let mut standalone = vec!["--controller-listen=0.0.0.0:1", "--segment-listen=[::1]:2", "--http-listen=127.0.0.2:3"];
+    let pravega_segments = ["--pravega-segment-listen=0.0.0.0:8", "--pravega-segment-advertise=store:8"];
+    let mut standalone = vec![
+        "--controller-listen=0.0.0.0:1",
+        "--segment-listen=[::1]:2",
+        "--http-listen=127.0.0.2:3",
+        "--pravega-controller-listen=127.0.0.1:9",
+    ];
+    standalone.extend(pravega_segments);
     standalone.extend(every_store.iter().chain(&control));
-    let mut controller =
-        vec!["--id=3", "--listen=127.0.0.1:4", "--peers=3=h:1,4=http://g:2", "--http-listen=127.0.0.1:5"];
+    let mut controller = vec![
+        "--id=3",
+        "--listen=127.0.0.1:4",
+        "--peers=3=h:1,4=http://g:2",
+        "--http-listen=127.0.0.1:5",
+        "--pravega-controller-listen=127.0.0.1:10",
+    ];
     controller.extend(every_store[..14].iter().chain(&control));
     let mut store = vec![
         "--listen=127.0.0.1:6",
@@ -214,6 +268,7 @@ fn printed_settings_read_back_as_the_same_settings() {
         "--replica-peers=1=a:1,2=http://b:2",
         "--replica-id=2",
     ];
+    store.extend(pravega_segments);
     store.extend(every_store);
     let dir = tempfile::tempdir().unwrap();
     fn round_trip<S: Args + FromArgMatches + Serialize>(program: &'static str, args: &[&str], dir: &Path) {

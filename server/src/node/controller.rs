@@ -2,7 +2,7 @@
 //! HTTP API. `nadi standalone` runs the same node as a group of one (and serves it with
 //! [`serve_controller`]). Its settings are [`super::config::ControllerSettings`].
 //!
-//! Owns: running `nadi controller`. Calls: `nadi_controller`, `node::config`. Called by: `main`,
+//! Owns: running `nadi controller`. Calls: `nadi_controller`, `node::config`, `node::pravega`. Called by: `main`,
 //! `node::standalone`, `node::segment_store`.
 
 use std::sync::Arc;
@@ -46,13 +46,18 @@ pub fn serve_admin_http(
 
 /// Runs `nadi controller` until Ctrl-C / SIGTERM.
 pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
-    let ControllerConfig { id, listen, peers, http_listen, data_dir, control, security } = cfg;
+    let ControllerConfig { id, listen, peers, http_listen, pravega_controller_listen, data_dir, control, security } =
+        cfg;
     let tls = server_tls(&security.tls)?;
     let scheme = scheme(tls.as_ref());
     let auth = super::authenticator(&security)?;
     let listener = bind(listen, "controller").await?;
     let http_listener = match http_listen {
         Some(a) => Some(bind(a, "admin HTTP API").await?),
+        None => None,
+    };
+    let pravega_listener = match pravega_controller_listen {
+        Some(a) => Some(bind(a, "Pravega controller API").await?),
         None => None,
     };
     // The admin HTTP API is a client of this node's own gRPC endpoint. Over TLS it calls the
@@ -96,15 +101,35 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
             };
             let router =
                 nadi_controller::http::router_with_metrics(&own_url, &http_security, |r| node.register_metrics(r))?;
-            Some(serve_admin_http(router, l, tls.as_ref(), stopped(stop_rx))?)
+            Some(serve_admin_http(router, l, tls.as_ref(), stopped(stop_rx.clone()))?)
+        }
+        None => None,
+    };
+    // Pravega's controller API, a client of this node's gRPC endpoint like the admin HTTP API;
+    // it sends Pravega clients to the stores that report a Pravega segment endpoint.
+    let mut pravega_line = String::new();
+    let pravega = match pravega_listener {
+        Some(l) => {
+            pravega_line =
+                format!(", pravega controller {}", super::pravega::controller_uri(l.local_addr()?, tls.is_some()));
+            let auth = auth.clone();
+            Some(super::pravega::serve_controller(
+                &own_url,
+                &security.client,
+                auth,
+                l,
+                tls.as_ref(),
+                stopped(stop_rx.clone()),
+            )?)
         }
         None => None,
     };
     let mut addrs = vec![listen];
     addrs.extend(http_listen);
+    addrs.extend(pravega_controller_listen);
     let notice = super::security_notice(&security, &addrs);
     super::logging::banner(&format!(
-        "nadi controller {id} ready: grpc {scheme}://{listen}{http_addr}, data {} ({notice})",
+        "nadi controller {id} ready: grpc {scheme}://{listen}{http_addr}{pravega_line}, data {} ({notice})",
         data_dir.display()
     ));
     shutdown_signal().await;
@@ -113,6 +138,9 @@ pub async fn run_controller(cfg: ControllerConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(3), async {
         let _ = grpc.await;
         if let Some(h) = http {
+            let _ = h.await;
+        }
+        if let Some(h) = pravega {
             let _ = h.await;
         }
     })

@@ -3,7 +3,8 @@
 //! Owns: [`standalone`] (`nadi standalone`: everything in one process), [`controller`] (`nadi
 //! controller`: one member of the controllers' Raft group), [`segment_store`] (`nadi
 //! segment-store`: a store that registers with the controllers), [`registration`] (the store's
-//! stable id and its heartbeats to the controllers), [`config`] (every program's settings,
+//! stable id and its heartbeats to the controllers), [`pravega`] (the Pravega front end's
+//! listeners, off by default), [`config`] (every program's settings,
 //! declared once), [`settings`] (how they are layered: default < file < env < flag, and
 //! printed), [`logging`] (text or JSON logs on stderr), and here the listeners (plain or TLS:
 //! `--tls-cert`, `--tls-key`, `--tls-ca` turn TLS on for every listener of the process) and
@@ -15,6 +16,7 @@ pub mod config;
 pub mod controller;
 pub mod logging;
 pub mod ops_http;
+pub mod pravega;
 pub mod registration;
 pub mod segment_store;
 pub mod settings;

@@ -3,7 +3,7 @@
 //! are [`super::config::SegmentStoreSettings`].
 //!
 //! Owns: running `nadi segment-store`. Calls: `crate::store`, `crate::net`, `node::config`,
-//! `node::registration`. Called by: `main`, `node::standalone`.
+//! `node::registration`, `node::pravega`. Called by: `main`, `node::standalone`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +65,7 @@ pub fn store_config(cfg: &StoreNodeConfig) -> anyhow::Result<StoreConfig> {
 
 /// Runs `nadi segment-store` until Ctrl-C / SIGTERM.
 pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig) -> anyhow::Result<()> {
-    let SegmentStoreConfig { listen, advertise, http_listen, replicas, store: cfg, security } = cfg;
+    let SegmentStoreConfig { listen, advertise, http_listen, replicas, pravega_segment, store: cfg, security } = cfg;
     let tls = server_tls(&security.tls)?;
     let scheme = scheme(tls.as_ref());
     // With TLS on, the controllers are called over TLS too.
@@ -76,6 +76,10 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     let data_dir = cfg.data_dir.clone();
     let listener = bind(listen, "segment store").await?;
     let bound = listener.local_addr()?;
+    let pravega_segments = match &pravega_segment {
+        Some(p) => Some(super::pravega::bind_segments(p).await?),
+        None => None,
+    };
     let advertise = match advertise {
         Some(a) => a,
         None if bound.ip().is_unspecified() => {
@@ -131,8 +135,20 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             SegmentService::new(store.clone()).with_load(load.clone()).with_access(access.clone()).into_server(),
         )
         .add_optional_service(groups.map(|g| crate::replica::network::ReplicaGrpc::service_with(g, auth_required)))
-        .serve_with_incoming_shutdown(incoming(listener, tls.as_ref())?, stopped(stop_rx));
+        .serve_with_incoming_shutdown(incoming(listener, tls.as_ref())?, stopped(stop_rx.clone()));
     let task = tokio::spawn(server);
+    let mut pravega_line = String::new();
+    let mut pravega_advertised = String::new();
+    let mut pravega_addrs = Vec::new();
+    let pravega_task = match pravega_segments {
+        Some((l, advertised)) => {
+            pravega_line = format!(", pravega segments {advertised}");
+            pravega_addrs.push(l.local_addr()?);
+            pravega_advertised = advertised;
+            Some(super::pravega::serve_segments(l, stopped(stop_rx)))
+        }
+        None => None,
+    };
     let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let http_task = match http_listen {
         Some(addr) => {
@@ -155,6 +171,7 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
         containers: store.containers().len() as u32,
         replicated: replicas.is_some() || placed,
         replica_id: replica_id.unwrap_or(0),
+        pravega_endpoint: pravega_advertised,
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.load);
@@ -175,9 +192,10 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     ready.store(true, std::sync::atomic::Ordering::Release);
     let mut addrs = vec![bound];
     addrs.extend(http_listen);
+    addrs.extend(pravega_addrs);
     let notice = super::security_notice(&security, &addrs);
     super::logging::banner(&format!(
-        "nadi segment-store ready: {advertise} (store {id}, containers {assigned:?}; {notice})"
+        "nadi segment-store ready: {advertise}{pravega_line} (store {id}, containers {assigned:?}; {notice})"
     ));
     shutdown_signal().await;
     super::logging::banner("nadi segment-store: shutting down");
@@ -185,7 +203,13 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
     if let Some(t) = http_task {
         t.abort();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        let _ = task.await;
+        if let Some(t) = pravega_task {
+            let _ = t.await;
+        }
+    })
+    .await;
     Ok(())
 }
 

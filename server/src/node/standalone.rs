@@ -8,7 +8,7 @@
 //! and exits; everything acknowledged is already durable, so no flush is needed on the way out.
 //!
 //! Owns: running `nadi standalone`. Calls: `node::controller`, `node::segment_store`,
-//! `node::registration`. Called by: `main`.
+//! `node::registration`, `node::pravega`. Called by: `main`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +54,14 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     let seg_listener = bind(cfg.segment_listen, "segment store").await?;
     let ctl_listener = bind(cfg.controller_listen, "controller").await?;
     let http_listener = bind(cfg.http_listen, "admin HTTP API").await?;
+    let pravega_ctl_listener = match cfg.pravega_controller_listen {
+        Some(a) => Some(bind(a, "Pravega controller API").await?),
+        None => None,
+    };
+    let pravega_segments = match &cfg.pravega_segment {
+        Some(p) => Some(super::pravega::bind_segments(p).await?),
+        None => None,
+    };
     let seg_addr = seg_listener.local_addr()?;
     let ctl_addr = ctl_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
@@ -105,6 +113,34 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         node.register_metrics(r);
     })?;
     let http_task = serve_admin_http(http_router, http_listener, tls.as_ref(), stopped(stop_rx.clone()))?;
+    // The Pravega front end, if asked for: its controller API is a client of this node's own
+    // controller, and this process's store is where it sends Pravega clients for segments.
+    let mut pravega_line = String::new();
+    let mut pravega_addrs = Vec::new();
+    let mut pravega_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if let Some(listener) = pravega_ctl_listener {
+        pravega_addrs.push(listener.local_addr()?);
+        let uri = super::pravega::controller_uri(listener.local_addr()?, tls.is_some());
+        pravega_line.push_str(&format!(", pravega controller {uri}"));
+        let task = super::pravega::serve_controller(
+            &ctl_url,
+            &security.client,
+            auth.clone(),
+            listener,
+            tls.as_ref(),
+            stopped(stop_rx.clone()),
+        )?;
+        pravega_tasks.push(tokio::spawn(async move {
+            let _ = task.await;
+        }));
+    }
+    let mut pravega_advertised = String::new();
+    if let Some((listener, advertised)) = pravega_segments {
+        pravega_addrs.push(listener.local_addr()?);
+        pravega_line.push_str(&format!(", pravega segments {advertised}"));
+        pravega_tasks.push(super::pravega::serve_segments(listener, stopped(stop_rx.clone())));
+        pravega_advertised = advertised;
+    }
 
     // The store registers with its controller like any segment store of a cluster.
     let tier1 = data_dir.join("tier1");
@@ -112,6 +148,7 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         store_id: store_id(&tier1)?,
         endpoint: format!("{scheme}://{seg_addr}"),
         containers: store.containers().len() as u32,
+        pravega_endpoint: pravega_advertised,
         ..Default::default()
     };
     let every = heartbeat_every(&cfg.store.load);
@@ -130,9 +167,11 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     .await?;
 
     tracing::info!(controller = %ctl_addr, segment_store = %seg_addr, http = %http_addr, data_dir = %data_dir.display(), "nadi standalone ready");
-    let notice = super::security_notice(&security, &[ctl_addr, seg_addr, http_addr]);
+    let mut addrs = vec![ctl_addr, seg_addr, http_addr];
+    addrs.extend(pravega_addrs);
+    let notice = super::security_notice(&security, &addrs);
     super::logging::banner(&format!(
-        "nadi standalone ready: controller {scheme}://{ctl_addr}, segment store {scheme}://{seg_addr}, admin {scheme}://{http_addr} ({notice})"
+        "nadi standalone ready: controller {scheme}://{ctl_addr}, segment store {scheme}://{seg_addr}, admin {scheme}://{http_addr}{pravega_line} ({notice})"
     ));
 
     shutdown_signal().await;
@@ -143,6 +182,9 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         let _ = seg_task.await;
         let _ = ctl_task.await;
         let _ = http_task.await;
+        for t in pravega_tasks {
+            let _ = t.await;
+        }
     };
     if tokio::time::timeout(Duration::from_secs(3), all).await.is_err() {
         tracing::info!("closing remaining client streams");

@@ -1,0 +1,96 @@
+//! The Pravega front end's listeners (issue 20, docs/pravega-compat.md), off unless asked for:
+//!
+//! - `--pravega-controller-listen` (`nadi standalone`, `nadi controller`): Pravega's
+//!   controller gRPC API ([`nadi_pravega::controller`]), a client of this node's own
+//!   controller endpoint (as the admin HTTP API is), behind the same TLS and authentication
+//!   as the node's other listeners. A Pravega client's `authorization: Bearer <token>` is
+//!   checked here and passed on, so Nadi applies the caller's permissions.
+//! - `--pravega-segment-listen` (`nadi standalone`, `nadi segment-store`): Pravega's
+//!   segment-store wire protocol. This process binds it (so a port in use fails fast, and
+//!   port 0 is resolved) and its store reports the advertised `HOST:PORT` in its heartbeats,
+//!   which is what the controller API's `getURI` answers. Serving the protocol on it is the
+//!   wire front end's part ([`serve_segments`]).
+//!
+//! Owns: serving both listeners. Calls: `node` (listeners, TLS, the gRPC server). Called by:
+//! `node::standalone`, `node::controller`, `node::segment_store`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use nadi_pravega::controller::PravegaController;
+use nadi_security::auth::{AuthLayer, Authenticator};
+use nadi_security::channel::ClientSecurity;
+use nadi_security::tls::ServerTls;
+use tokio::net::TcpListener;
+
+use super::config::PravegaSegmentConfig;
+use super::{bind, grpc_server, incoming};
+
+/// The controller URI a Pravega application is given for `addr`: `tcp://` (`tls://` when
+/// this process serves TLS), as the Pravega clients spell it.
+pub fn controller_uri(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}", if tls { "tls" } else { "tcp" })
+}
+
+/// Serves Pravega's controller API on `listener` until `stop` fires, calling Nadi's controller
+/// at `own_url` (this node's) with `client` (this node's credentials) for what no caller's
+/// token covers.
+pub fn serve_controller(
+    own_url: &str,
+    client: &ClientSecurity,
+    auth: Arc<Authenticator>,
+    listener: TcpListener,
+    tls: Option<&Arc<ServerTls>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>> {
+    let api = PravegaController::connect(&[own_url.to_owned()], client.clone())
+        .with_context(|| format!("the Pravega controller API's client of {own_url}"))?;
+    let server = grpc_server(tls)
+        .layer(AuthLayer::new(auth))
+        .add_service(api.into_server())
+        .serve_with_incoming_shutdown(incoming(listener, tls)?, stop);
+    Ok(tokio::spawn(server))
+}
+
+/// Binds `--pravega-segment-listen`; returns the listener and the `HOST:PORT` Pravega clients
+/// are sent to.
+pub async fn bind_segments(cfg: &PravegaSegmentConfig) -> anyhow::Result<(TcpListener, String)> {
+    let listener = bind(cfg.listen, "Pravega segment store").await?;
+    let advertised = cfg.advertised(listener.local_addr()?)?;
+    Ok((listener, advertised))
+}
+
+/// Serves Pravega's segment-store wire protocol on `listener` until `stop` fires.
+///
+/// The wire protocol's server is not part of this build yet (the codec is,
+/// [`nadi_pravega::wire`]): connections are accepted and closed at once, which a Pravega client
+/// treats like a store that went away (it retries, then fails). Controller-only operations
+/// (scopes, streams, transactions' bookkeeping) work meanwhile.
+pub fn serve_segments(
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tracing::warn!(
+        addr = ?listener.local_addr().ok(),
+        "the Pravega segment-store wire protocol is not served by this build yet: Pravega clients can use the controller API only"
+    );
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((conn, peer)) => {
+                        tracing::debug!(%peer, "closing a Pravega segment connection: the wire protocol is not served yet");
+                        drop(conn);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a Pravega segment connection failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    })
+}
