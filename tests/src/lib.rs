@@ -40,6 +40,10 @@ pub struct Standalone {
     pub controller_url: String,
     pub segment_url: String,
     pub http_addr: String,
+    /// Pravega's controller URI (`tcp://…`, `tls://…`) with `--pravega-controller-listen`.
+    pub pravega_controller: Option<String>,
+    /// The `HOST:PORT` Pravega clients are sent to for segments, with `--pravega-segment-listen`.
+    pub pravega_segments: Option<String>,
     /// Everything the server printed on stderr (for failure messages).
     pub log: Arc<Mutex<String>>,
 }
@@ -112,12 +116,17 @@ impl Standalone {
             .map(|w| w.trim_end_matches(',').to_owned())
             .collect();
         assert_eq!(urls.len(), 3, "unexpected ready line: {line}");
+        // "…, pravega controller tcp://ADDR, pravega segments HOST:PORT (…)" when asked for.
+        let words: Vec<&str> = line.split_whitespace().map(|w| w.trim_end_matches(',')).collect();
+        let after = |a: &str, b: &str| words.windows(3).find(|w| w[0] == a && w[1] == b).map(|w| w[2].to_owned());
         Standalone {
             child,
             data_dir: data_dir.to_owned(),
             controller_url: urls[0].clone(),
             segment_url: urls[1].clone(),
             http_addr: urls[2].split_once("://").map_or(urls[2].as_str(), |(_, a)| a).to_owned(),
+            pravega_controller: after("pravega", "controller"),
+            pravega_segments: after("pravega", "segments"),
             log,
         }
     }

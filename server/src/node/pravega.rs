@@ -3,8 +3,14 @@
 //! - `--pravega-controller-listen` (`nadi standalone`, `nadi controller`): Pravega's
 //!   controller gRPC API ([`nadi_pravega::controller`]), a client of this node's own
 //!   controller endpoint (as the admin HTTP API is), behind the same TLS and authentication
-//!   as the node's other listeners. A Pravega client's `authorization: Bearer <token>` is
-//!   checked here and passed on, so Nadi applies the caller's permissions.
+//!   layer as the node's other listeners. A caller's token is checked here and passed on, so
+//!   Nadi applies the caller's permissions. The Python client sends a static token as
+//!   `Basic <token>` (`pravega_client_auth_method=Basic`, `pravega_client_auth_token=…`);
+//!   [`BasicTokenAsBearer`] reads that as `Bearer <token>`. The layer in front matters: a
+//!   call the front end makes for a caller without a token carries no token to Nadi, and over
+//!   TLS its connection presents this node's certificate, which Nadi takes for a node; only
+//!   callers the layer let through (a valid token, or their own verified client certificate)
+//!   get that far.
 //! - `--pravega-segment-listen` (`nadi standalone`, `nadi segment-store`): Pravega's
 //!   segment-store wire protocol. This process binds it (so a port in use fails fast, and
 //!   port 0 is resolved) and its store reports the advertised `HOST:PORT` in its heartbeats,
@@ -25,6 +31,52 @@ use nadi_security::tls::ServerTls;
 use tokio::net::TcpListener;
 
 use super::config::PravegaSegmentConfig;
+
+/// Reads `authorization: Basic <token>` as `Bearer <token>`: how the Pravega Python client
+/// sends a static token. Other headers pass unchanged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BasicTokenAsBearer;
+
+impl<S> tower::Layer<S> for BasicTokenAsBearer {
+    type Service = BasicTokenAsBearerService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        BasicTokenAsBearerService { inner }
+    }
+}
+
+/// The service [`BasicTokenAsBearer`] builds.
+#[derive(Debug, Clone)]
+pub struct BasicTokenAsBearerService<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for BasicTokenAsBearerService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        let bearer = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("basic") && !token.trim().is_empty())
+            .and_then(|(_, token)| http::HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok());
+        if let Some(mut v) = bearer {
+            v.set_sensitive(true);
+            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
+        self.inner.call(req)
+    }
+}
 use super::{bind, grpc_server, incoming};
 
 /// The controller URI a Pravega application is given for `addr`: `tcp://` (`tls://` when
@@ -47,6 +99,7 @@ pub fn serve_controller(
     let api = PravegaController::connect(&[own_url.to_owned()], client.clone())
         .with_context(|| format!("the Pravega controller API's client of {own_url}"))?;
     let server = grpc_server(tls)
+        .layer(BasicTokenAsBearer)
         .layer(AuthLayer::new(auth))
         .add_service(api.into_server())
         .serve_with_incoming_shutdown(incoming(listener, tls)?, stop);
