@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Crates whose `src/` is checked.
-const CRATES: &[&str] = &["proto", "security", "controller", "server", "client", "cli"];
+const CRATES: &[&str] = &["proto", "security", "pravega", "controller", "server", "client", "cli"];
 
 /// The segment store's rooms, top to bottom: a room may only use rooms of a lower rank.
 const SERVER_LAYERS: &[(&str, u8)] = &[
