@@ -12,7 +12,8 @@
 //!   are the Nadi transactions' own ids;
 //! - bad input (unknown names, malformed names, missing fields, negative ids): a status enum
 //!   or a gRPC error, never a panic;
-//! - tokens: a caller's token is checked and passed on, so Nadi's permissions apply;
+//! - tokens: a caller's token is checked and passed on, so Nadi's permissions apply; TLS like
+//!   the node's other listeners;
 //! - a cluster's controller learns where stores serve Pravega segments from their heartbeats;
 //! - the Python client (`pravega==0.3.8` in `target/pravega`, installed by `.ci/run`).
 
@@ -574,6 +575,35 @@ async fn a_callers_token_is_checked_and_passed_on() {
     assert_eq!(Some(format!("{}:{}", uri.endpoint, uri.port)), s.pravega_segments);
     let e = c.get_uri(seg_id("a", "x", 0)).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    s.stop();
+}
+
+/// With `--tls-cert`, the Pravega controller listener speaks TLS like the node's others, and the
+/// ready line gives the `tls://` URI Pravega clients use.
+#[tokio::test]
+async fn the_pravega_controller_serves_tls_when_the_node_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = nadi_tests::tls::Pki::new(dir.path(), "pravega");
+    let args = pki.server_args(&pki.issue("node"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = start(&dir.path().join("data"), &args);
+    let uri = s.pravega_controller.clone().unwrap();
+    let addr = uri.strip_prefix("tls://").unwrap_or_else(|| panic!("a tls:// URI: {uri}"));
+    let security = nadi_security::channel::ClientSecurity {
+        token: None,
+        tls: Some(nadi_security::tls::ClientTls {
+            files: nadi_security::tls::TlsFiles { cert: None, key: None, ca: Some(pki.ca.clone()) },
+        }),
+    };
+    let channel = security.endpoint(&format!("https://{addr}")).unwrap().connect().await.unwrap();
+    let mut c = ControllerServiceClient::new(channel);
+    let r = c.create_scope(pb::ScopeInfo { scope: "sc".into() }).await.unwrap().into_inner();
+    assert_eq!(r.status(), pb::create_scope_status::Status::Success);
+    // Plaintext to the TLS port fails cleanly.
+    let plain = ControllerServiceClient::connect(format!("http://{addr}")).await;
+    if let Ok(mut plain) = plain {
+        assert!(plain.create_scope(pb::ScopeInfo { scope: "x".into() }).await.is_err());
+    }
     s.stop();
 }
 
