@@ -135,6 +135,14 @@ pub struct NadiClient {
     inner: Arc<Inner>,
 }
 
+fn grant_pb(principal: &str, permission: &str, resource: &str) -> pb::PermissionGrant {
+    pb::PermissionGrant {
+        principal: principal.to_owned(),
+        resource: resource.to_owned(),
+        permission: permission.to_owned(),
+    }
+}
+
 fn channel(security: &ClientSecurity, url: &str) -> Result<Channel, ClientError> {
     security.channel(url).map_err(|e| ClientError::new(ErrorKind::Invalid, e.to_string()))
 }
@@ -667,11 +675,7 @@ impl NadiClient {
         permission: &str,
         resource: &str,
     ) -> Result<bool, ClientError> {
-        let grant = pb::PermissionGrant {
-            principal: principal.to_owned(),
-            resource: resource.to_owned(),
-            permission: permission.to_owned(),
-        };
+        let grant = grant_pb(principal, permission, resource);
         let r = self
             .controller(|mut c| {
                 let grant = grant.clone();
@@ -692,11 +696,7 @@ impl NadiClient {
         permission: &str,
         resource: &str,
     ) -> Result<bool, ClientError> {
-        let grant = pb::PermissionGrant {
-            principal: principal.to_owned(),
-            resource: resource.to_owned(),
-            permission: permission.to_owned(),
-        };
+        let grant = grant_pb(principal, permission, resource);
         let r = self
             .controller(|mut c| {
                 let grant = grant.clone();

@@ -347,6 +347,28 @@ impl Controller {
     }
 }
 
+impl Controller {
+    /// Gives (`give`) or takes back a grant, if the caller of `req` administers its resource;
+    /// true if that changed anything.
+    async fn change_grant<T>(
+        &self,
+        req: &Request<T>,
+        grant: Option<&pb::PermissionGrant>,
+        give: bool,
+    ) -> Result<bool, Status> {
+        let grant = grant_from_pb(grant)?;
+        crate::access::require(&self.meta, req, &grant.resource, Permission::Admin)?;
+        let exists = self.meta.read_acl(|acl| acl.grants().any(|g| g == &grant));
+        if exists == give {
+            return Ok(false);
+        }
+        tracing::info!(%grant, give, "changing a grant");
+        let cmd = if give { crate::raft::AclCommand::Grant(grant) } else { crate::raft::AclCommand::Revoke(grant) };
+        self.meta.propose_acl(cmd).await?;
+        Ok(true)
+    }
+}
+
 /// A grant from the wire, checked.
 fn grant_from_pb(g: Option<&pb::PermissionGrant>) -> Result<nadi_security::acl::Grant, MetaError> {
     let g = g.ok_or_else(|| MetaError::InvalidArgument("the request carries no grant".into()))?;
@@ -984,13 +1006,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::GrantPermissionRequest>,
     ) -> Result<Response<pb::GrantPermissionResponse>, Status> {
-        let grant = grant_from_pb(req.get_ref().grant.as_ref())?;
-        crate::access::require(&self.meta, &req, &grant.resource, Permission::Admin)?;
-        let added = !self.meta.read_acl(|acl| acl.grants().any(|g| g == &grant));
-        if added {
-            tracing::info!(%grant, "granting");
-            self.meta.propose_acl(crate::raft::AclCommand::Grant(grant)).await?;
-        }
+        let added = self.change_grant(&req, req.get_ref().grant.as_ref(), true).await?;
         Ok(Response::new(pb::GrantPermissionResponse { added }))
     }
 
@@ -998,13 +1014,7 @@ impl ControllerService for Controller {
         &self,
         req: Request<pb::RevokePermissionRequest>,
     ) -> Result<Response<pb::RevokePermissionResponse>, Status> {
-        let grant = grant_from_pb(req.get_ref().grant.as_ref())?;
-        crate::access::require(&self.meta, &req, &grant.resource, Permission::Admin)?;
-        let removed = self.meta.read_acl(|acl| acl.grants().any(|g| g == &grant));
-        if removed {
-            tracing::info!(%grant, "revoking");
-            self.meta.propose_acl(crate::raft::AclCommand::Revoke(grant)).await?;
-        }
+        let removed = self.change_grant(&req, req.get_ref().grant.as_ref(), false).await?;
         Ok(Response::new(pb::RevokePermissionResponse { removed }))
     }
 

@@ -205,18 +205,53 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The token file as last read, and when it was checked.
+/// A file whose changes are noticed: its modification time, looked at at most once a second.
 #[derive(Debug)]
-struct TokenFile {
+struct Watched {
     path: PathBuf,
-    entries: Vec<TokenEntry>,
     modified: Option<SystemTime>,
     checked: Instant,
 }
 
+impl Watched {
+    fn new(path: &Path) -> Watched {
+        Watched { path: path.to_owned(), modified: mtime(path), checked: Instant::now() }
+    }
+
+    /// True once each time the file's modification time changes (so a new file that cannot
+    /// be used is not read again until it changes again).
+    fn changed(&mut self) -> bool {
+        if self.checked.elapsed() < Duration::from_secs(1) {
+            return false;
+        }
+        self.checked = Instant::now();
+        let modified = mtime(&self.path);
+        if modified == self.modified {
+            return false;
+        }
+        self.modified = modified;
+        true
+    }
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The token file as last read.
+#[derive(Debug)]
+struct TokenFile {
+    file: Watched,
+    entries: Vec<TokenEntry>,
+}
+
 impl TokenFile {
     fn load(path: &Path) -> Result<TokenFile, AuthSetupError> {
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let file = Watched::new(path);
+        Ok(TokenFile { file, entries: TokenFile::read(path)? })
+    }
+
+    fn read(path: &Path) -> Result<Vec<TokenEntry>, AuthSetupError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| AuthSetupError::Read { path: path.to_owned(), source })?;
         let parsed: TokenFileToml = toml::from_str(&text)
@@ -229,29 +264,23 @@ impl TokenFile {
                 reason: format!("the hash of {:?} is not a PHC string: {err}", e.principal),
             })?;
         }
-        Ok(TokenFile { path: path.to_owned(), entries: parsed.token, modified, checked: Instant::now() })
+        Ok(parsed.token)
     }
 
     /// Re-reads the file if it changed; true if it did. A file that no longer parses keeps
     /// the entries read before (and says so in the log).
     fn refresh(&mut self) -> bool {
-        if self.checked.elapsed() < Duration::from_secs(1) {
+        if !self.file.changed() {
             return false;
         }
-        self.checked = Instant::now();
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if modified == self.modified {
-            return false;
-        }
-        match TokenFile::load(&self.path) {
-            Ok(new) => {
-                tracing::info!(path = %self.path.display(), tokens = new.entries.len(), "token file re-read");
-                *self = new;
+        match TokenFile::read(&self.file.path) {
+            Ok(entries) => {
+                tracing::info!(path = %self.file.path.display(), tokens = entries.len(), "token file re-read");
+                self.entries = entries;
                 true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the token file changed but cannot be used; keeping the tokens read before");
-                self.modified = modified;
                 false
             }
         }
@@ -263,10 +292,8 @@ impl TokenFile {
 struct Jwt {
     key: jsonwebtoken::DecodingKey,
     validation: jsonwebtoken::Validation,
-    path: PathBuf,
+    file: Watched,
     issuer: Option<String>,
-    modified: Option<SystemTime>,
-    checked: Instant,
 }
 
 impl fmt::Debug for Jwt {
@@ -284,7 +311,7 @@ struct Claims {
 impl Jwt {
     fn load(path: &Path, issuer: Option<&str>) -> Result<Jwt, AuthSetupError> {
         use jsonwebtoken::{Algorithm, DecodingKey};
-        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let file = Watched::new(path);
         let bytes = std::fs::read(path).map_err(|source| AuthSetupError::Read { path: path.to_owned(), source })?;
         let bad = |reason: String| AuthSetupError::JwtKey { path: path.to_owned(), reason };
         let (key, algorithms) = if bytes.starts_with(b"-----BEGIN") {
@@ -313,35 +340,22 @@ impl Jwt {
         if let Some(iss) = issuer {
             validation.set_issuer(&[iss]);
         }
-        Ok(Jwt {
-            key,
-            validation,
-            path: path.to_owned(),
-            issuer: issuer.map(str::to_owned),
-            modified,
-            checked: Instant::now(),
-        })
+        Ok(Jwt { key, validation, file, issuer: issuer.map(str::to_owned) })
     }
 
     /// Re-reads the key if its file changed; true if it did. A bad new key keeps the old one.
     fn refresh(&mut self) -> bool {
-        if self.checked.elapsed() < Duration::from_secs(1) {
+        if !self.file.changed() {
             return false;
         }
-        self.checked = Instant::now();
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if modified == self.modified {
-            return false;
-        }
-        match Jwt::load(&self.path, self.issuer.as_deref()) {
+        match Jwt::load(&self.file.path, self.issuer.as_deref()) {
             Ok(new) => {
-                tracing::info!(path = %self.path.display(), "JWT key re-read");
+                tracing::info!(path = %self.file.path.display(), "JWT key re-read");
                 *self = new;
                 true
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the JWT key changed but cannot be used; keeping the key read before");
-                self.modified = modified;
                 false
             }
         }
