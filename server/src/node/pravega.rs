@@ -114,20 +114,23 @@ pub async fn bind_segments(cfg: &PravegaSegmentConfig) -> anyhow::Result<(TcpLis
     Ok((listener, advertised))
 }
 
-/// Serves Pravega's segment-store wire protocol on `listener` until `stop` fires.
+/// Serves Pravega's segment-store wire protocol on `listener` until `stop` fires: one task per
+/// connection.
 ///
-/// The wire protocol's server is not part of this build yet (the codec is,
-/// [`nadi_pravega::wire`]): connections are accepted and closed at once, which a Pravega client
-/// treats like a store that went away (it retries, then fails). Controller-only operations
-/// (scopes, streams, transactions' bookkeeping) work meanwhile.
+/// What is served so far: the handshake (a client's `Hello` is answered with ours; a client
+/// whose versions do not overlap ours gets our `Hello` and the connection is closed, as
+/// Pravega's own store does), `KeepAlive` (echoed), and for every other well-formed request an
+/// `OperationUnsupported` carrying its request id, so a client fails at once with the name of
+/// what is missing instead of waiting. Events on the wire (appends, reads, table segments) are
+/// the next step (docs/pravega-compat.md).
+///
+/// Bad input never reaches the store and never panics: a first frame that is not `Hello`,
+/// garbage, a negative or oversized length, an unknown command type or a malformed payload
+/// closes the connection.
 pub fn serve_segments(
     listener: TcpListener,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    tracing::warn!(
-        addr = ?listener.local_addr().ok(),
-        "the Pravega segment-store wire protocol is not served by this build yet: Pravega clients can use the controller API only"
-    );
     tokio::spawn(async move {
         tokio::pin!(stop);
         loop {
@@ -135,8 +138,12 @@ pub fn serve_segments(
                 _ = &mut stop => return,
                 accepted = listener.accept() => match accepted {
                     Ok((conn, peer)) => {
-                        tracing::debug!(%peer, "closing a Pravega segment connection: the wire protocol is not served yet");
-                        drop(conn);
+                        let _ = conn.set_nodelay(true);
+                        tokio::spawn(async move {
+                            if let Err(why) = wire_connection(conn).await {
+                                tracing::debug!(%peer, %why, "Pravega segment connection closed");
+                            }
+                        });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accepting a Pravega segment connection failed");
@@ -146,4 +153,56 @@ pub fn serve_segments(
             }
         }
     })
+}
+
+/// One Pravega wire connection: the handshake, then one reply per request, in order. Returns
+/// why it ended (the peer closed, or bad input).
+async fn wire_connection(mut conn: tokio::net::TcpStream) -> Result<(), String> {
+    use nadi_pravega::wire::{Hello, KeepAlive, OperationUnsupported, Reply, Request, decode_frame};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut out = bytes::BytesMut::new();
+    let mut greeted = false;
+    loop {
+        let frame = loop {
+            match decode_frame(&mut buf).map_err(|e| e.to_string())? {
+                Some(frame) => break frame,
+                None => {
+                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let request = frame.request().map_err(|e| e.to_string())?;
+        let reply = match (&request, greeted) {
+            (Request::Hello(hello), false) => {
+                greeted = true;
+                let compatible = hello.is_compatible();
+                Reply::Hello(Hello::CURRENT).encode(&mut out).map_err(|e| e.to_string())?;
+                conn.write_all_buf(&mut out).await.map_err(|e| e.to_string())?;
+                if !compatible {
+                    return Err(format!(
+                        "the client speaks versions {}..={}, this server {}..={}",
+                        hello.low_version,
+                        hello.high_version,
+                        Hello::CURRENT.low_version,
+                        Hello::CURRENT.high_version
+                    ));
+                }
+                continue;
+            }
+            (_, false) => return Err(format!("the first command was {}, not Hello", request.name())),
+            (Request::Hello(_), true) => return Err("a second Hello".into()),
+            (Request::KeepAlive(_), true) => Reply::KeepAlive(KeepAlive),
+            (other, true) => Reply::OperationUnsupported(OperationUnsupported {
+                request_id: other.request_id(),
+                operation_name: other.name().to_owned(),
+                server_stack_trace: String::new(),
+            }),
+        };
+        reply.encode(&mut out).map_err(|e| e.to_string())?;
+        conn.write_all_buf(&mut out).await.map_err(|e| e.to_string())?;
+    }
 }
