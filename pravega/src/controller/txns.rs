@@ -117,26 +117,15 @@ pub async fn ping_transaction(c: &PravegaController, req: Request<pb::PingTxnReq
 }
 
 pub async fn commit_transaction(c: &PravegaController, req: Request<pb::TxnRequest>) -> Reply<pb::TxnStatus> {
-    use pb::txn_status::Status as S;
-    let nadi = c.caller(&req);
-    let req = req.into_inner();
-    let (scope, stream) = stream_of(req.stream_info.as_ref())?;
-    let id = nadi_id(req.txn_id.as_ref())?;
-    let status = match txn_of(&nadi, &id, &scope, &stream).await? {
-        None => S::TransactionNotFound,
-        Some(_) => match nadi.commit_txn(&id).await {
-            Ok(_) => S::Success,
-            Err(e) => match code_of(&e) {
-                ErrorCode::TxnNotFound => S::TransactionNotFound,
-                ErrorCode::StreamNotFound | ErrorCode::ScopeNotFound => S::StreamNotFound,
-                _ => return Err(convert::status(e)),
-            },
-        },
-    };
-    Ok(Response::new(pb::TxnStatus { status: status as i32 }))
+    finish_transaction(c, req, true).await
 }
 
 pub async fn abort_transaction(c: &PravegaController, req: Request<pb::TxnRequest>) -> Reply<pb::TxnStatus> {
+    finish_transaction(c, req, false).await
+}
+
+/// Commits (`commit`) or aborts the transaction, answering in Pravega's `TxnStatus`.
+async fn finish_transaction(c: &PravegaController, req: Request<pb::TxnRequest>, commit: bool) -> Reply<pb::TxnStatus> {
     use pb::txn_status::Status as S;
     let nadi = c.caller(&req);
     let req = req.into_inner();
@@ -144,14 +133,17 @@ pub async fn abort_transaction(c: &PravegaController, req: Request<pb::TxnReques
     let id = nadi_id(req.txn_id.as_ref())?;
     let status = match txn_of(&nadi, &id, &scope, &stream).await? {
         None => S::TransactionNotFound,
-        Some(_) => match nadi.abort_txn(&id).await {
-            Ok(_) => S::Success,
-            Err(e) => match code_of(&e) {
-                ErrorCode::TxnNotFound => S::TransactionNotFound,
-                ErrorCode::StreamNotFound | ErrorCode::ScopeNotFound => S::StreamNotFound,
-                _ => return Err(convert::status(e)),
-            },
-        },
+        Some(_) => {
+            let done = if commit { nadi.commit_txn(&id).await.map(drop) } else { nadi.abort_txn(&id).await.map(drop) };
+            match done {
+                Ok(()) => S::Success,
+                Err(e) => match code_of(&e) {
+                    ErrorCode::TxnNotFound => S::TransactionNotFound,
+                    ErrorCode::StreamNotFound | ErrorCode::ScopeNotFound => S::StreamNotFound,
+                    _ => return Err(convert::status(e)),
+                },
+            }
+        }
     };
     Ok(Response::new(pb::TxnStatus { status: status as i32 }))
 }
