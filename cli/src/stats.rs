@@ -16,9 +16,9 @@
 //!                    |<-------- size_bytes ----------->|
 //! ```
 //!
-//! Lengths and offsets are in the store's own units: bytes of framed events (a 4-byte length
-//! prefix plus the payload, see `segment.proto`), so a segment that took N events of P bytes
-//! has length `N × (4 + P)`. Rates are the difference of two samples over the time between
+//! Lengths and offsets are in the store's own units: bytes of framed events (an 8-byte header
+//! plus the payload, see `segment.proto`), so a segment that took N events of P bytes
+//! has length `N × (8 + P)`. Rates are the difference of two samples over the time between
 //! them. Event counts come from the writers' event numbers the store keeps per segment (each
 //! writer numbers its events on a segment consecutively from 0): conditional appends carry no
 //! writer and are not counted. The store does not say how a segment's bytes split between

@@ -1,23 +1,28 @@
 //! Event framing inside a segment.
 //!
-//! A segment's bytes are a sequence of framed events:
+//! A segment's bytes are a sequence of framed events, in Pravega's event framing (so a
+//! Pravega client reads Nadi's segments byte for byte, and offsets are the same for both):
 //!
 //! ```text
-//! +----------------------+-------------------------+
-//! | length: u32 (LE)     | payload: `length` bytes |   ... next event
-//! +----------------------+-------------------------+
+//! +------------------------+------------------------+-------------------------+
+//! | type: u32 (BE) = 0     | length: u32 (BE)       | payload: `length` bytes |   ... next event
+//! +------------------------+------------------------+-------------------------+
 //! ```
 //!
-//! The payload is at most [`MAX_EVENT_SIZE`] bytes (8 MiB, as in Pravega). An event's position
-//! is the segment offset of its length field.
+//! The type is always 0 (Pravega's `EVENT`); anything else is not an event. The payload is at
+//! most [`MAX_EVENT_SIZE`] bytes (8 MiB, as in Pravega). An event's position is the segment
+//! offset of its header.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Largest event payload accepted, in bytes (8 MiB).
 pub const MAX_EVENT_SIZE: usize = 8 * 1024 * 1024;
 
-/// Size of the length prefix of every event.
-pub const EVENT_HEADER_LEN: usize = 4;
+/// Size of the header of every event: type and length.
+pub const EVENT_HEADER_LEN: usize = 8;
+
+/// The type field of an event's header (Pravega's `WireCommandType.EVENT`).
+pub const EVENT_TYPE: u32 = 0;
 
 /// Why framed bytes could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +34,22 @@ pub enum FramingError {
     Truncated { at: usize, total: usize },
     #[error("batch declares {declared} events but holds {found}")]
     CountMismatch { declared: u32, found: u32 },
+    #[error("the event header at byte {at} has type {type_code}, not 0: these bytes are not framed events")]
+    NotAnEvent { at: usize, type_code: u32 },
+}
+
+/// The payload length an event header declares, or why the header is not an event's. `header`
+/// is at least [`EVENT_HEADER_LEN`] bytes; `at` names its position in errors.
+pub fn header_len(header: &[u8], at: usize) -> Result<usize, FramingError> {
+    let type_code = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    if type_code != EVENT_TYPE {
+        return Err(FramingError::NotAnEvent { at, type_code });
+    }
+    let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    if len > MAX_EVENT_SIZE {
+        return Err(FramingError::TooLarge { len });
+    }
+    Ok(len)
 }
 
 /// Appends one framed event to `buf`.
@@ -37,7 +58,8 @@ pub fn put_event(buf: &mut BytesMut, payload: &[u8]) -> Result<(), FramingError>
         return Err(FramingError::TooLarge { len: payload.len() });
     }
     buf.reserve(EVENT_HEADER_LEN + payload.len());
-    buf.put_u32_le(payload.len() as u32);
+    buf.put_u32(EVENT_TYPE);
+    buf.put_u32(payload.len() as u32);
     buf.put_slice(payload);
     Ok(())
 }
@@ -60,11 +82,13 @@ pub fn events(data: &Bytes) -> impl Iterator<Item = Result<(usize, Bytes), Frami
             at = total;
             return Some(Err(FramingError::Truncated { at, total }));
         }
-        let len = (&data[at..at + EVENT_HEADER_LEN]).get_u32_le() as usize;
-        if len > MAX_EVENT_SIZE {
-            at = total;
-            return Some(Err(FramingError::TooLarge { len }));
-        }
+        let len = match header_len(&data[at..at + EVENT_HEADER_LEN], at) {
+            Ok(len) => len,
+            Err(e) => {
+                at = total;
+                return Some(Err(e));
+            }
+        };
         let start = at + EVENT_HEADER_LEN;
         if total - start < len {
             let err = FramingError::Truncated { at, total };
@@ -80,7 +104,7 @@ pub fn events(data: &Bytes) -> impl Iterator<Item = Result<(usize, Bytes), Frami
 /// Checks that `data` holds exactly `count` well-formed events, and returns the byte offsets
 /// (within `data`) at which each event starts.
 pub fn validate_batch(data: &Bytes, count: u32) -> Result<Vec<usize>, FramingError> {
-    // Every event takes at least its 4-byte header: a larger count is a lie, refused below
+    // Every event takes at least its 8-byte header: a larger count is a lie, refused below
     // without allocating for it.
     if count as usize > data.len() / EVENT_HEADER_LEN {
         return Err(FramingError::CountMismatch { declared: count, found: (data.len() / EVENT_HEADER_LEN) as u32 });
@@ -129,8 +153,14 @@ mod tests {
         assert!(matches!(put_event(&mut buf, &vec![0; MAX_EVENT_SIZE + 1]), Err(FramingError::TooLarge { .. })));
         put_event(&mut buf, b"hello").unwrap();
         let data = buf.freeze();
-        assert!(validate_batch(&data.slice(..7), 1).is_err());
+        assert!(validate_batch(&data.slice(..11), 1).is_err());
         assert!(matches!(validate_batch(&data, 2), Err(FramingError::CountMismatch { .. })));
+        // Pravega's framing, byte for byte.
+        assert_eq!(&data[..8], &[0, 0, 0, 0, 0, 0, 0, 5]);
+        // A header whose type is not 0 is not an event.
+        let mut other = data.to_vec();
+        other[3] = 1;
+        assert!(matches!(validate_batch(&Bytes::from(other), 1), Err(FramingError::NotAnEvent { at: 0, type_code: 1 })));
         // A count no payload could hold is refused before anything is allocated for it.
         assert!(matches!(validate_batch(&data, u32::MAX), Err(FramingError::CountMismatch { .. })));
     }

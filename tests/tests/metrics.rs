@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use nadi_client::{EventWriter, NadiClient, StreamSpec, WriterConfig};
+use nadi_proto::framing;
 use nadi_tests::cluster::Cluster;
 use nadi_tests::{Standalone, http_raw};
 
@@ -70,10 +71,10 @@ fn standalone_metrics_count_what_was_written() {
 }
 
 /// The store's own gauges and counters after [`write`] and a reader that read it all: every
-/// stored byte (4 bytes of framing per event) is in Tier-1 or Tier-2, readers were served at
+/// stored byte (8 bytes of framing per event) is in Tier-1 or Tier-2, readers were served at
 /// least all of it, and each commit had its fsync.
 fn store_gauges_add_up(http_addr: &str) {
-    let stored = (EVENTS * (SIZE as u64 + 4)) as f64;
+    let stored = (EVENTS * framing::framed_len(SIZE) as u64) as f64;
     let sum = |m: &HashMap<String, f64>, prefix: &str| -> f64 {
         m.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
     };
@@ -123,7 +124,7 @@ fn reader_group_lag_drains(controller: &str, http_addr: &str) {
         nadi_client::ReaderGroup::create(&client, "m", "g", &["s"], nadi_client::StartFrom::Head).await.unwrap()
     });
     let lag = "nadi_reader_group_lag_bytes{group=\"m/g\"}";
-    wait_for_sample(http_addr, lag, (EVENTS * (SIZE as u64 + 4)) as f64);
+    wait_for_sample(http_addr, lag, (EVENTS * framing::framed_len(SIZE) as u64) as f64);
     rt.block_on(async {
         let config =
             nadi_client::ReaderConfig { sync_interval: std::time::Duration::from_millis(200), ..Default::default() };

@@ -1,5 +1,5 @@
 //! The operator's command line against the real binary: `nadi stream stats --json` counts
-//! exactly the bytes and events written (framed: 4 bytes of length per event), `nadi
+//! exactly the bytes and events written (framed: an 8-byte header per event), `nadi
 //! reader-group stats --json` shows every byte as lag until a reader drains the group, unknown
 //! names fail with a typed error, `--watch` without a terminal prints one sample per interval
 //! and no escape codes; `nadi write` prints nothing extra when stderr is not a terminal and a
@@ -17,8 +17,8 @@ use serde_json::Value;
 const EVENTS: u64 = 3_000;
 /// Payload bytes of every event (the line without its newline).
 const SIZE: u64 = 100;
-/// What the store counts per event: a u32 length, then the payload.
-const FRAMED: u64 = 4 + SIZE;
+/// What the store counts per event: an 8-byte header, then the payload.
+const FRAMED: u64 = nadi_proto::framing::EVENT_HEADER_LEN as u64 + SIZE;
 
 /// `EVENTS` lines of exactly `SIZE` bytes each.
 fn lines() -> Vec<u8> {

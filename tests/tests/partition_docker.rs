@@ -180,8 +180,7 @@ async fn direct_writer(
             _ = tick.tick(), if !stop.load(std::sync::atomic::Ordering::Relaxed) => {
                 let payload = format!("direct:{n}");
                 let mut data = BytesMut::new();
-                data.put_u32_le(payload.len() as u32);
-                data.put_slice(payload.as_bytes());
+                nadi_proto::framing::put_event(&mut data, payload.as_bytes()).expect("a small event");
                 let batch = spb::AppendBatch { last_event_number: n, event_count: 1, data: Bytes::from(data) };
                 {
                     let mut s = seen.lock().unwrap();

@@ -107,7 +107,7 @@ fn size_retention_truncates_and_deletes_tier2_chunks() {
     // A reader from the start reads what is retained: at least 300 KiB, the newest batch
     // whole, every event once.
     let events = read_all(&s, "demo/sized");
-    let retained: usize = events.iter().map(|l| l.len() + 4).sum();
+    let retained: usize = events.iter().map(|l| l.len() + nadi_proto::framing::EVENT_HEADER_LEN).sum();
     assert!(retained >= 300 << 10, "at least the policy's size is kept: {retained}");
     assert!(retained < 2 << 20, "most of the 2 MiB is gone: {retained}");
     let last: Vec<_> = events.iter().filter(|l| l.contains("b9-")).collect();

@@ -59,22 +59,22 @@ async fn conditional_append_truncate_merge_attributes() {
     store.create_segment(pb::CreateSegmentRequest { segment: target.clone() }).await.unwrap();
 
     // Conditional append at the right and the wrong offset.
-    assert_eq!(cond(&mut store, &target, 0, &["t0", "t1"]).await.unwrap(), 12);
+    assert_eq!(cond(&mut store, &target, 0, &["t0", "t1"]).await.unwrap(), 20);
     let err = cond(&mut store, &target, 0, &["lost"]).await.unwrap_err();
     let (code, meta) = from_status(&err);
     assert_eq!(code, ErrorCode::OffsetMismatch);
-    assert_eq!(meta.get("actual_length").map(String::as_str), Some("12"));
+    assert_eq!(meta.get("actual_length").map(String::as_str), Some("20"));
 
     // Truncate to the second event; reading before it is a typed error naming the start.
     let trunc = |offset| pb::TruncateSegmentRequest { segment: target.clone(), offset };
     let err = store.truncate_segment(trunc(2)).await.unwrap_err();
     assert_eq!(from_status(&err).0, ErrorCode::BadOffset, "not an event boundary");
-    store.truncate_segment(trunc(6)).await.unwrap();
+    store.truncate_segment(trunc(10)).await.unwrap();
     let err = read_from(&mut store, &target, 0).await.unwrap_err();
     let (code, meta) = from_status(&err);
     assert_eq!(code, ErrorCode::Truncated);
-    assert_eq!(meta.get("start_offset").map(String::as_str), Some("6"));
-    assert_eq!(read_from(&mut store, &target, 6).await.unwrap(), vec!["t1"]);
+    assert_eq!(meta.get("start_offset").map(String::as_str), Some("10"));
+    assert_eq!(read_from(&mut store, &target, 10).await.unwrap(), vec!["t1"]);
 
     // Merge: find a source in another container (refused) and one in the same (merged).
     let mut merged = false;
@@ -94,7 +94,7 @@ async fn conditional_append_truncate_merge_attributes() {
         assert_eq!(code, ErrorCode::SegmentNotSealed, "an unsealed source cannot be merged");
         store.seal_segment(pb::SealSegmentRequest { segment: source.clone() }).await.unwrap();
         let len = store.merge_segments(merge).await.unwrap().into_inner().target_length;
-        assert_eq!(len, 24);
+        assert_eq!(len, 40);
         let gone = store.get_segment_info(pb::GetSegmentInfoRequest { segment: source }).await.unwrap_err();
         assert_eq!(from_status(&gone).0, ErrorCode::SegmentNotFound);
         merged = true;
@@ -120,10 +120,10 @@ async fn conditional_append_truncate_merge_attributes() {
     let mut store = SegmentStoreClient::connect(server.segment_url.clone()).await.unwrap();
     let info =
         store.get_segment_info(pb::GetSegmentInfoRequest { segment: target.clone() }).await.unwrap().into_inner();
-    assert_eq!((info.start_offset, info.length), (6, 24));
+    assert_eq!((info.start_offset, info.length), (10, 40));
     assert_eq!(info.attributes, vec![pb::Attribute { key: "cp".into(), value: 2 }]);
-    assert_eq!(read_from(&mut store, &target, 6).await.unwrap(), vec!["t1", "m0", "m1"]);
+    assert_eq!(read_from(&mut store, &target, 10).await.unwrap(), vec!["t1", "m0", "m1"]);
     store.seal_segment(pb::SealSegmentRequest { segment: target.clone() }).await.unwrap();
-    let err = cond(&mut store, &target, 24, &["late"]).await.unwrap_err();
+    let err = cond(&mut store, &target, 40, &["late"]).await.unwrap_err();
     assert_eq!(from_status(&err).0, ErrorCode::Sealed);
 }

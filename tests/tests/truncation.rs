@@ -106,7 +106,7 @@ fn truncate_inside_an_event_is_refused_and_changes_nothing() {
     let h = s.http_addr.clone();
     ok(&s.cli(&["scope", "create", "demo"]));
     ok(&s.cli(&["stream", "create", "demo/t", "--segments", "2"]));
-    // Events of 8 payload bytes ("kN\tev-NN"), 12 bytes framed, over both segments.
+    // Events of 8 payload bytes ("kN\tev-NN"), 16 bytes framed, over both segments.
     let text: String = (0..40).map(|i| format!("k{}\tev-{i:02}\n", i % 10)).collect();
     write(&s, &text);
     let all = sorted(&text);
@@ -121,7 +121,7 @@ fn truncate_inside_an_event_is_refused_and_changes_nothing() {
         .collect();
     assert_eq!(tail.len(), 2);
     let [(a, a_end), (b, b_end)] = [tail[0], tail[1]];
-    assert!(a_end > 0 && b_end > 0 && a_end % 12 == 0 && b_end % 12 == 0, "both segments hold events: {tail:?}");
+    assert!(a_end > 0 && b_end > 0 && a_end % 16 == 0 && b_end % 16 == 0, "both segments hold events: {tail:?}");
 
     // `a` at its tail (a boundary), `b` inside its last event: refused as a whole, by the CLI
     // and over HTTP, naming the offset that is not an event boundary.
@@ -144,8 +144,8 @@ fn truncate_inside_an_event_is_refused_and_changes_nothing() {
     assert_eq!(read_all(&s, "2"), all, "a refused truncation leaves every event readable");
 
     // At boundaries (`a` at its tail, `b` after its first event) it works.
-    ok(&s.cli(&["stream", "truncate", "demo/t", "--cut", &format!("{a}:{a_end},{b}:12")]));
+    ok(&s.cli(&["stream", "truncate", "demo/t", "--cut", &format!("{a}:{a_end},{b}:16")]));
     let left = read_all(&s, "2");
-    assert_eq!(left.len(), (b_end / 12 - 1) as usize, "{left:?}");
+    assert_eq!(left.len(), (b_end / 16 - 1) as usize, "{left:?}");
     assert!(left.iter().all(|e| all.contains(e)), "{left:?}");
 }

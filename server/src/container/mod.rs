@@ -443,6 +443,21 @@ impl Container {
         self.truncate_checked(name, local, offset).await
     }
 
+    /// Moves the start offset of `name` forward to any `offset` within its durable data, event
+    /// boundary or not (a Pravega byte stream's truncation; Nadi readers of the segment then
+    /// fail with `Corrupt` if `offset` was inside an event).
+    pub async fn truncate_bytes(&self, name: &str, offset: u64) -> Result<(), StoreError> {
+        let local = {
+            let d = self.shared.durable.read();
+            let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
+            if offset > s.length {
+                return Err(StoreError::BadOffset { segment: name.to_owned(), offset, length: s.length });
+            }
+            s.local
+        };
+        self.truncate_checked(name, local, offset).await
+    }
+
     /// Checks that `offset` is an event boundary of `name` against the durable index (offsets
     /// below the durable length never change) and returns the local id of the segment checked.
     async fn check_truncate(&self, name: &str, offset: u64) -> Result<u64, StoreError> {

@@ -7,7 +7,7 @@
 //! Called by: `Container`'s users (`crate::store`, the network services).
 
 use bytes::Bytes;
-use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
+use nadi_proto::framing::{self, EVENT_HEADER_LEN};
 
 use crate::container::checkpoint::{ChunkRef, IndexEntry};
 use crate::container::state::ChunkId;
@@ -24,7 +24,9 @@ impl Container {
     pub fn read(&self, name: &str, offset: u64, max_bytes: usize) -> Result<ReadChunk, StoreError> {
         match self.plan(name, offset, max_bytes)? {
             Plan::Done(chunk) => Ok(chunk),
-            Plan::Tier1 { pieces, length, sealed } => self.serve_tier1(name, offset, max_bytes, pieces, length, sealed),
+            Plan::Tier1 { pieces, length, sealed } => {
+                self.serve_tier1(name, offset, max_bytes, pieces, length, sealed, Cut::Events)
+            }
             Plan::Tier2 { .. } => Err(StoreError::Internal(format!(
                 "segment {name}: offset {offset} is in Tier-2; read it with read_any"
             ))),
@@ -47,16 +49,41 @@ impl Container {
         max_bytes: usize,
         held: &mut Option<HeldChunk>,
     ) -> Result<ReadChunk, StoreError> {
+        self.read_cut(name, offset, max_bytes, held, Cut::Events).await
+    }
+
+    /// Reads up to `max_bytes` of `name` from any `offset` within it, as bytes: not cut at event
+    /// boundaries and not checked to be events (the Pravega front end serves segments so,
+    /// Pravega readers re-assemble events themselves, and a Pravega byte stream holds no
+    /// events). Returns an empty chunk at the tail of an unsealed segment.
+    pub async fn read_bytes(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        held: &mut Option<HeldChunk>,
+    ) -> Result<ReadChunk, StoreError> {
+        self.read_cut(name, offset, max_bytes.max(1), held, Cut::Bytes).await
+    }
+
+    async fn read_cut(
+        &self,
+        name: &str,
+        offset: u64,
+        max_bytes: usize,
+        held: &mut Option<HeldChunk>,
+        cut: Cut,
+    ) -> Result<ReadChunk, StoreError> {
         let mut tries = 0;
         loop {
             tries += 1;
             let res = match self.plan(name, offset, max_bytes)? {
                 Plan::Done(chunk) => return Ok(chunk),
                 Plan::Tier1 { pieces, length, sealed } => {
-                    self.serve_tier1(name, offset, max_bytes, pieces, length, sealed)
+                    self.serve_tier1(name, offset, max_bytes, pieces, length, sealed, cut)
                 }
                 Plan::Tier2 { chunk, next, length, sealed } => {
-                    return self.serve_tier2(name, offset, max_bytes, chunk, next, length, sealed, held).await;
+                    return self.serve_tier2(name, offset, max_bytes, chunk, next, length, sealed, held, cut).await;
                 }
             };
             match res {
@@ -112,6 +139,7 @@ impl Container {
         Ok(Plan::Tier1 { pieces, length: s.length, sealed: s.sealed })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn serve_tier1(
         &self,
         name: &str,
@@ -120,6 +148,7 @@ impl Container {
         pieces: Vec<IndexEntry>,
         length: u64,
         sealed: bool,
+        cut: Cut,
     ) -> Result<ReadChunk, StoreError> {
         let Some(first) = pieces.first().copied() else {
             return Err(StoreError::Internal(format!("segment {name}: no index entry for offset {offset}")));
@@ -139,7 +168,7 @@ impl Container {
                 .read_into(p.addr, p.len as usize, &mut buf)
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        let data = self.cut_events(name, Bytes::from(buf), first.offset, offset, max_bytes, length)?;
+        let data = self.cut(cut, name, Bytes::from(buf), first.offset, offset, max_bytes, length)?;
         let end = offset + data.len() as u64;
         self.shared.metrics.read(1, data.len());
         Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
@@ -156,6 +185,7 @@ impl Container {
         length: u64,
         sealed: bool,
         held: &mut Option<HeldChunk>,
+        cut: Cut,
     ) -> Result<ReadChunk, StoreError> {
         let id = self.shared.id;
         let Some(t2) = &self.shared.tier2 else {
@@ -183,19 +213,43 @@ impl Container {
         }
         let mut bytes = data.slice(chunk.skip as usize..end as usize);
         let mut from = chunk.offset;
-        if offset == boundary {
-            // Where this reader's last read ended: an event boundary, no need to walk the events
-            // before it again.
+        if offset == boundary || cut == Cut::Bytes {
+            // Where this reader's last read ended (an event boundary, no need to walk the events
+            // before it again), or a read of bytes (no events to walk).
             bytes = bytes.slice((offset - chunk.offset) as usize..);
             from = offset;
         }
-        let data = self.cut_events(name, bytes, from, offset, max_bytes, length)?;
+        let data = self.cut(cut, name, bytes, from, offset, max_bytes, length)?;
         let end = offset + data.len() as u64;
         if let Some(h) = held {
             h.next = end;
         }
         self.shared.metrics.read(2, data.len());
         Ok(ReadChunk { offset, end_of_segment: sealed && end == length, data, segment_length: length })
+    }
+
+    /// Cuts what a read returns out of `buf` (segment bytes from `buf_offset` on).
+    #[allow(clippy::too_many_arguments)]
+    fn cut(
+        &self,
+        cut: Cut,
+        name: &str,
+        buf: Bytes,
+        buf_offset: u64,
+        offset: u64,
+        max_bytes: usize,
+        length: u64,
+    ) -> Result<Bytes, StoreError> {
+        match cut {
+            Cut::Events => self.cut_events(name, buf, buf_offset, offset, max_bytes, length),
+            Cut::Bytes => {
+                let skip = (offset - buf_offset) as usize;
+                if skip >= buf.len() {
+                    return Err(StoreError::Internal(format!("segment {name}: no bytes at offset {offset}")));
+                }
+                Ok(buf.slice(skip..buf.len().min(skip + max_bytes)))
+            }
+        }
     }
 
     /// `buf` holds segment bytes from `buf_offset` on (whole events, ending on an event
@@ -218,13 +272,10 @@ impl Container {
             if at >= skip && cut.is_none() {
                 cut = Some(at);
             }
-            let len = u32::from_le_bytes(buf[at..at + EVENT_HEADER_LEN].try_into().expect("4 bytes")) as usize;
-            if len > MAX_EVENT_SIZE {
-                return Err(StoreError::Corrupt {
-                    container: self.shared.id,
-                    detail: format!("segment {name}: bad event length at offset {}", buf_offset + at as u64),
-                });
-            }
+            let len = framing::header_len(&buf[at..at + EVENT_HEADER_LEN], at).map_err(|e| StoreError::Corrupt {
+                container: self.shared.id,
+                detail: format!("segment {name}: bad event header at offset {}: {e}", buf_offset + at as u64),
+            })?;
             let next = at + EVENT_HEADER_LEN + len;
             if let Some(start) = cut
                 && next - start > max_bytes
@@ -240,6 +291,15 @@ impl Container {
         }
         Ok(buf.slice(skip..stop.min(buf.len())))
     }
+}
+
+/// How a read cuts the bytes it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Whole events from an event boundary (Nadi's reads).
+    Events,
+    /// Bytes as they are, from any offset (the Pravega front end's reads).
+    Bytes,
 }
 
 /// The Tier-2 chunk a reader is in (see [`Container::read_holding`]).

@@ -32,17 +32,17 @@ async fn create_append_read_seal() {
     assert!(c.create("s/t/0.#epoch.0").await.unwrap());
     assert!(!c.create("s/t/0.#epoch.0").await.unwrap());
     let ack = append(&c, "s/t/0.#epoch.0", "w", 1, &[b"a", b"bb"]).await.unwrap();
-    assert_eq!(ack, AppendAck { last_event_number: 1, segment_length: 11 });
+    assert_eq!(ack, AppendAck { last_event_number: 1, segment_length: 19 });
     let chunk = c.read("s/t/0.#epoch.0", 0, 1 << 20).unwrap();
     assert_eq!(payloads(&chunk), vec![b"a".to_vec(), b"bb".to_vec()]);
     assert!(!chunk.end_of_segment);
     // Reading from the second event's boundary works; from inside an event does not.
-    assert_eq!(payloads(&c.read("s/t/0.#epoch.0", 5, 1 << 20).unwrap()), vec![b"bb".to_vec()]);
+    assert_eq!(payloads(&c.read("s/t/0.#epoch.0", 9, 1 << 20).unwrap()), vec![b"bb".to_vec()]);
     assert!(matches!(c.read("s/t/0.#epoch.0", 3, 1 << 20), Err(StoreError::BadOffset { .. })));
     assert!(matches!(c.read("s/t/0.#epoch.0", 99, 1 << 20), Err(StoreError::BadOffset { .. })));
-    assert_eq!(c.seal("s/t/0.#epoch.0").await.unwrap(), 11);
+    assert_eq!(c.seal("s/t/0.#epoch.0").await.unwrap(), 19);
     assert!(matches!(append(&c, "s/t/0.#epoch.0", "w", 2, &[b"c"]).await, Err(StoreError::Sealed(_))));
-    assert!(c.read("s/t/0.#epoch.0", 11, 1 << 20).unwrap().end_of_segment);
+    assert!(c.read("s/t/0.#epoch.0", 19, 1 << 20).unwrap().end_of_segment);
     assert!(matches!(append(&c, "nope", "w", 0, &[b"c"]).await, Err(StoreError::SegmentNotFound(_))));
 }
 
@@ -89,22 +89,22 @@ async fn conditional_append_truncate_merge_and_attributes_survive_a_crash() {
     c.create("src").await.unwrap();
     // Conditional append: only at the expected length; a mismatch reports the actual one.
     let ack = c.conditional_append("t", 0, 2, frame(&[b"a0", b"a1"])).await.unwrap();
-    assert_eq!(ack.segment_length, 12);
+    assert_eq!(ack.segment_length, 20);
     let err = c.conditional_append("t", 0, 1, frame(&[b"x"])).await.unwrap_err();
-    assert!(matches!(err, StoreError::OffsetMismatch { expected: 0, actual: 12, .. }), "{err}");
+    assert!(matches!(err, StoreError::OffsetMismatch { expected: 0, actual: 20, .. }), "{err}");
     // Truncate: to an event boundary only; earlier offsets then fail with Truncated.
     assert!(matches!(c.truncate("t", 3).await, Err(StoreError::BadOffset { .. })));
-    c.truncate("t", 6).await.unwrap();
-    assert!(matches!(c.read("t", 0, 100), Err(StoreError::Truncated { start: 6, .. })));
-    assert_eq!(payloads(&c.read("t", 6, 100).unwrap()), vec![b"a1".to_vec()]);
+    c.truncate("t", 10).await.unwrap();
+    assert!(matches!(c.read("t", 0, 100), Err(StoreError::Truncated { start: 10, .. })));
+    assert_eq!(payloads(&c.read("t", 10, 100).unwrap()), vec![b"a1".to_vec()]);
     c.truncate("t", 0).await.unwrap(); // moving backwards changes nothing
-    assert_eq!(c.info("t").unwrap().start_offset, 6);
+    assert_eq!(c.info("t").unwrap().start_offset, 10);
     // Merge: the source must be sealed; its readable bytes follow the target's.
     append(&c, "src", "w", 2, &[b"s0", b"s1", b"s2"]).await.unwrap();
     assert!(matches!(c.merge("t", "src").await, Err(StoreError::NotSealed(_))));
     c.seal("src").await.unwrap();
-    c.truncate("src", 6).await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.merge("t", "src").await.unwrap(), 12 + 12);
+    c.truncate("src", 10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.merge("t", "src").await.unwrap(), 20 + 20);
     assert!(matches!(c.info("src"), Err(StoreError::SegmentNotFound(_))));
     // Attributes: compare-and-set.
     c.update_attribute("t", "checkpoint", None, 7).await.unwrap();
@@ -114,9 +114,9 @@ async fn conditional_append_truncate_merge_and_attributes_survive_a_crash() {
 
     let check = |c: &Container| {
         let info = c.info("t").unwrap();
-        assert_eq!((info.start_offset, info.length), (6, 24));
+        assert_eq!((info.start_offset, info.length), (10, 40));
         assert_eq!(info.attributes, vec![("checkpoint".to_owned(), 9)]);
-        let all = payloads(&c.read("t", 6, 1 << 20).unwrap());
+        let all = payloads(&c.read("t", 10, 1 << 20).unwrap());
         assert_eq!(all, ["a1", "s1", "s2"].map(|s| s.as_bytes().to_vec()));
     };
     check(&c);
@@ -132,14 +132,14 @@ async fn truncate_refuses_a_segment_deleted_and_created_again_after_the_check() 
     let c = mem_container(&mut log);
     c.create("x").await.unwrap();
     append(&c, "x", "w", 1, &[b"old-0", b"old-1"]).await.unwrap();
-    // The check passes for the first incarnation (9 is the boundary after "old-0") ...
-    let checked = c.check_truncate("x", 9).await.unwrap();
+    // The check passes for the first incarnation (13 is the boundary after "old-0") ...
+    let checked = c.check_truncate("x", 13).await.unwrap();
     // ... then the name is deleted and created again, with other events, before the writer
     // gets the truncation.
     c.delete("x").await.unwrap();
     c.create("x").await.unwrap();
     append(&c, "x", "w", 0, &[b"new-event-0"]).await.unwrap();
-    let err = c.truncate_checked("x", checked, 9).await.unwrap_err();
+    let err = c.truncate_checked("x", checked, 13).await.unwrap_err();
     assert!(matches!(err, StoreError::SegmentReplaced(_)), "{err}");
     assert_eq!(err.code(), nadi_proto::ErrorCode::SegmentNotFound);
     // The new segment was not touched, here or after a restart.
@@ -149,8 +149,8 @@ async fn truncate_refuses_a_segment_deleted_and_created_again_after_the_check() 
     assert_eq!(c.info("x").unwrap().start_offset, 0);
     assert_eq!(payloads(&c.read("x", 0, 100).unwrap()), vec![b"new-event-0".to_vec()]);
     // A truncation checked against the current incarnation goes through.
-    c.truncate("x", 15).await.unwrap();
-    assert_eq!(c.info("x").unwrap().start_offset, 15);
+    c.truncate("x", 19).await.unwrap();
+    assert_eq!(c.info("x").unwrap().start_offset, 19);
 }
 
 #[tokio::test]
@@ -211,7 +211,7 @@ async fn reads_are_cut_at_event_boundaries_and_deleted_segments_vanish() {
         append(&c, "x", "w", i, &[&big]).await.unwrap();
     }
     let chunk = c.read("x", 0, 2500).unwrap();
-    assert_eq!(payloads(&chunk).len(), 2, "two 1004-byte events fit in 2500 bytes");
+    assert_eq!(payloads(&chunk).len(), 2, "two 1008-byte events fit in 2500 bytes");
     let chunk = c.read("x", 0, 10).unwrap();
     assert_eq!(payloads(&chunk).len(), 1, "at least one event even if it exceeds the limit");
     c.delete("x").await.unwrap();

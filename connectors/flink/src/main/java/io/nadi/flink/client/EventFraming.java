@@ -7,8 +7,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Nadi's event framing ({@code docs/protocol.md}, "Event framing"): {@code length: u32 LE |
- * payload}, at most 8 MiB per event. An event's offset is the segment offset of its length field.
+ * Nadi's event framing ({@code docs/protocol.md}, "Event framing"), which is Pravega's: {@code
+ * type: u32 BE = 0 | length: u32 BE | payload}, at most 8 MiB per event. An event's offset is the
+ * segment offset of its header.
  */
 public final class EventFraming {
     /** Largest payload of one event. */
@@ -16,12 +17,18 @@ public final class EventFraming {
 
     private EventFraming() {}
 
+    /** Size of an event's header: type and length. */
+    public static final int HEADER_LEN = 8;
+
     static void put(ByteArrayOutputStream out, byte[] payload) {
         int n = payload.length;
-        out.write(n & 0xFF);
-        out.write((n >>> 8) & 0xFF);
-        out.write((n >>> 16) & 0xFF);
+        for (int i = 0; i < 4; i++) {
+            out.write(0);
+        }
         out.write((n >>> 24) & 0xFF);
+        out.write((n >>> 16) & 0xFF);
+        out.write((n >>> 8) & 0xFF);
+        out.write(n & 0xFF);
         out.write(payload, 0, n);
     }
 
@@ -40,13 +47,17 @@ public final class EventFraming {
 
     /** Splits whole framed events that start at segment offset {@code base}. */
     public static List<Event> decode(ByteBuffer data, long base) throws NadiException {
-        ByteBuffer b = data.duplicate().order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer b = data.duplicate().order(ByteOrder.BIG_ENDIAN);
         List<Event> events = new ArrayList<>();
         int start = b.position();
         while (b.hasRemaining()) {
             long offset = base + (b.position() - start);
-            if (b.remaining() < 4) {
+            if (b.remaining() < HEADER_LEN) {
                 throw new NadiException("DATA_CORRUPT", "truncated event frame at offset " + offset);
+            }
+            int type = b.getInt();
+            if (type != 0) {
+                throw new NadiException("DATA_CORRUPT", "event header of type " + type + " (not 0) at offset " + offset);
             }
             int len = b.getInt();
             if (len < 0 || len > MAX_EVENT_SIZE || len > b.remaining()) {
@@ -54,7 +65,7 @@ public final class EventFraming {
             }
             byte[] payload = new byte[len];
             b.get(payload);
-            events.add(new Event(offset, offset + 4 + len, payload));
+            events.add(new Event(offset, offset + HEADER_LEN + len, payload));
         }
         return events;
     }

@@ -132,7 +132,7 @@ public final class RoutedWriter implements AutoCloseable {
         double point = key == null ? Double.NaN : NadiRouting.keyPoint(key);
         Route r = pick(routes, point);
         buffers.computeIfAbsent(r.segmentId, k -> new ArrayList<>()).add(new Ev(point, payload));
-        bufferedBytes += payload.length + 4;
+        bufferedBytes += payload.length + EventFraming.HEADER_LEN;
         written++;
     }
 
