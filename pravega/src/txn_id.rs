@@ -104,6 +104,19 @@ impl PravegaTxnId {
     }
 }
 
+/// The Nadi name of a segment named `wire` on Pravega's wire: the same name, except that a
+/// transaction segment `{parent}#transaction.{32 hex digits}` is `{parent}#txn.{UUID text}`.
+/// `None` for a transaction suffix that is not 32 hex digits.
+pub fn nadi_segment_name(wire: &str) -> Option<String> {
+    match wire.split_once(TXN_SEGMENT_MARKER) {
+        None => Some(wire.to_owned()),
+        Some((parent, hex)) => {
+            let id = PravegaTxnId::from_segment_suffix(hex)?;
+            Some(nadi_proto::names::txn_segment_name(parent, &id.to_nadi()))
+        }
+    }
+}
+
 impl fmt::Display for PravegaTxnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_nadi())

@@ -160,7 +160,10 @@ mod tests {
         // A header whose type is not 0 is not an event.
         let mut other = data.to_vec();
         other[3] = 1;
-        assert!(matches!(validate_batch(&Bytes::from(other), 1), Err(FramingError::NotAnEvent { at: 0, type_code: 1 })));
+        assert!(matches!(
+            validate_batch(&Bytes::from(other), 1),
+            Err(FramingError::NotAnEvent { at: 0, type_code: 1 })
+        ));
         // A count no payload could hold is refused before anything is allocated for it.
         assert!(matches!(validate_batch(&data, u32::MAX), Err(FramingError::CountMismatch { .. })));
     }

@@ -24,7 +24,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use nadi_client::{NadiClient, StreamSpec, WriterConfig};
 use nadi_proto::segment::v1 as spb;
 use nadi_tests::docker::{run_bounded, run_ok, skip_or_fail, succeeds, test_image};

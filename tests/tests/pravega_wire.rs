@@ -1,7 +1,9 @@
-//! Bad input on the Pravega segment port (issue 20, acceptance 4, the part served so far): the
-//! handshake, and garbage bytes, an unknown command type, an oversized length, a wrong protocol
-//! version and commands before `Hello` each get a typed reply or a closed connection, never a
-//! panic; the process keeps serving and the data stored through Nadi is intact.
+//! Bad input on the Pravega segment port (issue 20, acceptance 4): the handshake; garbage
+//! bytes, an unknown command type, an oversized length, a wrong protocol version, commands
+//! before `Hello`, an append without `SetupAppend` and an append block that is not its declared
+//! events each get a typed reply or a closed connection, never a panic; an unknown segment
+//! gets `NoSuchSegment`; the process keeps serving and the data stored through Nadi is intact
+//! (read back through Nadi and through the Pravega port).
 //!
 //! Costs about 3 s (one standalone).
 
@@ -49,6 +51,65 @@ fn closed(c: &mut TcpStream) -> bool {
     matches!(c.read(&mut b), Ok(0) | Err(_)) && !matches!(c.read(&mut b), Ok(n) if n > 0)
 }
 
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn read_segment(segment: &str, offset: i64, request_id: i64) -> Vec<u8> {
+    let mut p = Vec::new();
+    put_string(&mut p, segment);
+    p.extend_from_slice(&offset.to_be_bytes());
+    p.extend_from_slice(&1024i32.to_be_bytes()); // suggested length
+    put_string(&mut p, ""); // delegation token
+    p.extend_from_slice(&request_id.to_be_bytes());
+    p
+}
+
+fn setup_append(writer: u128, segment: &str, request_id: i64) -> Vec<u8> {
+    let mut p = request_id.to_be_bytes().to_vec();
+    p.extend_from_slice(&writer.to_be_bytes());
+    put_string(&mut p, segment);
+    put_string(&mut p, "");
+    frame(1, &p)
+}
+
+fn append_block(writer: u128, data: &[u8], events: i32, last: i64) -> Vec<u8> {
+    let mut p = writer.to_be_bytes().to_vec();
+    p.extend_from_slice(&(data.len() as i32).to_be_bytes());
+    p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    p.extend_from_slice(data);
+    p.extend_from_slice(&events.to_be_bytes());
+    p.extend_from_slice(&last.to_be_bytes());
+    p.extend_from_slice(&1i64.to_be_bytes()); // request id
+    frame(4, &p)
+}
+
+/// Reads a reply's fields in order (big-endian, as the codec writes them).
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().unwrap())
+    }
+    fn u8(&mut self) -> u8 {
+        self.take(1)[0]
+    }
+    fn string(&mut self) -> String {
+        let n = u16::from_be_bytes(self.take(2).try_into().unwrap()) as usize;
+        String::from_utf8(self.take(n).to_vec()).unwrap()
+    }
+    fn bytes(&mut self) -> Vec<u8> {
+        let n = u32::from_be_bytes(self.take(4).try_into().unwrap()) as usize;
+        self.take(n).to_vec()
+    }
+}
+
 #[test]
 fn bad_input_on_the_pravega_port_gets_a_typed_reply_or_a_closed_connection() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,19 +130,36 @@ fn bad_input_on_the_pravega_port_gets_a_typed_reply_or_a_closed_connection() {
     // KeepAlive is echoed.
     c.write_all(&frame(100, &[])).unwrap();
     assert_eq!(read_frame(&mut c), (100, vec![]));
-    // A well-formed request not served yet: OperationUnsupported (57) with its request id.
-    let mut read = Vec::new();
-    let segment = b"w/s/0.#epoch.0";
-    read.extend_from_slice(&(segment.len() as u16).to_be_bytes());
-    read.extend_from_slice(segment);
-    read.extend_from_slice(&0i64.to_be_bytes()); // offset
-    read.extend_from_slice(&1024i32.to_be_bytes()); // suggested length
-    read.extend_from_slice(&0u16.to_be_bytes()); // delegation token ""
-    read.extend_from_slice(&4242i64.to_be_bytes()); // request id
+    // A read is served from the stored bytes: Nadi's events in Pravega's framing.
+    let read = read_segment("w/s/0.#epoch.0", 0, 4242);
     c.write_all(&frame(9, &read)).unwrap();
     let (t, p) = read_frame(&mut c);
-    assert_eq!(t, 57, "OperationUnsupported");
-    assert_eq!(i64::from_be_bytes(p[..8].try_into().unwrap()), 4242, "it echoes the request id");
+    assert_eq!(t, 10, "SegmentRead");
+    let mut r = Fields(&p);
+    assert_eq!(r.string(), "w/s/0.#epoch.0");
+    assert_eq!(r.i64(), 0, "the offset asked for");
+    let (_at_tail, end_of_segment) = (r.u8(), r.u8());
+    assert_eq!(end_of_segment, 0);
+    let mut want = Vec::new();
+    for e in ["one", "two", "three"] {
+        want.extend_from_slice(&0i32.to_be_bytes());
+        want.extend_from_slice(&(e.len() as i32).to_be_bytes());
+        want.extend_from_slice(e.as_bytes());
+    }
+    assert_eq!(r.bytes(), want, "the stored events with Pravega's 8-byte headers");
+    assert_eq!(r.i64(), 4242, "it echoes the request id");
+    // An unknown segment: NoSuchSegment (53) with the request id.
+    c.write_all(&frame(9, &read_segment("w/nope/0.#epoch.0", 0, 7))).unwrap();
+    let (t, p) = read_frame(&mut c);
+    assert_eq!((t, Fields(&p).i64()), (53, 7), "NoSuchSegment");
+    // A well-formed request not served: OperationUnsupported (57) with its request id.
+    let mut transient = 4343i64.to_be_bytes().to_vec();
+    transient.extend_from_slice(&7u128.to_be_bytes());
+    put_string(&mut transient, "w/s/0.#epoch.0");
+    put_string(&mut transient, "");
+    c.write_all(&frame(40, &transient)).unwrap();
+    let (t, p) = read_frame(&mut c);
+    assert_eq!((t, Fields(&p).i64()), (57, 4343), "OperationUnsupported");
     // An unknown command type closes the connection.
     c.write_all(&frame(9999, b"whatever")).unwrap();
     assert!(closed(&mut c), "an unknown command closes the connection");
@@ -92,20 +170,28 @@ fn bad_input_on_the_pravega_port_gets_a_typed_reply_or_a_closed_connection() {
     assert_eq!(read_frame(&mut c).0, -127);
     assert!(closed(&mut c), "incompatible versions close the connection");
 
-    // Garbage, an oversized or negative length, a command before Hello: closed, no reply.
-    let bad: [Vec<u8>; 5] = [
+    // Garbage, an oversized or negative length, a command before Hello, a second Hello, an
+    // append without SetupAppend, a block that is not its declared events: closed, no reply,
+    // nothing stored.
+    let bad: [Vec<u8>; 7] = [
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
         [&(-127i32).to_be_bytes()[..], &(0x0100_0000i32).to_be_bytes()[..]].concat(),
         [&(-127i32).to_be_bytes()[..], &(-5i32).to_be_bytes()[..]].concat(),
         frame(9, &read),
         [hello(15, 5), frame(-127, &[1, 2])].concat(),
+        [hello(15, 5), append_block(9, b"\0\0\0\0\0\0\0\x01x", 1, 1)].concat(),
+        [hello(15, 5), setup_append(9, "w/s/0.#epoch.0", 1), append_block(9, b"\0\0\0\0\0\0\0\x09short", 1, 1)]
+            .concat(),
     ];
     for (i, bytes) in bad.iter().enumerate() {
         let mut c = connect(&addr);
         c.write_all(bytes).unwrap();
-        if i == 4 {
-            // The first Hello is answered; the malformed second one closes.
+        if i >= 4 {
+            // The Hello is answered; what follows it closes.
             assert_eq!(read_frame(&mut c).0, -127);
+        }
+        if i == 6 {
+            assert_eq!(read_frame(&mut c).0, 2, "AppendSetup");
         }
         assert!(closed(&mut c), "bad input {i} closes the connection");
     }

@@ -429,6 +429,7 @@ impl Container {
         self.call(|reply| Request::ConditionalAppend {
             name: name.to_owned(),
             expected_offset,
+            writer: None,
             event_count,
             data,
             reply,
@@ -441,6 +442,30 @@ impl Container {
     pub async fn truncate(&self, name: &str, offset: u64) -> Result<(), StoreError> {
         let local = self.check_truncate(name, offset).await?;
         self.truncate_checked(name, local, offset).await
+    }
+
+    /// Like [`conditional_append`](Self::conditional_append), as `writer` with the number of
+    /// the last event in `data` (`event_count` framed events, or raw bytes with a count of 0):
+    /// a retry (`last_event_number` not above the writer's stored one) is acknowledged with the
+    /// stored number before the length is checked. Numbers may skip.
+    pub async fn conditional_append_as(
+        &self,
+        name: &str,
+        writer: &str,
+        last_event_number: i64,
+        expected_offset: u64,
+        event_count: u32,
+        data: Bytes,
+    ) -> Result<AppendAck, StoreError> {
+        self.call(|reply| Request::ConditionalAppend {
+            name: name.to_owned(),
+            expected_offset,
+            writer: Some((writer.to_owned(), last_event_number)),
+            event_count,
+            data,
+            reply,
+        })
+        .await
     }
 
     /// Moves the start offset of `name` forward to any `offset` within its durable data, event

@@ -599,7 +599,8 @@ mod tests {
         // Truncation and deletion delete chunks.
         let before = t2.list(0).await.unwrap().len();
         let len_a = c.info("s/a/0").unwrap().length;
-        let half = (written[0].len() / 2 / nadi_proto::framing::framed_len(256 * 1024) * nadi_proto::framing::framed_len(256 * 1024)) as u64;
+        let half = (written[0].len() / 2 / nadi_proto::framing::framed_len(256 * 1024)
+            * nadi_proto::framing::framed_len(256 * 1024)) as u64;
         c.truncate("s/a/0", half).await.unwrap();
         c.delete("s/b/0").await.unwrap();
         let t2c = t2.clone();

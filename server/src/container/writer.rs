@@ -50,11 +50,14 @@ pub(super) enum Request {
         name: String,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
-    /// An append without a writer id that succeeds only if the segment's written length is
-    /// `expected_offset` (for optimistic concurrency, e.g. state synchronizers).
+    /// An append that succeeds only if the segment's written length is `expected_offset` (for
+    /// optimistic concurrency, e.g. state synchronizers). With a writer (id, number of the last
+    /// event), an append whose number is not above the writer's stored one is a retry and is
+    /// acknowledged before the length is checked; numbers may skip (no gap check).
     ConditionalAppend {
         name: String,
         expected_offset: u64,
+        writer: Option<(String, i64)>,
         event_count: u32,
         data: Bytes,
         reply: oneshot::Sender<Result<AppendAck, StoreError>>,
@@ -162,7 +165,9 @@ impl Reply {
 pub(super) fn estimate(req: &Request) -> usize {
     match req {
         Request::Append { writer, data, name, .. } => ops::append_size(writer, data.len()) + name.len(),
-        Request::ConditionalAppend { data, name, .. } => ops::append_size("", data.len()) + name.len(),
+        Request::ConditionalAppend { data, name, writer, .. } => {
+            ops::append_size(writer.as_ref().map_or("", |(w, _)| w.as_str()), data.len()) + name.len()
+        }
         Request::UpdateAttribute { key, .. } => 32 + key.len(),
         Request::Create { name, .. } => 16 + name.len(),
         // Seal, delete, truncate, merge and the barrier encode to at most 17 bytes.
@@ -541,10 +546,20 @@ impl WriterThread {
                 });
                 Reply::Deleted(reply, res)
             }
-            Request::ConditionalAppend { name, expected_offset, event_count, data, reply } => {
+            Request::ConditionalAppend { name, expected_offset, writer, event_count, data, reply } => {
+                let (writer, last_event_number) = writer.unwrap_or_default();
+                let last_event_number = if writer.is_empty() { -1 } else { last_event_number };
+                let mut retry = None;
                 let res = live(w, &name).and_then(|s| {
                     if s.sealed {
                         return Err(StoreError::Sealed(name.clone()));
+                    }
+                    if !writer.is_empty() {
+                        let prev = s.writers.get(&writer).copied().unwrap_or(-1);
+                        if last_event_number <= prev {
+                            retry = Some(AppendAck { last_event_number: prev, segment_length: s.length });
+                            return Ok((s.local, s.length));
+                        }
                     }
                     if s.length != expected_offset {
                         return Err(StoreError::OffsetMismatch {
@@ -556,20 +571,23 @@ impl WriterThread {
                     Ok((s.local, s.length))
                 });
                 let res = res.map(|(local, offset)| {
-                    ops::encode_append(buf, local, offset, "", -1, event_count, &data);
-                    let payload = data.len() as u64 - event_count as u64 * EVENT_HEADER_LEN as u64;
+                    if let Some(ack) = retry {
+                        return (ack.last_event_number, ack.segment_length);
+                    }
+                    ops::encode_append(buf, local, offset, &writer, last_event_number, event_count, &data);
+                    let payload = (data.len() as u64).saturating_sub(event_count as u64 * EVENT_HEADER_LEN as u64);
                     self.shared.metrics.appended(&name, event_count, payload);
                     let op = Op::Append {
                         local,
                         offset,
-                        writer: "",
-                        last_event_number: -1,
+                        writer: &writer,
+                        last_event_number,
                         event_count,
                         data_pos: 0,
                         data_len: data.len(),
                     };
                     apply_written(w, &op);
-                    (-1, offset + data.len() as u64)
+                    (last_event_number, offset + data.len() as u64)
                 });
                 Reply::Appended(reply, res)
             }

@@ -14,10 +14,10 @@
 //! - `--pravega-segment-listen` (`nadi standalone`, `nadi segment-store`): Pravega's
 //!   segment-store wire protocol. This process binds it (so a port in use fails fast, and
 //!   port 0 is resolved) and its store reports the advertised `HOST:PORT` in its heartbeats,
-//!   which is what the controller API's `getURI` answers. Serving the protocol on it is the
-//!   wire front end's part ([`serve_segments`]).
+//!   which is what the controller API's `getURI` answers; [`serve_segments`] serves the
+//!   protocol on it (`net::pravega`).
 //!
-//! Owns: serving both listeners. Calls: `node` (listeners, TLS, the gRPC server). Called by:
+//! Owns: serving both listeners. Calls: `node` (listeners, TLS, the gRPC server), `net`. Called by:
 //! `node::standalone`, `node::controller`, `node::segment_store`.
 
 use std::net::SocketAddr;
@@ -31,6 +31,7 @@ use nadi_security::tls::ServerTls;
 use tokio::net::TcpListener;
 
 use super::config::PravegaSegmentConfig;
+use crate::net::pravega::PravegaWire;
 
 /// Reads `authorization: Basic <token>` as `Bearer <token>`: how the Pravega Python client
 /// sends a static token. Other headers pass unchanged.
@@ -115,20 +116,11 @@ pub async fn bind_segments(cfg: &PravegaSegmentConfig) -> anyhow::Result<(TcpLis
 }
 
 /// Serves Pravega's segment-store wire protocol on `listener` until `stop` fires: one task per
-/// connection.
-///
-/// What is served so far: the handshake (a client's `Hello` is answered with ours; a client
-/// whose versions do not overlap ours gets our `Hello` and the connection is closed, as
-/// Pravega's own store does), `KeepAlive` (echoed), and for every other well-formed request an
-/// `OperationUnsupported` carrying its request id, so a client fails at once with the name of
-/// what is missing instead of waiting. Events on the wire (appends, reads, table segments) are
-/// the next step (docs/pravega-compat.md).
-///
-/// Bad input never reaches the store and never panics: a first frame that is not `Hello`,
-/// garbage, a negative or oversized length, an unknown command type or a malformed payload
-/// closes the connection.
+/// connection, each served by `wire` ([`PravegaWire`]: appends, reads, segment metadata and
+/// table segments over this store's containers).
 pub fn serve_segments(
     listener: TcpListener,
+    wire: PravegaWire,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -139,8 +131,9 @@ pub fn serve_segments(
                 accepted = listener.accept() => match accepted {
                     Ok((conn, peer)) => {
                         let _ = conn.set_nodelay(true);
+                        let wire = wire.clone();
                         tokio::spawn(async move {
-                            if let Err(why) = wire_connection(conn).await {
+                            if let Err(why) = wire.serve(conn).await {
                                 tracing::debug!(%peer, %why, "Pravega segment connection closed");
                             }
                         });
@@ -153,56 +146,4 @@ pub fn serve_segments(
             }
         }
     })
-}
-
-/// One Pravega wire connection: the handshake, then one reply per request, in order. Returns
-/// why it ended (the peer closed, or bad input).
-async fn wire_connection(mut conn: tokio::net::TcpStream) -> Result<(), String> {
-    use nadi_pravega::wire::{Hello, KeepAlive, OperationUnsupported, Reply, Request, decode_frame};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
-    let mut out = bytes::BytesMut::new();
-    let mut greeted = false;
-    loop {
-        let frame = loop {
-            match decode_frame(&mut buf).map_err(|e| e.to_string())? {
-                Some(frame) => break frame,
-                None => {
-                    if conn.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let request = frame.request().map_err(|e| e.to_string())?;
-        let reply = match (&request, greeted) {
-            (Request::Hello(hello), false) => {
-                greeted = true;
-                let compatible = hello.is_compatible();
-                Reply::Hello(Hello::CURRENT).encode(&mut out).map_err(|e| e.to_string())?;
-                conn.write_all_buf(&mut out).await.map_err(|e| e.to_string())?;
-                if !compatible {
-                    return Err(format!(
-                        "the client speaks versions {}..={}, this server {}..={}",
-                        hello.low_version,
-                        hello.high_version,
-                        Hello::CURRENT.low_version,
-                        Hello::CURRENT.high_version
-                    ));
-                }
-                continue;
-            }
-            (_, false) => return Err(format!("the first command was {}, not Hello", request.name())),
-            (Request::Hello(_), true) => return Err("a second Hello".into()),
-            (Request::KeepAlive(_), true) => Reply::KeepAlive(KeepAlive),
-            (other, true) => Reply::OperationUnsupported(OperationUnsupported {
-                request_id: other.request_id(),
-                operation_name: other.name().to_owned(),
-                server_stack_trace: String::new(),
-            }),
-        };
-        reply.encode(&mut out).map_err(|e| e.to_string())?;
-        conn.write_all_buf(&mut out).await.map_err(|e| e.to_string())?;
-    }
 }

@@ -145,7 +145,11 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             pravega_line = format!(", pravega segments {advertised}");
             pravega_addrs.push(l.local_addr()?);
             pravega_advertised = advertised;
-            Some(super::pravega::serve_segments(l, stopped(stop_rx)))
+            Some(super::pravega::serve_segments(
+                l,
+                crate::net::pravega::PravegaWire::new(store.clone(), load.clone(), access.clone()),
+                stopped(stop_rx),
+            ))
         }
         None => None,
     };

@@ -138,7 +138,11 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
     if let Some((listener, advertised)) = pravega_segments {
         pravega_addrs.push(listener.local_addr()?);
         pravega_line.push_str(&format!(", pravega segments {advertised}"));
-        pravega_tasks.push(super::pravega::serve_segments(listener, stopped(stop_rx.clone())));
+        pravega_tasks.push(super::pravega::serve_segments(
+            listener,
+            crate::net::pravega::PravegaWire::new(store.clone(), load.clone(), access.clone()),
+            stopped(stop_rx.clone()),
+        ));
         pravega_advertised = advertised;
     }
 
