@@ -4,11 +4,13 @@
 //!
 //! Owns: [`wire`] (the segment-store wire protocol's framing and commands, `WireCommands`),
 //! [`controller`] (Pravega's `Controller.proto` service over Nadi's controllers, as their
-//! client) and [`txn_id`] (Pravega transaction ids ↔ Nadi's, without a table). The
+//! client), [`delegation`] (delegation tokens that carry the caller's own token to the segment
+//! port) and [`txn_id`] (Pravega transaction ids ↔ Nadi's, without a table). The
 //! segment-store side that serves the wire protocol lives in the segment store
 //! (`nadi-server`), which owns the data. Calls: `nadi-proto`, `nadi-client`. Called by:
 //! `nadi-server`.
 
 pub mod controller;
+pub mod delegation;
 pub mod txn_id;
 pub mod wire;

@@ -1,5 +1,6 @@
 """Events through the unmodified Pravega Python client (`pravega==0.3.8`) against Nadi's Pravega
-front end. Run by tests/tests/pravega_data.rs, one mode per run:
+front end. Run by tests/tests/pravega_data.rs, one mode per run (with `pravega_client_auth_method=Basic` and `pravega_client_auth_token` in
+the environment, as an application with auth on):
 
     python pravega_data.py URI create  SCOPE STREAM SEGMENTS [auto]
     python pravega_data.py URI write   SCOPE STREAM COUNT KEYS PREFIX [FIRST [PAUSE]]  # ACKED n once flushed
@@ -14,6 +15,7 @@ first step that does not behave as on Pravega; prints one line per step.
 """
 
 import asyncio
+import os
 import sys
 import time
 
@@ -142,7 +144,9 @@ def finish(m, scope, stream):
 
 def main():
     uri, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
-    m = pc.StreamManager(uri)
+    # With a token in the environment (pravega_client_auth_method=Basic), as a Pravega
+    # application with auth on.
+    m = pc.StreamManager(uri, auth_enabled=bool(os.environ.get("pravega_client_auth_token")))
     if mode == "create":
         create(m, args[0], args[1], args[2], len(args) > 3 and args[3] == "auto")
     elif mode == "write":

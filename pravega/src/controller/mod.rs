@@ -102,6 +102,10 @@ impl PravegaController {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// How long a delegation token lasts before the client asks for another (the token inside is
+/// checked on every request whatever this says).
+const DELEGATION_TOKEN_SECS: u64 = 3600;
+
 #[tonic::async_trait]
 impl ControllerService for PravegaController {
     async fn create_scope(&self, req: Request<pb::ScopeInfo>) -> Reply<pb::CreateScopeStatus> {
@@ -208,10 +212,23 @@ impl ControllerService for PravegaController {
         txns::check_transaction_state(self, req).await
     }
 
-    /// Nadi checks the caller's own token on every call and issues no delegation tokens: the
-    /// answer is always empty, which the client accepts (a non-empty token would have to be a
-    /// JWT it can parse).
-    async fn get_delegation_token(&self, _req: Request<pb::StreamInfo>) -> Reply<pb::DelegationToken> {
-        Ok(Response::new(pb::DelegationToken { delegation_token: String::new() }))
+    /// The caller's own bearer token wrapped as a delegation token ([`crate::delegation`]),
+    /// which the segment port unwraps and checks; empty when the call carries no token (auth
+    /// off), which the client accepts.
+    async fn get_delegation_token(&self, req: Request<pb::StreamInfo>) -> Reply<pb::DelegationToken> {
+        let token = req
+            .metadata()
+            .get(http::header::AUTHORIZATION.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Ok(Response::new(pb::DelegationToken { delegation_token: String::new() }));
+        };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let delegation_token = crate::delegation::wrap(&token, now + DELEGATION_TOKEN_SECS);
+        Ok(Response::new(pb::DelegationToken { delegation_token }))
     }
 }

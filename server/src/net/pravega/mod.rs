@@ -188,6 +188,8 @@ impl PravegaWire {
         }
         let name = nadi_segment_name(wire).ok_or_else(bad)?;
         if self.access.authenticator().mode() == AuthMode::Required {
+            // A delegation token from the Pravega controller API carries the caller's token.
+            let token = nadi_pravega::delegation::unwrap(token).unwrap_or_else(|| token.to_owned());
             let header = http::HeaderValue::from_str(&format!("Bearer {token}")).ok();
             let denied = |why: String| {
                 Reply::AuthTokenCheckFailed(w::AuthTokenCheckFailed {
