@@ -341,3 +341,50 @@ fn with_auth_on_the_segment_port_checks_the_callers_own_token() {
     assert!(!refused.status.success(), "a writer without a grant was let through");
     s.stop();
 }
+
+/// With `--tls-cert`, both Pravega listeners speak TLS: an application given the `tls://`
+/// controller URI (a DNS name in the certificate, as the client refuses IP addresses) and the
+/// CA writes and reads through the segment port over TLS.
+#[test]
+fn over_tls_the_client_writes_and_reads() {
+    let Some(python) = pravega_python("over_tls_the_client_writes_and_reads") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = nadi_tests::tls::Pki::new(dir.path(), "pravega");
+    let mut args = pki.server_args(&pki.issue("node"));
+    let (ctl, seg) = (free_port(), free_port());
+    args.extend([
+        "--pravega-controller-listen".to_owned(),
+        format!("127.0.0.1:{ctl}"),
+        "--pravega-segment-listen".to_owned(),
+        format!("127.0.0.1:{seg}"),
+        "--pravega-segment-advertise".to_owned(),
+        format!("localhost:{seg}"),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let s = Standalone::start_with(&dir.path().join("data"), &args);
+    assert_eq!(s.pravega_controller.as_deref(), Some(format!("tls://127.0.0.1:{ctl}").as_str()));
+    let uri = format!("tls://localhost:{ctl}");
+    let with_ca = |args: &[&str]| {
+        let out = py_command(&python, &uri, args)
+            .env("pravega_client_tls_cert_path", &pki.ca)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
+        py_ok(&out, args)
+    };
+    with_ca(&["create", "tls", "st", "2"]);
+    let said = with_ca(&["write", "tls", "st", "2000", "20", "tls"]);
+    assert!(said.contains("ACKED 2000"), "{said}");
+    let out = dir.path().join("tls.events").display().to_string();
+    with_ca(&["read", "tls", "st", "g", "2000", &out]);
+    check_per_key_order(&keyed(&std::fs::read_to_string(&out).unwrap()), &expect("k", 20, 100), "a reader over TLS");
+    // Plain TCP to the TLS segment port gets no Pravega reply.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", seg)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut c, &[0xff, 0xff, 0xff, 0x81, 0, 0, 0, 8, 0, 0, 0, 15, 0, 0, 0, 5]).unwrap();
+    let mut b = [0u8; 16];
+    let n = std::io::Read::read(&mut c, &mut b).unwrap_or(0);
+    assert!(n == 0 || b[..4] != [0xff, 0xff, 0xff, 0x81], "a plaintext Hello was answered over a TLS port");
+    s.stop();
+}

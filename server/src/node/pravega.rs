@@ -15,7 +15,9 @@
 //!   segment-store wire protocol. This process binds it (so a port in use fails fast, and
 //!   port 0 is resolved) and its store reports the advertised `HOST:PORT` in its heartbeats,
 //!   which is what the controller API's `getURI` answers; [`serve_segments`] serves the
-//!   protocol on it (`net::pravega`).
+//!   protocol on it (`net::pravega`), over TLS when the node serves TLS. Its authentication is
+//!   per request: the delegation token carries the caller's own token
+//!   (`nadi_pravega::delegation`).
 //!
 //! Owns: serving both listeners. Calls: `node` (listeners, TLS, the gRPC server), `net`. Called by:
 //! `node::standalone`, `node::controller`, `node::segment_store`.
@@ -117,20 +119,27 @@ pub async fn bind_segments(cfg: &PravegaSegmentConfig) -> anyhow::Result<(TcpLis
 
 /// Serves Pravega's segment-store wire protocol on `listener` until `stop` fires: one task per
 /// connection, each served by `wire` ([`PravegaWire`]: appends, reads, segment metadata and
-/// table segments over this store's containers).
+/// table segments over this store's containers). With `tls`, connections are TLS (the node's
+/// certificate, reloaded like its other listeners'), as a Pravega client that was given a
+/// `tls://` controller URI expects of segment stores too.
 pub fn serve_segments(
     listener: TcpListener,
+    tls: Option<&Arc<ServerTls>>,
     wire: PravegaWire,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use futures::StreamExt;
+    // The wire protocol has no ALPN name; the Pravega client offers none, so any config will do.
+    let mut incoming =
+        nadi_security::listen::Listener::new(listener, tls.map(|t| (t.clone(), nadi_security::tls::Alpn::Http)))?;
+    Ok(tokio::spawn(async move {
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((conn, peer)) => {
-                        let _ = conn.set_nodelay(true);
+                accepted = incoming.next() => match accepted {
+                    Some(Ok(conn)) => {
+                        let peer = conn.info().remote_addr;
                         let wire = wire.clone();
                         tokio::spawn(async move {
                             if let Err(why) = wire.serve(conn).await {
@@ -138,12 +147,10 @@ pub fn serve_segments(
                             }
                         });
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a Pravega segment connection failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "accepting a Pravega segment connection failed"),
+                    None => return,
                 },
             }
         }
-    })
+    }))
 }

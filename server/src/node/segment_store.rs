@@ -147,9 +147,10 @@ pub async fn run_segment_store(controllers: Vec<String>, cfg: SegmentStoreConfig
             pravega_advertised = advertised;
             Some(super::pravega::serve_segments(
                 l,
+                tls.as_ref(),
                 crate::net::pravega::PravegaWire::new(store.clone(), load.clone(), access.clone()),
                 stopped(stop_rx),
-            ))
+            )?)
         }
         None => None,
     };

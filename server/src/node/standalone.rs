@@ -140,9 +140,10 @@ pub async fn run(cfg: StandaloneConfig) -> anyhow::Result<()> {
         pravega_line.push_str(&format!(", pravega segments {advertised}"));
         pravega_tasks.push(super::pravega::serve_segments(
             listener,
+            tls.as_ref(),
             crate::net::pravega::PravegaWire::new(store.clone(), load.clone(), access.clone()),
             stopped(stop_rx.clone()),
-        ));
+        )?);
         pravega_advertised = advertised;
     }
 

@@ -78,8 +78,12 @@ impl PravegaWire {
         self
     }
 
-    /// Serves one connection until the peer closes it or sends bad input; returns why it ended.
-    pub async fn serve(&self, mut conn: tokio::net::TcpStream) -> Result<(), String> {
+    /// Serves one connection (plain TCP or TLS) until the peer closes it or sends bad input;
+    /// returns why it ended.
+    pub async fn serve<C>(&self, mut conn: C) -> Result<(), String>
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut out = BytesMut::new();
         // The handshake: one Hello each way before anything else.
