@@ -8,6 +8,7 @@ the environment, as an application with auth on):
     python pravega_data.py URI txn     SCOPE STREAM                      # commits 100 events, aborts 100
     python pravega_data.py URI bytes   SCOPE STREAM
     python pravega_data.py URI finish  SCOPE STREAM                      # seal, list, delete
+    python pravega_data.py URI bench   SCOPE STREAM SECONDS SIZE KEYS SEGMENTS INFLIGHT  # one JSON line
 
 Events are `KEY SEQ PREFIX` text (SEQ counts each key's events from FIRST) with routing key KEY, so whoever reads them can check exactly
 once and per-key order. Exits non-zero (an AssertionError or the client's exception) on the
@@ -142,6 +143,37 @@ def finish(m, scope, stream):
     print("FINISH DONE", flush=True)
 
 
+def bench(m, scope, stream, seconds, size, keys, segments, inflight):
+    """Writes SIZE-byte events over KEYS routing keys for SECONDS at the client's full speed,
+    then flushes; prints one JSON object (bench/pravega.sh)."""
+    import json
+    import resource
+
+    m.create_scope(scope)
+    m.create_stream(scope, stream, segments)
+    w = m.create_writer(scope, stream, max_inflight_events=inflight)
+    payload = bytes(size)
+    names = [f"key-{k}" for k in range(keys)]
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.time()
+    n = 0
+    while time.time() - start < seconds:
+        for _ in range(1000):
+            w.write_event_bytes(payload, names[n % keys])
+            n += 1
+    w.flush()
+    took = time.time() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    print(json.dumps({
+        "events": n,
+        "seconds": round(took, 3),
+        "events_per_sec": round(n / took),
+        "mb_per_sec": round(n * size / took / 1e6, 1),
+        "client_cpu_us_per_event": round(cpu * 1e6 / n, 3),
+    }), flush=True)
+
+
 def main():
     uri, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     # With a token in the environment (pravega_client_auth_method=Basic), as a Pravega
@@ -160,6 +192,8 @@ def main():
         txn(m, args[0], args[1])
     elif mode == "bytes":
         byte_stream(m, args[0], args[1])
+    elif mode == "bench":
+        bench(m, args[0], args[1], float(args[2]), int(args[3]), int(args[4]), int(args[5]), int(args[6]))
     elif mode == "finish":
         finish(m, args[0], args[1])
     else:
