@@ -198,24 +198,25 @@ impl Tables {
         let container = self.store.container(name);
         for _ in 0..TRIES {
             let index = self.current(name, &mut guard).await?;
-            // Every condition against the state before the batch.
+            // Every condition against the state before the batch; a key expected at a version
+            // but absent is reported before a version mismatch (as Pravega does).
             let mut live = Vec::with_capacity(entries.len());
+            let mut mismatch = None;
             for e in entries {
                 let actual = index.keys.get(&e.key).map(|(v, _)| *v);
                 match (e.version, actual) {
-                    (NO_VERSION, _) => {}
-                    (NOT_EXISTS, None) => {}
-                    (NOT_EXISTS, Some(actual)) => {
-                        return Err(TableError::BadVersion { expected: NOT_EXISTS, actual });
-                    }
+                    (NO_VERSION, _) | (NOT_EXISTS, None) => {}
                     (expected, None) if op == PUT => return Err(TableError::KeyDoesNotExist { expected }),
                     (_, None) => {}
                     (expected, Some(actual)) if expected != actual => {
-                        return Err(TableError::BadVersion { expected, actual });
+                        mismatch.get_or_insert(TableError::BadVersion { expected, actual });
                     }
                     _ => {}
                 }
                 live.push(actual.is_some());
+            }
+            if let Some(e) = mismatch {
+                return Err(e);
             }
             let mut data = BytesMut::new();
             let mut offsets = Vec::with_capacity(entries.len());
@@ -325,6 +326,8 @@ fn decode(payload: &Bytes) -> Option<(u8, Bytes, Bytes)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::container::ContainerOptions;
+    use crate::store::StoreConfig;
 
     #[test]
     fn entries_decode_as_encoded_and_garbage_does_not() {
@@ -335,5 +338,78 @@ mod tests {
         for bad in [&b""[..], &[1], &[1, 0, 0, 0, 9, b'a'], &[3, 0, 0, 0, 0], &[2, 0, 0, 0, 0, b'x']] {
             assert_eq!(decode(&Bytes::copy_from_slice(bad)), None, "{bad:?}");
         }
+    }
+
+    fn open(dir: &std::path::Path) -> Arc<SegmentStore> {
+        let cfg = StoreConfig { dir: dir.to_owned(), containers: 2, container: ContainerOptions::default() };
+        Arc::new(SegmentStore::open(&cfg).unwrap())
+    }
+
+    fn put(key: &str, value: &str, version: i64) -> Entry {
+        Entry { key: Bytes::copy_from_slice(key.as_bytes()), value: Bytes::copy_from_slice(value.as_bytes()), version }
+    }
+
+    fn key(k: &str) -> Bytes {
+        Bytes::copy_from_slice(k.as_bytes())
+    }
+
+    /// The conditions the Pravega client's synchronizer relies on, batches all or nothing,
+    /// versions unique and increasing, delta reads, and the index read back from the segment
+    /// by a store opened again.
+    #[tokio::test]
+    async fn batches_are_conditional_atomic_and_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = "sc/rg_kvtable/0.#epoch.0";
+        let (a_version, b_version, c_version) = {
+            let store = open(dir.path());
+            let tables = Tables::new(store.clone());
+            assert!(tables.create(t).await.unwrap());
+            assert!(!tables.create(t).await.unwrap(), "created twice");
+            // The same absent key twice with -1 in one batch: checked against the state before.
+            let v = tables
+                .update(t, &[put("a", "1", NOT_EXISTS), put("a", "2", NOT_EXISTS), put("b", "x", NO_VERSION)])
+                .await
+                .unwrap();
+            assert_eq!(v.len(), 3);
+            assert!(v[0] >= 0 && v[0] < v[1] && v[1] < v[2], "unique, increasing: {v:?}");
+            let (a, b) = (v[1], v[2]);
+            // Failures change nothing: a bad version anywhere in a batch, a key that is absent.
+            let before = store.container(t).info(t).unwrap().length;
+            let e = tables.update(t, &[put("c", "new", NO_VERSION), put("a", "3", a + 1)]).await.unwrap_err();
+            assert!(matches!(e, TableError::BadVersion { .. }), "{e:?}");
+            let e = tables.update(t, &[put("a", "3", a + 1), put("zz", "3", 5)]).await.unwrap_err();
+            assert!(matches!(e, TableError::KeyDoesNotExist { .. }), "absence wins over a mismatch: {e:?}");
+            let e = tables.update(t, &[put("b", "y", NOT_EXISTS)]).await.unwrap_err();
+            assert!(matches!(e, TableError::BadVersion { .. }), "{e:?}");
+            assert_eq!(store.container(t).info(t).unwrap().length, before, "refused batches wrote nothing");
+            let got = tables.get(t, &[key("a"), key("c")]).await.unwrap();
+            assert_eq!(got, vec![put("a", "2", a), Entry { key: key("c"), value: Bytes::new(), version: NOT_EXISTS }]);
+            // The right version: a new, higher one.
+            let c = tables.update(t, &[put("a", "3", a), put("c", "z", NOT_EXISTS)]).await.unwrap();
+            assert!(c[0] > b && c[1] > c[0], "{c:?}");
+            // Removes: conditional, an absent key is fine, a wrong version is not.
+            let e = tables.remove(t, &[put("b", "", a)]).await.unwrap_err();
+            assert!(matches!(e, TableError::BadVersion { .. }), "{e:?}");
+            tables.remove(t, &[put("b", "", b), put("never", "", 7)]).await.unwrap();
+            // Deltas: live entries from a position on, in version order, not removed ones.
+            let (all, next) = tables.since(t, 0, 100).await.unwrap();
+            assert_eq!(all, vec![put("a", "3", c[0]), put("c", "z", c[1])]);
+            assert_eq!(tables.since(t, next, 100).await.unwrap().0, vec![], "caught up: empty");
+            let (first, after) = tables.since(t, 0, 1).await.unwrap();
+            assert_eq!(first, vec![put("a", "3", c[0])]);
+            assert_eq!(tables.since(t, after, 10).await.unwrap().0, vec![put("c", "z", c[1])]);
+            (c[0], b, c[1])
+        };
+        // A store opened again reads the same table back from its segment.
+        let store = open(dir.path());
+        let tables = Tables::new(store);
+        let got = tables.get(t, &[key("a"), key("b"), key("c")]).await.unwrap();
+        assert_eq!(got[0], put("a", "3", a_version));
+        assert_eq!(got[1].version, NOT_EXISTS, "b was removed (its version was {b_version})");
+        assert_eq!(got[2], put("c", "z", c_version));
+        let v = tables.update(t, &[put("a", "4", a_version)]).await.unwrap();
+        assert!(v[0] > c_version, "versions keep increasing after a restart");
+        assert!(tables.delete(t, false).await.unwrap());
+        assert!(matches!(tables.since(t, 0, 1).await, Err(StoreError::SegmentNotFound(_))));
     }
 }
