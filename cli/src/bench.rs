@@ -5,6 +5,11 @@
 //! batch was acknowledged as durable (recorded in an HdrHistogram, microsecond precision).
 //! Throughput counts acknowledged payload bytes over the whole run including the final flush.
 //! `mb_per_sec` is in MB (10^6 bytes) of event payload per second.
+//!
+//! With consumers (tail readers in this process), `end_to_end_ms` is each event's time from
+//! `EventWriter::write` to its delivery to a consumer: the producers stamp the first 8 bytes of
+//! every payload with the microseconds since the run started (so events of at least 8 bytes;
+//! each payload is then its own copy, which costs the producer a copy per event).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +37,8 @@ pub struct BenchArgs {
     /// Concurrent producers (one EventWriter each).
     #[arg(long, default_value_t = 1)]
     pub producers: u32,
-    /// Concurrent consumers reading the stream from its tail.
+    /// Concurrent consumers reading the stream from its tail; with events of at least 8 bytes
+    /// they measure end-to-end latency (`end_to_end_ms`: write to delivery).
     #[arg(long, default_value_t = 0)]
     pub consumers: u32,
     /// Payload bytes per event.
@@ -79,6 +85,9 @@ struct LatencyState {
     /// Acknowledged batches (one `acked` call each).
     batches: u64,
 }
+
+/// Bytes of the timestamp at the start of each payload when consumers measure end to end.
+const STAMP_LEN: usize = 8;
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
@@ -165,14 +174,30 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         }),
     });
     let consumed = Arc::new(AtomicU64::new(0));
+    let stamped = args.consumers > 0 && args.event_size >= STAMP_LEN;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
         let mut reader = StreamReader::new(client, scope, stream, false).await?;
-        let consumed = consumed.clone();
+        let (consumed, stop) = (consumed.clone(), stop.clone());
         consumers.push(tokio::spawn(async move {
-            while let Some(Ok(_)) = reader.next().await {
+            let mut e2e = histogram();
+            while !stop.load(Ordering::Relaxed) {
+                let event = match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
+                    Err(_) => continue,
+                    Ok(Some(Ok(event))) => event,
+                    Ok(_) => break,
+                };
+                if let Some(stamp) = event.payload.get(..STAMP_LEN) {
+                    let written = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
+                    let now = start.elapsed().as_micros() as u64;
+                    if stamped {
+                        let _ = e2e.record(now.saturating_sub(written).max(1));
+                    }
+                }
                 consumed.fetch_add(1, Ordering::Relaxed);
             }
+            e2e
         }));
     }
 
@@ -215,7 +240,14 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
                 };
                 for _ in 0..burst {
                     let key = if keys.is_empty() { None } else { Some(&keys[(n % keys.len() as u64) as usize][..]) };
-                    writer.write(key, payload.clone()).await?;
+                    let event = if stamped {
+                        let mut p = BytesMut::from(&payload[..]);
+                        p[..STAMP_LEN].copy_from_slice(&(start.elapsed().as_micros() as u64).to_le_bytes());
+                        p.freeze()
+                    } else {
+                        payload.clone()
+                    };
+                    writer.write(key, event).await?;
                     n += 1;
                 }
             }
@@ -235,9 +267,11 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         while consumed.load(Ordering::Relaxed) < target && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        for c in &consumers {
-            c.abort();
-        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut end_to_end = histogram();
+    for c in consumers {
+        let _ = end_to_end.add(c.await?);
     }
     let segments_after = client.active_segments(scope, stream).await?.segments.len();
     let st = hist.inner.lock();
@@ -261,6 +295,10 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         "events_per_batch": events as f64 / st.batches.max(1) as f64,
         "segments_after": segments_after,
     });
+    if stamped {
+        result["end_to_end_ms"] = summary(&end_to_end);
+        result["end_to_end_events"] = json!(end_to_end.len());
+    }
     if let Some(every) = args.report_every {
         let intervals: Vec<_> = st
             .intervals

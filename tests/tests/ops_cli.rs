@@ -5,7 +5,8 @@
 //! and no escape codes; `nadi write` prints nothing extra when stderr is not a terminal and a
 //! progress line and summary when it is, and `stats --watch` redraws in place there (both
 //! driven through a pty by `script`); `--log-format json` makes every log line of a server and
-//! of a client a JSON object, with the control-plane spans named in them.
+//! of a client a JSON object, with the control-plane spans named in them; `nadi bench
+//! --consumers` measures every event end to end.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -235,4 +236,25 @@ fn log_format_json_makes_every_line_json_with_control_plane_spans() {
         "the controller's span for the call: {log}"
     );
     assert!(lines.iter().any(|v| v["message"] == "nadi standalone: shutting down"), "{log}");
+}
+
+/// `nadi bench --consumers N` measures end to end (write → delivery to a tail reader) for every
+/// event it wrote, once per consumer, and reports it apart from the append latency.
+#[test]
+fn bench_with_consumers_measures_every_event_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(dir.path());
+    let args = ["bench", "--stream", "b/e2e", "--segments", "4", "--consumers", "2", "--rate", "2000"];
+    let r = json_out(&s.cli(&[&args[..], &["--duration", "3", "--event-size", "64"]].concat()));
+    let events = r["events"].as_u64().unwrap();
+    assert!(events > 0, "{r}");
+    assert_eq!(r["consumed_events"].as_u64(), Some(2 * events), "each consumer read every event: {r}");
+    assert_eq!(r["end_to_end_events"].as_u64(), Some(2 * events), "each delivery measured: {r}");
+    let (e2e, append) = (&r["end_to_end_ms"], &r["latency_ms"]);
+    assert!(e2e["p50"].as_f64().unwrap() > 0.0 && e2e["max"].as_f64().unwrap() < 10_000.0, "{r}");
+    assert!(append["p50"].as_f64().is_some(), "{r}");
+    // Events shorter than the 8-byte stamp: no end-to-end figures, and no error.
+    let r = json_out(&s.cli(&[&args[..], &["--duration", "1", "--event-size", "4"]].concat()));
+    assert!(r.get("end_to_end_ms").is_none(), "{r}");
+    s.stop();
 }
