@@ -312,9 +312,21 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What one segment's catch-up read: its bytes and events, and how long its Tier-2 prefix and
+/// its Tier-1 suffix took.
+struct Phases {
+    bytes: u64,
+    events: u64,
+    tier2_bytes: u64,
+    tier2_time: Duration,
+    tier1_time: Duration,
+}
+
 /// Reads every head segment from its start to its end at the time of the call (not following
 /// the tail), all at once, straight from the segment stores' Read streams. Counts the segment
-/// bytes (framed events) and events read.
+/// bytes (framed events) and events read, and reports the Tier-2 part (the bytes that had moved
+/// when it started, read first) and the Tier-1 part apart: each phase's MB/s is its bytes over
+/// the time its slowest segment spent in it.
 async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) -> anyhow::Result<()> {
     let head = client.head_segments(scope, stream).await?;
     let start = Instant::now();
@@ -326,22 +338,45 @@ async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) ->
         let mut reader = SegmentReader::new(client, &loc.endpoint, &seg.qualified_name, info.start_offset)
             .up_to(info.length)
             .max_bytes_per_message(1 << 20);
+        // Older bytes are in Tier-2, the newest in Tier-1: a segment's Tier-1 bytes are its
+        // suffix (what has not moved yet).
+        let boundary = info.length.saturating_sub(info.tier1_bytes).max(info.start_offset);
+        let mut at = info.start_offset;
         tasks.push(tokio::spawn(async move {
             let (mut bytes, mut events) = (0u64, 0u64);
+            let mut crossed = (at >= boundary).then_some(Duration::ZERO);
             while let Some(chunk) = reader.next_chunk().await? {
                 events += chunk.events.len() as u64;
                 bytes += chunk.bytes;
+                at += chunk.bytes;
+                if crossed.is_none() && at >= boundary {
+                    crossed = Some(start.elapsed());
+                }
             }
-            Ok::<_, anyhow::Error>((bytes, events))
+            let crossed = crossed.unwrap_or_else(|| start.elapsed());
+            Ok::<_, anyhow::Error>(Phases {
+                bytes,
+                events,
+                tier2_bytes: boundary - info.start_offset,
+                tier2_time: crossed,
+                tier1_time: start.elapsed().saturating_sub(crossed),
+            })
         }));
     }
-    let (mut bytes, mut events) = (0u64, 0u64);
+    let (mut bytes, mut events, mut tier2_bytes) = (0u64, 0u64, 0u64);
+    let (mut tier2_time, mut tier1_time) = (Duration::ZERO, Duration::ZERO);
     for t in tasks {
-        let (b, e) = t.await??;
-        bytes += b;
-        events += e;
+        let p = t.await??;
+        bytes += p.bytes;
+        events += p.events;
+        tier2_bytes += p.tier2_bytes;
+        // Segments are read at once: a phase lasts as long as its slowest segment's.
+        tier2_time = tier2_time.max(p.tier2_time);
+        tier1_time = tier1_time.max(p.tier1_time);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let tier1_bytes = bytes.saturating_sub(tier2_bytes);
+    let rate = |b: u64, t: Duration| if t.is_zero() { 0.0 } else { b as f64 / t.as_secs_f64() / 1e6 };
     let result = json!({
         "stream": name,
         "mode": "catch-up",
@@ -350,6 +385,8 @@ async fn catch_up(client: &NadiClient, scope: &str, stream: &str, name: &str) ->
         "duration_secs": elapsed,
         "events_per_sec": events as f64 / elapsed,
         "mb_per_sec": bytes as f64 / elapsed / 1e6,
+        "tier2": { "bytes": tier2_bytes, "secs": tier2_time.as_secs_f64(), "mb_per_sec": rate(tier2_bytes, tier2_time) },
+        "tier1": { "bytes": tier1_bytes, "secs": tier1_time.as_secs_f64(), "mb_per_sec": rate(tier1_bytes, tier1_time) },
     });
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -343,3 +343,36 @@ fn s3_outage_mid_run_loses_nothing_and_writes_resume() {
     eprintln!("tiering (S3): Tier-1 peaked at {:.1} MiB under a 120 MiB cap", max as f64 / (1 << 20) as f64);
     drop(moto);
 }
+
+/// `nadi bench --catch-up` reads a stream whose older data moved to Tier-2 and reports the
+/// Tier-2 part and the Tier-1 part apart: every byte and event once, split by where it was.
+#[test]
+fn catch_up_bench_reports_tier2_and_tier1_reads_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--containers", "2", "--tier2-chunk-size", "1MiB", "--tier2-max-age", "1s"];
+    let s = Standalone::start_with(dir.path(), &flags);
+    let bench = |args: &[&str]| {
+        let out = s.cli(&[&["bench", "--stream", "demo/cu", "--segments", "2"][..], args].concat());
+        serde_json::from_str::<serde_json::Value>(ok(&out).trim()).unwrap()
+    };
+    let first = bench(&["--rate", "4000", "--duration", "1", "--event-size", "1000"]);
+    let stats = |s: &Standalone| {
+        serde_json::from_str::<serde_json::Value>(ok(&s.cli(&["stream", "stats", "demo/cu", "--json"])).trim()).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stats(&s)["total"]["tier2_bytes"].as_u64().unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "nothing moved to Tier-2 in 60 s: {}", stats(&s));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = bench(&["--rate", "2000", "--duration", "1", "--event-size", "1000"]);
+    let events = first["events"].as_u64().unwrap() + second["events"].as_u64().unwrap();
+    let total = stats(&s)["total"]["length"].as_u64().unwrap();
+    let r = bench(&["--catch-up"]);
+    assert_eq!(r["events"].as_u64(), Some(events), "{r}");
+    assert_eq!(r["bytes"].as_u64(), Some(total), "{r}");
+    let (t2, t1) = (r["tier2"]["bytes"].as_u64().unwrap(), r["tier1"]["bytes"].as_u64().unwrap());
+    assert!(t2 > 0, "some bytes came from Tier-2: {r}");
+    assert_eq!(t2 + t1, total, "{r}");
+    assert!(r["tier2"]["mb_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    s.stop();
+}
