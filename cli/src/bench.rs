@@ -19,7 +19,8 @@ use anyhow::bail;
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use nadi_client::{
-    AckObserver, ClientError, ErrorKind, EventWriter, NadiClient, SegmentReader, StreamReader, StreamSpec, WriterConfig,
+    AckObserver, ClientError, ErrorKind, EventWriter, NadiClient, ReaderConfig, ReaderGroup, SegmentReader, StartFrom,
+    StreamReader, StreamSpec, WriterConfig,
 };
 use nadi_proto::names::parse_scoped_stream;
 use parking_lot::Mutex;
@@ -29,7 +30,7 @@ use serde_json::json;
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// SCOPE/STREAM to write (created with --segments if missing).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "workload", default_value = "")]
     pub stream: String,
     /// Segments of the stream if it is created.
     #[arg(long, default_value_t = 1)]
@@ -66,6 +67,14 @@ pub struct BenchArgs {
     /// at once, and report the read speed.
     #[arg(long)]
     pub catch_up: bool,
+    /// Instead of the flags above: run an OpenMessaging Benchmark workload file (YAML; see
+    /// bench/workloads/) and print OMB's result fields.
+    #[arg(long, value_name = "FILE")]
+    pub workload: Option<std::path::PathBuf>,
+    /// With --workload: run it for this many seconds instead of its testDurationMinutes (its
+    /// backlog scaled alike).
+    #[arg(long, value_name = "SECS", requires = "workload")]
+    pub scale_to: Option<f64>,
 }
 
 /// Latencies: the whole run, and per interval (by acknowledgement time).
@@ -75,7 +84,7 @@ struct Latencies {
     inner: Mutex<LatencyState>,
 }
 
-struct LatencyState {
+pub(crate) struct LatencyState {
     all: Histogram<u64>,
     intervals: Vec<Histogram<u64>>,
     /// When the last acknowledgement arrived.
@@ -89,7 +98,7 @@ struct LatencyState {
 /// Bytes of the timestamp at the start of each payload when consumers measure end to end.
 const STAMP_LEN: usize = 8;
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -138,6 +147,10 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 /// Runs the benchmark and prints its JSON result.
 pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.workload {
+        let w = crate::workload::Workload::load(path)?;
+        return crate::workload::run(client, &w, args.scale_to).await;
+    }
     let (scope, stream) = parse_scoped_stream(&args.stream)?;
     let rate: Option<f64> = match args.rate.as_str() {
         "max" => None,
@@ -161,120 +174,24 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     ignore_exists(client.create_stream(scope, stream, spec).await.map(|_| ()))?;
     let segments = client.active_segments(scope, stream).await?.segments.len();
 
-    let start = Instant::now();
-    let hist = Arc::new(Latencies {
-        start,
-        every: args.report_every.map(Duration::from_secs_f64),
-        inner: Mutex::new(LatencyState {
-            all: histogram(),
-            intervals: Vec::new(),
-            last_ack: None,
-            max_stall: Duration::ZERO,
-            batches: 0,
-        }),
-    });
-    let consumed = Arc::new(AtomicU64::new(0));
-    let stamped = args.consumers > 0 && args.event_size >= STAMP_LEN;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut consumers = Vec::new();
-    for _ in 0..args.consumers {
-        let mut reader = StreamReader::new(client, scope, stream, false).await?;
-        let (consumed, stop) = (consumed.clone(), stop.clone());
-        consumers.push(tokio::spawn(async move {
-            let mut e2e = histogram();
-            while !stop.load(Ordering::Relaxed) {
-                let event = match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
-                    Err(_) => continue,
-                    Ok(Some(Ok(event))) => event,
-                    Ok(_) => break,
-                };
-                if let Some(stamp) = event.payload.get(..STAMP_LEN) {
-                    let written = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
-                    let now = start.elapsed().as_micros() as u64;
-                    if stamped {
-                        let _ = e2e.record(now.saturating_sub(written).max(1));
-                    }
-                }
-                consumed.fetch_add(1, Ordering::Relaxed);
-            }
-            e2e
-        }));
-    }
-
-    let duration = Duration::from_secs_f64(args.duration);
-    let mut producers = Vec::new();
-    for _ in 0..args.producers {
-        let cfg = WriterConfig { observer: Some(hist.clone()), ..Default::default() };
-        let writer = EventWriter::new(client, scope, stream, cfg).await?;
-        let per_producer = rate.map(|r| r / args.producers as f64);
-        let (size, keys) = (args.event_size, args.keys);
-        producers.push(tokio::spawn(async move {
-            let keys: Vec<Bytes> = (0..keys).map(|k| Bytes::from(format!("key-{k}"))).collect();
-            // One shared payload (cloning `Bytes` is a reference count), as Kafka's producer
-            // perf tool does: the benchmark measures the store, not payload generation.
-            let mut template = BytesMut::zeroed(size);
-            for (i, b) in template.iter_mut().enumerate() {
-                *b = b'a' + (i % 26) as u8;
-            }
-            let payload = template.freeze();
-            let mut n = 0u64;
-            let tick = Duration::from_millis(1);
-            let mut next_tick = Instant::now();
-            loop {
-                let now = Instant::now();
-                if now.duration_since(start) >= duration {
-                    break;
-                }
-                // How many events this producer should have written by now.
-                let burst = match per_producer {
-                    None => 64,
-                    Some(r) => {
-                        let due = (now.duration_since(start).as_secs_f64() * r) as u64;
-                        if due <= n {
-                            next_tick += tick;
-                            tokio::time::sleep_until(next_tick.into()).await;
-                            continue;
-                        }
-                        due - n
-                    }
-                };
-                for _ in 0..burst {
-                    let key = if keys.is_empty() { None } else { Some(&keys[(n % keys.len() as u64) as usize][..]) };
-                    let event = if stamped {
-                        let mut p = BytesMut::from(&payload[..]);
-                        p[..STAMP_LEN].copy_from_slice(&(start.elapsed().as_micros() as u64).to_le_bytes());
-                        p.freeze()
-                    } else {
-                        payload.clone()
-                    };
-                    writer.write(key, event).await?;
-                    n += 1;
-                }
-            }
-            writer.close().await?;
-            Ok::<u64, ClientError>(n)
-        }));
-    }
-    let mut events = 0u64;
-    for p in producers {
-        events += p.await??;
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    // Give consumers a moment to catch up with the last acknowledged events.
-    if args.consumers > 0 {
-        let target = events * args.consumers as u64;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while consumed.load(Ordering::Relaxed) < target && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let mut end_to_end = histogram();
-    for c in consumers {
-        let _ = end_to_end.add(c.await?);
-    }
+    let load = Load {
+        scope,
+        stream,
+        producers: args.producers,
+        subscriptions: args.consumers,
+        per_subscription: 1,
+        event_size: args.event_size,
+        rate,
+        duration: Duration::from_secs_f64(args.duration),
+        keys: args.keys,
+        report_every: args.report_every.map(Duration::from_secs_f64),
+        backlog_bytes: 0,
+    };
+    let out = load.run(client).await?;
     let segments_after = client.active_segments(scope, stream).await?.segments.len();
-    let st = hist.inner.lock();
+    let st = &out.latency;
+    let events = out.events;
+    let elapsed = out.elapsed;
     let bytes = events as f64 * args.event_size as f64;
     let mut result = json!({
         "stream": args.stream,
@@ -288,16 +205,16 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
         "events": events,
         "events_per_sec": events as f64 / elapsed,
         "mb_per_sec": bytes / elapsed / 1e6,
-        "consumed_events": consumed.load(Ordering::Relaxed),
+        "consumed_events": out.consumed,
         "latency_ms": summary(&st.all),
         "max_stall_ms": st.max_stall.as_secs_f64() * 1000.0,
         "batches": st.batches,
         "events_per_batch": events as f64 / st.batches.max(1) as f64,
         "segments_after": segments_after,
     });
-    if stamped {
-        result["end_to_end_ms"] = summary(&end_to_end);
-        result["end_to_end_events"] = json!(end_to_end.len());
+    if let Some(e2e) = &out.end_to_end {
+        result["end_to_end_ms"] = summary(e2e);
+        result["end_to_end_events"] = json!(e2e.len());
     }
     if let Some(every) = args.report_every {
         let intervals: Vec<_> = st
@@ -310,6 +227,275 @@ pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// One load on one stream: what `nadi bench` runs, and what a workload runs per topic.
+pub(crate) struct Load<'a> {
+    pub scope: &'a str,
+    pub stream: &'a str,
+    /// Producers, one `EventWriter` each.
+    pub producers: u32,
+    /// Subscriptions: each reads every event, from the tail at the start of the load.
+    pub subscriptions: u32,
+    /// Readers sharing one subscription (a reader group when more than one).
+    pub per_subscription: u32,
+    pub event_size: usize,
+    /// Events per second over all producers (`None`: as fast as they can).
+    pub rate: Option<f64>,
+    pub duration: Duration,
+    /// Distinct routing keys (0: none).
+    pub keys: u64,
+    pub report_every: Option<Duration>,
+    /// Bytes written before the subscriptions start reading (a backlog they then drain while
+    /// the producers go on); 0: they read from the start.
+    pub backlog_bytes: u64,
+}
+
+/// What a load measured.
+pub(crate) struct Outcome {
+    /// Events written and acknowledged.
+    pub events: u64,
+    /// Seconds of producing, the final flush included.
+    pub elapsed: f64,
+    /// Events delivered to subscriptions (each subscription counts every event it read).
+    pub consumed: u64,
+    pub latency: LatencyState,
+    /// Write → delivery, when subscriptions read stamped events (events of 8 bytes or more).
+    pub end_to_end: Option<Histogram<u64>>,
+    /// Seconds from the start of reading until every subscription had read the backlog.
+    pub backlog_drain_secs: Option<f64>,
+}
+
+impl Load<'_> {
+    /// Runs the load: producers for `duration`, subscriptions reading from the tail (after the
+    /// backlog, if any); then waits for the subscriptions to catch up (at most 10 s, or 120 s
+    /// with a backlog).
+    pub(crate) async fn run(&self, client: &NadiClient) -> anyhow::Result<Outcome> {
+        let (scope, stream) = (self.scope, self.stream);
+        let start = Instant::now();
+        let hist = Arc::new(Latencies {
+            start,
+            every: self.report_every,
+            inner: Mutex::new(LatencyState {
+                all: histogram(),
+                intervals: Vec::new(),
+                last_ack: None,
+                max_stall: Duration::ZERO,
+                batches: 0,
+            }),
+        });
+        let consumed = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let stamped = self.subscriptions > 0 && self.event_size >= STAMP_LEN;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Subscriptions are placed at the tail now and read once `go` is set.
+        let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+        let mut consumers = Vec::new();
+        for sub in 0..self.subscriptions {
+            let reading = Reading { start, stamped, consumed: consumed.clone(), stop: stop.clone(), go: go_rx.clone() };
+            if self.per_subscription <= 1 {
+                let reader = StreamReader::new(client, scope, stream, false).await?;
+                consumers.push(tokio::spawn(reading.stream_reader(reader)));
+            } else {
+                let group = format!("bench-{sub}-{:08x}", rand::random::<u32>());
+                let rg = ReaderGroup::create(client, scope, &group, &[stream], StartFrom::Tail).await?;
+                for _ in 0..self.per_subscription {
+                    let reading =
+                        Reading { start, stamped, consumed: consumed.clone(), stop: stop.clone(), go: go_rx.clone() };
+                    consumers.push(tokio::spawn(reading.group_reader(rg.clone())));
+                }
+            }
+        }
+        // The backlog: reading starts once this many bytes were written.
+        let backlog_events = self.backlog_bytes.div_ceil(self.event_size as u64);
+        let gate = {
+            let (written, consumed, stop) = (written.clone(), consumed.clone(), stop.clone());
+            let subscriptions = u64::from(self.subscriptions);
+            tokio::spawn(async move {
+                while written.load(Ordering::Relaxed) < backlog_events {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let at = Instant::now();
+                let backlog = written.load(Ordering::Relaxed);
+                let _ = go_tx.send(true);
+                if backlog_events == 0 || subscriptions == 0 {
+                    return None;
+                }
+                while consumed.load(Ordering::Relaxed) < backlog * subscriptions {
+                    if stop.load(Ordering::Relaxed) {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Some(at.elapsed().as_secs_f64())
+            })
+        };
+
+        let duration = self.duration;
+        let mut producers = Vec::new();
+        for _ in 0..self.producers {
+            let cfg = WriterConfig { observer: Some(hist.clone()), ..Default::default() };
+            let writer = EventWriter::new(client, scope, stream, cfg).await?;
+            let per_producer = self.rate.map(|r| r / self.producers as f64);
+            let (size, keys, written) = (self.event_size, self.keys, written.clone());
+            producers.push(tokio::spawn(async move {
+                let keys: Vec<Bytes> = (0..keys).map(|k| Bytes::from(format!("key-{k}"))).collect();
+                // One shared payload (cloning `Bytes` is a reference count), as Kafka's producer
+                // perf tool does: the benchmark measures the store, not payload generation.
+                let mut template = BytesMut::zeroed(size);
+                for (i, b) in template.iter_mut().enumerate() {
+                    *b = b'a' + (i % 26) as u8;
+                }
+                let payload = template.freeze();
+                let mut n = 0u64;
+                let tick = Duration::from_millis(1);
+                let mut next_tick = Instant::now();
+                loop {
+                    let now = Instant::now();
+                    if now.duration_since(start) >= duration {
+                        break;
+                    }
+                    // How many events this producer should have written by now.
+                    let burst = match per_producer {
+                        None => 64,
+                        Some(r) => {
+                            let due = (now.duration_since(start).as_secs_f64() * r) as u64;
+                            if due <= n {
+                                next_tick += tick;
+                                tokio::time::sleep_until(next_tick.into()).await;
+                                continue;
+                            }
+                            due - n
+                        }
+                    };
+                    for _ in 0..burst {
+                        let key =
+                            if keys.is_empty() { None } else { Some(&keys[(n % keys.len() as u64) as usize][..]) };
+                        let event = if stamped {
+                            let mut p = BytesMut::from(&payload[..]);
+                            p[..STAMP_LEN].copy_from_slice(&(start.elapsed().as_micros() as u64).to_le_bytes());
+                            p.freeze()
+                        } else {
+                            payload.clone()
+                        };
+                        writer.write(key, event).await?;
+                        n += 1;
+                    }
+                    written.fetch_add(burst, Ordering::Relaxed);
+                }
+                writer.close().await?;
+                Ok::<u64, ClientError>(n)
+            }));
+        }
+        let mut events = 0u64;
+        for p in producers {
+            events += p.await??;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        // Give the subscriptions time to catch up with the last acknowledged events.
+        if self.subscriptions > 0 {
+            let target = events * u64::from(self.subscriptions);
+            let wait = if self.backlog_bytes > 0 { 120 } else { 10 };
+            let deadline = Instant::now() + Duration::from_secs(wait);
+            while consumed.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let backlog_drain_secs = gate.await?;
+        let mut end_to_end = histogram();
+        for c in consumers {
+            let _ = end_to_end.add(c.await??);
+        }
+        let latency = std::mem::replace(
+            &mut *hist.inner.lock(),
+            LatencyState {
+                all: histogram(),
+                intervals: Vec::new(),
+                last_ack: None,
+                max_stall: Duration::ZERO,
+                batches: 0,
+            },
+        );
+        Ok(Outcome {
+            events,
+            elapsed,
+            consumed: consumed.load(Ordering::Relaxed),
+            latency,
+            end_to_end: stamped.then_some(end_to_end),
+            backlog_drain_secs: if self.backlog_bytes > 0 { backlog_drain_secs } else { None },
+        })
+    }
+}
+
+/// One reader's share of a subscription: waits for `go`, then counts (and, with stamped
+/// events, times) what it reads until `stop`.
+struct Reading {
+    start: Instant,
+    stamped: bool,
+    consumed: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    go: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Reading {
+    fn record(&self, e2e: &mut Histogram<u64>, payload: &[u8]) {
+        if self.stamped
+            && let Some(stamp) = payload.get(..STAMP_LEN)
+        {
+            let written = u64::from_le_bytes(stamp.try_into().expect("8 bytes"));
+            let now = self.start.elapsed().as_micros() as u64;
+            let _ = e2e.record(now.saturating_sub(written).max(1));
+        }
+        self.consumed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn wait_for_go(&mut self) -> bool {
+        while !*self.go.borrow() {
+            if self.stop.load(Ordering::Relaxed) || self.go.changed().await.is_err() {
+                return *self.go.borrow();
+            }
+        }
+        true
+    }
+
+    async fn stream_reader(mut self, mut reader: StreamReader) -> Result<Histogram<u64>, ClientError> {
+        let mut e2e = histogram();
+        if !self.wait_for_go().await {
+            return Ok(e2e);
+        }
+        while !self.stop.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(50), reader.next()).await {
+                Err(_) => continue,
+                Ok(Some(Ok(event))) => self.record(&mut e2e, &event.payload),
+                Ok(_) => break,
+            }
+        }
+        Ok(e2e)
+    }
+
+    /// A reader of a group, joined once reading starts (a reader that does not read for a
+    /// while would be declared offline).
+    async fn group_reader(mut self, group: ReaderGroup) -> Result<Histogram<u64>, ClientError> {
+        let mut e2e = histogram();
+        if !self.wait_for_go().await {
+            return Ok(e2e);
+        }
+        let mut reader = group.reader(ReaderConfig::default()).await?;
+        while !self.stop.load(Ordering::Relaxed) {
+            match tokio::time::timeout(Duration::from_millis(50), reader.read_next()).await {
+                Err(_) => continue,
+                Ok(Ok(Some(event))) => self.record(&mut e2e, &event.payload),
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        let _ = reader.close().await;
+        Ok(e2e)
+    }
 }
 
 /// What one segment's catch-up read: its bytes and events, and how long its Tier-2 prefix and

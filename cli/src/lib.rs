@@ -15,6 +15,7 @@ pub mod bench;
 pub mod commands;
 pub mod progress;
 pub mod stats;
+pub mod workload;
 
 use std::time::Duration;
 

@@ -258,3 +258,33 @@ fn bench_with_consumers_measures_every_event_end_to_end() {
     assert!(r.get("end_to_end_ms").is_none(), "{r}");
     s.stop();
 }
+
+/// `nadi bench --workload FILE` runs an OpenMessaging Benchmark workload: its topics as
+/// streams, a subscription shared by several readers (a reader group), a backlog built before
+/// they read and then drained; OMB's result fields, every message delivered.
+#[test]
+fn bench_runs_an_omb_workload_and_prints_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Standalone::start(&dir.path().join("data"));
+    let file = dir.path().join("w.yaml");
+    std::fs::write(
+        &file,
+        "name: small test / 2 topics\ntopics: 2\npartitionsPerTopic: 2\nmessageSize: 64\n\
+         subscriptionsPerTopic: 1\nconsumerPerSubscription: 2\nproducersPerTopic: 1\nproducerRate: 1000\n\
+         consumerBacklogSizeGB: 0.00005\ntestDurationMinutes: 10\n",
+    )
+    .unwrap();
+    let r = json_out(&s.cli(&["bench", "--workload", file.to_str().unwrap(), "--scale-to", "3"]));
+    let messages = r["messages"].as_u64().unwrap();
+    assert!(messages >= 2000, "about 1,000/s for 3 s: {r}");
+    assert_eq!(r["workload"], "small test / 2 topics");
+    assert_eq!((r["topics"].as_u64(), r["partitions"].as_u64(), r["consumersPerTopic"].as_u64()), (Some(2), Some(2), Some(2)));
+    for field in ["publishRate", "consumeRate", "aggregatedPublishLatency99pct", "aggregatedEndToEndLatency99pct"] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {r}");
+    }
+    // Scaled to 3 s of its 10 minutes: a 250-byte backlog per topic... at least one message.
+    assert!(r["backlogDrainSeconds"].as_f64().is_some(), "the backlog was drained: {r}");
+    let listed = ok(&s.cli(&["stream", "list", "omb"]));
+    assert!(listed.contains("small-test---2-topics-0") && listed.contains("small-test---2-topics-1"), "{listed}");
+    s.stop();
+}
