@@ -85,7 +85,7 @@ struct Latencies {
 }
 
 pub(crate) struct LatencyState {
-    all: Histogram<u64>,
+    pub(crate) all: Histogram<u64>,
     intervals: Vec<Histogram<u64>>,
     /// When the last acknowledgement arrived.
     last_ack: Option<Instant>,

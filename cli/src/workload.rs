@@ -93,7 +93,9 @@ impl Workload {
         if w.topics == 0 || w.partitions_per_topic == 0 || w.producers_per_topic == 0 || w.message_size == 0 {
             bail!("topics, partitionsPerTopic, producersPerTopic and messageSize must be positive");
         }
-        if !(w.test_duration_minutes.0 > 0.0) || !(w.consumer_backlog_size_gb >= 0.0) {
+        let backlog_ok = w.consumer_backlog_size_gb.is_finite() && w.consumer_backlog_size_gb >= 0.0;
+        let minutes_ok = w.test_duration_minutes.0.is_finite() && w.test_duration_minutes.0 > 0.0;
+        if !(minutes_ok && backlog_ok) {
             bail!("testDurationMinutes must be positive and consumerBacklogSizeGB not negative");
         }
         Ok(w)
@@ -117,7 +119,7 @@ impl Workload {
 pub async fn run(client: &NadiClient, w: &Workload, seconds: Option<f64>) -> anyhow::Result<()> {
     let full = w.test_duration_minutes.0 * 60.0;
     let secs = seconds.unwrap_or(full);
-    if !(secs > 0.0) {
+    if !secs.is_finite() || secs <= 0.0 {
         bail!("--scale-to must be a positive number of seconds");
     }
     let scale = secs / full;
@@ -200,7 +202,9 @@ pub async fn run(client: &NadiClient, w: &Workload, seconds: Option<f64>) -> any
 fn put_latency(out: &mut serde_json::Value, prefix: &str, h: &Histogram<u64>) {
     let ms = |us: u64| us as f64 / 1000.0;
     out[format!("{prefix}Avg")] = json!(h.mean() / 1000.0);
-    for (name, q) in [("50pct", 0.5), ("75pct", 0.75), ("95pct", 0.95), ("99pct", 0.99), ("999pct", 0.999), ("9999pct", 0.9999)] {
+    for (name, q) in
+        [("50pct", 0.5), ("75pct", 0.75), ("95pct", 0.95), ("99pct", 0.99), ("999pct", 0.999), ("9999pct", 0.9999)]
+    {
         out[format!("{prefix}{name}")] = json!(ms(h.value_at_quantile(q)));
     }
     out[format!("{prefix}Max")] = json!(ms(h.max()));
@@ -237,7 +241,11 @@ mod tests {
             n += 1;
         }
         assert!(n >= 5, "workload files in {}", dir.display());
-        for bad in ["", "name: x", "name: x\ntopics: 0\npartitionsPerTopic: 1\nmessageSize: 1\nsubscriptionsPerTopic: 1\nconsumerPerSubscription: 1\nproducersPerTopic: 1\nproducerRate: 1\ntestDurationMinutes: 1"] {
+        for bad in [
+            "",
+            "name: x",
+            "name: x\ntopics: 0\npartitionsPerTopic: 1\nmessageSize: 1\nsubscriptionsPerTopic: 1\nconsumerPerSubscription: 1\nproducersPerTopic: 1\nproducerRate: 1\ntestDurationMinutes: 1",
+        ] {
             assert!(Workload::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -278,7 +278,10 @@ fn bench_runs_an_omb_workload_and_prints_its_fields() {
     let messages = r["messages"].as_u64().unwrap();
     assert!(messages >= 2000, "about 1,000/s for 3 s: {r}");
     assert_eq!(r["workload"], "small test / 2 topics");
-    assert_eq!((r["topics"].as_u64(), r["partitions"].as_u64(), r["consumersPerTopic"].as_u64()), (Some(2), Some(2), Some(2)));
+    assert_eq!(
+        (r["topics"].as_u64(), r["partitions"].as_u64(), r["consumersPerTopic"].as_u64()),
+        (Some(2), Some(2), Some(2))
+    );
     for field in ["publishRate", "consumeRate", "aggregatedPublishLatency99pct", "aggregatedEndToEndLatency99pct"] {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {r}");
     }
