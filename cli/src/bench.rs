@@ -147,10 +147,6 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 /// Runs the benchmark and prints its JSON result.
 pub async fn run(client: &NadiClient, args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(path) = &args.workload {
-        let w = crate::workload::Workload::load(path)?;
-        return crate::workload::run(client, &w, args.scale_to).await;
-    }
     let (scope, stream) = parse_scoped_stream(&args.stream)?;
     let rate: Option<f64> = match args.rate.as_str() {
         "max" => None,

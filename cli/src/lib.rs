@@ -3,8 +3,8 @@
 //! crate and the shared protocol types of `nadi-proto`.
 //!
 //! Owns: the clap definitions of the client commands ([`ClientCommand`]) and their
-//! implementations ([`commands`], [`bench`], [`stats`] for `stream stats` and `reader-group
-//! stats`), and the progress line of `write` and `read` ([`progress`]). Called by: the `nadi`
+//! implementations ([`commands`], [`bench`] and [`workload`] for `bench --workload`, [`stats`]
+//! for `stream stats` and `reader-group stats`), and the progress line of `write` and `read` ([`progress`]). Called by: the `nadi`
 //! binary of `nadi-server`, which adds its server commands beside these; nothing here depends
 //! on the server.
 //!
@@ -544,7 +544,10 @@ pub async fn run(
                 TxnCmd::List { stream, json } => commands::txn_list(&c, &stream, json).await,
             }
         }
-        ClientCommand::Bench(args) => bench::run(&client()?, args).await,
+        ClientCommand::Bench(args) => match &args.workload {
+            Some(path) => workload::run(&client()?, &workload::Workload::load(path)?, args.scale_to).await,
+            None => bench::run(&client()?, args).await,
+        },
         ClientCommand::Read { stream, from_start, max, idle_timeout, group, reader_id, with_position } => {
             let idle = seconds(idle_timeout, "--idle-timeout")?;
             match group {

@@ -13,7 +13,7 @@
 //! and OMB's rate discovery (`producerRate` is used as given).
 //!
 //! Owns: [`Workload`] and running one. Calls: `bench` (the load on each stream). Called by:
-//! `bench::run`.
+//! the `bench` command (`ClientCommand::Bench` with `--workload`).
 
 use std::time::Duration;
 
