@@ -19,25 +19,10 @@ NADI=${2:-target/release/nadi}
 PYTHON=${3:-target/pravega/bin/python}
 INFLIGHT=${INFLIGHT:-1000}
 SCRIPT=tests/python/pravega_data.py
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
-wait_for() {
-  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
-
-cpu() {
-  read -r -a f < "/proc/$1/stat"
-  python3 -c "print($((f[13] + f[14])) / $(getconf CLK_TCK))"
-}
-
-# Runs a command and prints its children's CPU seconds on fd 3.
+# Runs a command and prints its children's CPU seconds on stderr.
 child_cpu() {
   python3 -c '
 import resource, subprocess, sys

@@ -19,31 +19,10 @@ ROUNDS=${1:-3}
 NADI=${2:-target/release/nadi}
 OLD=${3:-}
 BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate max --duration 10)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Waits until FILE has a line containing TEXT.
-wait_for() {
-  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
-
-# CPU seconds (user + system) the processes PIDS… have used so far.
-cpu() {
-  local t=0
-  for p in "$@"; do
-    read -r -a f < "/proc/$p/stat"
-    t=$((t + f[13] + f[14]))
-  done
-  python3 -c "print($t / $(getconf CLK_TCK))"
-}
 
 # Runs the bench against CONTROLLER; prints its JSON and the servers' CPU µs per event.
 run_bench() {

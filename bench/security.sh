@@ -18,27 +18,8 @@ ROUNDS=${1:-3}
 NADI=${2:-target/release/nadi}
 RATE=${RATE:-max}
 BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate "$RATE" --duration 10)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_for() {
-  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
-}
-
-cpu() {
-  local t=0
-  for p in "$@"; do
-    read -r -a f < "/proc/$p/stat"
-    t=$((t + f[13] + f[14]))
-  done
-  python3 -c "print($t / $(getconf CLK_TCK))"
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # A CA and a server certificate for 127.0.0.1 / localhost.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \

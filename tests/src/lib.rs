@@ -371,3 +371,40 @@ pub fn tier2_chunks(root: &Path) -> usize {
     walk(root, &mut n);
     n
 }
+
+/// New tokens for `principals` (in order) and the `--token-file` holding their hashes, written
+/// into `dir` as `tokens.toml`.
+pub fn token_file(dir: &Path, principals: &[&str]) -> (Vec<String>, PathBuf) {
+    let mut file = String::new();
+    let tokens = principals
+        .iter()
+        .map(|who| {
+            let (token, entry) = nadi_security::auth::new_token(who).expect("a token");
+            file.push_str(&nadi_security::auth::entry_toml(&entry));
+            token
+        })
+        .collect();
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, file).expect("write the token file");
+    (tokens, path)
+}
+
+/// A standalone's flags for authentication required with `token_file`, `admin` a superuser,
+/// and both Pravega listeners on free ports.
+pub fn pravega_auth_flags(token_file: &Path) -> Vec<String> {
+    [
+        "--auth",
+        "required",
+        "--token-file",
+        token_file.to_str().expect("a UTF-8 path"),
+        "--superusers",
+        "admin",
+        "--pravega-controller-listen",
+        "127.0.0.1:0",
+        "--pravega-segment-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}

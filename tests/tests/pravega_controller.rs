@@ -530,15 +530,8 @@ async fn transactions_use_pravega_shaped_ids_that_are_nadis_own() {
 async fn a_callers_token_is_checked_and_passed_on() {
     use pb::create_scope_status::Status as CS;
     let dir = tempfile::tempdir().unwrap();
-    let mut file = String::new();
-    let mut token = |who: &str| {
-        let (token, entry) = nadi_security::auth::new_token(who).unwrap();
-        file.push_str(&nadi_security::auth::entry_toml(&entry));
-        token
-    };
-    let (admin, nobody) = (token("admin"), token("nobody"));
-    let token_file = dir.path().join("tokens.toml");
-    std::fs::write(&token_file, file).unwrap();
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "nobody"]);
+    let (admin, nobody) = (tokens[0].clone(), tokens[1].clone());
     let s = start(
         &dir.path().join("data"),
         &["--auth", "required", "--token-file", token_file.to_str().unwrap(), "--superusers", "admin"],

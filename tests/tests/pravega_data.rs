@@ -301,43 +301,24 @@ fn with_auth_on_the_segment_port_checks_the_callers_own_token() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut file = String::new();
-    let mut token = |who: &str| {
-        let (token, entry) = nadi_security::auth::new_token(who).unwrap();
-        file.push_str(&nadi_security::auth::entry_toml(&entry));
-        token
-    };
-    let (admin, app, nobody) = (token("admin"), token("app"), token("nobody"));
-    let token_file = dir.path().join("tokens.toml");
-    std::fs::write(&token_file, file).unwrap();
-    let s = Standalone::start_with(
-        &dir.path().join("data"),
-        &[
-            "--auth",
-            "required",
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--superusers",
-            "admin",
-            "--pravega-controller-listen",
-            "127.0.0.1:0",
-            "--pravega-segment-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "app", "nobody"]);
+    let (admin, app, nobody) = (&tokens[0], &tokens[1], &tokens[2]);
+    let flags = nadi_tests::pravega_auth_flags(&token_file);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = Standalone::start_with(&dir.path().join("data"), &flags);
     let uri = s.pravega_controller.clone().unwrap();
-    ok(&s.cli(&["--token", &admin, "scope", "create", "sec"]));
-    ok(&s.cli(&["--token", &admin, "acl", "grant", "app", "write", "prn::/scope:sec"]));
-    py_ok(&py_as(&python, &uri, &admin, &["create", "sec", "st", "2"]), &["create"]);
-    let said = py_ok(&py_as(&python, &uri, &app, &["write", "sec", "st", "2000", "20", "app"]), &["write"]);
+    ok(&s.cli(&["--token", admin, "scope", "create", "sec"]));
+    ok(&s.cli(&["--token", admin, "acl", "grant", "app", "write", "prn::/scope:sec"]));
+    py_ok(&py_as(&python, &uri, admin, &["create", "sec", "st", "2"]), &["create"]);
+    let said = py_ok(&py_as(&python, &uri, app, &["write", "sec", "st", "2000", "20", "app"]), &["write"]);
     assert!(said.contains("ACKED 2000"), "{said}");
     let out = dir.path().join("sec.events");
     let out_arg = out.display().to_string();
-    py_ok(&py_as(&python, &uri, &app, &["read", "sec", "st", "g", "2000", &out_arg]), &["read"]);
+    py_ok(&py_as(&python, &uri, app, &["read", "sec", "st", "g", "2000", &out_arg]), &["read"]);
     check_per_key_order(&keyed(&std::fs::read_to_string(&out).unwrap()), &expect("k", 20, 100), "an authorized reader");
     // Without a grant: refused (by the controller first; the segment port refuses its
     // delegation token too, tests/pravega_wire.rs).
-    let refused = py_as(&python, &uri, &nobody, &["write", "sec", "st", "10", "1", "nobody"]);
+    let refused = py_as(&python, &uri, nobody, &["write", "sec", "st", "10", "1", "nobody"]);
     assert!(!refused.status.success(), "a writer without a grant was let through");
     s.stop();
 }

@@ -216,43 +216,24 @@ fn bad_input_on_the_pravega_port_gets_a_typed_reply_or_a_closed_connection() {
 #[test]
 fn with_auth_on_a_request_needs_a_delegation_token_carrying_a_granted_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut file = String::new();
-    let mut token = |who: &str| {
-        let (token, entry) = nadi_security::auth::new_token(who).unwrap();
-        file.push_str(&nadi_security::auth::entry_toml(&entry));
-        token
-    };
-    let (admin, nobody) = (token("admin"), token("nobody"));
-    let token_file = dir.path().join("tokens.toml");
-    std::fs::write(&token_file, file).unwrap();
-    let s = Standalone::start_with(
-        &dir.path().join("data"),
-        &[
-            "--auth",
-            "required",
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--superusers",
-            "admin",
-            "--pravega-controller-listen",
-            "127.0.0.1:0",
-            "--pravega-segment-listen",
-            "127.0.0.1:0",
-        ],
-    );
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "nobody"]);
+    let (admin, nobody) = (&tokens[0], &tokens[1]);
+    let flags = nadi_tests::pravega_auth_flags(&token_file);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s = Standalone::start_with(&dir.path().join("data"), &flags);
     let addr = s.pravega_segments.clone().unwrap();
-    ok(&s.cli(&["--token", &admin, "scope", "create", "a"]));
-    ok(&s.cli(&["--token", &admin, "stream", "create", "a/s"]));
+    ok(&s.cli(&["--token", admin, "scope", "create", "a"]));
+    ok(&s.cli(&["--token", admin, "stream", "create", "a/s"]));
     let wrap = |t: &str| nadi_pravega::delegation::wrap(t, u64::MAX / 2);
     let mut c = connect(&addr);
     c.write_all(&hello(15, 5)).unwrap();
     assert_eq!(read_frame(&mut c).0, -127);
-    for (i, t) in ["".to_owned(), "nadi_wrong".to_owned(), wrap("nadi_wrong"), wrap(&nobody)].iter().enumerate() {
+    for (i, t) in ["".to_owned(), "nadi_wrong".to_owned(), wrap("nadi_wrong"), wrap(nobody)].iter().enumerate() {
         c.write_all(&setup_append_with(5, "a/s/0.#epoch.0", 10 + i as i64, t)).unwrap();
         let (code, p) = read_frame(&mut c);
         assert_eq!((code, Fields(&p).i64()), (60, 10 + i as i64), "token {i} is refused");
     }
-    c.write_all(&setup_append_with(5, "a/s/0.#epoch.0", 20, &wrap(&admin))).unwrap();
+    c.write_all(&setup_append_with(5, "a/s/0.#epoch.0", 20, &wrap(admin))).unwrap();
     let (code, p) = read_frame(&mut c);
     assert_eq!((code, Fields(&p).i64()), (2, 20), "AppendSetup for a granted token");
     s.stop();

@@ -426,15 +426,7 @@ impl Container {
         event_count: u32,
         data: Bytes,
     ) -> Result<AppendAck, StoreError> {
-        self.call(|reply| Request::ConditionalAppend {
-            name: name.to_owned(),
-            expected_offset,
-            writer: None,
-            event_count,
-            data,
-            reply,
-        })
-        .await
+        self.conditional(name, expected_offset, None, event_count, data).await
     }
 
     /// Moves the start offset of `name` forward to `offset`, which must be an event boundary
@@ -457,15 +449,19 @@ impl Container {
         event_count: u32,
         data: Bytes,
     ) -> Result<AppendAck, StoreError> {
-        self.call(|reply| Request::ConditionalAppend {
-            name: name.to_owned(),
-            expected_offset,
-            writer: Some((writer.to_owned(), last_event_number)),
-            event_count,
-            data,
-            reply,
-        })
-        .await
+        self.conditional(name, expected_offset, Some((writer.to_owned(), last_event_number)), event_count, data).await
+    }
+
+    async fn conditional(
+        &self,
+        name: &str,
+        expected_offset: u64,
+        writer: Option<(String, i64)>,
+        event_count: u32,
+        data: Bytes,
+    ) -> Result<AppendAck, StoreError> {
+        let name = name.to_owned();
+        self.call(|reply| Request::ConditionalAppend { name, expected_offset, writer, event_count, data, reply }).await
     }
 
     /// Moves the start offset of `name` forward to any `offset` within its durable data, event
