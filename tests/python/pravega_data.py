@@ -4,7 +4,7 @@ the environment, as an application with auth on):
 
     python pravega_data.py URI create  SCOPE STREAM SEGMENTS [auto]
     python pravega_data.py URI write   SCOPE STREAM COUNT KEYS PREFIX [FIRST [PAUSE]]  # ACKED n once flushed
-    python pravega_data.py URI read    SCOPE STREAM GROUP COUNT OUT [SLOW]  # events to OUT, one per line
+    python pravega_data.py URI read    SCOPE STREAM GROUP COUNT OUT [SLOW [READERS]]  # events to OUT
     python pravega_data.py URI txn     SCOPE STREAM                      # commits 100 events, aborts 100
     python pravega_data.py URI bytes   SCOPE STREAM
     python pravega_data.py URI finish  SCOPE STREAM                      # seal, list, delete
@@ -50,30 +50,50 @@ def write(m, scope, stream, count, keys, prefix, first=0, pause=0.0):
     print(f"ACKED {count} in {took:.3f} s: {count / took:.0f} events/s", flush=True)
 
 
-async def read_group(m, scope, stream, group, count, out, slow):
+async def read_group(m, scope, stream, group, count, out, slow, readers=2):
+    """READERS readers of one group read concurrently until COUNT events were read in all;
+    each event goes to OUT as it is handed out (a segment moves between readers only after
+    its slice was released, so each key's events stay in order in OUT)."""
     rg = m.create_reader_group(group, scope, stream)
-    reader = rg.create_reader("r1")
+    members = [rg.create_reader(f"r{i}") for i in range(readers)]
     seen = 0
+    per_reader = [0] * readers
+    done = asyncio.Event()
     with open(out, "w") as f:
-        while seen < count:
-            slice_ = await asyncio.wait_for(reader.get_segment_slice_async(), 60)
-            for event in slice_:
-                f.write(event.data().decode() + "\n")
-                seen += 1
-            f.flush()
-            reader.release_segment(slice_)
-            if slow:
-                print(f"READ {seen}", flush=True)
-                await asyncio.sleep(float(slow))
+
+        async def member(i, reader):
+            nonlocal seen
+            while not done.is_set():
+                try:
+                    slice_ = await asyncio.wait_for(reader.get_segment_slice_async(), 1)
+                except asyncio.TimeoutError:
+                    continue
+                for event in slice_:
+                    f.write(event.data().decode() + "\n")
+                    seen += 1
+                    per_reader[i] += 1
+                f.flush()
+                reader.release_segment(slice_)
+                if slow:
+                    print(f"READ {seen}", flush=True)
+                    await asyncio.sleep(float(slow))
+                if seen >= count:
+                    done.set()
+
+        await asyncio.wait_for(asyncio.gather(*(member(i, r) for i, r in enumerate(members))), 180)
     print(f"READ {seen}", flush=True)
+    print(f"PER READER {' '.join(map(str, per_reader))}", flush=True)
     # Anything more would be a duplicate: nothing else is written.
-    try:
-        extra = await asyncio.wait_for(reader.get_segment_slice_async(), 3)
-        more = [e.data().decode() for e in extra]
-    except asyncio.TimeoutError:
-        more = []
+    more = []
+    for reader in members:
+        try:
+            extra = await asyncio.wait_for(reader.get_segment_slice_async(), 2)
+            more += [e.data().decode() for e in extra]
+        except asyncio.TimeoutError:
+            pass
     step("events after the last one", more, [])
-    reader.reader_offline()
+    for reader in members:
+        reader.reader_offline()
     m.delete_reader_group(group, scope)
 
 
@@ -186,8 +206,9 @@ def main():
         pause = float(args[6]) if len(args) > 6 else 0.0
         write(m, args[0], args[1], int(args[2]), int(args[3]), args[4], first, pause)
     elif mode == "read":
-        slow = args[5] if len(args) > 5 else None
-        asyncio.run(read_group(m, args[0], args[1], args[2], int(args[3]), args[4], slow))
+        slow = float(args[5]) if len(args) > 5 and float(args[5]) > 0 else None
+        readers = int(args[6]) if len(args) > 6 else 2
+        asyncio.run(read_group(m, args[0], args[1], args[2], int(args[3]), args[4], slow, readers))
     elif mode == "txn":
         txn(m, args[0], args[1])
     elif mode == "bytes":
