@@ -98,6 +98,12 @@ pub(crate) struct LatencyState {
 /// Bytes of the timestamp at the start of each payload when consumers measure end to end.
 const STAMP_LEN: usize = 8;
 
+impl LatencyState {
+    fn new() -> LatencyState {
+        LatencyState { all: histogram(), intervals: Vec::new(), last_ack: None, max_stall: Duration::ZERO, batches: 0 }
+    }
+}
+
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
@@ -269,17 +275,7 @@ impl Load<'_> {
     pub(crate) async fn run(&self, client: &NadiClient) -> anyhow::Result<Outcome> {
         let (scope, stream) = (self.scope, self.stream);
         let start = Instant::now();
-        let hist = Arc::new(Latencies {
-            start,
-            every: self.report_every,
-            inner: Mutex::new(LatencyState {
-                all: histogram(),
-                intervals: Vec::new(),
-                last_ack: None,
-                max_stall: Duration::ZERO,
-                batches: 0,
-            }),
-        });
+        let hist = Arc::new(Latencies { start, every: self.report_every, inner: Mutex::new(LatencyState::new()) });
         let consumed = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
         let stamped = self.subscriptions > 0 && self.event_size >= STAMP_LEN;
@@ -406,16 +402,7 @@ impl Load<'_> {
         for c in consumers {
             let _ = end_to_end.add(c.await??);
         }
-        let latency = std::mem::replace(
-            &mut *hist.inner.lock(),
-            LatencyState {
-                all: histogram(),
-                intervals: Vec::new(),
-                last_ack: None,
-                max_stall: Duration::ZERO,
-                batches: 0,
-            },
-        );
+        let latency = std::mem::replace(&mut *hist.inner.lock(), LatencyState::new());
         Ok(Outcome {
             events,
             elapsed,

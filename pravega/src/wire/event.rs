@@ -8,9 +8,9 @@
 //! +--------------------+----------------------+---------------------------+
 //! ```
 //!
-//! Nadi stores the payloads as its own event records (headers stripped: [`split_events`]) and
-//! synthesises the header again when it serves a Pravega reader ([`put_event`]), so the Pravega
-//! offset of an event is Σ (8 + len) over the events before it in the segment.
+//! This is also Nadi's own event framing (`nadi_proto::framing`): Nadi stores an
+//! `AppendBlockEnd`'s data as it comes, after checking it, and serves Pravega readers the stored
+//! bytes, so the Pravega offset of an event is its Nadi offset.
 //!
 //! Invariants: [`split_events`] accepts a block only if it is exactly `num_event ≥ 1`
 //! well-formed events filling `size_of_whole_events == data.len()` bytes — anything else is an

@@ -30,8 +30,8 @@
 //!   echoes [`Request::request_id`] (the client drops the connection otherwise). Appends are
 //!   the exception: a writer's connection carries `SetupAppend`, then `AppendBlockEnd` blocks
 //!   acknowledged by `DataAppended` (one block in flight per segment writer).
-//! - An `AppendBlockEnd`'s data is Pravega-framed events ([`event`]); Nadi stores the payloads
-//!   as its own event records and re-frames them for Pravega readers.
+//! - An `AppendBlockEnd`'s data is Pravega-framed events ([`event`]), which is Nadi's own event
+//!   framing: Nadi stores the block as it comes (once checked) and serves readers stored bytes.
 //!
 //! # Errors
 //!

@@ -354,41 +354,33 @@ impl PravegaWire {
         let container = self.store.container(&name).clone();
         let mut changes = container.subscribe();
         let deadline = tokio::time::Instant::now() + self.read_hold;
+        let mut held = None;
         loop {
             changes.borrow_and_update();
-            let info = match container.info(&name) {
-                Ok(i) => i,
-                Err(e) => return error_outcome(e, c.request_id, &c.segment, c.offset),
+            let reply = |data: Bytes, length: u64, end_of_segment: bool| {
+                let end = offset + data.len() as u64;
+                Outcome::reply(Reply::SegmentRead(w::SegmentRead {
+                    segment: c.segment.clone(),
+                    offset: c.offset,
+                    at_tail: end >= length,
+                    end_of_segment,
+                    data,
+                    request_id: c.request_id,
+                }))
             };
-            if offset < info.start_offset {
-                return error_outcome(
-                    StoreError::Truncated { segment: name, offset, start: info.start_offset },
-                    c.request_id,
-                    &c.segment,
-                    c.offset,
-                );
-            }
-            let sealed_end = info.sealed && offset >= info.length;
-            if offset < info.length || sealed_end {
-                let chunk = if sealed_end {
-                    Ok(Bytes::new())
-                } else {
-                    container.read_bytes(&name, offset, max, &mut None).await.map(|c| c.data)
-                };
-                return match chunk {
-                    Ok(data) => {
-                        let end = offset + data.len() as u64;
-                        Outcome::reply(Reply::SegmentRead(w::SegmentRead {
-                            segment: c.segment,
-                            offset: c.offset,
-                            at_tail: end >= info.length,
-                            end_of_segment: info.sealed && end >= info.length,
-                            data,
-                            request_id: c.request_id,
-                        }))
-                    }
-                    Err(e) => error_outcome(e, c.request_id, &c.segment, c.offset),
-                };
+            match container.read_bytes(&name, offset, max, &mut held).await {
+                Ok(chunk) if !chunk.data.is_empty() || chunk.end_of_segment => {
+                    return reply(chunk.data, chunk.segment_length, chunk.end_of_segment);
+                }
+                Ok(_) => {}
+                // Past the end: of a sealed segment, its end; of an open one, wait as at the
+                // tail (a rare request, so the segment's state is looked up only here).
+                Err(StoreError::BadOffset { .. }) => match container.info(&name) {
+                    Ok(info) if info.sealed => return reply(Bytes::new(), info.length, true),
+                    Ok(_) => {}
+                    Err(e) => return error_outcome(e, c.request_id, &c.segment, c.offset),
+                },
+                Err(e) => return error_outcome(e, c.request_id, &c.segment, c.offset),
             }
             // At (or past) the tail of an open segment: wait for data, for a while.
             let waited = tokio::time::timeout_at(deadline, changes.changed()).await;
