@@ -68,7 +68,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub catch_up: bool,
     /// Instead of the flags above: run an OpenMessaging Benchmark workload file (YAML; see
-    /// bench/workloads/) and print OMB's result fields.
+    /// benches/workloads/) and print OMB's result fields.
     #[arg(long, value_name = "FILE")]
     pub workload: Option<std::path::PathBuf>,
     /// With --workload: run it for this many seconds instead of its testDurationMinutes (its

@@ -232,8 +232,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!((w.consumer_backlog_size_gb, w.test_duration_minutes.0), (1.0, 15.0));
-        // The files shipped in bench/workloads/ all parse.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/workloads");
+        // The files shipped in benches/workloads/ all parse.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/workloads");
         let mut n = 0;
         for f in std::fs::read_dir(&dir).unwrap() {
             let path = f.unwrap().path();

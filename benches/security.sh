@@ -2,8 +2,8 @@
 # TLS and authentication on against off, interleaved, each run on a fresh standalone
 # (issue 19, acceptance 4; docs/performance.md):
 #
-#   bench/security.sh [ROUNDS] [NADI]
-#   RATE=300000 bench/security.sh 2    # at a fixed rate (events/s): latency without queueing
+#   benches/security.sh [ROUNDS] [NADI]
+#   RATE=300000 benches/security.sh 2    # at a fixed rate (events/s): latency without queueing
 #
 # - off: `nadi standalone` as it starts by default (no TLS, no authentication);
 # - on:  `nadi standalone --tls-cert/--tls-key/--tls-ca --auth required --token-file` with a
@@ -18,7 +18,7 @@ ROUNDS=${1:-3}
 NADI=${2:-target/release/nadi}
 RATE=${RATE:-max}
 BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate "$RATE" --duration 10)
-# shellcheck source=bench/lib.sh
+# shellcheck source=benches/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 # A CA and a server certificate for 127.0.0.1 / localhost.

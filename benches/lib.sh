@@ -1,4 +1,4 @@
-# Shared by the bench/*.sh scripts (sourced, not run): a work dir removed on exit with the
+# Shared by the benches/*.sh scripts (sourced, not run): a work dir removed on exit with the
 # servers started into `pids`, waiting for a log line, and CPU seconds of processes.
 
 work=$(mktemp -d)

@@ -2,8 +2,8 @@
 # RF 1 against RF 3 on this one machine, interleaved, each run on fresh data directories
 # (issue 17, acceptance 6; docs/performance.md):
 #
-#   bench/replication.sh [ROUNDS] [NADI] [OLD_NADI]
-#   RF3=0 bench/replication.sh 3 NADI OTHER_NADI     # standalone against standalone only
+#   benches/replication.sh [ROUNDS] [NADI] [OLD_NADI]
+#   RF3=0 benches/replication.sh 3 NADI OTHER_NADI     # standalone against standalone only
 #
 # - RF 1: `nadi standalone` (single-copy containers, the default);
 # - RF 3: one controller with --replication-factor 3 and three `nadi segment-store
@@ -19,7 +19,7 @@ ROUNDS=${1:-3}
 NADI=${2:-target/release/nadi}
 OLD=${3:-}
 BENCH=(bench --stream b/s16 --segments 16 --producers 1 --event-size 1024 --rate max --duration 10)
-# shellcheck source=bench/lib.sh
+# shellcheck source=benches/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -2,7 +2,7 @@
 # The Pravega front end against Nadi's own protocol, interleaved, each run on a fresh standalone
 # (issue 20, acceptance 5; docs/performance.md):
 #
-#   bench/pravega.sh [ROUNDS] [NADI] [PYTHON]
+#   benches/pravega.sh [ROUNDS] [NADI] [PYTHON]
 #
 # - native: `nadi bench --stream b/s --segments 16 --producers 1 --event-size 1024 --keys 1024
 #           --rate max --duration 10` (the Rust client over Nadi's gRPC protocol);
@@ -19,7 +19,7 @@ NADI=${2:-target/release/nadi}
 PYTHON=${3:-target/pravega/bin/python}
 INFLIGHT=${INFLIGHT:-1000}
 SCRIPT=tests/python/pravega_data.py
-# shellcheck source=bench/lib.sh
+# shellcheck source=benches/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 # Runs a command and prints its children's CPU seconds on stderr.
