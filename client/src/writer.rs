@@ -242,6 +242,7 @@ impl Shared {
         high: f64,
     ) -> mpsc::Sender<Cmd> {
         let (tx, rx) = mpsc::channel(self.config.queue_len);
+        let rx = Queue { rx, taken: VecDeque::new(), group: Vec::new() };
         let task = SegmentTask {
             shared: self.clone(),
             endpoint,
@@ -254,6 +255,7 @@ impl Shared {
             open: Open::default(),
             waiters: Vec::new(),
             acked: -1,
+            last_batch_bytes: 0,
         };
         let guard = WriterTaskGuard::new();
         crate::tasks::task_started(&task.segment);
@@ -339,12 +341,24 @@ fn random_id() -> String {
     format!("w-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 
-/// The route for `point` (the last route if rounding puts it past every range).
+/// The route for `point` in `routes` sorted by `low` (see [`sort_routes`]): the last one that
+/// starts at or below it, found by bisection (a linear scan was 4 % of the client's
+/// instructions per small event over 16 segments). The last route if rounding puts it past
+/// every range.
 fn pick(routes: &[Route], point: Option<f64>, unkeyed: &AtomicUsize) -> usize {
     match point {
-        Some(p) => routes.iter().position(|r| in_range(p, r.low, r.high)).unwrap_or(routes.len() - 1),
+        Some(p) => {
+            let i = routes.partition_point(|r| r.low <= p).saturating_sub(1);
+            if in_range(p, routes[i].low, routes[i].high) { i } else { routes.len() - 1 }
+        }
         None => unkeyed.fetch_add(1, Ordering::Relaxed) % routes.len(),
     }
+}
+
+/// Orders a routing table by the start of each range, as [`pick`] needs. The ranges do not
+/// overlap: they tile the key space.
+fn sort_routes(routes: &mut [Route]) {
+    routes.sort_by(|a, b| a.low.total_cmp(&b.low));
 }
 
 impl EventWriter {
@@ -401,6 +415,7 @@ impl EventWriter {
             let seg = loc.segment.as_ref().expect("checked by task_for");
             routes.push(Route { low: seg.key_low, high: seg.key_high, segment_id: seg.id, tx });
         }
+        sort_routes(&mut routes);
         *shared.routes.write().await = routes;
         Ok(EventWriter { shared, next_unkeyed: AtomicUsize::new(0) })
     }
@@ -440,6 +455,7 @@ impl EventWriter {
             let tx = shared.spawn_task(endpoint, segment, i as u64, low, high);
             routes.push(Route { low, high, segment_id: i as u64, tx });
         }
+        sort_routes(&mut routes);
         match shared.routes.try_write() {
             Ok(mut r) => *r = routes,
             Err(_) => unreachable!("nobody else holds a new writer's routing table"),
@@ -480,12 +496,28 @@ impl EventWriter {
             ));
         }
         let point = key.map(key_point);
-        let routes = self.shared.routes.read().await;
+        // The lock is only contended while a sealed segment hands its range to its successors,
+        // and the queue is rarely full: the synchronous attempts spare most events the cost of
+        // the futures below (measured: about 5 % of the client's CPU at 1.3 M events/s).
+        let routes = match self.shared.routes.try_read() {
+            Ok(r) => r,
+            Err(_) => self.shared.routes.read().await,
+        };
         if routes.is_empty() {
             return Err(self.failed());
         }
         let i = pick(&routes, point, &self.next_unkeyed);
-        routes[i].tx.send(Cmd::Event(Ev { point, payload, at: Instant::now() })).await.map_err(|_| self.failed())
+        let cmd = Cmd::Event(Ev { point, payload, at: Instant::now() });
+        match routes[i].tx.try_send(cmd) {
+            Ok(()) => {
+                // What `send` would have done: count against the task's budget, so a writer in a
+                // tight loop still yields to the segment tasks sharing its thread.
+                tokio::task::consume_budget().await;
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(cmd)) => routes[i].tx.send(cmd).await.map_err(|_| self.failed()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.failed()),
+        }
     }
 
     /// Waits until every event written before this call is durable. Events written
@@ -587,6 +619,52 @@ struct SegmentTask {
     /// flush() callers waiting for an event number to be acknowledged.
     waiters: Vec<(i64, oneshot::Sender<Result<(), ClientError>>)>,
     acked: i64,
+    /// Bytes of the last batch sent: the next one's buffer is sized from it.
+    last_batch_bytes: usize,
+}
+
+/// Commands received from the channel at once, at most (see [`Queue`]).
+const RECV_GROUP: usize = 256;
+
+/// A segment task's queue: the channel, received from in groups of up to [`RECV_GROUP`]. The
+/// channel gives a group's room back to the writers in one step instead of one per command
+/// (each step locks its semaphore: 7 % of the client's instructions per small event).
+struct Queue {
+    rx: mpsc::Receiver<Cmd>,
+    /// Received and not taken yet, in order: taken before anything still in the channel.
+    taken: VecDeque<Cmd>,
+    group: Vec<Cmd>,
+}
+
+impl Queue {
+    /// The next command, waiting for one; `None` once the channel is closed and empty.
+    /// Cancel-safe: nothing is received unless it is kept.
+    async fn recv(&mut self) -> Option<Cmd> {
+        if self.taken.is_empty() {
+            if self.rx.recv_many(&mut self.group, RECV_GROUP).await == 0 {
+                return None;
+            }
+            self.taken.extend(self.group.drain(..));
+        }
+        self.taken.pop_front()
+    }
+
+    /// The next command if one is there now.
+    fn try_recv(&mut self) -> Option<Cmd> {
+        if self.taken.is_empty() {
+            // One poll with a waker that does nothing: whatever is in the channel now (unless
+            // the task's scheduling budget is spent, which only ends a batch early). The next
+            // `recv` registers the task's own waker again before it waits.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = std::pin::pin!(self.rx.recv_many(&mut self.group, RECV_GROUP)).poll(&mut cx);
+            self.taken.extend(self.group.drain(..));
+        }
+        self.taken.pop_front()
+    }
+
+    fn close(&mut self) {
+        self.rx.close();
+    }
 }
 
 /// How one connection ended.
@@ -600,7 +678,7 @@ enum End {
 }
 
 impl SegmentTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+    async fn run(mut self, mut rx: Queue) {
         let mut attempts = 0u32;
         loop {
             match self.connection(&mut rx, &mut attempts).await {
@@ -645,7 +723,7 @@ impl SegmentTask {
     }
 
     /// Fails this task for good: the error goes to every waiter and to later flushes.
-    async fn fail(mut self, e: ClientError, mut rx: mpsc::Receiver<Cmd>) {
+    async fn fail(mut self, e: ClientError, mut rx: Queue) {
         let e = ClientError { message: format!("writing to segment {}: {}", self.segment, e.message), ..e };
         self.shared.fail(e.clone());
         for (_, w) in self.waiters.drain(..) {
@@ -674,7 +752,7 @@ impl SegmentTask {
     ///    is drained for the last time, and the table gets the successors in this task's
     ///    place (clipped to its range). Later events go straight to the successors, after
     ///    every forwarded one, so no key is reordered.
-    async fn reroute(&mut self, rx: &mut mpsc::Receiver<Cmd>) -> Result<(), ClientError> {
+    async fn reroute(&mut self, rx: &mut Queue) -> Result<(), ClientError> {
         let shared = self.shared.clone();
         let info = shared.client.segment_info(&self.endpoint, &self.segment).await?;
         let stored = info.writers.iter().find(|w| w.writer_id == shared.writer_id).map_or(-1, |w| w.last_event_number);
@@ -707,7 +785,7 @@ impl SegmentTask {
                 format!("no successor of {} covers its key range", self.segment),
             ));
         }
-        next.sort_by(|a, b| a.low.total_cmp(&b.low));
+        sort_routes(&mut next);
         tracing::debug!(segment = %self.segment, successors = next.len(), "segment sealed; re-routing to its successors");
         let unkeyed = AtomicUsize::new(0);
         let failed = || ClientError::new(ErrorKind::Internal, "a successor's writer task stopped");
@@ -736,7 +814,7 @@ impl SegmentTask {
                 },
             }
         };
-        while let Ok(cmd) = rx.try_recv() {
+        while let Some(cmd) = rx.try_recv() {
             forward(cmd, &next, &unkeyed).await?;
         }
         // Every table entry of this segment (two after a merge made it) gives way to the
@@ -754,6 +832,7 @@ impl SegmentTask {
                 }
             }
         }
+        sort_routes(&mut swapped);
         *table = swapped;
         drop(table);
         // This task stays in the task map: a predecessor of a merge still re-routing (it
@@ -798,7 +877,7 @@ impl SegmentTask {
         }
     }
 
-    async fn connection(&mut self, rx: &mut mpsc::Receiver<Cmd>, attempts: &mut u32) -> End {
+    async fn connection(&mut self, rx: &mut Queue, attempts: &mut u32) -> End {
         let config = self.shared.config.clone();
         let mut store = match self.shared.client.segment_store(&self.endpoint) {
             Ok(s) => s,
@@ -856,10 +935,8 @@ impl SegmentTask {
             }
             let room = queue_open && self.open.data.len() < max_batch;
             tokio::select! {
-                cmd = rx.recv(), if room => match cmd {
-                    Some(cmd) => self.fill(cmd, rx),
-                    None => queue_open = false,
-                },
+                // Acknowledgements first: they free in-flight room and wake flushes.
+                biased;
                 resp = responses.next() => match resp {
                     Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::Ack(a)) })) => {
                         *attempts = 0;
@@ -868,7 +945,11 @@ impl SegmentTask {
                     Some(Ok(_)) => return End::Failed(ClientError::new(ErrorKind::Internal, "unexpected append response")),
                     Some(Err(s)) => return ended(s.into()),
                     None => return End::Failed(ClientError::new(ErrorKind::Unavailable, "append stream ended")),
-                }
+                },
+                cmd = rx.recv(), if room => match cmd {
+                    Some(cmd) => self.fill(cmd, rx),
+                    None => queue_open = false,
+                },
             }
         }
     }
@@ -876,7 +957,7 @@ impl SegmentTask {
     /// Adds `cmd`, and whatever else is queued, to the open batch, up to the batch size. A
     /// flush met on the way waits for the open batch (and makes it go out at once); a flush
     /// while nothing is open waits for what was sent before it.
-    fn fill(&mut self, cmd: Cmd, rx: &mut mpsc::Receiver<Cmd>) {
+    fn fill(&mut self, cmd: Cmd, rx: &mut Queue) {
         let max = self.shared.config.max_batch_bytes;
         let mut next = Some(cmd);
         while let Some(cmd) = next.take() {
@@ -885,7 +966,11 @@ impl SegmentTask {
                 Cmd::Flush(w) => self.open.flushes.push(w),
                 Cmd::Event(ev) => {
                     if self.open.events.is_empty() {
-                        self.open.data.reserve(max.min(ev.payload.len() * 64) + 64);
+                        // Room for a batch like the last one (and a quarter more): growing the
+                        // buffer as it fills copied each batch about twice (13 % of the
+                        // client's instructions per small event).
+                        let guess = (ev.payload.len() * 64).max(self.last_batch_bytes + self.last_batch_bytes / 4);
+                        self.open.data.reserve(max.min(guess) + 64);
                     }
                     // Below `max_batch_bytes` (at most 8 MiB - 8) plus one framed event of at
                     // most 8 MiB + 4, a batch always fits the store's 16 MiB batch limit.
@@ -896,7 +981,7 @@ impl SegmentTask {
             if self.open.data.len() >= max {
                 break;
             }
-            next = rx.try_recv().ok();
+            next = rx.try_recv();
         }
     }
 
@@ -904,6 +989,7 @@ impl SegmentTask {
     /// wait for its last event.
     fn seal_open(&mut self) -> Batch {
         let open = std::mem::take(&mut self.open);
+        self.last_batch_bytes = open.data.len();
         let count = open.events.len() as u32;
         let start = self.next_number.unwrap_or(0);
         let last = start + count as i64 - 1;
@@ -966,5 +1052,68 @@ fn batch_msg(b: &Batch) -> pb::AppendRequest {
             event_count: b.count,
             data: b.data.clone(),
         })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(bounds: &[(f64, f64)]) -> Vec<Route> {
+        let (tx, _rx) = mpsc::channel(1);
+        bounds
+            .iter()
+            .enumerate()
+            .map(|(i, &(low, high))| Route { low, high, segment_id: i as u64, tx: tx.clone() })
+            .collect()
+    }
+
+    /// Bisection finds the same route as a scan of every range, at and between boundaries,
+    /// whatever order the table was built in.
+    #[test]
+    fn pick_matches_a_scan() {
+        let parts = nadi_proto::routing::split_range(0.0, 1.0, 7);
+        let mut table = routes(&parts.iter().rev().copied().collect::<Vec<_>>());
+        sort_routes(&mut table);
+        let unkeyed = AtomicUsize::new(0);
+        let mut points: Vec<f64> = parts.iter().flat_map(|&(l, h)| [l, (l + h) / 2.0, h]).collect();
+        points.extend([0.0, 0.999_999_999, 1.0, f64::MIN_POSITIVE]);
+        for p in points {
+            let scan = table.iter().position(|r| in_range(p, r.low, r.high)).unwrap_or(table.len() - 1);
+            assert_eq!(pick(&table, Some(p), &unkeyed), scan, "point {p}");
+        }
+        // Unkeyed events go round the table.
+        let picks: Vec<usize> = (0..14).map(|_| pick(&table, None, &unkeyed)).collect();
+        assert_eq!(picks, (0..14).map(|i| i % 7).collect::<Vec<_>>());
+    }
+
+    fn payload(cmd: Option<Cmd>) -> Option<Bytes> {
+        match cmd {
+            Some(Cmd::Event(ev)) => Some(ev.payload),
+            Some(Cmd::Flush(_)) => panic!("unexpected flush"),
+            None => None,
+        }
+    }
+
+    /// Commands come out of the queue in the order they went in, across groups, whether taken
+    /// by `try_recv` or `recv`, and `recv` ends once the channel is closed and empty.
+    #[tokio::test]
+    async fn queue_keeps_order_across_groups() {
+        let (tx, rx) = mpsc::channel(4 * RECV_GROUP);
+        let mut q = Queue { rx, taken: VecDeque::new(), group: Vec::new() };
+        assert!(q.try_recv().is_none());
+        let n = 3 * RECV_GROUP + 5;
+        for i in 0..n {
+            let ev = Ev { point: None, payload: Bytes::from(i.to_string()), at: Instant::now() };
+            tx.send(Cmd::Event(ev)).await.unwrap();
+        }
+        let mut got = Vec::new();
+        for i in 0..n {
+            let p = if i % 3 == 0 { payload(q.recv().await) } else { payload(q.try_recv()) };
+            got.push(String::from_utf8(p.unwrap().to_vec()).unwrap());
+        }
+        assert_eq!(got, (0..n).map(|i| i.to_string()).collect::<Vec<_>>());
+        drop(tx);
+        assert!(q.recv().await.is_none());
     }
 }
