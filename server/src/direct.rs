@@ -12,6 +12,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// Alignment of `O_DIRECT` writes: offsets, lengths and buffer addresses.
 pub(crate) const DIRECT_ALIGN: u64 = 4096;
@@ -250,8 +252,9 @@ impl BufferPool {
         let buf = self.take(padded.max(DIRECT_ALIGN as usize));
         let mut got = 0;
         while got < len {
+            let end = (got + paced_len(padded - got)).min(padded);
             // SAFETY: this thread owns `buf` (taken from the pool) until it returns it.
-            let read = file.read_at(unsafe { buf.slice_mut(got, padded) }, from + got as u64);
+            let read = paced(|| file.read_at(unsafe { buf.slice_mut(got, end) }, from + got as u64));
             match read {
                 Ok(n) if n > 0 => got += n,
                 Ok(_) => {
@@ -302,6 +305,77 @@ pub enum Urgency {
     Urgent,
 }
 
+/// Runs `f` as background disk I/O: in the idle I/O class ([`with_idle_io`]), and with its
+/// reads and writes paced ([`paced`]).
+pub(crate) fn background<T>(f: impl FnOnce() -> T) -> T {
+    /// Clears the thread's mark when dropped.
+    struct Unmark;
+    impl Drop for Unmark {
+        fn drop(&mut self) {
+            PACED.set(false);
+        }
+    }
+    with_idle_io(|| {
+        PACED.set(true);
+        let _unmark = Unmark;
+        f()
+    })
+}
+
+thread_local! {
+    /// Set while the thread runs [`background`] I/O.
+    static PACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// One piece of paced I/O at a time in the process, with its pause.
+static TURN: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+/// Largest read or write of paced I/O: the log's write waits behind at most one such piece
+/// (about 0.3 ms on a disk that writes 1 GB/s).
+pub(crate) const PACED_PIECE: usize = 256 << 10;
+
+/// Foreground I/O (a Tier-1 log sync) within this long makes paced I/O pause.
+const BUSY_WINDOW: Duration = Duration::from_millis(200);
+
+/// When the process started, for [`LAST_FOREGROUND`].
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+/// Microseconds after [`EPOCH`] of the last foreground I/O ([`note_foreground_io`]).
+static LAST_FOREGROUND: AtomicU64 = AtomicU64::new(0);
+
+/// Called by the Tier-1 log when it syncs: appends are being made, so paced I/O pauses.
+pub(crate) fn note_foreground_io() {
+    LAST_FOREGROUND.store(EPOCH.elapsed().as_micros() as u64, Ordering::Relaxed);
+}
+
+/// `len`, cut to [`PACED_PIECE`] on a thread running [`background`] I/O.
+pub(crate) fn paced_len(len: usize) -> usize {
+    if PACED.get() { len.min(PACED_PIECE) } else { len }
+}
+
+/// Does one piece of disk I/O. On a thread running [`background`] I/O while appends are being
+/// made (a Tier-1 sync within [`BUSY_WINDOW`]): one piece at a time in the process, followed
+/// by a pause as long as the piece took, so that the disk is idle at least half of the time
+/// and a log write or sync is never queued behind more than one piece. Idle I/O priority
+/// alone does not do this: a request the device already holds is not reordered, and a
+/// virtual disk queues in the host too (measured: 1 MiB chunk writes and 8 MiB log reads of
+/// the storage writer made the log's 4 KiB writes take 3–12 ms).
+pub(crate) fn paced<T>(io: impl FnOnce() -> T) -> T {
+    if !PACED.get() {
+        return io();
+    }
+    let _turn = TURN.lock();
+    let started = Instant::now();
+    let out = io();
+    let took = started.elapsed();
+    let since_foreground =
+        EPOCH.elapsed().saturating_sub(Duration::from_micros(LAST_FOREGROUND.load(Ordering::Relaxed)));
+    if since_foreground < BUSY_WINDOW {
+        std::thread::sleep(took);
+        crate::metrics::tier2_yielded(took.as_secs_f64());
+    }
+    out
+}
+
 /// Runs `f` with the calling thread's disk I/O priority in the idle class (`ioprio_set`),
 /// then restores the priority it had, also if `f` panics.
 ///
@@ -348,6 +422,20 @@ fn set_io_priority(value: libc::c_long) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only background I/O is cut into pieces, and the mark ends with it, also on a panic.
+    #[test]
+    fn background_io_is_cut_into_pieces_and_only_there() {
+        assert_eq!(paced_len(8 << 20), 8 << 20);
+        assert_eq!(background(|| paced_len(8 << 20)), PACED_PIECE);
+        assert_eq!(background(|| paced_len(4096)), 4096);
+        assert_eq!(paced_len(8 << 20), 8 << 20, "the mark ends with the background work");
+        let r = std::panic::catch_unwind(|| background(|| panic!("inside")));
+        assert!(r.is_err());
+        assert_eq!(paced_len(8 << 20), 8 << 20, "the mark ends after a panic too");
+        // Outside background work, `paced` runs the I/O and returns what it returned.
+        assert_eq!(paced(|| 7), 7);
+    }
 
     /// Pages of `buf` that are backed by memory (`mincore`).
     fn resident_pages(buf: &FileBuffer) -> usize {

@@ -16,6 +16,7 @@
 //! | `nadi_read_bytes` | counter | `tier` (`1`, `2`) | bytes served to readers, by where they were read from |
 //! | `nadi_tier2_moved_bytes` | counter | `container` | segment bytes moved to Tier-2 |
 //! | `nadi_tier2_move_seconds` | histogram | `container` | time to move one chunk (read, upload, record) |
+//! | `nadi_tier2_yielded_seconds` | counter | — | time background Tier-2 moves paused to leave the disk to appends (process-wide) |
 //! | `nadi_tier2_cache_requests` | counter | `result` (`hit`, `miss`) | chunk reads served from the Tier-2 cache, or fetched |
 //! | `nadi_container_tier1_bytes` | gauge | `container` | segment bytes in the Tier-1 log (not yet in Tier-2: the Tier-2 backlog when a Tier-2 is set) |
 //! | `nadi_container_tier2_bytes` | gauge | `container` | segment bytes in Tier-2 |
@@ -80,6 +81,19 @@ fn fsync_seconds() -> &'static Histogram {
 pub fn fsync_observed(seconds: f64) {
     if cfg!(feature = "metrics") {
         fsync_seconds().observe(seconds);
+    }
+}
+
+/// Seconds background Tier-2 I/O paused for appends, process-wide (see `crate::direct::paced`).
+fn yielded_seconds() -> &'static Counter<f64, std::sync::atomic::AtomicU64> {
+    static YIELDED: std::sync::OnceLock<Counter<f64, std::sync::atomic::AtomicU64>> = std::sync::OnceLock::new();
+    YIELDED.get_or_init(Counter::default)
+}
+
+/// Records that background Tier-2 I/O paused `seconds` to leave the disk to appends.
+pub fn tier2_yielded(seconds: f64) {
+    if cfg!(feature = "metrics") {
+        yielded_seconds().inc_by(seconds);
     }
 }
 
@@ -173,6 +187,11 @@ impl StoreMetrics {
             self.queued_bytes.clone(),
         );
         r.register("log_fsync_seconds", "Time of one fsync of a Tier-1 log", fsync_seconds().clone());
+        r.register(
+            "tier2_yielded_seconds",
+            "Time background Tier-2 moves paused to leave the disk to appends",
+            yielded_seconds().clone(),
+        );
         r.register("read_bytes", "Bytes served to readers, by the tier read from", self.read_bytes.clone());
         r.register("open_streams", "Append (writer) and read streams open now", self.open_streams.clone());
         r.register("tier2_moved_bytes", "Segment bytes moved to Tier-2", self.moved_bytes.clone());

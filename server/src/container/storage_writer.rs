@@ -55,7 +55,7 @@ use crate::container::Container;
 use crate::container::checkpoint::IndexEntry;
 use crate::container::state::ChunkId;
 use crate::container::writer::Request;
-use crate::direct::prefault;
+use crate::direct::{background, prefault};
 use crate::error::StoreError;
 use crate::log::LogAddress;
 use crate::tier2::Tier2;
@@ -238,10 +238,12 @@ async fn move_run(c: &Container, run: &Candidate, term: u64, buffers: &mut Buffe
     // appends it serves) for milliseconds: done on a blocking thread.
     let (object, returned) = {
         let (c, run, mut b) = (c.clone(), run.clone(), std::mem::take(buffers));
+        // Paced, as the upload is, unless appends wait for Tier-1 space.
+        let urgent = c.tier1_state().1;
         tokio::task::spawn_blocking(move || {
-            let object = c
-                .read_tier1_run(&run, &mut b.run)
-                .map(|()| encode_chunk_into(&mut b.chunk, &run.name, run.offset, &b.run));
+            let read = |b: &mut Buffers| c.read_tier1_run(&run, &mut b.run);
+            let read = if urgent { read(&mut b) } else { background(|| read(&mut b)) };
+            let object = read.map(|()| encode_chunk_into(&mut b.chunk, &run.name, run.offset, &b.run));
             (object, b)
         })
         .await

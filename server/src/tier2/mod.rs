@@ -43,7 +43,7 @@ use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
 pub use crate::direct::Urgency;
-use crate::direct::{BufferPool, align_up, create_direct, read_direct, with_idle_io};
+use crate::direct::{BufferPool, align_up, background, create_direct, paced, paced_len, read_direct};
 
 /// Errors of Tier-2.
 #[derive(Debug, thiserror::Error)]
@@ -201,9 +201,9 @@ fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &BufferPool) -> st
             let mut written = Ok(());
             let mut at = 0;
             while at < padded && written.is_ok() {
-                let end = (at + WRITE_PIECE).min(padded);
+                let end = (at + paced_len(WRITE_PIECE)).min(padded);
                 // SAFETY: as above.
-                written = file.write_all_at(unsafe { buf.slice(at, end) }, at as u64);
+                written = paced(|| file.write_all_at(unsafe { buf.slice(at, end) }, at as u64));
                 at = end;
             }
             buffers.give(buf);
@@ -214,7 +214,7 @@ fn put_local(root: &FsPath, key: &Path, data: &[u8], buffers: &BufferPool) -> st
                 Err(e) => return Err(e),
             }
             file.set_len(data.len() as u64)?;
-            file.sync_all()?;
+            paced(|| file.sync_all())?;
         }
         None => {
             std::fs::write(&tmp, data)?;
@@ -407,7 +407,7 @@ impl Tier2 {
             let failed = |e: String| Tier2Error::Unavailable { op: "upload", key: key.to_string(), detail: e };
             let put = move || put_local(&root, &k, &object, &buffers);
             return tokio::task::spawn_blocking(move || match urgency {
-                Urgency::Background => with_idle_io(put),
+                Urgency::Background => background(put),
                 Urgency::Urgent => put(),
             })
             .await

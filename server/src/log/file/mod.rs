@@ -806,6 +806,8 @@ impl LogWriter for FileLog {
     }
 
     fn sync(&mut self) -> Result<(), std::io::Error> {
+        // Appends are being made: the storage writer's disk I/O paces itself.
+        crate::direct::note_foreground_io();
         self.write_out();
         let started = std::time::Instant::now();
         let mut synced = false;
