@@ -103,20 +103,53 @@ pub fn events(data: &Bytes) -> impl Iterator<Item = Result<(usize, Bytes), Frami
 
 /// Checks that `data` holds exactly `count` well-formed events, and returns the byte offsets
 /// (within `data`) at which each event starts.
-pub fn validate_batch(data: &Bytes, count: u32) -> Result<Vec<usize>, FramingError> {
-    // Every event takes at least its 8-byte header: a larger count is a lie, refused below
-    // without allocating for it.
-    if count as usize > data.len() / EVENT_HEADER_LEN {
-        return Err(FramingError::CountMismatch { declared: count, found: (data.len() / EVENT_HEADER_LEN) as u32 });
-    }
-    let mut starts = Vec::with_capacity(count as usize);
-    for ev in events(data) {
-        starts.push(ev?.0);
-    }
+pub fn validate_batch(data: &[u8], count: u32) -> Result<Vec<usize>, FramingError> {
+    let mut starts = Vec::with_capacity(plausible(data, count)?);
+    walk(data, |at| starts.push(at))?;
     if starts.len() != count as usize {
         return Err(FramingError::CountMismatch { declared: count, found: starts.len() as u32 });
     }
     Ok(starts)
+}
+
+/// Checks that `data` holds exactly `count` well-formed events, as [`validate_batch`] does,
+/// without collecting where they start (the append path's check: no allocation, no slicing).
+pub fn check_batch(data: &[u8], count: u32) -> Result<(), FramingError> {
+    plausible(data, count)?;
+    let mut found = 0u32;
+    walk(data, |_| found += 1)?;
+    if found != count {
+        return Err(FramingError::CountMismatch { declared: count, found });
+    }
+    Ok(())
+}
+
+/// `count`, if `data` can hold that many events: every event takes at least its 8-byte
+/// header, so a larger count is a lie, refused without allocating for it.
+fn plausible(data: &[u8], count: u32) -> Result<usize, FramingError> {
+    if count as usize > data.len() / EVENT_HEADER_LEN {
+        return Err(FramingError::CountMismatch { declared: count, found: (data.len() / EVENT_HEADER_LEN) as u32 });
+    }
+    Ok(count as usize)
+}
+
+/// Calls `start` with the offset of each event in `data`, in order; fails at the first bytes
+/// that are not a whole event.
+fn walk(data: &[u8], mut start: impl FnMut(usize)) -> Result<(), FramingError> {
+    let total = data.len();
+    let mut at = 0usize;
+    while at < total {
+        if total - at < EVENT_HEADER_LEN {
+            return Err(FramingError::Truncated { at: total, total });
+        }
+        let len = header_len(&data[at..at + EVENT_HEADER_LEN], at)?;
+        if total - at - EVENT_HEADER_LEN < len {
+            return Err(FramingError::Truncated { at, total });
+        }
+        start(at);
+        at += EVENT_HEADER_LEN + len;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,6 +166,7 @@ mod tests {
             }
             let data = buf.freeze();
             let starts = validate_batch(&data, payloads.len() as u32).unwrap();
+            check_batch(&data, payloads.len() as u32).unwrap();
             let decoded: Vec<_> = events(&data).map(|e| e.unwrap().1.to_vec()).collect();
             prop_assert_eq!(&decoded, &payloads);
             prop_assert_eq!(starts.len(), payloads.len());
@@ -143,6 +177,14 @@ mod tests {
             let data = Bytes::from(data);
             for (at, p) in events(&data).flatten() {
                 prop_assert!(at + EVENT_HEADER_LEN + p.len() <= data.len());
+            }
+            // The two batch checks agree with each other and with the event iterator.
+            let whole = events(&data).collect::<Result<Vec<_>, _>>();
+            for count in 0..4u32 {
+                let checked = check_batch(&data, count);
+                prop_assert_eq!(checked.clone(), validate_batch(&data, count).map(|_| ()));
+                let expected = whole.as_ref().map_err(|_| ()).and_then(|v| if v.len() == count as usize { Ok(()) } else { Err(()) });
+                prop_assert_eq!(checked.is_ok(), expected.is_ok());
             }
         }
     }

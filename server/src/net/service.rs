@@ -92,7 +92,7 @@ fn check_batch(b: &pb::AppendBatch) -> Result<(), StoreError> {
     if b.data.len() > MAX_BATCH_BYTES {
         return Err(StoreError::InvalidArgument(format!("batch of {} bytes exceeds {MAX_BATCH_BYTES}", b.data.len())));
     }
-    framing::validate_batch(&b.data, b.event_count).map_err(|e| match e {
+    framing::check_batch(&b.data, b.event_count).map_err(|e| match e {
         FramingError::TooLarge { len } => StoreError::EventTooLarge { len, max: MAX_EVENT_SIZE },
         other => StoreError::InvalidArgument(other.to_string()),
     })?;

@@ -158,7 +158,7 @@ impl PravegaWire {
             Request::AppendBlockEnd(c) => self.append_block(c, conn).await,
             Request::ConditionalAppend(c) => {
                 let events = c.event.data.clone();
-                if let Err(e) = framing::validate_batch(&events, 1) {
+                if let Err(e) = framing::check_batch(&events, 1) {
                     return ready(Outcome::close(format!("ConditionalAppend: not one event: {e}")));
                 }
                 self.conditional(conn, c.writer_id, c.event_number, c.expected_offset, 1, events, id)
@@ -246,7 +246,7 @@ impl PravegaWire {
                 c.data.len()
             )));
         }
-        if let Err(e) = framing::validate_batch(&c.data, c.num_event as u32) {
+        if let Err(e) = framing::check_batch(&c.data, c.num_event as u32) {
             return ready(Outcome::close(format!("AppendBlockEnd is not {} whole events: {e}", c.num_event)));
         }
         let first = c.last_event_number.saturating_sub(c.num_event as i64 - 1);
