@@ -126,12 +126,7 @@ import json, sys, urllib.request
 c = json.load(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/varz"))["jetstream"]["config"]
 sys.exit(0 if c.get("sync_always") else "nats-server did not take sync_interval: always")
 EOF
-  local json
-  json=$("$LOADGEN" --system nats --url "nats://127.0.0.1:$port" --event-size "$SIZE" --duration "$SECS" \
-    --inflight "$1" --connections "$2" --rate "$RATE")
-  record nats "$1" "$2" "file storage, sync_interval: always" "$json"
-  stop "$pid"
-  rm -rf "$dir" "$dir.log"; sync
+  load_peer nats "nats://127.0.0.1:$port" "$1" "$2" "file storage, sync_interval: always" "$pid" "$dir"
 }
 
 run_redis() { # IN_FLIGHT CONNECTIONS
@@ -145,12 +140,18 @@ run_redis() { # IN_FLIGHT CONNECTIONS
   local fsync
   fsync=$(redis-cli -p "$port" config get appendfsync | tail -1)
   [ "$fsync" = always ] || { echo "redis-server runs with appendfsync $fsync" >&2; exit 1; }
+  load_peer redis "redis://127.0.0.1:$port" "$1" "$2" "appendonly yes, appendfsync always" "$pid" "$dir"
+}
+
+# Runs the load generator against SYSTEM at URL, records its row, then stops the server PID
+# and removes its data dir DIR.
+load_peer() { # SYSTEM URL IN_FLIGHT CONNECTIONS DURABILITY PID DIR
   local json
-  json=$("$LOADGEN" --system redis --url "redis://127.0.0.1:$port" --event-size "$SIZE" --duration "$SECS" \
-    --inflight "$1" --connections "$2" --rate "$RATE")
-  record redis "$1" "$2" "appendonly yes, appendfsync always" "$json"
-  stop "$pid"
-  rm -rf "$dir" "$dir.log"; sync
+  json=$("$LOADGEN" --system "$1" --url "$2" --event-size "$SIZE" --duration "$SECS" \
+    --inflight "$3" --connections "$4" --rate "$RATE")
+  record "$1" "$3" "$4" "$5" "$json"
+  stop "$6"
+  rm -rf "$7" "$7.log"; sync
 }
 
 run_nadi() {

@@ -306,8 +306,9 @@ pub enum Urgency {
 }
 
 /// Runs `f` as background disk I/O: in the idle I/O class ([`with_idle_io`]), and with its
-/// reads and writes paced ([`paced`]).
-pub(crate) fn background<T>(f: impl FnOnce() -> T) -> T {
+/// reads and writes paced ([`paced`]). Returns what `f` returned and how long its pieces
+/// paused for appends (for `nadi_tier2_yielded_seconds_total`, which callers record).
+pub(crate) fn background<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     /// Clears the thread's mark when dropped.
     struct Unmark;
     impl Drop for Unmark {
@@ -317,14 +318,18 @@ pub(crate) fn background<T>(f: impl FnOnce() -> T) -> T {
     }
     with_idle_io(|| {
         PACED.set(true);
+        PAUSED.set(Duration::ZERO);
         let _unmark = Unmark;
-        f()
+        let out = f();
+        (out, PAUSED.get())
     })
 }
 
 thread_local! {
     /// Set while the thread runs [`background`] I/O.
     static PACED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Time the thread's [`background`] I/O has paused so far.
+    static PAUSED: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
 }
 
 /// One piece of paced I/O at a time in the process, with its pause.
@@ -371,7 +376,7 @@ pub(crate) fn paced<T>(io: impl FnOnce() -> T) -> T {
         EPOCH.elapsed().saturating_sub(Duration::from_micros(LAST_FOREGROUND.load(Ordering::Relaxed)));
     if since_foreground < BUSY_WINDOW {
         std::thread::sleep(took);
-        crate::metrics::tier2_yielded(took.as_secs_f64());
+        PAUSED.set(PAUSED.get() + took);
     }
     out
 }
@@ -427,8 +432,8 @@ mod tests {
     #[test]
     fn background_io_is_cut_into_pieces_and_only_there() {
         assert_eq!(paced_len(8 << 20), 8 << 20);
-        assert_eq!(background(|| paced_len(8 << 20)), PACED_PIECE);
-        assert_eq!(background(|| paced_len(4096)), 4096);
+        assert_eq!(background(|| paced_len(8 << 20)).0, PACED_PIECE);
+        assert_eq!(background(|| paced_len(4096)).0, 4096);
         assert_eq!(paced_len(8 << 20), 8 << 20, "the mark ends with the background work");
         let r = std::panic::catch_unwind(|| background(|| panic!("inside")));
         assert!(r.is_err());

@@ -84,7 +84,7 @@ pub fn fsync_observed(seconds: f64) {
     }
 }
 
-/// Seconds background Tier-2 I/O paused for appends, process-wide (see `crate::direct::paced`).
+/// Seconds background Tier-2 I/O paused for appends, process-wide (the storage writer's pacing).
 fn yielded_seconds() -> &'static Counter<f64, std::sync::atomic::AtomicU64> {
     static YIELDED: std::sync::OnceLock<Counter<f64, std::sync::atomic::AtomicU64>> = std::sync::OnceLock::new();
     YIELDED.get_or_init(Counter::default)

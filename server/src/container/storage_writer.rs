@@ -38,7 +38,7 @@
 //!   a chunk of this or a later term may still be recorded and is left alone.
 //!
 //! Owns: the per-container mover task and the container's Tier-2 view. Calls: `crate::tier2`,
-//! `crate::direct`, the container writer (metadata channel). Called by: `crate::store` (starts one
+//! `crate::direct`, `crate::metrics`, the container writer (metadata channel). Called by: `crate::store` (starts one
 //! per container).
 
 use std::collections::HashMap;
@@ -242,7 +242,13 @@ async fn move_run(c: &Container, run: &Candidate, term: u64, buffers: &mut Buffe
         let urgent = c.tier1_state().1;
         tokio::task::spawn_blocking(move || {
             let read = |b: &mut Buffers| c.read_tier1_run(&run, &mut b.run);
-            let read = if urgent { read(&mut b) } else { background(|| read(&mut b)) };
+            let read = if urgent {
+                read(&mut b)
+            } else {
+                let (read, paused) = background(|| read(&mut b));
+                crate::metrics::tier2_yielded(paused.as_secs_f64());
+                read
+            };
             let object = read.map(|()| encode_chunk_into(&mut b.chunk, &run.name, run.offset, &b.run));
             (object, b)
         })

@@ -28,7 +28,7 @@
 //! idempotent (the same name always gets the same bytes, or bytes that extend them), and the
 //! container's durable chunk index, not the listing, decides what is part of a segment.
 //!
-//! Owns: `Tier2` (objects, chunk codec, read cache). Calls: `crate::direct`. Called by:
+//! Owns: `Tier2` (objects, chunk codec, read cache). Calls: `crate::direct`, `crate::metrics`. Called by:
 //! `crate::container` (reads, storage writer), `crate::node` (opens it).
 
 use std::collections::HashMap;
@@ -407,7 +407,11 @@ impl Tier2 {
             let failed = |e: String| Tier2Error::Unavailable { op: "upload", key: key.to_string(), detail: e };
             let put = move || put_local(&root, &k, &object, &buffers);
             return tokio::task::spawn_blocking(move || match urgency {
-                Urgency::Background => background(put),
+                Urgency::Background => {
+                    let (done, paused) = background(put);
+                    crate::metrics::tier2_yielded(paused.as_secs_f64());
+                    done
+                }
                 Urgency::Urgent => put(),
             })
             .await
