@@ -281,6 +281,7 @@ impl WriterThread {
     /// Validates, writes, syncs and publishes one group of requests; `meta` groups (from the
     /// storage writer) never wait for Tier-1 capacity.
     fn commit_group(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize, meta: bool) {
+        let mut phases = Phases::start(batch.len());
         // A replica that does not lead its container's group takes nothing; one that just
         // started leading takes its view afresh from what is applied.
         match self.log.leading() {
@@ -311,6 +312,7 @@ impl WriterThread {
             reserved = self.log.reserve(size, true);
         }
         self.shared.stalled.store(false, std::sync::atomic::Ordering::Relaxed);
+        phases.reserved();
         if let Err(e) = reserved {
             let err = || {
                 if e.is_retryable() {
@@ -332,7 +334,7 @@ impl WriterThread {
         }
         if !payload.is_empty() {
             self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
-            let started = std::time::Instant::now();
+            let started = phases.encoded();
             let at = match self.log.commit(payload) {
                 Ok(at) => at,
                 Err(CommitError::Lost { leader }) => {
@@ -351,6 +353,7 @@ impl WriterThread {
                     std::process::abort();
                 }
             };
+            phases.committed();
             if !self.log.applies() {
                 // Applying what we just encoded through the state machine is deliberate: the
                 // durable state is built by exactly the code recovery runs (decode + apply), so
@@ -373,6 +376,7 @@ impl WriterThread {
             let queued = (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64);
             self.shared.metrics.committed(self.shared.id, replies.len(), started.elapsed().as_secs_f64(), queued);
         }
+        phases.applied();
         // A requested checkpoint follows the group, so it covers everything queued before it.
         let checkpoint = replies.iter().any(|r| matches!(r, Reply::Checkpoint(_))).then(|| self.write_checkpoint());
         for r in replies {
@@ -401,6 +405,7 @@ impl WriterThread {
             // Errors are logged inside; the next one is tried after another interval.
             let _ = self.write_checkpoint();
         }
+        phases.done(self.shared.id);
     }
 
     /// Writes a checkpoint of the durable state. Called between groups only, when every
@@ -720,5 +725,77 @@ fn fail(req: Request, e: StoreError) {
         Request::Checkpoint { reply } => drop(reply.send(Err(e))),
         Request::Maintain => {}
         Request::Tiered { reply, .. } => drop(reply.send(Err(e))),
+    }
+}
+
+/// A group commit slower than this is logged with the time of each of its phases.
+const SLOW_GROUP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// When each phase of one group commit ended, to name the slow one when a group is slow.
+struct Phases {
+    requests: usize,
+    start: std::time::Instant,
+    marks: [Option<std::time::Instant>; 4],
+}
+
+impl Phases {
+    fn start(requests: usize) -> Phases {
+        Phases { requests, start: std::time::Instant::now(), marks: [None; 4] }
+    }
+
+    fn mark(&mut self, i: usize) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        self.marks[i] = Some(now);
+        now
+    }
+
+    /// Room in the log was reserved (a new log file prepared, or a wait at Tier-1 capacity).
+    fn reserved(&mut self) {
+        self.mark(0);
+    }
+
+    /// The requests were encoded; returns when the commit starts.
+    fn encoded(&mut self) -> std::time::Instant {
+        self.mark(1)
+    }
+
+    /// The record was written and synced (or replicated).
+    fn committed(&mut self) {
+        self.mark(2);
+    }
+
+    /// The durable state was updated.
+    fn applied(&mut self) {
+        self.mark(3);
+    }
+
+    /// Logs the group if it took [`SLOW_GROUP`] or more: milliseconds per phase (reserve,
+    /// encode, commit, apply, then replies and any checkpoint), so that a stall of appends can
+    /// be told apart from a slow disk without tracing the process.
+    fn done(&self, container: u32) {
+        let total = self.start.elapsed();
+        if total < SLOW_GROUP {
+            return;
+        }
+        let mut last = self.start;
+        let mut ms = [0.0f64; 5];
+        for (i, m) in self.marks.iter().enumerate() {
+            if let Some(m) = m {
+                ms[i] = m.duration_since(last).as_secs_f64() * 1e3;
+                last = *m;
+            }
+        }
+        ms[4] = last.elapsed().as_secs_f64() * 1e3;
+        tracing::warn!(
+            container,
+            requests = self.requests,
+            total_ms = total.as_secs_f64() * 1e3,
+            reserve_ms = ms[0],
+            encode_ms = ms[1],
+            commit_ms = ms[2],
+            apply_ms = ms[3],
+            after_ms = ms[4],
+            "slow group commit"
+        );
     }
 }
