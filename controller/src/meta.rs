@@ -62,6 +62,10 @@ impl RequestKey {
 #[derive(Debug, Clone)]
 pub struct MetaStore {
     node: RaftNode,
+    /// Read with `read_recursive` everywhere: readers nest (a reader-group sync looks up
+    /// endpoints while it reads the groups), and a plain nested `read` blocks behind a queued
+    /// writer (the state machine applying an entry) that waits for the outer read: a deadlock
+    /// (seen: `nadi bench --workload` hung with both runtime threads parked on this lock).
     applied: Arc<RwLock<Applied>>,
     /// The store that last reported leading each replicated container, and when: where clients
     /// of the container are sent (in memory: heartbeats refresh it every few seconds).
@@ -164,7 +168,7 @@ impl MetaStore {
     /// True if a request with `key` was applied (and is still remembered). On the leader,
     /// after the forward layer confirmed its leadership, this is linearizable.
     pub fn applied_key(&self, key: Option<&RequestKey>) -> bool {
-        key.is_some_and(|k| self.applied.read().machine.replies.get(k.as_str()).is_some())
+        key.is_some_and(|k| self.applied.read_recursive().machine.replies.get(k.as_str()).is_some())
     }
 
     async fn write_once(&self, key: Option<&RequestKey>, req: Request) -> Result<Reply, MetaError> {
@@ -177,7 +181,7 @@ impl MetaStore {
 
     /// Runs `f` on this node's applied metadata and reader groups together.
     pub fn read_groups<T>(&self, f: impl FnOnce(&ControllerState, &ReaderGroups) -> T) -> T {
-        let a = self.applied.read();
+        let a = self.applied.read_recursive();
         f(&a.machine.meta, &a.machine.reader_groups)
     }
 
@@ -198,12 +202,12 @@ impl MetaStore {
 
     /// Runs `f` on this node's applied metadata.
     pub async fn read<T>(&self, f: impl FnOnce(&ControllerState) -> T) -> T {
-        f(&self.applied.read().machine.meta)
+        f(&self.applied.read_recursive().machine.meta)
     }
 
     /// Runs `f` on this node's applied metadata and transactions.
     pub fn read_txns<T>(&self, f: impl FnOnce(&ControllerState, &crate::txn::TxnTable) -> T) -> T {
-        let a = self.applied.read();
+        let a = self.applied.read_recursive();
         f(&a.machine.meta, &a.machine.txns)
     }
 
@@ -214,12 +218,12 @@ impl MetaStore {
 
     /// Runs `f` on this node's applied grants.
     pub fn read_acl<T>(&self, f: impl FnOnce(&nadi_security::acl::Acl) -> T) -> T {
-        f(&self.applied.read().machine.acl)
+        f(&self.applied.read_recursive().machine.acl)
     }
 
     /// Runs `f` on this node's applied cluster membership.
     pub fn read_cluster<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        f(&self.applied.read().machine.cluster)
+        f(&self.applied.read_recursive().machine.cluster)
     }
 
     /// Records that `store_id` leads exactly `containers` among the replicated containers it
