@@ -177,10 +177,20 @@ pub async fn stream_scale(
     print_stream(&info, as_json)
 }
 
-/// `stream cut SCOPE/STREAM [--tail] [--json]`.
-pub async fn stream_cut(client: &NadiClient, name: &str, tail: bool, as_json: bool) -> anyhow::Result<()> {
+/// `stream cut SCOPE/STREAM [--tail | --at TIME] [--json]`.
+pub async fn stream_cut(
+    client: &NadiClient,
+    name: &str,
+    tail: bool,
+    at: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let (scope, stream) = names(name)?;
-    let v = views::StreamCutView::new(scope, stream, &client.stream_cut(scope, stream, tail).await?);
+    let cut = match at {
+        Some(at) => client.stream_cut_at(scope, stream, crate::time::parse_time("--at", at)?).await?,
+        None => client.stream_cut(scope, stream, tail).await?,
+    };
+    let v = views::StreamCutView::new(scope, stream, &cut);
     if as_json {
         return print_json(&v);
     }
@@ -504,17 +514,39 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Where `nadi read` starts (`--from-start`, `--from-time`, or by default the tail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The head of the stream.
+    Head,
+    /// Only events written from now on.
+    Tail,
+    /// The events appended at or after this time (ms since the Unix epoch): the stream cut at it.
+    Time(u64),
+}
+
+/// The stream cut of `scope/stream` at `time_ms`, for a reader to start from.
+async fn cut_at(client: &NadiClient, scope: &str, stream: &str, time_ms: u64) -> anyhow::Result<StreamCut> {
+    Ok(StreamCut::of_stream(stream, &client.stream_cut_at(scope, stream, time_ms).await?))
+}
+
 /// `nadi read`: prints one payload per line until `max` events or `idle` without events, through
 /// the client's read loop (`StreamReader::read_until`).
 pub async fn read(
     client: &NadiClient,
     name: &str,
-    from_start: bool,
+    from: ReadFrom,
     max: Option<u64>,
     idle: Option<Duration>,
 ) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
-    let mut reader = StreamReader::new(client, scope, stream, from_start).await?;
+    let mut reader = match from {
+        ReadFrom::Head => StreamReader::new(client, scope, stream, true).await?,
+        ReadFrom::Tail => StreamReader::new(client, scope, stream, false).await?,
+        ReadFrom::Time(ms) => {
+            StreamReader::from_cut(client, scope, stream, &cut_at(client, scope, stream, ms).await?).await?
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
     let mut progress = Progress::reading();
@@ -597,17 +629,29 @@ fn print_group(info: &pb::ReaderGroupInfo, as_json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `reader-group create SCOPE/GROUP --stream S… [--from head|tail|CUT]`.
+/// `reader-group create SCOPE/GROUP --stream S… [--from head|tail|CUT | --from-time TIME]`
+/// (`from_time` in ms since the Unix epoch: every stream starts at its cut at that time).
 pub async fn group_create(
     client: &NadiClient,
     name: &str,
     streams: &[String],
     from: &str,
+    from_time: Option<u64>,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let (scope, group) = group_names(name)?;
     let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
-    let g = ReaderGroup::create(client, scope, group, &streams, start_from(from)?).await?;
+    let start = match from_time {
+        Some(ms) => {
+            let mut cut = StreamCut::default();
+            for stream in &streams {
+                cut.positions.extend(cut_at(client, scope, stream, ms).await?.positions);
+            }
+            StartFrom::Cut(cut)
+        }
+        None => start_from(from)?,
+    };
+    let g = ReaderGroup::create(client, scope, group, &streams, start).await?;
     if !as_json {
         println!("created reader group {scope}/{group}");
     }
@@ -716,23 +760,35 @@ pub struct GroupReadOptions {
     pub with_position: bool,
 }
 
-/// `nadi read --group NAME`: joins the group (creating it from the head with `--from-start`,
-/// else from the tail, if it does not exist) and prints what this reader is given. Stops after
+/// `nadi read --group NAME`: joins the group (creating it, if it does not exist, from the head
+/// with `--from-start`, from the cut at a time with `--from-time`, else from the tail) and
+/// prints what this reader is given. Stops after
 /// `max` events, `idle` without an event, at the end of the group (all streams sealed and read),
 /// or on Ctrl-C, and then leaves the group, giving its segments back at what it printed.
 pub async fn read_group(
     client: &NadiClient,
     name: &str,
     group: &str,
-    from_start: bool,
+    from: ReadFrom,
     max: Option<u64>,
     idle: Option<Duration>,
     opts: GroupReadOptions,
 ) -> anyhow::Result<()> {
     let (scope, stream) = parse_scoped_stream(name)?;
     nadi_proto::names::validate_named("reader group", group).map_err(ArgError::from)?;
-    let start = if from_start { StartFrom::Head } else { StartFrom::Tail };
-    let g = ReaderGroup::create_or_open(client, scope, group, &[stream], start).await?;
+    let g = match from {
+        ReadFrom::Head => ReaderGroup::create_or_open(client, scope, group, &[stream], StartFrom::Head).await?,
+        ReadFrom::Tail => ReaderGroup::create_or_open(client, scope, group, &[stream], StartFrom::Tail).await?,
+        // The cut is only needed (and only asked for) when the group is new.
+        ReadFrom::Time(ms) => match ReaderGroup::open(client, scope, group).await {
+            Ok(g) => g,
+            Err(e) if e.kind == nadi_client::ErrorKind::NotFound => {
+                let start = StartFrom::Cut(cut_at(client, scope, stream, ms).await?);
+                ReaderGroup::create_or_open(client, scope, group, &[stream], start).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
     let mut reader = g.reader(ReaderConfig { reader_id: opts.reader_id, ..Default::default() }).await?;
     let stdout = std::io::stdout();
     let ctrl_c = async {

@@ -4,7 +4,8 @@
 //!
 //! Owns: the clap definitions of the client commands ([`ClientCommand`]) and their
 //! implementations ([`commands`], [`bench`] and [`workload`] for `bench --workload`, [`stats`]
-//! for `stream stats` and `reader-group stats`), and the progress line of `write` and `read` ([`progress`]). Called by: the `nadi`
+//! for `stream stats` and `reader-group stats`), the progress line of `write` and `read` ([`progress`]),
+//! and the TIME arguments of seek by time ([`time`]). Called by: the `nadi`
 //! binary of `nadi-server`, which adds its server commands beside these; nothing here depends
 //! on the server.
 //!
@@ -15,6 +16,7 @@ pub mod bench;
 pub mod commands;
 pub mod progress;
 pub mod stats;
+pub mod time;
 pub mod workload;
 
 use std::time::Duration;
@@ -80,6 +82,11 @@ pub enum ClientCommand {
         /// Start at the beginning of the stream (default: only new events).
         #[arg(long)]
         from_start: bool,
+        /// Start at the events appended at or after TIME: RFC 3339 (2026-12-07T09:00:00Z,
+        /// with an offset too), a time ago (-1h, -30m, -1h30m, -2d) or milliseconds since the
+        /// Unix epoch. With --group, where a new group starts.
+        #[arg(long, value_name = "TIME", conflicts_with = "from_start", allow_hyphen_values = true)]
+        from_time: Option<String>,
         /// Stop after N events.
         #[arg(long)]
         max: Option<u64>,
@@ -139,6 +146,9 @@ pub enum GroupCmd {
         /// head | tail | STREAM/SEGMENT_ID=OFFSET,… (default head).
         #[arg(long, default_value = "head")]
         from: String,
+        /// Start every stream at the events appended at or after TIME (as `read --from-time`).
+        #[arg(long, value_name = "TIME", conflicts_with = "from", allow_hyphen_values = true)]
+        from_time: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -359,13 +369,19 @@ pub enum StreamCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Print a stream cut: the head (default) or the tail, as SEGMENT_ID:OFFSET,…
+    /// Print a stream cut: the head (default), the tail or the cut at a time, as
+    /// SEGMENT_ID:OFFSET,…
     Cut {
         /// SCOPE/STREAM
         stream: String,
         /// The tail (every active segment at its length) instead of the head.
         #[arg(long)]
         tail: bool,
+        /// The cut at TIME: each segment at its first event appended at or after it. TIME is
+        /// RFC 3339 (2026-12-07T09:00:00Z, with an offset too), a time ago (-1h, -30m, -1h30m,
+        /// -2d) or milliseconds since the Unix epoch.
+        #[arg(long, value_name = "TIME", conflicts_with = "tail", allow_hyphen_values = true)]
+        at: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -515,7 +531,9 @@ pub async fn run(
                     commands::stream_scale(&c, &stream, split, into, merge.as_deref(), json).await
                 }
                 StreamCmd::History { stream, json } => commands::stream_history(&c, &stream, json).await,
-                StreamCmd::Cut { stream, tail, json } => commands::stream_cut(&c, &stream, tail, json).await,
+                StreamCmd::Cut { stream, tail, at, json } => {
+                    commands::stream_cut(&c, &stream, tail, at.as_deref(), json).await
+                }
                 StreamCmd::Truncate { stream, cut, at_tail, json } => {
                     commands::stream_truncate(&c, &stream, cut.as_deref(), at_tail, json).await
                 }
@@ -548,21 +566,27 @@ pub async fn run(
             Some(path) => workload::run(&client()?, &workload::Workload::load(path)?, args.scale_to).await,
             None => bench::run(&client()?, args).await,
         },
-        ClientCommand::Read { stream, from_start, max, idle_timeout, group, reader_id, with_position } => {
+        ClientCommand::Read { stream, from_start, from_time, max, idle_timeout, group, reader_id, with_position } => {
             let idle = seconds(idle_timeout, "--idle-timeout")?;
+            let from = match from_time {
+                Some(t) => commands::ReadFrom::Time(time::parse_time("--from-time", &t)?),
+                None if from_start => commands::ReadFrom::Head,
+                None => commands::ReadFrom::Tail,
+            };
             match group {
                 Some(group) => {
                     let opts = commands::GroupReadOptions { reader_id, with_position };
-                    commands::read_group(&client()?, &stream, &group, from_start, max, idle, opts).await
+                    commands::read_group(&client()?, &stream, &group, from, max, idle, opts).await
                 }
-                None => commands::read(&client()?, &stream, from_start, max, idle).await,
+                None => commands::read(&client()?, &stream, from, max, idle).await,
             }
         }
         ClientCommand::ReaderGroup(cmd) => {
             let c = client()?;
             match cmd {
-                GroupCmd::Create { group, streams, from, json } => {
-                    commands::group_create(&c, &group, &streams, &from, json).await
+                GroupCmd::Create { group, streams, from, from_time, json } => {
+                    let from_time = from_time.map(|t| time::parse_time("--from-time", &t)).transpose()?;
+                    commands::group_create(&c, &group, &streams, &from, from_time, json).await
                 }
                 GroupCmd::List { scope, json } => commands::group_list(&c, &scope, json).await,
                 GroupCmd::Info { group, json } => commands::group_info(&c, &group, json).await,
@@ -587,5 +611,59 @@ fn seconds(v: Option<f64>, flag: &str) -> anyhow::Result<Option<Duration>> {
         Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
         Some(_) => anyhow::bail!("{flag} must be a number of seconds"),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Nadi {
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        Nadi::try_parse_from(std::iter::once("nadi").chain(args.iter().copied())).map(|n| n.command)
+    }
+
+    #[test]
+    fn the_commands_are_well_formed() {
+        use clap::CommandFactory;
+        Nadi::command().debug_assert();
+    }
+
+    /// A time ago starts with `-`: the time flags take it as a value, not as a flag.
+    #[test]
+    fn time_flags_take_times_ago_and_exclude_the_other_starts() {
+        let Ok(ClientCommand::Stream(StreamCmd::Cut { at, tail: false, .. })) =
+            parse(&["stream", "cut", "s/t", "--at", "-1h"])
+        else {
+            panic!("stream cut --at -1h")
+        };
+        assert_eq!(at.as_deref(), Some("-1h"));
+        let Ok(ClientCommand::Read { from_time, from_start: false, .. }) =
+            parse(&["read", "s/t", "--from-time", "-1h30m"])
+        else {
+            panic!("read --from-time -1h30m")
+        };
+        assert_eq!(from_time.as_deref(), Some("-1h30m"));
+        let Ok(ClientCommand::ReaderGroup(GroupCmd::Create { from_time, from, .. })) =
+            parse(&["reader-group", "create", "s/g", "--stream", "t", "--from-time", "2026-12-07T09:00:00Z"])
+        else {
+            panic!("reader-group create --from-time")
+        };
+        assert_eq!((from_time.as_deref(), from.as_str()), (Some("2026-12-07T09:00:00Z"), "head"));
+        for conflict in [
+            &["stream", "cut", "s/t", "--at", "-1h", "--tail"][..],
+            &["read", "s/t", "--from-time", "-1h", "--from-start"],
+            &["reader-group", "create", "s/g", "--stream", "t", "--from", "tail", "--from-time", "-1h"],
+        ] {
+            assert_eq!(parse(conflict).unwrap_err().kind(), ErrorKind::ArgumentConflict, "{conflict:?}");
+        }
     }
 }

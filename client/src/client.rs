@@ -489,7 +489,41 @@ impl NadiClient {
         } else {
             pb::get_stream_cut_request::Which::HeadUnspecified
         };
-        let req = pb::GetStreamCutRequest { scope: scope.to_owned(), stream: stream.to_owned(), which: which as i32 };
+        self.get_stream_cut(scope, stream, which, 0).await
+    }
+
+    /// The stream cut at `time_ms` (milliseconds since the Unix epoch, the segment stores'
+    /// clock): per segment, the first event appended at or after that time, or its end. Reading
+    /// from it returns the events appended from then on. Where those events were truncated
+    /// already, the cut is at the head. Sorted by key range.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` with code `TimeInFuture` for a time ahead of the clock, `TimeBeforeStream`
+    /// for one before the stream was created; `NotFound` if the stream does not exist,
+    /// `Unavailable` if no controller (or segment store) answered.
+    pub async fn stream_cut_at(
+        &self,
+        scope: &str,
+        stream: &str,
+        time_ms: u64,
+    ) -> Result<Vec<pb::SegmentOffset>, ClientError> {
+        self.get_stream_cut(scope, stream, pb::get_stream_cut_request::Which::Time, time_ms).await
+    }
+
+    async fn get_stream_cut(
+        &self,
+        scope: &str,
+        stream: &str,
+        which: pb::get_stream_cut_request::Which,
+        time_ms: u64,
+    ) -> Result<Vec<pb::SegmentOffset>, ClientError> {
+        let req = pb::GetStreamCutRequest {
+            scope: scope.to_owned(),
+            stream: stream.to_owned(),
+            which: which as i32,
+            time_ms,
+        };
         Ok(self
             .controller(|mut c| {
                 let req = req.clone();

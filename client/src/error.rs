@@ -34,7 +34,9 @@ pub enum ErrorKind {
     Sealed,
     /// A precondition failed (expected offset, state): re-read and decide.
     Conflict,
-    /// The request is malformed (names, sizes, arguments): fix it; retrying will not help.
+    /// The request is malformed (names, sizes, arguments), or a time to seek by lies ahead of
+    /// the clock or before the stream (codes `TimeInFuture`, `TimeBeforeStream`): fix it;
+    /// retrying will not help.
     Invalid,
     /// The service cannot be reached, is overloaded or out of storage: retry later.
     ///
@@ -134,7 +136,13 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::BadOffset
         | ErrorCode::TxnAborted
         | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
-        ErrorCode::InvalidName | ErrorCode::InvalidArgument | ErrorCode::EventTooLarge => ErrorKind::Invalid,
+        // A time to seek by that is ahead of the clock or before the stream: ask for another
+        // time (or the head); the same request will not succeed by retrying it at once.
+        ErrorCode::InvalidName
+        | ErrorCode::InvalidArgument
+        | ErrorCode::EventTooLarge
+        | ErrorCode::TimeInFuture
+        | ErrorCode::TimeBeforeStream => ErrorKind::Invalid,
         ErrorCode::StorageFull | ErrorCode::Unavailable | ErrorCode::NotLeader => ErrorKind::Unavailable,
         ErrorCode::Unauthenticated => ErrorKind::Unauthenticated,
         ErrorCode::PermissionDenied => ErrorKind::PermissionDenied,
@@ -170,5 +178,21 @@ fn tls_hint(message: &str) -> &'static str {
 impl From<tonic::transport::Error> for ClientError {
     fn from(e: tonic::transport::Error) -> Self {
         ClientError::new(ErrorKind::Unavailable, format!("connection failed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn seek_by_time_refusals_are_invalid_and_not_retryable() {
+        for code in [ErrorCode::TimeInFuture, ErrorCode::TimeBeforeStream] {
+            let e = ClientError::from(nadi_proto::errors::to_status(code, "the time", HashMap::new()));
+            assert_eq!((e.kind, e.code), (ErrorKind::Invalid, Some(code)));
+            assert!(!e.is_retryable());
+        }
     }
 }

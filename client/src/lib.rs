@@ -5,7 +5,8 @@
 //! - [`EventWriter`]: routes each event by key (the documented hash in
 //!   `nadi_proto::routing`) to its segment, batches and pipelines appends, and acknowledges
 //!   only durable events.
-//! - [`StreamReader`]: reads every segment of a stream, from the start or the tail.
+//! - [`StreamReader`]: reads every segment of a stream, from the start, the tail or a stream
+//!   cut (such as the cut at a time, [`StreamManager::cut_at`]).
 //! - [`SegmentReader`]: reads one segment (fetch, decode, position, retry); every reader here
 //!   is built on it. `StreamReader::read_until` and `Reader::read_until` are the one read
 //!   loop (limits, idle timeout, stop signal) that applications and the CLI share.

@@ -1,6 +1,5 @@
 //! [`StreamManager`]: administration of scopes and streams from an application.
 
-use nadi_proto::SegmentId;
 use nadi_proto::controller::v1 as pb;
 
 use crate::client::{NadiClient, StreamSpec};
@@ -105,12 +104,14 @@ impl StreamManager {
         self.cut(scope, stream, true).await
     }
 
+    /// The stream cut at `time_ms` (milliseconds since the Unix epoch): reading from it gives
+    /// the events appended at or after that time. See [`NadiClient::stream_cut_at`].
+    pub async fn cut_at(&self, scope: &str, stream: &str, time_ms: u64) -> Result<StreamCut, ClientError> {
+        Ok(StreamCut::of_stream(stream, &self.client.stream_cut_at(scope, stream, time_ms).await?))
+    }
+
     async fn cut(&self, scope: &str, stream: &str, tail: bool) -> Result<StreamCut, ClientError> {
-        let mut cut = StreamCut::default();
-        for p in self.client.stream_cut(scope, stream, tail).await? {
-            cut.insert(stream, SegmentId::from_packed(p.segment_id), p.offset);
-        }
-        Ok(cut)
+        Ok(StreamCut::of_stream(stream, &self.client.stream_cut(scope, stream, tail).await?))
     }
 
     /// Truncates the stream at `cut` (its positions for `stream`; other streams' are ignored):

@@ -1,7 +1,8 @@
 //! A simple stream reader: reads every segment of a stream and follows the stream's scaling.
 //!
-//! It starts from the head of the stream (`from_start`) or from the tail of the active
-//! segments, with one tail-following read per segment, merged into one sequence. When a
+//! It starts from the head of the stream (`from_start`), from the tail of the active segments,
+//! or from a stream cut ([`StreamReader::from_cut`], e.g. the cut at a time), with one
+//! tail-following read per segment, merged into one sequence. When a
 //! segment is sealed and read to its end, the reader asks for its successors and starts each
 //! one only once all of that successor's predecessors were read to their end. Events of one
 //! segment arrive in segment order, a key maps to one segment per epoch, and a successor's
@@ -17,16 +18,18 @@
 //! by the `nadi read` command, through [`StreamReader::next`] or the shared read loop
 //! (`read_loop.rs`: `StreamReader::read_until`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
+use nadi_proto::SegmentId;
 use nadi_proto::controller::v1 as pb_ctl;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
+use crate::reader_group::StreamCut;
 use crate::segment_reader::SegmentReader;
 
 /// One event as read by a [`StreamReader`].
@@ -130,6 +133,38 @@ impl StreamReader {
         Ok(StreamReader { rx, coordinator })
     }
 
+    /// Opens a reader over `scope/stream` that starts at `cut` (its positions for `stream`;
+    /// those of other streams are ignored): each segment of the cut from its offset, then
+    /// their successors, as [`new`](Self::new) goes on from the head. With the cut at a time
+    /// ([`StreamManager::cut_at`](crate::StreamManager::cut_at)) it reads the events appended
+    /// from that time on.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if the cut holds no segment of `stream`, `NotFound` if the scope or stream
+    /// does not exist, `Unavailable` if no controller answered. A position before a segment's
+    /// start (truncated since) is reported by [`next`](Self::next) (`Conflict`, code
+    /// `Truncated`).
+    pub async fn from_cut(
+        client: &NadiClient,
+        scope: &str,
+        stream: &str,
+        cut: &StreamCut,
+    ) -> Result<StreamReader, ClientError> {
+        let positions: Vec<(SegmentId, u64)> =
+            cut.positions.iter().filter(|((s, _), _)| s == stream).map(|((_, id), off)| (*id, *off)).collect();
+        if positions.is_empty() {
+            return Err(ClientError::new(
+                ErrorKind::Invalid,
+                format!("the stream cut holds no segment of {scope}/{stream}"),
+            ));
+        }
+        let start = locate(client, scope, stream, positions).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let coordinator = tokio::spawn(coordinate(client.clone(), scope.to_owned(), stream.to_owned(), start, tx));
+        Ok(StreamReader { rx, coordinator })
+    }
+
     /// The next event, `None` once every segment is sealed and read to its end and the stream
     /// has no successors left. Waits while there is nothing new to read. Cancel-safe: an event
     /// not returned stays for the next call.
@@ -144,6 +179,44 @@ impl StreamReader {
     pub async fn next(&mut self) -> Option<Result<EventRead, ClientError>> {
         self.rx.recv().await
     }
+}
+
+/// Where each segment of a cut is served: its record from the stream's history (a segment
+/// promoted from a transaction keeps its own name) and the store of its container now.
+async fn locate(
+    client: &NadiClient,
+    scope: &str,
+    stream: &str,
+    positions: Vec<(SegmentId, u64)>,
+) -> Result<Vec<(pb_ctl::SegmentLocation, u64)>, ClientError> {
+    let history = client.stream_history(scope, stream).await?;
+    let known: HashMap<u64, pb_ctl::Segment> =
+        history.epochs.into_iter().flat_map(|e| e.segments).map(|s| (s.id, s)).collect();
+    let cluster = client.cluster_info().await?;
+    let containers = cluster.containers.len() as u32;
+    let mut out = Vec::with_capacity(positions.len());
+    for (id, offset) in positions {
+        // Not in any epoch yet: a successor of a scale still completing, named by its id.
+        let segment = known.get(&id.packed()).cloned().unwrap_or_else(|| pb_ctl::Segment {
+            id: id.packed(),
+            qualified_name: nadi_proto::names::segment_name(scope, stream, id),
+            ..Default::default()
+        });
+        let container = nadi_proto::names::container_of(&segment.qualified_name, containers);
+        let endpoint = cluster
+            .containers
+            .iter()
+            .find(|a| a.container == container && !a.endpoint.is_empty())
+            .map(|a| a.endpoint.clone())
+            .ok_or_else(|| {
+                ClientError::new(
+                    ErrorKind::Unavailable,
+                    format!("no segment store hosts {} now", segment.qualified_name),
+                )
+            })?;
+        out.push((pb_ctl::SegmentLocation { segment: Some(segment), endpoint }, offset));
+    }
+    Ok(out)
 }
 
 fn segment_of(loc: &pb_ctl::SegmentLocation) -> Result<&pb_ctl::Segment, ClientError> {

@@ -103,6 +103,16 @@ impl StreamCut {
         self.positions.insert((stream.to_owned(), segment), offset);
     }
 
+    /// The cut of one stream as the controller's `GetStreamCut` returns it (`stream cut`,
+    /// [`NadiClient::stream_cut_at`](crate::NadiClient::stream_cut_at)).
+    pub fn of_stream(stream: &str, cut: &[pb::SegmentOffset]) -> StreamCut {
+        let mut c = StreamCut::default();
+        for p in cut {
+            c.insert(stream, SegmentId::from_packed(p.segment_id), p.offset);
+        }
+        c
+    }
+
     fn to_pb(&self) -> Vec<pb::SegmentPosition> {
         self.positions
             .iter()

@@ -52,6 +52,12 @@ pub enum MetaError {
     CheckpointExists(String),
     #[error("checkpoint {0} is in progress; retry when it has completed")]
     CheckpointInProgress(String),
+    /// A time given to seek by (`GetStreamCut` at a time) lies ahead of the clock.
+    #[error("{0}")]
+    TimeInFuture(String),
+    /// A time given to seek by lies before the stream was created.
+    #[error("{0}")]
+    TimeBeforeStream(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -99,6 +105,8 @@ impl MetaError {
             MetaError::CheckpointNotFound(_) => ErrorCode::CheckpointNotFound,
             MetaError::CheckpointExists(_) => ErrorCode::CheckpointExists,
             MetaError::CheckpointInProgress(_) => ErrorCode::CheckpointInProgress,
+            MetaError::TimeInFuture(_) => ErrorCode::TimeInFuture,
+            MetaError::TimeBeforeStream(_) => ErrorCode::TimeBeforeStream,
             MetaError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             MetaError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,

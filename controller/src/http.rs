@@ -644,13 +644,18 @@ async fn active_segments(
 /// Which stream cut `GET …/cut` returns.
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct CutQuery {
-    /// `head` (default: every head segment at its start offset) or `tail` (every active
-    /// segment at its length).
+    /// `head` (default: every head segment at its start offset), `tail` (every active
+    /// segment at its length), or a time: RFC 3339 (`2026-12-07T09:00:00Z`,
+    /// `2026-12-07T10:00:00+01:00`) or milliseconds since the Unix epoch. The cut at a time
+    /// holds, per segment, the first event appended at or after it; reading from it returns
+    /// the events appended from then on. A time ahead of the clock is 400 `TIME_IN_FUTURE`,
+    /// one before the stream was created 400 `TIME_BEFORE_STREAM`.
     at: Option<String>,
 }
 
-/// A stream cut at the head or the tail of the stream.
+/// A stream cut at the head or the tail of the stream, or at a time.
 #[utoipa::path(get, path = "/v1/scopes/{scope}/streams/{stream}/cut", params(
     ("scope" = String, Path, description = "Scope name"), ("stream" = String, Path, description = "Stream name"), CutQuery), responses(
     (status = 200, body = StreamCutView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -659,18 +664,53 @@ async fn stream_cut(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<CutQuery>, QueryRejection>,
 ) -> ApiResult<Json<StreamCutView>> {
+    use pb::get_stream_cut_request::Which;
     let Path((scope, stream)) = path?;
     let Query(q) = query.map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.body_text()))?;
-    let which = match q.at.as_deref() {
-        None | Some("head") => pb::get_stream_cut_request::Which::HeadUnspecified,
-        Some("tail") => pb::get_stream_cut_request::Which::Tail,
-        Some(other) => {
-            return Err(ApiError::new(ErrorCode::InvalidArgument, format!("at={other:?}: use head or tail")));
-        }
+    let (which, time_ms) = match q.at.as_deref() {
+        None | Some("head") => (Which::HeadUnspecified, 0),
+        Some("tail") => (Which::Tail, 0),
+        Some(time) => match parse_time_ms(time) {
+            Some(ms) => (Which::Time, ms),
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "at={time:?}: use head, tail, an RFC 3339 time (2026-12-07T09:00:00Z) or milliseconds since the Unix epoch"
+                    ),
+                ));
+            }
+        },
     };
-    let req = pb::GetStreamCutRequest { scope: scope.clone(), stream: stream.clone(), which: which as i32 };
+    let req = pb::GetStreamCutRequest { scope: scope.clone(), stream: stream.clone(), which: which as i32, time_ms };
     let r = s.grpc().get_stream_cut(req).await?.into_inner();
     Ok(Json(StreamCutView::new(&scope, &stream, &r.cut)))
+}
+
+/// A time as `GET …/cut?at=` takes it, in milliseconds since the Unix epoch: that number
+/// itself, or RFC 3339 with `Z` or a numeric offset (`2026-12-07T10:00:00.250+01:00`).
+/// `None` if it is neither, or before 1970.
+fn parse_time_ms(text: &str) -> Option<u64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok();
+    }
+    // humantime reads RFC 3339 in UTC only: a numeric offset `±HH:MM` is split off and
+    // applied here.
+    let (utc, offset_minutes) = match text.len().checked_sub(6).and_then(|i| Some((i, text.get(i..)?))) {
+        Some((i, tail)) if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' => {
+            let hours: i64 = tail.get(1..3)?.parse().ok()?;
+            let minutes: i64 = tail.get(4..6)?.parse().ok()?;
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let sign = if tail.starts_with('-') { -1 } else { 1 };
+            (format!("{}Z", text.get(..i)?), sign * (hours * 60 + minutes))
+        }
+        _ => (text.to_owned(), 0),
+    };
+    let t = humantime::parse_rfc3339(&utc).ok()?;
+    let ms = i64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
+    u64::try_from(ms - offset_minutes * 60_000).ok()
 }
 
 /// Truncates a stream at a stream cut: segments wholly before it are deleted, the cut's
@@ -1008,4 +1048,21 @@ async fn reader_offline(
     let Path((scope, group, reader_id)) = path?;
     s.groups().reader_offline(pb::ReaderOfflineRequest { scope, group, reader_id }).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_times_are_rfc3339_or_milliseconds() {
+        assert_eq!(parse_time_ms("1765098000000"), Some(1_765_098_000_000));
+        assert_eq!(parse_time_ms("2025-12-07T09:00:00Z"), Some(1_765_098_000_000));
+        assert_eq!(parse_time_ms("2025-12-07T09:00:00.250Z"), Some(1_765_098_000_250));
+        assert_eq!(parse_time_ms("2025-12-07T10:30:00+01:30"), Some(1_765_098_000_000));
+        assert_eq!(parse_time_ms("2025-12-07T04:00:00-05:00"), Some(1_765_098_000_000));
+        for bad in ["", "yesterday", "-1h", "2025-12-07", "2025-12-07T09:00:00+25:00", "1970-01-01T00:00:00+01:00"] {
+            assert_eq!(parse_time_ms(bad), None, "{bad:?}");
+        }
+    }
 }

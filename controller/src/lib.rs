@@ -11,6 +11,7 @@
 //!   `nadi.controller.v1.TransactionService` and the commit/abort workflows.
 //! - [`http`]: the admin HTTP API (axum).
 //! - [`retention`]: the leader truncates streams by their time or size retention policy.
+//! - [`time_cut`]: the stream cut at a time (seek by time), a walk over the segment graph.
 
 pub mod access;
 pub mod autoscale;
@@ -28,6 +29,7 @@ pub mod registry;
 pub mod retention;
 pub mod service;
 pub mod state;
+pub mod time_cut;
 pub mod txn;
 pub mod txn_service;
 pub mod workflow;

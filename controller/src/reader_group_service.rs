@@ -92,6 +92,8 @@ pub struct GroupLabel {
 pub struct LagGauges {
     /// Bytes between the group's positions and its segments' lengths.
     bytes: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
+    /// The same in events, estimated per segment from its mean event size.
+    events: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
     /// Segments with bytes the group has not read yet.
     segments: prometheus_client::metrics::family::Family<GroupLabel, prometheus_client::metrics::gauge::Gauge>,
     /// Readers in the group.
@@ -107,6 +109,11 @@ impl LagGauges {
             self.bytes.clone(),
         );
         registry.register(
+            "nadi_reader_group_lag_events",
+            "Events a reader group has not read yet, per segment its unread bytes divided by the segment's mean event size (exact for events of one size; leader only)",
+            self.events.clone(),
+        );
+        registry.register(
             "nadi_reader_group_lag_segments",
             "Segments with bytes a reader group has not read yet (leader only)",
             self.segments.clone(),
@@ -116,9 +123,19 @@ impl LagGauges {
 
     fn clear(&self) {
         self.bytes.clear();
+        self.events.clear();
         self.segments.clear();
         self.readers.clear();
     }
+}
+
+/// Events in `bytes` unread bytes of a segment of `length` bytes holding `events` events in
+/// all: by its mean event size (exact when every event has the same size), rounded.
+fn events_in(bytes: u64, length: u64, events: u64) -> u64 {
+    if length == 0 {
+        return 0;
+    }
+    ((bytes as u128 * events as u128 + length as u128 / 2) / length as u128) as u64
 }
 
 fn names(scope: &str, group: &str) -> Result<(), MetaError> {
@@ -219,14 +236,21 @@ impl ReaderGroupSvc {
             });
             let mut seen = Vec::new();
             for (scope, name, g) in groups {
-                let lengths = self.lengths(&scope, &g).await;
-                let behind: Vec<u64> = g
+                let tails = self.tails(&scope, &g).await;
+                let behind: Vec<(u64, u64)> = g
                     .frontier()
                     .iter()
-                    .filter_map(|(seg, at)| lengths.get(seg).map(|len| len.saturating_sub(*at)))
+                    .filter_map(|(seg, at)| {
+                        tails.get(seg).map(|&(len, events)| {
+                            let bytes = len.saturating_sub(*at);
+                            (bytes, events_in(bytes, len, events))
+                        })
+                    })
                     .collect();
                 let label = GroupLabel { group: format!("{scope}/{name}") };
-                self.lag.bytes.get_or_create(&label).set(behind.iter().sum::<u64>() as i64);
+                self.lag.bytes.get_or_create(&label).set(behind.iter().map(|b| b.0).sum::<u64>() as i64);
+                self.lag.events.get_or_create(&label).set(behind.iter().map(|b| b.1).sum::<u64>() as i64);
+                let behind: Vec<u64> = behind.iter().map(|b| b.0).collect();
                 self.lag.segments.get_or_create(&label).set(behind.iter().filter(|b| **b > 0).count() as i64);
                 self.lag.readers.get_or_create(&label).set(g.readers.len() as i64);
                 seen.push(label);
@@ -234,6 +258,7 @@ impl ReaderGroupSvc {
             // Groups deleted since the last pass.
             for label in shown.iter().filter(|l| !seen.contains(l)) {
                 self.lag.bytes.remove(label);
+                self.lag.events.remove(label);
                 self.lag.segments.remove(label);
                 self.lag.readers.remove(label);
             }
@@ -248,6 +273,11 @@ impl ReaderGroupSvc {
 
     /// The segment store's view of a segment: `(start_offset, length)`.
     async fn segment_info(&self, scope: &str, s: &SegRef) -> Result<(u64, u64), MetaError> {
+        self.segment_counts(scope, s).await.map(|(start, length, _)| (start, length))
+    }
+
+    /// `(start_offset, length, event_count)` of a segment, from its store.
+    async fn segment_counts(&self, scope: &str, s: &SegRef) -> Result<(u64, u64, u64), MetaError> {
         let name = segment_name(scope, &s.stream, s.id);
         let endpoint = self.meta.endpoint_for(&name)?;
         let channel = self
@@ -259,7 +289,7 @@ impl ReaderGroupSvc {
         match tokio::time::timeout(Duration::from_secs(5), call).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
-                Ok((r.start_offset, r.length))
+                Ok((r.start_offset, r.length, r.event_count))
             }
             Ok(Err(s)) => Err(MetaError::Unavailable(format!("segment store: {}", s.message()))),
             Err(_) => Err(MetaError::Unavailable(format!("segment store {endpoint} did not answer in 5 s"))),
@@ -272,10 +302,15 @@ impl ReaderGroupSvc {
 
     /// Lengths of every ready segment of a group; segments whose store does not answer are left out.
     async fn lengths(&self, scope: &str, g: &GroupState) -> HashMap<SegRef, u64> {
+        self.tails(scope, g).await.into_iter().map(|(s, (len, _))| (s, len)).collect()
+    }
+
+    /// `(length, event_count)` of every ready segment of a group, as [`Self::lengths`].
+    async fn tails(&self, scope: &str, g: &GroupState) -> HashMap<SegRef, (u64, u64)> {
         let mut out = HashMap::new();
         for s in g.frontier().keys() {
-            if let Ok((_, len)) = self.segment_info(scope, s).await {
-                out.insert(s.clone(), len);
+            if let Ok((_, len, events)) = self.segment_counts(scope, s).await {
+                out.insert(s.clone(), (len, events));
             }
         }
         out

@@ -109,6 +109,7 @@ impl Controller {
                 scope: scope.clone(),
                 stream: stream.clone(),
                 which: pb::get_stream_cut_request::Which::Tail as i32,
+                time_ms: 0,
             };
             let cut = match self.get_stream_cut(Request::new(req)).await {
                 Ok(r) => r.into_inner().cut,

@@ -28,9 +28,15 @@ use crate::MetaError;
 use crate::meta::{MetaStore, RequestKey};
 use crate::raft::network::Channels;
 use crate::state::{Command, EpochReason, Retention, Scaling, SegmentRecord, StreamConfig, StreamMeta, StreamState};
+use crate::time_cut::{OffsetAtTime, SegmentGraph, cut_at_time};
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// `ms` since the Unix epoch as RFC 3339, for messages.
+fn rfc3339(ms: u64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms))
 }
 
 /// One async lock per stream (`scope/stream`), held by the workflows that change its segments
@@ -267,6 +273,81 @@ impl Controller {
                 _ => Err(store_error(s)),
             },
         }
+    }
+
+    /// `GetStreamCut` at `time_ms`: checks the time against the clock and the stream's
+    /// creation, then walks the segment graph from the head (see [`crate::time_cut`]), asking
+    /// each segment's store for its offset at the time.
+    async fn cut_at_time(&self, scope: &str, stream: &str, time_ms: u64) -> Result<Vec<pb::SegmentOffset>, MetaError> {
+        let now = nadi_proto::clock::now_ms();
+        if time_ms > now {
+            return Err(MetaError::TimeInFuture(format!(
+                "time {time_ms} ({}) is ahead of the controller's clock ({}); no event can have been appended then yet",
+                rfc3339(time_ms),
+                rfc3339(now)
+            )));
+        }
+        let (graph, head, names, created_at_ms) = self
+            .meta
+            .read(|st| {
+                let m = st.stream(scope, stream)?;
+                let head: Vec<SegmentId> = m.head_segments().into_iter().map(|(s, _)| s.id).collect();
+                let names: HashMap<SegmentId, String> =
+                    m.segments.values().map(|s| (s.id, s.qualified_name(scope, stream))).collect();
+                Ok::<_, MetaError>((SegmentGraph::of(m), head, names, m.created_at_ms))
+            })
+            .await?;
+        // Append times are whole seconds (docs/protocol.md, "Append time"): the stream's first
+        // events may carry the second it was created in, so that second is not "before" it.
+        if time_ms < created_at_ms - created_at_ms % 1000 {
+            return Err(MetaError::TimeBeforeStream(format!(
+                "time {time_ms} ({}) is before stream {scope}/{stream} was created ({}); read from its head instead",
+                rfc3339(time_ms),
+                rfc3339(created_at_ms)
+            )));
+        }
+        let names = &names;
+        let cut = cut_at_time(&graph, &head, move |id| async move {
+            let name = names
+                .get(&id)
+                .ok_or_else(|| MetaError::Internal(format!("segment {id} of {scope}/{stream} has no record")))?;
+            self.offset_at_time(name, time_ms).await
+        })
+        .await?;
+        Ok(cut.into_iter().map(|(id, offset)| pb::SegmentOffset { segment_id: id.packed(), offset }).collect())
+    }
+
+    /// The store's answer to `GetOffsetAtTime` for `segment`, checked.
+    async fn offset_at_time(&self, segment: &str, time_ms: u64) -> Result<OffsetAtTime, MetaError> {
+        let req = seg::GetOffsetAtTimeRequest { segment: segment.to_owned(), time_ms };
+        let r = match self.store(segment)?.get_offset_at_time(req).await {
+            Ok(r) => r.into_inner(),
+            // A store of a version before seek by time (during a rolling upgrade).
+            Err(s) if s.code() == tonic::Code::Unimplemented => {
+                return Err(MetaError::Unavailable(format!(
+                    "the segment store of {segment} cannot look up offsets by time (an older version?): {}",
+                    s.message()
+                )));
+            }
+            Err(s) => {
+                return Err(match nadi_proto::errors::from_status(&s).0 {
+                    // The store's clock is behind the controller's.
+                    ErrorCode::TimeInFuture => MetaError::TimeInFuture(format!("segment {segment}: {}", s.message())),
+                    // Deleted by a truncation since the walk began: a new walk starts at the new head.
+                    ErrorCode::SegmentNotFound => MetaError::Unavailable(format!(
+                        "segment {segment} was deleted (truncated) while the cut was computed; ask again"
+                    )),
+                    _ => store_error(s),
+                });
+            }
+        };
+        if r.offset < r.start_offset || r.offset > r.length {
+            return Err(MetaError::Internal(format!(
+                "segment store answered offset {} for segment {segment}, outside [{}, {}]",
+                r.offset, r.start_offset, r.length
+            )));
+        }
+        Ok(OffsetAtTime { offset: r.offset, past_end: r.past_end, sealed: r.sealed })
     }
 
     async fn finish_create(&self, scope: &str, stream: &str) -> Result<(), MetaError> {
@@ -583,8 +664,10 @@ impl ControllerService for Controller {
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
         let config = config_from_pb(req.config)?;
-        let cmd =
-            Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms: now_ms() };
+        // Stamped by the clock of append times (the same as `now_ms` but for the test hook's
+        // clock), as seek by time compares times with the stream's creation.
+        let now_ms = nadi_proto::clock::now_ms();
+        let cmd = Command::CreateStream { scope: req.scope.clone(), stream: req.stream.clone(), config, now_ms };
         match self.meta.propose_once(key.as_ref(), cmd).await {
             // (A retry of a creation already applied is answered "done" and finishes it.)
             Ok(()) => {}
@@ -834,7 +917,13 @@ impl ControllerService for Controller {
         let req = req.into_inner();
         names(&req.scope, &req.stream)?;
         self.require_stores()?;
-        let tail = req.which == pb::get_stream_cut_request::Which::Tail as i32;
+        let which = pb::get_stream_cut_request::Which::try_from(req.which)
+            .map_err(|_| MetaError::InvalidArgument(format!("unknown stream cut kind {}", req.which)))?;
+        if which == pb::get_stream_cut_request::Which::Time {
+            let cut = self.cut_at_time(&req.scope, &req.stream, req.time_ms).await?;
+            return Ok(Response::new(pb::GetStreamCutResponse { cut }));
+        }
+        let tail = which == pb::get_stream_cut_request::Which::Tail;
         let segs: Vec<(u64, String)> = self
             .meta
             .read(|st| {
@@ -1045,5 +1134,47 @@ impl ControllerService for Controller {
             superuser: who.superuser,
             auth_required: self.meta.auth_required(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seek by time refuses a time ahead of the clock and one before the stream was created,
+    /// with their own codes, before any segment store is asked (none exists here).
+    #[tokio::test]
+    async fn a_cut_at_a_time_checks_the_time_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open_single_node(dir.path()).await.unwrap();
+        let created = nadi_proto::clock::now_ms() - 60_000;
+        meta.propose(Command::CreateScope { scope: "s".into(), now_ms: created }).await.unwrap();
+        let config = StreamConfig { scaling: Scaling::Fixed { segments: 2 }, retention: Retention::None };
+        meta.propose(Command::CreateStream { scope: "s".into(), stream: "t".into(), config, now_ms: created })
+            .await
+            .unwrap();
+        meta.propose(Command::StreamCreated { scope: "s".into(), stream: "t".into() }).await.unwrap();
+        let c = Controller::new(meta);
+
+        let ahead = nadi_proto::clock::now_ms() + 3_600_000;
+        let e = c.cut_at_time("s", "t", ahead).await.unwrap_err();
+        assert!(matches!(e, MetaError::TimeInFuture(_)), "{e:?}");
+        let (code, _) = nadi_proto::errors::from_status(&Status::from(e.clone()));
+        assert_eq!(code, ErrorCode::TimeInFuture, "{e}");
+        assert!(!e.is_retryable());
+
+        let e = c.cut_at_time("s", "t", created - created % 1000 - 1).await.unwrap_err();
+        assert!(matches!(e, MetaError::TimeBeforeStream(_)), "{e:?}");
+        assert!(e.to_string().contains("before stream s/t was created"), "{e}");
+        let (code, _) = nadi_proto::errors::from_status(&Status::from(e));
+        assert_eq!(code, ErrorCode::TimeBeforeStream);
+
+        // The second the stream was created in is not before it (append times are whole
+        // seconds); with no segment store here, the walk then fails asking for the head.
+        let e = c.cut_at_time("s", "t", created - created % 1000).await.unwrap_err();
+        assert!(!matches!(e, MetaError::TimeBeforeStream(_) | MetaError::TimeInFuture(_)), "{e:?}");
+
+        let e = c.cut_at_time("s", "missing", created).await.unwrap_err();
+        assert!(matches!(e, MetaError::StreamNotFound(_)), "{e:?}");
     }
 }

@@ -66,6 +66,8 @@ codes! {
     EventNumberGap => "EVENT_NUMBER_GAP", FailedPrecondition, false;
     Truncated => "TRUNCATED", OutOfRange, false;
     BadOffset => "BAD_OFFSET", OutOfRange, false;
+    TimeInFuture => "TIME_IN_FUTURE", OutOfRange, false;
+    TimeBeforeStream => "TIME_BEFORE_STREAM", OutOfRange, false;
     Corrupt => "DATA_CORRUPT", DataLoss, false;
     StorageFull => "STORAGE_FULL", ResourceExhausted, true;
     TxnNotFound => "TXN_NOT_FOUND", NotFound, false;

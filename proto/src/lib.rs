@@ -8,7 +8,9 @@
 //! - [`routing`]: the one stable hash from routing keys to the key space `[0, 1)`.
 //! - [`framing`]: how events are framed inside a segment, and the maximum event size.
 //! - [`errors`]: stable error codes carried in gRPC status details.
+//! - [`clock`]: the clock of append times (with a test hook).
 
+pub mod clock;
 pub mod errors;
 pub mod framing;
 pub mod ids;

@@ -29,6 +29,10 @@ pub enum StoreError {
     #[error("offset {offset} of segment {segment} is not an event boundary within its length {length}")]
     BadOffset { segment: String, offset: u64, length: u64 },
     #[error(
+        "time {time_ms} ms is ahead of the store's clock ({now_ms} ms): no event can have been appended at or after it"
+    )]
+    TimeInFuture { time_ms: u64, now_ms: u64 },
+    #[error(
         "writer {writer} on segment {segment}: next event number must be {expected}, not {got}; an earlier batch was not stored, re-send it"
     )]
     EventNumberGap { segment: String, writer: String, expected: i64, got: i64 },
@@ -70,6 +74,7 @@ impl StoreError {
             StoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
             StoreError::Truncated { .. } => ErrorCode::Truncated,
             StoreError::BadOffset { .. } => ErrorCode::BadOffset,
+            StoreError::TimeInFuture { .. } => ErrorCode::TimeInFuture,
             StoreError::EventNumberGap { .. } => ErrorCode::EventNumberGap,
             StoreError::OffsetMismatch { .. } => ErrorCode::OffsetMismatch,
             StoreError::AttributeMismatch { .. } => ErrorCode::AttributeMismatch,
@@ -99,6 +104,9 @@ impl From<StoreError> for tonic::Status {
             }
             StoreError::BadOffset { length, .. } => {
                 meta.insert("length".to_owned(), length.to_string());
+            }
+            StoreError::TimeInFuture { now_ms, .. } => {
+                meta.insert("now_ms".to_owned(), now_ms.to_string());
             }
             StoreError::OffsetMismatch { actual, .. } => {
                 meta.insert("actual_length".to_owned(), actual.to_string());

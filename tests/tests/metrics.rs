@@ -114,7 +114,7 @@ fn wait_for_sample(addr: &str, name: &str, want: f64) {
 }
 
 /// Issue 18, acceptance 1 (lag): a reader group over `m/s` (written by [`write`]) lags by every
-/// byte of it (4 bytes of framing per event) until its reader has read every event, then by 0.
+/// byte and every event of it (8 bytes of framing per event) until its reader has read every event, then by 0.
 fn reader_group_lag_drains(controller: &str, http_addr: &str) {
     let controller = controller.to_owned();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -124,7 +124,9 @@ fn reader_group_lag_drains(controller: &str, http_addr: &str) {
         nadi_client::ReaderGroup::create(&client, "m", "g", &["s"], nadi_client::StartFrom::Head).await.unwrap()
     });
     let lag = "nadi_reader_group_lag_bytes{group=\"m/g\"}";
+    let lag_events = "nadi_reader_group_lag_events{group=\"m/g\"}";
     wait_for_sample(http_addr, lag, (EVENTS * framing::framed_len(SIZE) as u64) as f64);
+    wait_for_sample(http_addr, lag_events, EVENTS as f64);
     rt.block_on(async {
         let config =
             nadi_client::ReaderConfig { sync_interval: std::time::Duration::from_millis(200), ..Default::default() };
@@ -155,6 +157,7 @@ fn reader_group_lag_drains(controller: &str, http_addr: &str) {
                 "{lag} is {got:?} after the reader drained the stream"
             );
         }
+        wait_for_sample(http_addr, lag_events, 0.0);
         assert_eq!(scrape(http_addr).get("nadi_reader_group_readers{group=\"m/g\"}"), Some(&1.0));
         drop(reader);
     });

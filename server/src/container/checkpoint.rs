@@ -10,7 +10,7 @@
 //! Layout (integers little-endian; `str` = u16 length + UTF-8; `var` = unsigned LEB128):
 //!
 //! ```text
-//! version:u8 (=3)  next_local:u64  segment_count:u32
+//! version:u8 (=4)  next_local:u64  time_ms:u64 (version 4)  segment_count:u32
 //! per segment, ascending local id:
 //!   local:u64 name:str start_offset:u64 length:u64 flags:u8 (bit 0: sealed)
 //!   writer_count:u32     { writer:str last_event_number:i64 }      ascending writer id
@@ -18,14 +18,22 @@
 //!   entry_count:u32      { gap:var len:var file_delta:var record_pos:var within:var }
 //!   chunk_count:u32      { gap:var len:var obj_local:var obj_offset:var skip:var tag:var }
 //!                        (version 2: no tag, 0; version 1: no chunks)
+//!   events:var  mark_count:u32  { gap:var ms_delta:var }           (version 4; before: none)
 //! ```
+//!
+//! `events` counts the events ever appended to the segment (merged ones included; truncation
+//! does not lower it). `time_ms` is the append time of the last group applied (the `Time` operation). The marks
+//! are the segment's time index (see `container::state`, "Append time"): `gap` is the mark's
+//! offset minus the previous mark's (of the first: minus 0), `ms_delta` its time minus the
+//! previous mark's (of the first: minus 0), modulo 2^64. Marks stay in the checkpoint when
+//! their bytes move to Tier-2: one per second of appends per segment at most.
 //!
 //! Chunk references (version 2) say which segment bytes are in Tier-2: `len` bytes at segment
 //! offset `prev_end + gap`, read from the chunk object that segment incarnation `obj_local`
 //! wrote at its offset `obj_offset`, starting `skip` bytes into the chunk's data. (A merge
 //! moves the source's references into the target unchanged but for the offset, so `obj_local`
 //! is usually, but not always, the segment's own id.) `tag` tells uploads of the same bytes
-//! apart (see [`ChunkId`]). Version 1 and 2 payloads still decode.
+//! apart (see [`ChunkId`]). Version 1, 2 and 3 payloads still decode.
 //!
 //! Read-index entries are stored in segment-offset order. `gap` is the entry's offset minus
 //! the end of the previous entry (of the first: minus 0), so the usual contiguous index costs
@@ -55,7 +63,7 @@ use crate::container::ops::{Cursor, DecodeError, put_str, put_varint};
 use crate::log::LogAddress;
 
 /// Payload format version.
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
 
 /// One contiguous run of segment bytes inside the log: a read-index entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +76,15 @@ pub(crate) struct IndexEntry {
     pub within: u32,
     /// Log address of the first byte.
     pub addr: LogAddress,
+}
+
+/// A point of a segment's time index: the events from `offset` on (up to the next mark) were
+/// appended at `ms` (milliseconds since the Unix epoch, a multiple of the resolution but for
+/// clamping; see `container::state`, "Append time").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeMark {
+    pub offset: u64,
+    pub ms: u64,
 }
 
 /// A run of segment bytes in Tier-2: part of one chunk object.
@@ -107,6 +124,8 @@ pub(crate) struct SegmentView<'a> {
     pub attributes: &'a HashMap<String, u64>,
     pub index: &'a [IndexEntry],
     pub chunks: &'a [ChunkRef],
+    pub events: u64,
+    pub times: &'a [TimeMark],
 }
 
 /// One decoded segment.
@@ -121,22 +140,31 @@ pub(crate) struct SegmentState {
     pub attributes: HashMap<String, u64>,
     pub index: Vec<IndexEntry>,
     pub chunks: Vec<ChunkRef>,
+    pub events: u64,
+    pub times: Vec<TimeMark>,
 }
 
 /// A decoded checkpoint.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
     pub next_local: u64,
+    pub time_ms: u64,
     pub segments: Vec<SegmentState>,
 }
 
 /// Encodes a checkpoint of `segments` into `buf` (cleared first).
-pub(crate) fn encode<'a>(buf: &mut Vec<u8>, next_local: u64, segments: impl Iterator<Item = SegmentView<'a>>) {
+pub(crate) fn encode<'a>(
+    buf: &mut Vec<u8>,
+    next_local: u64,
+    time_ms: u64,
+    segments: impl Iterator<Item = SegmentView<'a>>,
+) {
     let mut segments: Vec<_> = segments.collect();
     segments.sort_unstable_by_key(|s| s.local);
     buf.clear();
     buf.put_u8(VERSION);
     buf.put_u64_le(next_local);
+    buf.put_u64_le(time_ms);
     buf.put_u32_le(segments.len() as u32);
     for s in segments {
         buf.put_u64_le(s.local);
@@ -181,6 +209,14 @@ pub(crate) fn encode<'a>(buf: &mut Vec<u8>, next_local: u64, segments: impl Iter
             put_varint(buf, c.obj.tag);
             prev_end = c.offset.wrapping_add(c.len);
         }
+        put_varint(buf, s.events);
+        buf.put_u32_le(s.times.len() as u32);
+        let (mut prev_offset, mut prev_ms) = (0u64, 0u64);
+        for m in s.times {
+            put_varint(buf, m.offset.wrapping_sub(prev_offset));
+            put_varint(buf, m.ms.wrapping_sub(prev_ms));
+            (prev_offset, prev_ms) = (m.offset, m.ms);
+        }
     }
 }
 
@@ -196,6 +232,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
         return Err(DecodeError { at: 0, what: "unknown checkpoint version" });
     }
     let next_local = c.u64("next local id")?;
+    let time_ms = if version >= 4 { c.u64("time")? } else { 0 };
     let count = c.u32("segment count")? as usize;
     // Every count is checked against the bytes left before anything is allocated for it.
     let bounded = |c: &Cursor<'_>, n: usize, min_size: usize| n.min((c.buf.len() - c.at) / min_size);
@@ -258,12 +295,36 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Checkpoint, DecodeError> {
                 prev_end = offset.wrapping_add(len);
             }
         }
-        segments.push(SegmentState { local, name, start_offset, length, sealed, writers, attributes, index, chunks });
+        let (mut events, mut times) = (0, Vec::new());
+        if version >= 4 {
+            events = c.varint("event count")?;
+            let n = c.u32("time mark count")? as usize;
+            times.reserve(bounded(&c, n, 2));
+            let (mut offset, mut ms) = (0u64, 0u64);
+            for _ in 0..n {
+                offset = offset.wrapping_add(c.varint("time mark gap")?);
+                ms = ms.wrapping_add(c.varint("time mark delta")?);
+                times.push(TimeMark { offset, ms });
+            }
+        }
+        segments.push(SegmentState {
+            local,
+            name,
+            start_offset,
+            length,
+            sealed,
+            writers,
+            attributes,
+            index,
+            chunks,
+            events,
+            times,
+        });
     }
     if c.at != payload.len() {
         return Err(DecodeError { at: c.at, what: "trailing bytes after the checkpoint" });
     }
-    Ok(Checkpoint { next_local, segments })
+    Ok(Checkpoint { next_local, time_ms, segments })
 }
 
 #[cfg(test)]
@@ -280,6 +341,7 @@ mod tests {
         };
         Checkpoint {
             next_local: 9,
+            time_ms: 1_765_000_001_000,
             segments: vec![
                 SegmentState {
                     local: 3,
@@ -299,6 +361,12 @@ mod tests {
                         ChunkRef { offset: 0, len: 100, obj: ChunkId { local: 3, offset: 0, tag: 0 }, skip: 0 },
                         ChunkRef { offset: 5000, len: 7, obj: ChunkId { local: 2, offset: 90, tag: 77 }, skip: 3 },
                     ],
+                    events: 1234,
+                    times: vec![
+                        TimeMark { offset: 0, ms: 1_765_000_000_000 },
+                        TimeMark { offset: 100, ms: 1_765_000_001_000 },
+                        TimeMark { offset: 100, ms: 1_765_000_002_000 },
+                    ],
                 },
                 SegmentState { local: 8, name: "x".into(), ..Default::default() },
             ],
@@ -317,8 +385,10 @@ mod tests {
             attributes: &s.attributes,
             index: &s.index,
             chunks: &s.chunks,
+            events: s.events,
+            times: &s.times,
         });
-        encode(&mut buf, cp.next_local, views);
+        encode(&mut buf, cp.next_local, cp.time_ms, views);
         buf
     }
 

@@ -143,6 +143,21 @@ pub struct SegmentInfo {
     /// Bytes of the segment's Tier-1 read-index entries and of its Tier-2 chunk references.
     pub tier1_bytes: u64,
     pub tier2_bytes: u64,
+    /// Events ever appended (merged ones included, truncated ones not subtracted).
+    pub event_count: u64,
+}
+
+/// Where a segment stands at a time: see [`Container::offset_at_time`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeAnswer {
+    /// The first event appended at or after the time, or `length` if none (`past_end`).
+    pub offset: u64,
+    pub past_end: bool,
+    /// The append time of the event at `offset` (0 if `past_end`).
+    pub event_time_ms: u64,
+    pub start_offset: u64,
+    pub length: u64,
+    pub sealed: bool,
 }
 
 /// A chunk of a segment returned by a read.
@@ -548,6 +563,43 @@ impl Container {
         self.call(|reply| Request::WriterState { name: name.to_owned(), writer: writer.to_owned(), reply }).await
     }
 
+    /// The first readable event of `name` appended at or after `time_ms` (see
+    /// `container::state`, "Append time"): exact, because it first waits until every group
+    /// stamped before the time is applied (the clock has passed the time rounded up to the
+    /// resolution, at most a second from now, and a barrier has gone through the writer), so
+    /// later events cannot get an earlier time.
+    pub async fn offset_at_time(&self, name: &str, time_ms: u64) -> Result<TimeAnswer, StoreError> {
+        use state::TIME_RESOLUTION_MS as RES;
+        self.serving()?;
+        let now = nadi_proto::clock::now_ms();
+        if time_ms > now {
+            return Err(StoreError::TimeInFuture { time_ms, now_ms: now });
+        }
+        // Times are multiples of the resolution (but for clamping): "at or after time_ms" is
+        // "at or after the next multiple".
+        let aligned = time_ms.div_ceil(RES).saturating_mul(RES);
+        loop {
+            let now = nadi_proto::clock::now_ms();
+            if now >= aligned {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis((aligned - now).min(50))).await;
+        }
+        self.writer_state(name, "").await?;
+        self.serving()?;
+        let d = self.shared.durable.read();
+        let s = d.segments.get(name).ok_or_else(|| StoreError::SegmentNotFound(name.to_owned()))?;
+        let (offset, event_time_ms) = s.first_at_or_after(aligned).unwrap_or((s.length, 0));
+        Ok(TimeAnswer {
+            offset,
+            past_end: offset == s.length,
+            event_time_ms,
+            start_offset: s.start_offset,
+            length: s.length,
+            sealed: s.sealed,
+        })
+    }
+
     /// Fails with `NotLeader` where this replica of a replicated container does not serve
     /// reads: it does not lead, or leads but has not applied every entry of earlier terms yet
     /// (its state could be behind what a reader already read elsewhere).
@@ -571,6 +623,7 @@ impl Container {
         Ok(SegmentInfo {
             tier1_bytes: s.index.iter().map(|e| e.len as u64).sum(),
             tier2_bytes: s.chunks.iter().map(|c| c.len).sum(),
+            event_count: s.events,
             attributes,
             name: name.to_owned(),
             start_offset: s.start_offset,

@@ -14,7 +14,14 @@
 //! 7 Attribute local:u64 key:str value:u64
 //! 8 Tiered    local:u64 offset:u64 len:u64
 //! 9 Tiered    local:u64 offset:u64 len:u64 tag:u64   (a tagged upload)
+//! 10 Time     ms:u64                                  (the group's append time)
 //! ```
+//!
+//! `Time` comes first in every batch the writer commits since the time index exists: the
+//! store's clock when the group was made, in milliseconds since the Unix epoch. The appends
+//! and merges after it get their append times from it (see `container::state`, "Append
+//! time"), so the live store, recovery and every replica compute the same times. Batches
+//! without it (older logs) leave the time unchanged.
 //!
 //! `Tiered` records that the segment's bytes `[offset, offset + len)` are in the Tier-2 chunk
 //! object written by this segment at `offset` with `tag` (0 for the untagged form; see
@@ -75,6 +82,10 @@ pub enum Op<'a> {
         len: u64,
         tag: u64,
     },
+    /// The append time of the operations after it (milliseconds since the Unix epoch).
+    Time {
+        ms: u64,
+    },
 }
 
 /// A batch payload that does not parse.
@@ -94,6 +105,10 @@ const MERGE: u8 = 6;
 const ATTRIBUTE: u8 = 7;
 const TIERED: u8 = 8;
 const TIERED_TAGGED: u8 = 9;
+const TIME: u8 = 10;
+
+/// Encoded size of a `Time` operation.
+pub const TIME_SIZE: usize = 9;
 
 pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.put_u16_le(s.len() as u16);
@@ -165,6 +180,11 @@ pub fn encode_tiered(buf: &mut Vec<u8>, local: u64, offset: u64, len: u64, tag: 
     if tag != 0 {
         buf.put_u64_le(tag);
     }
+}
+
+pub fn encode_time(buf: &mut Vec<u8>, ms: u64) {
+    buf.put_u8(TIME);
+    buf.put_u64_le(ms);
 }
 
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
@@ -266,6 +286,7 @@ pub fn decode(payload: &[u8]) -> Result<Vec<Op<'_>>, DecodeError> {
                 len: c.u64("length")?,
                 tag: c.u64("tag")?,
             },
+            TIME => Op::Time { ms: c.u64("time")? },
             _ => return Err(DecodeError { at: tag_at, what: "unknown operation tag" }),
         };
         ops.push(op);
@@ -288,7 +309,9 @@ mod tests {
         encode_truncate(&mut buf, 8, 99);
         encode_merge(&mut buf, 8, 9);
         encode_attribute(&mut buf, 8, "state", u64::MAX);
+        encode_time(&mut buf, 1_765_000_000_123);
         let ops = decode(&buf).unwrap();
+        assert_eq!(ops[7], Op::Time { ms: 1_765_000_000_123 });
         assert_eq!(ops[4], Op::Truncate { local: 8, start_offset: 99 });
         assert_eq!(ops[5], Op::Merge { target: 8, source: 9 });
         assert_eq!(ops[6], Op::Attribute { local: 8, key: "state", value: u64::MAX });

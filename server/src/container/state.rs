@@ -18,15 +18,31 @@
 //! writer and recovery share. `Durable` is the state machine of the replication seam
 //! ([`ContainerStateMachine`]).
 //!
+//! ## Append time
+//!
+//! Every group the writer commits starts with a `Time` operation: the store's clock (see
+//! `nadi_proto::clock`). The events of an append or merge get that time rounded down to
+//! [`TIME_RESOLUTION_MS`], but never less than the segment's previous append time, so times
+//! are non-decreasing per segment. Each segment's time index (`SegmentMeta::times`) holds a
+//! mark wherever its append time changes: the events from a mark's offset up to the next
+//! mark have the mark's time. Marks are metadata (in checkpoints, kept when the bytes move to
+//! Tier-2, trimmed by truncation to the last one at or before the start), at most one per
+//! second of appends per segment. Data written before the time index exists has time 0.
+//!
 //! Owns: the state types and apply functions. Calls: `container::ops` (decode),
 //! `container::checkpoint` (restore). Called by: the writer, recovery, reads, the storage writer.
 
 use std::collections::HashMap;
 
 pub use crate::container::checkpoint::ChunkId;
+pub(crate) use crate::container::checkpoint::TimeMark;
 use crate::container::checkpoint::{self, ChunkRef, IndexEntry};
 use crate::container::ops::Op;
 use crate::container::seam::{Committed, ContainerStateMachine};
+
+/// Append times are kept to this resolution (milliseconds): an event's time is the start of
+/// the second in which its group was committed (or the segment's previous time, if later).
+pub(crate) const TIME_RESOLUTION_MS: u64 = 1000;
 
 /// Durable per-segment metadata and read index.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,6 +60,39 @@ pub(super) struct SegmentMeta {
     /// Bytes in Tier-2, in offset order. Each byte of `[start_offset, length)` is in exactly
     /// one of `index` and `chunks` (an entry straddling the start offset stays whole).
     pub(super) chunks: Vec<ChunkRef>,
+    /// The time index: where the append time changes, in offset (and time) order.
+    pub(super) times: Vec<TimeMark>,
+    /// Events ever appended (merged ones included; truncation does not lower it).
+    pub(super) events: u64,
+}
+
+impl SegmentMeta {
+    /// Adds a mark for bytes appended at `offset` in a group of time `now_ms`.
+    fn stamp(&mut self, offset: u64, now_ms: u64) {
+        let ms = now_ms / TIME_RESOLUTION_MS * TIME_RESOLUTION_MS;
+        if ms > self.times.last().map_or(0, |m| m.ms) {
+            self.times.push(TimeMark { offset, ms });
+        }
+    }
+
+    /// The append time of the event at `offset` (0 before the first mark).
+    pub(super) fn time_at(&self, offset: u64) -> u64 {
+        let i = self.times.partition_point(|m| m.offset <= offset);
+        if i == 0 { 0 } else { self.times[i - 1].ms }
+    }
+
+    /// The first readable event appended at or after `ms`: its offset and time, or `None` if
+    /// every event is older.
+    pub(super) fn first_at_or_after(&self, ms: u64) -> Option<(u64, u64)> {
+        let m = self.times.get(self.times.partition_point(|m| m.ms < ms))?;
+        if m.offset >= self.length {
+            return None;
+        }
+        if m.offset < self.start_offset {
+            return Some((self.start_offset, self.time_at(self.start_offset)));
+        }
+        Some((m.offset, m.ms))
+    }
 }
 
 /// What readers see: only durable state.
@@ -54,6 +103,8 @@ pub(super) struct Durable {
     /// Above every local id ever handed out (ids are never reused, also not after a delete:
     /// Tier-2 chunk objects are named by them).
     pub(super) next_local: u64,
+    /// The time of the group being applied (its `Time` operation).
+    pub(super) time_ms: u64,
 }
 
 /// The writer's view, including written-but-not-yet-durable operations.
@@ -124,7 +175,7 @@ pub(super) fn apply_written(w: &mut Written, op: &Op<'_>) {
                 s.attributes.insert(key.to_owned(), value);
             }
         }
-        Op::Tiered { .. } => {}
+        Op::Tiered { .. } | Op::Time { .. } => {}
     }
 }
 
@@ -137,9 +188,11 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
             d.names.insert(local, name.to_owned());
             d.next_local = d.next_local.max(local + 1);
         }
-        Op::Append { local, offset, writer, last_event_number, data_pos, data_len, .. } => {
+        Op::Append { local, offset, writer, last_event_number, event_count, data_pos, data_len } => {
             let Some(s) = d.names.get(&local).and_then(|n| d.segments.get_mut(n)) else { return };
+            s.events += event_count as u64;
             if data_len > 0 {
+                s.stamp(offset, d.time_ms);
                 let within = at.body as u64 + data_pos as u64;
                 s.index.push(IndexEntry {
                     offset,
@@ -171,6 +224,9 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
                 // Entries wholly before the new start are unreachable; the one straddling it
                 // stays (reads start inside it, at an event boundary).
                 s.index.retain(|e| e.offset + e.len as u64 > start_offset);
+                // The mark at or before the new start gives the first event's time.
+                let before = s.times.partition_point(|m| m.offset <= start_offset);
+                s.times.drain(..before.saturating_sub(1));
                 s.chunks.retain(|c| {
                     let keep = c.end() > start_offset;
                     if !keep {
@@ -196,6 +252,12 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
         Op::Merge { target, source } => {
             let Some(src) = d.names.remove(&source).and_then(|n| d.segments.remove(&n)) else { return };
             let Some(t) = d.names.get(&target).and_then(|n| d.segments.get_mut(n)) else { return };
+            // The merged events are appended now: they get this group's time, not the source's.
+            if src.length > src.start_offset {
+                t.stamp(t.length, d.time_ms);
+            }
+            // Truncated events are not told apart from readable ones: the count is the total.
+            t.events += src.events;
             // The source's readable bytes [start, length) become target bytes
             // [t.length, t.length + length - start), pointing at the same log bytes: no copy.
             for e in src.index {
@@ -230,6 +292,7 @@ pub(super) fn apply_durable(d: &mut Durable, op: &Op<'_>, at: Committed, garbage
                 s.attributes.insert(key.to_owned(), value);
             }
         }
+        Op::Time { ms } => d.time_ms = ms,
     }
 }
 
@@ -241,7 +304,7 @@ pub(super) fn from_checkpoint(payload: &[u8]) -> Result<(Durable, Written), Stri
 
 /// Builds both views from a decoded checkpoint.
 pub(super) fn from_decoded(cp: checkpoint::Checkpoint) -> (Durable, Written) {
-    let mut durable = Durable { next_local: cp.next_local, ..Default::default() };
+    let mut durable = Durable { next_local: cp.next_local, time_ms: cp.time_ms, ..Default::default() };
     for s in cp.segments {
         durable.names.insert(s.local, s.name.clone());
         durable.segments.insert(
@@ -255,6 +318,8 @@ pub(super) fn from_decoded(cp: checkpoint::Checkpoint) -> (Durable, Written) {
                 attributes: s.attributes,
                 index: s.index,
                 chunks: s.chunks,
+                times: s.times,
+                events: s.events,
             },
         );
     }
@@ -298,8 +363,10 @@ impl Durable {
             attributes: &s.attributes,
             index: &s.index,
             chunks: &s.chunks,
+            events: s.events,
+            times: &s.times,
         });
-        checkpoint::encode(buf, next_local, views);
+        checkpoint::encode(buf, next_local, self.time_ms, views);
     }
 }
 
@@ -316,5 +383,54 @@ impl ContainerStateMachine for Durable {
     fn restore(&mut self, checkpoint: &[u8]) -> Result<(), String> {
         *self = from_checkpoint(checkpoint)?.0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogAddress;
+
+    fn apply(d: &mut Durable, ops: &[Op<'_>]) {
+        let at = Committed { lsn: 1, addr: LogAddress { file: 1, pos: 0 }, body: 0 };
+        d.apply_ops(at, ops);
+    }
+
+    fn append(local: u64, offset: u64, len: usize) -> Op<'static> {
+        Op::Append { local, offset, writer: "", last_event_number: 0, event_count: 1, data_pos: 0, data_len: len }
+    }
+
+    #[test]
+    fn append_times_are_per_second_marks_that_never_go_back() {
+        let mut d = Durable::default();
+        apply(&mut d, &[Op::Create { local: 1, name: "a" }, Op::Time { ms: 1_000_500 }, append(1, 0, 10)]);
+        apply(&mut d, &[Op::Time { ms: 1_000_900 }, append(1, 10, 10)]);
+        apply(&mut d, &[Op::Time { ms: 1_002_100 }, append(1, 20, 10)]);
+        // The clock went back: the segment keeps its time.
+        apply(&mut d, &[Op::Time { ms: 999_000 }, append(1, 30, 10)]);
+        let s = &d.segments["a"];
+        assert_eq!(s.times, [TimeMark { offset: 0, ms: 1_000_000 }, TimeMark { offset: 20, ms: 1_002_000 }]);
+        assert_eq!((s.time_at(15), s.time_at(35)), (1_000_000, 1_002_000));
+        assert_eq!(s.first_at_or_after(1_000_000), Some((0, 1_000_000)));
+        assert_eq!(s.first_at_or_after(1_001_000), Some((20, 1_002_000)));
+        assert_eq!(s.first_at_or_after(1_003_000), None);
+
+        // Truncation keeps the mark that gives the first readable event its time.
+        apply(&mut d, &[Op::Truncate { local: 1, start_offset: 25 }]);
+        let s = &d.segments["a"];
+        assert_eq!(s.times, [TimeMark { offset: 20, ms: 1_002_000 }]);
+        assert_eq!(s.first_at_or_after(1_000_000), Some((25, 1_002_000)));
+
+        // Merged events are appended when merged: the target's time, not the source's.
+        apply(&mut d, &[Op::Create { local: 2, name: "b" }, Op::Time { ms: 1_001_000 }, append(2, 0, 5)]);
+        apply(&mut d, &[Op::Seal { local: 2 }, Op::Time { ms: 1_005_000 }, Op::Merge { target: 1, source: 2 }]);
+        let s = &d.segments["a"];
+        assert_eq!(s.times.last(), Some(&TimeMark { offset: 40, ms: 1_005_000 }));
+        assert_eq!(s.first_at_or_after(1_004_000), Some((40, 1_005_000)));
+
+        // A checkpoint keeps the index and the group time.
+        let mut buf = Vec::new();
+        d.encode_checkpoint(d.next_local, &mut buf);
+        assert_eq!(from_checkpoint(&buf).unwrap().0, d);
     }
 }

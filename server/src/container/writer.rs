@@ -128,6 +128,9 @@ pub(super) struct WriterThread {
     /// The `keep_from` of the two newest checkpoints (newest first; 0 for ones written before
     /// this process started).
     kept_from: [u64; 2],
+    /// The time of the last group (`Op::Time`): the clock, but never going back, so that no
+    /// group is stamped before one committed earlier (seek by time relies on it).
+    stamp: u64,
 }
 
 /// A reply to send once the batch is durable.
@@ -197,6 +200,7 @@ impl WriterThread {
             checkpoint_interval: checkpoint_interval.max(1),
             since_checkpoint: 0,
             kept_from: [0, 0],
+            stamp: 0,
         };
         std::thread::Builder::new()
             .name(format!("nadi-container-{id}"))
@@ -246,7 +250,7 @@ impl WriterThread {
                 }
             };
             let Some(first) = first else { break };
-            let mut size = estimate(&first.req);
+            let mut size = estimate(&first.req) + ops::TIME_SIZE;
             batch.push(first.req);
             permits.push(first._permit);
             while size < GROUP_COMMIT_BYTES {
@@ -328,9 +332,15 @@ impl WriterThread {
             return;
         }
         payload.clear();
+        // Every group carries its append time first (see `container::state`, "Append time").
+        self.stamp = self.stamp.max(self.shared.durable.read().time_ms).max(nadi_proto::clock::now_ms());
+        ops::encode_time(payload, self.stamp);
         let mut replies = Vec::with_capacity(batch.len());
         for req in batch.drain(..) {
             replies.push(self.encode(req, payload));
+        }
+        if payload.len() == ops::TIME_SIZE {
+            payload.clear();
         }
         if !payload.is_empty() {
             self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
@@ -453,7 +463,7 @@ impl WriterThread {
         if batch.is_empty() {
             return;
         }
-        let size: usize = batch.iter().map(estimate).sum();
+        let size: usize = batch.iter().map(estimate).sum::<usize>() + ops::TIME_SIZE;
         self.commit_group(&mut batch, payload, size, true);
         for _ in 0..2 {
             if self.keep_from() > self.kept_from.iter().copied().min().unwrap_or(0) {

@@ -136,6 +136,25 @@ impl SegmentStoreApi for SegmentService {
             attributes: info.attributes.into_iter().map(|(key, value)| pb::Attribute { key, value }).collect(),
             tier1_bytes: info.tier1_bytes,
             tier2_bytes: info.tier2_bytes,
+            event_count: info.event_count,
+        }))
+    }
+
+    async fn get_offset_at_time(
+        &self,
+        req: Request<pb::GetOffsetAtTimeRequest>,
+    ) -> Result<Response<pb::GetOffsetAtTimeResponse>, Status> {
+        self.access.require_on_segment(&self.access.caller(&req)?, &req.get_ref().segment, Permission::Read).await?;
+        let pb::GetOffsetAtTimeRequest { segment, time_ms } = req.into_inner();
+        check_segment(&segment)?;
+        let a = self.store.container(&segment).offset_at_time(&segment, time_ms).await?;
+        Ok(Response::new(pb::GetOffsetAtTimeResponse {
+            offset: a.offset,
+            past_end: a.past_end,
+            length: a.length,
+            sealed: a.sealed,
+            event_time_ms: a.event_time_ms,
+            start_offset: a.start_offset,
         }))
     }
 

@@ -821,6 +821,7 @@ fn error_outcome(e: StoreError, request_id: i64, segment: &str, offset: i64) -> 
         }
         StoreError::InvalidArgument(_)
         | StoreError::BadOffset { .. }
+        | StoreError::TimeInFuture { .. }
         | StoreError::EventTooLarge { .. }
         | StoreError::NotSealed(_)
         | StoreError::AttributeMismatch { .. }
