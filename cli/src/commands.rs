@@ -637,6 +637,7 @@ pub async fn group_create(
     streams: &[String],
     from: &str,
     from_time: Option<u64>,
+    subscriber: bool,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let (scope, group) = group_names(name)?;
@@ -651,9 +652,10 @@ pub async fn group_create(
         }
         None => start_from(from)?,
     };
-    let g = ReaderGroup::create(client, scope, group, &streams, start).await?;
+    let g = ReaderGroup::create_with(client, scope, group, &streams, start, subscriber).await?;
     if !as_json {
-        println!("created reader group {scope}/{group}");
+        let sub = if subscriber { " (a subscriber)" } else { "" };
+        println!("created reader group {scope}/{group}{sub}");
     }
     print_group(&g.info().await?, as_json)
 }

@@ -149,6 +149,10 @@ pub enum GroupCmd {
         /// Start every stream at the events appended at or after TIME (as `read --from-time`).
         #[arg(long, value_name = "TIME", conflicts_with = "from", allow_hyphen_values = true)]
         from_time: Option<String>,
+        /// A subscriber: streams with `consumption:MIN,MAX` retention keep their data until this
+        /// group's last checkpoint has passed it (at most MAX).
+        #[arg(long)]
+        subscriber: bool,
         #[arg(long)]
         json: bool,
     },
@@ -584,9 +588,9 @@ pub async fn run(
         ClientCommand::ReaderGroup(cmd) => {
             let c = client()?;
             match cmd {
-                GroupCmd::Create { group, streams, from, from_time, json } => {
+                GroupCmd::Create { group, streams, from, from_time, subscriber, json } => {
                     let from_time = from_time.map(|t| time::parse_time("--from-time", &t)).transpose()?;
-                    commands::group_create(&c, &group, &streams, &from, from_time, json).await
+                    commands::group_create(&c, &group, &streams, &from, from_time, subscriber, json).await
                 }
                 GroupCmd::List { scope, json } => commands::group_list(&c, &scope, json).await,
                 GroupCmd::Info { group, json } => commands::group_info(&c, &group, json).await,

@@ -40,7 +40,7 @@ pub const CONTROLLER_RETRY_FOR: Duration = Duration::from_secs(10);
 ///     // One segment, keeping about a day of data.
 ///     let mut spec = StreamSpec::fixed(1);
 ///     spec.config.retention =
-///         Some(RetentionPolicy { kind: retention_policy::Kind::Time as i32, value: 24 * 3600 * 1000 });
+///         Some(RetentionPolicy { kind: retention_policy::Kind::Time as i32, value: 24 * 3600 * 1000, max_value: 0 });
 ///     client.create_stream("demo", "clicks", spec).await?;
 ///     Ok(())
 /// }

@@ -177,6 +177,20 @@ impl ReaderGroup {
         streams: &[&str],
         start: StartFrom,
     ) -> Result<ReaderGroup, ClientError> {
+        Self::create_with(client, scope, name, streams, start, false).await
+    }
+
+    /// [`Self::create`], as a *subscriber* if `subscriber`: a stream with consumption-based
+    /// retention (`consumption:MIN,MAX`) keeps its data until every subscriber group's last
+    /// checkpoint has passed it (at most MAX).
+    pub async fn create_with(
+        client: &NadiClient,
+        scope: &str,
+        name: &str,
+        streams: &[&str],
+        start: StartFrom,
+        subscriber: bool,
+    ) -> Result<ReaderGroup, ClientError> {
         let (kind, cut) = match &start {
             StartFrom::Head => (pb::reader_group_start::Kind::HeadUnspecified, vec![]),
             StartFrom::Tail => (pb::reader_group_start::Kind::Tail, vec![]),
@@ -187,6 +201,7 @@ impl ReaderGroup {
             group: name.to_owned(),
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             start: Some(pb::ReaderGroupStart { kind: kind as i32, stream_cut: cut }),
+            subscriber,
         };
         client
             .controller_channel(|ch| {

@@ -887,6 +887,10 @@ pub struct CreateReaderGroupBody {
     pub streams: Vec<String>,
     /// `head` (default), `tail`, or a stream cut `STREAM/SEGMENT_ID=OFFSET,…`.
     pub from: Option<String>,
+    /// Hold the streams' data until this group's checkpoints pass it (consumption-based
+    /// retention); default false.
+    #[serde(default)]
+    pub subscriber: bool,
 }
 
 fn start_pb(from: Option<&str>) -> Result<pb::ReaderGroupStart, MetaError> {
@@ -922,6 +926,7 @@ async fn create_group(
             group: body.group,
             streams: body.streams,
             start: Some(start),
+            subscriber: body.subscriber,
         })
         .await?
         .into_inner();

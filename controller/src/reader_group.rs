@@ -113,6 +113,10 @@ pub struct GroupState {
     pub pending_checkpoint: Option<PendingCheckpoint>,
     /// Completed checkpoints, oldest first, at most [`MAX_CHECKPOINTS`].
     pub checkpoints: Vec<Checkpoint>,
+    /// Holds its streams' data: consumption-based retention truncates only what its last
+    /// checkpoint has passed.
+    #[serde(default)]
+    pub subscriber: bool,
 }
 
 /// Where a reset moves a group.
@@ -134,6 +138,9 @@ pub enum ReaderGroupCommand {
         streams: Vec<String>,
         cut: Positions,
         now_ms: u64,
+        /// Holds its streams' data (consumption-based retention).
+        #[serde(default)]
+        subscriber: bool,
     },
     Delete {
         scope: String,
@@ -204,7 +211,7 @@ impl ReaderGroups {
     /// Applies one command, reading stream metadata from `meta`. On error nothing changes.
     pub fn apply(&mut self, meta: &ControllerState, cmd: &ReaderGroupCommand) -> Result<(), MetaError> {
         match cmd {
-            ReaderGroupCommand::Create { scope, group, streams, cut, now_ms } => {
+            ReaderGroupCommand::Create { scope, group, streams, cut, now_ms, subscriber } => {
                 name_error("reader group", group)?;
                 meta.scope(scope)?;
                 if self.group(scope, group).is_ok() {
@@ -230,6 +237,7 @@ impl ReaderGroups {
                     unassigned: cut.clone(),
                     pending_checkpoint: None,
                     checkpoints: Vec::new(),
+                    subscriber: *subscriber,
                 };
                 self.scopes.entry(scope.clone()).or_default().insert(group.clone(), g);
                 Ok(())
@@ -633,6 +641,7 @@ mod tests {
                 streams: vec!["t".into()],
                 cut: head(meta),
                 now_ms: 5,
+                subscriber: false,
             },
         )
         .unwrap();
@@ -898,6 +907,7 @@ mod tests {
             streams,
             cut,
             now_ms: 1,
+            subscriber: false,
         };
         let t = || vec!["t".to_owned()];
         assert!(matches!(

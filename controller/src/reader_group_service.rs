@@ -181,6 +181,7 @@ pub fn group_info(scope: &str, name: &str, g: &GroupState, lengths: &HashMap<Seg
             .unwrap_or_default(),
         checkpoints: g.checkpoints.iter().map(|c| c.name.clone()).collect(),
         created_at_ms: g.created_at_ms,
+        subscriber: g.subscriber,
     }
 }
 
@@ -438,6 +439,7 @@ impl ReaderGroupService for ReaderGroupSvc {
             streams: req.streams,
             cut,
             now_ms: now_ms(),
+            subscriber: req.subscriber,
         };
         self.meta.propose_reader_group(cmd).await?;
         Ok(Response::new(pb::CreateReaderGroupResponse { group: Some(self.info(&req.scope, &req.group).await?) }))

@@ -278,7 +278,12 @@ impl Controller {
     /// `GetStreamCut` at `time_ms`: checks the time against the clock and the stream's
     /// creation, then walks the segment graph from the head (see [`crate::time_cut`]), asking
     /// each segment's store for its offset at the time.
-    async fn cut_at_time(&self, scope: &str, stream: &str, time_ms: u64) -> Result<Vec<pb::SegmentOffset>, MetaError> {
+    pub(crate) async fn cut_at_time(
+        &self,
+        scope: &str,
+        stream: &str,
+        time_ms: u64,
+    ) -> Result<Vec<pb::SegmentOffset>, MetaError> {
         let now = nadi_proto::clock::now_ms();
         if time_ms > now {
             return Err(MetaError::TimeInFuture(format!(
@@ -528,6 +533,15 @@ pub fn config_from_pb(c: Option<pb::StreamConfig>) -> Result<StreamConfig, MetaE
         Ok(pb::retention_policy::Kind::NoneUnspecified) => Retention::None,
         Ok(pb::retention_policy::Kind::Time) => Retention::TimeMs(rp.value),
         Ok(pb::retention_policy::Kind::Size) => Retention::Bytes(rp.value),
+        Ok(pb::retention_policy::Kind::Consumption) => {
+            if rp.value > rp.max_value || rp.max_value == 0 {
+                return Err(MetaError::InvalidArgument(format!(
+                    "consumption retention needs 0 <= MIN <= MAX and MAX > 0 (MIN {} ms, MAX {} ms)",
+                    rp.value, rp.max_value
+                )));
+            }
+            Retention::Consumption { min_ms: rp.value, max_ms: rp.max_value }
+        }
         Err(_) => return Err(MetaError::InvalidArgument(format!("unknown retention kind {}", rp.kind))),
     };
     Ok(StreamConfig { scaling, retention })
@@ -552,9 +566,12 @@ pub fn config_to_pb(c: &StreamConfig) -> pb::StreamConfig {
         }
     };
     let retention = match c.retention {
-        Retention::None => pb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0 },
-        Retention::TimeMs(v) => pb::RetentionPolicy { kind: R::Time as i32, value: v },
-        Retention::Bytes(v) => pb::RetentionPolicy { kind: R::Size as i32, value: v },
+        Retention::None => pb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0, max_value: 0 },
+        Retention::TimeMs(v) => pb::RetentionPolicy { kind: R::Time as i32, value: v, max_value: 0 },
+        Retention::Bytes(v) => pb::RetentionPolicy { kind: R::Size as i32, value: v, max_value: 0 },
+        Retention::Consumption { min_ms, max_ms } => {
+            pb::RetentionPolicy { kind: R::Consumption as i32, value: min_ms, max_value: max_ms }
+        }
     };
     pb::StreamConfig { scaling: Some(scaling), retention: Some(retention) }
 }

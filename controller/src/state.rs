@@ -41,6 +41,12 @@ pub enum Retention {
     None,
     TimeMs(u64),
     Bytes(u64),
+    /// Until every subscriber group has passed the data, but at least `min_ms` and at most
+    /// `max_ms` of it.
+    Consumption {
+        min_ms: u64,
+        max_ms: u64,
+    },
 }
 
 /// A stream's configuration.

@@ -379,6 +379,8 @@ pub struct ReaderGroupView {
     pub lag: u64,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at_ms: u64,
+    /// Holds its streams' data (consumption-based retention).
+    pub subscriber: bool,
 }
 
 impl From<&pb::ReaderGroupInfo> for ReaderGroupView {
@@ -406,6 +408,7 @@ impl From<&pb::ReaderGroupInfo> for ReaderGroupView {
             checkpoints: g.checkpoints.clone(),
             lag,
             created_at_ms: g.created_at_ms,
+            subscriber: g.subscriber,
         }
     }
 }
@@ -594,6 +597,11 @@ pub fn policy_view(c: &pb::StreamConfig) -> PolicyView {
             format!("time:{}", humantime::format_duration(Duration::from_millis(r.value)))
         }
         Ok(pb::retention_policy::Kind::Size) => format!("size:{}", r.value),
+        Ok(pb::retention_policy::Kind::Consumption) => format!(
+            "consumption:{},{}",
+            humantime::format_duration(Duration::from_millis(r.value)),
+            humantime::format_duration(Duration::from_millis(r.max_value))
+        ),
         _ => "none".to_owned(),
     };
     PolicyView { scaling, retention }
@@ -628,19 +636,34 @@ pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolic
     Ok(pb::ScalingPolicy { kind: kind as i32, target_rate: rate, scale_factor: factor, min_segments: min })
 }
 
-/// Parses `none`, `time:DURATION` (like `10s`, `5m`, `7days`) or `size:BYTES` (like `512MiB`).
+/// Parses `none`, `time:DURATION` (like `10s`, `5m`, `7days`), `size:BYTES` (like `512MiB`) or
+/// `consumption:MIN,MAX` (two durations, MIN <= MAX).
 pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, InvalidInput> {
     use pb::retention_policy::Kind;
     let text = text.trim();
     if text == "none" {
-        return Ok(pb::RetentionPolicy { kind: Kind::NoneUnspecified as i32, value: 0 });
+        return Ok(pb::RetentionPolicy { kind: Kind::NoneUnspecified as i32, value: 0, max_value: 0 });
     }
-    let bad = |why: String| invalid(format!("retention {text:?} is not none, time:DURATION or size:BYTES ({why})"));
+    let bad = |why: String| {
+        invalid(format!("retention {text:?} is not none, time:DURATION, size:BYTES or consumption:MIN,MAX ({why})"))
+    };
+    let ms = |d: &str| -> Result<u64, InvalidInput> {
+        let d = humantime::parse_duration(d.trim()).map_err(|e| bad(e.to_string()))?;
+        u64::try_from(d.as_millis()).map_err(|_| bad("too long".into()))
+    };
     let (kind, arg) = text.split_once(':').ok_or_else(|| bad("no kind".into()))?;
     let (kind, value) = match kind {
-        "time" => {
-            let d = humantime::parse_duration(arg.trim()).map_err(|e| bad(e.to_string()))?;
-            (Kind::Time, u64::try_from(d.as_millis()).map_err(|_| bad("too long".into()))?)
+        "time" => (Kind::Time, ms(arg)?),
+        "consumption" => {
+            let (min, max) = arg.split_once(',').ok_or_else(|| bad("give MIN,MAX".into()))?;
+            let (min, max) = (ms(min)?, ms(max)?);
+            if min > max {
+                return Err(bad("MIN is greater than MAX".into()));
+            }
+            if max == 0 {
+                return Err(bad("MAX must be greater than zero".into()));
+            }
+            return Ok(pb::RetentionPolicy { kind: Kind::Consumption as i32, value: min, max_value: max });
         }
         "size" => {
             let b: bytesize::ByteSize = arg.trim().parse().map_err(|e: String| bad(e))?;
@@ -651,7 +674,7 @@ pub fn parse_retention(text: &str) -> Result<pb::RetentionPolicy, InvalidInput> 
     if value == 0 {
         return Err(bad("the limit must be greater than zero".into()));
     }
-    Ok(pb::RetentionPolicy { kind: kind as i32, value })
+    Ok(pb::RetentionPolicy { kind: kind as i32, value, max_value: 0 })
 }
 
 /// The config of a new stream from `--segments`, `--scaling` and `--retention` (or the same

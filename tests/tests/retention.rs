@@ -162,3 +162,98 @@ fn time_retention_truncates_data_older_than_the_policy() {
     assert_eq!(events.iter().filter(|l| l.contains(&newest)).count(), 50, "the newest batch is whole");
     s.stop();
 }
+
+fn set_clock(file: &Path, ms: u64) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, ms.to_string()).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
+
+/// Issue 22, acceptance 3: `consumption:MIN,MAX` on a controlled clock. A subscriber group
+/// holds the data until its checkpoint has passed it, but only data at least MIN old goes, and
+/// data MAX old goes whatever the subscriber did; a group that is not a subscriber (and never
+/// reads) holds nothing. Each step waits until a control stream (consumption with no
+/// subscriber, so its MAX of 10 s applies) was truncated after the clock moved: retention
+/// passes take the streams in name order, so `demo/c` was looked at in that same pass, and
+/// "nothing was truncated" is not a sleep-and-hope.
+#[test]
+fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    let t0 = (nadi_proto::clock::system_ms() / 1000 + 2) * 1000;
+    set_clock(&clock, t0);
+    let env = [(nadi_proto::clock::FAULT_CLOCK_ENV, clock.to_str().unwrap())];
+    let s = Standalone::start_with_env(dir.path(), &FLAGS, &env);
+    ok(&s.cli(&["scope", "create", "demo"]));
+    ok(&s.cli(&["stream", "create", "demo/c", "--retention", "consumption:40s,120s"]));
+    ok(&s.cli(&["stream", "create", "demo/ctl", "--retention", "consumption:0s,10s"]));
+    let info = json_out(&s.cli(&["stream", "info", "demo/c", "--json"]));
+    assert_eq!(info["policy"]["retention"], "consumption:40s,2m", "{info}");
+    // Bad policies are refused with typed errors and change nothing.
+    for bad in ["consumption:2h,1h", "consumption:1h", "consumption:1h,soon", "consumption:0s,0s"] {
+        let out = s.cli(&["stream", "create", "demo/bad", "--retention", bad]);
+        assert_eq!(nadi_tests::cli_code(&out), "INVALID_ARGUMENT", "{bad}");
+        let out = s.cli(&["stream", "update", "demo/c", "--retention", bad]);
+        assert_eq!(nadi_tests::cli_code(&out), "INVALID_ARGUMENT", "{bad}");
+    }
+    let info = json_out(&s.cli(&["stream", "info", "demo/c", "--json"]));
+    assert_eq!(info["policy"]["retention"], "consumption:40s,2m", "{info}");
+    ok(&s.cli(&["reader-group", "create", "demo/sub", "--stream", "c", "--subscriber"]));
+    ok(&s.cli(&["reader-group", "create", "demo/other", "--stream", "c"]));
+    let group = json_out(&s.cli(&["reader-group", "info", "demo/sub", "--json"]));
+    assert_eq!(group["subscriber"], true, "{group}");
+
+    let write = |tag: &str| write_batch(&s, "demo/c", tag, 20);
+    let head_of = |stream: &str| head(&s, stream)[0].1;
+    // Writes to the control stream at the current clock, moves the clock to `to` (at least
+    // 10 s later) and waits until retention truncated the control stream.
+    let mut ctl_n = 0;
+    let mut pass_at = |to: u64| {
+        ctl_n += 1;
+        write_batch(&s, "demo/ctl", &format!("ctl{ctl_n}"), 5);
+        let before = head_of("demo/ctl");
+        set_clock(&clock, to);
+        wait_until("a retention pass", Duration::from_secs(20), || head_of("demo/ctl") > before);
+    };
+    let tags = |stream: &str| -> Vec<String> {
+        let lines = read_all(&s, stream);
+        lines.iter().map(|l| l.split('\t').nth(1).unwrap().split('-').next().unwrap().to_owned()).collect()
+    };
+    let read_group = |n: usize| {
+        let out = ok(&s.cli(&["read", "demo/c", "--group", "sub", "--max", &n.to_string(), "--idle-timeout", "5"]));
+        assert_eq!(out.lines().count(), n, "{out}");
+    };
+
+    write("a");
+    set_clock(&clock, t0 + 40_000);
+    write("b");
+    set_clock(&clock, t0 + 70_000);
+    write("c");
+    // The subscriber has no checkpoint yet: it holds everything (the other group holds
+    // nothing either way).
+    pass_at(t0 + 81_000);
+    assert_eq!(head_of("demo/c"), 0, "a subscriber without a checkpoint holds the data");
+    assert_eq!(tags("demo/c").len(), 60);
+
+    // The subscriber reads a and b and checkpoints: a and b (older than MIN) go.
+    read_group(40);
+    ok(&s.cli(&["reader-group", "checkpoint", "demo/sub", "cp1", "--wait", "10"]));
+    pass_at(t0 + 92_000);
+    assert_eq!(tags("demo/c"), vec!["c".to_owned(); 20], "truncated at the subscriber's checkpoint");
+
+    // It reads c and checkpoints, but c stays while it is younger than MIN (40 s).
+    read_group(20);
+    ok(&s.cli(&["reader-group", "checkpoint", "demo/sub", "cp2", "--wait", "10"]));
+    pass_at(t0 + 103_000);
+    assert_eq!(tags("demo/c").len(), 20, "data younger than MIN stays");
+    pass_at(t0 + 114_000);
+    assert!(tags("demo/c").is_empty(), "data MIN old that the subscriber passed goes");
+
+    // New data the subscriber never reads stays until it is MAX (120 s) old, then goes.
+    write("d");
+    pass_at(t0 + 200_000);
+    assert_eq!(tags("demo/c"), vec!["d".to_owned(); 20], "the subscriber holds unread data until MAX");
+    pass_at(t0 + 240_000);
+    assert!(tags("demo/c").is_empty(), "data MAX old goes whatever the subscriber did");
+    s.stop();
+}

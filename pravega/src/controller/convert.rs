@@ -102,9 +102,9 @@ pub fn config_to_nadi(c: &pb::StreamConfig) -> Result<npb::StreamConfig, Status>
             let value = u64::try_from(p.retention_param)
                 .map_err(|_| Status::invalid_argument(format!("retentionParam {} is negative", p.retention_param)))?;
             match PR::try_from(p.retention_type) {
-                Ok(PR::Unknown) => Some(npb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0 }),
-                Ok(PR::Time) => Some(npb::RetentionPolicy { kind: R::Time as i32, value }),
-                Ok(PR::Size) => Some(npb::RetentionPolicy { kind: R::Size as i32, value }),
+                Ok(PR::Unknown) => Some(npb::RetentionPolicy { kind: R::NoneUnspecified as i32, ..Default::default() }),
+                Ok(PR::Time) => Some(npb::RetentionPolicy { kind: R::Time as i32, value, max_value: 0 }),
+                Ok(PR::Size) => Some(npb::RetentionPolicy { kind: R::Size as i32, value, max_value: 0 }),
                 Err(_) => return Err(Status::invalid_argument(format!("unknown retentionType {}", p.retention_type))),
             }
         }
