@@ -342,7 +342,8 @@ pub enum StreamCmd {
         /// fixed | events:RATE,FACTOR,MIN | bytes:RATE,FACTOR,MIN (RATE in KiB/s).
         #[arg(long)]
         scaling: Option<String>,
-        /// none | time:DURATION (e.g. 7days) | size:BYTES (e.g. 512MiB).
+        /// none | time:DURATION (e.g. 7days) | size:BYTES (e.g. 512MiB) | consumption:MIN,MAX
+        /// (kept until every subscriber reader group passed it, at least MIN, at most MAX).
         #[arg(long)]
         retention: Option<String>,
     },
