@@ -339,7 +339,8 @@ pub enum StreamCmd {
         /// Number of segments of a fixed stream (default 1).
         #[arg(long)]
         segments: Option<u32>,
-        /// fixed | events:RATE,FACTOR,MIN | bytes:RATE,FACTOR,MIN (RATE in KiB/s).
+        /// fixed | events:RATE,FACTOR,MIN | bytes:RATE,FACTOR,MIN (RATE in KiB/s) | readers:MIN
+        /// (as many segments as the largest subscriber group has readers, at least MIN).
         #[arg(long)]
         scaling: Option<String>,
         /// none | time:DURATION (e.g. 7days) | size:BYTES (e.g. 512MiB) | consumption:MIN,MAX

@@ -21,6 +21,13 @@
 //!   below the split threshold, so load near the threshold does not split and merge in turn.
 //! - **Cooldown**: a segment created less than `cooldown` ago is neither split nor merged.
 //! - **Mute**: after a request for a segment, no new request for it for `mute`.
+//!
+//! **By readers** (`readers:MIN`, [`decide_readers`]): the stream should have at least as many
+//! active segments as its largest *subscriber* reader group has readers (so none of them
+//! starves), and at least MIN. Below that, the widest settled segments split in two; above it
+//! (readers left), settled neighbours merge back, narrowest pair first. The target follows the
+//! readers only, never the segments' count, so a steady group gives a steady stream; cooldown
+//! and mute damp changes of the group.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -180,6 +187,58 @@ pub fn decide(
     out
 }
 
+/// The decisions for a `readers:MIN` stream whose largest subscriber group has `readers`
+/// readers. `segments` are sorted by `key_low`.
+pub fn decide_readers(
+    segments: &[SegmentLoad],
+    readers: u32,
+    min_segments: u32,
+    limits: &Limits,
+    last_request_ms: &BTreeMap<SegmentId, u64>,
+    now_ms: u64,
+) -> Vec<Decision> {
+    let settled = |s: &SegmentLoad| {
+        now_ms.saturating_sub(s.created_at_ms) >= limits.cooldown_ms
+            && last_request_ms.get(&s.id).is_none_or(|t| now_ms.saturating_sub(*t) >= limits.mute_ms)
+    };
+    let want = readers.max(min_segments).min(limits.max_segments);
+    let mut count = segments.len() as u32;
+    let mut out = Vec::new();
+    if count < want {
+        let mut widest: Vec<&SegmentLoad> = segments.iter().filter(|s| settled(s)).collect();
+        widest.sort_by(|a, b| (b.key_high - b.key_low).total_cmp(&(a.key_high - a.key_low)));
+        for s in widest {
+            if count >= want {
+                break;
+            }
+            if (s.key_high - s.key_low) / 2.0 < MIN_SPLIT_WIDTH {
+                continue;
+            }
+            out.push(Decision::Split { segment: s.id, into: 2 });
+            count += 1;
+        }
+    } else if count > want {
+        let mut pairs: Vec<usize> = (0..segments.len().saturating_sub(1))
+            .filter(|&i| settled(&segments[i]) && settled(&segments[i + 1]))
+            .collect();
+        let width = |i: usize| segments[i + 1].key_high - segments[i].key_low;
+        pairs.sort_by(|&a, &b| width(a).total_cmp(&width(b)));
+        let mut used = std::collections::BTreeSet::new();
+        for i in pairs {
+            if count <= want {
+                break;
+            }
+            if used.contains(&i) || used.contains(&(i + 1)) {
+                continue;
+            }
+            used.extend([i, i + 1]);
+            out.push(Decision::Merge { segments: [segments[i].id, segments[i + 1].id] });
+            count -= 1;
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone)]
 struct Reported {
     events: Vec<f64>,
@@ -249,6 +308,8 @@ struct Candidate {
     bytes: bool,
     /// Active segments sorted by key: id, name, key range, creation time.
     segments: Vec<(SegmentId, String, f64, f64, u64)>,
+    /// A `readers:MIN` stream (`policy.min_segments` is MIN).
+    by_readers: bool,
 }
 
 impl Controller {
@@ -268,8 +329,13 @@ impl Controller {
                 let mut out = Vec::new();
                 for (scope, sc) in &st.scopes {
                     for (stream, m) in &sc.streams {
+                        let mut by_readers = false;
                         let (policy, bytes) = match m.config.scaling {
                             Scaling::Fixed { .. } => continue,
+                            Scaling::Readers { min_segments } => {
+                                by_readers = true;
+                                (Policy { target: 0.0, factor: 2, min_segments }, false)
+                            }
                             Scaling::EventsPerSec { rate, factor, min_segments } => {
                                 (Policy { target: rate as f64, factor, min_segments }, false)
                             }
@@ -288,7 +354,14 @@ impl Controller {
                                 (s.id, m.segment_name(scope, stream, s.id), s.key_low, s.key_high, s.created_at_ms)
                             })
                             .collect();
-                        out.push(Candidate { scope: scope.clone(), stream: stream.clone(), policy, bytes, segments });
+                        out.push(Candidate {
+                            scope: scope.clone(),
+                            stream: stream.clone(),
+                            policy,
+                            bytes,
+                            segments,
+                            by_readers,
+                        });
                     }
                 }
                 out
@@ -303,6 +376,40 @@ impl Controller {
             candidates.iter().map(|c| format!("{}/{}", c.scope, c.stream)).collect();
         requests.retain(|k, _| live.contains(k));
         for c in candidates {
+            if c.by_readers {
+                let loads: Vec<SegmentLoad> = c
+                    .segments
+                    .iter()
+                    .map(|(id, _, low, high, created)| SegmentLoad {
+                        id: *id,
+                        key_low: *low,
+                        key_high: *high,
+                        created_at_ms: *created,
+                        rates: vec![0.0],
+                        warm: true,
+                    })
+                    .collect();
+                let readers = self.meta.read_groups(|_, rg| {
+                    rg.scopes
+                        .get(&c.scope)
+                        .into_iter()
+                        .flat_map(|groups| groups.values())
+                        .filter(|g| g.subscriber && g.streams.contains(&c.stream))
+                        .map(|g| g.readers.len() as u32)
+                        .max()
+                        .unwrap_or(0)
+                });
+                let key = format!("{}/{}", c.scope, c.stream);
+                let asked = requests.entry(key).or_default();
+                let now = now_ms();
+                let decisions = decide_readers(&loads, readers, c.policy.min_segments, &limits, asked, now);
+                if !decisions.is_empty()
+                    && let Err(e) = self.carry_out(&c, &loads, &decisions, asked, now).await
+                {
+                    tracing::warn!(scope = %c.scope, stream = %c.stream, error = %e, "scaling by readers failed; a later round retries");
+                }
+                continue;
+            }
             let loads: Option<Vec<SegmentLoad>> = c
                 .segments
                 .iter()
@@ -375,7 +482,7 @@ impl Controller {
         let range = |id: SegmentId| loads.iter().find(|l| l.id == id).map(|l| (l.key_low, l.key_high));
         let mut sealed = Vec::new();
         let mut new_ranges = Vec::new();
-        let mut reason = EpochReason::SplitByLoad;
+        let mut reason = if c.by_readers { EpochReason::SplitByReaders } else { EpochReason::SplitByLoad };
         for d in decisions {
             if let Decision::Split { segment, into } = d {
                 let Some((low, high)) = range(*segment) else { continue };
@@ -384,7 +491,7 @@ impl Controller {
             }
         }
         if sealed.is_empty() {
-            reason = EpochReason::MergeByLoad;
+            reason = if c.by_readers { EpochReason::MergeByReaders } else { EpochReason::MergeByLoad };
             for d in decisions {
                 if let Decision::Merge { segments: [a, b] } = d {
                     let (Some((low, _)), Some((_, high))) = (range(*a), range(*b)) else { continue };
@@ -454,6 +561,32 @@ mod tests {
         // A spike in the shortest window alone does not split.
         let spike = [seg(0, 0.0, 1.0, &[500.0, 60.0, 50.0])];
         assert!(decide(&spike, &policy(), &limits(), &BTreeMap::new(), 60_000).is_empty());
+    }
+
+    #[test]
+    fn readers_split_the_widest_segments_and_merge_back_without_oscillating() {
+        let two = [seg(0, 0.0, 0.5, &[]), seg(1, 0.5, 1.0, &[])];
+        let none = BTreeMap::new();
+        // 6 readers on 2 segments: both split (4), then the two widest of the halves (6).
+        let d = decide_readers(&two, 6, 1, &limits(), &none, 60_000);
+        let split = |n| Decision::Split { segment: SegmentId::new(0, n), into: 2 };
+        assert_eq!(d, vec![split(0), split(1)]);
+        let four = [seg(0, 0.0, 0.25, &[]), seg(1, 0.25, 0.5, &[]), seg(2, 0.5, 0.75, &[]), seg(3, 0.75, 0.875, &[])];
+        assert_eq!(decide_readers(&four[..3], 6, 1, &limits(), &none, 60_000).len(), 3);
+        // As many segments as readers: nothing, whatever the time (no oscillation).
+        let six: Vec<SegmentLoad> = (0..6).map(|i| seg(i, i as f64 / 6.0, (i + 1) as f64 / 6.0, &[])).collect();
+        for now in [60_000, 600_000, 6_000_000] {
+            assert!(decide_readers(&six, 6, 1, &limits(), &none, now).is_empty());
+        }
+        // Readers left: neighbours merge back down to the readers (never below MIN).
+        let d = decide_readers(&six, 3, 1, &limits(), &none, 60_000);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d.iter().all(|d| matches!(d, Decision::Merge { .. })));
+        assert_eq!(decide_readers(&six, 0, 5, &limits(), &none, 60_000).len(), 1);
+        // Cooldown: young segments wait; mute: a segment just asked for waits.
+        assert!(decide_readers(&two, 6, 1, &limits(), &none, 5_000).is_empty());
+        let asked = BTreeMap::from([(SegmentId::new(0, 0), 58_000)]);
+        assert_eq!(decide_readers(&two, 3, 1, &limits(), &asked, 60_000), vec![split(1)]);
     }
 
     #[test]

@@ -513,6 +513,12 @@ pub fn config_from_pb(c: Option<pb::StreamConfig>) -> Result<StreamConfig, MetaE
     let sp = c.scaling.unwrap_or_default();
     let scaling = match pb::scaling_policy::Kind::try_from(sp.kind) {
         Ok(pb::scaling_policy::Kind::FixedUnspecified) => Scaling::Fixed { segments: sp.min_segments.max(1) },
+        Ok(pb::scaling_policy::Kind::Readers) => {
+            if sp.min_segments == 0 {
+                return Err(MetaError::InvalidArgument("a readers scaling policy needs at least 1 segment".into()));
+            }
+            Scaling::Readers { min_segments: sp.min_segments }
+        }
         Ok(kind) => {
             if sp.target_rate == 0 || sp.scale_factor < 2 || sp.min_segments == 0 {
                 return Err(MetaError::InvalidArgument(
@@ -564,6 +570,9 @@ pub fn config_to_pb(c: &StreamConfig) -> pb::StreamConfig {
         Scaling::KbytesPerSec { rate, factor, min_segments } => {
             pb::ScalingPolicy { kind: K::KbytesPerSec as i32, target_rate: rate, scale_factor: factor, min_segments }
         }
+        Scaling::Readers { min_segments } => {
+            pb::ScalingPolicy { kind: K::Readers as i32, target_rate: 0, scale_factor: 0, min_segments }
+        }
     };
     let retention = match c.retention {
         Retention::None => pb::RetentionPolicy { kind: R::NoneUnspecified as i32, value: 0, max_value: 0 },
@@ -599,6 +608,8 @@ fn reason_pb(r: EpochReason) -> pb::EpochReason {
         EpochReason::SplitByLoad => pb::EpochReason::SplitByLoad,
         EpochReason::MergeByLoad => pb::EpochReason::MergeByLoad,
         EpochReason::TxnCommit => pb::EpochReason::TxnCommit,
+        EpochReason::SplitByReaders => pb::EpochReason::SplitByReaders,
+        EpochReason::MergeByReaders => pb::EpochReason::MergeByReaders,
     }
 }
 

@@ -20,9 +20,23 @@ use crate::MetaError;
 /// How a stream scales. Mirrors `nadi.controller.v1.ScalingPolicy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scaling {
-    Fixed { segments: u32 },
-    EventsPerSec { rate: u32, factor: u32, min_segments: u32 },
-    KbytesPerSec { rate: u32, factor: u32, min_segments: u32 },
+    Fixed {
+        segments: u32,
+    },
+    EventsPerSec {
+        rate: u32,
+        factor: u32,
+        min_segments: u32,
+    },
+    KbytesPerSec {
+        rate: u32,
+        factor: u32,
+        min_segments: u32,
+    },
+    /// At least as many segments as the largest subscriber group has readers (`readers:MIN`).
+    Readers {
+        min_segments: u32,
+    },
 }
 
 impl Scaling {
@@ -30,7 +44,9 @@ impl Scaling {
     pub fn initial_segments(&self) -> u32 {
         match *self {
             Scaling::Fixed { segments } => segments,
-            Scaling::EventsPerSec { min_segments, .. } | Scaling::KbytesPerSec { min_segments, .. } => min_segments,
+            Scaling::EventsPerSec { min_segments, .. }
+            | Scaling::KbytesPerSec { min_segments, .. }
+            | Scaling::Readers { min_segments } => min_segments,
         }
     }
 }
@@ -102,6 +118,10 @@ pub enum EpochReason {
     /// A transaction committed after the stream was scaled: its segments became this epoch's
     /// segments (a rolling commit, see docs/transactions.md).
     TxnCommit,
+    /// Automatic split: a subscriber group has more readers than the stream has segments.
+    SplitByReaders,
+    /// Automatic merge: the subscriber groups have fewer readers than the stream has segments.
+    MergeByReaders,
 }
 
 /// One epoch: the set of segments active between two scaling events.

@@ -168,6 +168,8 @@ impl HistoryView {
                     Ok(pb::EpochReason::SplitByLoad) => "split-by-load",
                     Ok(pb::EpochReason::MergeByLoad) => "merge-by-load",
                     Ok(pb::EpochReason::TxnCommit) => "txn-commit",
+                    Ok(pb::EpochReason::SplitByReaders) => "split-by-readers",
+                    Ok(pb::EpochReason::MergeByReaders) => "merge-by-readers",
                     _ => "created",
                 }
                 .to_owned(),
@@ -586,6 +588,7 @@ pub fn policy_view(c: &pb::StreamConfig) -> PolicyView {
         Ok(pb::scaling_policy::Kind::EventsPerSec) => {
             format!("events:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
         }
+        Ok(pb::scaling_policy::Kind::Readers) => format!("readers:{}", s.min_segments),
         Ok(pb::scaling_policy::Kind::KbytesPerSec) => {
             format!("bytes:{},{},{}", s.target_rate, s.scale_factor, s.min_segments)
         }
@@ -611,7 +614,7 @@ fn invalid(m: String) -> InvalidInput {
     InvalidInput(m)
 }
 
-/// Parses `fixed`, `events:RATE,FACTOR,MIN` or `bytes:RATE,FACTOR,MIN`. `fixed` keeps
+/// Parses `fixed`, `events:RATE,FACTOR,MIN`, `bytes:RATE,FACTOR,MIN` or `readers:MIN`. `fixed` keeps
 /// `fixed_segments` segments.
 pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolicy, InvalidInput> {
     use pb::scaling_policy::Kind;
@@ -623,8 +626,14 @@ pub fn parse_scaling(text: &str, fixed_segments: u32) -> Result<pb::ScalingPolic
             ..Default::default()
         });
     }
-    let bad = || invalid(format!("scaling {text:?} is not fixed, events:RATE,FACTOR,MIN or bytes:RATE,FACTOR,MIN"));
+    let bad = || {
+        invalid(format!("scaling {text:?} is not fixed, events:RATE,FACTOR,MIN, bytes:RATE,FACTOR,MIN or readers:MIN"))
+    };
     let (kind, args) = text.split_once(':').ok_or_else(bad)?;
+    if kind == "readers" {
+        let min = args.trim().parse::<u32>().ok().filter(|n| (1..=1024).contains(n)).ok_or_else(bad)?;
+        return Ok(pb::ScalingPolicy { kind: Kind::Readers as i32, min_segments: min, ..Default::default() });
+    }
     let kind = match kind {
         "events" => Kind::EventsPerSec,
         "bytes" => Kind::KbytesPerSec,
