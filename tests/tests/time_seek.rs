@@ -167,7 +167,8 @@ fn read_from_a_time_returns_exactly_the_events_appended_at_or_after_it() {
     s.stop();
 }
 
-/// The same on the real clock: bursts of events about a second apart. An event's append time
+/// The same on the real clock: bursts of events about a second apart, with a split and a
+/// merge in between. An event's append time
 /// lies between the start of the second its write began in and its acknowledgement, so for a
 /// time T every burst acknowledged before T must be absent and every burst begun in a second
 /// at or after T present; a burst that straddles T may go either way, but whole or as a suffix
@@ -195,6 +196,14 @@ fn read_from_a_time_on_the_real_clock() {
         let began = now();
         ok(&s.cli_stdin(&["write", "demo/times", "--key-sep", "\t"], lines.as_bytes()));
         bursts.push((began, now(), payloads));
+        // A split after the second burst and a merge after the fourth.
+        let ids = segment_ids(&json_out(&s.cli(&["stream", "info", "demo/times", "--json"])));
+        if b == 1 {
+            ok(&s.cli(&["stream", "scale", "demo/times", "--split", &ids[0].to_string()]));
+        }
+        if b == 3 {
+            ok(&s.cli(&["stream", "scale", "demo/times", "--merge", &format!("{},{}", ids[1], ids[2])]));
+        }
         // Spaces the bursts out in time (what is checked does not depend on how long).
         std::thread::sleep(Duration::from_millis(1100));
     }
