@@ -100,7 +100,44 @@ pub async fn stream_create(
     let config = views::create_config(segments, scaling, retention)?;
     let info = client.create_stream(scope, stream, StreamSpec { config }).await?;
     println!("created stream {scope}/{stream} with {} segments", info.active_segments.len());
+    subscriber_note(client, scope, stream, scaling, retention).await;
     Ok(())
+}
+
+/// For a policy that follows subscriber groups (`consumption:`, `readers:`), says on stderr
+/// what it does while no subscriber group reads the stream.
+async fn subscriber_note(
+    client: &NadiClient,
+    scope: &str,
+    stream: &str,
+    scaling: Option<&str>,
+    retention: Option<&str>,
+) {
+    let consumption = retention.is_some_and(|r| r.trim().starts_with("consumption:"));
+    let readers = scaling.is_some_and(|s| s.trim().starts_with("readers:"));
+    if !consumption && !readers {
+        return;
+    }
+    let mut subscribed = false;
+    for g in client.list_reader_groups(scope).await.unwrap_or_default() {
+        if let Ok(info) = ReaderGroup::handle(client, scope, &g).info().await
+            && info.subscriber
+            && info.streams.iter().any(|s| s == stream)
+        {
+            subscribed = true;
+        }
+    }
+    if !subscribed {
+        let what = match (consumption, readers) {
+            (true, true) => "it keeps data up to MAX and keeps MIN segments",
+            (true, false) => "it keeps data up to MAX",
+            _ => "it keeps MIN segments",
+        };
+        eprintln!(
+            "note: no subscriber reader group reads {scope}/{stream} yet, so {what}; create one with \
+             `nadi reader-group create {scope}/GROUP --stream {stream} --subscriber`"
+        );
+    }
 }
 
 pub async fn stream_list(client: &NadiClient, scope: &str, as_json: bool) -> anyhow::Result<()> {
@@ -145,7 +182,9 @@ pub async fn stream_update(
     let (scope, stream) = names(name)?;
     let current = client.stream_info(scope, stream).await?;
     let config = views::update_config(&current, scaling, retention)?;
-    print_stream(&client.update_stream(scope, stream, config).await?, as_json)
+    print_stream(&client.update_stream(scope, stream, config).await?, as_json)?;
+    subscriber_note(client, scope, stream, scaling, retention).await;
+    Ok(())
 }
 
 /// `stream scale`: `--split ID [--into N]` or `--merge ID,ID[,…]`, planned exactly like the

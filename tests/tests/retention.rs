@@ -185,7 +185,10 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
     let env = [(nadi_proto::clock::FAULT_CLOCK_ENV, clock.to_str().unwrap())];
     let s = Standalone::start_with_env(dir.path(), &FLAGS, &env);
     ok(&s.cli(&["scope", "create", "demo"]));
-    ok(&s.cli(&["stream", "create", "demo/c", "--retention", "consumption:40s,120s"]));
+    let created = s.cli(&["stream", "create", "demo/c", "--retention", "consumption:40s,120s"]);
+    ok(&created);
+    let note = String::from_utf8_lossy(&created.stderr);
+    assert!(note.contains("no subscriber reader group reads demo/c yet, so it keeps data up to MAX"), "{note}");
     ok(&s.cli(&["stream", "create", "demo/ctl", "--retention", "consumption:0s,10s"]));
     let info = json_out(&s.cli(&["stream", "info", "demo/c", "--json"]));
     assert_eq!(info["policy"]["retention"], "consumption:40s,2m", "{info}");
@@ -202,6 +205,9 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
     ok(&s.cli(&["reader-group", "create", "demo/other", "--stream", "c"]));
     let group = json_out(&s.cli(&["reader-group", "info", "demo/sub", "--json"]));
     assert_eq!(group["subscriber"], true, "{group}");
+    let updated = s.cli(&["stream", "update", "demo/c", "--retention", "consumption:40s,120s"]);
+    ok(&updated);
+    assert!(!String::from_utf8_lossy(&updated.stderr).contains("note:"), "{updated:?}");
 
     let write = |tag: &str| write_batch(&s, "demo/c", tag, 20);
     let head_of = |stream: &str| head(&s, stream)[0].1;
