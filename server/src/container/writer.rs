@@ -113,6 +113,15 @@ pub(super) enum Request {
     },
 }
 
+/// Periodic checkpoints larger than [`SMALL_CHECKPOINT`] are at least this many times their
+/// size beyond it apart (in bytes of batch records), so that writing them (on the writer
+/// thread, between two groups) costs at most about 3 % of the log's bandwidth even when the
+/// Tier-1 index is large (after a burst that Tier-2 has not drained yet); recovery replays at
+/// most that much more.
+const AMORTIZE: u64 = 32;
+/// Checkpoints up to this size are cheap: only `checkpoint_interval` spaces them.
+const SMALL_CHECKPOINT: u64 = 64 << 10;
+
 /// The writer thread of one container.
 pub(super) struct WriterThread {
     shared: Arc<Shared>,
@@ -123,6 +132,8 @@ pub(super) struct WriterThread {
     checkpoint_interval: u64,
     /// Bytes of batch records written since the last checkpoint.
     since_checkpoint: u64,
+    /// Size of the last checkpoint written (see [`AMORTIZE`]).
+    last_checkpoint_len: u64,
     /// Metadata requests of the storage writer.
     meta_rx: mpsc::Receiver<Request>,
     /// The `keep_from` of the two newest checkpoints (newest first; 0 for ones written before
@@ -199,6 +210,7 @@ impl WriterThread {
             meta_rx,
             checkpoint_interval: checkpoint_interval.max(1),
             since_checkpoint: 0,
+            last_checkpoint_len: 0,
             kept_from: [0, 0],
             stamp: 0,
         };
@@ -411,7 +423,8 @@ impl WriterThread {
                 }
             }
         }
-        if self.since_checkpoint >= self.checkpoint_interval {
+        let spacing = AMORTIZE * self.last_checkpoint_len.saturating_sub(SMALL_CHECKPOINT);
+        if self.since_checkpoint >= self.checkpoint_interval.max(spacing) {
             // Errors are logged inside; the next one is tried after another interval.
             let _ = self.write_checkpoint();
         }
@@ -424,6 +437,7 @@ impl WriterThread {
         let mut buf = Vec::new();
         self.shared.durable.read().encode_checkpoint(self.written.next_local, &mut buf);
         self.since_checkpoint = 0;
+        self.last_checkpoint_len = buf.len() as u64;
         let keep_from = self.keep_from();
         self.kept_from = [keep_from, self.kept_from[0]];
         match self.log.checkpoint(&buf, keep_from) {
