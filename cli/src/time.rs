@@ -10,8 +10,6 @@
 //! Anything else is an [`InvalidInput`] (`INVALID_ARGUMENT`; an `ArgError` in the commands),
 //! like every other bad argument.
 
-use std::time::UNIX_EPOCH;
-
 use nadi_proto::views::InvalidInput;
 
 /// `text`, the value of `flag`, as milliseconds since the Unix epoch (see the module docs).
@@ -40,28 +38,7 @@ pub fn parse_time_at(flag: &str, text: &str, now_ms: u64) -> Result<u64, Invalid
         let ago = u64::try_from(ago.as_millis()).map_err(|_| bad("too far back"))?;
         return now_ms.checked_sub(ago).ok_or_else(|| bad("reaches back before 1970"));
     }
-    rfc3339_ms(text).ok_or_else(|| bad("not a time"))
-}
-
-/// An RFC 3339 time with `Z` or a numeric offset `±HH:MM` in milliseconds since the Unix
-/// epoch; `None` if it is not one, or is before 1970.
-fn rfc3339_ms(text: &str) -> Option<u64> {
-    // humantime reads RFC 3339 in UTC only: an offset is split off and applied here.
-    let (utc, offset_minutes) = match text.len().checked_sub(6).and_then(|i| Some((i, text.get(i..)?))) {
-        Some((i, tail)) if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' => {
-            let hours: i64 = tail.get(1..3)?.parse().ok()?;
-            let minutes: i64 = tail.get(4..6)?.parse().ok()?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let sign = if tail.starts_with('-') { -1 } else { 1 };
-            (format!("{}Z", text.get(..i)?), sign * (hours * 60 + minutes))
-        }
-        _ => (text.to_owned(), 0),
-    };
-    let t = humantime::parse_rfc3339(&utc).ok()?;
-    let ms = i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?;
-    u64::try_from(ms - offset_minutes * 60_000).ok()
+    nadi_proto::clock::parse_rfc3339_ms(text).ok_or_else(|| bad("not a time"))
 }
 
 #[cfg(test)]

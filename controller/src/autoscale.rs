@@ -126,6 +126,12 @@ pub enum Decision {
     },
 }
 
+/// Past its cooldown and its mute: a segment the scaler may ask for.
+fn settled(s: &SegmentLoad, limits: &Limits, last_request_ms: &BTreeMap<SegmentId, u64>, now_ms: u64) -> bool {
+    now_ms.saturating_sub(s.created_at_ms) >= limits.cooldown_ms
+        && last_request_ms.get(&s.id).is_none_or(|t| now_ms.saturating_sub(*t) >= limits.mute_ms)
+}
+
 fn hot(s: &SegmentLoad, target: f64) -> bool {
     s.rates.len() >= 2 && s.rates[0] > target && s.rates[1] > target
 }
@@ -143,10 +149,7 @@ pub fn decide(
     last_request_ms: &BTreeMap<SegmentId, u64>,
     now_ms: u64,
 ) -> Vec<Decision> {
-    let settled = |s: &SegmentLoad| {
-        now_ms.saturating_sub(s.created_at_ms) >= limits.cooldown_ms
-            && last_request_ms.get(&s.id).is_none_or(|t| now_ms.saturating_sub(*t) >= limits.mute_ms)
-    };
+    let settled = |s: &SegmentLoad| settled(s, limits, last_request_ms, now_ms);
     let mut out = Vec::new();
     let mut count = segments.len() as u32;
     for s in segments.iter().filter(|s| settled(s) && hot(s, policy.target)) {
@@ -197,10 +200,7 @@ pub fn decide_readers(
     last_request_ms: &BTreeMap<SegmentId, u64>,
     now_ms: u64,
 ) -> Vec<Decision> {
-    let settled = |s: &SegmentLoad| {
-        now_ms.saturating_sub(s.created_at_ms) >= limits.cooldown_ms
-            && last_request_ms.get(&s.id).is_none_or(|t| now_ms.saturating_sub(*t) >= limits.mute_ms)
-    };
+    let settled = |s: &SegmentLoad| settled(s, limits, last_request_ms, now_ms);
     let want = readers.max(min_segments).min(limits.max_segments);
     let mut count = segments.len() as u32;
     let mut out = Vec::new();

@@ -694,23 +694,7 @@ fn parse_time_ms(text: &str) -> Option<u64> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().ok();
     }
-    // humantime reads RFC 3339 in UTC only: a numeric offset `±HH:MM` is split off and
-    // applied here.
-    let (utc, offset_minutes) = match text.len().checked_sub(6).and_then(|i| Some((i, text.get(i..)?))) {
-        Some((i, tail)) if (tail.starts_with('+') || tail.starts_with('-')) && tail.as_bytes()[3] == b':' => {
-            let hours: i64 = tail.get(1..3)?.parse().ok()?;
-            let minutes: i64 = tail.get(4..6)?.parse().ok()?;
-            if hours > 23 || minutes > 59 {
-                return None;
-            }
-            let sign = if tail.starts_with('-') { -1 } else { 1 };
-            (format!("{}Z", text.get(..i)?), sign * (hours * 60 + minutes))
-        }
-        _ => (text.to_owned(), 0),
-    };
-    let t = humantime::parse_rfc3339(&utc).ok()?;
-    let ms = i64::try_from(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis()).ok()?;
-    u64::try_from(ms - offset_minutes * 60_000).ok()
+    nadi_proto::clock::parse_rfc3339_ms(text)
 }
 
 /// Truncates a stream at a stream cut: segments wholly before it are deleted, the cut's

@@ -408,3 +408,11 @@ pub fn pravega_auth_flags(token_file: &Path) -> Vec<String> {
     .map(|s| (*s).to_owned())
     .collect()
 }
+
+/// Sets the test clock of a server started with `NADI_FAULT_CLOCK_FILE=file` (see
+/// `nadi_proto::clock`) to `ms`, atomically (a server never reads half a number).
+pub fn set_clock(file: &Path, ms: u64) {
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, ms.to_string()).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}

@@ -163,12 +163,6 @@ fn time_retention_truncates_data_older_than_the_policy() {
     s.stop();
 }
 
-fn set_clock(file: &Path, ms: u64) {
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, ms.to_string()).unwrap();
-    std::fs::rename(&tmp, file).unwrap();
-}
-
 /// Issue 22, acceptance 3: `consumption:MIN,MAX` on a controlled clock. A subscriber group
 /// holds the data until its checkpoint has passed it, but only data at least MIN old goes, and
 /// data MAX old goes whatever the subscriber did; a group that is not a subscriber (and never
@@ -181,7 +175,7 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
     let dir = tempfile::tempdir().unwrap();
     let clock = dir.path().join("clock");
     let t0 = (nadi_proto::clock::system_ms() / 1000 + 2) * 1000;
-    set_clock(&clock, t0);
+    nadi_tests::set_clock(&clock, t0);
     let env = [(nadi_proto::clock::FAULT_CLOCK_ENV, clock.to_str().unwrap())];
     let s = Standalone::start_with_env(dir.path(), &FLAGS, &env);
     ok(&s.cli(&["scope", "create", "demo"]));
@@ -218,7 +212,7 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
         ctl_n += 1;
         write_batch(&s, "demo/ctl", &format!("ctl{ctl_n}"), 5);
         let before = head_of("demo/ctl");
-        set_clock(&clock, to);
+        nadi_tests::set_clock(&clock, to);
         wait_until("a retention pass", Duration::from_secs(20), || head_of("demo/ctl") > before);
     };
     let tags = |stream: &str| -> Vec<String> {
@@ -231,9 +225,9 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
     };
 
     write("a");
-    set_clock(&clock, t0 + 40_000);
+    nadi_tests::set_clock(&clock, t0 + 40_000);
     write("b");
-    set_clock(&clock, t0 + 70_000);
+    nadi_tests::set_clock(&clock, t0 + 70_000);
     write("c");
     // The subscriber has no checkpoint yet: it holds everything (the other group holds
     // nothing either way).

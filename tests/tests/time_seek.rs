@@ -9,7 +9,6 @@
 //! Tier-2 and again after a `kill -9` and a restart. Bad times get typed errors.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nadi_tests::{Standalone, cli_code, json_out, ok};
@@ -39,12 +38,6 @@ impl Written {
         }
         m
     }
-}
-
-fn set_clock(file: &Path, ms: u64) {
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, ms.to_string()).unwrap();
-    std::fs::rename(&tmp, file).unwrap();
 }
 
 fn segment_ids(v: &serde_json::Value) -> Vec<u64> {
@@ -96,7 +89,7 @@ fn read_from_a_time_returns_exactly_the_events_appended_at_or_after_it() {
     let clock = dir.path().join("clock");
     // Whole seconds, a little ahead of the real clock (the stream is created before T0).
     let t0 = (nadi_proto::clock::system_ms() / 1000 + 2) * 1000;
-    set_clock(&clock, t0);
+    nadi_tests::set_clock(&clock, t0);
     let env = [(nadi_proto::clock::FAULT_CLOCK_ENV, clock.to_str().unwrap())];
     let flags = ["--tier2-max-age", "1s", "--tier2-chunk-size", "1MiB"];
     let s = Standalone::start_with_env(dir.path(), &flags, &env);
@@ -106,7 +99,7 @@ fn read_from_a_time_returns_exactly_the_events_appended_at_or_after_it() {
     let mut w = Written { t0, phases: Vec::new() };
     let mut seq: HashMap<u64, u64> = HashMap::new();
     for k in 0..PHASES {
-        set_clock(&clock, t0 + STEP_MS * k);
+        nadi_tests::set_clock(&clock, t0 + STEP_MS * k);
         let mut lines = String::new();
         let mut phase = Vec::new();
         for i in 0..PER_PHASE {
