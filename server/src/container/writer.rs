@@ -232,6 +232,8 @@ impl WriterThread {
         if from_durable {
             self.written = self.shared.durable.read().written();
         }
+        // Never stamp a group before what is already applied (a clock set back across a restart).
+        self.stamp = self.shared.durable.read().time_ms;
         let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
         let mut batch = Vec::new();
         // A request that did not fit into the previous group starts the next one.
@@ -301,7 +303,11 @@ impl WriterThread {
         // A replica that does not lead its container's group takes nothing; one that just
         // started leading takes its view afresh from what is applied.
         match self.log.leading() {
-            Ok(true) => self.written = self.shared.durable.read().written(),
+            Ok(true) => {
+                let d = self.shared.durable.read();
+                self.written = d.written();
+                self.stamp = self.stamp.max(d.time_ms);
+            }
             Ok(false) => {}
             Err(leader) => {
                 for req in batch.drain(..) {
@@ -345,7 +351,7 @@ impl WriterThread {
         }
         payload.clear();
         // Every group carries its append time first (see `container::state`, "Append time").
-        self.stamp = self.stamp.max(self.shared.durable.read().time_ms).max(nadi_proto::clock::now_ms());
+        self.stamp = self.stamp.max(nadi_proto::clock::now_ms());
         ops::encode_time(payload, self.stamp);
         let mut replies = Vec::with_capacity(batch.len());
         for req in batch.drain(..) {
