@@ -932,6 +932,20 @@ impl ControllerService for Controller {
         Ok(Response::new(resp))
     }
 
+    async fn note_writer_time(
+        &self,
+        _req: Request<pb::NoteWriterTimeRequest>,
+    ) -> Result<Response<pb::NoteWriterTimeResponse>, Status> {
+        Err(Status::unimplemented("watermarks are not built yet"))
+    }
+
+    async fn get_watermarks(
+        &self,
+        _req: Request<pb::GetWatermarksRequest>,
+    ) -> Result<Response<pb::GetWatermarksResponse>, Status> {
+        Err(Status::unimplemented("watermarks are not built yet"))
+    }
+
     async fn get_stream_cut(
         &self,
         req: Request<pb::GetStreamCutRequest>,
