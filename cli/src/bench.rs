@@ -75,6 +75,30 @@ pub struct BenchArgs {
     /// backlog scaled alike).
     #[arg(long, value_name = "SECS", requires = "workload")]
     pub scale_to: Option<f64>,
+    /// Worker threads of the benchmark client's runtime. Default: producers + consumers, at
+    /// most the machine's cores (each producer and consumer is one task; more threads than
+    /// that only add wake-ups across cores, and a store on the same machine needs them). With
+    /// --workload or --catch-up: the machine's cores. `TOKIO_WORKER_THREADS` overrides both.
+    #[arg(long, value_name = "N")]
+    pub client_threads: Option<usize>,
+}
+
+impl BenchArgs {
+    /// The client runtime's worker threads for this run (see `--client-threads`); `None`: the
+    /// runtime's default.
+    pub fn runtime_threads(&self) -> Option<usize> {
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            return None;
+        }
+        if let Some(n) = self.client_threads {
+            return Some(n.max(1));
+        }
+        if self.workload.is_some() || self.catch_up {
+            return None;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some(((self.producers + self.consumers) as usize).clamp(1, cores))
+    }
 }
 
 /// Latencies: the whole run, and per interval (by acknowledgement time).

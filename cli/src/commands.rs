@@ -255,9 +255,7 @@ pub async fn stream_truncate(
             .collect(),
         (None, true, None) => client.stream_cut(scope, stream, true).await?,
         (None, false, Some(ms)) => client.stream_cut_at(scope, stream, ms).await?,
-        _ => anyhow::bail!(ArgError::Invalid(InvalidInput(
-            "give exactly one of --cut, --at-tail and --before".into()
-        ))),
+        _ => anyhow::bail!(ArgError::Invalid(InvalidInput("give exactly one of --cut, --at-tail and --before".into()))),
     };
     let r = client.truncate_stream(scope, stream, cut).await?;
     let v = views::TruncatedView {

@@ -447,6 +447,15 @@ pub enum StreamCmd {
 
 /// The error and its causes on one line, ending with the stable error code when there is one
 /// (the same `code` the admin HTTP API returns), e.g. `… [NOT_FOUND_STREAM]`.
+/// Worker threads the runtime of a client command should have (`nadi bench` sizes its own;
+/// see `--client-threads`); `None`: tokio's default.
+pub fn runtime_threads(cmd: &ClientCommand) -> Option<usize> {
+    match cmd {
+        ClientCommand::Bench(args) => args.runtime_threads(),
+        _ => None,
+    }
+}
+
 pub fn one_line(e: &anyhow::Error) -> String {
     let text = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
     let code = e.chain().find_map(|c| {

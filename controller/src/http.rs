@@ -722,7 +722,9 @@ async fn truncate_stream(
             let Some(time_ms) = parse_time_ms(time) else {
                 return Err(ApiError::new(
                     ErrorCode::InvalidArgument,
-                    format!("before={time:?}: use an RFC 3339 time (2026-12-07T09:00:00Z) or milliseconds since the Unix epoch"),
+                    format!(
+                        "before={time:?}: use an RFC 3339 time (2026-12-07T09:00:00Z) or milliseconds since the Unix epoch"
+                    ),
                 ));
             };
             use pb::get_stream_cut_request::Which;

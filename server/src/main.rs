@@ -105,7 +105,13 @@ fn main() {
         }
         Command::Client(c) => (Prepared::Client(c), None),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Prepared::Client(c) = &prepared
+        && let Some(n) = nadi_cli::runtime_threads(c)
+    {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     let otlp = {
         // The OTLP exporter's channel is made on this runtime.
         let _entered = runtime.enter();

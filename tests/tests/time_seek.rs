@@ -302,7 +302,8 @@ fn truncate_before_a_time_drops_exactly_the_events_appended_before_it() {
     assert_eq!(read_all("demo/b"), expect(0));
     let rfc = {
         let secs = (t0 + STEP_MS * 2) / 1000;
-        let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).output();
+        let out =
+            std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).output();
         String::from_utf8(out.unwrap().stdout).unwrap().trim().to_owned()
     };
     let (code, body) = nadi_tests::http(&s.http_addr, "POST", path, Some(&format!(r#"{{"before": "{rfc}"}}"#)));
