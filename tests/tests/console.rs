@@ -277,3 +277,51 @@ async fn check_pages(c: &Client, s: &Standalone, base: &str) {
     )
     .await;
 }
+
+/// With `--auth required` the console's files are public (they hold no data) while what its
+/// pages show needs the caller's token and permissions, exactly as any `/v1` call: the two
+/// endpoints the console added, which also ask the segment stores, refuse without a token
+/// (401) and without read on the stream (403), and answer the admin. Needs no browser.
+#[test]
+fn console_files_are_public_and_its_data_needs_the_callers_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other"]);
+    let (admin, other) = (tokens[0].as_str(), tokens[1].as_str());
+    let s = Standalone::start_with(
+        &dir.path().join("data"),
+        &["--auth", "required", "--token-file", token_file.to_str().unwrap(), "--superusers", "admin"],
+    );
+    let as_admin = |args: &[&str], input: &[u8]| {
+        let mut all = vec!["--token", admin];
+        all.extend_from_slice(args);
+        ok(&nadi_tests::run_cli(&s.controller_url, &all, input))
+    };
+    as_admin(&["scope", "create", "a"], b"");
+    as_admin(&["scope", "create", "b"], b"");
+    as_admin(&["stream", "create", "a/s", "--segments", "2"], b"");
+    as_admin(&["write", "a/s"], b"one\ntwo\nthree\n");
+    as_admin(&["acl", "grant", "other", "admin", "prn::/scope:b"], b"");
+
+    for path in ["/ui/", "/ui/app.js", "/ui/history.js", "/ui/style.css"] {
+        let (status, _) = nadi_tests::http_raw(&s.http_addr, "GET", path, None);
+        assert_eq!(status, 200, "GET {path} without a token");
+    }
+    let bearer = |t: &str| format!("Bearer {t}");
+    for path in ["/v1/scopes/a/streams/s/stats", "/v1/scopes/a/streams/s/events"] {
+        let get = |headers: &[(&str, &str)]| nadi_tests::http_with(&s.http_addr, "GET", path, None, headers);
+        assert_eq!(get(&[]).0, 401, "GET {path} without a token");
+        let (status, body) = get(&[("Authorization", &bearer(other))]);
+        assert_eq!(status, 403, "GET {path} without read on a/s: {body}");
+        let (status, body) = get(&[("Authorization", &bearer(admin))]);
+        assert_eq!(status, 200, "GET {path} as the admin: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if path.ends_with("/stats") {
+            assert_eq!(v["totals"]["event_count"], json!(3), "{v}");
+        } else {
+            let mut shown: Vec<&str> =
+                v["events"].as_array().unwrap().iter().map(|e| e["preview_utf8"].as_str().unwrap()).collect();
+            shown.sort();
+            assert_eq!(shown, ["one", "three", "two"], "{v}");
+        }
+    }
+}
