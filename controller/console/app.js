@@ -310,10 +310,10 @@ async function streamsPage(main) {
     } catch {
       // Without permission on the groups the "out" rate is not shown.
     }
-    const byteRates = rates(prev, at, lengths);
-    const eventRates = rates(prev, at, events);
+    const byteRates = rates(prev && { at: prev.at, values: prev.lengths }, at, lengths);
+    const eventRates = rates(prev && { at: prev.at, values: prev.events }, at, events);
     const readRates = rates(prevRead, at, read);
-    prev = { at, values: lengths };
+    prev = { at, lengths, events };
     prevRead = { at, values: read };
     for (const x of info) {
       const link = h("a", { href: `#/stream/${enc(x.scope)}/${enc(x.stream)}` }, x.stream);
@@ -346,7 +346,6 @@ async function streamsPage(main) {
       }),
       scopes.length ? "" : h("p", { class: "muted" }, "No scopes yet: create one below."),
     );
-    if (!events.size) eventRates.clear();
   };
 }
 

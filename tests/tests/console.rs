@@ -8,7 +8,10 @@
 //! - after `nadi stream scale --split`, the open stream page shows the new segments within 5 s
 //!   (it polls; nothing is reloaded);
 //! - a reader group's lag shows every written byte, and 0 once `nadi read --group` drained it;
-//! - a stream created with the page's form (behind its confirmation) is in `nadi stream list`.
+//! - a stream created with the page's form (behind its confirmation) is in `nadi stream list`;
+//! - with `--auth required`, the page shows the API's 401 and 403 and, with the token typed
+//!   into it, what that token may see; the files themselves are public, the new endpoints
+//!   refuse as every `/v1` call does (checked over plain HTTP, without a browser).
 //!
 //! Screenshots of every page go to `target/console-screenshots/`. Without `chromium` and
 //! `chromedriver` on the PATH the test prints `skipped: …` and passes, except under CI
@@ -78,15 +81,60 @@ async fn open(c: &Client, base: &str, hash: &str) {
     poll(c, Duration::from_secs(10), &format!("{hash} loaded"), "return document.body.dataset.loaded || null").await;
 }
 
-#[test]
-fn console_shows_what_the_cli_did() {
+/// Where chromedriver listens for this test, with the browser it starts.
+struct Browser {
+    _driver: Driver,
+    chrome: PathBuf,
+    port: u16,
+}
+
+/// Starts chromedriver, or says `skipped: …` and gives `None` where chromium or chromedriver
+/// is missing (outside CI; under CI their absence fails).
+fn browser() -> Option<Browser> {
     let (Some(chrome), Some(chromedriver)) =
         (on_path(&["chromium", "chromium-browser", "google-chrome"]), on_path(&["chromedriver"]))
     else {
         assert!(std::env::var_os("CI").is_none(), "chromium and chromedriver are missing (.ci/run installs them)");
         eprintln!("skipped: chromium and chromedriver not installed (apt-get install chromium chromium-driver)");
-        return;
+        return None;
     };
+    let port = free_port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    Some(Browser { _driver: Driver(child), chrome, port })
+}
+
+impl Browser {
+    /// A new headless session (chromedriver may still be starting: retried for 20 s).
+    async fn session(&self) -> Client {
+        let mut caps = serde_json::Map::new();
+        let args =
+            ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1360,1100"];
+        caps.insert("goog:chromeOptions".into(), json!({ "binary": self.chrome, "args": args }));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match ClientBuilder::new(connector.clone()).capabilities(caps.clone()).connect(&url).await {
+                Ok(c) => return c,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => panic!("WebDriver session: {e}"),
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn console_shows_what_the_cli_did() {
+    let Some(browser) = browser() else { return };
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let s = Standalone::start(&dir.path().join("data"));
@@ -103,42 +151,64 @@ fn console_shows_what_the_cli_did() {
     input.extend_from_slice(&[0xff, 0xfe, 0x00, 0x80, b'<', b'\n']);
     ok(&s.cli_stdin(&["write", "c/orders"], &input));
 
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let base = format!("http://{}", s.http_addr);
-    rt.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chrome,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1360,1100"],
-            }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let c = loop {
-            match ClientBuilder::new(connector.clone()).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
-                Ok(c) => break c,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("WebDriver session: {e}"),
-            }
-        };
+    runtime().block_on(async {
+        let c = browser.session().await;
         check_pages(&c, &s, &base).await;
         c.close().await.unwrap();
     });
     eprintln!("console test took {:?}", started.elapsed());
+}
+
+/// With `--auth required` the page shows the API's refusals (401 without a token, 403 with
+/// one lacking the permission) and, with the token typed into it, what that token may see.
+#[test]
+fn console_calls_the_api_with_the_token_typed_into_it() {
+    let Some(browser) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other"]);
+    let (admin, other) = (tokens[0].clone(), tokens[1].clone());
+    let s = Standalone::start_with(
+        &dir.path().join("data"),
+        &["--auth", "required", "--token-file", token_file.to_str().unwrap(), "--superusers", "admin"],
+    );
+    for args in [&["scope", "create", "a"][..], &["stream", "create", "a/s", "--segments", "2"]] {
+        let mut all = vec!["--token", admin.as_str()];
+        all.extend_from_slice(args);
+        ok(&nadi_tests::run_cli(&s.controller_url, &all, b""));
+    }
+    let base = format!("http://{}", s.http_addr);
+    let error = "const e = document.querySelector('#page-error .error'); return e ? e.textContent : null";
+    runtime().block_on(async {
+        let c = browser.session().await;
+        c.goto(&format!("{base}/ui/#/stream/a/s")).await.unwrap();
+        let shown = poll(&c, Duration::from_secs(10), "a refusal without a token", error).await;
+        assert!(shown.as_str().unwrap().starts_with("401 UNAUTHENTICATED"), "{shown}");
+        let use_token = async |token: &str| {
+            let input = c.find(Locator::Css("#token")).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(token).await.unwrap();
+            c.find(Locator::Css("#token-form button")).await.unwrap().click().await.unwrap();
+        };
+        use_token(&other).await;
+        let script = "const e = document.querySelector('#page-error .error');
+             return e && e.textContent.startsWith('403') ? e.textContent : null";
+        let shown = poll(&c, Duration::from_secs(10), "a refusal for a token without read on a/s", script).await;
+        assert!(shown.as_str().unwrap().starts_with("403 PERMISSION_DENIED"), "{shown}");
+        use_token(&admin).await;
+        let rows = poll(
+            &c,
+            Duration::from_secs(10),
+            "a/s's segments with the admin's token",
+            "const r = document.querySelectorAll('#segment-table tr[data-segment]');
+             return r.length ? r.length : null",
+        )
+        .await;
+        assert_eq!(rows, json!(2));
+        let kept = c.execute("return sessionStorage.getItem('nadi-console-token')", vec![]).await.unwrap();
+        assert_eq!(kept, json!(admin), "the token is kept in the tab's sessionStorage");
+        c.close().await.unwrap();
+    });
 }
 
 async fn check_pages(c: &Client, s: &Standalone, base: &str) {
