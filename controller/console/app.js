@@ -377,16 +377,22 @@ async function streamPage(main, scope, stream) {
     parts.actions,
   );
   let stream_view = null;
+  let tail = null;
   parts.actions.replaceChildren(streamActions(scope, stream, () => stream_view));
   return async () => {
-    const [v, hist, st, headCut, evs] = await Promise.all([
+    const [v, hist, st, headCut] = await Promise.all([
       api("GET", path),
       api("GET", path + "/history"),
       api("GET", path + "/stats"),
       api("GET", path + "/cut?at=head"),
-      api("GET", path + "/events?limit=10&preview=256"),
     ]);
     stream_view = v;
+    // The tail is read again only when the stream grew or its segments changed.
+    const tailKey = `${st.epoch}:${st.totals.length}:${st.totals.size_bytes}`;
+    if (!tail || tail.key !== tailKey) {
+      tail = { key: tailKey, evs: await api("GET", path + "/events?limit=10&preview=256") };
+    }
+    const evs = tail.evs;
     const lengths = new Map(st.segments.map((s) => [s.id, s.length]));
     const counts = new Map(st.segments.map((s) => [s.id, s.event_count]));
     const byteRates = rates(prev && { at: prev.at, values: prev.lengths }, st.sampled_at_ms, lengths);

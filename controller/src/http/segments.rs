@@ -10,10 +10,13 @@
 //! Where the tail preview starts: segments hold framed events and only event boundaries may be
 //! read from, so the preview cannot start "N events before the end". It asks the store for the
 //! first event appended after a time (`GetOffsetAtTime`, always a boundary), going back
-//! 1 s, 10 s, 1 min, 10 min, 1 h, 1 day until the bytes after it hold the wanted number of
-//! events (by the segment's mean event size), then, if that window holds more than it will
-//! read, halves the time step until it does not (at most 16 probes). It then reads at most
-//! [`READ_BYTES`] from there and keeps the last `limit` events.
+//! 1 s, 10 s, 1 min, 10 min, 1 h, 1 day (else from the segment's creation) until the bytes
+//! after it hold the wanted number of events (by the segment's mean event size), then, while
+//! that window holds much more (over 4 times the wanted bytes and over 256 KiB), halves the
+//! time step (at most 24 probes in all). It then reads at most [`READ_BYTES`] from there and
+//! keeps the last `limit` events. So a preview usually reads little more than it shows; the
+//! store's time index has one time per commit group (up to a few MiB), which bounds how
+//! close to the tail a boundary can be found.
 //!
 //! ```text
 //!   start_offset           offset at (now - window)              length
@@ -51,8 +54,10 @@ const MAX_LIMIT: u32 = 200;
 /// Payload bytes of one event a preview returns by default, and at most.
 const DEFAULT_PREVIEW: u32 = 256;
 const MAX_PREVIEW: u32 = 4096;
-/// How far back the preview looks for a boundary, in milliseconds.
+/// How far back the preview looks for a boundary, in milliseconds, before it halves the
+/// time step; and how many `GetOffsetAtTime` probes one segment's preview makes at most.
 const WINDOWS_MS: &[u64] = &[1_000, 10_000, 60_000, 600_000, 3_600_000, 86_400_000];
+const MAX_PROBES: u32 = 24;
 
 /// One segment as its segment store reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -361,9 +366,9 @@ async fn tail(
     let from = if length - start <= want {
         start
     } else {
-        boundary_before_tail(&mut client, &name, start, length, want, now).await
+        boundary_before_tail(&mut client, &name, (start, seg.created_at_ms), length, want, now).await
     };
-    let req = spb::ReadRequest { segment: name, offset: from, follow: false, max_bytes_per_message: 1024 * 1024 };
+    let req = spb::ReadRequest { segment: name, offset: from, follow: false, max_bytes_per_message: 256 * 1024 };
     let mut responses = client.read(req).await?.into_inner();
     let mut kept: VecDeque<EventPreviewView> = VecDeque::with_capacity(limit + 1);
     let mut read = 0u64;
@@ -384,38 +389,43 @@ async fn tail(
     Ok(kept.into())
 }
 
-/// An event boundary with at least `want` bytes after it, as near the tail as a few
-/// `GetOffsetAtTime` probes find (see the module header); `start` if none is found.
+/// An event boundary with at least `want` bytes after it, and not many more than that where
+/// a few `GetOffsetAtTime` probes find one (see the module header). `start` (the segment's
+/// head, created at `created_ms`) is the answer of last resort.
 async fn boundary_before_tail(
     client: &mut SegmentStoreClient<Channel>,
     name: &str,
-    start: u64,
+    (start, created_ms): (u64, u64),
     length: u64,
     want: u64,
     now: u64,
 ) -> u64 {
     let mut at = async |time_ms: u64| -> Option<u64> {
         let req = spb::GetOffsetAtTimeRequest { segment: name.to_owned(), time_ms };
-        client.get_offset_at_time(req).await.ok().map(|r| r.into_inner().offset.max(start))
+        client.get_offset_at_time(req).await.ok().map(|r| r.into_inner().offset.clamp(start, length))
     };
+    // What is read after the boundary: enough for `want`, a little more is fine.
+    let enough = (want * 4).clamp(256 * 1024, READ_BYTES);
     // (time, offset): `near` has fewer than `want` bytes after it, `far` at least `want`.
     let mut near = (now, length);
-    let mut far = None;
+    let mut far = (created_ms.min(now), start);
     let mut probes = 0;
     for &back in WINDOWS_MS {
-        let Some(time) = now.checked_sub(back) else { break };
+        let time = now.saturating_sub(back);
+        if time <= far.0 {
+            break;
+        }
         probes += 1;
         match at(time).await {
             Some(offset) if length - offset >= want => {
-                far = Some((time, offset));
+                far = (time, offset);
                 break;
             }
             Some(offset) => near = (time, offset),
             None => {}
         }
     }
-    let Some(mut far) = far else { return start };
-    while length - far.1 > READ_BYTES && near.0 - far.0 > 1 && probes < 16 {
+    while length - far.1 > enough && near.0 - far.0 > 1 && probes < MAX_PROBES {
         probes += 1;
         let mid = far.0 + (near.0 - far.0) / 2;
         match at(mid).await {
