@@ -5,7 +5,9 @@
 //! node's own controller endpoint through a tonic client and converts the answer with
 //! [`crate::views`], the same conversions the CLI's `--json` output uses. So HTTP and CLI agree
 //! by construction, and whatever the gRPC layer does (leader forwarding, once there is Raft)
-//! HTTP gets for free.
+//! HTTP gets for free. Two endpoints also ask the segment stores, with the caller's token, as
+//! the CLI does: a stream's per-segment figures and a preview of its latest events
+//! (`http/segments.rs`). The web console's static files are mounted here too ([`crate::console`]).
 //!
 //! Errors are JSON `{"code": "NOT_FOUND_STREAM", "message": "…"}` with the stable gRPC error
 //! code names and HTTP statuses 400 (invalid name, argument or body), 404 (unknown scope, stream,

@@ -376,6 +376,8 @@ fn console_files_are_public_and_its_data_needs_the_callers_permissions() {
         let (status, _) = nadi_tests::http_raw(&s.http_addr, "GET", path, None);
         assert_eq!(status, 200, "GET {path} without a token");
     }
+    assert_eq!(nadi_tests::http_raw(&s.http_addr, "GET", "/ui", None).0, 308, "/ui redirects to /ui/");
+    assert_eq!(nadi_tests::http_raw(&s.http_addr, "GET", "/ui/secret.txt", None).0, 404, "only the console's files");
     let bearer = |t: &str| format!("Bearer {t}");
     for path in ["/v1/scopes/a/streams/s/stats", "/v1/scopes/a/streams/s/events"] {
         let get = |headers: &[(&str, &str)]| nadi_tests::http_with(&s.http_addr, "GET", path, None, headers);
