@@ -160,6 +160,47 @@ fn console_shows_what_the_cli_did() {
     eprintln!("console test took {:?}", started.elapsed());
 }
 
+/// A console served by a follower of a three-controller group shows the three members with
+/// the one leader they agree on, and a stream's segments as the CLI created them (its `/v1`
+/// calls are forwarded to the leader like any other).
+#[test]
+fn console_on_a_follower_shows_the_controllers_and_their_leader() {
+    let Some(browser) = browser() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = nadi_tests::cluster::Cluster::start(dir.path(), 3);
+    let leader = cluster.leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    ok(&cluster.cli(&["scope", "create", "k"]));
+    ok(&cluster.cli(&["stream", "create", "k/s", "--segments", "3"]));
+    ok(&cluster.cli_stdin_all(&["write", "k/s"], b"a\nb\nc\n"));
+    let base = format!("http://{}", cluster.http_addr(follower));
+    runtime().block_on(async {
+        let c = browser.session().await;
+        open(&c, &base, "#/").await;
+        let leaders = poll(
+            &c,
+            Duration::from_secs(15),
+            "three controllers",
+            "const rows = [...document.querySelectorAll('#members tr[data-member]')];
+             return rows.length === 3 ? rows.filter(r => r.querySelector('.badge.ok')).map(r => r.dataset.member) : null",
+        )
+        .await;
+        assert_eq!(leaders, json!([leader.to_string()]), "the page marks the leader the nodes agree on");
+        shot(&c, "cluster-three-controllers.png").await;
+        open(&c, &base, "#/stream/k/s").await;
+        let events = poll(
+            &c,
+            Duration::from_secs(15),
+            "k/s's three segments",
+            "const r = [...document.querySelectorAll('#segment-table tr[data-segment]')];
+             return r.length === 3 ? r.reduce((a, row) => a + Number(row.cells[7].textContent), 0) : null",
+        )
+        .await;
+        assert_eq!(events, json!(3), "the three events written, counted over the segments");
+        c.close().await.unwrap();
+    });
+}
+
 /// With `--auth required` the page shows the API's refusals (401 without a token, 403 with
 /// one lacking the permission) and, with the token typed into it, what that token may see.
 #[test]
