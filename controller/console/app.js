@@ -113,14 +113,18 @@ function confirmAction(title, text, detail) {
   });
 }
 
-/** Runs `call` after confirmation; shows its error, or `done` and refreshes the page. */
-async function act(title, text, detail, call, done) {
+/**
+ * Runs `call` after confirmation; shows its error, or `done` and then goes to `then` (a page
+ * hash, for an action that removes what the page shows) or refreshes the page. True if done.
+ */
+async function act(title, text, detail, call, done, then) {
   if (!(await confirmAction(title, text, detail))) return false;
   try {
-    const r = await call();
+    await call();
     setStatus(done || "done", false);
-    if (current.refresh) current.refresh();
-    return r === undefined ? true : r;
+    if (then) location.hash = then;
+    else if (current.refresh) current.refresh();
+    return true;
   } catch (e) {
     setStatus(String(e.message || e), true);
     return false;
@@ -561,10 +565,14 @@ function streamActions(scope, stream, view) {
           onclick: async () => {
             const v = view();
             const note = v && v.state !== "sealed" ? " (only a sealed stream can be deleted)" : "";
-            const ok = await act("Delete", `Delete ${scope}/${stream} and all its data?${note}`, `DELETE ${path}`, () =>
-              api("DELETE", path),
+            await act(
+              "Delete",
+              `Delete ${scope}/${stream} and all its data?${note}`,
+              `DELETE ${path}`,
+              () => api("DELETE", path),
+              "stream deleted",
+              "#/streams",
             );
-            if (ok) location.hash = "#/streams";
           },
         },
         "Delete stream",
@@ -631,8 +639,7 @@ async function groupPage(main, scope, group) {
           id: "group-delete",
           class: "danger",
           onclick: async () => {
-            if (await act("Delete group", `Delete reader group ${scope}/${group}?`, `DELETE ${path}`, () => api("DELETE", path)))
-              location.hash = "#/groups";
+            await act("Delete group", `Delete reader group ${scope}/${group}?`, `DELETE ${path}`, () => api("DELETE", path), "group deleted", "#/groups");
           },
         },
         "Delete group",

@@ -9,6 +9,8 @@
 //!   (it polls; nothing is reloaded);
 //! - a reader group's lag shows every written byte, and 0 once `nadi read --group` drained it;
 //! - a stream created with the page's form (behind its confirmation) is in `nadi stream list`;
+//!   truncating, scaling, sealing (cancelled first) and deleting from the stream page do what
+//!   the CLI then sees;
 //! - with `--auth required`, the page shows the API's 401 and 403 and, with the token typed
 //!   into it, what that token may see; the files themselves are public, the new endpoints
 //!   refuse as every `/v1` call does (checked over plain HTTP, without a browser).
@@ -88,9 +90,15 @@ struct Browser {
     port: u16,
 }
 
-/// Starts chromedriver, or says `skipped: …` and gives `None` where chromium or chromedriver
-/// is missing (outside CI; under CI their absence fails).
-fn browser() -> Option<Browser> {
+/// The browser and its driver, found on the PATH.
+struct Tools {
+    chrome: PathBuf,
+    chromedriver: PathBuf,
+}
+
+/// The tools, or `None` after saying `skipped: …` where chromium or chromedriver is missing
+/// (outside CI; under CI their absence fails).
+fn tools() -> Option<Tools> {
     let (Some(chrome), Some(chromedriver)) =
         (on_path(&["chromium", "chromium-browser", "google-chrome"]), on_path(&["chromedriver"]))
     else {
@@ -98,14 +106,22 @@ fn browser() -> Option<Browser> {
         eprintln!("skipped: chromium and chromedriver not installed (apt-get install chromium chromium-driver)");
         return None;
     };
-    let port = free_port();
-    let child = Command::new(&chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    Some(Browser { _driver: Driver(child), chrome, port })
+    Some(Tools { chrome, chromedriver })
+}
+
+impl Tools {
+    /// Starts chromedriver on a free port (after the servers under test: the ports they were
+    /// given are bound by then).
+    fn start(self) -> Browser {
+        let port = free_port();
+        let child = Command::new(&self.chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        Browser { _driver: Driver(child), chrome: self.chrome, port }
+    }
 }
 
 impl Browser {
@@ -134,7 +150,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn console_shows_what_the_cli_did() {
-    let Some(browser) = browser() else { return };
+    let Some(tools) = tools() else { return };
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let s = Standalone::start(&dir.path().join("data"));
@@ -152,6 +168,7 @@ fn console_shows_what_the_cli_did() {
     ok(&s.cli_stdin(&["write", "c/orders"], &input));
 
     let base = format!("http://{}", s.http_addr);
+    let browser = tools.start();
     runtime().block_on(async {
         let c = browser.session().await;
         check_pages(&c, &s, &base).await;
@@ -165,7 +182,7 @@ fn console_shows_what_the_cli_did() {
 /// calls are forwarded to the leader like any other).
 #[test]
 fn console_on_a_follower_shows_the_controllers_and_their_leader() {
-    let Some(browser) = browser() else { return };
+    let Some(tools) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cluster = nadi_tests::cluster::Cluster::start(dir.path(), 3);
     let leader = cluster.leader(Duration::from_secs(30));
@@ -174,6 +191,7 @@ fn console_on_a_follower_shows_the_controllers_and_their_leader() {
     ok(&cluster.cli(&["stream", "create", "k/s", "--segments", "3"]));
     ok(&cluster.cli_stdin_all(&["write", "k/s"], b"a\nb\nc\n"));
     let base = format!("http://{}", cluster.http_addr(follower));
+    let browser = tools.start();
     runtime().block_on(async {
         let c = browser.session().await;
         open(&c, &base, "#/").await;
@@ -205,7 +223,7 @@ fn console_on_a_follower_shows_the_controllers_and_their_leader() {
 /// one lacking the permission) and, with the token typed into it, what that token may see.
 #[test]
 fn console_calls_the_api_with_the_token_typed_into_it() {
-    let Some(browser) = browser() else { return };
+    let Some(tools) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other"]);
     let (admin, other) = (tokens[0].clone(), tokens[1].clone());
@@ -220,6 +238,7 @@ fn console_calls_the_api_with_the_token_typed_into_it() {
     }
     let base = format!("http://{}", s.http_addr);
     let error = "const e = document.querySelector('#page-error .error'); return e ? e.textContent : null";
+    let browser = tools.start();
     runtime().block_on(async {
         let c = browser.session().await;
         c.goto(&format!("{base}/ui/#/stream/a/s")).await.unwrap();
@@ -330,6 +349,16 @@ async fn check_pages(c: &Client, s: &Standalone, base: &str) {
     let stats: Value = nadi_tests::http(&s.http_addr, "GET", "/v1/scopes/c/streams/orders/stats", None).1;
     let written = stats["totals"]["size_bytes"].as_u64().unwrap();
     open(c, base, "#/group/c/g").await;
+    open(c, base, "#/groups").await;
+    poll(
+        c,
+        Duration::from_secs(10),
+        "c/g listed",
+        "return document.querySelector(\"#group-table tr[data-group='c/g']\") !== null",
+    )
+    .await;
+    shot(c, "groups.png").await;
+    open(c, base, "#/group/c/g").await;
     let lag = poll(
         c,
         Duration::from_secs(10),
@@ -387,6 +416,78 @@ async fn check_pages(c: &Client, s: &Standalone, base: &str) {
         "return document.querySelector(\"#stream-table tr[data-stream='c/fromui']\") !== null",
     )
     .await;
+    check_actions(c, s, base).await;
+}
+
+/// Clicks `button`, waits for the confirmation dialog and answers it.
+async fn confirm(c: &Client, button: &str, answer: &str) {
+    c.find(Locator::Css(button)).await.unwrap().click().await.unwrap();
+    poll(c, Duration::from_secs(5), "the confirmation dialog", "return document.querySelector('#confirm').open").await;
+    c.find(Locator::Css(answer)).await.unwrap().click().await.unwrap();
+    poll(c, Duration::from_secs(5), "the dialog closed", "return !document.querySelector('#confirm').open").await;
+}
+
+/// Polls `nadi ARGS` (every 100 ms, at most 10 s) until it succeeds with a stdout `check`
+/// accepts. A failure is polled past: while a truncation deletes segments, a head cut asked
+/// at the same moment can fail (`stream cut` on segments being deleted), and is asked again.
+async fn until_cli(s: &Standalone, args: &[&str], what: &str, check: impl Fn(&str) -> bool) {
+    let started = Instant::now();
+    loop {
+        let out = s.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && check(&stdout) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: `nadi {}` says {stdout:?}, stderr {:?}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The stream page's actions, each checked with the CLI: truncate at the tail, scale (split),
+/// seal (cancelled first: nothing happens), delete.
+async fn check_actions(c: &Client, s: &Standalone, base: &str) {
+    let tail = ok(&s.cli(&["stream", "cut", "c/orders", "--tail"])).trim().to_owned();
+    assert_ne!(ok(&s.cli(&["stream", "cut", "c/orders"])).trim(), tail, "the head is not the tail yet");
+    open(c, base, "#/stream/c/orders").await;
+    confirm(c, "#truncate-go", "#confirm-ok").await;
+    until_cli(s, &["stream", "cut", "c/orders"], "the head moved to the tail", |head| head.trim() == tail).await;
+    let script = format!(
+        "const h = document.querySelector('#head-cut'); return h && h.textContent.replaceAll(' ', '') === {tail:?}"
+    );
+    poll(c, Duration::from_secs(5), "the new head on the page", &script).await;
+
+    open(c, base, "#/stream/c/clicks").await;
+    c.find(Locator::Css("#scale-split")).await.unwrap().send_keys("0").await.unwrap();
+    confirm(c, "#scale-go", "#confirm-ok").await;
+    until_cli(s, &["stream", "info", "c/clicks", "--json"], "c/clicks split in two", |out| {
+        let v: Value = serde_json::from_str(out).unwrap();
+        v["epoch"] == json!(1) && v["segments"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+
+    confirm(c, "#seal-go", "#confirm-cancel").await;
+    let v = json_out(&s.cli(&["stream", "info", "c/clicks", "--json"]));
+    assert_eq!(v["state"], json!("active"), "a cancelled seal seals nothing");
+    confirm(c, "#seal-go", "#confirm-ok").await;
+    until_cli(s, &["stream", "info", "c/clicks", "--json"], "c/clicks sealed", |out| {
+        serde_json::from_str::<Value>(out).unwrap()["state"] == json!("sealed")
+    })
+    .await;
+    poll(
+        c,
+        Duration::from_secs(5),
+        "sealed on the page",
+        "return document.querySelector('#stream-state').textContent === 'sealed'",
+    )
+    .await;
+    confirm(c, "#delete-go", "#confirm-ok").await;
+    until_cli(s, &["stream", "list", "c"], "c/clicks deleted", |out| !out.lines().any(|l| l == "clicks")).await;
+    poll(c, Duration::from_secs(5), "back on the streams page", "return location.hash === '#/streams'").await;
 }
 
 /// With `--auth required` the console's files are public (they hold no data) while what its
