@@ -167,15 +167,16 @@ fn now_ms() -> u64 {
 
 /// Channels to the segment stores, one per endpoint, made on first use (lazily connected)
 /// with this node's TLS trust; each request replaces the node's token with its caller's.
+/// Cheap to clone (every admin request clones the router state).
 #[derive(Debug, Clone, Default)]
 pub struct StoreChannels {
-    security: ClientSecurity,
+    security: Arc<ClientSecurity>,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl StoreChannels {
     pub fn new(security: ClientSecurity) -> StoreChannels {
-        StoreChannels { security, channels: Arc::default() }
+        StoreChannels { security: Arc::new(security), channels: Arc::default() }
     }
 
     fn channel(&self, endpoint: &str) -> Result<Channel, ChannelError> {
