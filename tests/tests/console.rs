@@ -225,13 +225,17 @@ fn console_on_a_follower_shows_the_controllers_and_their_leader() {
 fn console_calls_the_api_with_the_token_typed_into_it() {
     let Some(tools) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other"]);
-    let (admin, other) = (tokens[0].clone(), tokens[1].clone());
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other", "reader"]);
+    let (admin, other, reader) = (tokens[0].clone(), tokens[1].clone(), tokens[2].clone());
     let s = Standalone::start_with(
         &dir.path().join("data"),
         &["--auth", "required", "--token-file", token_file.to_str().unwrap(), "--superusers", "admin"],
     );
-    for args in [&["scope", "create", "a"][..], &["stream", "create", "a/s", "--segments", "2"]] {
+    for args in [
+        &["scope", "create", "a"][..],
+        &["stream", "create", "a/s", "--segments", "2"],
+        &["acl", "grant", "reader", "read", "prn::/scope:a"],
+    ] {
         let mut all = vec!["--token", admin.as_str()];
         all.extend_from_slice(args);
         ok(&nadi_tests::run_cli(&s.controller_url, &all, b""));
@@ -255,6 +259,14 @@ fn console_calls_the_api_with_the_token_typed_into_it() {
              return e && e.textContent.startsWith('403') ? e.textContent : null";
         let shown = poll(&c, Duration::from_secs(10), "a refusal for a token without read on a/s", script).await;
         assert!(shown.as_str().unwrap().starts_with("403 PERMISSION_DENIED"), "{shown}");
+        // Read on the stream but not on the cluster: the page shows the stream and its latest
+        // events, and says the stores' per-segment figures were refused.
+        use_token(&reader).await;
+        let script = "const s = document.querySelector('#stream-state');
+             const e = document.querySelector('#segments .error');
+             return s && e && document.querySelector('#tail-table') ? e.textContent : null";
+        let shown = poll(&c, Duration::from_secs(10), "a/s without the stores' figures", script).await;
+        assert!(shown.as_str().unwrap().starts_with("403"), "{shown}");
         use_token(&admin).await;
         let rows = poll(
             &c,
@@ -497,8 +509,8 @@ async fn check_actions(c: &Client, s: &Standalone, base: &str) {
 #[test]
 fn console_files_are_public_and_its_data_needs_the_callers_permissions() {
     let dir = tempfile::tempdir().unwrap();
-    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other"]);
-    let (admin, other) = (tokens[0].as_str(), tokens[1].as_str());
+    let (tokens, token_file) = nadi_tests::token_file(dir.path(), &["admin", "other", "reader"]);
+    let (admin, other, reader) = (tokens[0].as_str(), tokens[1].as_str(), tokens[2].as_str());
     let s = Standalone::start_with(
         &dir.path().join("data"),
         &["--auth", "required", "--token-file", token_file.to_str().unwrap(), "--superusers", "admin"],
@@ -513,6 +525,7 @@ fn console_files_are_public_and_its_data_needs_the_callers_permissions() {
     as_admin(&["stream", "create", "a/s", "--segments", "2"], b"");
     as_admin(&["write", "a/s"], b"one\ntwo\nthree\n");
     as_admin(&["acl", "grant", "other", "admin", "prn::/scope:b"], b"");
+    as_admin(&["acl", "grant", "reader", "read", "prn::/scope:a"], b"");
 
     for path in ["/ui/", "/ui/app.js", "/ui/history.js", "/ui/style.css"] {
         let (status, _) = nadi_tests::http_raw(&s.http_addr, "GET", path, None);
@@ -526,6 +539,11 @@ fn console_files_are_public_and_its_data_needs_the_callers_permissions() {
         assert_eq!(get(&[]).0, 401, "GET {path} without a token");
         let (status, body) = get(&[("Authorization", &bearer(other))]);
         assert_eq!(status, 403, "GET {path} without read on a/s: {body}");
+        // The per-segment figures locate each segment's store from the cluster's description
+        // (read on the cluster), as `nadi stream stats` does; the preview needs only the stream.
+        let (status, body) = get(&[("Authorization", &bearer(reader))]);
+        let want = if path.ends_with("/stats") { 403 } else { 200 };
+        assert_eq!(status, want, "GET {path} with read on scope a only: {body}");
         let (status, body) = get(&[("Authorization", &bearer(admin))]);
         assert_eq!(status, 200, "GET {path} as the admin: {body}");
         let v: Value = serde_json::from_str(&body).unwrap();
