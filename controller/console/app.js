@@ -764,6 +764,7 @@ async function route() {
         errors.replaceChildren();
         setStatus(`updated ${new Date().toLocaleTimeString()}`, false);
         document.body.dataset.loaded = String(generation);
+        document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
       } catch (e) {
         if (generation !== current.generation) return;
         errors.replaceChildren(errorBox(e));

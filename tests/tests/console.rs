@@ -77,6 +77,13 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(screenshot_dir().join(name), png).unwrap();
 }
 
+/// Waits for the page's next refresh (it polls every 2 s).
+async fn next_refresh(c: &Client) {
+    let now = c.execute("return Number(document.body.dataset.refreshes || 0)", vec![]).await.unwrap();
+    let script = format!("return Number(document.body.dataset.refreshes || 0) > {now}");
+    poll(c, Duration::from_secs(10), "the next refresh", &script).await;
+}
+
 /// Opens a page of the console and waits for its first refresh.
 async fn open(c: &Client, base: &str, hash: &str) {
     c.goto(&format!("{base}/ui/{hash}")).await.unwrap();
@@ -307,8 +314,8 @@ async fn check_pages(c: &Client, s: &Standalone, base: &str) {
     )
     .await;
     assert_eq!(counts, json!(["2", "1"]), "segment counts of c/orders and c/clicks");
-    // A second refresh has rates.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The next refresh has rates (the difference of two samples).
+    next_refresh(c).await;
     shot(c, "streams.png").await;
 
     // Stream page: previews are text, not markup; bytes that are not UTF-8 are hex.
@@ -351,9 +358,11 @@ async fn check_pages(c: &Client, s: &Standalone, base: &str) {
          const drawn = {new:?}.every(id => document.querySelector(`#history g[data-segment='${{id}}']`));
          return open && sealed && drawn"
     );
-    poll(c, Duration::from_secs(5), "the split's segments on the stream page", &script).await;
+    // Within 5 s of the CLI's return (the `stream info` above counts).
+    let left = Duration::from_secs(5).saturating_sub(scaled.elapsed());
+    poll(c, left, "the split's segments on the stream page", &script).await;
     eprintln!("the stream page showed the split {:?} after the CLI returned", scaled.elapsed());
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    next_refresh(c).await;
     shot(c, "stream-scaled.png").await;
 
     // A reader group lags by every byte written, then by 0 once its reader drained the stream.
