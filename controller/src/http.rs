@@ -5,7 +5,9 @@
 //! node's own controller endpoint through a tonic client and converts the answer with
 //! [`crate::views`], the same conversions the CLI's `--json` output uses. So HTTP and CLI agree
 //! by construction, and whatever the gRPC layer does (leader forwarding, once there is Raft)
-//! HTTP gets for free.
+//! HTTP gets for free. Two endpoints also ask the segment stores, with the caller's token, as
+//! the CLI does: a stream's per-segment figures and a preview of its latest events
+//! (`http/segments.rs`). The web console's static files are mounted here too ([`crate::console`]).
 //!
 //! Errors are JSON `{"code": "NOT_FOUND_STREAM", "message": "…"}` with the stable gRPC error
 //! code names and HTTP statuses 400 (invalid name, argument or body), 404 (unknown scope, stream,
@@ -43,6 +45,8 @@ use crate::views::{
     TxnView,
 };
 use nadi_proto::controller::v1::reader_group_service_client::ReaderGroupServiceClient;
+
+mod segments;
 
 /// The JSON body of every error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -174,6 +178,10 @@ struct AppState {
     metrics_auth: bool,
     /// Checks tokens before anything else (with `--auth required`).
     auth: Option<Arc<nadi_security::auth::Authenticator>>,
+    /// Channels to the segment stores, for the endpoints that ask them (`segments`).
+    stores: segments::StoreChannels,
+    /// The request's own `authorization` header (see [`Caller`]), passed on to the stores.
+    authorization: Option<axum::http::HeaderValue>,
 }
 
 impl AppState {
@@ -200,7 +208,8 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, Self::Rejection> {
         let authorization = parts.headers.get(header::AUTHORIZATION).cloned();
         let mut s = state.clone();
-        s.channel = state.channel.with_authorization(authorization);
+        s.channel = state.channel.with_authorization(authorization.clone());
+        s.authorization = authorization;
         Ok(Caller(s))
     }
 }
@@ -244,6 +253,8 @@ pub fn router_with_metrics(
         metrics: Arc::new(Metrics::new(extra)),
         metrics_auth: security.metrics_auth,
         auth: security.auth.clone().filter(|a| a.mode() == nadi_security::auth::AuthMode::Required),
+        stores: segments::StoreChannels::new(security.client.clone()),
+        authorization: None,
     };
     let stream = "/v1/scopes/{scope}/streams/{stream}";
     let group = "/v1/scopes/{scope}/reader-groups/{group}";
@@ -259,6 +270,8 @@ pub fn router_with_metrics(
         .route(&format!("{stream}/seal"), post(seal_stream))
         .route(&format!("{stream}/scale"), post(scale_stream))
         .route(&format!("{stream}/segments"), get(active_segments))
+        .route(&format!("{stream}/stats"), get(segments::stream_stats))
+        .route(&format!("{stream}/events"), get(segments::stream_events))
         .route(&format!("{stream}/history"), get(history))
         .route(&format!("{stream}/history.svg"), get(history_svg))
         .route(&format!("{stream}/cut"), get(stream_cut))
@@ -274,19 +287,21 @@ pub fn router_with_metrics(
         .route(&format!("{group}/reset"), post(reset_group))
         .route(&format!("{group}/readers/{{reader}}/offline"), post(reader_offline))
         .route("/v1/cluster", get(cluster))
+        .merge(crate::console::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state))
 }
 
-/// With `--auth required`, a request to anything but the probes and `/metrics` needs a valid
+/// With `--auth required`, a request to anything but the probes, `/metrics` and the console's
+/// static files (`/ui`, whose page calls the API with the operator's token) needs a valid
 /// token before anything else is looked at (so a malformed body without a token is a 401, not
 /// a 400). What the caller may do is then decided by the controller, to which the request's
 /// token is passed on.
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(auth) = &state.auth else { return next.run(req).await };
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    if OPEN_PATHS.contains(&req.uri().path()) || crate::console::is_console_path(req.uri().path()) {
         return next.run(req).await;
     }
     match auth.authenticate(req.headers().get(header::AUTHORIZATION)).await {
@@ -340,6 +355,8 @@ async fn not_found() -> ApiError {
         seal_stream,
         scale_stream,
         active_segments,
+        segments::stream_stats,
+        segments::stream_events,
         history,
         history_svg,
         stream_cut,

@@ -9,13 +9,14 @@
 //!   delete), which call the segment store and are idempotent so they can be resumed.
 //! - [`txn`]: transactions in the replicated state; [`txn_service`]: the gRPC API
 //!   `nadi.controller.v1.TransactionService` and the commit/abort workflows.
-//! - [`http`]: the admin HTTP API (axum).
+//! - [`http`]: the admin HTTP API (axum); [`console`]: the web console it serves at `/ui`.
 //! - [`retention`]: the leader truncates streams by their time or size retention policy.
 //! - [`time_cut`]: the stream cut at a time (seek by time), a walk over the segment graph.
 
 pub mod access;
 pub mod autoscale;
 pub mod cluster;
+pub mod console;
 pub mod error;
 pub mod fsutil;
 pub mod history_svg;
