@@ -3,6 +3,7 @@ package io.nadi.flink.source;
 import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.StreamId;
 import io.nadi.flink.internal.ConnectionBuilder;
+import java.time.Instant;
 import java.util.Objects;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
@@ -47,15 +48,28 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     private final ClientSecurity security;
     private final StreamId stream;
     private final NadiDeserializationSchema<T> deserializer;
-    private final boolean fromStart;
+    private final StartMode startMode;
+    /** With {@link StartMode#TIMESTAMP}: ms since the Unix epoch. */
+    private final long startMs;
     private final boolean bounded;
+
+    /** Where the enumerator's first splits start. */
+    enum StartMode {
+        /** The head segments at their start offsets. */
+        EARLIEST,
+        /** The active segments at their lengths. */
+        LATEST,
+        /** The stream cut at a time ({@code GetStreamCut} with {@code WHICH_TIME}). */
+        TIMESTAMP
+    }
 
     private NadiSource(Builder<T> b) {
         this.controller = b.requireController();
         this.security = b.security();
         this.stream = b.requireStream();
         this.deserializer = Objects.requireNonNull(b.deserializer, "deserializer is required");
-        this.fromStart = b.fromStart;
+        this.startMode = b.startMode;
+        this.startMs = b.startMs;
         this.bounded = b.bounded;
     }
 
@@ -86,20 +100,21 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
 
     @Override
     public SplitEnumerator<NadiSplit, NadiEnumeratorState> createEnumerator(SplitEnumeratorContext<NadiSplit> ctx) {
-        return new NadiSplitEnumerator(ctx, controller, security, stream, fromStart, bounded,
+        return new NadiSplitEnumerator(ctx, controller, security, stream, startMode, startMs, bounded,
                 NadiEnumeratorState.empty());
     }
 
     @Override
     public SplitEnumerator<NadiSplit, NadiEnumeratorState> restoreEnumerator(SplitEnumeratorContext<NadiSplit> ctx,
             NadiEnumeratorState state) {
-        return new NadiSplitEnumerator(ctx, controller, security, stream, fromStart, bounded, state);
+        return new NadiSplitEnumerator(ctx, controller, security, stream, startMode, startMs, bounded, state);
     }
 
     @Override
     public String toString() {
         return "NadiSource{controller=" + controller + ", stream=" + stream + ", " + security
-                + ", bounded=" + bounded + "}";
+                + ", start=" + (startMode == StartMode.TIMESTAMP ? Instant.ofEpochMilli(startMs).toString()
+                : startMode.toString().toLowerCase(java.util.Locale.ROOT)) + ", bounded=" + bounded + "}";
     }
 
     @Override
@@ -120,7 +135,8 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     /** Builds a {@link NadiSource}. */
     public static final class Builder<T> extends ConnectionBuilder<Builder<T>> {
         private NadiDeserializationSchema<T> deserializer;
-        private boolean fromStart = true;
+        private StartMode startMode = StartMode.EARLIEST;
+        private long startMs;
         private boolean bounded;
 
         public Builder<T> deserializer(NadiDeserializationSchema<T> d) {
@@ -135,14 +151,36 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
 
         /** Start at the head of the stream (the default). */
         public Builder<T> fromEarliest() {
-            this.fromStart = true;
+            this.startMode = StartMode.EARLIEST;
             return this;
         }
 
         /** Start at the current end of the active segments: only events written from now on. */
         public Builder<T> fromLatest() {
-            this.fromStart = false;
+            this.startMode = StartMode.LATEST;
             return this;
+        }
+
+        /**
+         * Start at the stream cut at {@code epochMillis}: the job reads exactly the events the
+         * store appended at or after that time (its append time, in whole seconds; not an event
+         * time), then follows the stream as usual. The cut is taken when the job first starts
+         * (after a restore, the checkpointed offsets rule). A time before the stream was created
+         * starts at the head; a time ahead of the controller's clock fails the job with
+         * {@code TIME_IN_FUTURE}.
+         */
+        public Builder<T> startFromTimestamp(long epochMillis) {
+            if (epochMillis < 0) {
+                throw new IllegalArgumentException("start timestamp must be >= 0 ms since the epoch, got " + epochMillis);
+            }
+            this.startMode = StartMode.TIMESTAMP;
+            this.startMs = epochMillis;
+            return this;
+        }
+
+        /** {@link #startFromTimestamp(long)} with an {@link Instant}. */
+        public Builder<T> startAt(Instant time) {
+            return startFromTimestamp(time.toEpochMilli());
         }
 
         /** Bounded: read up to the stream's tail as it is when the job starts, then end. */

@@ -28,19 +28,23 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
     private final StreamId stream;
     private final DecodingFormat<DeserializationSchema<RowData>> format;
     private final DataType physical;
-    private final boolean fromStart;
+    /** 'earliest', 'latest' or 'timestamp' (checked by the factory). */
+    private final String startMode;
+    /** With 'timestamp': ms since the Unix epoch; else null. */
+    private final Long startMs;
     private final boolean bounded;
     private WatermarkStrategy<RowData> watermarks = WatermarkStrategy.noWatermarks();
 
     NadiTableSource(String controller, ClientSecurity security, StreamId stream,
-            DecodingFormat<DeserializationSchema<RowData>> format, DataType physical, boolean fromStart,
+            DecodingFormat<DeserializationSchema<RowData>> format, DataType physical, String startMode, Long startMs,
             boolean bounded) {
         this.controller = controller;
         this.security = security;
         this.stream = stream;
         this.format = format;
         this.physical = physical;
-        this.fromStart = fromStart;
+        this.startMode = startMode;
+        this.startMs = startMs;
         this.bounded = bounded;
     }
 
@@ -54,8 +58,10 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
         DeserializationSchema<RowData> rows = format.createRuntimeDecoder(context, physical);
         NadiSource.Builder<RowData> b = NadiSource.<RowData>builder()
                 .controller(controller).security(security).stream(stream.toString()).deserializer(rows);
-        if (!fromStart) {
+        if (startMode.equals("latest")) {
             b.fromLatest();
+        } else if (startMode.equals("timestamp")) {
+            b.startFromTimestamp(startMs);
         }
         if (bounded) {
             b.boundedAtTail();
@@ -85,7 +91,8 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
 
     @Override
     public DynamicTableSource copy() {
-        NadiTableSource copy = new NadiTableSource(controller, security, stream, format, physical, fromStart, bounded);
+        NadiTableSource copy = new NadiTableSource(controller, security, stream, format, physical, startMode, startMs,
+                bounded);
         copy.watermarks = watermarks;
         return copy;
     }
