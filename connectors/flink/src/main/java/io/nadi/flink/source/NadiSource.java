@@ -52,6 +52,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     /** With {@link StartMode#TIMESTAMP}: ms since the Unix epoch. */
     private final long startMs;
     private final boolean bounded;
+    private final boolean writerWatermarks;
 
     /** Where the enumerator's first splits start. */
     enum StartMode {
@@ -71,6 +72,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
         this.startMode = b.startMode;
         this.startMs = b.startMs;
         this.bounded = b.bounded;
+        this.writerWatermarks = b.writerWatermarks;
     }
 
     public static <T> Builder<T> builder() {
@@ -95,7 +97,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
                 return ctx.getUserCodeClassLoader();
             }
         });
-        return new NadiSourceReader<>(controller, security, deserializer, ctx);
+        return new NadiSourceReader<>(controller, security, deserializer, writerWatermarks ? stream : null, ctx);
     }
 
     @Override
@@ -114,7 +116,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
     public String toString() {
         return "NadiSource{controller=" + controller + ", stream=" + stream + ", " + security
                 + ", start=" + (startMode == StartMode.TIMESTAMP ? Instant.ofEpochMilli(startMs).toString()
-                : startMode.toString().toLowerCase(java.util.Locale.ROOT)) + ", bounded=" + bounded + "}";
+                : startMode.toString().toLowerCase(java.util.Locale.ROOT)) + ", bounded=" + bounded + (writerWatermarks ? ", watermarks=writers" : "") + "}";
     }
 
     @Override
@@ -138,6 +140,7 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
         private StartMode startMode = StartMode.EARLIEST;
         private long startMs;
         private boolean bounded;
+        private boolean writerWatermarks;
 
         public Builder<T> deserializer(NadiDeserializationSchema<T> d) {
             this.deserializer = d;
@@ -192,6 +195,25 @@ public final class NadiSource<T> implements Source<T, NadiSplit, NadiEnumeratorS
         /** Unbounded (the default): follow the tail and the stream's scaling for ever. */
         public Builder<T> unbounded() {
             this.bounded = false;
+            return this;
+        }
+
+        /**
+         * Event time from the stream's writers (docs/protocol.md, "Watermarks"): writers note
+         * their time ({@code RoutedWriter.noteTime}, the Rust {@code EventWriter::note_time}, or
+         * the sink's {@code noteWatermarks()}), the controller records the stream's watermarks,
+         * and each split emits the highest one it has read past as its Flink watermark (minus
+         * 1 ms), also while no event arrives, so a writer that goes idle (its idle timeout passes)
+         * lets the watermark advance. A split that has passed none holds the watermark back.
+         *
+         * <p>Pass {@code WatermarkStrategy.<T>noWatermarks().withTimestampAssigner(...)} to
+         * {@code fromSource}: the assigner gives records their event time, and no generator's
+         * watermark mixes with the writers' (a generator's would run ahead of them). In SQL:
+         * {@code 'scan.watermarks' = 'writers'}; the table's {@code WATERMARK FOR col AS col}
+         * then only declares the event-time column (its expression is not used).
+         */
+        public Builder<T> watermarksFromWriters() {
+            this.writerWatermarks = true;
             return this;
         }
 

@@ -55,6 +55,9 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
     public static final ConfigOption<String> STARTUP_TIMESTAMP = ConfigOptions.key("scan.startup.timestamp-millis")
             .stringType().noDefaultValue().withDescription("With 'scan.startup.mode' = 'timestamp': the start time,"
                     + " milliseconds since the Unix epoch (compared with the store's append times, 1 s resolution).");
+    public static final ConfigOption<String> WATERMARKS = ConfigOptions.key("scan.watermarks").stringType()
+            .defaultValue("table").withDescription("'table': the WATERMARK clause's expression, per segment;"
+                    + " 'writers': the stream's writers' watermarks (the clause only names the event-time column).");
     public static final ConfigOption<Boolean> BOUNDED = ConfigOptions.key("scan.bounded").booleanType()
             .defaultValue(false).withDescription("Read up to the stream's tail as of the job's start, then end.");
     public static final ConfigOption<String> DELIVERY = ConfigOptions.key("sink.delivery-guarantee").stringType()
@@ -77,7 +80,7 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return Set.of(TOKEN, STARTUP_MODE, STARTUP_TIMESTAMP, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
+        return Set.of(TOKEN, STARTUP_MODE, STARTUP_TIMESTAMP, WATERMARKS, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
     }
 
     @Override
@@ -89,9 +92,14 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
         ReadableConfig o = helper.getOptions();
         String mode = o.get(STARTUP_MODE).toLowerCase(Locale.ROOT);
         Long startMs = startTimestamp(mode, o);
+        String watermarks = o.get(WATERMARKS).toLowerCase(Locale.ROOT);
+        if (!watermarks.equals("table") && !watermarks.equals("writers")) {
+            throw new ValidationException("'scan.watermarks' must be 'table' or 'writers', got '" + o.get(WATERMARKS)
+                    + "'");
+        }
         DataType physical = context.getPhysicalRowDataType();
         return new NadiTableSource(o.get(CONTROLLER), security(o), stream(o), format, physical, mode, startMs,
-                o.get(BOUNDED));
+                o.get(BOUNDED), watermarks.equals("writers"));
     }
 
     @Override
