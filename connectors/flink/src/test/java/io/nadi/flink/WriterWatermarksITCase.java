@@ -47,7 +47,8 @@ import org.junit.jupiter.api.Timeout;
  * events written into it (none late, none fired early), each window fires once; a window
  * ending after B's noted time fires only after B's idle timeout passed (its output's wall time
  * is at least B's note + 4 s); and after the timeout every window up to A's last noted time
- * fires without B writing or noting anything. About 20 s.
+ * fires without B writing or noting anything. About 20 s. Also: a sink with
+ * {@code noteWatermarks()} notes Flink's watermark on its output stream (about 10 s).
  */
 class WriterWatermarksITCase {
     private static final long BASE = 1_000_000_000L; // event times: any epoch the writers agree on
@@ -149,6 +150,72 @@ class WriterWatermarksITCase {
             assertEquals(3, client.activeSegments("it", "wm").size(), "the stream was split");
             System.out.printf("writer watermarks: %d windows fired with exact counts; first window %d ms after B's"
                     + " note%n", actual.size(), held - bNoteCalled);
+        }
+    }
+
+    /**
+     * A job writing with an at-least-once sink and {@code noteWatermarks()}: its writers note
+     * Flink's watermark (+1) on the output stream, whose watermark reaches the input's last event
+     * times while the job runs; the watermark's cut lies within the output's segments; a cancelled
+     * job's writers say they are closed (with a 60 s idle timeout, nothing else ends them soon).
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void aSinkNotesFlinksWatermarkAsItsWritersTime() throws Exception {
+        try (NadiServer server = NadiServer.start(); NadiClient client = new NadiClient(server.controller())) {
+            client.createStream("it", "in", 2);
+            client.createStream("it", "out", 2);
+            int events = 2_000;
+            try (RoutedWriter w = RoutedWriter.forStream(client, StreamId.parse("it/in"))) {
+                for (int i = 0; i < events; i++) {
+                    write(w, "k" + (i % 5), BASE + i * 10L, new java.util.HashMap<>());
+                }
+                w.flush();
+            }
+            long last = BASE + (events - 1) * 10L;
+            StreamExecutionEnvironment env = FlinkJobs.env(300);
+            env.getConfig().setAutoWatermarkInterval(50);
+            NadiSource<String> source = NadiSource.<String>builder().controller(server.controller())
+                    .stream("it/in").deserializer(new SimpleStringSchema()).build();
+            env.fromSource(source, org.apache.flink.api.common.eventtime.WatermarkStrategy.<String>forMonotonousTimestamps()
+                            .withTimestampAssigner((line, ts) -> WindowCountJob.timeOf(line)), "in")
+                    .sinkTo(io.nadi.flink.sink.NadiSink.<String>builder().controller(server.controller()).stream("it/out")
+                            .serializer(io.nadi.flink.sink.NadiSerializationSchema.of(new SimpleStringSchema(),
+                                    KeyedEvents::keyOf))
+                            .deliveryGuarantee(org.apache.flink.connector.base.DeliveryGuarantee.AT_LEAST_ONCE)
+                            .noteWatermarks().writerIdleTimeout(Duration.ofSeconds(60)).build());
+            JobClient job = env.executeAsync("sink-notes-it");
+
+            // Each split's last watermark is its last event's time - 1: the sink notes that + 1.
+            long[] highest = {-1};
+            io.nadi.proto.controller.v1.Watermark[] top = {null};
+            await("the output's watermark to reach the input's last times", 60, () -> {
+                try {
+                    var r = client.getWatermarks("it", "out", 0);
+                    if (r.getWatermarksCount() > 0) {
+                        top[0] = r.getWatermarks(r.getWatermarksCount() - 1);
+                        highest[0] = top[0].getTimeMs();
+                    }
+                    return highest[0] >= last - 10;
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            assertTrue(highest[0] <= last + 1, "watermark " + highest[0] + " above the last event time " + last);
+            for (var c : top[0].getCutList()) {
+                SegmentLocation l = client.locate("it", "out", List.of(c.getSegmentId())).get(c.getSegmentId());
+                long length = client.segmentInfo(l.getEndpoint(), l.getSegment().getQualifiedName()).getLength();
+                assertTrue(c.getOffset() <= length, "cut offset " + c.getOffset() + " past the length " + length);
+            }
+            assertEquals(2, client.getWatermarks("it", "out", 0).getActiveWriters(), "one noting writer per subtask");
+            FlinkJobs.cancel(job);
+            await("the cancelled job's writers to be closed", 10, () -> {
+                try {
+                    return client.getWatermarks("it", "out", 0).getActiveWriters() == 0;
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
         }
     }
 
