@@ -335,9 +335,9 @@ public final class NadiClient implements AutoCloseable {
 
     /**
      * Notes a writer's time (docs/protocol.md, "Watermarks"): every event {@code writerId} appends
-     * from now on has an event time {@code >= timeMs}; {@code positions} are, for each segment it
-     * appended to since its previous note, the offset just past its last acknowledged event
-     * there; {@code closed}: the writer is done; {@code idleTimeoutMs} (0: the controller's
+     * from now on has an event time {@code >= timeMs}; {@code positions} are, for every segment it
+     * appended to, the offset just past its last acknowledged event there (or a higher event
+     * boundary, such as the segment's length in an acknowledgement; send them all each time); {@code closed}: the writer is done; {@code idleTimeoutMs} (0: the controller's
      * 10 s) is how long after this note it stops holding the watermark back if it notes nothing
      * more. Returns the stream's watermark after the note (0: none yet).
      */

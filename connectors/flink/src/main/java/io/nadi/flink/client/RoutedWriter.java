@@ -37,9 +37,8 @@ import java.util.UUID;
  *
  * <p>Event time (docs/protocol.md, "Watermarks"): {@link #noteTime} flushes, then tells the
  * controller that every event this writer appends from now on has an event time at or above
- * the given time, with its position in each segment it appended to since its previous note
- * (the durable length an acknowledgement reported: at or past its last acknowledged event
- * there). The stream's watermark is the minimum over the writers that noted within their
+ * the given time, with its position in every segment it appended to (the durable length an
+ * acknowledgement reported: at or past its last acknowledged event there). The stream's watermark is the minimum over the writers that noted within their
  * {@linkplain #idleTimeout idle timeout} and are not closed; {@link #close} of a writer that
  * noted says it is closed.
  */
@@ -87,8 +86,12 @@ public final class RoutedWriter implements AutoCloseable {
     private long bufferedBytes;
     private long written;
     private int unkeyed;
-    /** Segments appended to since the last note: a durable length past this writer's events there. */
-    private final Map<Long, Long> positionsSinceNote = new HashMap<>();
+    /**
+     * Every segment this writer appended to: a durable length at or past its last event there.
+     * Sent whole with every note: notes live in the controller leader's memory, and a new leader
+     * learns a writer's older segments only from its next note.
+     */
+    private final Map<Long, Long> positions = new HashMap<>();
     /** The last time noted; -1 before the first note. */
     private long notedTime = -1;
     private boolean closedNoted;
@@ -178,19 +181,18 @@ public final class RoutedWriter implements AutoCloseable {
     }
 
     private long sendNote(long timeMs, boolean closed) throws NadiException {
-        List<SegmentOffset> positions = new ArrayList<>();
-        for (Map.Entry<Long, Long> e : positionsSinceNote.entrySet()) {
-            positions.add(SegmentOffset.newBuilder().setSegmentId(e.getKey()).setOffset(e.getValue()).build());
+        List<SegmentOffset> all = new ArrayList<>();
+        for (Map.Entry<Long, Long> e : positions.entrySet()) {
+            all.add(SegmentOffset.newBuilder().setSegmentId(e.getKey()).setOffset(e.getValue()).build());
         }
-        long watermark = client.noteWriterTime(stream.scope(), stream.stream(), writerId, timeMs, positions, closed,
+        long watermark = client.noteWriterTime(stream.scope(), stream.stream(), writerId, timeMs, all, closed,
                 idleTimeoutMs);
-        positionsSinceNote.clear();
         return watermark;
     }
 
     private void notePosition(long segmentId, long position) {
         if (position > 0) {
-            positionsSinceNote.merge(segmentId, position, Math::max);
+            positions.merge(segmentId, position, Math::max);
         }
     }
 
