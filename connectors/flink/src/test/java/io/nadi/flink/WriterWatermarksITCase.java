@@ -219,6 +219,47 @@ class WriterWatermarksITCase {
         }
     }
 
+    /**
+     * SQL with {@code 'scan.watermarks' = 'writers'}: a TUMBLE count per key fires the windows the
+     * writer's note covers (its WATERMARK clause only names the event-time column), with exact
+     * counts, while the job runs.
+     */
+    @Test
+    @Timeout(value = 120, unit = TimeUnit.SECONDS)
+    void sqlWindowsOnTheWritersWatermarks() throws Exception {
+        try (NadiServer server = NadiServer.start(); NadiClient client = new NadiClient(server.controller())) {
+            client.createStream("it", "sqlwm", 2);
+            Map<String, Long> expected = new TreeMap<>();
+            try (RoutedWriter w = RoutedWriter.forStream(client, StreamId.parse("it/sqlwm"))) {
+                for (int i = 0; i < 45; i++) { // times 0 .. 4.4 s: windows 0-3 complete, 4 not
+                    write(w, "k" + (i % 3), BASE + i * 100L, expected);
+                }
+                w.noteTime(BASE + 4_000); // windows ending at or before 4 s may fire
+                org.apache.flink.configuration.Configuration conf = new org.apache.flink.configuration.Configuration();
+                conf.setString("parallelism.default", "2");
+                conf.setString("taskmanager.numberOfTaskSlots", "4");
+                org.apache.flink.table.api.TableEnvironment t = org.apache.flink.table.api.TableEnvironment.create(
+                        org.apache.flink.table.api.EnvironmentSettings.newInstance().inStreamingMode()
+                                .withConfiguration(conf).build());
+                t.executeSql("CREATE TABLE readings (k STRING, t BIGINT, ts AS TO_TIMESTAMP_LTZ(t, 3), "
+                        + "WATERMARK FOR ts AS ts) WITH ('connector' = 'nadi', 'controller' = '" + server.controller()
+                        + "', 'stream' = 'it/sqlwm', 'format' = 'csv', 'scan.watermarks' = 'writers')");
+                Map<String, Long> actual = new TreeMap<>();
+                try (org.apache.flink.util.CloseableIterator<org.apache.flink.types.Row> rows = t.executeSql(
+                        "SELECT k, MIN(t), COUNT(*) FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(ts), INTERVAL '1' SECOND)) "
+                        + "GROUP BY k, window_start, window_end").collect()) {
+                    while (actual.size() < 12 && rows.hasNext()) { // 3 keys x windows 0..3
+                        org.apache.flink.types.Row r = rows.next();
+                        long min = (Long) r.getField(1);
+                        actual.put(r.getField(0) + "@" + (min - Math.floorMod(min, 1_000L)), (Long) r.getField(2));
+                    }
+                }
+                expected.keySet().removeIf(k -> Long.parseLong(k.substring(k.indexOf('@') + 1)) >= BASE + 4_000);
+                assertEquals(expected, actual);
+            }
+        }
+    }
+
     private static void write(RoutedWriter w, String key, long time, Map<String, Long> expected) {
         w.write(key, (key + "," + time).getBytes(StandardCharsets.UTF_8));
         expected.merge(key + "@" + (time - Math.floorMod(time, 1_000L)), 1L, Long::sum);
