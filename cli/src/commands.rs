@@ -238,22 +238,26 @@ pub async fn stream_cut(
     Ok(())
 }
 
-/// `stream truncate SCOPE/STREAM (--cut ID:OFFSET,… | --at-tail) [--json]`.
+/// `stream truncate SCOPE/STREAM (--cut ID:OFFSET,… | --at-tail | --before TIME) [--json]`.
 pub async fn stream_truncate(
     client: &NadiClient,
     name: &str,
     cut: Option<&str>,
     at_tail: bool,
+    before_ms: Option<u64>,
     as_json: bool,
 ) -> anyhow::Result<()> {
     let (scope, stream) = names(name)?;
-    let cut: Vec<pb::SegmentOffset> = match (cut, at_tail) {
-        (Some(c), false) => views::parse_cut(c)?
+    let cut: Vec<pb::SegmentOffset> = match (cut, at_tail, before_ms) {
+        (Some(c), false, None) => views::parse_cut(c)?
             .into_iter()
             .map(|p| pb::SegmentOffset { segment_id: p.segment_id, offset: p.offset })
             .collect(),
-        (None, true) => client.stream_cut(scope, stream, true).await?,
-        _ => anyhow::bail!(ArgError::Invalid(InvalidInput("give exactly one of --cut and --at-tail".into()))),
+        (None, true, None) => client.stream_cut(scope, stream, true).await?,
+        (None, false, Some(ms)) => client.stream_cut_at(scope, stream, ms).await?,
+        _ => anyhow::bail!(ArgError::Invalid(InvalidInput(
+            "give exactly one of --cut, --at-tail and --before".into()
+        ))),
     };
     let r = client.truncate_stream(scope, stream, cut).await?;
     let v = views::TruncatedView {

@@ -396,11 +396,15 @@ pub enum StreamCmd {
         /// SCOPE/STREAM
         stream: String,
         /// The cut, SEGMENT_ID:OFFSET,… (as printed by `stream cut`).
-        #[arg(long, conflicts_with = "at_tail")]
+        #[arg(long, conflicts_with_all = ["at_tail", "before"])]
         cut: Option<String>,
         /// Truncate at the current tail (drop everything written so far).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "before")]
         at_tail: bool,
+        /// Drop every event appended before TIME (truncate at the cut at TIME). TIME as for
+        /// `stream cut --at`: RFC 3339, a time ago (-1h, -2d) or milliseconds.
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        before: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -540,8 +544,9 @@ pub async fn run(
                 StreamCmd::Cut { stream, tail, at, json } => {
                     commands::stream_cut(&c, &stream, tail, at.as_deref(), json).await
                 }
-                StreamCmd::Truncate { stream, cut, at_tail, json } => {
-                    commands::stream_truncate(&c, &stream, cut.as_deref(), at_tail, json).await
+                StreamCmd::Truncate { stream, cut, at_tail, before, json } => {
+                    let before = before.map(|t| time::parse_time("--before", &t)).transpose()?;
+                    commands::stream_truncate(&c, &stream, cut.as_deref(), at_tail, before, json).await
                 }
                 StreamCmd::List { scope, json } => commands::stream_list(&c, &scope, json).await,
                 StreamCmd::Info { stream, json } => commands::stream_info(&c, &stream, json).await,

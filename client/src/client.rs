@@ -533,6 +533,47 @@ impl NadiClient {
             .cut)
     }
 
+    /// Notes a writer's time: every event `writer_id` appends after this has an event time of
+    /// at least `time_ms`; `position` holds, for every segment it appended to, an event
+    /// boundary at or past its last acknowledged event there. `closed` ends the writer's part
+    /// in the watermark. Returns the stream's watermark (0 while it has none). Use
+    /// [`EventWriter::note_time`](crate::EventWriter::note_time), which fills in the rest.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` for a time below the writer's previous note or a bad writer id, `NotFound`
+    /// for an unknown stream or segment, `Unavailable` if no controller answered.
+    pub async fn note_writer_time(&self, req: pb::NoteWriterTimeRequest) -> Result<u64, ClientError> {
+        Ok(self
+            .controller(|mut c| {
+                let req = req.clone();
+                async move { c.note_writer_time(req).await }
+            })
+            .await?
+            .watermark_ms)
+    }
+
+    /// The stream's recent watermarks above `after_ms`, oldest first (docs/protocol.md,
+    /// "Watermarks"). Readers use them through [`StreamReader::watermark`](crate::StreamReader::watermark)
+    /// and [`Reader::watermark`](crate::Reader::watermark).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream does not exist, `Unavailable` if no controller answered.
+    pub async fn watermarks(
+        &self,
+        scope: &str,
+        stream: &str,
+        after_ms: u64,
+    ) -> Result<pb::GetWatermarksResponse, ClientError> {
+        let req = pb::GetWatermarksRequest { scope: scope.to_owned(), stream: stream.to_owned(), after_ms };
+        self.controller(|mut c| {
+            let req = req.clone();
+            async move { c.get_watermarks(req).await }
+        })
+        .await
+    }
+
     /// Truncates a stream at a stream cut; see `StreamManager::truncate`.
     #[tracing::instrument(level = "debug", name = "client.truncate_stream", skip_all, fields(scope = %scope, stream = %stream))]
     pub async fn truncate_stream(

@@ -75,6 +75,7 @@ mod tasks;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 mod txn;
+mod watermark;
 mod writer;
 
 /// The protocol types this crate's signatures use (`StreamConfig`, `SegmentLocation`, …), so

@@ -31,6 +31,7 @@ use crate::client::NadiClient;
 use crate::error::{ClientError, ErrorKind};
 use crate::reader_group::StreamCut;
 use crate::segment_reader::SegmentReader;
+use crate::watermark::{Held, Tracker};
 
 /// One event as read by a [`StreamReader`].
 ///
@@ -90,8 +91,24 @@ pub struct EventRead {
 /// ```
 #[derive(Debug)]
 pub struct StreamReader {
-    rx: mpsc::Receiver<Result<EventRead, ClientError>>,
+    rx: mpsc::Receiver<Item>,
     coordinator: JoinHandle<()>,
+    client: NadiClient,
+    /// The segments being read (and those read to their end until a successor takes their
+    /// range), by qualified name, with the position after the last event handed out.
+    frontier: HashMap<String, Held>,
+    watermarks: Tracker,
+}
+
+/// What the coordinator and the segment reads send to the reader, in order.
+#[derive(Debug)]
+enum Item {
+    /// A segment's read starts, before any of its events.
+    Started {
+        name: String,
+        held: Held,
+    },
+    Read(Result<EventRead, ClientError>),
 }
 
 impl Drop for StreamReader {
@@ -128,9 +145,7 @@ impl StreamReader {
             let offset = if from_start { info.start_offset } else { info.length };
             start.push((loc, offset));
         }
-        let (tx, rx) = mpsc::channel(1024);
-        let coordinator = tokio::spawn(coordinate(client.clone(), scope.to_owned(), stream.to_owned(), start, tx));
-        Ok(StreamReader { rx, coordinator })
+        Ok(StreamReader::start(client, scope, stream, start))
     }
 
     /// Opens a reader over `scope/stream` that starts at `cut` (its positions for `stream`;
@@ -160,9 +175,24 @@ impl StreamReader {
             ));
         }
         let start = locate(client, scope, stream, positions).await?;
+        Ok(StreamReader::start(client, scope, stream, start))
+    }
+
+    fn start(
+        client: &NadiClient,
+        scope: &str,
+        stream: &str,
+        start: Vec<(pb_ctl::SegmentLocation, u64)>,
+    ) -> StreamReader {
         let (tx, rx) = mpsc::channel(1024);
         let coordinator = tokio::spawn(coordinate(client.clone(), scope.to_owned(), stream.to_owned(), start, tx));
-        Ok(StreamReader { rx, coordinator })
+        StreamReader {
+            rx,
+            coordinator,
+            client: client.clone(),
+            frontier: HashMap::new(),
+            watermarks: Tracker::new(scope, stream, true),
+        }
     }
 
     /// The next event, `None` once every segment is sealed and read to its end and the stream
@@ -177,7 +207,38 @@ impl StreamReader {
     /// other segments go on: later calls may still return their events, and the reader then
     /// never returns `None`, so stop at the first error.
     pub async fn next(&mut self) -> Option<Result<EventRead, ClientError>> {
-        self.rx.recv().await
+        loop {
+            match self.rx.recv().await? {
+                Item::Started { name, held } => {
+                    // Its predecessors were read to their end: it takes over their range.
+                    self.frontier
+                        .retain(|_, h| !(h.low < held.high && held.low < h.high && h.id >> 32 < held.id >> 32));
+                    self.frontier.insert(name, held);
+                }
+                Item::Read(Ok(ev)) => {
+                    if let Some(h) = self.frontier.get_mut(&ev.segment) {
+                        h.position = ev.offset + nadi_proto::framing::framed_len(ev.payload.len()) as u64;
+                    }
+                    return Some(Ok(ev));
+                }
+                Item::Read(Err(e)) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// The reader's watermark (docs/protocol.md, "Watermarks"): every event that writers
+    /// noting their time ([`EventWriter::note_time`](crate::EventWriter::note_time)) wrote
+    /// with an event time below it was already returned by [`next`](Self::next). `None`
+    /// until the stream has a watermark whose cut this reader has passed. Never goes down.
+    /// Asks the controller for new watermarks at most every 200 ms; otherwise local.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream was deleted, `Unavailable` if no controller answered.
+    pub async fn watermark(&mut self) -> Result<Option<u64>, ClientError> {
+        self.watermarks.refresh(&self.client, &[]).await?;
+        let held: Vec<Held> = self.frontier.values().copied().collect();
+        Ok(self.watermarks.current(&held))
     }
 }
 
@@ -229,7 +290,7 @@ async fn coordinate(
     scope: String,
     stream: String,
     start: Vec<(pb_ctl::SegmentLocation, u64)>,
-    tx: mpsc::Sender<Result<EventRead, ClientError>>,
+    tx: mpsc::Sender<Item>,
 ) {
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Option<u64>>();
     let mut tasks = Vec::new();
@@ -240,9 +301,12 @@ async fn coordinate(
     let spawn = |loc: pb_ctl::SegmentLocation, offset: u64, tasks: &mut Vec<JoinHandle<()>>| {
         let id = loc.segment.as_ref().map_or(0, |s| s.id);
         let name = loc.segment.as_ref().map(|s| s.qualified_name.clone()).unwrap_or_default();
+        let (low, high) = loc.segment.as_ref().map_or((0.0, 0.0), |s| (s.key_low, s.key_high));
+        let held = Held { id, low, high, position: offset };
         let (client, tx, done) = (client.clone(), tx.clone(), done_tx.clone());
         tasks.push(tokio::spawn(async move {
-            let finished = read_segment(client, loc.endpoint, name, offset, tx).await;
+            let finished = tx.send(Item::Started { name: name.clone(), held }).await.is_ok()
+                && read_segment(client, loc.endpoint, name, offset, tx).await;
             let _ = done.send(finished.then_some(id));
         }));
     };
@@ -265,7 +329,7 @@ async fn coordinate(
                 Ok(s) => break s,
                 Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = tx.send(Item::Read(Err(e))).await;
                     return;
                 }
             }
@@ -293,7 +357,7 @@ async fn read_segment(
     endpoint: String,
     segment: String,
     offset: u64,
-    tx: mpsc::Sender<Result<EventRead, ClientError>>,
+    tx: mpsc::Sender<Item>,
 ) -> bool {
     let mut r = SegmentReader::new(&client, &endpoint, &segment, offset);
     loop {
@@ -301,14 +365,14 @@ async fn read_segment(
             Ok(Some(chunk)) => {
                 for ev in chunk.events {
                     let ev = EventRead { segment: segment.clone(), offset: ev.offset, payload: ev.payload };
-                    if tx.send(Ok(ev)).await.is_err() {
+                    if tx.send(Item::Read(Ok(ev))).await.is_err() {
                         return false;
                     }
                 }
             }
             Ok(None) => return true,
             Err(e) => {
-                let _ = tx.send(Err(e)).await;
+                let _ = tx.send(Item::Read(Err(e))).await;
                 return false;
             }
         }

@@ -23,7 +23,7 @@
 //! `nadi read --group`, through [`Reader::read_next`] or the shared read loop (`read_loop.rs`:
 //! `Reader::read_until`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use tokio::time::Instant;
 use crate::client::{ControllerChannel, MAX_MESSAGE, NadiClient};
 use crate::error::{ClientError, ErrorKind};
 use crate::segment_reader::SegmentReader;
+use crate::watermark::{Held, Tracker};
 
 fn svc(ch: ControllerChannel) -> ReaderGroupServiceClient<ControllerChannel> {
     ReaderGroupServiceClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
@@ -586,6 +587,10 @@ pub struct Reader {
     /// The last checkpoint this reader recorded, to mark the next event with.
     checkpoint_mark: Option<String>,
     end_of_group: bool,
+    /// Watermarks of each stream asked about.
+    watermarks: HashMap<String, Tracker>,
+    /// Per stream, the group's segments and positions as the controller last told them.
+    group_positions: HashMap<String, Vec<(u64, u64)>>,
 }
 
 impl Drop for Reader {
@@ -614,6 +619,8 @@ impl Reader {
             joined: false,
             checkpoint_mark: None,
             end_of_group: false,
+            watermarks: HashMap::new(),
+            group_positions: HashMap::new(),
         };
         r.sync().await?;
         Ok(r)
@@ -628,6 +635,53 @@ impl Reader {
     /// event handed out). Local: no call to the controller.
     pub fn positions(&self) -> StreamCut {
         StreamCut { positions: self.owned.iter().map(|(k, o)| (k.clone(), o.position)).collect() }
+    }
+
+    /// This reader's watermark in `stream` (a stream of the group, in its scope; see
+    /// docs/protocol.md, "Watermarks"): every event that writers noting their time
+    /// ([`EventWriter::note_time`](crate::EventWriter::note_time)) wrote with an event time
+    /// below it and that this reader has not handed out yet lies in a segment the group has not
+    /// read that far: the watermark is the group's, with this reader's own segments at the
+    /// events it handed out and the other segments of the group (owned by other readers or
+    /// not yet assigned) at the positions last reported to the controller. `None` until the
+    /// group passed a watermark's cut. It can go down after a reset. Asks the controller for
+    /// new watermarks and the group's positions at most every 200 ms.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if the stream or the group was deleted, `Unavailable` if no controller
+    /// answered.
+    pub async fn watermark(&mut self, stream: &str) -> Result<Option<u64>, ClientError> {
+        let tracker =
+            self.watermarks.entry(stream.to_owned()).or_insert_with(|| Tracker::new(&self.group.scope, stream, false));
+        if tracker.due() {
+            let info = self.group.info().await?;
+            let mut others = Vec::new();
+            let progress = info.readers.iter().flat_map(|r| r.segments.iter()).chain(info.unassigned.iter());
+            for p in progress.filter_map(|p| p.position.as_ref()).filter(|p| p.stream == stream) {
+                others.push((p.segment_id, p.offset));
+            }
+            self.group_positions.insert(stream.to_owned(), others);
+        }
+        let mut positions: BTreeMap<u64, u64> = BTreeMap::new();
+        for (id, offset) in self.group_positions.get(stream).into_iter().flatten() {
+            positions.insert(*id, *offset);
+        }
+        // This reader's own segments at the events it handed out (a finished one at its end).
+        let own = self.owned.iter().map(|(k, o)| (k, o.position)).chain(self.finished.iter().map(|(k, at)| (k, *at)));
+        for ((_, id), position) in own.filter(|((s, _), _)| s == stream) {
+            positions.insert(id.packed(), position);
+        }
+        let ids: Vec<u64> = positions.keys().copied().collect();
+        tracker.refresh(&self.group.client, &ids).await?;
+        let held: Vec<Held> = positions
+            .into_iter()
+            .map(|(id, position)| {
+                let (low, high) = tracker.ranges.get(&id).copied().unwrap_or((0.0, 0.0));
+                Held { id, low, high, position }
+            })
+            .collect();
+        Ok(tracker.current(&held))
     }
 
     /// The next event, or `None` once every stream of the group is sealed and read to its end.

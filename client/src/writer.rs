@@ -144,6 +144,10 @@ pub struct WriterConfig {
     /// events continue after the store's last event number, so nothing is mistaken for a
     /// duplicate.
     pub replay: bool,
+    /// After a [`note_time`](EventWriter::note_time), how long the controller waits for the
+    /// next one before it treats this writer as idle and lets the stream's watermark pass
+    /// it. Note more often than this. Default 10 s.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for WriterConfig {
@@ -156,6 +160,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("max_reconnects", &self.max_reconnects)
             .field("observer", &self.observer.is_some())
             .field("replay", &self.replay)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -170,6 +175,7 @@ impl Default for WriterConfig {
             max_reconnects: 40,
             observer: None,
             replay: false,
+            idle_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -214,6 +220,11 @@ struct Shared {
     tasks: Mutex<HashMap<u64, mpsc::Sender<Cmd>>>,
     handles: Mutex<Vec<JoinHandle<()>>>,
     failure: Mutex<Option<ClientError>>,
+    /// Per segment written to: an event boundary at or past this writer's last acknowledged
+    /// event (the segment's length in the latest acknowledgement). Sent with time notes.
+    positions: Mutex<HashMap<u64, u64>>,
+    /// The time of the last [`EventWriter::note_time`], if any.
+    noted_ms: Mutex<Option<u64>>,
 }
 
 impl Shared {
@@ -408,6 +419,8 @@ impl EventWriter {
             tasks: Mutex::default(),
             handles: Mutex::default(),
             failure: Mutex::default(),
+            positions: Mutex::default(),
+            noted_ms: Mutex::default(),
         });
         let mut routes = Vec::new();
         for loc in &active.segments {
@@ -448,6 +461,8 @@ impl EventWriter {
             tasks: Mutex::default(),
             handles: Mutex::default(),
             failure: Mutex::default(),
+            positions: Mutex::default(),
+            noted_ms: Mutex::default(),
         });
         let mut routes = Vec::new();
         for (i, (segment, endpoint, low, high)) in segments.into_iter().enumerate() {
@@ -542,13 +557,59 @@ impl EventWriter {
         Ok(())
     }
 
-    /// Flushes, then stops the writer and waits for its tasks to end.
+    /// Notes this writer's time for the stream's watermark (docs/protocol.md, "Watermarks"):
+    /// a promise that every event written after this call has an event time of at least
+    /// `time_ms` (in the payload, where readers and the Flink source find it; any clock the
+    /// stream's writers share, usually milliseconds since the Unix epoch). Flushes first, then
+    /// tells the controller the time and how far this writer's events reached in each segment.
+    /// Call it between writes (events written concurrently may fall on either side), and
+    /// more often than [`WriterConfig::idle_timeout`] while the writer is active. Returns the
+    /// stream's watermark after the note (0 while it has none).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`flush`](Self::flush); `Invalid` if `time_ms` is below this writer's previous
+    /// note; `Unavailable` if no controller answered.
+    pub async fn note_time(&self, time_ms: u64) -> Result<u64, ClientError> {
+        self.flush().await?;
+        let watermark = self.send_note(time_ms, false).await?;
+        *self.shared.noted_ms.lock() = Some(time_ms);
+        Ok(watermark)
+    }
+
+    async fn send_note(&self, time_ms: u64, closed: bool) -> Result<u64, ClientError> {
+        let position = self
+            .shared
+            .positions
+            .lock()
+            .iter()
+            .map(|(&segment_id, &offset)| pb_ctl::SegmentOffset { segment_id, offset })
+            .collect();
+        let req = pb_ctl::NoteWriterTimeRequest {
+            scope: self.shared.scope.clone(),
+            stream: self.shared.stream.clone(),
+            writer_id: self.shared.writer_id.clone(),
+            time_ms,
+            position,
+            closed,
+            idle_timeout_ms: self.shared.config.idle_timeout.as_millis().clamp(1, u64::MAX as u128) as u64,
+        };
+        self.shared.client.note_writer_time(req).await
+    }
+
+    /// Flushes, then stops the writer and waits for its tasks to end. A writer that noted its
+    /// time ([`note_time`](Self::note_time)) tells the controller it is done, so it no longer
+    /// holds the stream's watermark back (if that fails, it does so after its idle timeout).
     ///
     /// # Errors
     ///
     /// Those of [`flush`](Self::flush); the writer is stopped in any case.
     pub async fn close(self) -> Result<(), ClientError> {
         let res = self.flush().await;
+        let noted = *self.shared.noted_ms.lock();
+        if let (Ok(()), Some(time_ms)) = (&res, noted) {
+            let _ = self.send_note(time_ms, true).await;
+        }
         self.shared.tasks.lock().clear();
         self.shared.routes.write().await.clear();
         // A task re-routing a sealed segment may still start successor tasks while the ones
@@ -756,6 +817,9 @@ impl SegmentTask {
         let shared = self.shared.clone();
         let info = shared.client.segment_info(&self.endpoint, &self.segment).await?;
         let stored = info.writers.iter().find(|w| w.writer_id == shared.writer_id).map_or(-1, |w| w.last_event_number);
+        if stored >= 0 {
+            self.reached(info.length);
+        }
         self.on_ack(stored);
         let successors = shared.client.successors(&shared.scope, &shared.stream, self.segment_id).await?;
         if successors.is_empty() {
@@ -868,6 +932,15 @@ impl SegmentTask {
         }
     }
 
+    /// Records that this writer's acknowledged events in the segment end at or before `len`.
+    fn reached(&self, len: u64) {
+        if !self.shared.fixed {
+            let mut positions = self.shared.positions.lock();
+            let p = positions.entry(self.segment_id).or_insert(0);
+            *p = (*p).max(len);
+        }
+    }
+
     fn add_waiter(&mut self, w: oneshot::Sender<Result<(), ClientError>>) {
         let target = self.next_number.unwrap_or(0) - 1;
         if target <= self.acked {
@@ -890,8 +963,10 @@ impl SegmentTask {
             Ok(r) => r.into_inner(),
             Err(s) => return ended(s.into()),
         };
-        let last = match responses.next().await {
-            Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::SetupAck(a)) })) => a.last_event_number,
+        let (last, length) = match responses.next().await {
+            Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::SetupAck(a)) })) => {
+                (a.last_event_number, a.segment_length)
+            }
             Some(Err(s)) => return ended(s.into()),
             _ => return End::Failed(ClientError::new(ErrorKind::Unavailable, "append stream closed during setup")),
         };
@@ -902,6 +977,11 @@ impl SegmentTask {
             Some(n) if n <= last && !config.replay => self.next_number = Some(last + 1),
             None => self.next_number = Some(last + 1),
             Some(_) => {}
+        }
+        // Events acknowledged by the handshake (their acks were lost with the connection) end
+        // before the segment's length now.
+        if last > self.acked {
+            self.reached(length);
         }
         self.on_ack(last);
         for b in &self.in_flight {
@@ -940,6 +1020,8 @@ impl SegmentTask {
                 resp = responses.next() => match resp {
                     Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::Ack(a)) })) => {
                         *attempts = 0;
+                        // Before waking flushes: a time note reads the positions after its flush.
+                        self.reached(a.segment_length);
                         self.on_ack(a.last_event_number);
                     }
                     Some(Ok(_)) => return End::Failed(ClientError::new(ErrorKind::Internal, "unexpected append response")),

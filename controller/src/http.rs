@@ -697,7 +697,8 @@ fn parse_time_ms(text: &str) -> Option<u64> {
     nadi_proto::clock::parse_rfc3339_ms(text)
 }
 
-/// Truncates a stream at a stream cut: segments wholly before it are deleted, the cut's
+/// Truncates a stream at a stream cut, or before a time (`before`: at the cut at that time, so
+/// every event appended before it goes): segments wholly before the cut are deleted, the cut's
 /// segments truncated at their offsets; the cut becomes the head. Every offset must be an event
 /// boundary (an offset from `GET …/cut` or a reader's position): an offset inside an event is
 /// refused with 400 `INVALID_ARGUMENT` before any segment is touched, and so are offsets past a
@@ -713,7 +714,28 @@ async fn truncate_stream(
 ) -> ApiResult<Json<TruncatedView>> {
     let Path((scope, stream)) = path?;
     let Json(body) = body?;
-    let cut = body.cut.iter().map(|c| pb::SegmentOffset { segment_id: c.segment_id, offset: c.offset }).collect();
+    let cut = match (body.before.as_deref(), body.cut.is_empty()) {
+        (None, false) => {
+            body.cut.iter().map(|c| pb::SegmentOffset { segment_id: c.segment_id, offset: c.offset }).collect()
+        }
+        (Some(time), true) => {
+            let Some(time_ms) = parse_time_ms(time) else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("before={time:?}: use an RFC 3339 time (2026-12-07T09:00:00Z) or milliseconds since the Unix epoch"),
+                ));
+            };
+            use pb::get_stream_cut_request::Which;
+            let req = pb::GetStreamCutRequest {
+                scope: scope.clone(),
+                stream: stream.clone(),
+                which: Which::Time as i32,
+                time_ms,
+            };
+            s.grpc().get_stream_cut(req).await?.into_inner().cut
+        }
+        _ => return Err(ApiError::new(ErrorCode::InvalidArgument, "give exactly one of cut and before")),
+    };
     let req = pb::TruncateStreamRequest { scope: scope.clone(), stream: stream.clone(), cut };
     let r = s.grpc().truncate_stream(req).await?.into_inner();
     Ok(Json(TruncatedView {

@@ -32,6 +32,7 @@ pub mod state;
 pub mod time_cut;
 pub mod txn;
 pub mod txn_service;
+pub mod watermark;
 pub mod workflow;
 /// The JSON views and text forms of the API live in `nadi-proto`, shared with the CLI.
 pub use nadi_proto::views;

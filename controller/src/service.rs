@@ -13,7 +13,7 @@
 use nadi_security::acl::{Permission, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nadi_proto::controller::v1 as pb;
 use nadi_proto::names::{segment_name, validate_scope, validate_stream};
@@ -70,13 +70,21 @@ pub struct Controller {
     /// This node's admin HTTP address as reported by `GetClusterInfo` (empty if none).
     http_address: String,
     pub(crate) locks: StreamLocks,
+    /// Writers' notes and the streams' watermarks (soft state of the leader).
+    pub(crate) watermarks: Arc<crate::watermark::Watermarks>,
 }
 
 impl Controller {
     /// A controller over `meta`; segments go to the stores registered in its cluster state.
     pub fn new(meta: MetaStore) -> Controller {
         let channels = meta.node().channels.clone();
-        Controller { meta, channels, http_address: String::new(), locks: StreamLocks::default() }
+        Controller {
+            meta,
+            channels,
+            http_address: String::new(),
+            locks: StreamLocks::default(),
+            watermarks: Arc::default(),
+        }
     }
 
     /// Sets the admin HTTP address `GetClusterInfo` reports for this node.
@@ -838,6 +846,7 @@ impl ControllerService for Controller {
                 Err(s) => return Err(store_error(s).into()),
             }
         }
+        self.watermarks.forget(&req.scope, &req.stream);
         self.meta.propose_once(key.as_ref(), Command::DeleteStream { scope: req.scope, stream: req.stream }).await?;
         Ok(Response::new(pb::DeleteStreamResponse {}))
     }
@@ -932,18 +941,102 @@ impl ControllerService for Controller {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(level = "debug", name = "controller.note_writer_time", skip_all, fields(scope = %req.get_ref().scope, stream = %req.get_ref().stream))]
     async fn note_writer_time(
         &self,
-        _req: Request<pb::NoteWriterTimeRequest>,
+        req: Request<pb::NoteWriterTimeRequest>,
     ) -> Result<Response<pb::NoteWriterTimeResponse>, Status> {
-        Err(Status::unimplemented("watermarks are not built yet"))
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Write,
+        )?;
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        if req.writer_id.is_empty() || req.writer_id.len() > 256 {
+            return Err(MetaError::InvalidArgument(format!(
+                "writer id must be 1 to 256 bytes, got {}",
+                req.writer_id.len()
+            ))
+            .into());
+        }
+        let idle = match req.idle_timeout_ms {
+            0 => crate::watermark::DEFAULT_IDLE,
+            ms => Duration::from_millis(ms),
+        };
+        if idle > crate::watermark::MAX_IDLE {
+            return Err(MetaError::InvalidArgument(format!(
+                "idle timeout {} ms is above the most allowed, {} ms",
+                req.idle_timeout_ms,
+                crate::watermark::MAX_IDLE.as_millis()
+            ))
+            .into());
+        }
+        let (created_at_ms, position) = self
+            .meta
+            .read(|st| {
+                let m = st.stream(&req.scope, &req.stream)?;
+                let mut position = Vec::with_capacity(req.position.len());
+                for p in &req.position {
+                    let id = SegmentId::from_packed(p.segment_id);
+                    let seg = m.segment(id).ok_or_else(|| {
+                        MetaError::SegmentNotFound(format!("{} of stream {}/{}", id, req.scope, req.stream))
+                    })?;
+                    // A segment truncated away since: no reader reads it any more.
+                    if !seg.deleted {
+                        position.push((p.segment_id, seg.key_low, seg.key_high, p.offset));
+                    }
+                }
+                let live: std::collections::HashSet<u64> =
+                    m.segments.values().filter(|s| !s.deleted).map(|s| s.id.packed()).collect();
+                Ok::<_, MetaError>((m.created_at_ms, (position, live)))
+            })
+            .await?;
+        let (position, live) = position;
+        let note = crate::watermark::Note {
+            writer_id: req.writer_id.clone(),
+            time_ms: req.time_ms,
+            position,
+            closed: req.closed,
+            idle,
+        };
+        let now = Instant::now();
+        let watermark_ms = self
+            .watermarks
+            .with(&req.scope, &req.stream, created_at_ms, |m| {
+                m.prune(|id| live.contains(&id));
+                m.note(note, now)
+            })
+            .map_err(|e| {
+                MetaError::InvalidArgument(format!(
+                    "writer {} noted time {} ms, lower than its previous note, {} ms: a writer's time never goes back",
+                    req.writer_id, req.time_ms, e.previous_ms
+                ))
+            })?;
+        Ok(Response::new(pb::NoteWriterTimeResponse { watermark_ms }))
     }
 
     async fn get_watermarks(
         &self,
-        _req: Request<pb::GetWatermarksRequest>,
+        req: Request<pb::GetWatermarksRequest>,
     ) -> Result<Response<pb::GetWatermarksResponse>, Status> {
-        Err(Status::unimplemented("watermarks are not built yet"))
+        crate::access::require(
+            &self.meta,
+            &req,
+            &Resource::stream(&req.get_ref().scope, &req.get_ref().stream),
+            Permission::Read,
+        )?;
+        let req = req.into_inner();
+        names(&req.scope, &req.stream)?;
+        let created_at_ms =
+            self.meta.read(|st| st.stream_any(&req.scope, &req.stream).map(|m| m.created_at_ms)).await?;
+        let now = Instant::now();
+        let resp = self.watermarks.with(&req.scope, &req.stream, created_at_ms, |m| {
+            m.advance(now);
+            m.answer(req.after_ms, now)
+        });
+        Ok(Response::new(resp))
     }
 
     async fn get_stream_cut(

@@ -753,12 +753,17 @@ impl StreamCutView {
     }
 }
 
-/// Body of a truncation: where to cut.
+/// Body of a truncation: where to cut, as a stream cut or a time (exactly one of the two).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TruncateBody {
     /// Segments tiling [0, 1), each with an event-boundary offset (e.g. a cut from `…/cut`).
+    #[serde(default)]
     pub cut: Vec<SegmentOffsetView>,
+    /// Truncate before this time instead: every event appended before it goes (the cut at
+    /// the time, as `GET …/cut?at=`). RFC 3339 or milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 /// The result of a truncation.

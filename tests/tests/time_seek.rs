@@ -233,3 +233,79 @@ fn read_from_a_time_on_the_real_clock() {
     }
     s.stop();
 }
+
+/// `nadi stream truncate --before TIME` and `POST …/truncate {"before": TIME}` drop exactly the
+/// events appended before TIME, across a split; bad times are refused and change nothing.
+#[test]
+fn truncate_before_a_time_drops_exactly_the_events_appended_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = dir.path().join("clock");
+    let t0 = (nadi_proto::clock::system_ms() / 1000 + 2) * 1000;
+    nadi_tests::set_clock(&clock, t0);
+    let env = [(nadi_proto::clock::FAULT_CLOCK_ENV, clock.to_str().unwrap())];
+    let s = Standalone::start_with_env(dir.path(), &[], &env);
+    ok(&s.cli(&["scope", "create", "demo"]));
+    let names = ["demo/a", "demo/b"];
+    for name in names {
+        ok(&s.cli(&["stream", "create", name, "--segments", "2"]));
+    }
+    // Three phases 20 s apart on both streams, a split after the first.
+    let mut phases: Vec<Vec<String>> = Vec::new();
+    for k in 0..3u64 {
+        nadi_tests::set_clock(&clock, t0 + STEP_MS * k);
+        let phase: Vec<String> = (0..40).map(|i| format!("k{}\tp{k}:{i}", i % 6)).collect();
+        let input = phase.iter().map(|l| format!("{l}\n")).collect::<String>();
+        for name in names {
+            ok(&s.cli_stdin(&["write", name, "--key-sep", "\t"], input.as_bytes()));
+            if k == 0 {
+                let first = segment_ids(&json_out(&s.cli(&["stream", "info", name, "--json"])))[0];
+                ok(&s.cli(&["stream", "scale", name, "--split", &first.to_string()]));
+            }
+        }
+        phases.push(phase);
+    }
+    let read_all = |name: &str| -> Vec<String> {
+        let out = ok(&s.cli(&["read", name, "--from-start", "--idle-timeout", "1"]));
+        let mut lines: Vec<String> = out.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let expect = |from: usize| -> Vec<String> {
+        let mut lines: Vec<String> = phases[from..].iter().flatten().cloned().collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(read_all("demo/a"), expect(0));
+
+    // Refused, and nothing changes: a time ahead of the clock, a malformed one, two kinds of cut.
+    let future = (t0 + STEP_MS * 2 + 60_000).to_string();
+    assert_eq!(cli_code(&s.cli(&["stream", "truncate", "demo/a", "--before", &future])), "TIME_IN_FUTURE");
+    let bad = s.cli(&["stream", "truncate", "demo/a", "--before", "yesterday-ish"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("yesterday-ish"));
+    let both = s.cli(&["stream", "truncate", "demo/a", "--at-tail", "--before", &t0.to_string()]);
+    assert!(!both.status.success(), "--at-tail with --before is refused");
+    assert_eq!(read_all("demo/a"), expect(0));
+
+    // The CLI: before phase 1's time drops phase 0 (in the split segment's predecessor too).
+    let out = json_out(&s.cli(&["stream", "truncate", "demo/a", "--before", &(t0 + STEP_MS).to_string(), "--json"]));
+    assert!(out["deleted_segments"].as_u64().unwrap() >= 1, "{out}");
+    assert_eq!(read_all("demo/a"), expect(1));
+
+    // The HTTP API: bad bodies are 400 and change nothing; before phase 2 leaves phase 2.
+    let path = "/v1/scopes/demo/streams/b/truncate";
+    let (code, body) = nadi_tests::http(&s.http_addr, "POST", path, Some(r#"{"before": "soon"}"#));
+    assert_eq!((code, body["code"].as_str()), (400, Some("INVALID_ARGUMENT")), "{body}");
+    let (code, _) = nadi_tests::http(&s.http_addr, "POST", path, Some(&format!(r#"{{"before": "{future}"}}"#)));
+    assert_eq!(code, 400);
+    let (code, _) = nadi_tests::http(&s.http_addr, "POST", path, Some(r#"{"cut": [], "before": null}"#));
+    assert_eq!(code, 400, "neither a cut nor a time");
+    assert_eq!(read_all("demo/b"), expect(0));
+    let rfc = {
+        let secs = (t0 + STEP_MS * 2) / 1000;
+        let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"]).output();
+        String::from_utf8(out.unwrap().stdout).unwrap().trim().to_owned()
+    };
+    let (code, body) = nadi_tests::http(&s.http_addr, "POST", path, Some(&format!(r#"{{"before": "{rfc}"}}"#)));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(read_all("demo/b"), expect(2));
+}
