@@ -44,6 +44,8 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
     private final Set<String> reported = new HashSet<>();
     /** The split reader's queue, for releases. */
     private final LinkedBlockingQueue<Object> queue;
+    /** Writers' watermarks: a reader without splits marks its output idle. */
+    private final boolean idleWithoutSplits;
 
     /** {@code watermarksOf}: the stream whose writers' watermarks to follow, or null for none. */
     NadiSourceReader(String controller, ClientSecurity security, NadiDeserializationSchema<T> deserializer,
@@ -56,7 +58,25 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
         super(() -> new NadiSplitReader(new NadiClient(controller, security), queue, watermarksOf), emitter,
                 context.getConfiguration(), context);
         this.queue = queue;
+        this.idleWithoutSplits = watermarksOf != null;
         emitter.onDrained = this::drained;
+    }
+
+    /**
+     * With writers' watermarks, a reader holding no split (more readers than segments) marks its
+     * output idle, or it would hold the job's watermark at its start for ever. When a split comes
+     * (a successor), its watermark output becomes active again; none of its events is behind the
+     * watermark the others moved on to: a predecessor passes a writers' watermark only if no
+     * event below it was noted in a newer segment of its key range.
+     */
+    @Override
+    public org.apache.flink.core.io.InputStatus pollNext(org.apache.flink.api.connector.source.ReaderOutput<T> output)
+            throws Exception {
+        org.apache.flink.core.io.InputStatus status = super.pollNext(output);
+        if (idleWithoutSplits && getNumberOfCurrentlyAssignedSplits() == 0) {
+            output.markIdle();
+        }
+        return status;
     }
 
     /** A segment was read to its sealed end: the enumerator may hand out its successors. */

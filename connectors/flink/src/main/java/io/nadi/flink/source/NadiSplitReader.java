@@ -233,6 +233,8 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
             GetWatermarksResponse r = client.getWatermarks(stream.scope(), stream.stream(), Math.max(0, after[0]));
             if (r.getWatermarksCount() > 0) {
                 after[0] = r.getWatermarks(r.getWatermarksCount() - 1).getTimeMs();
+                LOG.debug("writers' watermarks of {} up to {} ({} active writers)", stream, after[0],
+                        r.getActiveWriters());
                 queue.add(new Polled(r));
             }
         } catch (NadiException e) {
@@ -374,6 +376,7 @@ final class NadiSplitReader implements SplitReader<NadiRecord, NadiSplit> {
             }
             long passed = watermarks.passed(t.segmentId, range[0], range[1], t.position, t.watermark);
             if (passed > t.watermark) {
+                LOG.debug("split {} at {} passed the writers' watermark {}", t.segment, t.position, passed);
                 t.watermark = passed;
                 out.add(id, NadiRecord.watermark(t.segment, passed));
             }
