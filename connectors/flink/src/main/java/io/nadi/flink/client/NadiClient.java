@@ -19,8 +19,13 @@ import io.nadi.proto.controller.v1.GetActiveSegmentsRequest;
 import io.nadi.proto.controller.v1.GetHeadSegmentsRequest;
 import io.nadi.proto.controller.v1.GetStreamCutRequest;
 import io.nadi.proto.controller.v1.GetStreamRequest;
+import io.nadi.proto.controller.v1.GetStreamHistoryRequest;
+import io.nadi.proto.controller.v1.GetStreamHistoryResponse;
 import io.nadi.proto.controller.v1.GetSuccessorsRequest;
+import io.nadi.proto.controller.v1.GetWatermarksRequest;
+import io.nadi.proto.controller.v1.GetWatermarksResponse;
 import io.nadi.proto.controller.v1.GetTxnRequest;
+import io.nadi.proto.controller.v1.NoteWriterTimeRequest;
 import io.nadi.proto.controller.v1.PingTxnRequest;
 import io.nadi.proto.controller.v1.ScalingPolicy;
 import io.nadi.proto.controller.v1.SegmentLocation;
@@ -39,8 +44,14 @@ import io.netty.channel.socket.nio.NioSocketChannel;
 import io.netty.util.concurrent.DefaultThreadFactory;
 import java.net.InetSocketAddress;
 import java.net.URI;
+import java.util.ArrayDeque;
+import java.util.Collection;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
@@ -246,6 +257,102 @@ public final class NadiClient implements AutoCloseable {
     public List<SegmentOffset> tailCut(String scope, String stream) throws NadiException {
         return call("tail cut of " + scope + "/" + stream, () -> ctl().getStreamCut(GetStreamCutRequest.newBuilder()
                 .setScope(scope).setStream(stream).setWhich(GetStreamCutRequest.Which.WHICH_TAIL).build())).getCutList();
+    }
+
+    /** The head stream cut: each head segment at its start offset. */
+    public List<SegmentOffset> headCut(String scope, String stream) throws NadiException {
+        return call("head cut of " + scope + "/" + stream, () -> ctl().getStreamCut(GetStreamCutRequest.newBuilder()
+                .setScope(scope).setStream(stream).setWhich(GetStreamCutRequest.Which.WHICH_HEAD_UNSPECIFIED).build()))
+                .getCutList();
+    }
+
+    /**
+     * The stream cut at {@code timeMs} (ms since the Unix epoch): reading from it returns exactly
+     * the events appended at or after that time (append times have 1 s resolution). Fails with
+     * {@code TIME_IN_FUTURE} for a time ahead of the controller's clock and
+     * {@code TIME_BEFORE_STREAM} for one before the stream was created (docs/protocol.md, "Seek
+     * by time").
+     */
+    public List<SegmentOffset> cutAt(String scope, String stream, long timeMs) throws NadiException {
+        return call("cut at " + timeMs + " ms of " + scope + "/" + stream, () -> ctl().getStreamCut(
+                GetStreamCutRequest.newBuilder().setScope(scope).setStream(stream)
+                        .setWhich(GetStreamCutRequest.Which.WHICH_TIME).setTimeMs(timeMs).build())).getCutList();
+    }
+
+    /**
+     * Where the given segments of a stream are served (a cut names segments by id only). The
+     * active segments answer most cuts; the others are found by walking the segment graph from
+     * the head through {@code GetSuccessors}, which needs only read access to the stream (unlike
+     * {@code GetClusterInfo}). {@code NOT_FOUND_SEGMENT} if one is not in the stream's graph.
+     */
+    public Map<Long, SegmentLocation> locate(String scope, String stream, Collection<Long> segmentIds)
+            throws NadiException {
+        Map<Long, SegmentLocation> found = new HashMap<>();
+        Set<Long> wanted = new HashSet<>(segmentIds);
+        for (SegmentLocation l : activeSegments(scope, stream)) {
+            if (wanted.contains(l.getSegment().getId())) {
+                found.put(l.getSegment().getId(), l);
+            }
+        }
+        if (found.size() == wanted.size()) {
+            return found;
+        }
+        long maxEpoch = 0;
+        for (long id : wanted) {
+            maxEpoch = Math.max(maxEpoch, id >>> 32);
+        }
+        Deque<SegmentLocation> todo = new ArrayDeque<>(headSegments(scope, stream));
+        Set<Long> seen = new HashSet<>();
+        while (!todo.isEmpty() && found.size() < wanted.size()) {
+            SegmentLocation l = todo.poll();
+            long id = l.getSegment().getId();
+            if (!seen.add(id)) {
+                continue;
+            }
+            if (wanted.contains(id)) {
+                found.put(id, l);
+            }
+            if ((id >>> 32) < maxEpoch) { // a successor may still be one of the wanted segments
+                for (SuccessorSegment s : successors(scope, stream, id)) {
+                    todo.add(s.getSegment());
+                }
+            }
+        }
+        if (found.size() < wanted.size()) {
+            Set<Long> missing = new HashSet<>(wanted);
+            missing.removeAll(found.keySet());
+            throw new NadiException("NOT_FOUND_SEGMENT", "segments " + missing + " are not in the segment graph of "
+                    + scope + "/" + stream);
+        }
+        return found;
+    }
+
+    /** Every epoch of the stream with its segments (ids, names, key ranges), oldest first. */
+    public GetStreamHistoryResponse streamHistory(String scope, String stream) throws NadiException {
+        return call("history of " + scope + "/" + stream, () -> ctl().getStreamHistory(
+                GetStreamHistoryRequest.newBuilder().setScope(scope).setStream(stream).build()));
+    }
+
+    /**
+     * Notes a writer's time (docs/protocol.md, "Watermarks"): every event {@code writerId} appends
+     * from now on has an event time {@code >= timeMs}; {@code positions} are, for every segment it
+     * appended to, the offset just past its last acknowledged event there (or a higher event
+     * boundary, such as the segment's length in an acknowledgement; send them all each time); {@code closed}: the writer is done; {@code idleTimeoutMs} (0: the controller's
+     * 10 s) is how long after this note it stops holding the watermark back if it notes nothing
+     * more. Returns the stream's watermark after the note (0: none yet).
+     */
+    public long noteWriterTime(String scope, String stream, String writerId, long timeMs,
+            Collection<SegmentOffset> positions, boolean closed, long idleTimeoutMs) throws NadiException {
+        return call("note time " + timeMs + " of writer " + writerId + " on " + scope + "/" + stream,
+                () -> ctl().noteWriterTime(NoteWriterTimeRequest.newBuilder().setScope(scope).setStream(stream)
+                        .setWriterId(writerId).setTimeMs(timeMs).addAllPosition(positions).setClosed(closed)
+                        .setIdleTimeoutMs(idleTimeoutMs).build())).getWatermarkMs();
+    }
+
+    /** The stream's recent watermarks with {@code time_ms > afterMs}, oldest first, and its writers' counts. */
+    public GetWatermarksResponse getWatermarks(String scope, String stream, long afterMs) throws NadiException {
+        return call("watermarks of " + scope + "/" + stream, () -> ctl().getWatermarks(
+                GetWatermarksRequest.newBuilder().setScope(scope).setStream(stream).setAfterMs(afterMs).build()));
     }
 
     /** The successors of a sealed segment, each with all its predecessors; empty while active. */

@@ -1,11 +1,13 @@
 package io.nadi.flink.client;
 
 import io.nadi.proto.controller.v1.SegmentLocation;
+import io.nadi.proto.controller.v1.SegmentOffset;
 import io.nadi.proto.controller.v1.SuccessorSegment;
 import io.nadi.proto.controller.v1.TxnInfo;
 import io.nadi.proto.controller.v1.TxnSegment;
 import io.nadi.proto.segment.v1.SegmentInfo;
 import io.nadi.proto.segment.v1.WriterState;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
@@ -32,6 +34,13 @@ import java.util.UUID;
  * Per-key order holds: a key's events sit in one buffer, are numbered and stored in order, and
  * re-routed events go ahead of any later event of the same key. A transaction writer
  * ({@link #forTransaction}) has a fixed set of segments: {@code SEALED} is an error there.
+ *
+ * <p>Event time (docs/protocol.md, "Watermarks"): {@link #noteTime} flushes, then tells the
+ * controller that every event this writer appends from now on has an event time at or above
+ * the given time, with its position in every segment it appended to (the durable length an
+ * acknowledgement reported: at or past its last acknowledged event there). The stream's watermark is the minimum over the writers that noted within their
+ * {@linkplain #idleTimeout idle timeout} and are not closed; {@link #close} of a writer that
+ * noted says it is closed.
  */
 public final class RoutedWriter implements AutoCloseable {
     private static final long ACK_TIMEOUT_MS = 60_000;
@@ -77,6 +86,17 @@ public final class RoutedWriter implements AutoCloseable {
     private long bufferedBytes;
     private long written;
     private int unkeyed;
+    /**
+     * Every segment this writer appended to: a durable length at or past its last event there.
+     * Sent whole with every note: notes live in the controller leader's memory, and a new leader
+     * learns a writer's older segments only from its next note.
+     */
+    private final Map<Long, Long> positions = new HashMap<>();
+    /** The last time noted; -1 before the first note. */
+    private long notedTime = -1;
+    private boolean closedNoted;
+    /** Idle timeout sent with every note; 0: the controller's default (10 s). */
+    private long idleTimeoutMs;
 
     private RoutedWriter(NadiClient client, StreamId stream, String writerId, boolean fixed, List<Route> routes) {
         this.client = client;
@@ -110,6 +130,69 @@ public final class RoutedWriter implements AutoCloseable {
         routes = r;
         for (Route x : r) {
             bySegment.put(x.segmentId, x);
+        }
+    }
+
+    /** This writer's id on the segment stores and in its time notes. */
+    public String writerId() {
+        return writerId;
+    }
+
+    /**
+     * How long after a {@link #noteTime note} this writer, if it notes nothing more, stops
+     * holding the stream's watermark back (it is idle). Default (and zero): the controller's,
+     * 10 s. Sent with every note.
+     */
+    public RoutedWriter idleTimeout(Duration timeout) {
+        if (timeout.isNegative()) {
+            throw new IllegalArgumentException("idle timeout must not be negative: " + timeout);
+        }
+        this.idleTimeoutMs = timeout.toMillis();
+        return this;
+    }
+
+    /**
+     * Flushes, then notes this writer's time: every event it appends after this call has an event
+     * time {@code >= timeMs} (never lower than its previous note). Returns the stream's watermark
+     * after the note (0: none yet). Not for transaction writers (their events have no position
+     * before the commit).
+     *
+     * @throws NadiException as {@link #flush()}, or {@code INVALID_ARGUMENT} for a time below the
+     *     previous note; a server without watermarks answers {@code UNIMPLEMENTED} ({@code INTERNAL})
+     */
+    public long noteTime(long timeMs) throws NadiException {
+        if (fixed) {
+            throw new IllegalStateException("a transaction writer cannot note its time: its events have no position"
+                    + " in the stream before the commit");
+        }
+        if (timeMs < notedTime) {
+            throw new IllegalArgumentException("time " + timeMs + " ms is below this writer's previous note, "
+                    + notedTime + " ms");
+        }
+        flush();
+        long watermark = sendNote(timeMs, false);
+        notedTime = timeMs;
+        return watermark;
+    }
+
+    /** The last time noted, -1 if none. */
+    public long notedTime() {
+        return notedTime;
+    }
+
+    private long sendNote(long timeMs, boolean closed) throws NadiException {
+        List<SegmentOffset> all = new ArrayList<>();
+        for (Map.Entry<Long, Long> e : positions.entrySet()) {
+            all.add(SegmentOffset.newBuilder().setSegmentId(e.getKey()).setOffset(e.getValue()).build());
+        }
+        long watermark = client.noteWriterTime(stream.scope(), stream.stream(), writerId, timeMs, all, closed,
+                idleTimeoutMs);
+        return watermark;
+    }
+
+    private void notePosition(long segmentId, long position) {
+        if (position > 0) {
+            positions.merge(segmentId, position, Math::max);
         }
     }
 
@@ -168,7 +251,9 @@ public final class RoutedWriter implements AutoCloseable {
                 SegmentAppender a = appenders.get(seg);
                 try {
                     a.awaitAcked(ACK_TIMEOUT_MS);
+                    notePosition(seg, a.durableLength());
                 } catch (NadiException failure) {
+                    notePosition(seg, a.durableLength());
                     a.close();
                     appenders.remove(seg);
                     Route route = bySegment.get(seg);
@@ -201,6 +286,9 @@ public final class RoutedWriter implements AutoCloseable {
             }
         }
         long skip = Math.max(0, Math.min(sent.size(), stored - firstNumber + 1));
+        if (skip > 0) {
+            notePosition(route.segmentId, info.getLength()); // stored, never acknowledged: within the length
+        }
         return new ArrayList<>(sent.subList((int) skip, sent.size()));
     }
 
@@ -262,10 +350,22 @@ public final class RoutedWriter implements AutoCloseable {
         }
     }
 
-    /** Drops buffered events and closes the append streams (flush first to keep them). */
+    /**
+     * Drops buffered events and closes the append streams (flush first to keep them). A writer
+     * that noted its time says it is closed (best effort: if that fails, its idle timeout
+     * releases the watermark).
+     */
     @Override
     public void close() {
         buffers.clear();
+        if (notedTime >= 0 && !closedNoted) {
+            closedNoted = true;
+            try {
+                sendNote(notedTime, true);
+            } catch (NadiException | RuntimeException e) {
+                // best effort: the idle timeout ends the writer's hold on the watermark
+            }
+        }
         for (SegmentAppender a : appenders.values()) {
             a.close();
         }

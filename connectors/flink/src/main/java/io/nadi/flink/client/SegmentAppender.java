@@ -31,6 +31,11 @@ final class SegmentAppender implements AutoCloseable {
     private final StreamObserver<AppendRequest> requests;
     private long setupLast = Long.MIN_VALUE;
     private long acked = -1;
+    /**
+     * The highest durable segment length an acknowledgement reported: at or past the end of every
+     * event of this writer acknowledged so far (a writer's position for {@code NoteWriterTime}).
+     */
+    private long durableLength;
     private long nextNumber;
     private NadiException failure;
     private boolean completed;
@@ -44,8 +49,10 @@ final class SegmentAppender implements AutoCloseable {
                     if (r.hasSetupAck()) {
                         setupLast = r.getSetupAck().getLastEventNumber();
                         acked = setupLast;
+                        durableLength = Math.max(durableLength, r.getSetupAck().getSegmentLength());
                     } else if (r.hasAck()) {
                         acked = Math.max(acked, r.getAck().getLastEventNumber());
+                        durableLength = Math.max(durableLength, r.getAck().getSegmentLength());
                     }
                     SegmentAppender.this.notifyAll();
                 }
@@ -97,6 +104,14 @@ final class SegmentAppender implements AutoCloseable {
     /** The last event number the store held for this writer when the stream was set up (-1: none). */
     synchronized long storedAtSetup() {
         return setupLast;
+    }
+
+    /**
+     * A durable length of the segment at or past the end of this writer's acknowledged events
+     * (each ack carries the segment's length, which may include other writers' later events).
+     */
+    synchronized long durableLength() {
+        return durableLength;
     }
 
     /** The number the next event gets. */

@@ -36,6 +36,10 @@ import org.apache.flink.core.io.SimpleVersionedSerializer;
  *
  * Records are routed by the key of {@link NadiSerializationSchema#routingKey}: one key, one
  * segment at a time, order kept, also while the stream scales.
+ *
+ * <p>With {@link Builder#noteWatermarks()} (at-least-once only), each writer notes Flink's
+ * watermark as its time on the stream (docs/protocol.md, "Watermarks"), so that jobs reading
+ * the stream with {@code NadiSource.Builder.watermarksFromWriters()} get this job's event time.
  */
 public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommittable>,
         SupportsWriterState<T, NadiCommittable> {
@@ -51,6 +55,9 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
     private final DeliveryGuarantee guarantee;
     private final long leaseMs;
     private final long maxBufferedBytes;
+    /** Note the watermark at most this often; -1: never. */
+    private final long noteIntervalMs;
+    private final long writerIdleTimeoutMs;
 
     private NadiSink(Builder<T> b) {
         this.controller = b.requireController();
@@ -62,6 +69,12 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         this.maxBufferedBytes = b.maxBufferedBytes;
         if (leaseMs < 100 || leaseMs > 86_400_000L) {
             throw new IllegalArgumentException("transaction lease must be 100 ms ..= 1 day, got " + b.lease);
+        }
+        this.noteIntervalMs = b.noteInterval == null ? -1 : b.noteInterval.toMillis();
+        this.writerIdleTimeoutMs = b.writerIdleTimeout.toMillis();
+        if (noteIntervalMs >= 0 && guarantee == DeliveryGuarantee.EXACTLY_ONCE) {
+            throw new IllegalArgumentException("noteWatermarks() needs an at-least-once sink: a transaction's events"
+                    + " have no position in the stream before the commit, so a writer cannot note a time for them");
         }
     }
 
@@ -83,7 +96,7 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
             throw new IOException("cannot open the serialization schema", e);
         }
         return new NadiSinkWriter<>(controller, security, stream, schema, guarantee, leaseMs, maxBufferedBytes,
-                openAtCheckpoint);
+                noteIntervalMs, writerIdleTimeoutMs, openAtCheckpoint);
     }
 
     @Override
@@ -112,6 +125,8 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
         private DeliveryGuarantee guarantee = DeliveryGuarantee.EXACTLY_ONCE;
         private Duration lease = DEFAULT_LEASE;
         private long maxBufferedBytes = 4L * 1024 * 1024;
+        private Duration noteInterval;
+        private Duration writerIdleTimeout = Duration.ZERO;
 
         public Builder<T> serializer(NadiSerializationSchema<T> s) {
             this.schema = s;
@@ -136,6 +151,34 @@ public final class NadiSink<T> implements Sink<T>, SupportsCommitter<NadiCommitt
          */
         public Builder<T> maxBufferedBytes(long bytes) {
             this.maxBufferedBytes = Math.max(1, bytes);
+            return this;
+        }
+
+        /**
+         * Each writer notes Flink's watermark as its time on the stream: on a watermark T (at
+         * most every 200 ms) and at checkpoints it flushes and notes {@code T + 1} (every later
+         * record has a timestamp above T). Readers with {@code watermarksFromWriters()} then get
+         * the stream's watermark: the minimum over its noting writers. At-least-once only. The
+         * records' event time in the payload must be their Flink timestamp, and late records
+         * (behind the watermark) break the promise: drop them before the sink.
+         */
+        public Builder<T> noteWatermarks() {
+            return noteWatermarks(Duration.ofMillis(200));
+        }
+
+        /** {@link #noteWatermarks()} at most every {@code minInterval}. */
+        public Builder<T> noteWatermarks(Duration minInterval) {
+            this.noteInterval = minInterval;
+            return this;
+        }
+
+        /**
+         * With {@link #noteWatermarks()}: how long after a writer's last note it stops holding the
+         * stream's watermark back (while Flink's watermark does not move). Default (zero): the
+         * controller's, 10 s.
+         */
+        public Builder<T> writerIdleTimeout(Duration timeout) {
+            this.writerIdleTimeout = timeout;
             return this;
         }
 

@@ -26,6 +26,7 @@ import org.slf4j.LoggerFactory;
  *                its events will be written again, so it is aborted
  *   close:       the current transaction (never handed over) is aborted
  * at-least-once: write ─► routed writer; flush(at every checkpoint) makes every event durable
+ *   noteWatermarks: watermark T ─► (at most every interval, and at checkpoints) flush, note T + 1
  * </pre>
  *
  * The lease of every transaction is pinged while it is open; after it is handed over, the lease
@@ -47,22 +48,38 @@ final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable
     private TxnInfo txn;
     private RoutedWriter txnWriter;
     private long lastPing;
+    /** Note the watermark at most this often; -1: never. */
+    private final long noteIntervalMs;
+    /** The latest Flink watermark seen; Long.MIN_VALUE: none. */
+    private long watermark = Long.MIN_VALUE;
+    private long lastNoteAt;
 
+    /** A writer that does not note watermarks. */
     NadiSinkWriter(String controller, ClientSecurity security, StreamId stream, NadiSerializationSchema<T> schema,
             DeliveryGuarantee guarantee, long leaseMs, long maxBufferedBytes,
             Collection<NadiCommittable> openAtCheckpoint) throws IOException {
+        this(controller, security, stream, schema, guarantee, leaseMs, maxBufferedBytes, -1, 0, openAtCheckpoint);
+    }
+
+    NadiSinkWriter(String controller, ClientSecurity security, StreamId stream, NadiSerializationSchema<T> schema,
+            DeliveryGuarantee guarantee, long leaseMs, long maxBufferedBytes, long noteIntervalMs,
+            long writerIdleTimeoutMs, Collection<NadiCommittable> openAtCheckpoint) throws IOException {
         this.client = new NadiClient(controller, security);
         this.stream = stream;
         this.schema = schema;
         this.guarantee = guarantee;
         this.leaseMs = leaseMs;
         this.maxBufferedBytes = maxBufferedBytes;
+        this.noteIntervalMs = noteIntervalMs;
         try {
             client.getStream(stream.scope(), stream.stream()); // fails early and clearly if it does not exist
             for (NadiCommittable open : openAtCheckpoint) {
                 abortAfterRestore(open);
             }
             this.streamWriter = guarantee == DeliveryGuarantee.EXACTLY_ONCE ? null : RoutedWriter.forStream(client, stream);
+            if (streamWriter != null) {
+                streamWriter.idleTimeout(java.time.Duration.ofMillis(writerIdleTimeoutMs));
+            }
         } catch (IOException | RuntimeException e) {
             client.close();
             throw e;
@@ -126,7 +143,34 @@ final class NadiSinkWriter<T> implements CommittingSinkWriter<T, NadiCommittable
     public void flush(boolean endOfInput) throws IOException {
         if (streamWriter != null) {
             streamWriter.flush();
+            noteWatermark(true);
         }
+    }
+
+    @Override
+    public void writeWatermark(org.apache.flink.api.common.eventtime.Watermark wm) throws IOException {
+        if (wm.getTimestamp() == Long.MAX_VALUE) {
+            return; // end of input: close() says the writer is closed
+        }
+        watermark = Math.max(watermark, wm.getTimestamp());
+        noteWatermark(false);
+    }
+
+    /**
+     * Notes {@code watermark + 1} if it rose since the last note and (unless {@code now}) the
+     * interval has passed. Every record written after Flink's watermark T has a timestamp above T.
+     */
+    private void noteWatermark(boolean now) throws NadiException {
+        if (noteIntervalMs < 0 || watermark == Long.MIN_VALUE || watermark + 1 <= streamWriter.notedTime()
+                || watermark < 0) {
+            return;
+        }
+        long t = System.currentTimeMillis();
+        if (!now && t - lastNoteAt < noteIntervalMs) {
+            return;
+        }
+        streamWriter.noteTime(watermark + 1);
+        lastNoteAt = t;
     }
 
     @Override

@@ -1,13 +1,14 @@
 package io.nadi.flink.source;
 
 /**
- * One event as the split reader hands it to the emitter: where it is, where the next one is. Two
+ * One event as the split reader hands it to the emitter: where it is, where the next one is. Three
  * markers carry no event: {@link Kind#START} when a split is added (so that its watermark output
- * exists, and holds the reader's watermark, before its first event) and {@link Kind#END} when a
- * segment was read to its sealed end (drained).
+ * exists, and holds the reader's watermark, before its first event), {@link Kind#END} when a
+ * segment was read to its sealed end (drained), and {@link Kind#WATERMARK} when the split has
+ * passed a writers' watermark ({@code offset} holds its time; see {@link WriterWatermarks}).
  */
 final class NadiRecord {
-    enum Kind { EVENT, START, END }
+    enum Kind { EVENT, START, END, WATERMARK }
 
     final Kind kind;
     final String segment;
@@ -29,5 +30,10 @@ final class NadiRecord {
 
     static NadiRecord marker(Kind kind, String segment, long offset) {
         return new NadiRecord(kind, segment, offset, offset, null);
+    }
+
+    /** The split passed the writers' watermark {@code timeMs} (Nadi's: no more events below it). */
+    static NadiRecord watermark(String segment, long timeMs) {
+        return new NadiRecord(Kind.WATERMARK, segment, timeMs, timeMs, null);
     }
 }

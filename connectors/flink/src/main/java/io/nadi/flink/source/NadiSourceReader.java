@@ -2,6 +2,7 @@ package io.nadi.flink.source;
 
 import io.nadi.flink.client.ClientSecurity;
 import io.nadi.flink.client.NadiClient;
+import io.nadi.flink.client.StreamId;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -31,6 +32,11 @@ import org.apache.flink.connector.base.source.reader.SingleThreadMultiplexSource
  * <em>finished marker</em> for it in its state and repeats the report after a restore: the
  * enumerator's state is taken before the readers', so a report that reached the enumerator after
  * its snapshot would otherwise be lost with the restore, and the successors never assigned.
+ *
+ * <p>With writers' watermarks, the split reader adds a watermark marker to a split's records
+ * when it passed a writers' watermark W (Nadi's W: no more events with an event time below W);
+ * the emitter emits Flink's watermark {@code W - 1} on that split's output (Flink's T: no more
+ * records with a timestamp at or below T), and no record.
  */
 final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<NadiRecord, T, NadiSplit, NadiSplitState> {
     private final Map<String, NadiSplit> finishedMarkers = new LinkedHashMap<>();
@@ -38,18 +44,39 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
     private final Set<String> reported = new HashSet<>();
     /** The split reader's queue, for releases. */
     private final LinkedBlockingQueue<Object> queue;
+    /** Writers' watermarks: a reader without splits marks its output idle. */
+    private final boolean idleWithoutSplits;
 
+    /** {@code watermarksOf}: the stream whose writers' watermarks to follow, or null for none. */
     NadiSourceReader(String controller, ClientSecurity security, NadiDeserializationSchema<T> deserializer,
-            SourceReaderContext context) {
-        this(controller, security, new Emitter<>(deserializer), new LinkedBlockingQueue<>(), context);
+            StreamId watermarksOf, SourceReaderContext context) {
+        this(controller, security, new Emitter<>(deserializer), new LinkedBlockingQueue<>(), watermarksOf, context);
     }
 
     private NadiSourceReader(String controller, ClientSecurity security, Emitter<T> emitter,
-            LinkedBlockingQueue<Object> queue, SourceReaderContext context) {
-        super(() -> new NadiSplitReader(new NadiClient(controller, security), queue), emitter,
+            LinkedBlockingQueue<Object> queue, StreamId watermarksOf, SourceReaderContext context) {
+        super(() -> new NadiSplitReader(new NadiClient(controller, security), queue, watermarksOf), emitter,
                 context.getConfiguration(), context);
         this.queue = queue;
+        this.idleWithoutSplits = watermarksOf != null;
         emitter.onDrained = this::drained;
+    }
+
+    /**
+     * With writers' watermarks, a reader holding no split (more readers than segments) marks its
+     * output idle, or it would hold the job's watermark at its start for ever. When a split comes
+     * (a successor), its watermark output becomes active again; none of its events is behind the
+     * watermark the others moved on to: a predecessor passes a writers' watermark only if no
+     * event below it was noted in a newer segment of its key range.
+     */
+    @Override
+    public org.apache.flink.core.io.InputStatus pollNext(org.apache.flink.api.connector.source.ReaderOutput<T> output)
+            throws Exception {
+        org.apache.flink.core.io.InputStatus status = super.pollNext(output);
+        if (idleWithoutSplits && getNumberOfCurrentlyAssignedSplits() == 0) {
+            output.markIdle();
+        }
+        return status;
     }
 
     /** A segment was read to its sealed end: the enumerator may hand out its successors. */
@@ -144,6 +171,10 @@ final class NadiSourceReader<T> extends SingleThreadMultiplexSourceReaderBase<Na
         public void emitRecord(NadiRecord r, SourceOutput<T> output, NadiSplitState state) throws Exception {
             if (r.kind == NadiRecord.Kind.START) {
                 return; // SourceReaderBase made the split's watermark output: nothing else to do
+            }
+            if (r.kind == NadiRecord.Kind.WATERMARK) {
+                output.emitWatermark(new org.apache.flink.api.common.eventtime.Watermark(r.offset - 1));
+                return;
             }
             if (r.kind == NadiRecord.Kind.END) {
                 state.offset = r.nextOffset;

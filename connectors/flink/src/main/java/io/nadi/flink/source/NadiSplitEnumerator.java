@@ -25,7 +25,8 @@ import org.slf4j.LoggerFactory;
  * Discovers the stream's segments and hands them to readers as splits, following scaling:
  *
  * <pre>
- *   start: head segments (from their start offsets) or active segments (from their lengths);
+ *   start: head segments (from their start offsets), active segments (from their lengths) or
+ *          the segments of the cut at a time (from the cut's offsets);
  *          bounded: also the tail stream cut, where reading stops
  *   reader: "segment S finished" ──► GetSuccessors(S) ──► each successor whose predecessors are
  *          all finished becomes a split (once), and goes to a reader
@@ -53,7 +54,8 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
     private final SplitEnumeratorContext<NadiSplit> context;
     private final NadiClient client;
     private final StreamId stream;
-    private final boolean fromStart;
+    private final NadiSource.StartMode startMode;
+    private final long startMs;
     private final boolean bounded;
     private boolean initialized;
     private final TreeSet<Long> assigned;
@@ -91,11 +93,12 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
     }
 
     NadiSplitEnumerator(SplitEnumeratorContext<NadiSplit> context, String controller, ClientSecurity security,
-            StreamId stream, boolean fromStart, boolean bounded, NadiEnumeratorState state) {
+            StreamId stream, NadiSource.StartMode startMode, long startMs, boolean bounded, NadiEnumeratorState state) {
         this.context = context;
         this.client = new NadiClient(controller, security);
         this.stream = stream;
-        this.fromStart = fromStart;
+        this.startMode = startMode;
+        this.startMs = startMs;
         this.bounded = bounded;
         this.initialized = state.initialized;
         this.assigned = new TreeSet<>(state.assigned);
@@ -130,27 +133,61 @@ final class NadiSplitEnumerator implements SplitEnumerator<NadiSplit, NadiEnumer
         context.callAsync(() -> null, (ignored, error) -> releaseWithoutCheckpoint(), 1000, 1000);
     }
 
-    /** The first splits (worker thread): head or tail, and in bounded mode the stop cut. */
+    /**
+     * The first splits (worker thread): head, tail or the cut at a time, and in bounded mode the
+     * stop cut. The time cut is taken before the stop cut, so the stop cut is at or after it.
+     */
     private List<NadiSplit> discoverStart() throws NadiException {
+        List<SegmentOffset> timeCut = startMode == NadiSource.StartMode.TIMESTAMP ? timeCut() : null;
         Map<Long, Long> cut = new HashMap<>();
         if (bounded) {
             for (SegmentOffset o : client.tailCut(stream.scope(), stream.stream())) {
                 cut.put(o.getSegmentId(), o.getOffset());
             }
         }
-        List<SegmentLocation> first = fromStart
-                ? client.headSegments(stream.scope(), stream.stream())
-                : client.activeSegments(stream.scope(), stream.stream());
         List<NadiSplit> splits = new ArrayList<>();
-        for (SegmentLocation l : first) {
-            Segment seg = l.getSegment();
-            var info = client.segmentInfo(l.getEndpoint(), seg.getQualifiedName());
-            long offset = fromStart ? info.getStartOffset() : info.getLength();
-            splits.add(new NadiSplit(seg.getId(), seg.getQualifiedName(), l.getEndpoint(), offset,
-                    cut.getOrDefault(seg.getId(), NadiSplit.NO_END), false));
+        if (timeCut != null) {
+            List<Long> ids = new ArrayList<>();
+            for (SegmentOffset o : timeCut) {
+                ids.add(o.getSegmentId());
+            }
+            Map<Long, SegmentLocation> where = client.locate(stream.scope(), stream.stream(), ids);
+            for (SegmentOffset o : timeCut) {
+                SegmentLocation l = where.get(o.getSegmentId());
+                splits.add(new NadiSplit(o.getSegmentId(), l.getSegment().getQualifiedName(), l.getEndpoint(),
+                        o.getOffset(), cut.getOrDefault(o.getSegmentId(), NadiSplit.NO_END), false));
+            }
+        } else {
+            boolean fromStart = startMode == NadiSource.StartMode.EARLIEST;
+            List<SegmentLocation> first = fromStart
+                    ? client.headSegments(stream.scope(), stream.stream())
+                    : client.activeSegments(stream.scope(), stream.stream());
+            for (SegmentLocation l : first) {
+                Segment seg = l.getSegment();
+                var info = client.segmentInfo(l.getEndpoint(), seg.getQualifiedName());
+                long offset = fromStart ? info.getStartOffset() : info.getLength();
+                splits.add(new NadiSplit(seg.getId(), seg.getQualifiedName(), l.getEndpoint(), offset,
+                        cut.getOrDefault(seg.getId(), NadiSplit.NO_END), false));
+            }
         }
         stopCut.putAll(cut);
         return splits;
+    }
+
+    /**
+     * The cut at the start time. A time before the stream was created ({@code TIME_BEFORE_STREAM})
+     * means every event: the head. {@code TIME_IN_FUTURE} fails the start.
+     */
+    private List<SegmentOffset> timeCut() throws NadiException {
+        try {
+            return client.cutAt(stream.scope(), stream.stream(), startMs);
+        } catch (NadiException e) {
+            if (!e.reason().equals("TIME_BEFORE_STREAM")) {
+                throw e;
+            }
+            LOG.info("start time {} ms is before stream {} was created: starting at its head", startMs, stream);
+            return client.headCut(stream.scope(), stream.stream());
+        }
     }
 
     private void add(NadiSplit s) {

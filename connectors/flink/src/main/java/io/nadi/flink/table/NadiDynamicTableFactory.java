@@ -50,7 +50,14 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
     public static final ConfigOption<String> STREAM = ConfigOptions.key("stream").stringType().noDefaultValue()
             .withDescription("The stream, 'scope/stream'.");
     public static final ConfigOption<String> STARTUP_MODE = ConfigOptions.key("scan.startup.mode").stringType()
-            .defaultValue("earliest").withDescription("'earliest' (the head of the stream) or 'latest' (its tail).");
+            .defaultValue("earliest").withDescription("'earliest' (the head of the stream), 'latest' (its tail) or"
+                    + " 'timestamp' (the events appended at or after 'scan.startup.timestamp-millis').");
+    public static final ConfigOption<String> STARTUP_TIMESTAMP = ConfigOptions.key("scan.startup.timestamp-millis")
+            .stringType().noDefaultValue().withDescription("With 'scan.startup.mode' = 'timestamp': the start time,"
+                    + " milliseconds since the Unix epoch (compared with the store's append times, 1 s resolution).");
+    public static final ConfigOption<String> WATERMARKS = ConfigOptions.key("scan.watermarks").stringType()
+            .defaultValue("table").withDescription("'table': the WATERMARK clause's expression, per segment;"
+                    + " 'writers': the stream's writers' watermarks (the clause only names the event-time column).");
     public static final ConfigOption<Boolean> BOUNDED = ConfigOptions.key("scan.bounded").booleanType()
             .defaultValue(false).withDescription("Read up to the stream's tail as of the job's start, then end.");
     public static final ConfigOption<String> DELIVERY = ConfigOptions.key("sink.delivery-guarantee").stringType()
@@ -73,7 +80,7 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
 
     @Override
     public Set<ConfigOption<?>> optionalOptions() {
-        return Set.of(TOKEN, STARTUP_MODE, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
+        return Set.of(TOKEN, STARTUP_MODE, STARTUP_TIMESTAMP, WATERMARKS, BOUNDED, DELIVERY, LEASE, KEY_FIELD);
     }
 
     @Override
@@ -84,12 +91,15 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
         helper.validate();
         ReadableConfig o = helper.getOptions();
         String mode = o.get(STARTUP_MODE).toLowerCase(Locale.ROOT);
-        if (!mode.equals("earliest") && !mode.equals("latest")) {
-            throw new ValidationException("'scan.startup.mode' must be 'earliest' or 'latest', got '" + mode + "'");
+        Long startMs = startTimestamp(mode, o);
+        String watermarks = o.get(WATERMARKS).toLowerCase(Locale.ROOT);
+        if (!watermarks.equals("table") && !watermarks.equals("writers")) {
+            throw new ValidationException("'scan.watermarks' must be 'table' or 'writers', got '" + o.get(WATERMARKS)
+                    + "'");
         }
         DataType physical = context.getPhysicalRowDataType();
-        return new NadiTableSource(o.get(CONTROLLER), security(o), stream(o), format, physical,
-                mode.equals("earliest"), o.get(BOUNDED));
+        return new NadiTableSource(o.get(CONTROLLER), security(o), stream(o), format, physical, mode, startMs,
+                o.get(BOUNDED), watermarks.equals("writers"));
     }
 
     @Override
@@ -123,6 +133,43 @@ public final class NadiDynamicTableFactory implements DynamicTableSourceFactory,
         }
         return new NadiTableSink(o.get(CONTROLLER), security(o), stream(o), format, physical, guarantee, o.get(LEASE),
                 keyIndex);
+    }
+
+    /**
+     * Checks 'scan.startup.mode' and 'scan.startup.timestamp-millis' together (as Flink's Kafka
+     * connector names them): the time is required with 'timestamp' and refused with any other
+     * mode. Returns it, or null.
+     */
+    private static Long startTimestamp(String mode, ReadableConfig o) {
+        java.util.Optional<String> ts = o.getOptional(STARTUP_TIMESTAMP);
+        switch (mode) {
+            case "earliest":
+            case "latest":
+                if (ts.isPresent()) {
+                    throw new ValidationException("'scan.startup.timestamp-millis' is only allowed with 'scan.startup.mode'"
+                            + " = 'timestamp', not with '" + mode + "'");
+                }
+                return null;
+            case "timestamp":
+                if (ts.isEmpty()) {
+                    throw new ValidationException("'scan.startup.mode' = 'timestamp' requires"
+                            + " 'scan.startup.timestamp-millis' (milliseconds since the Unix epoch)");
+                }
+                long ms;
+                try {
+                    ms = Long.parseLong(ts.get().trim());
+                } catch (NumberFormatException e) {
+                    throw new ValidationException("'scan.startup.timestamp-millis' must be milliseconds since the Unix"
+                            + " epoch (a whole number), got '" + ts.get() + "'", e);
+                }
+                if (ms < 0) {
+                    throw new ValidationException("'scan.startup.timestamp-millis' must be >= 0, got '" + ts.get() + "'");
+                }
+                return ms;
+            default:
+                throw new ValidationException("'scan.startup.mode' must be 'earliest', 'latest' or 'timestamp', got '"
+                        + o.get(STARTUP_MODE) + "'");
+        }
     }
 
     private static ClientSecurity security(ReadableConfig o) {

@@ -20,7 +20,10 @@ import org.apache.flink.table.types.DataType;
 /**
  * The scan side of a {@code 'connector' = 'nadi'} table: a {@link NadiSource} of rows. The
  * table's {@code WATERMARK} clause is pushed into the source, so watermarks are generated per
- * segment (split), as in the DataStream API.
+ * segment (split), as in the DataStream API. With {@code 'scan.watermarks' = 'writers'} the
+ * source emits the stream's writers' watermarks instead and the pushed strategy's generator is
+ * not used (the clause still makes its column the table's event-time attribute, which the
+ * window operators read from the rows).
  */
 final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDown {
     private final String controller;
@@ -28,20 +31,26 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
     private final StreamId stream;
     private final DecodingFormat<DeserializationSchema<RowData>> format;
     private final DataType physical;
-    private final boolean fromStart;
+    /** 'earliest', 'latest' or 'timestamp' (checked by the factory). */
+    private final String startMode;
+    /** With 'timestamp': ms since the Unix epoch; else null. */
+    private final Long startMs;
     private final boolean bounded;
+    private final boolean writerWatermarks;
     private WatermarkStrategy<RowData> watermarks = WatermarkStrategy.noWatermarks();
 
     NadiTableSource(String controller, ClientSecurity security, StreamId stream,
-            DecodingFormat<DeserializationSchema<RowData>> format, DataType physical, boolean fromStart,
-            boolean bounded) {
+            DecodingFormat<DeserializationSchema<RowData>> format, DataType physical, String startMode, Long startMs,
+            boolean bounded, boolean writerWatermarks) {
         this.controller = controller;
         this.security = security;
         this.stream = stream;
         this.format = format;
         this.physical = physical;
-        this.fromStart = fromStart;
+        this.startMode = startMode;
+        this.startMs = startMs;
         this.bounded = bounded;
+        this.writerWatermarks = writerWatermarks;
     }
 
     @Override
@@ -54,14 +63,19 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
         DeserializationSchema<RowData> rows = format.createRuntimeDecoder(context, physical);
         NadiSource.Builder<RowData> b = NadiSource.<RowData>builder()
                 .controller(controller).security(security).stream(stream.toString()).deserializer(rows);
-        if (!fromStart) {
+        if (startMode.equals("latest")) {
             b.fromLatest();
+        } else if (startMode.equals("timestamp")) {
+            b.startFromTimestamp(startMs);
         }
         if (bounded) {
             b.boundedAtTail();
         }
+        if (writerWatermarks) {
+            b.watermarksFromWriters();
+        }
         NadiSource<RowData> source = b.build();
-        WatermarkStrategy<RowData> strategy = watermarks;
+        WatermarkStrategy<RowData> strategy = writerWatermarks ? WatermarkStrategy.noWatermarks() : watermarks;
         return new DataStreamScanProvider() {
             @Override
             public org.apache.flink.streaming.api.datastream.DataStream<RowData> produceDataStream(
@@ -85,7 +99,8 @@ final class NadiTableSource implements ScanTableSource, SupportsWatermarkPushDow
 
     @Override
     public DynamicTableSource copy() {
-        NadiTableSource copy = new NadiTableSource(controller, security, stream, format, physical, fromStart, bounded);
+        NadiTableSource copy = new NadiTableSource(controller, security, stream, format, physical, startMode, startMs,
+                bounded, writerWatermarks);
         copy.watermarks = watermarks;
         return copy;
     }
