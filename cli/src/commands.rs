@@ -104,8 +104,9 @@ pub async fn stream_create(
     Ok(())
 }
 
-/// For a policy that follows subscriber groups (`consumption:`, `readers:`), says on stderr
-/// what it does while no subscriber group reads the stream.
+/// For a policy that follows subscriber groups (`consumption:`, `readers:`) given at creation,
+/// says on stderr what it does while no subscriber group reads the stream (an update setting
+/// one is refused then: `NO_SUBSCRIBER`).
 async fn subscriber_note(
     client: &NadiClient,
     scope: &str,
@@ -182,8 +183,9 @@ pub async fn stream_update(
     let (scope, stream) = names(name)?;
     let current = client.stream_info(scope, stream).await?;
     let config = views::update_config(&current, scaling, retention)?;
+    // The controller refuses to set such a policy while no subscriber reads the stream
+    // (NO_SUBSCRIBER); at creation no group can exist yet, so `stream create` notes it instead.
     print_stream(&client.update_stream(scope, stream, config).await?, as_json)?;
-    subscriber_note(client, scope, stream, scaling, retention).await;
     Ok(())
 }
 

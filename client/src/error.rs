@@ -135,7 +135,8 @@ fn kind_of(code: ErrorCode) -> ErrorKind {
         | ErrorCode::Truncated
         | ErrorCode::BadOffset
         | ErrorCode::TxnAborted
-        | ErrorCode::TxnNotOpen => ErrorKind::Conflict,
+        | ErrorCode::TxnNotOpen
+        | ErrorCode::NoSubscriber => ErrorKind::Conflict,
         // A time to seek by that is ahead of the clock or before the stream: ask for another
         // time (or the head); the same request will not succeed by retrying it at once.
         ErrorCode::InvalidName

@@ -58,6 +58,9 @@ pub enum MetaError {
     /// A time given to seek by lies before the stream was created.
     #[error("{0}")]
     TimeBeforeStream(String),
+    /// A policy that follows subscriber reader groups set on a stream none reads.
+    #[error("{0}")]
+    NoSubscriber(String),
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -107,6 +110,7 @@ impl MetaError {
             MetaError::CheckpointInProgress(_) => ErrorCode::CheckpointInProgress,
             MetaError::TimeInFuture(_) => ErrorCode::TimeInFuture,
             MetaError::TimeBeforeStream(_) => ErrorCode::TimeBeforeStream,
+            MetaError::NoSubscriber(_) => ErrorCode::NoSubscriber,
             MetaError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             MetaError::PermissionDenied(_) => ErrorCode::PermissionDenied,
             MetaError::Unavailable(_) => ErrorCode::Unavailable,

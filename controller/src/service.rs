@@ -1152,6 +1152,28 @@ impl ControllerService for Controller {
             retention: given.retention.or(current.retention),
         };
         let config = config_from_pb(Some(merged))?;
+        // A policy that follows subscriber groups, set now on a stream no subscriber reads,
+        // would not do what it says (at creation no group can exist yet: allowed there).
+        let sets_consumption = given.retention.is_some() && matches!(config.retention, Retention::Consumption { .. });
+        let sets_readers = given.scaling.is_some() && matches!(config.scaling, Scaling::Readers { .. });
+        if sets_consumption || sets_readers {
+            let subscribed = self.meta.read_groups(|_, rg| {
+                rg.scopes
+                    .get(&req.scope)
+                    .into_iter()
+                    .flat_map(|groups| groups.values())
+                    .any(|g| g.subscriber && g.streams.iter().any(|s| *s == req.stream))
+            });
+            if !subscribed {
+                let what = if sets_consumption { "consumption retention" } else { "scaling by readers" };
+                return Err(MetaError::NoSubscriber(format!(
+                    "no subscriber reader group reads {}/{}, so {what} would follow nobody; create one first \
+                     (`nadi reader-group create {}/GROUP --stream {} --subscriber`)",
+                    req.scope, req.stream, req.scope, req.stream
+                ))
+                .into());
+            }
+        }
         let cmd = Command::UpdateStreamConfig { scope: req.scope.clone(), stream: req.stream.clone(), config };
         self.meta.propose_once(key.as_ref(), cmd).await?;
         Ok(Response::new(pb::UpdateStreamResponse { stream: Some(self.info(&req.scope, &req.stream).await?) }))

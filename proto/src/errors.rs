@@ -68,6 +68,7 @@ codes! {
     BadOffset => "BAD_OFFSET", OutOfRange, false;
     TimeInFuture => "TIME_IN_FUTURE", OutOfRange, false;
     TimeBeforeStream => "TIME_BEFORE_STREAM", OutOfRange, false;
+    NoSubscriber => "NO_SUBSCRIBER", FailedPrecondition, false;
     Corrupt => "DATA_CORRUPT", DataLoss, false;
     StorageFull => "STORAGE_FULL", ResourceExhausted, true;
     TxnNotFound => "TXN_NOT_FOUND", NotFound, false;

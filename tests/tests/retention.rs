@@ -195,8 +195,17 @@ fn consumption_retention_follows_subscriber_checkpoints_within_min_and_max() {
     }
     let info = json_out(&s.cli(&["stream", "info", "demo/c", "--json"]));
     assert_eq!(info["policy"]["retention"], "consumption:40s,2m", "{info}");
-    ok(&s.cli(&["reader-group", "create", "demo/sub", "--stream", "c", "--subscriber"]));
+    // Setting it on an existing stream no subscriber reads is refused (at creation no group can
+    // exist yet: the note above); a non-subscriber group does not count; nothing changes.
     ok(&s.cli(&["reader-group", "create", "demo/other", "--stream", "c"]));
+    for (flag, policy) in [("--retention", "consumption:50s,120s"), ("--scaling", "readers:2")] {
+        let out = s.cli(&["stream", "update", "demo/c", flag, policy]);
+        assert_eq!(nadi_tests::cli_code(&out), "NO_SUBSCRIBER", "{policy}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--subscriber"), "names the fix: {out:?}");
+    }
+    let info = json_out(&s.cli(&["stream", "info", "demo/c", "--json"]));
+    assert_eq!(info["policy"]["retention"], "consumption:40s,2m", "{info}");
+    ok(&s.cli(&["reader-group", "create", "demo/sub", "--stream", "c", "--subscriber"]));
     let group = json_out(&s.cli(&["reader-group", "info", "demo/sub", "--json"]));
     assert_eq!(group["subscriber"], true, "{group}");
     let updated = s.cli(&["stream", "update", "demo/c", "--retention", "consumption:40s,120s"]);
