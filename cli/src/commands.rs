@@ -240,6 +240,21 @@ pub async fn stream_cut(
     Ok(())
 }
 
+/// `stream watermarks SCOPE/STREAM [--json]`.
+pub async fn stream_watermarks(client: &NadiClient, name: &str, as_json: bool) -> anyhow::Result<()> {
+    let (scope, stream) = names(name)?;
+    let v = views::WatermarksView::new(scope, stream, &client.watermarks(scope, stream, 0).await?);
+    if as_json {
+        return print_json(&v);
+    }
+    match v.watermark_ms {
+        Some(ms) => println!("watermark {ms} ms"),
+        None => println!("no watermark yet (no writer has noted its time)"),
+    }
+    println!("writers: {} active, {} idle", v.active_writers, v.idle_writers);
+    Ok(())
+}
+
 /// `stream truncate SCOPE/STREAM (--cut ID:OFFSET,… | --at-tail | --before TIME) [--json]`.
 pub async fn stream_truncate(
     client: &NadiClient,

@@ -375,6 +375,14 @@ pub enum StreamCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The stream's event-time watermark from its writers' time notes, and how many writers
+    /// hold it (active) or no longer do (idle).
+    Watermarks {
+        /// SCOPE/STREAM
+        stream: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a stream cut: the head (default), the tail or the cut at a time, as
     /// SEGMENT_ID:OFFSET,…
     Cut {
@@ -550,6 +558,7 @@ pub async fn run(
                     commands::stream_scale(&c, &stream, split, into, merge.as_deref(), json).await
                 }
                 StreamCmd::History { stream, json } => commands::stream_history(&c, &stream, json).await,
+                StreamCmd::Watermarks { stream, json } => commands::stream_watermarks(&c, &stream, json).await,
                 StreamCmd::Cut { stream, tail, at, json } => {
                     commands::stream_cut(&c, &stream, tail, at.as_deref(), json).await
                 }

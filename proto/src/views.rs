@@ -733,6 +733,40 @@ pub struct SegmentOffsetView {
     pub offset: u64,
 }
 
+/// A stream's event-time watermark (`nadi stream watermarks`): writers' time notes as the
+/// controller leader holds them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WatermarksView {
+    pub scope: String,
+    pub stream: String,
+    /// The newest watermark (ms), `None` while the stream has none.
+    pub watermark_ms: Option<u64>,
+    /// Watermarks the leader keeps (at most 256).
+    pub kept: usize,
+    /// Writers holding the watermark now (noted within their idle timeout, not closed).
+    pub active_writers: u32,
+    /// Writers whose idle timeout passed since their last note.
+    pub idle_writers: u32,
+    /// Segments in the newest watermark's cut.
+    pub cut_segments: usize,
+}
+
+impl WatermarksView {
+    /// The view of a `GetWatermarks` answer.
+    pub fn new(scope: &str, stream: &str, w: &pb::GetWatermarksResponse) -> WatermarksView {
+        let last = w.watermarks.last();
+        WatermarksView {
+            scope: scope.to_owned(),
+            stream: stream.to_owned(),
+            watermark_ms: last.map(|m| m.time_ms),
+            kept: w.watermarks.len(),
+            active_writers: w.active_writers,
+            idle_writers: w.idle_writers,
+            cut_segments: last.map_or(0, |m| m.cut.len()),
+        }
+    }
+}
+
 /// A stream cut: one position per segment, the segments tiling [0, 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StreamCutView {

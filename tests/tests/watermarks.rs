@@ -211,7 +211,15 @@ fn the_watermark_never_passes_an_undelivered_event_and_moves_on_when_a_writer_go
     for r in group_readers {
         rt.block_on(r).unwrap();
     }
+    // The CLI's view before and after A closes: A active and B idle, then only B (idle).
+    let view = json_out(&s.cli(&["stream", "watermarks", "demo/w", "--json"]));
+    assert_eq!(view["watermark_ms"], a_last_note, "{view}");
+    assert_eq!((view["active_writers"].as_u64(), view["idle_writers"].as_u64()), (Some(1), Some(1)), "{view}");
     rt.block_on(a.close()).unwrap();
+    let view = json_out(&s.cli(&["stream", "watermarks", "demo/w", "--json"]));
+    assert_eq!((view["active_writers"].as_u64(), view["idle_writers"].as_u64()), (Some(0), Some(1)), "{view}");
+    assert_eq!(view["watermark_ms"], a_last_note, "no active writer: it stays");
+    assert_eq!(nadi_tests::cli_code(&s.cli(&["stream", "watermarks", "demo/none"])), "NOT_FOUND_STREAM");
 
     for (what, log) in &logs {
         let log = log.lock().unwrap();
