@@ -1162,7 +1162,7 @@ impl ControllerService for Controller {
                     .get(&req.scope)
                     .into_iter()
                     .flat_map(|groups| groups.values())
-                    .any(|g| g.subscriber && g.streams.iter().any(|s| *s == req.stream))
+                    .any(|g| g.subscriber && g.streams.contains(&req.stream))
             });
             if !subscribed {
                 let what = if sets_consumption { "consumption retention" } else { "scaling by readers" };
