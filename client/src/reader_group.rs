@@ -589,8 +589,6 @@ pub struct Reader {
     end_of_group: bool,
     /// Watermarks of each stream asked about.
     watermarks: HashMap<String, Tracker>,
-    /// Per stream, the group's segments and positions as the controller last told them.
-    group_positions: HashMap<String, Vec<(u64, u64)>>,
 }
 
 impl Drop for Reader {
@@ -620,7 +618,6 @@ impl Reader {
             checkpoint_mark: None,
             end_of_group: false,
             watermarks: HashMap::new(),
-            group_positions: HashMap::new(),
         };
         r.sync().await?;
         Ok(r)
@@ -656,17 +653,14 @@ impl Reader {
             self.watermarks.entry(stream.to_owned()).or_insert_with(|| Tracker::new(&self.group.scope, stream, false));
         if tracker.due() {
             let info = self.group.info().await?;
-            let mut others = Vec::new();
             let progress = info.readers.iter().flat_map(|r| r.segments.iter()).chain(info.unassigned.iter());
-            for p in progress.filter_map(|p| p.position.as_ref()).filter(|p| p.stream == stream) {
-                others.push((p.segment_id, p.offset));
-            }
-            self.group_positions.insert(stream.to_owned(), others);
+            tracker.group_positions = progress
+                .filter_map(|p| p.position.as_ref())
+                .filter(|p| p.stream == stream)
+                .map(|p| (p.segment_id, p.offset))
+                .collect();
         }
-        let mut positions: BTreeMap<u64, u64> = BTreeMap::new();
-        for (id, offset) in self.group_positions.get(stream).into_iter().flatten() {
-            positions.insert(*id, *offset);
-        }
+        let mut positions: BTreeMap<u64, u64> = tracker.group_positions.iter().copied().collect();
         // This reader's own segments at the events it handed out (a finished one at its end).
         let own = self.owned.iter().map(|(k, o)| (k, o.position)).chain(self.finished.iter().map(|(k, at)| (k, *at)));
         for ((_, id), position) in own.filter(|((s, _), _)| s == stream) {

@@ -60,6 +60,9 @@ pub(crate) struct Tracker {
     best: Option<u64>,
     /// Key ranges of segments, for readers that do not know them.
     pub(crate) ranges: HashMap<u64, (f64, f64)>,
+    /// A group member's view of the group: its segments and positions as the controller last
+    /// reported them (empty for a stream reader).
+    pub(crate) group_positions: Vec<(u64, u64)>,
 }
 
 impl Tracker {
@@ -73,6 +76,7 @@ impl Tracker {
             monotone,
             best: None,
             ranges: HashMap::new(),
+            group_positions: Vec::new(),
         }
     }
 

@@ -817,10 +817,7 @@ impl SegmentTask {
         let shared = self.shared.clone();
         let info = shared.client.segment_info(&self.endpoint, &self.segment).await?;
         let stored = info.writers.iter().find(|w| w.writer_id == shared.writer_id).map_or(-1, |w| w.last_event_number);
-        if stored >= 0 {
-            self.reached(info.length);
-        }
-        self.on_ack(stored);
+        self.on_ack_at(stored, info.length);
         let successors = shared.client.successors(&shared.scope, &shared.stream, self.segment_id).await?;
         if successors.is_empty() {
             return Err(ClientError::new(
@@ -932,13 +929,16 @@ impl SegmentTask {
         }
     }
 
-    /// Records that this writer's acknowledged events in the segment end at or before `len`.
-    fn reached(&self, len: u64) {
-        if !self.shared.fixed {
+    /// Every event numbered up to `last` is durable and ends at or before `len` (the segment's
+    /// length when the store said so). The position is recorded before flushes are woken: a
+    /// time note reads the positions right after its flush.
+    fn on_ack_at(&mut self, last: i64, len: u64) {
+        if last > self.acked && !self.shared.fixed {
             let mut positions = self.shared.positions.lock();
             let p = positions.entry(self.segment_id).or_insert(0);
             *p = (*p).max(len);
         }
+        self.on_ack(last);
     }
 
     fn add_waiter(&mut self, w: oneshot::Sender<Result<(), ClientError>>) {
@@ -980,10 +980,7 @@ impl SegmentTask {
         }
         // Events acknowledged by the handshake (their acks were lost with the connection) end
         // before the segment's length now.
-        if last > self.acked {
-            self.reached(length);
-        }
-        self.on_ack(last);
+        self.on_ack_at(last, length);
         for b in &self.in_flight {
             let msg = batch_msg(b);
             if req_tx.send(msg).await.is_err() {
@@ -1020,9 +1017,7 @@ impl SegmentTask {
                 resp = responses.next() => match resp {
                     Some(Ok(pb::AppendResponse { kind: Some(pb::append_response::Kind::Ack(a)) })) => {
                         *attempts = 0;
-                        // Before waking flushes: a time note reads the positions after its flush.
-                        self.reached(a.segment_length);
-                        self.on_ack(a.last_event_number);
+                        self.on_ack_at(a.last_event_number, a.segment_length);
                     }
                     Some(Ok(_)) => return End::Failed(ClientError::new(ErrorKind::Internal, "unexpected append response")),
                     Some(Err(s)) => return ended(s.into()),

@@ -390,14 +390,7 @@ impl Controller {
                     })
                     .collect();
                 let readers = self.meta.read_groups(|_, rg| {
-                    rg.scopes
-                        .get(&c.scope)
-                        .into_iter()
-                        .flat_map(|groups| groups.values())
-                        .filter(|g| g.subscriber && g.streams.contains(&c.stream))
-                        .map(|g| g.readers.len() as u32)
-                        .max()
-                        .unwrap_or(0)
+                    rg.subscribers(&c.scope, &c.stream).map(|g| g.readers.len() as u32).max().unwrap_or(0)
                 });
                 let key = format!("{}/{}", c.scope, c.stream);
                 let asked = requests.entry(key).or_default();

@@ -195,6 +195,16 @@ fn name_error(kind: &'static str, name: &str) -> Result<(), MetaError> {
 }
 
 impl ReaderGroups {
+    /// The subscriber groups (consumption retention, scaling by readers) that read
+    /// `scope/stream`.
+    pub fn subscribers<'a>(&'a self, scope: &str, stream: &'a str) -> impl Iterator<Item = &'a GroupState> + 'a {
+        self.scopes
+            .get(scope)
+            .into_iter()
+            .flat_map(|groups| groups.values())
+            .filter(move |g| g.subscriber && g.streams.iter().any(|s| s == stream))
+    }
+
     /// A group by scope and name.
     pub fn group(&self, scope: &str, group: &str) -> Result<&GroupState, MetaError> {
         self.scopes

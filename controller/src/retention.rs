@@ -185,11 +185,7 @@ impl Controller {
         let (meta, subscribers) = self.meta.read_groups(|st, rg| {
             let m = st.stream(scope, stream).cloned();
             let subs: Vec<Option<Cut>> = rg
-                .scopes
-                .get(scope)
-                .into_iter()
-                .flat_map(|groups| groups.values())
-                .filter(|g| g.subscriber && g.streams.iter().any(|s| s == stream))
+                .subscribers(scope, stream)
                 .map(|g| {
                     g.checkpoints.last().map(|c| {
                         c.positions.iter().filter(|(s, _)| s.stream == stream).map(|(s, o)| (s.id, *o)).collect()

@@ -973,7 +973,7 @@ impl ControllerService for Controller {
             ))
             .into());
         }
-        let (created_at_ms, position) = self
+        let (created_at_ms, position, live) = self
             .meta
             .read(|st| {
                 let m = st.stream(&req.scope, &req.stream)?;
@@ -990,10 +990,9 @@ impl ControllerService for Controller {
                 }
                 let live: std::collections::HashSet<u64> =
                     m.segments.values().filter(|s| !s.deleted).map(|s| s.id.packed()).collect();
-                Ok::<_, MetaError>((m.created_at_ms, (position, live)))
+                Ok::<_, MetaError>((m.created_at_ms, position, live))
             })
             .await?;
-        let (position, live) = position;
         let note = crate::watermark::Note {
             writer_id: req.writer_id.clone(),
             time_ms: req.time_ms,
@@ -1157,13 +1156,7 @@ impl ControllerService for Controller {
         let sets_consumption = given.retention.is_some() && matches!(config.retention, Retention::Consumption { .. });
         let sets_readers = given.scaling.is_some() && matches!(config.scaling, Scaling::Readers { .. });
         if sets_consumption || sets_readers {
-            let subscribed = self.meta.read_groups(|_, rg| {
-                rg.scopes
-                    .get(&req.scope)
-                    .into_iter()
-                    .flat_map(|groups| groups.values())
-                    .any(|g| g.subscriber && g.streams.contains(&req.stream))
-            });
+            let subscribed = self.meta.read_groups(|_, rg| rg.subscribers(&req.scope, &req.stream).next().is_some());
             if !subscribed {
                 let what = if sets_consumption { "consumption retention" } else { "scaling by readers" };
                 return Err(MetaError::NoSubscriber(format!(
