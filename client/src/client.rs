@@ -298,22 +298,25 @@ impl NadiClient {
         Err(ClientError::new(ErrorKind::Unavailable, format!("cannot reach the controller at {urls}: {}", e.message)))
     }
 
+    /// The connection to the segment store at `url` (shared), with this client's credentials.
+    pub(crate) fn store_channel(&self, url: &str) -> Result<Channel, ClientError> {
+        let mut stores = self.inner.stores.lock();
+        Ok(match stores.get(url) {
+            Some(c) => c.clone(),
+            None => {
+                let mut c = channel(&self.inner.security, url)?;
+                if let Some(authorization) = &self.inner.authorization {
+                    c = c.with_authorization(authorization.clone());
+                }
+                stores.insert(url.to_owned(), c.clone());
+                c
+            }
+        })
+    }
+
     /// A client for the segment store at `url` (connections are shared).
     pub fn segment_store(&self, url: &str) -> Result<SegmentStoreClient<Channel>, ClientError> {
-        let channel = {
-            let mut stores = self.inner.stores.lock();
-            match stores.get(url) {
-                Some(c) => c.clone(),
-                None => {
-                    let mut c = channel(&self.inner.security, url)?;
-                    if let Some(authorization) = &self.inner.authorization {
-                        c = c.with_authorization(authorization.clone());
-                    }
-                    stores.insert(url.to_owned(), c.clone());
-                    c
-                }
-            }
-        };
+        let channel = self.store_channel(url)?;
         Ok(SegmentStoreClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE))

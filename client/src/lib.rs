@@ -64,6 +64,7 @@
 //! }
 //! ```
 
+mod append_codec;
 mod client;
 mod error;
 mod manager;

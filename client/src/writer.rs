@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use nadi_proto::controller::v1 as pb_ctl;
-use nadi_proto::framing::{self, MAX_EVENT_SIZE};
+use nadi_proto::framing::{EVENT_HEADER_LEN, MAX_EVENT_SIZE};
 use nadi_proto::routing::{in_range, key_point};
 use nadi_proto::segment::v1 as pb;
 use parking_lot::Mutex;
@@ -34,7 +34,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::client::NadiClient;
+use crate::append_codec::{AppendCodec, Outgoing};
+use crate::client::{MAX_MESSAGE, NadiClient};
 use crate::error::{ClientError, ErrorKind};
 use crate::tasks::WriterTaskGuard;
 
@@ -266,7 +267,7 @@ impl Shared {
             open: Open::default(),
             waiters: Vec::new(),
             acked: -1,
-            last_batch_bytes: 0,
+            last_batch_events: 0,
         };
         let guard = WriterTaskGuard::new();
         crate::tasks::task_started(&task.segment);
@@ -648,18 +649,34 @@ fn answer_after(
 
 struct Batch {
     last: i64,
-    count: u32,
-    data: Bytes,
-    /// The events themselves, kept until acknowledged: if the segment is sealed first, they
+    /// The events' payloads, framed only when the batch is encoded (`append_codec`); kept
+    /// with the rest of the events until acknowledged: if the segment is sealed first, they
     /// are re-routed to its successors.
-    events: Vec<Ev>,
+    payloads: Arc<Vec<Bytes>>,
+    /// The rest of each event.
+    meta: Vec<Meta>,
+}
+
+impl Batch {
+    fn into_events(self) -> impl Iterator<Item = Ev> {
+        let payloads = Arc::unwrap_or_clone(self.payloads);
+        payloads.into_iter().zip(self.meta).map(|(payload, m)| Ev { point: m.point, payload, at: m.at })
+    }
+}
+
+/// An event without its payload.
+struct Meta {
+    point: Option<f64>,
+    at: Instant,
 }
 
 /// The batch being filled: events taken from a segment's queue, not numbered or sent yet.
 #[derive(Default)]
 struct Open {
-    data: BytesMut,
-    events: Vec<Ev>,
+    /// Bytes of the events framed.
+    bytes: usize,
+    payloads: Vec<Bytes>,
+    meta: Vec<Meta>,
     /// flush() callers met while filling it: they wait for its last event.
     flushes: Vec<oneshot::Sender<Result<(), ClientError>>>,
 }
@@ -680,8 +697,8 @@ struct SegmentTask {
     /// flush() callers waiting for an event number to be acknowledged.
     waiters: Vec<(i64, oneshot::Sender<Result<(), ClientError>>)>,
     acked: i64,
-    /// Bytes of the last batch sent: the next one's buffer is sized from it.
-    last_batch_bytes: usize,
+    /// Events of the last batch sent: the next one's lists are sized from it.
+    last_batch_events: usize,
 }
 
 /// Commands received from the channel at once, at most (see [`Queue`]).
@@ -852,7 +869,9 @@ impl SegmentTask {
         let failed = || ClientError::new(ErrorKind::Internal, "a successor's writer task stopped");
         // 1–2: what the store does not have, in order.
         let open = std::mem::take(&mut self.open);
-        let pending: Vec<Ev> = self.in_flight.drain(..).flat_map(|b| b.events).chain(open.events).collect();
+        let open_events =
+            open.payloads.into_iter().zip(open.meta).map(|(payload, m)| Ev { point: m.point, payload, at: m.at });
+        let pending: Vec<Ev> = self.in_flight.drain(..).flat_map(Batch::into_events).chain(open_events).collect();
         for ev in pending {
             let i = pick(&next, ev.point, &unkeyed);
             next[i].tx.send(Cmd::Event(ev)).await.map_err(|_| failed())?;
@@ -913,7 +932,7 @@ impl SegmentTask {
         while self.in_flight.front().is_some_and(|b| b.last <= self.acked) {
             let done = self.in_flight.pop_front().expect("front exists");
             if let Some(o) = &self.shared.config.observer {
-                let at: Vec<Instant> = done.events.iter().map(|e| e.at).collect();
+                let at: Vec<Instant> = done.meta.iter().map(|m| m.at).collect();
                 o.acked(&at, now);
             }
         }
@@ -952,15 +971,15 @@ impl SegmentTask {
 
     async fn connection(&mut self, rx: &mut Queue, attempts: &mut u32) -> End {
         let config = self.shared.config.clone();
-        let mut store = match self.shared.client.segment_store(&self.endpoint) {
-            Ok(s) => s,
+        let channel = match self.shared.client.store_channel(&self.endpoint) {
+            Ok(c) => c,
             Err(e) => return End::Failed(e),
         };
         let (req_tx, req_rx) = mpsc::channel(config.max_in_flight + 2);
         let setup = pb::AppendSetup { segment: self.segment.clone(), writer_id: self.shared.writer_id.clone() };
-        let _ = req_tx.send(pb::AppendRequest { kind: Some(pb::append_request::Kind::Setup(setup)) }).await;
-        let mut responses = match store.append(ReceiverStream::new(req_rx)).await {
-            Ok(r) => r.into_inner(),
+        let _ = req_tx.send(Outgoing::Setup(setup)).await;
+        let mut responses = match append_stream(channel, ReceiverStream::new(req_rx)).await {
+            Ok(r) => r,
             Err(s) => return ended(s.into()),
         };
         let (last, length) = match responses.next().await {
@@ -995,8 +1014,8 @@ impl SegmentTask {
             // Otherwise it keeps filling until an acknowledgement arrives, so a batch grows
             // with the rate times the round trip (adaptive batching, like Nagle's algorithm
             // and the store's own group commit) instead of a batch per event or two.
-            if !self.open.events.is_empty() && self.in_flight.len() < config.max_in_flight {
-                let urgent = !queue_open || !self.open.flushes.is_empty() || self.open.data.len() >= max_batch;
+            if !self.open.meta.is_empty() && self.in_flight.len() < config.max_in_flight {
+                let urgent = !queue_open || !self.open.flushes.is_empty() || self.open.bytes >= max_batch;
                 if urgent || self.in_flight.len() < LINGER_IN_FLIGHT {
                     let batch = self.seal_open();
                     let msg = batch_msg(&batch);
@@ -1007,10 +1026,10 @@ impl SegmentTask {
                     continue;
                 }
             }
-            if !queue_open && self.open.events.is_empty() && self.in_flight.is_empty() {
+            if !queue_open && self.open.meta.is_empty() && self.in_flight.is_empty() {
                 return End::Done;
             }
-            let room = queue_open && self.open.data.len() < max_batch;
+            let room = queue_open && self.open.bytes < max_batch;
             tokio::select! {
                 // Acknowledgements first: they free in-flight room and wake flushes.
                 biased;
@@ -1039,23 +1058,25 @@ impl SegmentTask {
         let mut next = Some(cmd);
         while let Some(cmd) = next.take() {
             match cmd {
-                Cmd::Flush(w) if self.open.events.is_empty() => self.add_waiter(w),
+                Cmd::Flush(w) if self.open.meta.is_empty() => self.add_waiter(w),
                 Cmd::Flush(w) => self.open.flushes.push(w),
                 Cmd::Event(ev) => {
-                    if self.open.events.is_empty() {
+                    if self.open.meta.is_empty() {
                         // Room for a batch like the last one (and a quarter more): growing the
-                        // buffer as it fills copied each batch about twice (13 % of the
-                        // client's instructions per small event).
-                        let guess = (ev.payload.len() * 64).max(self.last_batch_bytes + self.last_batch_bytes / 4);
-                        self.open.data.reserve(max.min(guess) + 64);
+                        // lists as they fill copied them about twice.
+                        let guess = 64.max(self.last_batch_events + self.last_batch_events / 4);
+                        self.open.payloads.reserve(guess);
+                        self.open.meta.reserve(guess);
                     }
                     // Below `max_batch_bytes` (at most 8 MiB - 8) plus one framed event of at
-                    // most 8 MiB + 4, a batch always fits the store's 16 MiB batch limit.
-                    framing::put_event(&mut self.open.data, &ev.payload).expect("size checked in write()");
-                    self.open.events.push(ev);
+                    // most 8 MiB + 8 (its size checked in `write`), a batch always fits the
+                    // store's 16 MiB batch limit.
+                    self.open.bytes += EVENT_HEADER_LEN + ev.payload.len();
+                    self.open.payloads.push(ev.payload);
+                    self.open.meta.push(Meta { point: ev.point, at: ev.at });
                 }
             }
-            if self.open.data.len() >= max {
+            if self.open.bytes >= max {
                 break;
             }
             next = rx.try_recv();
@@ -1066,15 +1087,15 @@ impl SegmentTask {
     /// wait for its last event.
     fn seal_open(&mut self) -> Batch {
         let open = std::mem::take(&mut self.open);
-        self.last_batch_bytes = open.data.len();
-        let count = open.events.len() as u32;
+        self.last_batch_events = open.meta.len();
+        let count = open.meta.len() as u32;
         let start = self.next_number.unwrap_or(0);
         let last = start + count as i64 - 1;
         self.next_number = Some(last + 1);
         for w in open.flushes {
             self.add_waiter(w);
         }
-        Batch { last, count, data: open.data.freeze(), events: open.events }
+        Batch { last, payloads: Arc::new(open.payloads), meta: open.meta }
     }
 }
 
@@ -1122,14 +1143,23 @@ async fn forward(cmd: Cmd, next: &[Route], unkeyed: &AtomicUsize) -> Result<(), 
     }
 }
 
-fn batch_msg(b: &Batch) -> pb::AppendRequest {
-    pb::AppendRequest {
-        kind: Some(pb::append_request::Kind::Batch(pb::AppendBatch {
-            last_event_number: b.last,
-            event_count: b.count,
-            data: b.data.clone(),
-        })),
-    }
+/// Opens an append stream to the store behind `channel`: `SegmentStore/Append`, with the
+/// requests encoded by [`AppendCodec`] (the generated client would encode them with prost).
+async fn append_stream(
+    channel: nadi_security::channel::Channel,
+    requests: ReceiverStream<Outgoing>,
+) -> Result<tonic::Streaming<pb::AppendResponse>, tonic::Status> {
+    let mut grpc =
+        tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("the segment store is not ready: {e}")))?;
+    let mut req = tonic::Request::new(requests);
+    req.extensions_mut().insert(tonic::GrpcMethod::new("nadi.segment.v1.SegmentStore", "Append"));
+    let path = http::uri::PathAndQuery::from_static("/nadi.segment.v1.SegmentStore/Append");
+    Ok(grpc.streaming(req, path, AppendCodec).await?.into_inner())
+}
+
+fn batch_msg(b: &Batch) -> Outgoing {
+    Outgoing::Batch { last: b.last, payloads: b.payloads.clone() }
 }
 
 #[cfg(test)]

@@ -569,9 +569,9 @@ impl ContainerLog for Replicated {
         self.log().reserve(len, data)
     }
 
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError> {
+    fn commit(&mut self, parts: &[&[u8]]) -> Result<Committed, CommitError> {
         use openraft::error::{ClientWriteError, RaftError};
-        let batch = Batch::new(Bytes::copy_from_slice(payload));
+        let batch = Batch::new(Bytes::from(parts.concat()));
         let (raft, timeout) = (self.raft.clone(), self.repl.commit_timeout);
         // A leader cut off from its majority cannot commit: once it has heard from none for
         // an election timeout (another replica may lead by then), the writers waiting on this

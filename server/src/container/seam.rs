@@ -59,13 +59,14 @@ pub trait ContainerLog: Send + 'static {
     /// storage writer's metadata, which may go past the capacity by one file to free space.
     fn reserve(&mut self, len: usize, data: bool) -> Result<(), LogError>;
 
-    /// Appends one batch record and returns once it is committed. `CommitError::Log` means the
+    /// Appends one batch record, whose payload is `parts` one after the other, and returns
+    /// once it is committed. `CommitError::Log` means the
     /// record may or may not be in the log: the caller's written state is then ahead of the
     /// log, and the container must stop (the writer aborts the process). `CommitError::Lost`
     /// (a replicated log) means this replica stopped leading while the record was in flight:
     /// it may still be committed by the next leader, or never; nothing of it is acknowledged,
     /// and the writer takes its view afresh once this replica leads again.
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError>;
+    fn commit(&mut self, parts: &[&[u8]]) -> Result<Committed, CommitError>;
 
     /// Writes a checkpoint record (a snapshot of the state machine) after every committed
     /// record; log files before `keep_from` may then be recycled.
@@ -170,8 +171,8 @@ impl ContainerLog for SingleCopy {
         if data { self.log.reserve_data(len) } else { self.log.reserve(len) }
     }
 
-    fn commit(&mut self, payload: &[u8]) -> Result<Committed, CommitError> {
-        let (lsn, addr) = self.log.append(RecordKind::Batch, payload)?;
+    fn commit(&mut self, parts: &[&[u8]]) -> Result<Committed, CommitError> {
+        let (lsn, addr) = self.log.append_parts(RecordKind::Batch, parts)?;
         if let Err(e) = self.log.sync() {
             // After a failed fsync the kernel may have dropped the dirty pages: the log's
             // contents are unknown, and going on could acknowledge lost data.

@@ -234,7 +234,7 @@ impl WriterThread {
         }
         // Never stamp a group before what is already applied (a clock set back across a restart).
         self.stamp = self.shared.durable.read().time_ms;
-        let mut payload = Vec::with_capacity(GROUP_COMMIT_BYTES);
+        let mut payload = ops::Payload::default();
         let mut batch = Vec::new();
         // A request that did not fit into the previous group starts the next one.
         let mut carry: Option<Queued> = None;
@@ -292,13 +292,13 @@ impl WriterThread {
     }
 
     /// Validates, writes, syncs and publishes one group of requests.
-    fn commit(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize) {
+    fn commit(&mut self, batch: &mut Vec<Request>, payload: &mut ops::Payload, size: usize) {
         self.commit_group(batch, payload, size, false)
     }
 
     /// Validates, writes, syncs and publishes one group of requests; `meta` groups (from the
     /// storage writer) never wait for Tier-1 capacity.
-    fn commit_group(&mut self, batch: &mut Vec<Request>, payload: &mut Vec<u8>, size: usize, meta: bool) {
+    fn commit_group(&mut self, batch: &mut Vec<Request>, payload: &mut ops::Payload, size: usize, meta: bool) {
         let mut phases = Phases::start(batch.len());
         // A replica that does not lead its container's group takes nothing; one that just
         // started leading takes its view afresh from what is applied.
@@ -352,7 +352,7 @@ impl WriterThread {
         payload.clear();
         // Every group carries its append time first (see `container::state`, "Append time").
         self.stamp = self.stamp.max(nadi_proto::clock::now_ms());
-        ops::encode_time(payload, self.stamp);
+        ops::encode_time(&mut payload.ops, self.stamp);
         let mut replies = Vec::with_capacity(batch.len());
         for req in batch.drain(..) {
             replies.push(self.encode(req, payload));
@@ -363,7 +363,7 @@ impl WriterThread {
         if !payload.is_empty() {
             self.since_checkpoint += crate::log::record_len(payload.len()) as u64;
             let started = phases.encoded();
-            let at = match self.log.commit(payload) {
+            let at = match self.log.commit(&payload.parts()) {
                 Ok(at) => at,
                 Err(CommitError::Lost { leader }) => {
                     // Not acknowledged: the writers retry (with their ids, so nothing is stored
@@ -385,9 +385,11 @@ impl WriterThread {
             if !self.log.applies() {
                 // Applying what we just encoded through the state machine is deliberate: the
                 // durable state is built by exactly the code recovery runs (decode + apply), so
-                // a live store and a recovered one cannot differ. The codec decodes at ~75 GiB/s
-                // (criterion), far off the hot path's cost.
-                let ops = match ops::decode(payload) {
+                // a live store and a recovered one cannot differ. (The payload's appended data
+                // was not copied into it, so this decodes the operations around it, which a
+                // property test holds equal to decoding the whole record; the codec decodes
+                // at ~75 GiB/s by criterion, far off the hot path's cost.)
+                let ops = match payload.decode() {
                     Ok(ops) => ops,
                     Err(e) => {
                         tracing::error!(container = self.shared.id, error = %e, "a batch just encoded does not decode; aborting");
@@ -404,6 +406,8 @@ impl WriterThread {
             let queued = (self.shared.queue_limit as u64).saturating_sub(self.shared.queue.available_permits() as u64);
             self.shared.metrics.committed(self.shared.id, replies.len(), started.elapsed().as_secs_f64(), queued);
         }
+        // The appended data is in the log now: its receive buffers go back.
+        payload.clear();
         phases.applied();
         // A requested checkpoint follows the group, so it covers everything queued before it.
         let checkpoint = replies.iter().any(|r| matches!(r, Reply::Checkpoint(_))).then(|| self.write_checkpoint());
@@ -469,7 +473,7 @@ impl WriterThread {
     /// Commits one metadata request of the storage writer as a group of its own (it may go
     /// beyond the Tier-1 capacity by one file), then writes checkpoints if that lets old log
     /// files be recycled: two, because recovery may fall back to the older of the two newest.
-    fn commit_meta(&mut self, first: Request, payload: &mut Vec<u8>) {
+    fn commit_meta(&mut self, first: Request, payload: &mut ops::Payload) {
         let mut batch = vec![first];
         while let Ok(m) = self.meta_rx.try_recv() {
             batch.push(m);
@@ -494,7 +498,7 @@ impl WriterThread {
 
     /// Validates one request against the written state, encodes it, and applies it to the
     /// written state.
-    fn encode(&mut self, req: Request, buf: &mut Vec<u8>) -> Reply {
+    fn encode(&mut self, req: Request, buf: &mut ops::Payload) -> Reply {
         let w = &mut self.written;
         match req {
             Request::Create { name, reply } => {
@@ -502,7 +506,7 @@ impl WriterThread {
                     Some(_) => Ok(false),
                     None => {
                         let local = w.next_local;
-                        ops::encode_create(buf, local, &name);
+                        ops::encode_create(&mut buf.ops, local, &name);
                         apply_written(w, &Op::Create { local, name: &name });
                         Ok(true)
                     }
@@ -543,8 +547,9 @@ impl WriterThread {
                     };
                     let local = s.local;
                     let offset = s.length;
-                    ops::encode_append(buf, local, offset, &writer, last_event_number, count, &data);
-                    let payload = data.len() as u64 - count as u64 * EVENT_HEADER_LEN as u64;
+                    let data_len = data.len();
+                    buf.append(local, offset, &writer, last_event_number, count, data);
+                    let payload = data_len as u64 - count as u64 * EVENT_HEADER_LEN as u64;
                     self.shared.metrics.appended(&name, count, payload);
                     apply_written(
                         w,
@@ -555,17 +560,17 @@ impl WriterThread {
                             last_event_number,
                             event_count: count,
                             data_pos: 0,
-                            data_len: data.len(),
+                            data_len,
                         },
                     );
-                    Ok((last_event_number, offset + data.len() as u64))
+                    Ok((last_event_number, offset + data_len as u64))
                 })();
                 Reply::Appended(reply, res)
             }
             Request::Seal { name, reply } => {
                 let res = live(w, &name).map(|s| (s.local, s.sealed, s.length)).map(|(local, sealed, length)| {
                     if !sealed {
-                        ops::encode_seal(buf, local);
+                        ops::encode_seal(&mut buf.ops, local);
                         apply_written(w, &Op::Seal { local });
                     }
                     length
@@ -576,7 +581,7 @@ impl WriterThread {
                 // Later requests in the same batch already see the segment as gone (a create
                 // of the same name makes a new, empty segment), exactly as replay will.
                 let res = live(w, &name).map(|s| s.local).map(|local| {
-                    ops::encode_delete(buf, local);
+                    ops::encode_delete(&mut buf.ops, local);
                     apply_written(w, &Op::Delete { local });
                 });
                 Reply::Deleted(reply, res)
@@ -609,8 +614,9 @@ impl WriterThread {
                     if let Some(ack) = retry {
                         return (ack.last_event_number, ack.segment_length);
                     }
-                    ops::encode_append(buf, local, offset, &writer, last_event_number, event_count, &data);
-                    let payload = (data.len() as u64).saturating_sub(event_count as u64 * EVENT_HEADER_LEN as u64);
+                    let data_len = data.len();
+                    buf.append(local, offset, &writer, last_event_number, event_count, data);
+                    let payload = (data_len as u64).saturating_sub(event_count as u64 * EVENT_HEADER_LEN as u64);
                     self.shared.metrics.appended(&name, event_count, payload);
                     let op = Op::Append {
                         local,
@@ -619,10 +625,10 @@ impl WriterThread {
                         last_event_number,
                         event_count,
                         data_pos: 0,
-                        data_len: data.len(),
+                        data_len,
                     };
                     apply_written(w, &op);
-                    (last_event_number, offset + data.len() as u64)
+                    (last_event_number, offset + data_len as u64)
                 });
                 Reply::Appended(reply, res)
             }
@@ -641,7 +647,7 @@ impl WriterThread {
                 });
                 let res = res.map(|local| {
                     if let Some(local) = local {
-                        ops::encode_truncate(buf, local, offset);
+                        ops::encode_truncate(&mut buf.ops, local, offset);
                         apply_written(w, &Op::Truncate { local, start_offset: offset });
                     }
                 });
@@ -662,7 +668,7 @@ impl WriterThread {
                         return Err(StoreError::Sealed(target.clone()));
                     }
                     let (t_local, t_length) = (t.local, t.length + src_bytes);
-                    ops::encode_merge(buf, t_local, src_local);
+                    ops::encode_merge(&mut buf.ops, t_local, src_local);
                     apply_written(w, &Op::Merge { target: t_local, source: src_local });
                     Ok(t_length)
                 })();
@@ -682,7 +688,7 @@ impl WriterThread {
                     Ok(s.local)
                 });
                 let res = res.map(|local| {
-                    ops::encode_attribute(buf, local, &key, value);
+                    ops::encode_attribute(&mut buf.ops, local, &key, value);
                     apply_written(w, &Op::Attribute { local, key: &key, value });
                 });
                 Reply::Done(reply, res)
@@ -724,7 +730,7 @@ impl WriterThread {
                     Ok(())
                 });
                 if res.is_ok() {
-                    ops::encode_tiered(buf, local, offset, len, tag);
+                    ops::encode_tiered(&mut buf.ops, local, offset, len, tag);
                 }
                 Reply::Done(reply, res)
             }
