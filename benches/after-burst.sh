@@ -4,7 +4,7 @@
 #
 #   benches/after-burst.sh [ROUNDS] [NADI] [OLD_NADI]
 #
-# Each round runs, one after the other:
+# Each round runs, one after the other, each once the disk is quiet (`disk_quiet`, lib.sh):
 # - burst: `nadi bench` at the maximum rate for BURST seconds (default 10: 7–10 GB of 1 KiB
 #   events over 16 segments), then at once 50,000 × 1 KiB events/s for 10 s on another stream
 #   of 16 segments, while Tier-2 drains what the burst left in Tier-1;
@@ -30,6 +30,7 @@ metric() {
 
 run() {
   local round=$1 what=$2 nadi=$3 burst=$4 dir="$work/$2-$RANDOM"
+  disk_quiet "$work"
   "$nadi" standalone --data-dir "$dir" --controller-listen 127.0.0.1:0 --segment-listen 127.0.0.1:0 \
     --http-listen 127.0.0.1:0 2>"$dir.log" &
   local pid=$!; pids+=("$pid")

@@ -24,3 +24,23 @@ cpu() {
   done
   python3 -c "print($t / $(getconf CLK_TCK))"
 }
+
+# Waits, at most 120 s, until the disk under DIR has been quiet for 3 s in a row (fewer than
+# 20 reads, writes and discards completed per second), and prints on stderr how long it
+# waited. Deleting a run's gigabytes makes ext4 mounted with `discard` trim them for seconds
+# afterwards, and those trims stall the next run's fdatasyncs by 100–250 ms.
+disk_quiet() {
+  local dev stat quiet=0 prev cur waited=0
+  dev=$(basename "$(df --output=source "$1" | tail -1)")
+  stat=/sys/class/block/$dev/stat
+  [ -r "$stat" ] || return 0
+  sync
+  prev=$(awk '{print $1 + $5 + $12}' "$stat")
+  while [ "$quiet" -lt 3 ] && [ "$waited" -lt 120 ]; do
+    sleep 1; waited=$((waited + 1))
+    cur=$(awk '{print $1 + $5 + $12}' "$stat")
+    if [ $((cur - prev)) -lt 20 ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    prev=$cur
+  done
+  echo "disk quiet after ${waited} s" >&2
+}

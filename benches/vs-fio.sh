@@ -18,6 +18,7 @@ source "$(dirname "$0")/lib.sh"
 command -v fio >/dev/null || { echo "fio is not installed (apt-get install fio)" >&2; exit 1; }
 
 fio_mbps() {
+  disk_quiet "$work"
   fio --name=over --filename="$work/fio.dat" --rw=write --bs=1M --size="$SIZE" --fdatasync=1 \
     --ioengine=psync --output-format=json |
     python3 -c "import json,sys; print(round(json.load(sys.stdin)['jobs'][0]['write']['bw_bytes'] / 1e6))"
@@ -25,6 +26,7 @@ fio_mbps() {
 
 nadi_mbps() {
   local dir="$work/nadi-$RANDOM"
+  disk_quiet "$work"
   "$NADI" standalone --data-dir "$dir" --controller-listen 127.0.0.1:0 --segment-listen 127.0.0.1:0 \
     --http-listen 127.0.0.1:0 2>"$dir.log" &
   local pid=$!; pids+=("$pid")
