@@ -21,8 +21,8 @@
 //! has length `N × (8 + P)`. Rates are the difference of two samples over the time between
 //! them. Event counts come from the writers' event numbers the store keeps per segment (each
 //! writer numbers its events on a segment consecutively from 0): conditional appends carry no
-//! writer and are not counted. The store does not say how a segment's bytes split between
-//! Tier-1 and Tier-2, so no such figure is shown.
+//! writer and are not counted. Tier-1 and Tier-2 bytes per segment come from the store's
+//! `GetSegmentInfo` (`tier1_bytes`, `tier2_bytes`).
 //!
 //! Output: an aligned table, or with `--json` one JSON object per sample on one line.
 //! `--watch` samples every interval until Ctrl-C (or `--count` samples); on a terminal the
