@@ -30,15 +30,15 @@ pub(crate) enum Outgoing {
 }
 
 /// Bytes of `payloads` framed.
-pub(crate) fn framed_len(payloads: &[Bytes]) -> usize {
+fn framed_len(payloads: &[Bytes]) -> usize {
     payloads.iter().map(|p| EVENT_HEADER_LEN + p.len()).sum()
 }
 
 /// `AppendRequest.batch` (field 2) holding `AppendBatch { last_event_number: 1, event_count: 2,
-/// data: 3 }`, with proto3's rule that fields at their default value are left out.
-fn encode_batch(last: i64, payloads: &[Bytes], buf: &mut impl BufMut) {
+/// data: 3 }`, with proto3's rule that fields at their default value are left out; `data_len`
+/// is `framed_len(payloads)`.
+fn encode_batch(last: i64, payloads: &[Bytes], data_len: usize, buf: &mut impl BufMut) {
     let count = payloads.len() as u32;
-    let data_len = framed_len(payloads);
     let mut inner = 0;
     if last != 0 {
         inner += key_len(1) + encoded_len_varint(last as u64);
@@ -70,9 +70,9 @@ fn encode_batch(last: i64, payloads: &[Bytes], buf: &mut impl BufMut) {
     }
 }
 
-/// Upper bound of the encoded size of a batch (for one allocation of the message buffer).
-fn batch_size_bound(payloads: &[Bytes]) -> usize {
-    let data_len = framed_len(payloads);
+/// Upper bound of the encoded size of a batch of `data_len` framed bytes (for one allocation
+/// of the message buffer).
+fn batch_size_bound(data_len: usize) -> usize {
     // Field 2's key and length, three keys, two varints of at most 10 bytes, data's length.
     1 + 10 + 3 + 10 + 10 + 10 + data_len
 }
@@ -92,8 +92,9 @@ impl Encoder for AppendEncoder {
                 .encode(buf)
                 .map_err(|e| Status::internal(format!("encoding the append setup: {e}"))),
             Outgoing::Batch { last, payloads } => {
-                buf.reserve(batch_size_bound(&payloads));
-                encode_batch(last, &payloads, buf);
+                let data_len = framed_len(&payloads);
+                buf.reserve(batch_size_bound(data_len));
+                encode_batch(last, &payloads, data_len, buf);
                 Ok(())
             }
         }
@@ -155,9 +156,9 @@ mod tests {
                 }
                 .encode_to_vec();
                 let mut ours = Vec::new();
-                encode_batch(last, &payloads, &mut ours);
+                encode_batch(last, &payloads, framed_len(&payloads), &mut ours);
                 assert_eq!(ours, expected, "sizes {sizes:?}, last {last}");
-                assert!(ours.len() <= batch_size_bound(&payloads));
+                assert!(ours.len() <= batch_size_bound(framed_len(&payloads)));
             }
         }
     }

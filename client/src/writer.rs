@@ -659,9 +659,13 @@ struct Batch {
 
 impl Batch {
     fn into_events(self) -> impl Iterator<Item = Ev> {
-        let payloads = Arc::unwrap_or_clone(self.payloads);
-        payloads.into_iter().zip(self.meta).map(|(payload, m)| Ev { point: m.point, payload, at: m.at })
+        events(Arc::unwrap_or_clone(self.payloads), self.meta)
     }
+}
+
+/// The events whose payloads and the rest are kept apart (in a batch, or the open one).
+fn events(payloads: Vec<Bytes>, meta: Vec<Meta>) -> impl Iterator<Item = Ev> {
+    payloads.into_iter().zip(meta).map(|(payload, m)| Ev { point: m.point, payload, at: m.at })
 }
 
 /// An event without its payload.
@@ -869,9 +873,8 @@ impl SegmentTask {
         let failed = || ClientError::new(ErrorKind::Internal, "a successor's writer task stopped");
         // 1–2: what the store does not have, in order.
         let open = std::mem::take(&mut self.open);
-        let open_events =
-            open.payloads.into_iter().zip(open.meta).map(|(payload, m)| Ev { point: m.point, payload, at: m.at });
-        let pending: Vec<Ev> = self.in_flight.drain(..).flat_map(Batch::into_events).chain(open_events).collect();
+        let pending: Vec<Ev> =
+            self.in_flight.drain(..).flat_map(Batch::into_events).chain(events(open.payloads, open.meta)).collect();
         for ev in pending {
             let i = pick(&next, ev.point, &unkeyed);
             next[i].tx.send(Cmd::Event(ev)).await.map_err(|_| failed())?;
