@@ -27,8 +27,8 @@ cpu() {
 
 # Waits, at most 120 s, until the disk under DIR has been quiet for 3 s in a row (fewer than
 # 20 reads, writes and discards completed per second), and prints on stderr how long it
-# waited. Deleting a run's gigabytes makes ext4 mounted with `discard` trim them for seconds
-# afterwards, and those trims stall the next run's fdatasyncs by 100–250 ms.
+# waited: the previous run's writeback and the deletion of its gigabytes stay out of the next
+# run. (It does not make the disk's own flush stalls go away; docs/performance.md, 2026-12-08.)
 disk_quiet() {
   local dev stat quiet=0 prev cur waited=0
   dev=$(basename "$(df --output=source "$1" | tail -1)")
